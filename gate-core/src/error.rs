@@ -1,0 +1,76 @@
+//! Errors of acquiring permits and configuring gates.
+
+use std::fmt;
+
+/// Why [`Gate::acquire`](crate::Gate::acquire) (or any waiting acquire) gave no permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// The gate was closed before or while waiting.
+    Closed,
+    /// The caller's deadline (`acquire_timeout` or the gate's `max_wait`) passed first.
+    TimedOut,
+    /// The queue already held `max_waiters` callers, so this one was refused at once.
+    QueueFull,
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "gate closed",
+            Self::TimedOut => "timed out waiting for a permit",
+            Self::QueueFull => "too many callers waiting for a permit",
+        })
+    }
+}
+
+impl std::error::Error for AcquireError {}
+
+/// Why [`Gate::try_acquire`](crate::Gate::try_acquire) gave no permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TryAcquireError {
+    /// The gate is closed.
+    Closed,
+    /// Not enough permits are free, or other callers are queued ahead.
+    NoPermits,
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "gate closed",
+            Self::NoPermits => "no permits available",
+        })
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+/// A limit above [`Gate::MAX_PERMITS`](crate::Gate::MAX_PERMITS) was asked for.
+///
+/// Returned by [`Gate::try_new`](crate::Gate::try_new), [`Gate::set_limit`](crate::Gate::set_limit)
+/// and the builder; nothing about the gate changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LimitError {
+    pub(crate) requested: usize,
+}
+
+impl LimitError {
+    /// The limit that was refused.
+    pub fn requested(&self) -> usize {
+        self.requested
+    }
+}
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "limit {} exceeds the maximum of {} permits",
+            self.requested,
+            crate::Gate::MAX_PERMITS
+        )
+    }
+}
+
+impl std::error::Error for LimitError {}

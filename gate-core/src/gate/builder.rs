@@ -1,0 +1,50 @@
+//! [`GateBuilder`]: a gate with bounds on waiting.
+
+use std::time::Duration;
+
+use super::{Gate, WaitLimits};
+use crate::LimitError;
+
+/// Builds a [`Gate`] whose acquires are bounded in time and number, from [`Gate::builder`].
+///
+/// An unbounded queue lets a flood of callers pile up without limit; a server should set
+/// both bounds.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct GateBuilder {
+    limit: usize,
+    wait_limits: WaitLimits,
+}
+
+impl GateBuilder {
+    pub(crate) const fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            wait_limits: WaitLimits::UNBOUNDED,
+        }
+    }
+
+    /// The longest any acquire waits before failing with
+    /// [`AcquireError::TimedOut`](crate::AcquireError::TimedOut). Zero means never wait.
+    pub const fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.wait_limits.max_wait = Some(max_wait);
+        self
+    }
+
+    /// The most callers that may wait at once; the next one fails at once with
+    /// [`AcquireError::QueueFull`](crate::AcquireError::QueueFull). Zero means never wait.
+    pub const fn max_waiters(mut self, max_waiters: usize) -> Self {
+        self.wait_limits.max_waiters = max_waiters;
+        self
+    }
+
+    /// Builds the gate, or fails if the limit exceeds [`Gate::MAX_PERMITS`].
+    pub const fn build(self) -> Result<Gate, LimitError> {
+        if self.limit > Gate::MAX_PERMITS {
+            return Err(LimitError {
+                requested: self.limit,
+            });
+        }
+        Ok(Gate::with_limits(self.limit, self.wait_limits))
+    }
+}

@@ -1,0 +1,395 @@
+//! [`Gate`]: a fair, resizable async semaphore.
+
+mod acquire;
+mod builder;
+mod permit;
+mod state;
+mod wait_list;
+
+pub use acquire::{Acquire, AcquireOwned};
+pub use builder::GateBuilder;
+pub use permit::{OwnedPermit, Permit};
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::stats::{Stats, WaitStats};
+use crate::{AcquireError, LimitError, TryAcquireError};
+use state::{State, WakeList};
+
+/// A fair, resizable async semaphore: at most `limit` permits are out at once.
+///
+/// A gate guards the part of a task that touches a limited resource, like
+/// `async with asyncio.Semaphore(n):` in Python. Every task runs; only the code holding a
+/// [`Permit`] is limited.
+///
+/// - **Fair.** Waiters are served strictly first in, first out. A released permit goes to the
+///   longest waiter, and [`try_acquire`](Self::try_acquire) never barges past a queue. A waiter
+///   asking for many permits holds up those behind it until its whole request fits.
+/// - **Cancel-safe.** Dropping an acquire future at any point gives back whatever it holds
+///   (its place in the queue, or permits granted to it but not yet collected) and lets the next
+///   waiter in. Dropping a permit, including during a panic's unwinding, releases it.
+/// - **Resizable.** [`set_limit`](Self::set_limit) grows the gate at once and shrinks it as
+///   permits come back: the number in flight never exceeds the new limit once the excess held
+///   before the shrink has drained. No permit is lost or duplicated.
+/// - **Bounded waiting.** Build with [`Gate::builder`] to give every acquire a `max_wait` and
+///   cap the queue with `max_waiters`; a plain [`Gate::new`] waits without bound, like tokio's
+///   `Semaphore`.
+/// - **Observable.** [`stats`](Self::stats) reports what is in flight, what waits, and the
+///   wait-time distribution. Recording it costs an add per admission.
+///
+/// # Examples
+///
+/// A gate shared by every caller of an API, declared as a `static`:
+///
+/// ```
+/// use gate_core::Gate;
+///
+/// static OPENAI: Gate = Gate::new(10);
+///
+/// async fn complete(prompt: &str) -> String {
+///     let _permit = OPENAI.acquire().await.expect("never closed");
+///     // At most 10 tasks run this part at once.
+///     format!("echo: {prompt}")
+/// }
+/// # tokio_test::block_on(async { assert_eq!(complete("hi").await, "echo: hi") });
+/// ```
+///
+/// Shrinking while permits are out: the limit takes hold as they come back.
+///
+/// ```
+/// use gate_core::Gate;
+///
+/// let gate = Gate::new(4);
+/// let held: Vec<_> = (0..4).map(|_| gate.try_acquire().unwrap()).collect();
+/// gate.set_limit(2).unwrap();
+/// drop(held);
+/// assert_eq!(gate.available_permits(), 2);
+/// ```
+pub struct Gate {
+    state: Mutex<State>,
+    wait_limits: WaitLimits,
+}
+
+/// How long, and behind how many others, an acquire may wait.
+///
+/// Every gate has one, used by [`Gate::acquire`]; [`Gate::acquire_with`] takes another for one
+/// call, so a tower layer or a caller with a deadline can bound its own waits on a shared gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WaitLimits {
+    /// The longest an acquire waits before failing with [`AcquireError::TimedOut`]; `None`
+    /// waits without bound, zero never waits.
+    pub max_wait: Option<Duration>,
+    /// The most callers that may be queued when this one arrives; if that many already wait,
+    /// it fails at once with [`AcquireError::QueueFull`]. Zero never waits.
+    pub max_waiters: usize,
+}
+
+impl WaitLimits {
+    /// No bound on time or queue length (the default of [`Gate::new`]).
+    pub const UNBOUNDED: Self = Self {
+        max_wait: None,
+        max_waiters: usize::MAX,
+    };
+
+    /// Refuse at once rather than wait.
+    pub const NO_WAIT: Self = Self {
+        max_wait: Some(Duration::ZERO),
+        max_waiters: 0,
+    };
+}
+
+impl Default for WaitLimits {
+    fn default() -> Self {
+        Self::UNBOUNDED
+    }
+}
+
+impl Gate {
+    /// The largest limit a gate accepts.
+    pub const MAX_PERMITS: usize = usize::MAX >> 4;
+
+    /// A gate admitting `limit` permits at once, with no bound on waiting.
+    ///
+    /// `const`, so a gate can be a `static` shared by a whole program.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` exceeds [`Gate::MAX_PERMITS`]; use [`Gate::try_new`] to get an error instead.
+    #[track_caller]
+    pub const fn new(limit: usize) -> Self {
+        if limit > Self::MAX_PERMITS {
+            panic!("Gate::new: the limit exceeds Gate::MAX_PERMITS; use a smaller limit");
+        }
+        Self::with_limits(limit, WaitLimits::UNBOUNDED)
+    }
+
+    /// Like [`Gate::new`], but returns an error for a limit above [`Gate::MAX_PERMITS`].
+    pub const fn try_new(limit: usize) -> Result<Self, LimitError> {
+        if limit > Self::MAX_PERMITS {
+            return Err(LimitError { requested: limit });
+        }
+        Ok(Self::with_limits(limit, WaitLimits::UNBOUNDED))
+    }
+
+    /// A gate with the given bounds; `limit` must already be checked.
+    pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
+        Self {
+            state: Mutex::new(State::new(limit)),
+            wait_limits,
+        }
+    }
+
+    /// Starts a gate of `limit` permits with bounds on waiting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::Gate;
+    ///
+    /// let gate = Gate::builder(10)
+    ///     .max_wait(Duration::from_secs(5))
+    ///     .max_waiters(1_000)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(gate.limit(), 10);
+    /// ```
+    pub const fn builder(limit: usize) -> GateBuilder {
+        GateBuilder::new(limit)
+    }
+
+    /// Waits for one permit.
+    ///
+    /// Fails with [`AcquireError::Closed`] if the gate closes first, and, for a gate built
+    /// with `max_wait` or `max_waiters`, with [`AcquireError::TimedOut`] or
+    /// [`AcquireError::QueueFull`].
+    pub fn acquire(&self) -> Acquire<'_> {
+        self.acquire_many(1)
+    }
+
+    /// Waits for `n` permits, taken together. While it waits at the front of the queue it
+    /// holds up everyone behind it (fairness); if `n` exceeds the limit it waits until the
+    /// limit grows.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Gate::MAX_PERMITS`], which no gate could ever grant.
+    #[track_caller]
+    pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        Acquire::new(self, check_request(n), self.wait_limits)
+    }
+
+    /// Waits for `n` permits within `limits` instead of the gate's own.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn acquire_with(&self, n: usize, limits: WaitLimits) -> Acquire<'_> {
+        Acquire::new(self, check_request(n), limits)
+    }
+
+    /// Waits for one permit for at most `timeout` (overriding the gate's `max_wait`), then
+    /// fails with [`AcquireError::TimedOut`]. A zero timeout never waits.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Acquire<'_> {
+        let limits = WaitLimits {
+            max_wait: Some(timeout),
+            ..self.wait_limits
+        };
+        Acquire::new(self, 1, limits)
+    }
+
+    /// Waits for one permit through an `Arc`, so the permit is `'static`.
+    pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
+        self.acquire_many_owned(1)
+    }
+
+    /// Waits for `n` permits through an `Arc`, so the permit is `'static`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        let limits = self.wait_limits;
+        AcquireOwned::new(self, check_request(n), limits)
+    }
+
+    /// Waits for `n` permits through an `Arc` within `limits` instead of the gate's own.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn acquire_owned_with(self: Arc<Self>, n: usize, limits: WaitLimits) -> AcquireOwned {
+        AcquireOwned::new(self, check_request(n), limits)
+    }
+
+
+    /// Takes one permit if one is free and nobody is queued, without waiting.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits if they are free and nobody is queued, without waiting.
+    pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
+        self.try_take(n).map(|n| Permit::new(self, n))
+    }
+
+    /// Takes one permit through an `Arc` if one is free and nobody is queued.
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
+        self.try_take(1).map(|n| OwnedPermit::new(self, n))
+    }
+
+    /// Runs `fut` while holding one permit, released when `fut` finishes or is dropped.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// let gate = gate_core::Gate::new(2);
+    /// let answer = gate.run(async { 6 * 7 }).await.unwrap();
+    /// assert_eq!(answer, 42);
+    /// # });
+    /// ```
+    pub async fn run<F: Future>(&self, fut: F) -> Result<F::Output, AcquireError> {
+        let _permit = self.acquire().await?;
+        Ok(fut.await)
+    }
+
+    /// Permits that could be taken right now (ignoring any queue).
+    pub fn available_permits(&self) -> usize {
+        self.lock().available()
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.lock().limit
+    }
+
+    /// Changes the limit. Growing admits waiters at once; shrinking takes effect as held
+    /// permits come back, so those already in flight are never revoked.
+    ///
+    /// Returns an error, changing nothing, if `limit` exceeds [`Gate::MAX_PERMITS`].
+    pub fn set_limit(&self, limit: usize) -> Result<(), LimitError> {
+        if limit > Self::MAX_PERMITS {
+            return Err(LimitError { requested: limit });
+        }
+        let mut state = self.lock();
+        state.limit = limit;
+        self.grant_and_wake(state);
+        Ok(())
+    }
+
+    /// Closes the gate: every waiter and every later acquire fails with
+    /// [`AcquireError::Closed`]. Permits already held stay valid and are released as usual.
+    pub fn close(&self) {
+        let mut wakers = Vec::new();
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            state.waiters.close_all(|waker| wakers.push(waker));
+        }
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// A snapshot of what the gate is doing and has done.
+    ///
+    /// ```
+    /// let gate = gate_core::Gate::new(3);
+    /// let _a = gate.try_acquire().unwrap();
+    /// let stats = gate.stats();
+    /// assert_eq!((stats.limit, stats.in_flight, stats.admitted), (3, 1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let (mut stats, wait) = {
+            let state = self.lock();
+            let stats = Stats {
+                limit: state.limit,
+                in_flight: state.in_flight,
+                waiting: state.waiters.len(),
+                admitted: state.stats.admitted,
+                rejected: state.stats.rejected,
+                timed_out: state.stats.timed_out,
+                wait: WaitStats::default(),
+            };
+            (stats, state.stats.wait.clone())
+        };
+        stats.wait = WaitStats::from_histogram(&wait);
+        stats
+    }
+
+    /// The bounds on waiting that [`acquire`](Self::acquire) uses.
+    pub fn wait_limits(&self) -> WaitLimits {
+        self.wait_limits
+    }
+
+    fn try_take(&self, n: usize) -> Result<usize, TryAcquireError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(TryAcquireError::Closed);
+        }
+        if state.try_take(n) {
+            state.stats.admitted_at_once();
+            Ok(n)
+        } else {
+            state.stats.rejected += 1;
+            Err(TryAcquireError::NoPermits)
+        }
+    }
+
+    /// Returns `n` permits and admits whoever now fits.
+    pub(crate) fn release(&self, n: usize) {
+        let mut state = self.lock();
+        state.in_flight -= n;
+        if !state.waiters.is_empty() {
+            self.grant_and_wake(state);
+        }
+    }
+
+    /// Grants permits to the queue as far as they go, waking each admitted waiter after the
+    /// lock is released.
+    fn grant_and_wake<'a>(&'a self, mut state: MutexGuard<'a, State>) {
+        let mut wakers = WakeList::new();
+        loop {
+            let more = state.grant(&mut wakers);
+            drop(state);
+            wakers.wake_all();
+            if !more {
+                return;
+            }
+            state = self.lock();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across user code, so a poisoned lock still guards a
+        // consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[track_caller]
+fn check_request(n: usize) -> usize {
+    assert!(
+        n <= Gate::MAX_PERMITS,
+        "acquire_many({n}): no gate can grant more than Gate::MAX_PERMITS permits at once"
+    );
+    n
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Gate")
+            .field("limit", &state.limit)
+            .field("in_flight", &state.in_flight)
+            .field("waiting", &state.waiters.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}

@@ -1,0 +1,62 @@
+//! Fair, resizable async gates for running lots of work against limited resources.
+//!
+//! A [`Gate`] is a semaphore done right: strictly first-in-first-out, cancel-safe,
+//! resizable while permits are out, with bounded waiting and statistics. A [`Retry`] policy
+//! runs an operation again on failure, holding a permit only while an attempt runs.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gate_core::{Gate, Retry};
+//!
+//! static API: Gate = Gate::new(10);
+//!
+//! # #[derive(Debug)] struct ApiError;
+//! async fn fetch(id: u32) -> Result<String, ApiError> {
+//!     Ok(format!("item {id}"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let policy = Retry::fixed(3, Duration::from_millis(200));
+//!     let calls = (0..100).map(|id| API.call(&policy, move || fetch(id)));
+//!     let results = futures_join_all(calls).await;
+//!     assert!(results.iter().all(Result::is_ok));
+//!     assert_eq!(API.stats().admitted, 100);
+//! }
+//! # async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+//! #     let mut out = Vec::new();
+//! #     for f in fs { out.push(f.await); }
+//! #     out
+//! # }
+//! ```
+//!
+//! # What is in here
+//!
+//! - [`Gate`], [`Permit`], [`OwnedPermit`]: the semaphore.
+//! - [`Retry`], [`Backoff`], [`RetryError`]: retry policies, independent of where permits
+//!   come from ([`Admission`]).
+//! - [`Backpressure`]: how an error carries a server's `Retry-After`.
+//! - [`Stats`]: what a gate has done.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod admission;
+mod backpressure;
+mod error;
+mod gate;
+pub mod retry;
+pub mod stats;
+
+pub use admission::{Admission, Unlimited};
+pub use backpressure::Backpressure;
+pub use error::{AcquireError, LimitError, TryAcquireError};
+pub use gate::{Acquire, AcquireOwned, Gate, GateBuilder, OwnedPermit, Permit, WaitLimits};
+pub use retry::{Backoff, Elapsed, Retry, RetryBuilder, RetryError};
+pub use stats::Stats;
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use gate_macros::gated;
+
+/// Not public API: what `#[gated]` expansions use.
+#[doc(hidden)]
+pub mod __private;

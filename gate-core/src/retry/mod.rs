@@ -1,0 +1,10 @@
+//! Retry with backoff, jitter, per-attempt timeouts and server hints.
+
+mod backoff;
+mod call;
+mod error;
+mod policy;
+
+pub use backoff::Backoff;
+pub use error::{Elapsed, Failure, RetryConfigError, RetryError};
+pub use policy::{Retry, RetryBuilder};

@@ -1,0 +1,324 @@
+//! [`Retry`]: how many times to try, how long to wait between tries, and which errors to retry.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{Backoff, RetryConfigError};
+use crate::Backpressure;
+
+/// A retry policy: the first attempt plus up to `retries` more.
+///
+/// `Retry::fixed(3, 2s)` is tenacity's `@retry(stop=stop_after_attempt(4), wait=wait_fixed(2))`:
+/// at most four calls in all, two seconds apart. Which errors are retried, how the delay grows,
+/// whether it is jittered, and a per-attempt timeout are set with [`Retry::builder`].
+///
+/// A policy says nothing about where permits come from: run it over a [`Gate`](crate::Gate)
+/// with [`Gate::call`](crate::Gate::call), or over any [`Admission`](crate::Admission) with
+/// [`Retry::call`]. The permit is held for one attempt and released while the call backs off,
+/// so a failing caller never blocks healthy ones.
+///
+/// The type parameter is the operation's error type, so that `retry_if` and the server hint
+/// can look at it; it is inferred from the call.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use gate_core::{Gate, Retry};
+///
+/// # #[derive(Debug)] struct ApiError { transient: bool }
+/// let policy = Retry::<ApiError>::builder(3)
+///     .exponential(Duration::from_millis(500), Duration::from_secs(10))
+///     .jitter(true)
+///     .timeout(Duration::from_secs(30))
+///     .retry_if(|e| e.transient)
+///     .build()
+///     .expect("valid policy");
+/// assert_eq!(policy.max_attempts(), 4);
+/// ```
+pub struct Retry<E> {
+    pub(crate) retries: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) jitter: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry_if: fn(&E) -> bool,
+    pub(crate) retry_after: fn(&E) -> Option<Duration>,
+}
+
+fn always<E>(_: &E) -> bool {
+    true
+}
+
+fn no_hint<E>(_: &E) -> Option<Duration> {
+    None
+}
+
+impl<E> Retry<E> {
+    /// Retries every error up to `retries` times, at once, with no timeout.
+    pub const fn new(retries: u32) -> Self {
+        Self {
+            retries,
+            backoff: Backoff::Fixed(Duration::ZERO),
+            jitter: false,
+            timeout: None,
+            retry_if: always::<E>,
+            retry_after: no_hint::<E>,
+        }
+    }
+
+    /// Retries every error up to `retries` times, waiting `wait` before each retry.
+    pub const fn fixed(retries: u32, wait: Duration) -> Self {
+        let mut policy = Self::new(retries);
+        policy.backoff = Backoff::Fixed(wait);
+        policy
+    }
+
+    /// Starts a policy of `retries` retries to configure further.
+    pub const fn builder(retries: u32) -> RetryBuilder<E> {
+        RetryBuilder {
+            policy: Self::new(retries),
+            error: None,
+        }
+    }
+
+    /// Retries after the first attempt.
+    pub const fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Calls at most: `retries + 1`.
+    pub const fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+
+    /// The backoff between attempts.
+    pub const fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// Whether delays are drawn uniformly from zero to the backoff ("full jitter").
+    pub const fn jitter(&self) -> bool {
+        self.jitter
+    }
+
+    /// The per-attempt timeout, if any.
+    pub const fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether `error` should be retried (attempts permitting).
+    pub fn is_retryable(&self, error: &E) -> bool {
+        (self.retry_if)(error)
+    }
+
+    /// The least time to wait after `error`, if the error carries a server's hint and the
+    /// policy honours it.
+    pub fn hint(&self, error: &E) -> Option<Duration> {
+        (self.retry_after)(error)
+    }
+}
+
+impl<E> Clone for Retry<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Retry<E> {}
+
+impl<E> fmt::Debug for Retry<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("jitter", &self.jitter)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Retry`]; [`build`](Self::build) validates it.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RetryBuilder<E> {
+    policy: Retry<E>,
+    error: Option<RetryConfigError>,
+}
+
+impl<E> RetryBuilder<E> {
+    /// Waits `wait` before every retry.
+    pub const fn fixed(mut self, wait: Duration) -> Self {
+        self.policy.backoff = Backoff::Fixed(wait);
+        self
+    }
+
+    /// Waits `secs` seconds before every retry; NaN, infinite or negative is an error at
+    /// [`build`](Self::build).
+    pub fn fixed_secs(self, secs: f64) -> Self {
+        match secs_to_duration(secs) {
+            Ok(wait) => self.fixed(wait),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Waits `base` before the first retry, doubling each time, never more than `max`.
+    pub const fn exponential(mut self, base: Duration, max: Duration) -> Self {
+        let factor = match self.policy.backoff {
+            Backoff::Exponential { factor, .. } => factor,
+            Backoff::Fixed(_) => 2.0,
+        };
+        self.policy.backoff = Backoff::Exponential { base, factor, max };
+        self
+    }
+
+    /// Sets the growth factor of an exponential backoff (2 unless set); it must be finite
+    /// and at least 1. Turns a fixed backoff `d` into an exponential one from `d` up to `d`.
+    pub const fn factor(mut self, factor: f64) -> Self {
+        self.policy.backoff = match self.policy.backoff {
+            Backoff::Exponential { base, max, .. } => Backoff::Exponential { base, factor, max },
+            Backoff::Fixed(d) => Backoff::Exponential {
+                base: d,
+                factor,
+                max: d,
+            },
+        };
+        self
+    }
+
+    /// Draws each delay uniformly from zero to the backoff ("full jitter"), so callers that
+    /// failed together do not retry together.
+    pub const fn jitter(mut self, jitter: bool) -> Self {
+        self.policy.jitter = jitter;
+        self
+    }
+
+    /// Cancels an attempt that runs longer than `timeout` and counts it as a failed attempt
+    /// (like wrapping each attempt in `asyncio.wait_for`). Timed-out attempts are retried.
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.policy.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries only errors for which `retry_if` returns `true`; others end the call at once.
+    pub const fn retry_if(mut self, retry_if: fn(&E) -> bool) -> Self {
+        self.policy.retry_if = retry_if;
+        self
+    }
+
+    /// Waits at least as long as the error's [`Backpressure::retry_after`] hint before the
+    /// next attempt, even when the backoff is shorter.
+    pub const fn honor_retry_after(mut self) -> Self
+    where
+        E: Backpressure,
+    {
+        self.policy.retry_after = <E as Backpressure>::retry_after;
+        self
+    }
+
+    /// Validates the settings.
+    pub const fn build(self) -> Result<Retry<E>, RetryConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Backoff::Exponential { base, factor, max } = self.policy.backoff {
+            if factor.is_nan() || factor.is_infinite() || factor < 1.0 {
+                return Err(RetryConfigError::InvalidFactor);
+            }
+            if base.as_nanos() > max.as_nanos() {
+                return Err(RetryConfigError::BaseExceedsMax);
+            }
+        }
+        if let Some(timeout) = self.policy.timeout {
+            if timeout.is_zero() {
+                return Err(RetryConfigError::ZeroTimeout);
+            }
+        }
+        Ok(self.policy)
+    }
+
+    const fn fail(mut self, error: RetryConfigError) -> Self {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+        self
+    }
+}
+
+impl<E> fmt::Debug for RetryBuilder<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBuilder")
+            .field("policy", &self.policy)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+fn secs_to_duration(secs: f64) -> Result<Duration, RetryConfigError> {
+    if secs.is_nan() || secs.is_infinite() || secs < 0.0 || secs > u64::MAX as f64 {
+        return Err(RetryConfigError::InvalidDuration);
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_are_rejected_with_a_typed_error() {
+        let bad = |b: RetryBuilder<()>| b.build().unwrap_err();
+        assert_eq!(
+            bad(Retry::builder(1).fixed_secs(f64::NAN)),
+            RetryConfigError::InvalidDuration
+        );
+        assert_eq!(
+            bad(Retry::builder(1).fixed_secs(-1.0)),
+            RetryConfigError::InvalidDuration
+        );
+        assert_eq!(
+            bad(Retry::builder(1).fixed_secs(f64::INFINITY)),
+            RetryConfigError::InvalidDuration
+        );
+        let (s1, s2) = (Duration::from_secs(1), Duration::from_secs(2));
+        assert_eq!(
+            bad(Retry::builder(1).exponential(s2, s1)),
+            RetryConfigError::BaseExceedsMax
+        );
+        assert_eq!(
+            bad(Retry::builder(1).exponential(s1, s2).factor(f64::NAN)),
+            RetryConfigError::InvalidFactor
+        );
+        assert_eq!(
+            bad(Retry::builder(1).exponential(s1, s2).factor(0.5)),
+            RetryConfigError::InvalidFactor
+        );
+        assert_eq!(
+            bad(Retry::builder(1).timeout(Duration::ZERO)),
+            RetryConfigError::ZeroTimeout
+        );
+    }
+
+    #[test]
+    fn a_valid_policy_keeps_its_settings() {
+        const POLICY: Retry<()> = match Retry::builder(3)
+            .exponential(Duration::from_millis(100), Duration::from_secs(1))
+            .factor(3.0)
+            .jitter(true)
+            .timeout(Duration::from_secs(5))
+            .build()
+        {
+            Ok(policy) => policy,
+            Err(_) => panic!("valid"),
+        };
+        assert_eq!(POLICY.max_attempts(), 4);
+        assert!(POLICY.jitter());
+        assert_eq!(POLICY.timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            POLICY.backoff(),
+            Backoff::Exponential {
+                base: Duration::from_millis(100),
+                factor: 3.0,
+                max: Duration::from_secs(1)
+            }
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! A fixed-size log-linear histogram of wait times.
+//!
+//! Values are microseconds. Each power of two is split into four sub-buckets, so any
+//! estimate is within 25% of the true value; 256 counters cover every `u64`. Recording is
+//! an index computation and an add, cheap enough to do for every admission.
+
+use std::time::Duration;
+
+const SUB_BITS: u32 = 2;
+const SUB: usize = 1 << SUB_BITS;
+const BUCKETS: usize = 64 * SUB;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Histogram {
+    counts: [u64; BUCKETS],
+    count: u64,
+    sum_micros: u64,
+    max_micros: u64,
+}
+
+impl Histogram {
+    pub(crate) const fn new() -> Self {
+        Self {
+            counts: [0; BUCKETS],
+            count: 0,
+            sum_micros: 0,
+            max_micros: 0,
+        }
+    }
+
+    /// Records a wait of zero: the common, uncontended case.
+    #[inline]
+    pub(crate) fn record_zero(&mut self) {
+        self.counts[0] += 1;
+        self.count += 1;
+    }
+
+    pub(crate) fn record(&mut self, wait: Duration) {
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.counts[index(micros)] += 1;
+        self.count += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub(crate) fn mean(&self) -> Duration {
+        match self.count {
+            0 => Duration::ZERO,
+            n => Duration::from_micros(self.sum_micros / n),
+        }
+    }
+
+    pub(crate) fn max(&self) -> Duration {
+        Duration::from_micros(self.max_micros)
+    }
+
+    /// An estimate of the `q` quantile (0.0 ..= 1.0): the upper edge of the bucket holding
+    /// it, never above the observed maximum.
+    pub(crate) fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Duration::from_micros(upper_edge(i).min(self.max_micros));
+            }
+        }
+        self.max()
+    }
+}
+
+/// Bucket of `v`: values below `SUB` get one bucket each; above, the top `SUB_BITS + 1`
+/// bits pick it.
+fn index(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let exp = 63 - v.leading_zeros(); // >= SUB_BITS
+    let sub = (v >> (exp - SUB_BITS)) as usize & (SUB - 1);
+    (exp - SUB_BITS + 1) as usize * SUB + sub
+}
+
+/// Largest value that lands in bucket `i`.
+fn upper_edge(i: usize) -> u64 {
+    if i < SUB {
+        return i as u64;
+    }
+    let exp = (i / SUB) as u32 + SUB_BITS - 1;
+    let sub = (i % SUB) as u64;
+    let base = (SUB as u64 + sub) << (exp - SUB_BITS);
+    base.saturating_add((1u64 << (exp - SUB_BITS)) - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_lands_in_a_bucket_whose_edge_bounds_it() {
+        for v in (0..10_000u64).chain([u64::MAX / 2, u64::MAX - 1, u64::MAX]) {
+            let i = index(v);
+            assert!(i < BUCKETS, "{v} -> {i}");
+            assert!(upper_edge(i) >= v, "{v}: edge {}", upper_edge(i));
+            // Relative error stays within one sub-bucket (25%).
+            assert!(upper_edge(i) - v <= v / 4 + 1, "{v}: edge {}", upper_edge(i));
+            if i > 0 {
+                assert!(upper_edge(i - 1) < v, "{v} should not fit bucket {}", i - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_known_distribution() {
+        let mut h = Histogram::new();
+        for ms in 1..=100 {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.max(), Duration::from_millis(100));
+        assert_eq!(h.mean(), Duration::from_micros(50_500));
+        let p50 = h.quantile(0.5).as_millis();
+        assert!((50..=63).contains(&p50), "p50 = {p50}");
+        let p99 = h.quantile(0.99).as_millis();
+        assert!((99..=100).contains(&p99), "p99 = {p99}");
+        assert_eq!(h.quantile(1.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn empty_histogram_reports_zero() {
+        let h = Histogram::new();
+        assert_eq!(h.quantile(0.99), Duration::ZERO);
+        assert_eq!(h.mean(), Duration::ZERO);
+    }
+}

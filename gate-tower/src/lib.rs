@@ -1,0 +1,1 @@
+//! Tower middleware over `gate-core` gates.

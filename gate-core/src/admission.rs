@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{AcquireError, Gate, Permit};
 
@@ -21,6 +22,38 @@ pub trait Admission {
 
     /// Waits for admission.
     fn admit(&self) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send;
+
+    /// Reports how the attempt made under `permit` ended, then releases the permit.
+    ///
+    /// [`Retry::call`](crate::Retry::call) calls this once per attempt, so adaptive limits
+    /// and shared pauses (see [`Limiter`](crate::Limiter)) learn from every attempt, not from
+    /// whole retry chains. A permit dropped without being reported (an attempt cancelled by
+    /// its caller) says nothing about the server and is not counted. The default releases
+    /// the permit and ignores the outcome.
+    fn release<'a>(&'a self, permit: Self::Permit<'a>, outcome: Outcome) {
+        let _ = outcome;
+        drop(permit);
+    }
+}
+
+/// How one attempt made under an [`Admission`] ended, as reported to
+/// [`Admission::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The attempt succeeded.
+    Success,
+    /// The server said it is overloaded (an error whose
+    /// [`Backpressure::is_overload`](crate::Backpressure::is_overload) is true), perhaps
+    /// with a time to stay away.
+    Overload {
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The attempt ran past its timeout and was cancelled: a sign of overload.
+    TimedOut,
+    /// The attempt failed in a way that says nothing about load (a 404, a parse error).
+    Failed,
 }
 
 impl Admission for Gate {
@@ -40,6 +73,10 @@ impl<A: Admission + ?Sized + Sync> Admission for &A {
     fn admit(&self) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send {
         (**self).admit()
     }
+
+    fn release<'a>(&'a self, permit: Self::Permit<'a>, outcome: Outcome) {
+        (**self).release(permit, outcome);
+    }
 }
 
 impl<A: Admission + ?Sized + Send + Sync> Admission for Arc<A> {
@@ -50,6 +87,10 @@ impl<A: Admission + ?Sized + Send + Sync> Admission for Arc<A> {
 
     fn admit(&self) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send {
         (**self).admit()
+    }
+
+    fn release<'a>(&'a self, permit: Self::Permit<'a>, outcome: Outcome) {
+        (**self).release(permit, outcome);
     }
 }
 

@@ -37,18 +37,29 @@
 //!   come from ([`Admission`]).
 //! - [`Backpressure`]: how an error carries a server's `Retry-After`.
 //! - [`Stats`]: what a gate has done.
+//! - [`Limiter`]: a concurrency limit, a rate limit ([`rate`]), or both, with a pause shared
+//!   by everyone when the server pushes back, and adaptive limits ([`adaptive`]).
+//! - [`Batch`]: many items through a gate, results in input order, with retries, a progress
+//!   bar and a summary ([`batch`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;
+pub mod adaptive;
 mod backpressure;
+pub mod batch;
 mod error;
 mod gate;
+mod sync;
+mod limiter;
+pub mod rate;
 pub mod retry;
 pub mod stats;
 
-pub use admission::{Admission, Unlimited};
+pub use admission::{Admission, Outcome, Unlimited};
 pub use backpressure::Backpressure;
+pub use batch::{Batch, BatchReport};
 pub use error::{AcquireError, LimitError, TryAcquireError};
+pub use limiter::{Limiter, LimiterBuilder, LimiterPermit};
 pub use gate::{Acquire, AcquireOwned, Gate, GateBuilder, OwnedPermit, Permit, WaitLimits};
 pub use retry::{Backoff, Elapsed, Retry, RetryBuilder, RetryError};
 pub use stats::Stats;

@@ -1,1 +1,65 @@
-//! Tower middleware over `gate-core` gates.
+//! Tower middleware that caps how many requests run at once with a [`gate_core::Gate`], and
+//! answers overload the way HTTP and gRPC clients understand.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, body::Body, http::{Request, StatusCode, header::RETRY_AFTER}, routing::get};
+//! use gate_tower::GateLayer;
+//! use tower::ServiceExt;
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     // At most 2 requests in the handler; others wait up to 1 s, at most 4 of them.
+//!     let layer = GateLayer::new(2).max_wait(Duration::from_secs(1)).max_waiters(4);
+//!     let app = Router::new().route("/", get(|| async { "hello" })).layer(layer.clone());
+//!
+//!     let response = app.clone().oneshot(Request::new(Body::empty())).await.unwrap();
+//!     assert_eq!(response.status(), StatusCode::OK);
+//!     // The permit is held until the body has been read (or dropped).
+//!     assert_eq!(layer.stats().in_flight, 1);
+//!     let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//!     assert_eq!(body, "hello");
+//!     assert_eq!(layer.stats().in_flight, 0);
+//!
+//!     // Both permits taken elsewhere (the gate is shared) and no waiting allowed: refused.
+//!     let busy = (layer.gate().try_acquire().unwrap(), layer.gate().try_acquire().unwrap());
+//!     let impatient = Router::new()
+//!         .route("/", get(|| async { "hello" }))
+//!         .layer(layer.clone().max_wait(Duration::ZERO));
+//!     let response = impatient.oneshot(Request::new(Body::empty())).await.unwrap();
+//!     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+//!     assert_eq!(response.headers()[RETRY_AFTER], "1");
+//!     drop(busy);
+//!
+//!     let stats = layer.stats();
+//!     assert_eq!((stats.in_flight, stats.timed_out), (0, 1));
+//! }
+//! ```
+//!
+//! # What it does
+//!
+//! - [`GateLayer`] wraps services in a [`GateService`]. All of them, and their clones, share
+//!   the layer's gate, which can also be an `Arc<Gate>` or a `&'static Gate` shared with other
+//!   layers and `#[gated]` functions. The limit holds however the layer is attached in axum:
+//!   `Router::layer`, `Router::route_layer` or `get(handler).layer(..)`.
+//! - A permit is taken per request in `call`, never in `poll_ready`, so idle keep-alive
+//!   connections pin nothing. Waiting is bounded by `max_wait` and `max_waiters`.
+//! - Refused HTTP requests get `503 Service Unavailable` with `Retry-After`; refused gRPC
+//!   requests get a trailers-only `RESOURCE_EXHAUSTED` response. Other tower services can
+//!   fail with an [`Overloaded`] error instead ([`GateLayer::refuse_with_error`]).
+//! - By default a response holds its permit until its [`body::ResponseBody`] has been sent
+//!   or dropped, so streamed responses count until their last chunk.
+//! - A dropped response future, a failed or panicking inner service, or a dropped body never
+//!   leaks a permit: permits are released by `Drop`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod future;
+mod layer;
+mod overload;
+mod permit;
+mod service;
+
+pub use layer::GateLayer;
+pub use overload::{BoxError, Overloaded, Reject, Respond};
+pub use service::GateService;

@@ -2,40 +2,37 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::wait_list::{Key, Status};
+use super::wait_list::{Key, Status, WaitCell};
 use super::{Gate, OwnedPermit, Permit, WaitLimits};
 use crate::AcquireError;
+use crate::sync::Arc;
 
 /// Where a waiter is in its life.
 #[derive(Debug)]
 enum Phase {
     /// Not polled yet: holds nothing.
     Idle,
-    /// In the gate's queue since `since`.
-    Queued { key: Key, since: Instant },
+    /// In the gate's queue; `cell` says when it leaves.
+    Queued { key: Key, cell: Arc<WaitCell> },
     /// Finished: the permits (if any) were handed to the caller.
     Done,
 }
 
-pin_project! {
-    /// The machinery shared by the borrowed and owned acquire futures. It does not store the
-    /// gate, so that each of them can hold the gate the way it needs to.
-    #[derive(Debug)]
-    struct Waiter {
-        needed: usize,
-        limits: WaitLimits,
-        phase: Phase,
-        // Created only once the waiter has to queue, so the fast path touches no timer.
-        #[pin]
-        deadline: Option<Sleep>,
-    }
+/// The machinery shared by the borrowed and owned acquire futures. It does not store the
+/// gate, so that each of them can hold the gate the way it needs to.
+#[derive(Debug)]
+struct Waiter {
+    needed: usize,
+    limits: WaitLimits,
+    phase: Phase,
+    /// Created only once the waiter has to queue with a deadline, so the fast path touches no
+    /// timer, and boxed, so the future stays small for the common case that never needs it.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl Waiter {
@@ -50,129 +47,133 @@ impl Waiter {
 
     /// Polls for `needed` permits; on `Ready(Ok(n))` the caller owns `n` permits of `gate`.
     fn poll_acquire(
-        self: Pin<&mut Self>,
+        &mut self,
         gate: &Gate,
         cx: &mut Context<'_>,
     ) -> Poll<Result<usize, AcquireError>> {
-        let mut this = self.project();
-        let needed = *this.needed;
-        match *this.phase {
-            Phase::Idle => {
-                let mut state = gate.lock();
-                if state.closed {
-                    *this.phase = Phase::Done;
-                    return Poll::Ready(Err(AcquireError::Closed));
+        match &self.phase {
+            Phase::Idle => self.poll_first(gate, cx),
+            Phase::Queued { key, cell } => {
+                let key = *key;
+                // Granted or closed is final, and visible without the lock.
+                if let Some(done) = self.finish(cell.status()) {
+                    return done;
                 }
-                if state.try_take(needed) {
-                    state.stats.admitted_at_once();
-                    *this.phase = Phase::Done;
-                    return Poll::Ready(Ok(needed));
-                }
-                if this.limits.max_wait == Some(Duration::ZERO) {
-                    state.stats.timed_out += 1;
-                    *this.phase = Phase::Done;
-                    return Poll::Ready(Err(AcquireError::TimedOut));
-                }
-                if state.waiters.len() >= this.limits.max_waiters {
-                    state.stats.rejected += 1;
-                    *this.phase = Phase::Done;
-                    return Poll::Ready(Err(AcquireError::QueueFull));
-                }
-                let key = state.waiters.push_back(needed, cx.waker().clone());
-                drop(state);
-                let since = Instant::now();
-                *this.phase = Phase::Queued { key, since };
-                if let Some(max_wait) = this.limits.max_wait {
-                    this.deadline
-                        .set(Some(tokio::time::sleep_until(since + max_wait)));
-                }
-                // Register with the timer now; a deadline that has already passed is noticed
-                // on the next poll.
-                if let Some(deadline) = this.deadline.as_pin_mut() {
-                    let _ = deadline.poll(cx);
-                }
-                Poll::Pending
-            }
-            Phase::Queued { key, since } => {
-                let expired = match this.deadline.as_pin_mut() {
-                    Some(deadline) => deadline.poll(cx).is_ready(),
+                let expired = match &mut self.deadline {
+                    Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
                     None => false,
                 };
                 let mut state = gate.lock();
-                match state.waiters.status(key) {
-                    Status::Granted => {
-                        state.waiters.release(key);
-                        state.stats.admitted_after(since.elapsed());
-                        *this.phase = Phase::Done;
-                        Poll::Ready(Ok(needed))
-                    }
-                    Status::Closed => {
-                        state.waiters.release(key);
-                        *this.phase = Phase::Done;
-                        Poll::Ready(Err(AcquireError::Closed))
-                    }
-                    Status::Queued if expired => {
-                        let was_front = state.waiters.is_front(key);
-                        state.waiters.release(key);
-                        state.stats.timed_out += 1;
-                        *this.phase = Phase::Done;
-                        if was_front {
-                            // Those behind may fit where this one did not.
-                            gate.grant_and_wake(state);
-                        }
-                        Poll::Ready(Err(AcquireError::TimedOut))
-                    }
-                    Status::Queued => {
-                        state.waiters.register(key, cx.waker());
-                        Poll::Pending
-                    }
+                let Phase::Queued { cell, .. } = &self.phase else {
+                    unreachable!()
+                };
+                // The status only changes under the lock, so this answer is final.
+                if let Some(done) = self.finish(cell.status()) {
+                    return done;
                 }
+                if expired {
+                    let was_front = state.waiters.is_front(key);
+                    state.waiters.remove(key);
+                    state.stats.timed_out += 1;
+                    self.phase = Phase::Done;
+                    if was_front {
+                        // Those behind may fit where this one did not.
+                        gate.grant_and_wake(state);
+                    }
+                    return Poll::Ready(Err(AcquireError::TimedOut));
+                }
+                state.waiters.register(key, cx.waker());
+                Poll::Pending
             }
             Phase::Done => panic!("acquire future polled after it completed"),
         }
     }
 
+    /// The first poll: take the permits at once, refuse, or join the queue.
+    fn poll_first(&mut self, gate: &Gate, cx: &mut Context<'_>) -> Poll<Result<usize, AcquireError>> {
+        let needed = self.needed;
+        let mut state = gate.lock();
+        let refused = if state.closed {
+            Some(AcquireError::Closed)
+        } else if state.try_take(needed) {
+            state.stats.admitted_at_once();
+            self.phase = Phase::Done;
+            return Poll::Ready(Ok(needed));
+        } else if self.limits.max_wait == Some(Duration::ZERO) {
+            state.stats.timed_out += 1;
+            Some(AcquireError::TimedOut)
+        } else if state.waiters.len() >= self.limits.max_waiters {
+            state.stats.rejected += 1;
+            Some(AcquireError::QueueFull)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.phase = Phase::Done;
+            return Poll::Ready(Err(error));
+        }
+        let since = Instant::now();
+        let (key, cell) = state.waiters.push_back(needed, since, cx.waker().clone());
+        drop(state);
+        self.phase = Phase::Queued { key, cell };
+        if let Some(max_wait) = self.limits.max_wait {
+            let mut deadline = Box::pin(tokio::time::sleep_until(since + max_wait));
+            // Register with the timer now; a deadline that has already passed is noticed on
+            // the next poll.
+            let _ = deadline.as_mut().poll(cx);
+            self.deadline = Some(deadline);
+        }
+        Poll::Pending
+    }
+
+    /// The outcome for a waiter whose cell says `status`, if it is final.
+    fn finish(&mut self, status: Status) -> Option<Poll<Result<usize, AcquireError>>> {
+        let result = match status {
+            Status::Queued => return None,
+            Status::Granted => Ok(self.needed),
+            Status::Closed => Err(AcquireError::Closed),
+        };
+        self.phase = Phase::Done;
+        Some(Poll::Ready(result))
+    }
+
     /// Gives back whatever this waiter holds: its place in the queue, or permits granted to
     /// it that nobody collected.
-    fn cancel(self: Pin<&mut Self>, gate: &Gate) {
-        let this = self.project();
-        let Phase::Queued { key, .. } = *this.phase else {
+    fn cancel(&mut self, gate: &Gate) {
+        let Phase::Queued { key, cell } = std::mem::replace(&mut self.phase, Phase::Done) else {
             return;
         };
-        *this.phase = Phase::Done;
+        if cell.status() == Status::Closed {
+            return;
+        }
         let mut state = gate.lock();
-        let was_front = state.waiters.is_front(key);
-        match state.waiters.release(key) {
+        match cell.status() {
             Status::Granted => {
-                state.in_flight -= *this.needed;
+                state.in_flight -= self.needed;
                 gate.grant_and_wake(state);
             }
-            Status::Queued if was_front => gate.grant_and_wake(state),
-            Status::Queued | Status::Closed => {}
+            Status::Queued => {
+                let was_front = state.waiters.is_front(key);
+                state.waiters.remove(key);
+                if was_front {
+                    gate.grant_and_wake(state);
+                }
+            }
+            Status::Closed => {}
         }
     }
 }
 
-pin_project! {
-    /// Future returned by [`Gate::acquire`], [`Gate::acquire_many`] and
-    /// [`Gate::acquire_timeout`].
-    ///
-    /// Cancel-safe: dropping it at any point gives back its place in the queue, or the
-    /// permits it was granted but not yet returned, and lets the next waiter in.
-    #[derive(Debug)]
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Acquire<'a> {
-        gate: &'a Gate,
-        #[pin]
-        waiter: Waiter,
-    }
-
-    impl PinnedDrop for Acquire<'_> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            this.waiter.cancel(this.gate);
-        }
-    }
+/// Future returned by [`Gate::acquire`], [`Gate::acquire_many`] and
+/// [`Gate::acquire_timeout`].
+///
+/// Cancel-safe: dropping it at any point gives back its place in the queue, or the
+/// permits it was granted but not yet returned, and lets the next waiter in.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Acquire<'a> {
+    gate: &'a Gate,
+    waiter: Waiter,
 }
 
 impl<'a> Acquire<'a> {
@@ -184,39 +185,34 @@ impl<'a> Acquire<'a> {
     }
 }
 
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        self.waiter.cancel(self.gate);
+    }
+}
+
 impl<'a> Future for Acquire<'a> {
     type Output = Result<Permit<'a>, AcquireError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let gate: &'a Gate = this.gate;
-        let permits = ready!(this.waiter.poll_acquire(gate, cx))?;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let gate: &'a Gate = self.gate;
+        let permits = ready!(self.waiter.poll_acquire(gate, cx))?;
         Poll::Ready(Ok(Permit::new(gate, permits)))
     }
 }
 
-pin_project! {
-    /// Future returned by [`Gate::acquire_owned`] and [`Gate::acquire_many_owned`]: like
-    /// [`Acquire`], but holding an `Arc<Gate>`, so it is `'static` and can be stored in a
-    /// struct (a tower response future, a spawned task).
-    #[derive(Debug)]
-    #[must_use = "futures do nothing unless polled"]
-    pub struct AcquireOwned {
-        gate: Arc<Gate>,
-        #[pin]
-        waiter: Waiter,
-    }
-
-    impl PinnedDrop for AcquireOwned {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            this.waiter.cancel(this.gate);
-        }
-    }
+/// Future returned by [`Gate::acquire_owned`] and [`Gate::acquire_many_owned`]: like
+/// [`Acquire`], but holding an `Arc<Gate>`, so it is `'static` and can be stored in a
+/// struct (a tower response future, a spawned task). It is `Unpin`.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct AcquireOwned {
+    gate: std::sync::Arc<Gate>,
+    waiter: Waiter,
 }
 
 impl AcquireOwned {
-    pub(crate) fn new(gate: Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
+    pub(crate) fn new(gate: std::sync::Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
         Self {
             gate,
             waiter: Waiter::new(needed, limits),
@@ -224,12 +220,18 @@ impl AcquireOwned {
     }
 }
 
+impl Drop for AcquireOwned {
+    fn drop(&mut self) {
+        self.waiter.cancel(&self.gate);
+    }
+}
+
 impl Future for AcquireOwned {
     type Output = Result<OwnedPermit, AcquireError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let permits = ready!(this.waiter.poll_acquire(this.gate, cx))?;
-        Poll::Ready(Ok(OwnedPermit::new(Arc::clone(this.gate), permits)))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let permits = ready!(this.waiter.poll_acquire(&this.gate, cx))?;
+        Poll::Ready(Ok(OwnedPermit::new(this.gate.clone(), permits)))
     }
 }

@@ -38,13 +38,15 @@ impl GateBuilder {
         self
     }
 
-    /// Builds the gate, or fails if the limit exceeds [`Gate::MAX_PERMITS`].
-    pub const fn build(self) -> Result<Gate, LimitError> {
-        if self.limit > Gate::MAX_PERMITS {
-            return Err(LimitError {
-                requested: self.limit,
-            });
+    crate::sync::const_unless_loom! {
+        /// Builds the gate, or fails if the limit exceeds [`Gate::MAX_PERMITS`].
+        pub const fn build(self) -> Result<Gate, LimitError> {
+            if self.limit > Gate::MAX_PERMITS {
+                return Err(LimitError {
+                    requested: self.limit,
+                });
+            }
+            Ok(Gate::with_limits(self.limit, self.wait_limits))
         }
-        Ok(Gate::with_limits(self.limit, self.wait_limits))
     }
 }

@@ -12,10 +12,11 @@ pub use permit::{OwnedPermit, Permit};
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use crate::stats::{Stats, WaitStats};
+use crate::sync::{Mutex, MutexGuard, const_unless_loom};
 use crate::{AcquireError, LimitError, TryAcquireError};
 use state::{State, WakeList};
 
@@ -111,34 +112,41 @@ impl Gate {
     /// The largest limit a gate accepts.
     pub const MAX_PERMITS: usize = usize::MAX >> 4;
 
-    /// A gate admitting `limit` permits at once, with no bound on waiting.
-    ///
-    /// `const`, so a gate can be a `static` shared by a whole program.
-    ///
-    /// # Panics
-    ///
-    /// If `limit` exceeds [`Gate::MAX_PERMITS`]; use [`Gate::try_new`] to get an error instead.
-    #[track_caller]
-    pub const fn new(limit: usize) -> Self {
-        if limit > Self::MAX_PERMITS {
-            panic!("Gate::new: the limit exceeds Gate::MAX_PERMITS; use a smaller limit");
+    const_unless_loom! {
+        /// A gate admitting `limit` permits at once, with no bound on waiting.
+        ///
+        /// `const`, so a gate can be a `static` shared by a whole program.
+        ///
+        /// # Panics
+        ///
+        /// If `limit` exceeds [`Gate::MAX_PERMITS`]; use [`Gate::try_new`] to get an error
+        /// instead.
+        #[track_caller]
+        pub const fn new(limit: usize) -> Self {
+            if limit > Self::MAX_PERMITS {
+                panic!("Gate::new: the limit exceeds Gate::MAX_PERMITS; use a smaller limit");
+            }
+            Self::with_limits(limit, WaitLimits::UNBOUNDED)
         }
-        Self::with_limits(limit, WaitLimits::UNBOUNDED)
     }
 
-    /// Like [`Gate::new`], but returns an error for a limit above [`Gate::MAX_PERMITS`].
-    pub const fn try_new(limit: usize) -> Result<Self, LimitError> {
-        if limit > Self::MAX_PERMITS {
-            return Err(LimitError { requested: limit });
+    const_unless_loom! {
+        /// Like [`Gate::new`], but returns an error for a limit above [`Gate::MAX_PERMITS`].
+        pub const fn try_new(limit: usize) -> Result<Self, LimitError> {
+            if limit > Self::MAX_PERMITS {
+                return Err(LimitError { requested: limit });
+            }
+            Ok(Self::with_limits(limit, WaitLimits::UNBOUNDED))
         }
-        Ok(Self::with_limits(limit, WaitLimits::UNBOUNDED))
     }
 
-    /// A gate with the given bounds; `limit` must already be checked.
-    pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
-        Self {
-            state: Mutex::new(State::new(limit)),
-            wait_limits,
+    const_unless_loom! {
+        /// A gate with the given bounds; `limit` must already be checked.
+        pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
+            Self {
+                state: Mutex::new(State::new(limit)),
+                wait_limits,
+            }
         }
     }
 
@@ -225,7 +233,6 @@ impl Gate {
     pub fn acquire_owned_with(self: Arc<Self>, n: usize, limits: WaitLimits) -> AcquireOwned {
         AcquireOwned::new(self, check_request(n), limits)
     }
-
 
     /// Takes one permit if one is free and nobody is queued, without waiting.
     pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {

@@ -2,6 +2,8 @@
 
 use std::task::Waker;
 
+use tokio::time::Instant;
+
 use super::wait_list::WaitList;
 use crate::stats::Recorder;
 
@@ -41,9 +43,11 @@ impl State {
         }
     }
 
-    /// Grants permits to queued waiters, strictly in order, while the front one fits.
-    /// Returns `true` if it stopped only because `wakers` is full.
+    /// Grants permits to queued waiters, strictly in order, while the front one fits, and
+    /// records how long each waited. Returns `true` if it stopped only because `wakers` is
+    /// full.
     pub(crate) fn grant(&mut self, wakers: &mut WakeList) -> bool {
+        let mut now = None;
         while let Some(needed) = self.waiters.front_needed() {
             if self.available() < needed {
                 return false;
@@ -52,7 +56,11 @@ impl State {
                 return true;
             }
             self.in_flight += needed;
-            if let Some(waker) = self.waiters.grant_front() {
+            let granted = self.waiters.grant_front();
+            let now = *now.get_or_insert_with(Instant::now);
+            self.stats
+                .admitted_after(now.saturating_duration_since(granted.since));
+            if let Some(waker) = granted.waker {
                 wakers.push(waker);
             }
         }

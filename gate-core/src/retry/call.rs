@@ -4,7 +4,7 @@ use std::future::Future;
 
 use super::backoff::Jitter;
 use super::{Elapsed, Failure, Retry, RetryError};
-use crate::{Admission, Gate, Unlimited};
+use crate::{Admission, Gate, Outcome, Unlimited};
 
 impl<E> Retry<E> {
     /// Runs `op` under this policy, taking a permit from `admission` for each attempt and
@@ -23,18 +23,26 @@ impl<E> Retry<E> {
         let mut attempts = 0;
         loop {
             let outcome = {
-                let _permit = match admission.admit().await {
+                let permit = match admission.admit().await {
                     Ok(permit) => permit,
                     Err(e) => return Err(RetryError::new(attempts, Failure::Gate(e))),
                 };
                 attempts += 1;
-                match self.timeout {
+                let outcome = match self.timeout {
                     None => op().await.map_err(Failure::Error),
                     Some(limit) => match tokio::time::timeout(limit, op()).await {
                         Ok(result) => result.map_err(Failure::Error),
                         Err(_) => Err(Failure::TimedOut(Elapsed::new())),
                     },
-                }
+                };
+                // Each attempt is reported on its own; a cancelled attempt never gets here.
+                let report = match &outcome {
+                    Ok(_) => Outcome::Success,
+                    Err(Failure::Error(e)) => self.outcome(e),
+                    Err(_) => Outcome::TimedOut,
+                };
+                admission.release(permit, report);
+                outcome
             };
             let failure = match outcome {
                 Ok(value) => return Ok(value),

@@ -6,5 +6,6 @@ mod error;
 mod policy;
 
 pub use backoff::Backoff;
+pub(crate) use backoff::Jitter;
 pub use error::{Elapsed, Failure, RetryConfigError, RetryError};
 pub use policy::{Retry, RetryBuilder};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Backoff, RetryConfigError};
-use crate::Backpressure;
+use crate::{Backpressure, Outcome};
 
 /// A retry policy: the first attempt plus up to `retries` more.
 ///
@@ -43,6 +43,7 @@ pub struct Retry<E> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry_if: fn(&E) -> bool,
     pub(crate) retry_after: fn(&E) -> Option<Duration>,
+    pub(crate) outcome: fn(&E) -> Outcome,
 }
 
 fn always<E>(_: &E) -> bool {
@@ -51,6 +52,20 @@ fn always<E>(_: &E) -> bool {
 
 fn no_hint<E>(_: &E) -> Option<Duration> {
     None
+}
+
+fn failed<E>(_: &E) -> Outcome {
+    Outcome::Failed
+}
+
+fn backpressure<E: Backpressure>(error: &E) -> Outcome {
+    if error.is_overload() {
+        Outcome::Overload {
+            retry_after: error.retry_after(),
+        }
+    } else {
+        Outcome::Failed
+    }
 }
 
 impl<E> Retry<E> {
@@ -63,6 +78,7 @@ impl<E> Retry<E> {
             timeout: None,
             retry_if: always::<E>,
             retry_after: no_hint::<E>,
+            outcome: failed::<E>,
         }
     }
 
@@ -115,6 +131,13 @@ impl<E> Retry<E> {
     /// policy honours it.
     pub fn hint(&self, error: &E) -> Option<Duration> {
         (self.retry_after)(error)
+    }
+
+    /// What `error` tells an [`Admission`](crate::Admission) about the server's load:
+    /// [`Outcome::Overload`] for an overload error when the policy
+    /// [honours server hints](RetryBuilder::honor_retry_after), [`Outcome::Failed`] otherwise.
+    pub fn outcome(&self, error: &E) -> Outcome {
+        (self.outcome)(error)
     }
 }
 
@@ -206,11 +229,16 @@ impl<E> RetryBuilder<E> {
 
     /// Waits at least as long as the error's [`Backpressure::retry_after`] hint before the
     /// next attempt, even when the backoff is shorter.
+    ///
+    /// Also reports overload errors to the [`Admission`](crate::Admission) each attempt ran
+    /// under, so a [`Limiter`](crate::Limiter) shared by many callers pauses them all and an
+    /// adaptive limit backs off.
     pub const fn honor_retry_after(mut self) -> Self
     where
         E: Backpressure,
     {
         self.policy.retry_after = <E as Backpressure>::retry_after;
+        self.policy.outcome = backpressure::<E>;
         self
     }
 

@@ -109,7 +109,11 @@ mod tests {
             assert!(i < BUCKETS, "{v} -> {i}");
             assert!(upper_edge(i) >= v, "{v}: edge {}", upper_edge(i));
             // Relative error stays within one sub-bucket (25%).
-            assert!(upper_edge(i) - v <= v / 4 + 1, "{v}: edge {}", upper_edge(i));
+            assert!(
+                upper_edge(i) - v <= v / 4 + 1,
+                "{v}: edge {}",
+                upper_edge(i)
+            );
             if i > 0 {
                 assert!(upper_edge(i - 1) < v, "{v} should not fit bucket {}", i - 1);
             }

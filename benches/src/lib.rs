@@ -1,0 +1,1 @@
+//! Benchmarks of gate against its peers; see `benches/`.

@@ -1,0 +1,152 @@
+//! Run with: cargo run --example axum_server
+//!
+//! An axum server behind a `GateLayer`: at most 4 requests in the handlers at once, up to 8
+//! more waiting for at most a second, everyone else answered `503` with `Retry-After`.
+//!
+//! - `GET /`        answers at once;
+//! - `GET /slow`    takes 200 ms;
+//! - `GET /tokens`  streams five tokens, 100 ms apart, and holds its permit until the last;
+//! - `GET /stats`   shows the gate's statistics (it is outside the gate).
+//!
+//! It serves on 127.0.0.1:3000 until stopped. With `--smoke` it serves on a free port, sends
+//! 40 concurrent requests to `/slow` and two to `/tokens` with its own client, prints what
+//! happened and exits.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::stream;
+use gate_tower::GateLayer;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+
+/// Handlers running right now, and the most ever seen at once.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn slow(State(in_flight): State<Arc<InFlight>>) -> &'static str {
+    in_flight.enter();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    in_flight.leave();
+    "done\n"
+}
+
+/// Five tokens, 100 ms apart, like a language model's answer.
+async fn tokens() -> Body {
+    Body::from_stream(stream::unfold(0, |i| async move {
+        if i == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, Infallible>(format!("token {i}\n")), i + 1))
+    }))
+}
+
+fn app(layer: GateLayer, in_flight: Arc<InFlight>) -> Router {
+    let stats_layer = layer.clone();
+    let gated = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .route("/slow", get(slow))
+        .route("/tokens", get(tokens))
+        .with_state(in_flight)
+        .layer(layer);
+    Router::new()
+        .route(
+            "/stats",
+            get(move || async move { format!("{:#?}\n", stats_layer.stats()) }),
+        )
+        .merge(gated)
+}
+
+#[tokio::main]
+async fn main() {
+    let smoke = std::env::args().any(|arg| arg == "--smoke");
+    let layer = GateLayer::new(4)
+        .max_wait(Duration::from_secs(1))
+        .max_waiters(8);
+    let in_flight = Arc::new(InFlight::default());
+    let app = app(layer.clone(), Arc::clone(&in_flight));
+
+    if !smoke {
+        tracing_subscriber::fmt().init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+        println!("listening on http://127.0.0.1:3000 (try /slow, /tokens, /stats)");
+        axum::serve(listener, app).await.unwrap();
+        return;
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    println!("smoke run against http://{addr}");
+
+    let (ok, refused) = burst(addr, "/slow", 40).await;
+    println!(
+        "/slow x40: {ok} answered 200, {refused} answered 503 with Retry-After; \
+         at most {} handlers ran at once (limit 4)",
+        in_flight.max.load(Ordering::SeqCst)
+    );
+    let (ok, refused) = burst(addr, "/tokens", 2).await;
+    println!("/tokens x2: {ok} streamed to the end, {refused} refused");
+
+    let stats = layer.stats();
+    println!(
+        "gate: admitted {}, refused {} (queue full) + {} (waited too long), in flight {}",
+        stats.admitted, stats.rejected, stats.timed_out, stats.in_flight
+    );
+    assert!(in_flight.max.load(Ordering::SeqCst) <= 4);
+    assert_eq!(ok, 2);
+}
+
+/// Sends `n` GETs to `path` at once; returns how many got 200 and how many 503.
+async fn burst(addr: SocketAddr, path: &str, n: usize) -> (usize, usize) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut requests = JoinSet::new();
+    for _ in 0..n {
+        let request = Request::get(format!("http://{addr}{path}"))
+            .body(Empty::new())
+            .unwrap();
+        let client = client.clone();
+        requests.spawn(async move {
+            let response = client.request(request).await.unwrap();
+            let status = response.status();
+            let retry_after = response.headers().contains_key(http::header::RETRY_AFTER);
+            response.into_body().collect().await.unwrap();
+            (status, retry_after)
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for (status, retry_after) in requests.join_all().await {
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE if retry_after => refused += 1,
+            other => panic!("unexpected answer: {other}"),
+        }
+    }
+    (ok, refused)
+}

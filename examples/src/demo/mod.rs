@@ -1,0 +1,335 @@
+//! The demo: one batch of prompts pushed at a rate- and concurrency-limited API in several
+//! ways, each with a progress bar, then a table of what each way got done.
+//!
+//! By default it starts a mock OpenAI-compatible API on 127.0.0.1 ([`crate::mock`]), so it
+//! needs no key and no network. `--base-url` points the same client at a real endpoint.
+//! Run `cargo run --release --example demo -- --help` for the flags.
+
+mod strategies;
+mod table;
+
+pub use strategies::{Knobs, Pushed, Strategy};
+pub use table::Table;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gate_core::rate::Rate;
+
+use crate::Out;
+use crate::client::{ChatClient, ClientError};
+use crate::mock::{MockConfig, MockServer, ServerStats};
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Prompts in the batch.
+    pub prompts: usize,
+    /// The mock server's limits and latency (ignored with `base_url`).
+    pub server: MockConfig,
+    /// A real OpenAI-compatible endpoint instead of the mock, like `http://host:port/v1`.
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key for `base_url`.
+    pub api_key_env: String,
+    /// The model to ask.
+    pub model: String,
+    /// The rate limit the client believes it has (defaults to the mock's).
+    pub client_rate: Option<u32>,
+    /// Scale of client-side waits and timeouts (`--fast` makes everything 10 times quicker).
+    pub time_scale: f64,
+    /// Strategies to run, in order.
+    pub strategies: Vec<Strategy>,
+    /// Whether to draw progress bars (they hide themselves anyway when stderr is not a
+    /// terminal).
+    pub progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            prompts: 150,
+            server: MockConfig::default(),
+            base_url: None,
+            api_key_env: "OPENAI_API_KEY".into(),
+            model: "gpt-4o-mini".into(),
+            client_rate: None,
+            time_scale: 1.0,
+            strategies: Strategy::ALL.to_vec(),
+            progress: true,
+        }
+    }
+}
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+Pushes a batch of prompts at an OpenAI-compatible API in several ways and prints a table.
+With no --base-url it starts a mock API on 127.0.0.1 (no key, no network).
+
+Usage: cargo run --release --example demo -- [OPTIONS]
+
+Options:
+  --prompts N              prompts in the batch (150)
+  --server-rate N          mock: requests per second it admits (20)
+  --server-burst N         mock: requests it admits back to back (8)
+  --server-concurrency N   mock: requests it serves at once (8)
+  --latency-ms N           mock: mean time per completion (250)
+  --fast                   ten times faster: mock latency / 10, rate x 10, client waits / 10
+  --base-url URL           a real endpoint instead, like http://localhost:8000/v1
+                           (plain HTTP: TLS is not compiled in)
+  --api-key-env VAR        environment variable holding the key (OPENAI_API_KEY)
+  --model NAME             model to ask (gpt-4o-mini)
+  --rate N                 requests per second the client is allowed (the mock's rate)
+  --only a,b               strategies to run: no-limit, fixed, retry-after, adaptive
+  --no-progress            no progress bars
+  -h, --help               this text";
+
+/// Why the demo could not run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// A flag was wrong; the message says which.
+    Usage(String),
+    /// `--help` was asked for.
+    Help,
+    /// The base URL cannot be used.
+    Client(ClientError),
+    /// The mock server could not start.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for DemoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage(msg) => write!(f, "{msg}\n\n{USAGE}"),
+            Self::Help => f.write_str(USAGE),
+            Self::Client(e) => e.fmt(f),
+            Self::Io(e) => write!(f, "cannot start the mock server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DemoError {}
+
+impl Config {
+    /// Reads the flags (without the program name).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, DemoError> {
+        let mut config = Self::default();
+        let mut fast = false;
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .ok_or_else(|| DemoError::Usage(format!("`{name}` needs a value")))
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Err(DemoError::Help),
+                "--fast" => fast = true,
+                "--no-progress" => config.progress = false,
+                "--prompts" => config.prompts = number(&flag, &value(&flag)?)?,
+                "--server-rate" => {
+                    config.server.rate_per_sec = f64::from(number::<u32>(&flag, &value(&flag)?)?)
+                }
+                "--server-burst" => config.server.burst = number(&flag, &value(&flag)?)?,
+                "--server-concurrency" => {
+                    config.server.max_concurrent = number(&flag, &value(&flag)?)?
+                }
+                "--latency-ms" => {
+                    config.server.latency =
+                        Duration::from_millis(number(&flag, &value(&flag)?)?)
+                }
+                "--base-url" => config.base_url = Some(value(&flag)?),
+                "--api-key-env" => config.api_key_env = value(&flag)?,
+                "--model" => config.model = value(&flag)?,
+                "--rate" => config.client_rate = Some(number(&flag, &value(&flag)?)?),
+                "--only" => {
+                    config.strategies = value(&flag)?
+                        .split(',')
+                        .map(|name| {
+                            Ok(match name.trim() {
+                                "no-limit" => Strategy::NoLimit,
+                                "fixed" => Strategy::FixedGate,
+                                "retry-after" => Strategy::GateRetryAfter,
+                                "adaptive" => Strategy::RateAdaptive,
+                                other => {
+                                    return Err(DemoError::Usage(format!(
+                                        "unknown strategy `{other}`; expected no-limit, fixed, retry-after or adaptive"
+                                    )));
+                                }
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                other => return Err(DemoError::Usage(format!("unknown flag `{other}`"))),
+            }
+        }
+        if fast {
+            config = config.fast();
+        }
+        if config.server.rate_per_sec < 1.0 || config.server.max_concurrent == 0 {
+            return Err(DemoError::Usage(
+                "the server's rate and concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Ten times faster: the mock's latency / 10 and rate × 10, client waits / 10.
+    pub fn fast(mut self) -> Self {
+        self.server.latency /= 10;
+        self.server.rate_per_sec *= 10.0;
+        self.time_scale /= 10.0;
+        self
+    }
+
+    fn client_rate(&self) -> Rate {
+        let per_sec = self
+            .client_rate
+            .unwrap_or(self.server.rate_per_sec.round() as u32)
+            .max(1);
+        Rate::per_second(per_sec).burst(self.server.burst.max(1))
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, DemoError> {
+    value
+        .parse()
+        .map_err(|_| DemoError::Usage(format!("`{flag}` needs a number, got `{value}`")))
+}
+
+/// One strategy's results.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Prompts answered.
+    pub succeeded: usize,
+    /// Prompts that gave up.
+    pub failed: usize,
+    /// Attempts made, first ones included.
+    pub attempts: u64,
+    /// Attempts beyond each prompt's first.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+    /// Time for the whole batch.
+    pub elapsed: Duration,
+    /// The fastest the server could have answered the succeeded prompts, divided by the time
+    /// taken (mock only: a real server's limits are not known).
+    pub efficiency: Option<f64>,
+    /// What the mock server saw during this strategy.
+    pub server: Option<ServerStats>,
+}
+
+/// Everything the demo measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Prompts per strategy.
+    pub prompts: usize,
+    /// One row per strategy run.
+    pub rows: Vec<Row>,
+    /// The mock's limits, when the mock was used.
+    pub server: Option<MockConfig>,
+}
+
+impl Report {
+    /// The results table.
+    pub fn table(&self) -> Table<'_> {
+        Table { rows: &self.rows }
+    }
+}
+
+/// Runs the demo: starts the mock unless `base_url` is set, pushes the prompts each way,
+/// prints the table.
+pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
+    let mock = match &config.base_url {
+        Some(_) => None,
+        None => Some(MockServer::start(config.server.clone()).await.map_err(DemoError::Io)?),
+    };
+    let (base_url, api_key) = match (&config.base_url, &mock) {
+        (Some(url), _) => (url.clone(), std::env::var(&config.api_key_env).ok()),
+        (None, Some(mock)) => (mock.base_url(), None),
+        (None, None) => unreachable!("a mock is started when no base url is given"),
+    };
+    let client = ChatClient::new(&base_url, api_key, &config.model).map_err(DemoError::Client)?;
+
+    let topics = ["ocean", "mountain", "forest", "desert", "city"];
+    let prompts: Vec<Arc<str>> = (0..config.prompts)
+        .map(|i| Arc::from(format!("Write a haiku about {} #{i}", topics[i % topics.len()])))
+        .collect();
+
+    match &mock {
+        Some(mock) => {
+            let s = mock.config();
+            out.line(format!(
+                "Mock OpenAI-compatible API on {}: {} requests/s (burst {}), {} at once, ~{}ms per completion; 429 + Retry-After beyond either limit.",
+                mock.base_url(),
+                s.rate_per_sec,
+                s.burst,
+                s.max_concurrent,
+                s.latency.as_millis(),
+            ));
+            out.line(format!(
+                "The fastest any client could finish {} prompts: {}.\n",
+                config.prompts,
+                table::secs(s.ideal_makespan(config.prompts))
+            ));
+        }
+        None => out.line(format!(
+            "Endpoint {} (model {}, key from ${}: {}).\n",
+            client.endpoint(),
+            config.model,
+            config.api_key_env,
+            if std::env::var_os(&config.api_key_env).is_some() { "set" } else { "not set" },
+        )),
+    }
+
+    let knobs = Knobs {
+        time_scale: config.time_scale,
+        rate: config.client_rate(),
+        progress: config.progress,
+    };
+    let mut rows = Vec::new();
+    for &strategy in &config.strategies {
+        if let Some(mock) = &mock {
+            mock.reset();
+        }
+        out.line(format!("▶ {}: {}", strategy.name(), strategy.description()));
+        let pushed = strategy.run(&prompts, &client, &knobs).await;
+        let s = &pushed.summary;
+        let server = mock.as_ref().map(MockServer::stats);
+        let efficiency = mock.as_ref().map(|mock| {
+            let ideal = mock.config().ideal_makespan(s.succeeded);
+            if s.elapsed.is_zero() {
+                0.0
+            } else {
+                ideal.as_secs_f64() / s.elapsed.as_secs_f64()
+            }
+        });
+        out.line(format!("  {s}"));
+        rows.push(Row {
+            strategy,
+            succeeded: s.succeeded,
+            failed: s.failed,
+            attempts: s.attempts,
+            retries: s.retries,
+            rate_limited: pushed.rate_limited,
+            elapsed: s.elapsed,
+            efficiency,
+            server,
+        });
+    }
+    let report = Report {
+        prompts: config.prompts,
+        rows,
+        server: mock.as_ref().map(|m| m.config().clone()),
+    };
+    out.line(format!("\n{}", report.table()));
+    if mock.is_some() {
+        out.line("efficiency: the fastest the server could have answered the prompts that succeeded, divided by the time taken.");
+    }
+    if let Some(mock) = mock {
+        mock.shutdown().await;
+    }
+    Ok(report)
+}

@@ -1,0 +1,186 @@
+//! The ways the demo pushes its prompts: each is one entry of [`Strategy::ALL`] and one arm
+//! of [`Strategy::run`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use gate_core::adaptive::Aimd;
+use gate_core::batch::{Batch, Capacity, Summary};
+use gate_core::rate::Rate;
+use gate_core::{Admission, Gate, Limiter, Retry, Unlimited};
+
+use crate::client::{ApiError, ChatClient};
+
+/// One way of pushing a batch of prompts at an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// Every prompt at once, no retry: the seed's "without semaphore".
+    NoLimit,
+    /// A gate of 10 and tenacity's `stop_after_attempt(3), wait_fixed(2)`: the seed's recipe.
+    FixedGate,
+    /// A gate of 10, retrying with exponential backoff and jitter, waiting at least as long
+    /// as the server's `Retry-After`.
+    GateRetryAfter,
+    /// The client's published rate limit, a concurrency limit found by AIMD, and
+    /// `Retry-After` honoured by every caller at once (a [`Limiter`]).
+    RateAdaptive,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the demo runs them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::NoLimit,
+        Strategy::FixedGate,
+        Strategy::GateRetryAfter,
+        Strategy::RateAdaptive,
+    ];
+
+    /// The name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoLimit => "no limit",
+            Self::FixedGate => "gate 10 + fixed retry",
+            Self::GateRetryAfter => "gate 10 + Retry-After",
+            Self::RateAdaptive => "rate + adaptive + Retry-After",
+        }
+    }
+
+    /// One line on what it does.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::NoLimit => "every prompt at once, no retry (the seed's \"without semaphore\")",
+            Self::FixedGate => {
+                "Gate::new(10), 3 attempts 2s apart (the seed's Semaphore(10) + tenacity recipe)"
+            }
+            Self::GateRetryAfter => {
+                "Gate::new(10), 10 attempts, exponential backoff with jitter, at least Retry-After"
+            }
+            Self::RateAdaptive => {
+                "Limiter: the published rate, AIMD concurrency, Retry-After pauses every caller"
+            }
+        }
+    }
+
+    /// Whether the strategy is meant to finish every prompt (it gates and retries until the
+    /// server lets it through).
+    pub fn retries_until_done(self) -> bool {
+        matches!(self, Self::GateRetryAfter | Self::RateAdaptive)
+    }
+
+    /// Pushes `prompts` through `client` this way.
+    pub async fn run(self, prompts: &[Arc<str>], client: &ChatClient, knobs: &Knobs) -> Pushed {
+        let scale = |d: Duration| d.mul_f64(knobs.time_scale);
+        let timeout = scale(Duration::from_secs(30));
+        let label = self.name();
+        match self {
+            Self::NoLimit => {
+                let batch = Batch::new(Unlimited).max_in_flight(usize::MAX);
+                push(batch.retry(Retry::new(0)), label, prompts, client, knobs).await
+            }
+            Self::FixedGate => {
+                let gate = Gate::new(10);
+                let policy = Retry::builder(2)
+                    .fixed(scale(Duration::from_secs(2)))
+                    .timeout(timeout)
+                    .build()
+                    .expect("valid policy");
+                push(Batch::new(&gate).retry(policy), label, prompts, client, knobs).await
+            }
+            Self::GateRetryAfter => {
+                let gate = Gate::new(10);
+                let policy = backoff_policy(knobs, timeout);
+                push(Batch::new(&gate).retry(policy), label, prompts, client, knobs).await
+            }
+            Self::RateAdaptive => {
+                let aimd = Aimd::builder()
+                    .initial(4)
+                    .max(256)
+                    .build()
+                    .expect("valid AIMD settings");
+                let limiter = Limiter::builder()
+                    .rate(knobs.rate)
+                    .adaptive(aimd)
+                    .build()
+                    .expect("valid limiter");
+                let policy = backoff_policy(knobs, timeout);
+                push(Batch::new(&limiter).retry(policy), label, prompts, client, knobs).await
+            }
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Settings shared by all strategies.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    /// Multiplies every client-side wait and timeout (1.0, or 0.1 with `--fast`).
+    pub time_scale: f64,
+    /// The rate limit the client was told it has (a provider publishes it per tier).
+    pub rate: Rate,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+}
+
+/// What one strategy did.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The batch summary.
+    pub summary: Summary,
+    /// 429 answers received.
+    pub rate_limited: u64,
+}
+
+/// Up to 9 retries, exponential from 100ms (scaled) with full jitter, never sooner than the
+/// server's `Retry-After`; only transient errors are retried.
+fn backoff_policy(knobs: &Knobs, timeout: Duration) -> Retry<ApiError> {
+    Retry::builder(9)
+        .exponential(
+            Duration::from_millis(100).mul_f64(knobs.time_scale),
+            Duration::from_secs(10).mul_f64(knobs.time_scale),
+        )
+        .jitter(true)
+        .timeout(timeout)
+        .retry_if(ApiError::is_transient)
+        .honor_retry_after()
+        .build()
+        .expect("valid policy")
+}
+
+async fn push<A>(
+    batch: Batch<A, ApiError>,
+    label: &'static str,
+    prompts: &[Arc<str>],
+    client: &ChatClient,
+    knobs: &Knobs,
+) -> Pushed
+where
+    A: Admission + Capacity + Sync,
+{
+    let rate_limited = AtomicU64::new(0);
+    let report = batch
+        .label(label)
+        .progress(knobs.progress)
+        .run(prompts.iter().cloned(), |prompt| {
+            let rate_limited = &rate_limited;
+            async move {
+                let answer = client.complete(&prompt).await;
+                if let Err(ApiError::RateLimited { .. }) = answer {
+                    rate_limited.fetch_add(1, Relaxed);
+                }
+                answer
+            }
+        })
+        .await;
+    Pushed {
+        summary: report.summary,
+        rate_limited: rate_limited.load(Relaxed),
+    }
+}

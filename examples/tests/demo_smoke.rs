@@ -1,0 +1,86 @@
+//! Runs the demo with small numbers (`--prompts 40 --fast`) against its mock server and
+//! checks that the strategies built to finish lose nothing and that the table adds up.
+
+use examples::Out;
+use examples::demo::{self, Config, Strategy};
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_small_numbers_adds_up() {
+    let config = Config::from_args(args(&["--prompts", "40", "--fast", "--no-progress"]))
+        .expect("valid flags");
+    let out = Out::silent();
+    let report = demo::run(&config, &out).await.expect("the demo runs");
+    let server = report.server.as_ref().expect("the mock was used");
+
+    assert_eq!(report.rows.len(), Strategy::ALL.len());
+    for row in &report.rows {
+        let seen = row.server.as_ref().expect("mock stats");
+        let name = row.strategy.name();
+        assert_eq!(row.succeeded + row.failed, 40, "{name}: every prompt counted once");
+        assert_eq!(row.attempts, 40 + row.retries, "{name}: attempts = prompts + retries");
+        assert_eq!(seen.requests, row.attempts, "{name}: the server saw every attempt");
+        assert_eq!(seen.completed, row.succeeded as u64, "{name}: each success is one 200");
+        assert_eq!(seen.rejected(), row.rate_limited, "{name}: each 429 was counted");
+        assert!(row.rate_limited <= row.attempts, "{name}");
+        assert!(
+            seen.peak_concurrency <= server.max_concurrent,
+            "{name}: the mock enforces its limit"
+        );
+        if row.strategy.retries_until_done() {
+            assert_eq!(row.failed, 0, "{name} lost prompts: {row:?}");
+            let efficiency = row.efficiency.expect("mock");
+            assert!(efficiency > 0.0 && efficiency <= 1.05, "{name}: {efficiency}");
+        }
+    }
+    let no_limit = &report.rows[0];
+    assert_eq!(no_limit.strategy, Strategy::NoLimit);
+    assert_eq!(no_limit.retries, 0);
+    assert!(
+        no_limit.failed >= 40 - server.max_concurrent,
+        "all at once against a limit of {}: {no_limit:?}",
+        server.max_concurrent
+    );
+    assert_eq!(no_limit.failed as u64, no_limit.rate_limited);
+
+    // The printed table holds the same figures.
+    let lines = out.lines();
+    for row in &report.rows {
+        let printed = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("| {} ", row.strategy.name())))
+            .unwrap_or_else(|| panic!("no table row for {}", row.strategy));
+        let cells: Vec<&str> = printed.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], row.succeeded.to_string());
+        assert_eq!(cells[3], row.failed.to_string());
+        assert_eq!(cells[4], row.retries.to_string());
+        assert_eq!(cells[5], row.rate_limited.to_string());
+    }
+}
+
+#[test]
+fn flags_are_checked() {
+    assert!(matches!(
+        Config::from_args(args(&["--prompts", "many"])),
+        Err(demo::DemoError::Usage(_))
+    ));
+    assert!(matches!(
+        Config::from_args(args(&["--help"])),
+        Err(demo::DemoError::Help)
+    ));
+    let c = Config::from_args(args(&["--only", "fixed,adaptive", "--server-rate", "5"])).unwrap();
+    assert_eq!(c.strategies, [Strategy::FixedGate, Strategy::RateAdaptive]);
+    assert_eq!(c.server.rate_per_sec, 5.0);
+    let fast = Config::from_args(args(&["--fast"])).unwrap();
+    assert_eq!(fast.server.latency, Config::default().server.latency / 10);
+}
+
+#[tokio::test]
+async fn an_https_base_url_is_refused_plainly() {
+    let config = Config::from_args(args(&["--base-url", "https://api.openai.com/v1"])).unwrap();
+    let err = demo::run(&config, &Out::silent()).await.unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}

@@ -1,0 +1,55 @@
+//! The rate check against governor's `check()`, in the same run.
+//!
+//! Both limiters get the same quota and are checked from one thread in a tight loop. The
+//! quota is so generous that every check succeeds, so this measures the admitting path:
+//! a clock read and a compare-and-swap. governor is measured twice: with its default clock
+//! (quanta, reading the CPU's time-stamp counter) and with `MonotonicClock`, which reads
+//! `std::time::Instant` as gate-core's tokio clock does outside a paused runtime.
+
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gate_core::rate::{Rate, RateLimit};
+use governor::clock::MonotonicClock;
+use governor::{Quota, RateLimiter};
+
+const PER_SECOND: u32 = 1_000_000_000;
+
+fn check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate_check");
+
+    let ours = RateLimit::new(Rate::per_second(PER_SECOND).burst(1_000));
+    group.bench_function("gate_core", |b| b.iter(|| black_box(ours.check()).is_ok()));
+
+    let quota = Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap())
+        .allow_burst(NonZeroU32::new(1_000).unwrap());
+    let governor = RateLimiter::direct(quota);
+    group.bench_function("governor_quanta", |b| {
+        b.iter(|| black_box(governor.check()).is_ok())
+    });
+
+    let monotonic = RateLimiter::direct_with_clock(quota, MonotonicClock);
+    group.bench_function("governor_monotonic", |b| {
+        b.iter(|| black_box(monotonic.check()).is_ok())
+    });
+
+    // The refusing path: a limit that is always exhausted.
+    let ours = RateLimit::new(Rate::per_hour(1));
+    let _ = ours.check();
+    group.bench_function("gate_core_refused", |b| {
+        b.iter(|| black_box(ours.check()).is_err())
+    });
+    let governor = RateLimiter::direct(Quota::per_hour(NonZeroU32::new(1).unwrap()));
+    let _ = governor.check();
+    group.bench_function("governor_quanta_refused", |b| {
+        b.iter(|| black_box(governor.check()).is_err())
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, check);
+criterion_main!(benches);

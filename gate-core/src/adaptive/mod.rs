@@ -1,0 +1,118 @@
+//! Adaptive concurrency: limits that find the server's capacity from how attempts end.
+//!
+//! A [`LimitAlgorithm`] turns a stream of [`Sample`]s (one per attempt: its [`Outcome`], its
+//! latency, how full the gate was) into a concurrency limit. A [`Limiter`](crate::Limiter)
+//! built with [`adaptive`](crate::LimiterBuilder::adaptive) feeds it every attempt that
+//! [`Retry::call`](crate::Retry::call) makes and resizes its one gate with
+//! [`Gate::set_limit`](crate::Gate::set_limit), so no permit is ever lost or duplicated:
+//! attempts in flight keep their permits, and a shrink takes hold as they come back.
+//!
+//! - [`Aimd`] is for servers that refuse when overloaded (HTTP 429 or 503, gRPC
+//!   `RESOURCE_EXHAUSTED`): it adds one to the limit per window of successes while the gate
+//!   is full, and cuts it by a factor on an overload or a timeout.
+//! - [`Gradient`] is for servers that slow down instead of refusing: it compares the latency
+//!   of each window with the unloaded latency and holds the limit at the knee.
+//!
+//! Samples are per attempt, not per retry chain. Attempts cancelled by their caller are not
+//! samples at all: a caller giving up says nothing about the server.
+
+mod aimd;
+mod gradient;
+
+pub use aimd::{Aimd, AimdBuilder};
+pub use gradient::{Gradient, GradientBuilder};
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Outcome;
+
+/// Decides a concurrency limit from what attempts report.
+///
+/// Implement it to plug your own algorithm into a [`Limiter`](crate::Limiter). Calls are
+/// serialised by the limiter, so `update` may keep plain state.
+pub trait LimitAlgorithm: fmt::Debug + Send {
+    /// The limit to start with.
+    fn initial_limit(&self) -> usize;
+
+    /// Whether samples need a latency. If not, the limiter skips reading the clock.
+    fn wants_latency(&self) -> bool {
+        true
+    }
+
+    /// Takes one attempt's sample and returns the limit to use from now on.
+    fn update(&mut self, sample: &Sample) -> usize;
+}
+
+/// What one attempt reported: how it ended, how long it ran, how full the gate was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sample {
+    /// How the attempt ended.
+    pub outcome: Outcome,
+    /// How long the attempt ran, from admission to report; zero if the algorithm does not
+    /// [want latencies](LimitAlgorithm::wants_latency).
+    pub latency: Duration,
+    /// Attempts running when this one was admitted, itself included.
+    pub in_flight: usize,
+    /// The limit when this attempt was admitted.
+    pub limit: usize,
+}
+
+impl Sample {
+    /// A sample, for testing an algorithm.
+    pub fn new(outcome: Outcome, latency: Duration, in_flight: usize, limit: usize) -> Self {
+        Self {
+            outcome,
+            latency,
+            in_flight,
+            limit,
+        }
+    }
+
+    /// Whether the attempt says the server is overloaded (an overload signal or a timeout).
+    pub fn is_drop(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Overload { .. } | Outcome::TimedOut
+        )
+    }
+}
+
+/// An adaptive limit's settings were invalid; nothing was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdaptiveError {
+    /// The minimum was zero, above the maximum, or the initial limit outside them.
+    InvalidLimits,
+    /// A factor was NaN, infinite or outside its allowed range.
+    InvalidFactor,
+}
+
+impl fmt::Display for AdaptiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidLimits => "limits must satisfy 1 <= min <= initial <= max",
+            Self::InvalidFactor => "a factor must be finite and within its range",
+        })
+    }
+}
+
+impl std::error::Error for AdaptiveError {}
+
+/// Checks `1 <= min <= initial <= max <= Gate::MAX_PERMITS`.
+pub(crate) fn check_limits(min: usize, initial: usize, max: usize) -> Result<(), AdaptiveError> {
+    if min == 0 || min > initial || initial > max || max > crate::Gate::MAX_PERMITS {
+        return Err(AdaptiveError::InvalidLimits);
+    }
+    Ok(())
+}
+
+/// Checks that `factor` is finite and within `lo..=hi`.
+pub(crate) fn check_factor(factor: f64, lo: f64, hi: f64) -> Result<(), AdaptiveError> {
+    if factor.is_finite() && (lo..=hi).contains(&factor) {
+        Ok(())
+    } else {
+        Err(AdaptiveError::InvalidFactor)
+    }
+}

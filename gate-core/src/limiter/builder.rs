@@ -1,0 +1,107 @@
+//! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use super::pause::Pause;
+use super::{Adaptive, Limiter};
+use crate::adaptive::LimitAlgorithm;
+use crate::rate::{Rate, RateLimit};
+use crate::{Gate, LimitError, WaitLimits};
+
+/// Configures a [`Limiter`], from [`Limiter::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct LimiterBuilder {
+    concurrency: Option<usize>,
+    rate: Option<Rate>,
+    adaptive: Option<Box<dyn LimitAlgorithm>>,
+    wait_limits: WaitLimits,
+}
+
+impl LimiterBuilder {
+    pub(super) fn new() -> Self {
+        Self {
+            concurrency: None,
+            rate: None,
+            adaptive: None,
+            wait_limits: WaitLimits::UNBOUNDED,
+        }
+    }
+
+    /// At most `limit` attempts run at once. Replaces an adaptive limit set before.
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = Some(limit);
+        self.adaptive = None;
+        self
+    }
+
+    /// At most `rate` attempts start per period (see [`Rate`] for the guarantee).
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// A concurrency limit that `algorithm` adjusts from how attempts end, starting at its
+    /// [initial limit](LimitAlgorithm::initial_limit). Replaces a fixed limit set before.
+    ///
+    /// ```
+    /// use gate_core::Limiter;
+    /// use gate_core::adaptive::Aimd;
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .rate("500/min".parse().unwrap())
+    ///     .adaptive(Aimd::new())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(limiter.limit(), Some(10));
+    /// ```
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm + 'static) -> Self {
+        self.adaptive = Some(Box::new(algorithm));
+        self.concurrency = None;
+        self
+    }
+
+    /// The longest a caller waits for a concurrency permit before failing with
+    /// [`AcquireError::TimedOut`](crate::AcquireError::TimedOut). Waits for a rate cell or
+    /// for a pause to end are not bounded by it.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.wait_limits.max_wait = Some(max_wait);
+        self
+    }
+
+    /// The most callers that may queue for a concurrency permit; the next one fails at once
+    /// with [`AcquireError::QueueFull`](crate::AcquireError::QueueFull).
+    pub fn max_waiters(mut self, max_waiters: usize) -> Self {
+        self.wait_limits.max_waiters = max_waiters;
+        self
+    }
+
+    /// Builds the limiter, or fails if a concurrency limit exceeds
+    /// [`Gate::MAX_PERMITS`](crate::Gate::MAX_PERMITS).
+    pub fn build(self) -> Result<Limiter, LimitError> {
+        let limit = match (&self.adaptive, self.concurrency) {
+            (Some(algorithm), _) => Some(algorithm.initial_limit()),
+            (None, limit) => limit,
+        };
+        let mut gate = Gate::builder(limit.unwrap_or(Gate::MAX_PERMITS));
+        if let Some(max_wait) = self.wait_limits.max_wait {
+            gate = gate.max_wait(max_wait);
+        }
+        let gate = gate.max_waiters(self.wait_limits.max_waiters).build()?;
+        let adaptive = self.adaptive.map(|algorithm| Adaptive {
+            wants_latency: algorithm.wants_latency(),
+            limit: AtomicUsize::new(gate.limit()),
+            running: AtomicUsize::new(0),
+            algorithm: Mutex::new(algorithm),
+        });
+        Ok(Limiter {
+            gate,
+            limited: limit.is_some(),
+            rate: self.rate.map(RateLimit::new),
+            pause: Pause::new(),
+            adaptive,
+        })
+    }
+}

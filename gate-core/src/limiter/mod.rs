@@ -1,0 +1,295 @@
+//! [`Limiter`]: a concurrency limit, a rate limit, or both, with a shared pause for server
+//! backpressure and an optional adaptive limit.
+
+mod builder;
+mod pause;
+mod permit;
+
+pub use builder::LimiterBuilder;
+pub use permit::LimiterPermit;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::adaptive::{LimitAlgorithm, Sample};
+use crate::rate::{Rate, RateLimit};
+use crate::{AcquireError, Admission, Gate, Outcome, Stats};
+use pause::Pause;
+
+/// What a caller of a limited API holds: a concurrency limit, a rate limit, or both, plus a
+/// pause shared by everyone behind it when the server pushes back.
+///
+/// - **Concurrency** is a [`Gate`]: fair (first in, first out), cancel-safe, resizable.
+///   With [`adaptive`](LimiterBuilder::adaptive) an algorithm resizes it from how attempts
+///   end, through [`Gate::set_limit`], so permits are never lost or duplicated.
+/// - **Rate** is a [`RateLimit`] (GCRA): in every window of length `T`, at most
+///   `burst + rate × T` attempts start.
+/// - **Backpressure.** When an attempt ends in an overload signal carrying `Retry-After`
+///   (reported by [`Retry::call`](crate::Retry::call) for a policy that
+///   [honours it](crate::RetryBuilder::honor_retry_after), or by
+///   [`LimiterPermit::finish`]), the limiter pauses new admissions *for every caller sharing
+///   it* until then. Callers already waiting are not failed: they keep waiting.
+///
+/// # Order of admission
+///
+/// A caller (1) waits out any pause, (2) queues for a concurrency permit, (3) waits out any
+/// pause that began while it queued, then (4) books the next rate cell and sleeps until it is
+/// due; if a pause began meanwhile, it waits that out and books a fresh cell. The rate cell
+/// comes last so that the rate guarantee holds for the moments attempts actually start: a
+/// cell taken earlier and held while queueing for a permit would let cells bank up and
+/// release as a burst. Only attempts past step 4 count as running for an adaptive limit, so
+/// time spent waiting for the rate never looks like load.
+///
+/// # Examples
+///
+/// The seed's problem: 1,000 calls to an API that allows 500 a minute and whose safe
+/// concurrency nobody knows.
+///
+/// ```
+/// use std::time::Duration;
+/// use gate_core::adaptive::Aimd;
+/// use gate_core::{Backpressure, Limiter, Retry};
+///
+/// #[derive(Debug)]
+/// struct TooManyRequests(Duration);
+///
+/// impl Backpressure for TooManyRequests {
+///     fn is_overload(&self) -> bool {
+///         true
+///     }
+///     fn retry_after(&self) -> Option<Duration> {
+///         Some(self.0)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let api = Limiter::builder()
+///     .rate("500/min".parse().unwrap())
+///     .adaptive(Aimd::new())
+///     .build()
+///     .unwrap();
+/// let policy = Retry::<TooManyRequests>::builder(5)
+///     .exponential(Duration::from_millis(100), Duration::from_secs(10))
+///     .honor_retry_after()
+///     .build()
+///     .unwrap();
+/// let start = tokio::time::Instant::now();
+/// for id in 0..10u32 {
+///     let reply = policy.call(&api, || async move { Ok::<_, TooManyRequests>(id) }).await;
+///     assert_eq!(reply.unwrap(), id);
+/// }
+/// // Ten calls at 500 a minute: one every 120ms.
+/// assert_eq!(start.elapsed(), Duration::from_millis(1080));
+/// # }
+/// ```
+///
+/// A `static` limiter is built on first use:
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use gate_core::Limiter;
+/// use gate_core::rate::Rate;
+///
+/// static GITHUB: LazyLock<Limiter> = LazyLock::new(|| {
+///     Limiter::builder().concurrency(8).rate(Rate::per_hour(5_000)).build().unwrap()
+/// });
+/// # assert_eq!(GITHUB.limit(), Some(8));
+/// ```
+pub struct Limiter {
+    gate: Gate,
+    /// Whether the gate limits anything (otherwise it is at `Gate::MAX_PERMITS`).
+    limited: bool,
+    rate: Option<RateLimit>,
+    pause: Pause,
+    adaptive: Option<Adaptive>,
+}
+
+/// The adaptive part of a limiter: the algorithm and what it needs to know.
+struct Adaptive {
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// The limit the algorithm last set, mirrored so admission need not lock the gate.
+    limit: AtomicUsize,
+    /// Attempts past every wait and not yet released.
+    running: AtomicUsize,
+    wants_latency: bool,
+}
+
+impl Adaptive {
+    fn admitted(&self) -> (usize, usize) {
+        let in_flight = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        (in_flight, self.limit.load(Ordering::Acquire))
+    }
+
+    fn finished(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn record(&self, sample: &Sample, gate: &Gate) {
+        let mut algorithm = self
+            .algorithm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let limit = algorithm.update(sample).min(Gate::MAX_PERMITS);
+        if limit != self.limit.load(Ordering::Acquire) {
+            self.limit.store(limit, Ordering::Release);
+            // Under the algorithm's lock, so resizes land in the order they were decided.
+            let _ = gate.set_limit(limit);
+        }
+    }
+}
+
+impl Limiter {
+    /// A limiter allowing `limit` attempts at once, with no rate limit.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn new(limit: usize) -> Self {
+        Self::builder()
+            .concurrency(limit)
+            .build()
+            .expect("Limiter::new: the limit exceeds Gate::MAX_PERMITS")
+    }
+
+    /// A limiter allowing attempts to start at `rate`, with no concurrency limit.
+    pub fn with_rate(rate: Rate) -> Self {
+        Self::builder()
+            .rate(rate)
+            .build()
+            .expect("no concurrency limit to reject")
+    }
+
+    /// Starts configuring a limiter.
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::new()
+    }
+
+    /// Waits for admission in the [order](Self#order-of-admission) described above.
+    ///
+    /// Cancel-safe: dropping the future gives back the permit or queue place it holds, and
+    /// a booked rate cell if nobody booked after it.
+    pub async fn acquire(&self) -> Result<LimiterPermit<'_>, AcquireError> {
+        self.pause.wait().await;
+        let permit = self.gate.acquire().await?;
+        loop {
+            self.pause.wait().await;
+            if let Some(rate) = &self.rate {
+                rate.until_ready().await;
+            }
+            if !self.pause.is_active() {
+                break;
+            }
+        }
+        Ok(self.admitted(permit))
+    }
+
+    fn admitted<'a>(&'a self, permit: crate::Permit<'a>) -> LimiterPermit<'a> {
+        let (start, in_flight, limit) = match &self.adaptive {
+            Some(adaptive) => {
+                let (in_flight, limit) = adaptive.admitted();
+                let start = adaptive.wants_latency.then(Instant::now);
+                (start, in_flight, limit)
+            }
+            None => (None, 0, 0),
+        };
+        LimiterPermit {
+            limiter: self,
+            gate: Some(permit),
+            start,
+            in_flight,
+            limit,
+        }
+    }
+
+    /// Pauses new admissions for `duration` from now, unless already paused for longer.
+    /// Callers already waiting keep waiting; attempts running are not affected.
+    pub fn pause_for(&self, duration: Duration) {
+        self.pause.extend(Instant::now() + duration);
+    }
+
+    /// Pauses new admissions until `until`, unless already paused for longer.
+    pub fn pause_until(&self, until: Instant) {
+        self.pause.extend(until);
+    }
+
+    /// The end of the pause in force, if any.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.pause.until(Instant::now())
+    }
+
+    /// The concurrency limit in force, if there is one.
+    pub fn limit(&self) -> Option<usize> {
+        self.limited.then(|| self.gate.limit())
+    }
+
+    /// The rate limit, if there is one.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate.as_ref()
+    }
+
+    /// The gate behind the concurrency limit (at [`Gate::MAX_PERMITS`] if there is none).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// What the gate has done; see [`Gate::stats`].
+    pub fn stats(&self) -> Stats {
+        self.gate.stats()
+    }
+
+    /// Closes the limiter: every waiter and every later acquire fails with
+    /// [`AcquireError::Closed`]. Attempts running keep their permits.
+    pub fn close(&self) {
+        self.gate.close();
+    }
+}
+
+impl Admission for Limiter {
+    type Permit<'a> = LimiterPermit<'a>;
+
+    fn admit(&self) -> impl Future<Output = Result<LimiterPermit<'_>, AcquireError>> + Send {
+        self.acquire()
+    }
+
+    fn release<'a>(&'a self, permit: LimiterPermit<'a>, outcome: Outcome) {
+        if let Outcome::Overload {
+            retry_after: Some(retry_after),
+        } = outcome
+        {
+            self.pause_for(retry_after);
+        }
+        if let Some(adaptive) = &self.adaptive {
+            let latency = permit.start.map_or(Duration::ZERO, |start| start.elapsed());
+            let sample = Sample::new(outcome, latency, permit.in_flight, permit.limit);
+            adaptive.record(&sample, &self.gate);
+        }
+        drop(permit);
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithm = self.adaptive.as_ref().map(|adaptive| {
+            format!(
+                "{:?}",
+                adaptive
+                    .algorithm
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            )
+        });
+        f.debug_struct("Limiter")
+            .field("limit", &self.limit())
+            .field("rate", &self.rate.as_ref().map(RateLimit::rate))
+            .field("paused_until", &self.paused_until())
+            .field("adaptive", &algorithm)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,334 @@
+//! [`RateLimit`]: the generic cell rate algorithm over one atomic word.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::Rate;
+
+/// A rate limit: admits callers at a steady [`Rate`], allowing short bursts.
+///
+/// It is the generic cell rate algorithm (GCRA), the one the `governor` crate uses: the state
+/// is one "theoretical arrival time" in an atomic word, so checking costs a clock read and a
+/// compare-and-swap, with no lock and no background task.
+///
+/// - **Guarantee.** In every window of time of length `T`, at most
+///   `burst + count × T / period` callers are admitted (rounded down), with no extra cell at
+///   the edges. The interval between cells is rounded up to a whole nanosecond, so rounding
+///   never runs the limit fast.
+/// - **Time** comes from tokio's clock, so tests on paused time
+///   (`#[tokio::test(start_paused = true)]`) see a rate limit exactly as production does.
+///   [`check_at`](Self::check_at) takes the time as an argument instead.
+/// - **Waiting.** [`until_ready`](Self::until_ready) books the next free cell and sleeps until
+///   it is due: waiters are served in the order they asked, each wakes once, and a waiter
+///   dropped before its cell is due gives the cell back if nobody booked after it.
+///
+/// # Examples
+///
+/// An API that allows 500 calls a minute:
+///
+/// ```
+/// use gate_core::rate::{Rate, RateLimit};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let limit = RateLimit::new("500/min".parse::<Rate>().unwrap());
+/// let start = tokio::time::Instant::now();
+/// for _ in 0..11 {
+///     limit.until_ready().await;
+///     // call the API
+/// }
+/// // One cell every 120ms: the eleventh is due 1.2s after the first.
+/// assert_eq!(start.elapsed().as_millis(), 1200);
+/// # }
+/// ```
+pub struct RateLimit {
+    rate: Rate,
+    /// Nanoseconds between cells.
+    interval: u64,
+    /// How far ahead of now the theoretical arrival time may run: `(burst - 1) × interval`.
+    tolerance: u64,
+    origin: Instant,
+    /// The theoretical arrival time of the next cell, in nanoseconds since `origin`.
+    tat: AtomicU64,
+}
+
+/// A cell was not free: the earliest time one will be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUntil {
+    at: Instant,
+}
+
+impl NotUntil {
+    /// When the next cell is due.
+    pub fn earliest(&self) -> Instant {
+        self.at
+    }
+
+    /// How long from `now` until the next cell is due.
+    pub fn wait_time_from(&self, now: Instant) -> Duration {
+        self.at.saturating_duration_since(now)
+    }
+}
+
+impl fmt::Display for NotUntil {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let wait = self.wait_time_from(Instant::now());
+        write!(f, "rate limited for another {wait:?}")
+    }
+}
+
+impl std::error::Error for NotUntil {}
+
+impl RateLimit {
+    /// A rate limit admitting callers at `rate`, starting with a full burst available.
+    pub fn new(rate: Rate) -> Self {
+        let interval = rate.interval_nanos();
+        let tolerance = interval.saturating_mul(u64::from(rate.burst_size()) - 1);
+        Self {
+            rate,
+            interval,
+            tolerance,
+            origin: Instant::now(),
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// The rate this limit enforces.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Takes a cell if one is free now, without waiting.
+    ///
+    /// ```
+    /// use gate_core::rate::{Rate, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limit = RateLimit::new(Rate::per_second(10).burst(2));
+    /// assert!(limit.check().is_ok());
+    /// assert!(limit.check().is_ok());
+    /// let wait = limit.check().unwrap_err();
+    /// assert_eq!(wait.wait_time_from(tokio::time::Instant::now()).as_millis(), 100);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn check(&self) -> Result<(), NotUntil> {
+        self.check_at(Instant::now())
+    }
+
+    /// Takes a cell if one is free at `now`. Times before an earlier call are treated as
+    /// that earlier time: the limit never admits more because a clock went backwards.
+    #[inline]
+    pub fn check_at(&self, now: Instant) -> Result<(), NotUntil> {
+        let t = self.nanos(now);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let earliest = tat.saturating_sub(self.tolerance);
+            if t < earliest {
+                return Err(NotUntil {
+                    at: self.instant(earliest),
+                });
+            }
+            let next = tat.max(t) + self.interval;
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Waits for a cell: books the next free one and sleeps until it is due. Returns the time
+    /// the cell was due: the window guarantee holds for these times, and the caller runs at
+    /// or just after it (tokio's timer has millisecond resolution).
+    ///
+    /// Cancel-safe: dropping the future before the cell is due gives it back if no later
+    /// caller has booked since; otherwise the cell goes unused (the limit only ever errs on
+    /// the slow side).
+    pub fn until_ready(&self) -> UntilReady<'_> {
+        UntilReady {
+            limit: self,
+            booking: None,
+            sleep: None,
+        }
+    }
+
+    /// Books the next free cell at or after `now`. Returns the booking (the state before and
+    /// after) and when the cell is due, in nanoseconds since the origin.
+    pub(crate) fn book_at(&self, now: Instant) -> (Booking, u64) {
+        let t = self.nanos(now);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let due = t.max(tat.saturating_sub(self.tolerance));
+            let next = tat.max(due) + self.interval;
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return (
+                        Booking {
+                            before: tat,
+                            after: next,
+                        },
+                        due,
+                    );
+                }
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Gives a booked cell back if nobody has booked after it.
+    pub(crate) fn cancel(&self, booking: Booking) {
+        let _ = self.tat.compare_exchange(
+            booking.after,
+            booking.before,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since).unwrap_or(u64::MAX / 2)
+    }
+
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        self.origin + Duration::from_nanos(nanos)
+    }
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cell booked by [`RateLimit::until_ready`]: the theoretical arrival time before and after.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Booking {
+    before: u64,
+    after: u64,
+}
+
+pin_project! {
+    /// Future returned by [`RateLimit::until_ready`]: resolves, to the time the caller's cell
+    /// was due, once it is.
+    ///
+    /// The cell is booked on the first poll. Dropping the future before it resolves gives the
+    /// cell back if no later caller has booked since.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct UntilReady<'a> {
+        limit: &'a RateLimit,
+        booking: Option<Booking>,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+
+    impl PinnedDrop for UntilReady<'_> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(booking) = this.booking.take() {
+                this.limit.cancel(booking);
+            }
+        }
+    }
+}
+
+impl Future for UntilReady<'_> {
+    type Output = Instant;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
+        let mut this = self.project();
+        if this.sleep.is_none() {
+            let now = Instant::now();
+            let (booking, due) = this.limit.book_at(now);
+            if due <= this.limit.nanos(now) {
+                return Poll::Ready(now);
+            }
+            let due = this.limit.instant(due);
+            *this.booking = Some(booking);
+            this.sleep.set(Some(tokio::time::sleep_until(due)));
+        }
+        let sleep = this.sleep.as_pin_mut().expect("set above");
+        let due = sleep.deadline();
+        match sleep.poll(cx) {
+            Poll::Ready(()) => {
+                *this.booking = None;
+                Poll::Ready(due)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl fmt::Debug for UntilReady<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UntilReady")
+            .field("booked", &self.booking.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(limit: &RateLimit, ms: u64) -> Instant {
+        limit.origin + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_burst_of_b_admits_exactly_b_at_once() {
+        // Regression (governor < 0.8): a burst of `b` admitted `b + 1` cells at once.
+        let limit = RateLimit::new(Rate::per_second(10).burst(3));
+        let now = at(&limit, 1000);
+        let admitted = (0..10).filter(|_| limit.check_at(now).is_ok()).count();
+        assert_eq!(admitted, 3);
+        let wait = limit.check_at(now).unwrap_err();
+        assert_eq!(wait.earliest(), at(&limit, 1100));
+        assert!(limit.check_at(at(&limit, 1099)).is_err());
+        assert!(limit.check_at(at(&limit, 1100)).is_ok());
+        assert!(limit.check_at(at(&limit, 1100)).is_err());
+    }
+
+    #[test]
+    fn a_clock_going_backwards_admits_nothing_extra() {
+        let limit = RateLimit::new(Rate::per_second(1));
+        assert!(limit.check_at(at(&limit, 5000)).is_ok());
+        assert!(limit.check_at(at(&limit, 0)).is_err());
+        assert!(limit.check_at(at(&limit, 5999)).is_err());
+        assert!(limit.check_at(at(&limit, 6000)).is_ok());
+    }
+
+    #[test]
+    fn bookings_follow_one_another_and_can_be_returned() {
+        let limit = RateLimit::new(Rate::per_second(10));
+        let now = at(&limit, 0);
+        let (_, first) = limit.book_at(now);
+        let (second_booking, second) = limit.book_at(now);
+        assert_eq!((first, second), (0, 100_000_000));
+        // The last booking goes back; the next caller gets its cell.
+        limit.cancel(second_booking);
+        let (third_booking, third) = limit.book_at(now);
+        assert_eq!(third, 100_000_000);
+        // A booking with a later one behind it cannot go back: the cell is lost, not doubled.
+        let (_, fourth) = limit.book_at(now);
+        limit.cancel(third_booking);
+        assert_eq!(fourth, 200_000_000);
+        assert_eq!(limit.book_at(now).1, 300_000_000);
+    }
+}

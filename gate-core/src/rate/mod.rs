@@ -1,0 +1,11 @@
+//! Rate limits: "500 per minute", with an explicit burst.
+//!
+//! A [`Rate`] is the quota (`"500/min"`, `Rate::per_second(10).burst(5)`); a [`RateLimit`]
+//! enforces it with the generic cell rate algorithm. To combine a rate with a concurrency
+//! limit and server backpressure, use a [`Limiter`](crate::Limiter).
+
+mod limit;
+mod quota;
+
+pub use limit::{NotUntil, RateLimit, UntilReady};
+pub use quota::{ParseRateError, Rate, RateError};

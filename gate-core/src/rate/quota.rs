@@ -1,0 +1,314 @@
+//! [`Rate`]: how many admissions per period, and how many may come at once.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A rate limit's quota: `count` admissions per `period`, of which up to `burst` may come
+/// back to back.
+///
+/// The guarantee of a [`RateLimit`](super::RateLimit) built from it: in every window of time
+/// of length `T`, at most `burst + count × T / period` callers are admitted (rounded down).
+/// With the default burst of 1, cells are spread evenly, one every `period / count`.
+///
+/// Parse one from text (`"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`) or build it in code:
+///
+/// ```
+/// use std::time::Duration;
+/// use gate_core::rate::Rate;
+///
+/// let rate: Rate = "500/min".parse().unwrap();
+/// assert_eq!(rate, Rate::per_minute(500));
+/// assert_eq!(rate.interval(), Duration::from_millis(120));
+///
+/// let bursty = Rate::per_second(10).burst(5);
+/// assert_eq!(bursty.burst_size(), 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    count: u32,
+    period: Duration,
+    burst: u32,
+}
+
+impl Rate {
+    /// `count` admissions per second.
+    ///
+    /// # Panics
+    ///
+    /// If `count` is zero.
+    #[track_caller]
+    pub const fn per_second(count: u32) -> Self {
+        Self::checked(count, Duration::from_secs(1))
+    }
+
+    /// `count` admissions per minute.
+    ///
+    /// # Panics
+    ///
+    /// If `count` is zero.
+    #[track_caller]
+    pub const fn per_minute(count: u32) -> Self {
+        Self::checked(count, Duration::from_secs(60))
+    }
+
+    /// `count` admissions per hour.
+    ///
+    /// # Panics
+    ///
+    /// If `count` is zero.
+    #[track_caller]
+    pub const fn per_hour(count: u32) -> Self {
+        Self::checked(count, Duration::from_secs(3600))
+    }
+
+    /// `count` admissions per `period`, or an error if either is zero or the period is
+    /// shorter than one nanosecond per admission.
+    pub const fn new(count: u32, period: Duration) -> Result<Self, RateError> {
+        if count == 0 {
+            return Err(RateError::ZeroCount);
+        }
+        if period.as_nanos() < count as u128 {
+            return Err(RateError::TooFast);
+        }
+        if period.as_nanos() > u64::MAX as u128 / 4 {
+            return Err(RateError::PeriodTooLong);
+        }
+        Ok(Self {
+            count,
+            period,
+            burst: 1,
+        })
+    }
+
+    #[track_caller]
+    const fn checked(count: u32, period: Duration) -> Self {
+        match Self::new(count, period) {
+            Ok(rate) => rate,
+            Err(_) => panic!("a rate needs a count of at least 1"),
+        }
+    }
+
+    /// Lets up to `burst` admissions come back to back (at least 1; 0 is taken as 1).
+    ///
+    /// The rate over a long time does not change: a burst is paid back by a quiet spell.
+    pub const fn burst(mut self, burst: u32) -> Self {
+        self.burst = if burst == 0 { 1 } else { burst };
+        self
+    }
+
+    /// Admissions per [`period`](Self::period).
+    pub const fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The period over which [`count`](Self::count) admissions are allowed.
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// How many admissions may come back to back.
+    pub const fn burst_size(&self) -> u32 {
+        self.burst
+    }
+
+    /// The steady spacing of admissions, `period / count`, rounded up to a whole nanosecond
+    /// so that rounding never lets the limit run faster than asked.
+    pub const fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos())
+    }
+
+    pub(crate) const fn interval_nanos(&self) -> u64 {
+        let period = self.period.as_nanos();
+        let count = self.count as u128;
+        // `new` bounds the period, so this fits.
+        period.div_ceil(count) as u64
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.period.as_secs();
+        let exact = self.period.subsec_nanos() == 0;
+        let unit = match secs {
+            1 if exact => "s".to_owned(),
+            60 if exact => "min".to_owned(),
+            3600 if exact => "h".to_owned(),
+            86_400 if exact => "d".to_owned(),
+            _ if exact => format!("{secs}s"),
+            _ => format!("{}ms", self.period.as_millis()),
+        };
+        write!(f, "{}/{unit}", self.count)?;
+        if self.burst > 1 {
+            write!(f, " (burst {})", self.burst)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Rate {
+    type Err = ParseRateError;
+
+    /// Parses `COUNT/PERIOD`, where `PERIOD` is an optional whole number and a unit: `ms`,
+    /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hour`, `d`, `day` (plurals too).
+    /// `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`. Spaces around the parts are allowed.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (count, period) = s.split_once('/').ok_or(ParseRateError::MissingSlash)?;
+        let count = count.trim();
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseRateError::InvalidCount);
+        }
+        let count: u32 = count.parse().map_err(|_| ParseRateError::InvalidCount)?;
+        let period = period.trim();
+        let digits = period.bytes().take_while(u8::is_ascii_digit).count();
+        let (multiple, unit) = period.split_at(digits);
+        let multiple: u64 = if multiple.is_empty() {
+            1
+        } else {
+            multiple
+                .parse()
+                .map_err(|_| ParseRateError::InvalidPeriod)?
+        };
+        let unit_nanos: u64 = match unit.trim() {
+            "ms" | "millisecond" | "milliseconds" => 1_000_000,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
+            "d" | "day" | "days" => 86_400_000_000_000,
+            _ => return Err(ParseRateError::UnknownUnit),
+        };
+        if multiple == 0 {
+            return Err(ParseRateError::InvalidPeriod);
+        }
+        let nanos = unit_nanos
+            .checked_mul(multiple)
+            .ok_or(ParseRateError::InvalidPeriod)?;
+        Rate::new(count, Duration::from_nanos(nanos)).map_err(ParseRateError::Rate)
+    }
+}
+
+/// A [`Rate`] could not be built from the numbers given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateError {
+    /// The count was zero: nothing would ever be admitted.
+    ZeroCount,
+    /// More than one admission per nanosecond was asked for.
+    TooFast,
+    /// The period was longer than the limiter's clock can count (about 146 years).
+    PeriodTooLong,
+}
+
+impl fmt::Display for RateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ZeroCount => "a rate needs a count of at least 1",
+            Self::TooFast => "a rate cannot exceed one admission per nanosecond",
+            Self::PeriodTooLong => "a rate's period must be shorter than 146 years",
+        })
+    }
+}
+
+impl std::error::Error for RateError {}
+
+/// Text that is not a rate such as `"500/min"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ParseRateError {
+    /// There was no `/` between the count and the period.
+    MissingSlash,
+    /// The count was not a whole number that fits in a `u32`.
+    InvalidCount,
+    /// The period's multiple was zero or too large.
+    InvalidPeriod,
+    /// The period's unit was not one of `ms`, `s`, `min`, `h`, `d`.
+    UnknownUnit,
+    /// The numbers parsed but do not make a rate.
+    Rate(RateError),
+}
+
+impl fmt::Display for ParseRateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingSlash => f.write_str("expected a rate like `500/min`"),
+            Self::InvalidCount => f.write_str("the count before `/` must be a whole number"),
+            Self::InvalidPeriod => f.write_str("the period's multiple must be at least 1"),
+            Self::UnknownUnit => {
+                f.write_str("unknown unit; expected one of `ms`, `s`, `min`, `h`, `d`")
+            }
+            Self::Rate(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for ParseRateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Rate(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_common_forms() {
+        let cases = [
+            ("500/min", Rate::per_minute(500)),
+            ("10/s", Rate::per_second(10)),
+            ("3/h", Rate::per_hour(3)),
+            (" 7 / second ", Rate::per_second(7)),
+            ("100/10s", Rate::new(100, Duration::from_secs(10)).unwrap()),
+            ("5/250ms", Rate::new(5, Duration::from_millis(250)).unwrap()),
+            (
+                "1000/day",
+                Rate::new(1000, Duration::from_secs(86_400)).unwrap(),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Rate>(), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_text_with_a_typed_error() {
+        let cases = [
+            ("500", ParseRateError::MissingSlash),
+            ("/min", ParseRateError::InvalidCount),
+            ("-1/min", ParseRateError::InvalidCount),
+            ("1.5/s", ParseRateError::InvalidCount),
+            ("99999999999/s", ParseRateError::InvalidCount),
+            ("5/fortnight", ParseRateError::UnknownUnit),
+            ("5/", ParseRateError::UnknownUnit),
+            ("5/0s", ParseRateError::InvalidPeriod),
+            ("5/99999999999999999999s", ParseRateError::InvalidPeriod),
+            ("0/min", ParseRateError::Rate(RateError::ZeroCount)),
+            ("2000000/ms", ParseRateError::Rate(RateError::TooFast)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Rate>(), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn interval_rounds_up_so_the_rate_never_runs_fast() {
+        assert_eq!(Rate::per_minute(500).interval(), Duration::from_millis(120));
+        // 1s / 7 = 142_857_142.86ns: rounded up, not down.
+        assert_eq!(
+            Rate::per_second(7).interval(),
+            Duration::from_nanos(142_857_143)
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["500/min", "10/s", "3/h", "100/10s", "5/250ms"] {
+            let rate: Rate = text.parse().unwrap();
+            assert_eq!(rate.to_string().parse::<Rate>(), Ok(rate), "{text}");
+        }
+        assert_eq!(Rate::per_second(10).burst(4).to_string(), "10/s (burst 4)");
+    }
+}

@@ -1,0 +1,270 @@
+//! `Limiter`: concurrency, rate and a shared pause together, fed by `Retry::call`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gate_core::adaptive::{Aimd, Gradient};
+use gate_core::rate::Rate;
+use gate_core::{AcquireError, Admission, Backpressure, Limiter, Outcome, Retry};
+use tokio::time::Instant;
+
+#[derive(Debug, PartialEq)]
+enum ApiError {
+    TooMany(Option<Duration>),
+    NotFound,
+}
+
+impl Backpressure for ApiError {
+    fn is_overload(&self) -> bool {
+        matches!(self, ApiError::TooMany(_))
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::TooMany(after) => *after,
+            ApiError::NotFound => None,
+        }
+    }
+}
+
+fn policy(retries: u32) -> Retry<ApiError> {
+    Retry::builder(retries)
+        .fixed(Duration::from_millis(10))
+        .honor_retry_after()
+        .build()
+        .unwrap()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_pauses_everyone_sharing_the_limiter() {
+    let limiter = Arc::new(Limiter::new(1));
+    let start = Instant::now();
+    // Holds the only permit, then fails with "come back in 5s".
+    let first = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            let permit = limiter.acquire().await.unwrap();
+            tokio::time::sleep(ms(100)).await;
+            permit.finish(Outcome::Overload {
+                retry_after: Some(Duration::from_secs(5)),
+            });
+        })
+    };
+    tokio::task::yield_now().await;
+    // Already queued at the gate when the pause begins: it keeps waiting, is not failed,
+    // and is admitted when the pause ends.
+    let queued = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            let _permit = limiter.acquire().await.unwrap();
+            start.elapsed()
+        })
+    };
+    first.await.unwrap();
+    assert_eq!(
+        limiter.paused_until(),
+        Some(start + ms(100) + Duration::from_secs(5))
+    );
+    // A newcomer, with a permit free, also waits for the pause.
+    let newcomer = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            let _permit = limiter.acquire().await.unwrap();
+            start.elapsed()
+        })
+    };
+    let (queued, newcomer) = (queued.await.unwrap(), newcomer.await.unwrap());
+    assert_eq!(queued, ms(5_100));
+    assert!(newcomer >= ms(5_100));
+    assert_eq!(limiter.paused_until(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_call_reports_overloads_and_the_pause_outlasts_the_backoff() {
+    let limiter = Limiter::builder().concurrency(4).build().unwrap();
+    let calls = AtomicUsize::new(0);
+    let start = Instant::now();
+    let result = policy(3)
+        .call(&limiter, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(ApiError::TooMany(Some(Duration::from_secs(2))))
+                } else {
+                    Ok(start.elapsed())
+                }
+            }
+        })
+        .await;
+    // The retry waited for the pause, not only its own 10ms backoff.
+    assert_eq!(result.unwrap(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_without_overload_do_not_pause() {
+    let limiter = Limiter::new(2);
+    let err = policy(0)
+        .call(&limiter, || async { Err::<(), _>(ApiError::NotFound) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.into_inner(), Some(ApiError::NotFound));
+    assert_eq!(limiter.paused_until(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_and_concurrency_hold_together() {
+    let limiter = Arc::new(
+        Limiter::builder()
+            .concurrency(2)
+            .rate(Rate::per_second(10))
+            .build()
+            .unwrap(),
+    );
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (limiter, running, peak, starts) = (
+                Arc::clone(&limiter),
+                Arc::clone(&running),
+                Arc::clone(&peak),
+                Arc::clone(&starts),
+            );
+            tokio::spawn(async move {
+                let _permit = limiter.acquire().await.unwrap();
+                starts.lock().unwrap().push(start.elapsed());
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(ms(350)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    let starts = starts.lock().unwrap();
+    // Concurrency binds (2 per 350ms is slower than 10/s), and starts are never closer
+    // than the rate's interval.
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= ms(100), "{pair:?}");
+    }
+    assert_eq!(*starts.last().unwrap(), ms(9 * 350 + 100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn aimd_resizes_the_one_gate_and_cancellations_teach_nothing() {
+    let limiter = Limiter::builder()
+        .adaptive(Aimd::builder().initial(4).build().unwrap())
+        .build()
+        .unwrap();
+    let permits: Vec<_> = futures_admit(&limiter, 4).await;
+    assert_eq!(limiter.stats().in_flight, 4);
+    // Dropped without a report: cancelled attempts say nothing.
+    drop(permits);
+    assert_eq!(limiter.limit(), Some(4));
+
+    // Only the attempt admitted into a full gate (the last of each round) shows that the
+    // limit binds: each round of successes adds exactly one in slow start.
+    for expected in 5..=8 {
+        let limit = limiter.limit().unwrap();
+        let permits = futures_admit(&limiter, limit).await;
+        for permit in permits {
+            permit.finish(Outcome::Success);
+        }
+        assert_eq!(limiter.limit(), Some(expected));
+    }
+    // Successes while the gate is not full (app-limited) add nothing.
+    for _ in 0..20 {
+        limiter.admit().await.unwrap().finish(Outcome::Success);
+    }
+    assert_eq!(limiter.limit(), Some(8));
+
+    // An overload while 8 are out halves the limit; the permits still out are not revoked
+    // and the gate admits nobody new until they drain below the new limit.
+    let mut permits = futures_admit(&limiter, 8).await;
+    permits
+        .pop()
+        .unwrap()
+        .finish(Outcome::Overload { retry_after: None });
+    assert_eq!(limiter.limit(), Some(4));
+    assert_eq!(limiter.stats().in_flight, 7);
+    assert!(limiter.gate().try_acquire().is_err());
+    permits.truncate(3);
+    assert_eq!(limiter.stats().in_flight, 3);
+    assert!(limiter.gate().try_acquire().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_count_as_overload_once_per_attempt() {
+    let limiter = Limiter::builder()
+        .adaptive(Aimd::builder().initial(10).build().unwrap())
+        .build()
+        .unwrap();
+    let policy = Retry::<ApiError>::builder(2)
+        .timeout(ms(50))
+        .build()
+        .unwrap();
+    let err = policy
+        .call(&limiter, || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<(), ApiError>(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), 3);
+    // The first timed-out attempt halves (slow start ends); the next two fall within one
+    // window of it and count once.
+    assert_eq!(limiter.limit(), Some(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_limiter_fails_waiters() {
+    let limiter = Arc::new(Limiter::new(1));
+    let held = limiter.acquire().await.unwrap();
+    let waiter = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.acquire().await.map(drop) })
+    };
+    tokio::task::yield_now().await;
+    limiter.close();
+    assert_eq!(waiter.await.unwrap(), Err(AcquireError::Closed));
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gradient_limiter_measures_latency_per_attempt() {
+    let limiter = Limiter::builder()
+        .adaptive(Gradient::builder().initial(4).probe_interval(0).build().unwrap())
+        .build()
+        .unwrap();
+    // A full window of fast attempts grows the limit by sqrt(4).
+    let permits = futures_admit(&limiter, 4).await;
+    tokio::time::sleep(ms(100)).await;
+    for permit in permits {
+        permit.finish(Outcome::Success);
+    }
+    assert_eq!(limiter.limit(), Some(6));
+    // A window three times slower shrinks it.
+    let permits = futures_admit(&limiter, 6).await;
+    tokio::time::sleep(ms(300)).await;
+    for permit in permits {
+        permit.finish(Outcome::Success);
+    }
+    assert!(limiter.limit().unwrap() < 6);
+}
+
+async fn futures_admit(limiter: &Limiter, n: usize) -> Vec<gate_core::LimiterPermit<'_>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(limiter.admit().await.unwrap());
+    }
+    out
+}

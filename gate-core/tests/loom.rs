@@ -1,0 +1,147 @@
+//! Model checks of the gate with loom: every interleaving of the operations below, up to a
+//! bounded number of preemptions, keeps permits conserved and the limit held.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg gate_loom" cargo test -p gate-core --release --test loom`
+#![cfg(gate_loom)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use gate_core::{AcquireError, Gate};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
+fn assert_idle(gate: &Gate, limit: usize) {
+    let stats = gate.stats();
+    assert_eq!((stats.in_flight, stats.waiting), (0, 0));
+    assert_eq!(gate.available_permits(), limit);
+}
+
+#[test]
+fn two_tasks_never_hold_one_permit_together() {
+    model(|| {
+        let gate = Arc::new(Gate::new(1));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, inside) = (gate.clone(), inside.clone());
+                thread::spawn(move || {
+                    loom::future::block_on(async {
+                        let _permit = gate.acquire().await.unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_idle(&gate, 1);
+    });
+}
+
+#[test]
+fn close_races_a_waiter() {
+    model(|| {
+        let gate = Arc::new(Gate::new(1));
+        let held = gate.clone().try_acquire_owned().unwrap();
+        let waiter = {
+            let gate = gate.clone();
+            thread::spawn(move || loom::future::block_on(gate.acquire()).map(drop))
+        };
+        let closer = {
+            let gate = gate.clone();
+            thread::spawn(move || gate.close())
+        };
+        closer.join().unwrap();
+        drop(held);
+        // Either it got in before the close, or the close failed it.
+        match waiter.join().unwrap() {
+            Ok(()) | Err(AcquireError::Closed) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        assert_idle(&gate, 1);
+    });
+}
+
+#[test]
+fn cancel_races_a_release() {
+    model(|| {
+        let gate = Arc::new(Gate::new(1));
+        let held = gate.clone().try_acquire_owned().unwrap();
+        let canceller = {
+            let gate = gate.clone();
+            thread::spawn(move || {
+                let mut acquire = pin!(gate.acquire());
+                let mut cx = Context::from_waker(Waker::noop());
+                // Queue, then give up: the permit may be granted in between.
+                if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
+                    drop(permit);
+                }
+            })
+        };
+        let releaser = thread::spawn(move || drop(held));
+        canceller.join().unwrap();
+        releaser.join().unwrap();
+        assert_idle(&gate, 1);
+    });
+}
+
+#[test]
+fn the_head_waiter_cancelling_does_not_strand_the_next() {
+    model(|| {
+        let gate = Arc::new(Gate::new(2));
+        let held = gate.clone().try_acquire_owned().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut head = Box::pin(gate.clone().acquire_many_owned(2));
+        assert!(head.as_mut().poll(&mut cx).is_pending());
+        let next = {
+            let gate = gate.clone();
+            thread::spawn(move || loom::future::block_on(gate.acquire()).map(drop))
+        };
+        let canceller = thread::spawn(move || drop(head));
+        canceller.join().unwrap();
+        // The one free permit must reach `next` without anyone releasing anything.
+        next.join().unwrap().unwrap();
+        drop(held);
+        assert_idle(&gate, 2);
+    });
+}
+
+#[test]
+fn resize_races_acquire_and_release() {
+    model(|| {
+        let gate = Arc::new(Gate::new(1));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let held = gate.clone().try_acquire_owned().unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, inside) = (gate.clone(), inside.clone());
+                thread::spawn(move || {
+                    loom::future::block_on(async {
+                        let _permit = gate.acquire().await.unwrap();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= 2, "{now} inside with a limit of at most 2");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+            })
+            .collect();
+        gate.set_limit(2).unwrap();
+        drop(held);
+        for t in waiters {
+            t.join().unwrap();
+        }
+        assert_idle(&gate, 2);
+    });
+}

@@ -1,0 +1,647 @@
+//! The arguments of `#[gated(...)]`: parsed with `syn::meta::parser`, then validated together.
+//!
+//! Every value keeps its span (and its key's span) so that a later check can point at the
+//! token to fix. Independent problems are reported together.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprUnary, Lit, Path, Token, UnOp};
+
+use crate::duration::{self, Millis};
+
+/// The argument names, in the order the docs list them. Adding an argument is one entry here,
+/// one field in [`Args`] and one arm in [`Args::parse_one`].
+pub(crate) const KEYS: &[&str] = &[
+    "limit",
+    "gate",
+    "retry",
+    "backoff",
+    "wait",
+    "max_delay",
+    "jitter",
+    "timeout",
+    "retry_if",
+    "crate",
+];
+
+/// One argument's value, where it was written, and where its key was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Arg<T> {
+    pub(crate) value: T,
+    pub(crate) key: Span,
+    pub(crate) span: Span,
+}
+
+/// How the delay between attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackoffKind {
+    Fixed,
+    Exponential,
+}
+
+/// The parsed arguments; `None` means "not given".
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) limit: Option<Arg<u64>>,
+    pub(crate) gate: Option<Arg<Path>>,
+    pub(crate) retry: Option<Arg<u32>>,
+    pub(crate) backoff: Option<Arg<BackoffKind>>,
+    pub(crate) wait: Option<Arg<Millis>>,
+    pub(crate) max_delay: Option<Arg<Millis>>,
+    pub(crate) jitter: Option<Arg<bool>>,
+    pub(crate) timeout: Option<Arg<Millis>>,
+    pub(crate) retry_if: Option<Arg<Expr>>,
+    pub(crate) krate: Option<Arg<Path>>,
+}
+
+impl Args {
+    /// Parses and validates the tokens inside `#[gated(...)]`.
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let mut args = Args::default();
+        let mut errors = Errors::default();
+        syn::meta::parser(|meta| args.parse_one(meta, &mut errors)).parse2(tokens)?;
+        errors.finish()?;
+        args.validate()?;
+        Ok(args)
+    }
+
+    /// Parses one `key = value`. Problems with a value are collected in `errors` so that the
+    /// other arguments are still checked; only a syntax error stops parsing.
+    fn parse_one(&mut self, meta: ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let key = path_name(&meta.path);
+        let key_span = meta.path.span();
+        if !meta.input.peek(Token![=]) {
+            let example = match key.as_str() {
+                "limit" => "limit = 10",
+                "gate" => "gate = NAME",
+                "retry" => "retry = 3",
+                "jitter" => "jitter = true",
+                _ => "key = value",
+            };
+            return Err(syn::Error::new(
+                key_span,
+                format!("expected `=` after `{key}`: arguments are written `{example}`"),
+            ));
+        }
+        let value = ungroup(meta.value()?.parse()?);
+        let key = Key {
+            name: &key,
+            span: key_span,
+        };
+        let result = match key.name {
+            "limit" => key.set(&mut self.limit, &value, parse_limit),
+            "gate" => key.set(&mut self.gate, &value, parse_gate),
+            "retry" => key.set(&mut self.retry, &value, parse_retry),
+            "backoff" => key.set(&mut self.backoff, &value, parse_backoff),
+            "wait" => key.set(&mut self.wait, &value, |e| parse_duration(e, "wait")),
+            "max_delay" => key.set(&mut self.max_delay, &value, |e| {
+                parse_duration(e, "max_delay")
+            }),
+            "jitter" => key.set(&mut self.jitter, &value, parse_jitter),
+            "timeout" => key.set(&mut self.timeout, &value, parse_timeout),
+            "retry_if" => key.set(&mut self.retry_if, &value, parse_retry_if),
+            "crate" => key.set(&mut self.krate, &value, parse_crate),
+            _ => Err(unknown_argument(key.name, key_span)),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+        Ok(())
+    }
+
+    /// Checks how the arguments fit together.
+    fn validate(&self) -> syn::Result<()> {
+        let mut errors = Errors::default();
+        match (&self.limit, &self.gate) {
+            (Some(_), Some(gate)) => errors.push(syn::Error::new(
+                gate.key,
+                "`limit` and `gate` cannot be used together: `limit = N` gives the function \
+                 a gate of its own, `gate = NAME` uses a gate you declared",
+            )),
+            (None, None) => errors.push(syn::Error::new(
+                Span::call_site(),
+                "`#[gated]` needs a limit: `limit = N` for a gate of its own, or \
+                 `gate = NAME` to share a gate you declared",
+            )),
+            _ => {}
+        }
+        if self.retry.is_none() {
+            let options = [
+                ("backoff", self.backoff.as_ref().map(|a| a.key)),
+                ("wait", self.wait.as_ref().map(|a| a.key)),
+                ("max_delay", self.max_delay.as_ref().map(|a| a.key)),
+                ("jitter", self.jitter.as_ref().map(|a| a.key)),
+                ("retry_if", self.retry_if.as_ref().map(|a| a.key)),
+            ];
+            for (name, key) in options {
+                if let Some(key) = key {
+                    errors.push(syn::Error::new(
+                        key,
+                        format!("`{name}` configures retries, so it needs `retry = N`"),
+                    ));
+                }
+            }
+        }
+        let exponential = matches!(
+            self.backoff,
+            Some(Arg {
+                value: BackoffKind::Exponential,
+                ..
+            })
+        );
+        if let Some(max) = &self.max_delay {
+            if !exponential {
+                errors.push(syn::Error::new(
+                    max.key,
+                    "`max_delay` caps an exponential backoff; add `backoff = \"exponential\"`",
+                ));
+            }
+        }
+        if let (true, Some(backoff)) = (exponential, &self.backoff) {
+            match &self.wait {
+                None => errors.push(syn::Error::new(
+                    backoff.span,
+                    "an exponential backoff needs its first delay: add `wait = \"...\"`, \
+                     such as `wait = \"500ms\"`",
+                )),
+                Some(wait) if wait.value.is_zero() => errors.push(syn::Error::new(
+                    wait.span,
+                    "`wait` must be greater than zero for an exponential backoff",
+                )),
+                Some(wait) => {
+                    if let Some(max) = self.max_delay.as_ref().filter(|m| m.value < wait.value) {
+                        errors.push(syn::Error::new(
+                            max.span,
+                            format!(
+                                "`max_delay` ({}) must not be shorter than `wait` ({})",
+                                max.value, wait.value
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        errors.finish()
+    }
+
+    /// Whether the function runs under a retry policy (retries or a per-attempt timeout),
+    /// and so must return a `Result`.
+    pub(crate) fn needs_policy(&self) -> bool {
+        self.retry.is_some() || self.timeout.is_some()
+    }
+
+    /// The argument that makes the function need a `Result`, for error messages.
+    pub(crate) fn policy_key(&self) -> Option<(&'static str, Span)> {
+        match (&self.retry, &self.timeout) {
+            (Some(retry), _) => Some(("retry", retry.key)),
+            (None, Some(timeout)) => Some(("timeout", timeout.key)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The key being parsed; owns the one duplicate check every argument goes through.
+struct Key<'a> {
+    name: &'a str,
+    span: Span,
+}
+
+impl Key<'_> {
+    /// Stores `parse(value)` in `slot`, refusing a key given twice.
+    fn set<T>(
+        &self,
+        slot: &mut Option<Arg<T>>,
+        value: &Expr,
+        parse: impl FnOnce(&Expr) -> syn::Result<T>,
+    ) -> syn::Result<()> {
+        if slot.is_some() {
+            return Err(syn::Error::new(
+                self.span,
+                format!("duplicate argument `{}`", self.name),
+            ));
+        }
+        *slot = Some(Arg {
+            value: parse(value)?,
+            key: self.span,
+            span: value.span(),
+        });
+        Ok(())
+    }
+}
+
+/// Errors gathered before giving up, reported together.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// Unwraps the invisible group around a value passed through a `macro_rules!` fragment
+/// (`#[gated(limit = $n)]`).
+fn ungroup(value: Expr) -> Expr {
+    match value {
+        Expr::Group(group) => ungroup(*group.expr),
+        value => value,
+    }
+}
+
+fn path_name(path: &Path) -> String {
+    let segments: Vec<_> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    segments.join("::")
+}
+
+fn unknown_argument(name: &str, span: Span) -> syn::Error {
+    let expected: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    let expected = expected.join(", ");
+    let message = if name == "max_wait" {
+        "unknown argument `max_wait`: the cap on the delay between attempts is `max_delay`; \
+         the time a caller may wait for a permit is set on a shared gate \
+         (`Gate::builder(n).max_wait(..)`, then `gate = NAME`)"
+            .to_owned()
+    } else if let Some(close) = did_you_mean(name, KEYS) {
+        format!("unknown argument `{name}`; did you mean `{close}`? expected one of {expected}")
+    } else {
+        format!("unknown argument `{name}`; expected one of {expected}")
+    };
+    syn::Error::new(span, message)
+}
+
+/// The candidate closest to `name`, if it is a likely misspelling or a common synonym.
+fn did_you_mean(name: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    const SYNONYMS: &[(&str, &str)] = &[
+        ("retries", "retry"),
+        ("max_retries", "retry"),
+        ("attempts", "retry"),
+        ("permits", "limit"),
+        ("concurrency", "limit"),
+        ("max_concurrency", "limit"),
+        ("delay", "wait"),
+        ("interval", "wait"),
+    ];
+    if let Some((_, to)) = SYNONYMS.iter().find(|(from, _)| *from == name) {
+        return candidates.iter().copied().find(|c| c == to);
+    }
+    let allowed = if name.chars().count() <= 3 { 1 } else { 2 };
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), *c))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance counting an adjacent swap as one edit (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A whole number of at least 1, written as an integer literal.
+fn positive_int<N: std::str::FromStr>(value: &Expr, key: &str, example: &str) -> syn::Result<N>
+where
+    N::Err: std::fmt::Display,
+{
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => {
+            let zero = lit.base10_digits().bytes().all(|b| b == b'0');
+            if zero {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("`{key}` must be at least 1"),
+                ));
+            }
+            lit.base10_parse::<N>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!("`{key} = {}` is too large", lit.base10_digits()),
+                )
+            })
+        }
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be at least 1"),
+        )),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be an integer literal, such as `{example}`"),
+        )),
+    }
+}
+
+fn parse_limit(value: &Expr) -> syn::Result<u64> {
+    positive_int(value, "limit", "limit = 10").map_err(|e| {
+        if matches!(value, Expr::Path(_)) {
+            syn::Error::new_spanned(
+                value,
+                "`limit` must be an integer literal, such as `limit = 10`; to size a gate \
+                 elsewhere, declare a `static` gate and write `gate = NAME`",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn parse_retry(value: &Expr) -> syn::Result<u32> {
+    positive_int(value, "retry", "retry = 3")
+}
+
+fn parse_gate(value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(p.path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`gate` must be the path of a `static` gate, such as `gate = OPENAI`",
+        )),
+    }
+}
+
+fn string_literal<'a>(value: &'a Expr, key: &str, example: &str) -> syn::Result<&'a syn::LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a string, such as `{example}`"),
+        )),
+    }
+}
+
+fn parse_backoff(value: &Expr) -> syn::Result<BackoffKind> {
+    let lit = string_literal(value, "backoff", "backoff = \"exponential\"")?;
+    match lit.value().as_str() {
+        "fixed" => Ok(BackoffKind::Fixed),
+        "exponential" => Ok(BackoffKind::Exponential),
+        other => {
+            let hint = match did_you_mean(other, &["fixed", "exponential"]) {
+                Some(close) => format!("did you mean \"{close}\"? "),
+                None => String::new(),
+            };
+            Err(syn::Error::new(
+                lit.span(),
+                format!("unknown backoff \"{other}\"; {hint}expected \"fixed\" or \"exponential\""),
+            ))
+        }
+    }
+}
+
+fn parse_duration(value: &Expr, key: &str) -> syn::Result<Millis> {
+    let example = format!("{key} = \"500ms\"");
+    let lit = string_literal(value, key, &example)?;
+    duration::parse(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
+}
+
+fn parse_timeout(value: &Expr) -> syn::Result<Millis> {
+    let timeout = parse_duration(value, "timeout")?;
+    if timeout.is_zero() {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`timeout` must be greater than zero: no attempt could finish in no time",
+        ));
+    }
+    Ok(timeout)
+}
+
+fn parse_jitter(value: &Expr) -> syn::Result<bool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`jitter` must be `true` or `false`",
+        )),
+    }
+}
+
+fn parse_retry_if(value: &Expr) -> syn::Result<Expr> {
+    match value {
+        Expr::Path(_) | Expr::Closure(_) => Ok(value.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`retry_if` must be the path of a `fn(&E) -> bool`, such as \
+             `retry_if = is_transient`",
+        )),
+    }
+}
+
+fn parse_crate(value: &Expr) -> syn::Result<Path> {
+    let lit = string_literal(value, "crate", "crate = \"gate_core\"")?;
+    lit.parse::<Path>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "`crate` must name the gate-core crate as a path, such as \
+                 `crate = \"gate_core\"`; \"{}\" is not a path",
+                lit.value()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        Args::parse(tokens)
+    }
+
+    fn error(tokens: TokenStream) -> String {
+        let Err(errors) = parse(tokens) else {
+            panic!("should not parse");
+        };
+        let errors: Vec<String> = errors
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        errors.join("\n")
+    }
+
+    #[test]
+    fn every_argument_is_parsed_with_its_value() {
+        let args = parse(quote!(
+            gate = crate::OPENAI,
+            retry = 3,
+            backoff = "exponential",
+            wait = "500ms",
+            max_delay = "10s",
+            jitter = true,
+            timeout = "30s",
+            retry_if = is_transient,
+            crate = "gate1"
+        ))
+        .unwrap();
+        assert!(args.limit.is_none());
+        assert_eq!(path_name(&args.gate.unwrap().value), "crate::OPENAI");
+        assert_eq!(args.retry.unwrap().value, 3);
+        assert_eq!(args.backoff.unwrap().value, BackoffKind::Exponential);
+        assert_eq!(args.wait.unwrap().value, Millis(500));
+        assert_eq!(args.max_delay.unwrap().value, Millis(10_000));
+        assert!(args.jitter.unwrap().value);
+        assert_eq!(args.timeout.unwrap().value, Millis(30_000));
+        assert!(matches!(args.retry_if.unwrap().value, Expr::Path(_)));
+        assert_eq!(path_name(&args.krate.unwrap().value), "gate1");
+    }
+
+    #[test]
+    fn limit_alone_needs_no_policy() {
+        let args = parse(quote!(limit = 10)).unwrap();
+        assert_eq!(args.limit.as_ref().unwrap().value, 10);
+        assert!(!args.needs_policy());
+        assert!(parse(quote!(limit = 1, timeout = "1s")).unwrap().needs_policy());
+        assert!(parse(quote!(limit = 1, retry = 1)).unwrap().needs_policy());
+    }
+
+    #[test]
+    fn unknown_arguments_list_the_valid_ones_and_suggest_close_ones() {
+        let e = error(quote!(limt = 10));
+        assert!(e.starts_with("unknown argument `limt`; did you mean `limit`?"), "{e}");
+        assert!(e.contains("expected one of `limit`, `gate`, `retry`"), "{e}");
+        let e = error(quote!(limit = 1, retyr = 2));
+        assert!(e.contains("did you mean `retry`?"), "{e}");
+        let e = error(quote!(limit = 1, retries = 2));
+        assert!(e.contains("did you mean `retry`?"), "{e}");
+        let e = error(quote!(limit = 1, flavour = 2));
+        assert!(!e.contains("did you mean"), "{e}");
+        assert!(e.contains("expected one of"), "{e}");
+        let e = error(quote!(limit = 1, max_wait = "1s"));
+        assert!(e.contains("is `max_delay`"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_is_reported_on_its_second_occurrence_for_every_key() {
+        let valid = |key: &str| match key {
+            "limit" | "retry" => "1",
+            "gate" | "retry_if" => "f",
+            "backoff" => "\"fixed\"",
+            "wait" | "max_delay" | "timeout" => "\"1s\"",
+            "jitter" => "true",
+            "crate" => "\"gate_core\"",
+            _ => panic!("no valid value for `{key}`"),
+        };
+        for key in KEYS {
+            let value = valid(key);
+            let tokens: TokenStream = format!("{key} = {value}, {key} = {value}").parse().unwrap();
+            let e = error(tokens);
+            assert!(e.contains(&format!("duplicate argument `{key}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn limit_and_retry_must_be_positive_integers() {
+        assert_eq!(error(quote!(limit = 0)), "`limit` must be at least 1");
+        assert_eq!(error(quote!(limit = -3)), "`limit` must be at least 1");
+        assert!(error(quote!(limit = "10")).contains("must be an integer literal"));
+        assert!(error(quote!(limit = 2.5)).contains("must be an integer literal"));
+        assert!(error(quote!(limit = N)).contains("`gate = NAME`"));
+        assert!(error(quote!(limit = 1, retry = 0)).contains("`retry` must be at least 1"));
+        assert!(error(quote!(limit = 1, retry = 99999999999)).contains("too large"));
+    }
+
+    #[test]
+    fn exactly_one_of_limit_and_gate() {
+        assert!(error(quote!()).contains("needs a limit"));
+        assert!(error(quote!(retry = 2)).contains("needs a limit"));
+        assert!(error(quote!(limit = 2, gate = G)).contains("cannot be used together"));
+        assert!(error(quote!(gate = "G")).contains("must be the path of a `static` gate"));
+    }
+
+    #[test]
+    fn retry_options_need_retry() {
+        let e = error(quote!(limit = 2, wait = "1s", jitter = true));
+        assert!(e.contains("`wait` configures retries, so it needs `retry = N`"), "{e}");
+        assert!(e.contains("`jitter` configures retries"), "{e}");
+        // A per-attempt timeout makes sense without retries.
+        assert!(parse(quote!(limit = 2, timeout = "1s")).is_ok());
+    }
+
+    #[test]
+    fn backoff_settings_are_checked_together() {
+        let e = error(quote!(limit = 1, retry = 1, backoff = "exponential"));
+        assert!(e.contains("needs its first delay"), "{e}");
+        let e = error(quote!(limit = 1, retry = 1, max_delay = "1s"));
+        assert!(e.contains("caps an exponential backoff"), "{e}");
+        let e = error(quote!(
+            limit = 1,
+            retry = 1,
+            backoff = "exponential",
+            wait = "2s",
+            max_delay = "1s"
+        ));
+        assert!(e.contains("`max_delay` (1s) must not be shorter than `wait` (2s)"), "{e}");
+        let e = error(quote!(limit = 1, retry = 1, backoff = "exponental"));
+        assert!(e.contains("did you mean \"exponential\"?"), "{e}");
+        let e = error(quote!(limit = 1, retry = 1, backoff = exponential));
+        assert!(e.contains("takes a string"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_checked_on_their_literal() {
+        let e = error(quote!(limit = 1, retry = 1, wait = "2 sec"));
+        assert!(e.contains("unknown unit `sec`"), "{e}");
+        let e = error(quote!(limit = 1, timeout = "0s"));
+        assert!(e.contains("`timeout` must be greater than zero"), "{e}");
+        let e = error(quote!(limit = 1, retry = 1, wait = 500));
+        assert!(e.contains("`wait` takes a string"), "{e}");
+    }
+
+    #[test]
+    fn independent_problems_are_reported_together() {
+        let e = error(quote!(limt = 1, retry = 0, jitter = 1));
+        assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
+    #[test]
+    fn a_key_without_a_value_says_how_to_write_it() {
+        let e = error(quote!(limit));
+        assert!(e.contains("expected `=` after `limit`"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_once() {
+        assert_eq!(edit_distance("retry", "retyr"), 1);
+        assert_eq!(edit_distance("limit", "limt"), 1);
+        assert_eq!(edit_distance("gate", "gate"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

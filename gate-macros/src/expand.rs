@@ -1,0 +1,346 @@
+//! Code generation for `#[gated]`: check the item, then replace only the function's body.
+
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Expr, Item, ItemFn, ReturnType, Stmt, Type};
+
+use crate::args::{Args, BackoffKind};
+use crate::duration::Millis;
+
+/// Expands `#[gated(args)] item`. On any error, the item is emitted unchanged next to the
+/// errors, so that the rest of the program (and rust-analyzer) still sees the function.
+pub(crate) fn gated(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(e) => return with_error(item.clone(), not_a_function(item).unwrap_or(e)),
+    };
+    let args = Args::parse(args);
+    let checked = check_signature(&function, args.as_ref().ok());
+    match (args, checked) {
+        (Ok(args), Ok(())) => expand(&args, function),
+        (Ok(_), Err(e)) | (Err(e), Ok(())) => with_error(item, e),
+        (Err(mut e), Err(more)) => {
+            e.combine(more);
+            with_error(item, e)
+        }
+    }
+}
+
+fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.into_compile_error();
+    quote!(#item #error)
+}
+
+/// Says what the item is, when it is not a function with a body.
+fn not_a_function(item: TokenStream) -> Option<syn::Error> {
+    if let Ok(declaration) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        return Some(syn::Error::new(
+            declaration.sig.fn_token.span,
+            "`#[gated]` needs the function's body: put it on the implementation, \
+             not on the declaration",
+        ));
+    }
+    let item = syn::parse2::<Item>(item).ok()?;
+    let (span, what) = match &item {
+        Item::Struct(i) => (i.struct_token.span, "a struct"),
+        Item::Enum(i) => (i.enum_token.span, "an enum"),
+        Item::Union(i) => (i.union_token.span, "a union"),
+        Item::Trait(i) => (i.trait_token.span, "a trait"),
+        Item::Impl(i) => (i.impl_token.span, "an impl block"),
+        Item::Mod(i) => (i.mod_token.span, "a module"),
+        Item::Const(i) => (i.const_token.span, "a constant"),
+        Item::Static(i) => (i.static_token.span, "a static"),
+        Item::Type(i) => (i.type_token.span, "a type alias"),
+        Item::Use(i) => (i.use_token.span, "a `use` declaration"),
+        Item::ExternCrate(i) => (i.extern_token.span, "an `extern crate`"),
+        Item::ForeignMod(i) => (i.abi.extern_token.span, "an `extern` block"),
+        other => (other.span(), "this item"),
+    };
+    Some(syn::Error::new(
+        span,
+        format!("`#[gated]` applies to an `async fn`, not to {what}"),
+    ))
+}
+
+/// Problems with the function itself, reported together with those of the arguments.
+fn check_signature(function: &ItemFn, args: Option<&Args>) -> syn::Result<()> {
+    let sig = &function.sig;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if let Some(constness) = &sig.constness {
+        errors.push(syn::Error::new(
+            constness.span,
+            "`#[gated]` requires an `async fn`; a `const fn` cannot wait for a permit",
+        ));
+    } else if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            "`#[gated]` requires an `async fn`",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(syn::Error::new(
+            abi.extern_token.span,
+            "`#[gated]` cannot be used on an `extern` function",
+        ));
+    }
+    if let (Some((key, span)), ReturnType::Default) =
+        (args.and_then(Args::policy_key), &sig.output)
+    {
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`{key}` needs a function that returns a `Result`; `{}` returns `()`",
+                sig.ident.unraw()
+            ),
+        ));
+    }
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => Ok(()),
+        Some(mut first) => {
+            errors.for_each(|e| first.combine(e));
+            Err(first)
+        }
+    }
+}
+
+/// Generated local names: `__gate_` and mixed-site hygiene, so the user's code neither sees
+/// nor shadows them.
+fn local(name: &str) -> syn::Ident {
+    format_ident!("__gate_{}", name, span = Span::mixed_site())
+}
+
+fn expand(args: &Args, mut function: ItemFn) -> TokenStream {
+    let private = match &args.krate {
+        Some(krate) => {
+            let path = &krate.value;
+            quote!(#path::__private)
+        }
+        None => quote!(::gate_core::__private),
+    };
+    let name = function.sig.ident.unraw().to_string();
+    let gate = local("gate");
+    let permit = local("permit");
+    let error = local("error");
+
+    let gate_expr = match (&args.limit, &args.gate) {
+        (Some(limit), _) => {
+            let mut n = Literal::u64_unsuffixed(limit.value);
+            n.set_span(limit.span);
+            quote! {{
+                static __GATE: #private::Gate = #private::Gate::new(#n);
+                &__GATE
+            }}
+        }
+        (None, Some(shared)) => {
+            let path = &shared.value;
+            quote_spanned!(shared.span=> #private::shared_gate(&#path))
+        }
+        (None, None) => unreachable!("validated: one of `limit` and `gate`"),
+    };
+    let admit = quote! {
+        let #permit = match #private::Gate::acquire(#gate).await {
+            ::core::result::Result::Ok(#permit) => #permit,
+            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
+        };
+    };
+    let stmts = &function.block.stmts;
+
+    let body = if args.needs_policy() {
+        expand_policy(args, &function, &private, &admit)
+    } else {
+        quote! {
+            #admit
+            { #(#stmts)* }
+        }
+    };
+    let block = quote! {
+        let #gate: &'static #private::Gate = #gate_expr;
+        #body
+    };
+    function.block.stmts = vec![Stmt::Expr(Expr::Verbatim(block), None)];
+    function.into_token_stream()
+}
+
+/// The body under a retry policy: an explicit loop, so that each attempt is a fresh `async`
+/// block borrowing the arguments (and `&mut self`) only while it runs.
+fn expand_policy(
+    args: &Args,
+    function: &ItemFn,
+    private: &TokenStream,
+    admit: &TokenStream,
+) -> TokenStream {
+    let (return_type, return_span) = match &function.sig.output {
+        ReturnType::Type(_, ty) => {
+            let span = ty.span();
+            let mut ty = (**ty).clone();
+            ImplTraitToInfer.visit_type_mut(&mut ty);
+            (ty.into_token_stream(), span)
+        }
+        ReturnType::Default => (quote!(()), Span::call_site()),
+    };
+    // The arguments of `next` are located at the return type, where "not a `Result`" and
+    // "cannot say that an attempt timed out" are reported.
+    let at_return = Span::mixed_site().located_at(return_span);
+    let policy = format_ident!("__gate_policy", span = at_return);
+    let outcome = format_ident!("__gate_outcome", span = at_return);
+    let attempts = local("attempts");
+    let delay = local("delay");
+    let returned = local("returned");
+    let fake_return = local("fake_return");
+
+    let duration = |ms: Millis, span: Span| {
+        let mut ms = Literal::u64_unsuffixed(ms.0);
+        ms.set_span(span);
+        quote_spanned!(span=> #private::Duration::from_millis(#ms))
+    };
+    let mut retries = Literal::u32_unsuffixed(args.retry.as_ref().map_or(0, |r| r.value));
+    if let Some(retry) = &args.retry {
+        retries.set_span(retry.span);
+    }
+    let mut settings = TokenStream::new();
+    let exponential = matches!(&args.backoff, Some(b) if b.value == BackoffKind::Exponential);
+    match (&args.wait, exponential) {
+        (Some(wait), true) => {
+            let base = duration(wait.value, wait.span);
+            let max = match &args.max_delay {
+                Some(max) => duration(max.value, max.span),
+                None => quote!(#private::Duration::MAX),
+            };
+            settings.extend(quote!(.exponential(#base, #max)));
+        }
+        (Some(wait), false) => {
+            let wait = duration(wait.value, wait.span);
+            settings.extend(quote!(.fixed(#wait)));
+        }
+        (None, _) => {}
+    }
+    if let Some(jitter) = &args.jitter {
+        let on = syn::LitBool::new(jitter.value, jitter.span);
+        settings.extend(quote!(.jitter(#on)));
+    }
+    // Passed to each `next` after the attempt's value, so that a predicate of the wrong type
+    // is reported on the predicate, against the now-known error type.
+    let retry_if = match &args.retry_if {
+        Some(retry_if) => retry_if.value.to_token_stream(),
+        None => quote_spanned!(return_span=> #private::always),
+    };
+
+    // The "fake return edge": the attempt's `async` block is typed by the function's return
+    // type, and a mismatch is reported against that type.
+    let fake_return_edge = quote_spanned! {return_span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #fake_return: #return_type = loop {};
+            return #fake_return;
+        }
+    };
+    let stmts = &function.block.stmts;
+    // Spanned at `async fn` and at `retry`: a body that moves an argument is told "value moved
+    // here (the `async`), in previous iteration of loop (the `retry`)".
+    let async_span = function
+        .sig
+        .asyncness
+        .map_or_else(Span::call_site, |a| a.span);
+    let async_token = quote_spanned!(async_span=> async);
+    let attempt = quote! {
+        #async_token {
+            #fake_return_edge
+            { #(#stmts)* }
+        }
+    };
+    let loop_span = args.policy_key().map_or_else(Span::call_site, |(_, span)| span);
+    let loop_token = quote_spanned!(loop_span=> loop);
+    let (run, method) = match &args.timeout {
+        Some(timeout) => {
+            let limit = duration(timeout.value, timeout.span);
+            (
+                quote!(#private::attempt_timeout(#limit, #attempt).await),
+                quote!(next_timed),
+            )
+        }
+        None => (quote!(#attempt.await), quote!(next)),
+    };
+    // `Attempts::next(...)` spans the whole return type, from its first token (the path) to
+    // its last (the parentheses), so the errors it raises underline that type.
+    let (first, last) = token_span_range(&function.sig.output);
+    let path = relocate(quote!(#private::Attempts::#method), first);
+    let mut call_args = Group::new(
+        Delimiter::Parenthesis,
+        quote!(&mut #attempts, #outcome, &#policy, #retry_if),
+    );
+    call_args.set_span(last);
+    let next = quote!(#path #call_args);
+    quote! {
+        let #policy = #private::policy(#private::Retry::builder(#retries) #settings);
+        let mut #attempts = #private::Attempts::default();
+        #loop_token {
+            let #outcome = {
+                #admit
+                #run
+            };
+            let #delay = match #next {
+                #private::Step::Done(#returned) => return #returned,
+                #private::Step::Wait(#delay) => #delay,
+            };
+            #private::pause(#delay).await;
+        }
+    }
+}
+
+/// The spans of the first and last tokens of the return type.
+fn token_span_range(output: &ReturnType) -> (Span, Span) {
+    let tokens: Vec<TokenTree> = match output {
+        ReturnType::Type(_, ty) => ty.to_token_stream().into_iter().collect(),
+        ReturnType::Default => Vec::new(),
+    };
+    match (tokens.first(), tokens.last()) {
+        (Some(first), Some(last)) => (first.span(), last.span()),
+        _ => (Span::call_site(), Span::call_site()),
+    }
+}
+
+/// Moves every token to `at` for error reporting, keeping how its names resolve.
+fn relocate(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut moved = Group::new(group.delimiter(), relocate(group.stream(), at));
+                moved.set_span(group.span().located_at(at));
+                TokenTree::Group(moved)
+            }
+            mut other => {
+                other.set_span(other.span().located_at(at));
+                other
+            }
+        })
+        .collect()
+}
+
+/// Replaces `impl Trait` by `_`: a `let` cannot name an opaque type, but can infer it.
+struct ImplTraitToInfer;
+
+impl VisitMut for ImplTraitToInfer {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(impl_trait) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: syn::Token![_](impl_trait.impl_token.span),
+            });
+        } else {
+            visit_mut::visit_type_mut(self, ty);
+        }
+    }
+}

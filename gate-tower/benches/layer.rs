@@ -1,0 +1,93 @@
+//! Per-request overhead of `GateLayer` against tower's `ConcurrencyLimitLayer` and no layer,
+//! on a trivial `service_fn`, uncontended (the limit is never reached).
+//!
+//! Run with: cargo bench -p gate-tower --bench layer
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gate_tower::GateLayer;
+use http::{Request, Response};
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const LIMIT: usize = 64;
+
+/// Drives `iters` requests through `service` one after another and returns the time taken.
+async fn drive<S, Req>(mut service: S, iters: u64, request: impl Fn(u64) -> Req) -> Duration
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for i in 0..iters {
+        let ready = service.ready().await.unwrap();
+        black_box(ready.call(black_box(request(i))).await.unwrap());
+    }
+    start.elapsed()
+}
+
+fn generic(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let echo = service_fn(|x: u64| async move { Ok::<_, Infallible>(x) });
+    let mut group = c.benchmark_group("service_fn");
+    group.bench_function("no_layer", |b| {
+        b.iter_custom(|iters| rt.block_on(drive(echo, iters, |i| i)));
+    });
+    group.bench_function("concurrency_limit", |b| {
+        b.iter_custom(|iters| {
+            let service = ConcurrencyLimitLayer::new(LIMIT).layer(echo);
+            rt.block_on(drive(service, iters, |i| i))
+        });
+    });
+    group.bench_function("gate_layer", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::new(LIMIT).refuse_with_error().layer(echo);
+            rt.block_on(drive(service, iters, |i| i))
+        });
+    });
+    group.finish();
+}
+
+fn http(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let hello = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("hello")) });
+    let request = |_| Request::new(());
+    let mut group = c.benchmark_group("http_service_fn");
+    group.bench_function("no_layer", |b| {
+        b.iter_custom(|iters| rt.block_on(drive(hello, iters, request)));
+    });
+    group.bench_function("concurrency_limit", |b| {
+        b.iter_custom(|iters| {
+            let service = ConcurrencyLimitLayer::new(LIMIT).layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    group.bench_function("gate_layer", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::new(LIMIT).layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    group.bench_function("gate_layer_release_at_head", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::new(LIMIT).hold_until_body_end(false).layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, generic, http);
+criterion_main!(benches);

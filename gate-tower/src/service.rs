@@ -1,0 +1,146 @@
+//! [`GateService`]: the middleware itself.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem;
+use std::task::{Context, Poll};
+
+use gate_core::{Gate, Stats};
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::future::ResponseFuture;
+use crate::layer::{GateLayer, Policy};
+use crate::overload::{self, BoxError, Reject, Respond};
+use crate::permit::SharedGate;
+
+/// Lets at most the gate's limit of requests run at once through `S`; built by
+/// [`GateLayer`], which documents the behaviour.
+///
+/// `poll_ready` only asks the inner service: no permit is taken until a request is called.
+/// `call` hands the ready inner service and the request to the [`ResponseFuture`], which
+/// calls it once a permit is granted, and keeps a clone in its place (so `S: Clone`, as
+/// tower's `Buffer`-style middleware and axum require). Clones share the gate.
+pub struct GateService<S, M = Respond> {
+    inner: S,
+    gate: SharedGate,
+    policy: Policy,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<S> GateService<S, Respond> {
+    /// Wraps `inner` with a new gate of `limit` permits and the defaults of
+    /// [`GateLayer::new`].
+    ///
+    /// # Panics
+    ///
+    /// If `limit` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn new(inner: S, limit: usize) -> Self {
+        tower_layer::Layer::layer(&GateLayer::new(limit), inner)
+    }
+}
+
+impl<S, M> GateService<S, M> {
+    pub(crate) fn from_parts(inner: S, gate: SharedGate, policy: Policy) -> Self {
+        Self {
+            inner,
+            gate,
+            policy,
+            _mode: PhantomData,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The gate this service draws from.
+    pub fn gate(&self) -> &Gate {
+        self.gate.get()
+    }
+
+    /// A snapshot of the gate's statistics.
+    pub fn stats(&self) -> Stats {
+        self.gate.get().stats()
+    }
+
+    /// Moves the ready inner service out for one call, leaving a clone that the caller must
+    /// drive to readiness again before the next call.
+    fn take_ready(&mut self) -> S
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        mem::replace(&mut self.inner, clone)
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GateService<S, Respond>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>, Respond>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let grpc = overload::is_grpc(request.headers());
+        let acquire = self.gate.acquire(self.policy.limits);
+        let inner = self.take_ready();
+        ResponseFuture::new(acquire, inner, request, self.policy, grpc)
+    }
+}
+
+impl<S, Req> Service<Req> for GateService<S, Reject>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, Reject>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let acquire = self.gate.acquire(self.policy.limits);
+        let inner = self.take_ready();
+        ResponseFuture::new(acquire, inner, request, self.policy, false)
+    }
+}
+
+impl<S: Clone, M> Clone for GateService<S, M> {
+    fn clone(&self) -> Self {
+        Self::from_parts(self.inner.clone(), self.gate.clone(), self.policy)
+    }
+}
+
+impl<S: fmt::Debug, M> fmt::Debug for GateService<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GateService")
+            .field("inner", &self.inner)
+            .field("gate", self.gate.get())
+            .field("max_wait", &self.policy.limits.max_wait)
+            .field("max_waiters", &self.policy.limits.max_waiters)
+            .finish_non_exhaustive()
+    }
+}

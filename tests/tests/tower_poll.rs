@@ -1,0 +1,435 @@
+//! `GateLayer` at the poll level, with tower-test's mock service and tokio-test's tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gate_core::Gate;
+use gate_tower::{GateLayer, Overloaded};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use tokio_test::task;
+use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
+use tower::Layer;
+use tower_test::mock::{self, Spawn};
+
+/// A request whose body is its id.
+fn request(id: u32) -> Request<u32> {
+    Request::new(id)
+}
+
+fn grpc_request(id: u32) -> Request<u32> {
+    let mut request = Request::new(id);
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, "application/grpc+proto".parse().unwrap());
+    request
+}
+
+/// Takes the next request the mock received, asserting it is the one with `id`.
+fn expect_request(
+    handle: &mut mock::Handle<Request<u32>, Response<u32>>,
+) -> (u32, mock::SendResponse<Response<u32>>) {
+    let (request, send) = assert_ready!(handle.poll_request()).expect("mock dropped");
+    (*request.body(), send)
+}
+
+#[tokio::test]
+async fn waiters_are_admitted_in_arrival_order() {
+    let layer = GateLayer::new(1).max_waiters(3).hold_until_body_end(false);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+
+    let mut calls = Vec::new();
+    for id in 0..4 {
+        assert_ready_ok!(service.poll_ready());
+        let mut call = task::spawn(service.call(request(id)));
+        assert_pending!(call.poll());
+        calls.push(call);
+    }
+    // Only the first reached the inner service; the others wait in order.
+    let (id, send) = expect_request(&mut handle);
+    assert_eq!(id, 0);
+    assert_pending!(handle.poll_request());
+    assert_eq!((layer.stats().in_flight, layer.stats().waiting), (1, 3));
+
+    let mut send = send;
+    for id in 0..4 {
+        send.send_response(Response::new(id));
+        let response = assert_ready_ok!(calls[id as usize].poll());
+        assert_eq!(response.body().get_ref(), Some(&id));
+        if id == 3 {
+            break;
+        }
+        // The release woke exactly the next in line, not the ones behind it.
+        let next = id as usize + 1;
+        assert!(calls[next].is_woken());
+        for later in calls.iter().skip(next + 1) {
+            assert!(!later.is_woken());
+        }
+        assert_pending!(calls[next].poll());
+        let (got, next_send) = expect_request(&mut handle);
+        assert_eq!(got, id + 1);
+        send = next_send;
+    }
+    assert_eq!(layer.stats().in_flight, 0);
+    assert_eq!(layer.stats().admitted, 4);
+}
+
+#[tokio::test]
+async fn dropped_response_future_releases_its_permit() {
+    let layer = GateLayer::new(1);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+
+    assert_ready_ok!(service.poll_ready());
+    let mut first = task::spawn(service.call(request(0)));
+    assert_pending!(first.poll());
+    let _in_service = expect_request(&mut handle);
+
+    assert_ready_ok!(service.poll_ready());
+    let mut second = task::spawn(service.call(request(1)));
+    assert_pending!(second.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut third = task::spawn(service.call(request(2)));
+    assert_pending!(third.poll());
+    assert_eq!(layer.stats().waiting, 2);
+
+    // A waiter that gives up leaves the queue and wakes nobody.
+    drop(second);
+    assert_eq!((layer.stats().in_flight, layer.stats().waiting), (1, 1));
+    assert!(!third.is_woken());
+
+    // The admitted one, dropped mid-call, gives its permit to the next waiter.
+    drop(first);
+    assert!(third.is_woken());
+    assert_pending!(third.poll());
+    let (id, send) = expect_request(&mut handle);
+    assert_eq!(id, 2);
+    send.send_response(Response::new(2));
+    let response = assert_ready_ok!(third.poll());
+    drop(response);
+    assert_eq!(layer.stats().in_flight, 0);
+    assert_eq!(layer.gate().available_permits(), 1);
+}
+
+#[tokio::test]
+async fn error_response_releases_its_permit() {
+    let layer = GateLayer::new(1);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+
+    assert_ready_ok!(service.poll_ready());
+    let mut failing = task::spawn(service.call(request(0)));
+    assert_pending!(failing.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut waiting = task::spawn(service.call(request(1)));
+    assert_pending!(waiting.poll());
+
+    let (_, send) = expect_request(&mut handle);
+    send.send_error("backend exploded");
+    let error = assert_ready_err!(failing.poll());
+    assert_eq!(error.to_string(), "backend exploded");
+    assert!(waiting.is_woken());
+    assert_pending!(waiting.poll());
+    let (id, send) = expect_request(&mut handle);
+    assert_eq!(id, 1);
+    send.send_response(Response::new(1));
+    drop(assert_ready_ok!(waiting.poll()));
+    assert_eq!(layer.stats().in_flight, 0);
+}
+
+#[tokio::test]
+async fn clones_and_separately_layered_services_share_the_gate() {
+    let layer = GateLayer::new(2);
+    let (mock_a, mut handle_a) = mock::pair::<Request<u32>, Response<u32>>();
+    let (mock_b, mut handle_b) = mock::pair::<Request<u32>, Response<u32>>();
+    let a = layer.layer(mock_a);
+    let mut a1 = Spawn::new(a.clone());
+    let mut a2 = Spawn::new(a);
+    // `layer` called again, as a framework may do per route: still the same gate.
+    let mut b = Spawn::new(layer.clone().layer(mock_b));
+
+    assert_ready_ok!(a1.poll_ready());
+    let mut one = task::spawn(a1.call(request(1)));
+    assert_pending!(one.poll());
+    assert_ready_ok!(b.poll_ready());
+    let mut two = task::spawn(b.call(request(2)));
+    assert_pending!(two.poll());
+    assert_ready_ok!(a2.poll_ready());
+    let mut three = task::spawn(a2.call(request(3)));
+    assert_pending!(three.poll());
+
+    assert_eq!((layer.stats().in_flight, layer.stats().waiting), (2, 1));
+    let (_, send_one) = expect_request(&mut handle_a);
+    let (_, send_two) = expect_request(&mut handle_b);
+    assert_pending!(handle_a.poll_request());
+
+    send_two.send_response(Response::new(2));
+    drop(assert_ready_ok!(two.poll()));
+    assert!(three.is_woken());
+    assert_pending!(three.poll());
+    let (id, send_three) = expect_request(&mut handle_a);
+    assert_eq!(id, 3);
+    send_one.send_response(Response::new(1));
+    send_three.send_response(Response::new(3));
+    drop(assert_ready_ok!(one.poll()));
+    drop(assert_ready_ok!(three.poll()));
+    assert_eq!(layer.stats().in_flight, 0);
+}
+
+#[tokio::test]
+async fn idle_ready_clones_hold_no_permit() {
+    // An idle keep-alive connection makes hyper poll readiness without sending anything.
+    let layer = GateLayer::new(2);
+    let (mock, mut handle) = mock::pair::<Request<u32>, Response<u32>>();
+    let service = layer.layer(mock);
+    let mut idle: Vec<_> = (0..10).map(|_| Spawn::new(service.clone())).collect();
+    for clone in &mut idle {
+        assert_ready_ok!(clone.poll_ready());
+    }
+    assert_eq!(layer.stats().in_flight, 0);
+    assert_eq!(layer.gate().available_permits(), 2);
+
+    // Two more connections still get both permits.
+    let mut calls = Vec::new();
+    for id in 0..2 {
+        let mut active = Spawn::new(service.clone());
+        assert_ready_ok!(active.poll_ready());
+        let mut call = task::spawn(active.call(request(id)));
+        assert_pending!(call.poll());
+        calls.push(call);
+    }
+    let _first = expect_request(&mut handle);
+    let _second = expect_request(&mut handle);
+    assert_eq!(layer.stats().in_flight, 2);
+}
+
+#[tokio::test]
+async fn permit_is_held_until_the_body_is_dropped_by_default() {
+    let layer = GateLayer::new(1);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut first = task::spawn(service.call(request(0)));
+    assert_pending!(first.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut second = task::spawn(service.call(request(1)));
+    assert_pending!(second.poll());
+
+    let (_, send) = expect_request(&mut handle);
+    send.send_response(Response::new(0));
+    let response = assert_ready_ok!(first.poll());
+    assert!(response.body().holds_permit());
+    assert!(!second.is_woken());
+    assert_eq!(layer.stats().in_flight, 1);
+
+    drop(response);
+    assert!(second.is_woken());
+    assert_pending!(second.poll());
+    assert_eq!(expect_request(&mut handle).0, 1);
+}
+
+#[tokio::test]
+async fn permit_is_released_with_the_head_when_asked() {
+    let layer = GateLayer::new(1).hold_until_body_end(false);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut first = task::spawn(service.call(request(0)));
+    assert_pending!(first.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut second = task::spawn(service.call(request(1)));
+    assert_pending!(second.poll());
+
+    let (_, send) = expect_request(&mut handle);
+    send.send_response(Response::new(0));
+    let response = assert_ready_ok!(first.poll());
+    assert!(!response.body().holds_permit());
+    assert!(second.is_woken());
+    assert_pending!(second.poll());
+    assert_eq!(expect_request(&mut handle).0, 1);
+    drop(response);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_wait_refuses_exactly_at_the_deadline() {
+    let layer = GateLayer::new(1).max_wait(Duration::from_millis(100));
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut holder = task::spawn(service.call(request(0)));
+    assert_pending!(holder.poll());
+    let _held = expect_request(&mut handle);
+
+    assert_ready_ok!(service.poll_ready());
+    let mut http = task::spawn(service.call(request(1)));
+    assert_pending!(http.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut grpc = task::spawn(service.call(grpc_request(2)));
+    assert_pending!(grpc.poll());
+
+    tokio::time::advance(Duration::from_millis(99)).await;
+    assert!(!http.is_woken());
+    assert_pending!(http.poll());
+    assert_pending!(grpc.poll());
+
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(http.is_woken());
+    let refused = assert_ready_ok!(http.poll());
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[RETRY_AFTER], "1");
+    assert!(refused.body().is_refusal());
+
+    let refused = assert_ready_ok!(grpc.poll());
+    assert_eq!(refused.status(), StatusCode::OK);
+    assert_eq!(refused.headers()["grpc-status"], "8");
+    assert_eq!(refused.headers()[CONTENT_TYPE], "application/grpc");
+    assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "1000");
+
+    // Neither reached the inner service; the holder kept its permit throughout.
+    assert_pending!(handle.poll_request());
+    let stats = layer.stats();
+    assert_eq!((stats.in_flight, stats.waiting, stats.timed_out), (1, 0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_max_wait_refuses_at_once_only_when_full() {
+    let layer = GateLayer::new(1)
+        .max_wait(Duration::ZERO)
+        .retry_after(Duration::from_millis(2500));
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut admitted = task::spawn(service.call(request(0)));
+    assert_pending!(admitted.poll());
+    let (_, send) = expect_request(&mut handle);
+
+    assert_ready_ok!(service.poll_ready());
+    let mut refused = task::spawn(service.call(request(1)));
+    let response = assert_ready_ok!(refused.poll());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[RETRY_AFTER], "3");
+
+    send.send_response(Response::new(0));
+    drop(assert_ready_ok!(admitted.poll()));
+    assert_ready_ok!(service.poll_ready());
+    let mut later = task::spawn(service.call(request(2)));
+    assert_pending!(later.poll());
+    assert_eq!(expect_request(&mut handle).0, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_waiters_refuses_the_one_too_many() {
+    let layer = GateLayer::new(1)
+        .max_wait(Duration::from_secs(60))
+        .max_waiters(2);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    let mut calls = Vec::new();
+    for id in 0..3 {
+        assert_ready_ok!(service.poll_ready());
+        let mut call = task::spawn(service.call(request(id)));
+        assert_pending!(call.poll());
+        calls.push(call);
+    }
+    assert_eq!(layer.stats().waiting, 2);
+    assert_ready_ok!(service.poll_ready());
+    let mut fourth = task::spawn(service.call(request(3)));
+    let response = assert_ready_ok!(fourth.poll());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(layer.stats().rejected, 1);
+
+    // When one waiter leaves, there is room for exactly one more.
+    calls.pop();
+    assert_ready_ok!(service.poll_ready());
+    let mut fifth = task::spawn(service.call(request(4)));
+    assert_pending!(fifth.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut sixth = task::spawn(service.call(request(5)));
+    assert_eq!(
+        assert_ready_ok!(sixth.poll()).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let _first = expect_request(&mut handle);
+    assert_pending!(handle.poll_request());
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_bounds_apply_on_a_shared_gate_with_other_bounds() {
+    // The gate itself would never queue anyone; the layer's own bounds let requests wait.
+    let gate = Arc::new(
+        Gate::builder(1)
+            .max_wait(Duration::ZERO)
+            .max_waiters(0)
+            .build()
+            .unwrap(),
+    );
+    let layer = GateLayer::with_gate(Arc::clone(&gate)).max_wait(Duration::from_secs(1));
+    assert_eq!(layer.wait_limits().max_waiters, 2);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+
+    let held = gate.try_acquire().unwrap();
+    assert_ready_ok!(service.poll_ready());
+    let mut waiting = task::spawn(service.call(request(0)));
+    assert_pending!(waiting.poll());
+    assert_eq!(gate.stats().waiting, 1);
+    drop(held);
+    assert!(waiting.is_woken());
+    assert_pending!(waiting.poll());
+    assert_eq!(expect_request(&mut handle).0, 0);
+}
+
+#[tokio::test]
+async fn a_static_gate_is_shared_with_its_other_users() {
+    static GATE: Gate = Gate::new(1);
+    let layer = GateLayer::with_static_gate(&GATE).max_wait(Duration::ZERO);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+
+    let elsewhere = GATE.try_acquire().unwrap();
+    assert_ready_ok!(service.poll_ready());
+    let mut refused = task::spawn(service.call(request(0)));
+    assert_eq!(
+        assert_ready_ok!(refused.poll()).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(elsewhere);
+
+    assert_ready_ok!(service.poll_ready());
+    let mut admitted = task::spawn(service.call(request(1)));
+    assert_pending!(admitted.poll());
+    assert_eq!(GATE.stats().in_flight, 1);
+    let (_, send) = expect_request(&mut handle);
+    send.send_response(Response::new(1));
+    drop(assert_ready_ok!(admitted.poll()));
+    assert_eq!(GATE.stats().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_mode_fails_with_a_downcastable_overloaded() {
+    let layer = GateLayer::new(1)
+        .max_wait(Duration::from_millis(10))
+        .refuse_with_error();
+    let (mut service, mut handle) = mock::spawn_layer::<u32, u32, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut admitted = task::spawn(service.call(0));
+    assert_pending!(admitted.poll());
+    assert_ready_ok!(service.poll_ready());
+    let mut refused = task::spawn(service.call(1));
+    assert_pending!(refused.poll());
+
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let error = assert_ready_err!(refused.poll());
+    let overloaded = error.downcast_ref::<Overloaded>().expect("an Overloaded");
+    assert_eq!(overloaded.to_string(), "gate is full");
+
+    // The inner service's own errors pass through, boxed, and release the permit.
+    let (request, send) = assert_ready!(handle.poll_request()).unwrap();
+    assert_eq!(request, 0);
+    send.send_error("inner failure");
+    let error = assert_ready_err!(admitted.poll());
+    assert!(error.downcast_ref::<Overloaded>().is_none());
+    assert_eq!(error.to_string(), "inner failure");
+    assert_eq!(layer.stats().in_flight, 0);
+}

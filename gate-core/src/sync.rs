@@ -2,12 +2,12 @@
 //! model-checked (`RUSTFLAGS="--cfg gate_loom" cargo test -p gate-core --test loom`).
 
 #[cfg(gate_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(gate_loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 
 #[cfg(not(gate_loom))]
-pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(gate_loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -30,6 +30,8 @@ fn close_wakes_every_waiter_with_an_error() {
 #[test]
 fn acquiring_from_a_closed_gate_fails_at_once() {
     let gate = Gate::new(3);
+    // Use the gate once, so its free permits sit on the lock-free path when it closes.
+    drop(gate.try_acquire().unwrap());
     gate.close();
     assert_eq!(gate.try_acquire().unwrap_err(), TryAcquireError::Closed);
     let mut a = spawn(gate.acquire());

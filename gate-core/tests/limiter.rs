@@ -187,18 +187,19 @@ async fn aimd_resizes_the_one_gate_and_cancellations_teach_nothing() {
     }
     assert_eq!(limiter.limit(), Some(8));
 
-    // An overload while 8 are out halves the limit; the permits still out are not revoked
-    // and the gate admits nobody new until they drain below the new limit.
+    // An overload while 8 are out, reported by the one admitted eighth, ends slow start just
+    // below that: 7. The permits still out are not revoked, and the gate admits nobody new
+    // until they drain below the new limit.
     let mut permits = futures_admit(&limiter, 8).await;
     permits
         .pop()
         .unwrap()
         .finish(Outcome::Overload { retry_after: None });
-    assert_eq!(limiter.limit(), Some(4));
+    assert_eq!(limiter.limit(), Some(7));
     assert_eq!(limiter.stats().in_flight, 7);
     assert!(limiter.gate().try_acquire().is_err());
-    permits.truncate(3);
-    assert_eq!(limiter.stats().in_flight, 3);
+    permits.truncate(6);
+    assert_eq!(limiter.stats().in_flight, 6);
     assert!(limiter.gate().try_acquire().is_ok());
 }
 
@@ -242,7 +243,13 @@ async fn a_closed_limiter_fails_waiters() {
 #[tokio::test(start_paused = true)]
 async fn gradient_limiter_measures_latency_per_attempt() {
     let limiter = Limiter::builder()
-        .adaptive(Gradient::builder().initial(4).probe_interval(0).build().unwrap())
+        .adaptive(
+            Gradient::builder()
+                .initial(4)
+                .probe_interval(0)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     // A full window of fast attempts grows the limit by sqrt(4).
@@ -267,4 +274,32 @@ async fn futures_admit(limiter: &Limiter, n: usize) -> Vec<gate_core::LimiterPer
         out.push(limiter.admit().await.unwrap());
     }
     out
+}
+
+fn assert_send_static<T: Send + 'static>(_: &T) {}
+
+#[tokio::test(start_paused = true)]
+async fn owned_permits_travel_into_spawned_tasks() {
+    let limiter = Arc::new(
+        Limiter::builder()
+            .adaptive(Aimd::builder().initial(2).build().unwrap())
+            .build()
+            .unwrap(),
+    );
+    let acquire = Arc::clone(&limiter).acquire_owned();
+    assert_send_static(&acquire);
+    let permit = acquire.await.unwrap();
+    let finished = tokio::spawn(async move {
+        permit.finish(Outcome::Overload {
+            retry_after: Some(Duration::from_secs(1)),
+        });
+    });
+    finished.await.unwrap();
+    assert!(limiter.paused_until().is_some());
+    // Slow start ended at half the limit: only one attempt was running when it was refused.
+    assert_eq!(limiter.limit(), Some(1));
+    assert_eq!(limiter.stats().in_flight, 0);
+    // Dropped unreported: released, nothing learnt.
+    drop(Arc::clone(&limiter).acquire_owned().await.unwrap());
+    assert_eq!((limiter.limit(), limiter.stats().in_flight), (Some(1), 0));
 }

@@ -145,3 +145,33 @@ fn resize_races_acquire_and_release() {
         assert_idle(&gate, 2);
     });
 }
+
+#[test]
+fn the_lock_free_path_respects_close_and_shrink() {
+    use loom::sync::atomic::AtomicBool;
+    model(|| {
+        let gate = Arc::new(Gate::new(2));
+        let closed = Arc::new(AtomicBool::new(false));
+        let taker = {
+            let (gate, closed) = (gate.clone(), closed.clone());
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let was_closed = closed.load(Ordering::SeqCst);
+                    if let Ok(permit) = gate.try_acquire() {
+                        assert!(!was_closed, "a permit taken after close returned");
+                        assert!(gate.stats().in_flight <= 2);
+                        drop(permit);
+                    }
+                }
+            })
+        };
+        let held = gate.try_acquire();
+        gate.set_limit(1).unwrap();
+        drop(held);
+        gate.close();
+        closed.store(true, Ordering::SeqCst);
+        taker.join().unwrap();
+        assert_eq!(gate.stats().in_flight, 0);
+        assert_eq!(gate.available_permits(), 1);
+    });
+}

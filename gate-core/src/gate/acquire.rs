@@ -90,9 +90,18 @@ impl Waiter {
     }
 
     /// The first poll: take the permits at once, refuse, or join the queue.
-    fn poll_first(&mut self, gate: &Gate, cx: &mut Context<'_>) -> Poll<Result<usize, AcquireError>> {
+    fn poll_first(
+        &mut self,
+        gate: &Gate,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, AcquireError>> {
         let needed = self.needed;
+        if gate.pool.try_take(needed) {
+            self.phase = Phase::Done;
+            return Poll::Ready(Ok(needed));
+        }
         let mut state = gate.lock();
+        state.drain_pool();
         let refused = if state.closed {
             Some(AcquireError::Closed)
         } else if state.try_take(needed) {
@@ -149,7 +158,7 @@ impl Waiter {
         let mut state = gate.lock();
         match cell.status() {
             Status::Granted => {
-                state.in_flight -= self.needed;
+                state.taken -= self.needed;
                 gate.grant_and_wake(state);
             }
             Status::Queued => {

@@ -3,6 +3,7 @@
 mod acquire;
 mod builder;
 mod permit;
+mod pool;
 mod state;
 mod wait_list;
 
@@ -16,9 +17,10 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use crate::stats::{Stats, WaitStats};
-use crate::sync::{Mutex, MutexGuard, const_unless_loom};
+use crate::sync::{Mutex, const_unless_loom};
 use crate::{AcquireError, LimitError, TryAcquireError};
-use state::{State, WakeList};
+use pool::FastPool;
+use state::{Locked, State, WakeList};
 
 /// A fair, resizable async semaphore: at most `limit` permits are out at once.
 ///
@@ -71,6 +73,7 @@ use state::{State, WakeList};
 /// ```
 pub struct Gate {
     state: Mutex<State>,
+    pool: FastPool,
     wait_limits: WaitLimits,
 }
 
@@ -145,6 +148,7 @@ impl Gate {
         pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
             Self {
                 state: Mutex::new(State::new(limit)),
+                pool: FastPool::new(),
                 wait_limits,
             }
         }
@@ -265,7 +269,8 @@ impl Gate {
 
     /// Permits that could be taken right now (ignoring any queue).
     pub fn available_permits(&self) -> usize {
-        self.lock().available()
+        let state = self.lock();
+        state.limit.saturating_sub(state.in_flight())
     }
 
     /// The current limit.
@@ -282,6 +287,7 @@ impl Gate {
             return Err(LimitError { requested: limit });
         }
         let mut state = self.lock();
+        state.drain_pool();
         state.limit = limit;
         self.grant_and_wake(state);
         Ok(())
@@ -293,6 +299,7 @@ impl Gate {
         let mut wakers = Vec::new();
         {
             let mut state = self.lock();
+            state.drain_pool();
             state.closed = true;
             state.waiters.close_all(|waker| wakers.push(waker));
         }
@@ -317,14 +324,16 @@ impl Gate {
             let state = self.lock();
             let stats = Stats {
                 limit: state.limit,
-                in_flight: state.in_flight,
+                in_flight: state.in_flight(),
                 waiting: state.waiters.len(),
-                admitted: state.stats.admitted,
+                admitted: state.stats.admitted + self.pool.admitted(),
                 rejected: state.stats.rejected,
                 timed_out: state.stats.timed_out,
                 wait: WaitStats::default(),
             };
-            (stats, state.stats.wait.clone())
+            let mut wait = state.stats.wait.clone();
+            wait.record_zeros(self.pool.admitted());
+            (stats, wait)
         };
         stats.wait = WaitStats::from_histogram(&wait);
         stats
@@ -336,10 +345,14 @@ impl Gate {
     }
 
     fn try_take(&self, n: usize) -> Result<usize, TryAcquireError> {
+        if self.pool.try_take(n) {
+            return Ok(n);
+        }
         let mut state = self.lock();
         if state.closed {
             return Err(TryAcquireError::Closed);
         }
+        state.drain_pool();
         if state.try_take(n) {
             state.stats.admitted_at_once();
             Ok(n)
@@ -352,7 +365,7 @@ impl Gate {
     /// Returns `n` permits and admits whoever now fits.
     pub(crate) fn release(&self, n: usize) {
         let mut state = self.lock();
-        state.in_flight -= n;
+        state.taken -= n;
         if !state.waiters.is_empty() {
             self.grant_and_wake(state);
         }
@@ -360,7 +373,7 @@ impl Gate {
 
     /// Grants permits to the queue as far as they go, waking each admitted waiter after the
     /// lock is released.
-    fn grant_and_wake<'a>(&'a self, mut state: MutexGuard<'a, State>) {
+    fn grant_and_wake<'a>(&'a self, mut state: Locked<'a>) {
         let mut wakers = WakeList::new();
         loop {
             let more = state.grant(&mut wakers);
@@ -373,10 +386,11 @@ impl Gate {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Locked<'_> {
         // The lock is never held across user code, so a poisoned lock still guards a
         // consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Locked::new(state, &self.pool)
     }
 }
 
@@ -394,7 +408,7 @@ impl fmt::Debug for Gate {
         let state = self.lock();
         f.debug_struct("Gate")
             .field("limit", &state.limit)
-            .field("in_flight", &state.in_flight)
+            .field("in_flight", &state.in_flight())
             .field("waiting", &state.waiters.len())
             .field("closed", &state.closed)
             .finish()

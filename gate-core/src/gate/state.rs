@@ -1,16 +1,20 @@
 //! The state behind a gate's lock, and the rules that move permits.
 
+use std::ops::{Deref, DerefMut};
 use std::task::Waker;
 
 use tokio::time::Instant;
 
+use super::pool::FastPool;
 use super::wait_list::WaitList;
 use crate::stats::Recorder;
+use crate::sync::MutexGuard;
 
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) limit: usize,
-    pub(crate) in_flight: usize,
+    /// Permits held by callers or parked in the fast pool.
+    pub(crate) taken: usize,
     pub(crate) closed: bool,
     pub(crate) waiters: WaitList,
     pub(crate) stats: Recorder,
@@ -20,23 +24,22 @@ impl State {
     pub(crate) const fn new(limit: usize) -> Self {
         Self {
             limit,
-            in_flight: 0,
+            taken: 0,
             closed: false,
             waiters: WaitList::new(),
             stats: Recorder::new(),
         }
     }
 
-    /// Permits not held by anyone. Zero while a shrink is still draining.
-    pub(crate) fn available(&self) -> usize {
-        self.limit.saturating_sub(self.in_flight)
+    /// Permits neither held nor in the pool. Zero while a shrink is still draining.
+    pub(crate) fn free(&self) -> usize {
+        self.limit.saturating_sub(self.taken)
     }
 
     /// Takes `n` permits if nobody is queued and enough are free: no barging.
-    #[inline]
     pub(crate) fn try_take(&mut self, n: usize) -> bool {
-        if self.waiters.is_empty() && self.available() >= n {
-            self.in_flight += n;
+        if self.waiters.is_empty() && self.free() >= n {
+            self.taken += n;
             true
         } else {
             false
@@ -49,13 +52,13 @@ impl State {
     pub(crate) fn grant(&mut self, wakers: &mut WakeList) -> bool {
         let mut now = None;
         while let Some(needed) = self.waiters.front_needed() {
-            if self.available() < needed {
+            if self.free() < needed {
                 return false;
             }
             if wakers.is_full() {
                 return true;
             }
-            self.in_flight += needed;
+            self.taken += needed;
             let granted = self.waiters.grant_front();
             let now = *now.get_or_insert_with(Instant::now);
             self.stats
@@ -68,6 +71,57 @@ impl State {
     }
 }
 
+/// The locked state together with the fast pool. Dropping it parks every free permit in the
+/// pool when nobody waits and the gate is open, so the lock-free path sees them.
+pub(crate) struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    pool: &'a FastPool,
+}
+
+impl<'a> Locked<'a> {
+    pub(crate) fn new(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
+        Self { state, pool }
+    }
+
+    /// Moves the pool's permits back under the lock, so `free` is exact.
+    pub(crate) fn drain_pool(&mut self) {
+        let parked = self.pool.drain();
+        self.state.taken -= parked;
+    }
+
+    /// Permits held by callers: taken, less those parked in the pool.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.taken - self.pool.permits()
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let state = &mut *self.state;
+        if state.waiters.is_empty() && !state.closed {
+            let free = state.free();
+            if free > 0 {
+                state.taken += free;
+                self.pool.fill(free);
+            }
+        }
+    }
+}
+
 /// Wakers collected under the lock and woken after it is released, so a woken task never
 /// finds the lock still held by its waker.
 #[derive(Debug)]
@@ -77,7 +131,7 @@ pub(crate) struct WakeList {
 }
 
 impl WakeList {
-    const CAPACITY: usize = 32;
+    const CAPACITY: usize = 16;
 
     pub(crate) fn new() -> Self {
         Self {

@@ -31,8 +31,13 @@ impl Histogram {
     /// Records a wait of zero: the common, uncontended case.
     #[inline]
     pub(crate) fn record_zero(&mut self) {
-        self.counts[0] += 1;
-        self.count += 1;
+        self.record_zeros(1);
+    }
+
+    /// Records `n` waits of zero.
+    pub(crate) fn record_zeros(&mut self, n: u64) {
+        self.counts[0] += n;
+        self.count += n;
     }
 
     pub(crate) fn record(&mut self, wait: Duration) {

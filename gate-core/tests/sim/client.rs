@@ -99,7 +99,12 @@ impl Report {
 
 /// Runs open-loop arrivals against `server` and samples the client every `sample_every`.
 /// Requests still waiting when `duration` ends are cancelled.
-pub(crate) async fn run(server: &Arc<Server>, client: Client, capacity_rps: f64, plan: Plan) -> Report {
+pub(crate) async fn run(
+    server: &Arc<Server>,
+    client: Client,
+    capacity_rps: f64,
+    plan: Plan,
+) -> Report {
     let start = Instant::now();
     let end = start + plan.duration;
     let completed = Arc::new(AtomicU64::new(0));
@@ -118,7 +123,8 @@ pub(crate) async fn run(server: &Arc<Server>, client: Client, capacity_rps: f64,
     // The sampler.
     let points = Arc::new(Mutex::new(Vec::new()));
     {
-        let (client, completed, points) = (client.clone(), Arc::clone(&completed), Arc::clone(&points));
+        let (client, completed, points) =
+            (client.clone(), Arc::clone(&completed), Arc::clone(&points));
         let every = plan.sample_every;
         tasks.spawn(async move {
             let mut at = start;

@@ -147,7 +147,13 @@ async fn aimd_on_a_refusing_server_c100() {
 async fn unloaded_p99(mode: Mode, c: usize) -> Duration {
     let server = Server::new(mode, c, WINDOW, JITTER, SEED);
     let total = windows(200);
-    let report = client::run(&server, Client::Unlimited, capacity_rps(c), plan(0.5, total, None)).await;
+    let report = client::run(
+        &server,
+        Client::Unlimited,
+        capacity_rps(c),
+        plan(0.5, total, None),
+    )
+    .await;
     report.latency(0.99, Duration::ZERO, total)
 }
 
@@ -164,7 +170,10 @@ async fn gradient_queueing(c: usize) -> Vec<(&'static str, f64)> {
     .await;
     let half = total / 2;
     vec![
-        ("limit_median_over_c", report.median_limit(half, total) / c as f64),
+        (
+            "limit_median_over_c",
+            report.median_limit(half, total) / c as f64,
+        ),
         (
             "p99_over_unloaded_p99",
             report.latency(0.99, half, total).as_secs_f64() / unloaded.as_secs_f64(),
@@ -187,25 +196,43 @@ async fn gradient_on_a_queueing_server_c100() {
 }
 
 /// Capacity C, then C/2 from window 150, then C again from window 300.
-async fn step(mode: Mode, algorithm: impl LimitAlgorithm + 'static, timeout: Option<Duration>) -> Vec<(&'static str, f64)> {
+async fn step(
+    mode: Mode,
+    algorithm: impl LimitAlgorithm + 'static,
+    timeout: Option<Duration>,
+) -> Vec<(&'static str, f64)> {
     let c = 20;
     let server = Server::new(mode, c, WINDOW, JITTER, SEED);
     let (down, up, total) = (windows(150), windows(300), windows(450));
     let mut plan = plan(2.0, total, timeout);
     plan.steps = vec![(down, c / 2), (up, c)];
-    let report = client::run(&server, Client::Limited(limiter(algorithm)), capacity_rps(c), plan).await;
+    let report = client::run(
+        &server,
+        Client::Limited(limiter(algorithm)),
+        capacity_rps(c),
+        plan,
+    )
+    .await;
     let first = |from: Duration, ok: &dyn Fn(usize) -> bool| {
         report
             .points
             .iter()
             .find(|p| p.at >= from && ok(p.limit))
-            .map_or(f64::INFINITY, |p| (p.at - from).as_secs_f64() / WINDOW.as_secs_f64())
+            .map_or(f64::INFINITY, |p| {
+                (p.at - from).as_secs_f64() / WINDOW.as_secs_f64()
+            })
     };
     let half = c as f64 / 2.0;
     vec![
-        ("limit_before_over_c", report.mean_limit(windows(100), down) / c as f64),
+        (
+            "limit_before_over_c",
+            report.mean_limit(windows(100), down) / c as f64,
+        ),
         ("windows_to_fall", first(down, &|l| l as f64 <= 1.1 * half)),
-        ("windows_to_recover", first(up, &|l| l as f64 >= 0.9 * c as f64)),
+        (
+            "windows_to_recover",
+            first(up, &|l| l as f64 >= 0.9 * c as f64),
+        ),
     ]
 }
 
@@ -223,11 +250,21 @@ async fn step_change_gradient_on_a_queueing_server() {
 }
 
 /// 10^4 windows at 1.25x load: the limit must not drift upward.
-async fn drift(mode: Mode, algorithm: impl LimitAlgorithm + 'static, timeout: Option<Duration>) -> Vec<(&'static str, f64)> {
+async fn drift(
+    mode: Mode,
+    algorithm: impl LimitAlgorithm + 'static,
+    timeout: Option<Duration>,
+) -> Vec<(&'static str, f64)> {
     let c = 10;
     let server = Server::new(mode, c, WINDOW, JITTER, SEED);
     let total = windows(10_000);
-    let report = client::run(&server, Client::Limited(limiter(algorithm)), capacity_rps(c), plan(1.25, total, timeout)).await;
+    let report = client::run(
+        &server,
+        Client::Limited(limiter(algorithm)),
+        capacity_rps(c),
+        plan(1.25, total, timeout),
+    )
+    .await;
     let half = total / 2;
     let first = report.mean_limit(Duration::ZERO, half);
     let second = report.mean_limit(half, total);
@@ -260,11 +297,23 @@ async fn goodput(offered: f64) -> Vec<(&'static str, f64)> {
     let limited = {
         let server = Server::new(Mode::Queue, c, WINDOW, JITTER, SEED);
         let client = Client::Limited(limiter(gradient()));
-        client::run(&server, client, capacity_rps(c), plan(offered, total, timeout)).await
+        client::run(
+            &server,
+            client,
+            capacity_rps(c),
+            plan(offered, total, timeout),
+        )
+        .await
     };
     let unlimited = {
         let server = Server::new(Mode::Queue, c, WINDOW, JITTER, SEED);
-        client::run(&server, Client::Unlimited, capacity_rps(c), plan(offered, total, timeout)).await
+        client::run(
+            &server,
+            Client::Unlimited,
+            capacity_rps(c),
+            plan(offered, total, timeout),
+        )
+        .await
     };
     let refusing = {
         let server = Server::new(REFUSE, c, WINDOW, JITTER, SEED);
@@ -272,9 +321,18 @@ async fn goodput(offered: f64) -> Vec<(&'static str, f64)> {
         client::run(&server, client, capacity_rps(c), plan(offered, total, None)).await
     };
     vec![
-        ("gradient_queueing", limited.goodput(half, total) / capacity_rps(c)),
-        ("unlimited_queueing", unlimited.goodput(half, total) / capacity_rps(c)),
-        ("aimd_refusing", refusing.goodput(half, total) / capacity_rps(c)),
+        (
+            "gradient_queueing",
+            limited.goodput(half, total) / capacity_rps(c),
+        ),
+        (
+            "unlimited_queueing",
+            unlimited.goodput(half, total) / capacity_rps(c),
+        ),
+        (
+            "aimd_refusing",
+            refusing.goodput(half, total) / capacity_rps(c),
+        ),
     ]
 }
 
@@ -304,8 +362,14 @@ async fn aimd_on_a_hanging_server() {
     fixture::check(
         "aimd_hanging_c20",
         &[
-            ("limit_mean_over_c", report.mean_limit(half, total) / c as f64),
-            ("goodput_over_capacity", report.goodput(half, total) / capacity_rps(c)),
+            (
+                "limit_mean_over_c",
+                report.mean_limit(half, total) / c as f64,
+            ),
+            (
+                "goodput_over_capacity",
+                report.goodput(half, total) / capacity_rps(c),
+            ),
         ],
     );
 }
@@ -356,9 +420,17 @@ async fn seed(limiter: Limiter) -> (u32, f64, Duration, usize) {
 #[tokio::test(start_paused = true)]
 async fn the_seed_scenario() {
     let rate: Rate = "500/min".parse().unwrap();
-    let adaptive = Limiter::builder().rate(rate).adaptive(aimd()).build().unwrap();
+    let adaptive = Limiter::builder()
+        .rate(rate)
+        .adaptive(aimd())
+        .build()
+        .unwrap();
     let (succeeded, refused, makespan, peak) = seed(adaptive).await;
-    let oracle = Limiter::builder().rate(rate).concurrency(10).build().unwrap();
+    let oracle = Limiter::builder()
+        .rate(rate)
+        .concurrency(10)
+        .build()
+        .unwrap();
     let (_, _, oracle_makespan, _) = seed(oracle).await;
     fixture::check(
         "seed",
@@ -370,7 +442,10 @@ async fn the_seed_scenario() {
                 "makespan_over_oracle",
                 makespan.as_secs_f64() / oracle_makespan.as_secs_f64(),
             ),
-            ("oracle_makespan_over_120s", oracle_makespan.as_secs_f64() / 120.0),
+            (
+                "oracle_makespan_over_120s",
+                oracle_makespan.as_secs_f64() / 120.0,
+            ),
             ("peak_concurrency", peak as f64),
         ],
     );

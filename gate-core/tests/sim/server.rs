@@ -82,7 +82,13 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(mode: Mode, capacity: usize, base: Duration, jitter: f64, seed: u64) -> Arc<Self> {
+    pub(crate) fn new(
+        mode: Mode,
+        capacity: usize,
+        base: Duration,
+        jitter: f64,
+        seed: u64,
+    ) -> Arc<Self> {
         Arc::new(Self {
             mode,
             base,

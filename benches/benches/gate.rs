@@ -3,6 +3,9 @@
 //! Run with: cargo bench -p gate-core --bench gate
 //! Compare the lines of one group with each other; absolute times depend on the machine.
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

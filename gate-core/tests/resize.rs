@@ -94,7 +94,7 @@ fn new_panics_with_a_message_on_overflow() {
 #[should_panic(expected = "no gate can grant more than Gate::MAX_PERMITS")]
 fn acquire_many_panics_on_an_impossible_request() {
     let gate = Gate::new(1);
-    let _ = gate.acquire_many(usize::MAX);
+    drop(gate.acquire_many(usize::MAX));
 }
 
 /// The seed's `AdaptiveSemaphore` resizes by swapping in a new semaphore while permits of the

@@ -100,6 +100,8 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(needed));
         }
+        // Likely to queue: read the clock before taking the lock, not while holding it.
+        let since = Instant::now();
         let mut state = gate.lock();
         state.drain_pool();
         let refused = if state.closed {
@@ -121,7 +123,6 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Err(error));
         }
-        let since = Instant::now();
         let (key, cell) = state.waiters.push_back(needed, since, cx.waker().clone());
         drop(state);
         self.phase = Phase::Queued { key, cell };

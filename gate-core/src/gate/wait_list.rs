@@ -190,10 +190,9 @@ impl WaitList {
         if let Slot::Queued {
             waker: Some(old), ..
         } = &mut self.slots[key]
+            && !old.will_wake(waker)
         {
-            if !old.will_wake(waker) {
-                old.clone_from(waker);
-            }
+            old.clone_from(waker);
         }
     }
 

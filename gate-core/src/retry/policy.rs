@@ -255,10 +255,10 @@ impl<E> RetryBuilder<E> {
                 return Err(RetryConfigError::BaseExceedsMax);
             }
         }
-        if let Some(timeout) = self.policy.timeout {
-            if timeout.is_zero() {
-                return Err(RetryConfigError::ZeroTimeout);
-            }
+        if let Some(timeout) = self.policy.timeout
+            && timeout.is_zero()
+        {
+            return Err(RetryConfigError::ZeroTimeout);
         }
         Ok(self.policy)
     }

@@ -94,7 +94,9 @@ async fn main() {
 
     if !smoke {
         tracing_subscriber::fmt().init();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+            .await
+            .unwrap();
         println!("listening on http://127.0.0.1:3000 (try /slow, /tokens, /stats)");
         axum::serve(listener, app).await.unwrap();
         return;

@@ -1,5 +1,7 @@
 //! Runs the demo with small numbers (`--prompts 40 --fast`) against its mock server and
-//! checks that the strategies built to finish lose nothing and that the table adds up.
+//! checks that the table adds up (every prompt, attempt and 429 is accounted for on both
+//! sides), that the limiter that keeps within the server's limits loses nothing, and that
+//! pushing everything at once does not work.
 
 use examples::Out;
 use examples::demo::{self, Config, Strategy};
@@ -20,27 +22,57 @@ async fn demo_with_small_numbers_adds_up() {
     for row in &report.rows {
         let seen = row.server.as_ref().expect("mock stats");
         let name = row.strategy.name();
-        assert_eq!(row.succeeded + row.failed, 40, "{name}: every prompt counted once");
-        assert_eq!(row.attempts, 40 + row.retries, "{name}: attempts = prompts + retries");
-        assert_eq!(seen.requests, row.attempts, "{name}: the server saw every attempt");
-        assert_eq!(seen.completed, row.succeeded as u64, "{name}: each success is one 200");
-        assert_eq!(seen.rejected(), row.rate_limited, "{name}: each 429 was counted");
+        assert_eq!(
+            row.succeeded + row.failed,
+            40,
+            "{name}: every prompt counted once"
+        );
+        assert_eq!(
+            row.attempts,
+            40 + row.retries,
+            "{name}: attempts = prompts + retries"
+        );
+        assert_eq!(
+            seen.requests, row.attempts,
+            "{name}: the server saw every attempt"
+        );
+        assert_eq!(
+            seen.completed, row.succeeded as u64,
+            "{name}: each success is one 200"
+        );
+        assert_eq!(
+            seen.rejected(),
+            row.rate_limited,
+            "{name}: each 429 was counted"
+        );
         assert!(row.rate_limited <= row.attempts, "{name}");
         assert!(
             seen.peak_concurrency <= server.max_concurrent,
             "{name}: the mock enforces its limit"
         );
-        if row.strategy.retries_until_done() {
+        if row.strategy.stays_within_limits() {
             assert_eq!(row.failed, 0, "{name} lost prompts: {row:?}");
-            let efficiency = row.efficiency.expect("mock");
-            assert!(efficiency > 0.0 && efficiency <= 1.05, "{name}: {efficiency}");
+            // Pacing at the server's own rate leaves only the odd 429 from network jitter.
+            assert!(
+                row.rate_limited * 4 <= row.succeeded as u64,
+                "{name} hit the limits: {row:?}"
+            );
+            let efficiency = row.efficiency.expect("nothing lost, so an efficiency");
+            assert!(
+                efficiency > 0.05 && efficiency <= 1.05,
+                "{name}: {efficiency}"
+            );
         }
+        // An efficiency is shown exactly when nothing was lost.
+        assert_eq!(row.efficiency.is_some(), row.failed == 0, "{name}");
     }
     let no_limit = &report.rows[0];
     assert_eq!(no_limit.strategy, Strategy::NoLimit);
     assert_eq!(no_limit.retries, 0);
+    // 40 at once against 8 slots: most are refused (how many depends on how fast the
+    // first ones finish while the rest connect), and every failure is a 429.
     assert!(
-        no_limit.failed >= 40 - server.max_concurrent,
+        no_limit.failed >= 10,
         "all at once against a limit of {}: {no_limit:?}",
         server.max_concurrent
     );

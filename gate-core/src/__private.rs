@@ -1,9 +1,9 @@
 //! Items used by code that `#[gated]` generates. Not public API; may change at any time.
 //!
-//! An expansion without `retry` or `timeout` uses only [`Gate`], [`shared_gate`] and
-//! [`refused`]. One with them runs an explicit loop (so that the body can borrow `&mut self`
-//! and the arguments afresh for each attempt) and asks [`Attempts`] after every attempt
-//! whether to stop or how long to back off, which is what [`Retry::call`] does inside.
+//! An expansion without `retry` or `timeout` uses only `Gate`, `shared_gate` and `refused`.
+//! One with them runs an explicit loop (so that the body can borrow `&mut self` and the
+//! arguments afresh for each attempt) and asks `Attempts` after every attempt whether to stop
+//! or how long to back off, which is what `Retry::call` does inside.
 
 use std::time::Duration as StdDuration;
 
@@ -134,12 +134,15 @@ impl Attempts {
     ///
     /// `retry_if` comes apart from the policy and after `returned`, so that the compiler
     /// knows the error type before it checks the user's predicate against it.
-    pub fn next<R: Fallible>(
+    pub fn next<R, E>(
         &mut self,
         returned: R,
-        policy: &Retry<R::Error>,
-        retry_if: fn(&R::Error) -> bool,
-    ) -> Step<R> {
+        policy: &Retry<E>,
+        retry_if: fn(&E) -> bool,
+    ) -> Step<R>
+    where
+        R: Fallible<Error = E>,
+    {
         self.made = self.made.saturating_add(1);
         let hint = match returned.error() {
             None => return Step::Done(returned),
@@ -154,22 +157,22 @@ impl Attempts {
 
     /// Like [`next`](Self::next) under a per-attempt timeout: a timed-out attempt is always
     /// retryable, and if it was the last one the function returns `E::from(Elapsed)`.
-    pub fn next_timed<R>(
+    pub fn next_timed<R, E>(
         &mut self,
         outcome: Outcome<R>,
-        policy: &Retry<R::Error>,
-        retry_if: fn(&R::Error) -> bool,
+        policy: &Retry<E>,
+        retry_if: fn(&E) -> bool,
     ) -> Step<R>
     where
-        R: Fallible,
-        R::Error: FromElapsed,
+        R: Fallible<Error = E>,
+        E: FromElapsed,
     {
         match outcome {
             Outcome::Returned(returned) => self.next(returned, policy, retry_if),
             Outcome::TimedOut => {
                 self.made = self.made.saturating_add(1);
                 if self.made > policy.retries() {
-                    let error = <R::Error as FromElapsed>::from_elapsed(Elapsed::new());
+                    let error = E::from_elapsed(Elapsed::new());
                     return Step::Done(R::from_error(error));
                 }
                 Step::Wait(self.delay(policy, None))
@@ -231,8 +234,14 @@ mod tests {
             Step::Wait(d) => d,
             Step::Done(r) => panic!("stopped with {r:?}"),
         };
-        assert_eq!(wait(attempts.next(Err(E::Transient), &p, transient)), second);
-        assert_eq!(wait(attempts.next_timed(Outcome::TimedOut, &p, transient)), second);
+        assert_eq!(
+            wait(attempts.next(Err(E::Transient), &p, transient)),
+            second
+        );
+        assert_eq!(
+            wait(attempts.next_timed(Outcome::TimedOut, &p, transient)),
+            second
+        );
         assert!(matches!(
             attempts.next_timed(Outcome::<Result<(), E>>::TimedOut, &p, transient),
             Step::Done(Err(E::Elapsed))
@@ -245,7 +254,10 @@ mod tests {
         let fatal_retried = attempts.next(Err::<(), _>(E::Fatal), &p, always);
         assert!(matches!(fatal_retried, Step::Wait(_)));
         let mut attempts = Attempts::default();
-        assert!(matches!(attempts.next(Ok::<_, E>(7), &p, transient), Step::Done(Ok(7))));
+        assert!(matches!(
+            attempts.next(Ok::<_, E>(7), &p, transient),
+            Step::Done(Ok(7))
+        ));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! [`Admission`]: where permits come from, kept apart from the policies that use them.
 //!
-//! Retry, backoff and (later) rate and adaptive policies are written against this trait, not
-//! against [`Gate`], so the same policy runs over a local gate, a gate shared by many
-//! processes, a per-key gate, or no gate at all.
+//! Retry and backoff are written against this trait, not against [`Gate`], so the same policy
+//! runs over a local gate, a [`Limiter`](crate::Limiter) (rate, adaptive and backpressure), a
+//! gate shared by many processes, a per-key gate, or no gate at all.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -41,26 +41,44 @@
 //!   by everyone when the server pushes back, and adaptive limits ([`adaptive`]).
 //! - [`Batch`]: many items through a gate, results in input order, with retries, a progress
 //!   bar and a summary ([`batch`]).
+//!
+//! # `#[gated]`
+//!
+//! With the default `macros` feature, [`gated`] limits an `async fn` without touching its
+//! signature, and retries it if it returns a `Result`:
+//!
+//! ```
+//! # #[cfg(feature = "macros")] {
+//! use gate_core::gated;
+//!
+//! # #[derive(Debug)] struct ApiError;
+//! #[gated(limit = 10, retry = 3, backoff = "exponential", wait = "500ms", max_delay = "10s")]
+//! async fn fetch(id: u32) -> Result<String, ApiError> {
+//!     Ok(format!("item {id}"))
+//! }
+//! # tokio_test::block_on(async { assert_eq!(fetch(7).await.unwrap(), "item 7") });
+//! # }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod admission;
 pub mod adaptive;
+mod admission;
 mod backpressure;
 pub mod batch;
 mod error;
 mod gate;
-mod sync;
 mod limiter;
 pub mod rate;
 pub mod retry;
 pub mod stats;
+mod sync;
 
 pub use admission::{Admission, Outcome, Unlimited};
 pub use backpressure::Backpressure;
 pub use batch::{Batch, BatchReport};
 pub use error::{AcquireError, LimitError, TryAcquireError};
-pub use limiter::{Limiter, LimiterBuilder, LimiterPermit};
 pub use gate::{Acquire, AcquireOwned, Gate, GateBuilder, OwnedPermit, Permit, WaitLimits};
+pub use limiter::{Limiter, LimiterBuilder, LimiterPermit, OwnedLimiterPermit};
 pub use retry::{Backoff, Elapsed, Retry, RetryBuilder, RetryError};
 pub use stats::Stats;
 

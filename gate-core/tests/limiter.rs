@@ -159,6 +159,8 @@ async fn rate_and_concurrency_hold_together() {
     assert_eq!(*starts.last().unwrap(), ms(9 * 350 + 100));
 }
 
+// Regression (the seed's `AdaptiveSemaphore`): resizing swapped in a new semaphore while
+// permits of the old one were held, so the limit was exceeded and permits were lost.
 #[tokio::test(start_paused = true)]
 async fn aimd_resizes_the_one_gate_and_cancellations_teach_nothing() {
     let limiter = Limiter::builder()
@@ -302,4 +304,23 @@ async fn owned_permits_travel_into_spawned_tasks() {
     // Dropped unreported: released, nothing learnt.
     drop(Arc::clone(&limiter).acquire_owned().await.unwrap());
     assert_eq!((limiter.limit(), limiter.stats().in_flight), (Some(1), 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_extended_while_waiting_is_waited_out_in_full() {
+    let limiter = Arc::new(Limiter::new(4));
+    let start = Instant::now();
+    limiter.pause_for(Duration::from_secs(1));
+    let waiter = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            let _permit = limiter.acquire().await.unwrap();
+            start.elapsed()
+        })
+    };
+    tokio::time::sleep(ms(500)).await;
+    limiter.pause_for(Duration::from_secs(2));
+    // A shorter pause never cuts a longer one short.
+    limiter.pause_for(ms(100));
+    assert_eq!(waiter.await.unwrap(), ms(2_500));
 }

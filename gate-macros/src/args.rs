@@ -151,13 +151,13 @@ impl Args {
                 ..
             })
         );
-        if let Some(max) = &self.max_delay {
-            if !exponential {
-                errors.push(syn::Error::new(
-                    max.key,
-                    "`max_delay` caps an exponential backoff; add `backoff = \"exponential\"`",
-                ));
-            }
+        if let Some(max) = &self.max_delay
+            && !exponential
+        {
+            errors.push(syn::Error::new(
+                max.key,
+                "`max_delay` caps an exponential backoff; add `backoff = \"exponential\"`",
+            ));
         }
         if let (true, Some(backoff)) = (exponential, &self.backoff) {
             match &self.wait {
@@ -310,8 +310,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -490,10 +490,7 @@ mod tests {
         let Err(errors) = parse(tokens) else {
             panic!("should not parse");
         };
-        let errors: Vec<String> = errors
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
         errors.join("\n")
     }
 
@@ -528,15 +525,25 @@ mod tests {
         let args = parse(quote!(limit = 10)).unwrap();
         assert_eq!(args.limit.as_ref().unwrap().value, 10);
         assert!(!args.needs_policy());
-        assert!(parse(quote!(limit = 1, timeout = "1s")).unwrap().needs_policy());
+        assert!(
+            parse(quote!(limit = 1, timeout = "1s"))
+                .unwrap()
+                .needs_policy()
+        );
         assert!(parse(quote!(limit = 1, retry = 1)).unwrap().needs_policy());
     }
 
     #[test]
     fn unknown_arguments_list_the_valid_ones_and_suggest_close_ones() {
         let e = error(quote!(limt = 10));
-        assert!(e.starts_with("unknown argument `limt`; did you mean `limit`?"), "{e}");
-        assert!(e.contains("expected one of `limit`, `gate`, `retry`"), "{e}");
+        assert!(
+            e.starts_with("unknown argument `limt`; did you mean `limit`?"),
+            "{e}"
+        );
+        assert!(
+            e.contains("expected one of `limit`, `gate`, `retry`"),
+            "{e}"
+        );
         let e = error(quote!(limit = 1, retyr = 2));
         assert!(e.contains("did you mean `retry`?"), "{e}");
         let e = error(quote!(limit = 1, retries = 2));
@@ -589,7 +596,10 @@ mod tests {
     #[test]
     fn retry_options_need_retry() {
         let e = error(quote!(limit = 2, wait = "1s", jitter = true));
-        assert!(e.contains("`wait` configures retries, so it needs `retry = N`"), "{e}");
+        assert!(
+            e.contains("`wait` configures retries, so it needs `retry = N`"),
+            "{e}"
+        );
         assert!(e.contains("`jitter` configures retries"), "{e}");
         // A per-attempt timeout makes sense without retries.
         assert!(parse(quote!(limit = 2, timeout = "1s")).is_ok());
@@ -608,7 +618,10 @@ mod tests {
             wait = "2s",
             max_delay = "1s"
         ));
-        assert!(e.contains("`max_delay` (1s) must not be shorter than `wait` (2s)"), "{e}");
+        assert!(
+            e.contains("`max_delay` (1s) must not be shorter than `wait` (2s)"),
+            "{e}"
+        );
         let e = error(quote!(limit = 1, retry = 1, backoff = "exponental"));
         assert!(e.contains("did you mean \"exponential\"?"), "{e}");
         let e = error(quote!(limit = 1, retry = 1, backoff = exponential));

@@ -17,7 +17,7 @@ impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
         for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-            if ms != 0 && ms % size == 0 {
+            if ms != 0 && ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }
@@ -41,7 +41,9 @@ pub(crate) fn parse(text: &str) -> Result<Millis, String> {
     let digits: String = number.chars().filter(|&c| c != '_').collect();
     if digits.is_empty() {
         if text.starts_with('-') {
-            return Err(format!("invalid duration \"{text}\": a duration cannot be negative"));
+            return Err(format!(
+                "invalid duration \"{text}\": a duration cannot be negative"
+            ));
         }
         return Err(format!("invalid duration \"{text}\"; {expected}"));
     }
@@ -85,7 +87,11 @@ mod tests {
     fn malformed_durations_say_what_is_wrong() {
         let err = |s| parse(s).unwrap_err();
         assert!(err("2").contains("the unit is missing"), "{}", err("2"));
-        assert!(err("2 sec").contains("unknown unit `sec`"), "{}", err("2 sec"));
+        assert!(
+            err("2 sec").contains("unknown unit `sec`"),
+            "{}",
+            err("2 sec")
+        );
         assert!(err("2min").contains("unknown unit `min`"));
         assert!(err("1.5s").contains("fractions are not supported"));
         assert!(err("-1s").contains("cannot be negative"));

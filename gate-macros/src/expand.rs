@@ -86,8 +86,7 @@ fn check_signature(function: &ItemFn, args: Option<&Args>) -> syn::Result<()> {
             "`#[gated]` cannot be used on an `extern` function",
         ));
     }
-    if let (Some((key, span)), ReturnType::Default) =
-        (args.and_then(Args::policy_key), &sig.output)
+    if let (Some((key, span)), ReturnType::Default) = (args.and_then(Args::policy_key), &sig.output)
     {
         errors.push(syn::Error::new(
             span,
@@ -226,7 +225,7 @@ fn expand_policy(
     // is reported on the predicate, against the now-known error type.
     let retry_if = match &args.retry_if {
         Some(retry_if) => retry_if.value.to_token_stream(),
-        None => quote_spanned!(return_span=> #private::always),
+        None => relocate(quote!(#private::always), return_span),
     };
 
     // The "fake return edge": the attempt's `async` block is typed by the function's return
@@ -261,7 +260,9 @@ fn expand_policy(
             { #(#stmts)* }
         }
     };
-    let loop_span = args.policy_key().map_or_else(Span::call_site, |(_, span)| span);
+    let loop_span = args
+        .policy_key()
+        .map_or_else(Span::call_site, |(_, span)| span);
     let loop_token = quote_spanned!(loop_span=> loop);
     let (run, method) = match &args.timeout {
         Some(timeout) => {
@@ -277,10 +278,8 @@ fn expand_policy(
     // its last (the parentheses), so the errors it raises underline that type.
     let (first, last) = token_span_range(&function.sig.output);
     let path = relocate(quote!(#private::Attempts::#method), first);
-    let mut call_args = Group::new(
-        Delimiter::Parenthesis,
-        quote!(&mut #attempts, #outcome, &#policy, #retry_if),
-    );
+    let ours = relocate(quote!(&mut #attempts, #outcome, &#policy,), first);
+    let mut call_args = Group::new(Delimiter::Parenthesis, quote!(#ours #retry_if));
     call_args.set_span(last);
     let next = quote!(#path #call_args);
     quote! {
@@ -342,5 +341,158 @@ impl VisitMut for ImplTraitToInfer {
         } else {
             visit_mut::visit_type_mut(self, ty);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn expand_to_string(args: TokenStream, item: TokenStream) -> String {
+        gated(args, item).to_string()
+    }
+
+    #[test]
+    fn a_limit_becomes_a_static_gate_inside_the_body() {
+        let out = expand_to_string(
+            quote!(limit = 10),
+            quote!(
+                pub async fn fetch(id: u32) -> u32 {
+                    id
+                }
+            ),
+        );
+        assert!(
+            out.starts_with("pub async fn fetch (id : u32) -> u32 {"),
+            "{out}"
+        );
+        assert!(
+            out.contains("static __GATE : :: gate_core :: __private :: Gate = :: gate_core :: __private :: Gate :: new (10) ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: gate_core :: __private :: refused"),
+            "{out}"
+        );
+        assert!(!out.contains("loop"), "no retry loop without retry: {out}");
+        assert!(
+            out.ends_with("{ id } }"),
+            "the body in generated braces: {out}"
+        );
+    }
+
+    #[test]
+    fn a_shared_gate_and_a_renamed_crate_are_used_as_written() {
+        let out = expand_to_string(
+            quote!(gate = api::OPENAI, crate = "gate1"),
+            quote!(
+                async fn f() {}
+            ),
+        );
+        assert!(
+            out.contains("gate1 :: __private :: shared_gate (& api :: OPENAI)"),
+            "{out}"
+        );
+        assert!(!out.contains("gate_core"), "{out}");
+    }
+
+    #[test]
+    fn retries_loop_over_fresh_async_blocks_typed_by_the_return_type() {
+        let out = expand_to_string(
+            quote!(limit = 2, retry = 3, timeout = "1s"),
+            quote!(
+                async fn f(x: &str) -> Result<impl Display, E> {
+                    Ok(x.len())
+                }
+            ),
+        );
+        assert!(out.contains("Retry :: builder (3)"), "{out}");
+        assert!(out.contains("loop {"), "{out}");
+        assert!(
+            out.contains(
+                "attempt_timeout (:: gate_core :: __private :: Duration :: from_millis (1000)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("Attempts :: next_timed"), "{out}");
+        assert!(
+            out.contains("__gate_fake_return : Result < _ , E >"),
+            "impl Trait becomes _: {out}"
+        );
+        assert!(
+            out.contains("-> Result < impl Display , E >"),
+            "the signature is untouched: {out}"
+        );
+    }
+
+    #[test]
+    fn backoff_settings_reach_the_policy() {
+        let out = expand_to_string(
+            quote!(
+                limit = 2,
+                retry = 1,
+                backoff = "exponential",
+                wait = "500ms",
+                max_delay = "1m",
+                jitter = true,
+                retry_if = is_transient
+            ),
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(out.contains(". exponential (:: gate_core :: __private :: Duration :: from_millis (500) , :: gate_core :: __private :: Duration :: from_millis (60000))"), "{out}");
+        assert!(out.contains(". jitter (true)"), "{out}");
+        assert!(out.contains(", is_transient)"), "{out}");
+    }
+
+    #[test]
+    fn on_error_the_item_is_kept_next_to_the_error() {
+        let out = expand_to_string(
+            quote!(limit = 1),
+            quote!(
+                fn f() -> u32 {
+                    1
+                }
+            ),
+        );
+        assert!(out.starts_with("fn f () -> u32 { 1 }"), "{out}");
+        assert!(out.contains("requires an `async fn`"), "{out}");
+
+        let out = expand_to_string(
+            quote!(limt = 1),
+            quote!(
+                fn f() {}
+            ),
+        );
+        assert!(out.contains("unknown argument `limt`"), "{out}");
+        assert!(
+            out.contains("requires an `async fn`"),
+            "both problems at once: {out}"
+        );
+
+        let out = expand_to_string(
+            quote!(limit = 1),
+            quote!(
+                struct S;
+            ),
+        );
+        assert!(out.starts_with("struct S ;"), "{out}");
+        assert!(out.contains("not to a struct"), "{out}");
+
+        let out = expand_to_string(
+            quote!(limit = 1, retry = 2),
+            quote!(
+                async fn f() {}
+            ),
+        );
+        assert!(
+            out.contains("`retry` needs a function that returns a `Result`"),
+            "{out}"
+        );
     }
 }

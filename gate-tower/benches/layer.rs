@@ -1,5 +1,6 @@
 //! Per-request overhead of `GateLayer` against tower's `ConcurrencyLimitLayer` and no layer,
-//! on a trivial `service_fn`, uncontended (the limit is never reached).
+//! on a trivial `service_fn`, uncontended (the limit is never reached): a generic service in
+//! `Reject` mode, and an `http` service in the default `Respond` mode.
 //!
 //! Run with: cargo bench -p gate-tower --bench layer
 
@@ -8,11 +9,14 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use gate_core::Gate;
 use gate_tower::GateLayer;
 use http::{Request, Response};
+use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -54,6 +58,15 @@ fn generic(c: &mut Criterion) {
             rt.block_on(drive(service, iters, |i| i))
         });
     });
+    group.bench_function("gate_layer_static_gate", |b| {
+        static GATE: Gate = Gate::new(LIMIT);
+        b.iter_custom(|iters| {
+            let service = GateLayer::with_static_gate(&GATE)
+                .refuse_with_error()
+                .layer(echo);
+            rt.block_on(drive(service, iters, |i| i))
+        });
+    });
     group.finish();
 }
 
@@ -82,12 +95,47 @@ fn http(c: &mut Criterion) {
     });
     group.bench_function("gate_layer_release_at_head", |b| {
         b.iter_custom(|iters| {
-            let service = GateLayer::new(LIMIT).hold_until_body_end(false).layer(hello);
+            let service = GateLayer::new(LIMIT)
+                .hold_until_body_end(false)
+                .layer(hello);
             rt.block_on(drive(service, iters, request))
         });
     });
     group.finish();
 }
 
-criterion_group!(benches, generic, http);
+/// The permit round trips the layers are built on, for scale: what each layer costs beyond
+/// its primitive.
+fn primitives(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let gate = Arc::new(Gate::new(LIMIT));
+    let semaphore = Arc::new(Semaphore::new(LIMIT));
+    let limits = GateLayer::new(LIMIT).wait_limits();
+    let mut group = c.benchmark_group("permit");
+    group.bench_function("gate_acquire_owned_with", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let permit = Arc::clone(&gate).acquire_owned_with(1, limits).await;
+                    drop(black_box(permit.unwrap()));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("gate_try_acquire_owned", |b| {
+        b.iter(|| black_box(Arc::clone(&gate).try_acquire_owned().unwrap()));
+    });
+    // What `ConcurrencyLimit` does per request when a permit is free.
+    group.bench_function("tokio_semaphore_try_acquire_owned", |b| {
+        b.iter(|| black_box(Arc::clone(&semaphore).try_acquire_owned().unwrap()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, generic, http, primitives);
 criterion_main!(benches);

@@ -60,7 +60,13 @@ impl<S, Req, M> ResponseFuture<S, Req, M>
 where
     S: Service<Req>,
 {
-    pub(crate) fn new(acquire: Acquiring, service: S, request: Req, policy: Policy, grpc: bool) -> Self {
+    pub(crate) fn new(
+        acquire: Acquiring,
+        service: S,
+        request: Req,
+        policy: Policy,
+        grpc: bool,
+    ) -> Self {
         Self {
             state: State::Acquiring {
                 acquire,
@@ -81,8 +87,9 @@ where
             match this.state.as_mut().project() {
                 StateProj::Acquiring { acquire, call } => match ready!(acquire.poll(cx)) {
                     Ok(permit) => {
-                        let (mut service, request) =
-                            call.take().expect("ResponseFuture polled after it completed");
+                        let (mut service, request) = call
+                            .take()
+                            .expect("ResponseFuture polled after it completed");
                         let future = service.call(request);
                         this.state.set(State::Called {
                             future,
@@ -107,6 +114,7 @@ where
 }
 
 /// The event every refusal emits.
+#[cold]
 fn refused(reason: AcquireError, policy: &Policy) {
     tracing::warn!(
         target: "gate_tower",

@@ -145,7 +145,9 @@ impl GateLayer<Respond> {
 
     /// Fails refused requests with a boxed [`Overloaded`](crate::Overloaded) error instead of
     /// answering them, for tower services that do not speak HTTP. The services' error type
-    /// becomes [`BoxError`](crate::BoxError).
+    /// becomes [`BoxError`](crate::BoxError). HTTP and gRPC servers (axum, tonic) want the
+    /// default mode instead: there a refusal is a response the client understands, while an
+    /// error would only close the stream or become an opaque `UNKNOWN` status.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -248,5 +250,44 @@ impl<M> fmt::Debug for GateLayer<M> {
             .field("retry_after", &self.policy.retry_after)
             .field("hold_until_body_end", &self.policy.hold_until_body_end)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bound_the_wait_and_the_queue() {
+        let layer = GateLayer::new(16);
+        assert_eq!(
+            layer.wait_limits(),
+            WaitLimits {
+                max_wait: Some(Duration::from_secs(5)),
+                max_waiters: 32,
+            }
+        );
+        let shared = GateLayer::with_gate(Arc::new(Gate::new(3)));
+        assert_eq!(shared.wait_limits().max_waiters, 6);
+    }
+
+    #[test]
+    fn a_wait_too_long_for_the_timer_is_unbounded() {
+        let layer = GateLayer::new(1).max_wait(Duration::MAX);
+        assert_eq!(layer.wait_limits().max_wait, None);
+        let layer = layer.max_wait(Duration::from_secs(3600));
+        assert_eq!(
+            layer.wait_limits().max_wait,
+            Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn clones_share_the_gate() {
+        let layer = GateLayer::new(2);
+        let clone = layer.clone().max_waiters(0);
+        let _permit = layer.gate().try_acquire().unwrap();
+        assert_eq!(clone.stats().in_flight, 1);
+        assert!(std::ptr::eq(layer.gate(), clone.gate()));
     }
 }

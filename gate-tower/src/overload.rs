@@ -77,6 +77,7 @@ const HTTP_MESSAGE: &str = "server overloaded: retry later\n";
 
 /// Whether a request with these headers is gRPC (`application/grpc`, `application/grpc+proto`,
 /// `application/grpc-web`, ...).
+#[inline]
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -89,12 +90,16 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 /// and a short text body. gRPC gets a trailers-only response: HTTP 200 whose headers carry
 /// `grpc-status: 8` (`RESOURCE_EXHAUSTED`), a `grpc-message` and `grpc-retry-pushback-ms`
 /// (the hint gRPC's own retry policies read), and no body.
+#[cold]
 pub(crate) fn refusal<B>(grpc: bool, retry_after: Duration) -> Response<ResponseBody<B>> {
     if grpc {
         let mut response = Response::new(ResponseBody::refused(None));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from_static(GRPC_RESOURCE_EXHAUSTED));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from_static(GRPC_RESOURCE_EXHAUSTED),
+        );
         headers.insert("grpc-message", HeaderValue::from_static("gate is full"));
         headers.insert(
             "grpc-retry-pushback-ms",
@@ -138,7 +143,10 @@ mod tests {
         assert!(!is_grpc(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&headers));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&headers));
     }
 }

@@ -19,6 +19,7 @@ pub(crate) enum SharedGate {
 }
 
 impl SharedGate {
+    #[inline]
     pub(crate) fn get(&self) -> &Gate {
         match self {
             Self::Owned(gate) => gate,
@@ -27,6 +28,7 @@ impl SharedGate {
     }
 
     /// Starts waiting for one permit within `limits`; nothing happens until it is polled.
+    #[inline]
     pub(crate) fn acquire(&self, limits: WaitLimits) -> Acquiring {
         match self {
             Self::Owned(gate) => Acquiring::Owned {
@@ -52,6 +54,7 @@ pin_project! {
 impl Future for Acquiring {
     type Output = Result<GatePermit, AcquireError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             AcquiringProj::Owned { future } => future

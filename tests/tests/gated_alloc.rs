@@ -33,7 +33,13 @@ async fn limited(x: u64) -> u64 {
     x + 1
 }
 
-#[gated(limit = 10, retry = 3, backoff = "exponential", wait = "1s", jitter = true)]
+#[gated(
+    limit = 10,
+    retry = 3,
+    backoff = "exponential",
+    wait = "1s",
+    jitter = true
+)]
 async fn retried(x: u64) -> Result<u64, Failed> {
     Ok(x + 1)
 }

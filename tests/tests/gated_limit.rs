@@ -42,7 +42,7 @@ async fn limited(i: usize) -> usize {
     i * 2
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_limit_3_function_called_50_times_at_once_runs_at_most_3() {
     let tasks: Vec<_> = (0..50).map(|i| tokio::spawn(limited(i))).collect();
     let mut sum = 0;
@@ -67,7 +67,7 @@ async fn second_user(label: &str) -> &str {
     label
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_shared_gate_caps_two_functions_together() {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
@@ -162,7 +162,7 @@ impl Client {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn methods_keep_their_receivers() {
     let mut client = Client {
         calls: 0,

@@ -72,8 +72,18 @@ async fn a_result_alias_is_a_result_and_a_fixed_wait_separates_attempts() {
     assert_eq!(start.elapsed(), Duration::from_secs(4));
 }
 
-#[gated(limit = 1, retry = 4, backoff = "exponential", wait = "100ms", max_delay = "300ms")]
-async fn exponential(calls: &AtomicU32, at: &std::sync::Mutex<Vec<Duration>>, start: Instant) -> Result<(), ApiError> {
+#[gated(
+    limit = 1,
+    retry = 4,
+    backoff = "exponential",
+    wait = "100ms",
+    max_delay = "300ms"
+)]
+async fn exponential(
+    calls: &AtomicU32,
+    at: &std::sync::Mutex<Vec<Duration>>,
+    start: Instant,
+) -> Result<(), ApiError> {
     at.lock().unwrap().push(start.elapsed());
     Err(ApiError::Busy(calls.fetch_add(1, Ordering::SeqCst)))
 }
@@ -83,8 +93,16 @@ async fn an_exponential_backoff_doubles_up_to_max_delay() {
     let calls = AtomicU32::new(0);
     let at = std::sync::Mutex::new(Vec::new());
     let start = Instant::now();
-    assert_eq!(exponential(&calls, &at, start).await, Err(ApiError::Busy(4)));
-    let ms: Vec<u128> = at.into_inner().unwrap().iter().map(Duration::as_millis).collect();
+    assert_eq!(
+        exponential(&calls, &at, start).await,
+        Err(ApiError::Busy(4))
+    );
+    let ms: Vec<u128> = at
+        .into_inner()
+        .unwrap()
+        .iter()
+        .map(Duration::as_millis)
+        .collect();
     // Delays of 100, 200, 300 (capped), 300 ms.
     assert_eq!(ms, [0, 100, 300, 600, 900]);
 }
@@ -124,9 +142,17 @@ async fn the_permit_is_released_while_backing_off() {
     });
     // Let the first attempt fail and start its 10 s backoff.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(ONE.available_permits(), 1, "no permit is held during the backoff");
+    assert_eq!(
+        ONE.available_permits(),
+        1,
+        "no permit is held during the backoff"
+    );
     let admitted_at = quick().await;
-    assert_eq!(admitted_at - start, Duration::from_secs(1), "admitted at once");
+    assert_eq!(
+        admitted_at - start,
+        Duration::from_secs(1),
+        "admitted at once"
+    );
     assert_eq!(slow.await.unwrap(), Ok(2));
     assert_eq!(start.elapsed(), Duration::from_secs(10));
 }
@@ -153,12 +179,20 @@ async fn a_timeout_cancels_a_slow_attempt_and_counts_it_as_failed() {
     let start = Instant::now();
     assert_eq!(slow_then_fast(&calls).await, Ok(3));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert_eq!(start.elapsed(), Duration::from_secs(2), "two attempts cut at 1 s each");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "two attempts cut at 1 s each"
+    );
 
     let calls = AtomicU32::new(0);
     let start = Instant::now();
     assert_eq!(always_slow(&calls).await, Err(ApiError::TimedOut));
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "a timed-out attempt is retried");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a timed-out attempt is retried"
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
@@ -171,7 +205,10 @@ async fn timeout_alone(delay: Duration) -> Result<(), ApiError> {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_without_retry_makes_one_attempt() {
     assert_eq!(timeout_alone(Duration::from_millis(999)).await, Ok(()));
-    assert_eq!(timeout_alone(Duration::from_secs(5)).await, Err(ApiError::TimedOut));
+    assert_eq!(
+        timeout_alone(Duration::from_secs(5)).await,
+        Err(ApiError::TimedOut)
+    );
 }
 
 #[gated(limit = 1, retry = 5, retry_if = is_transient)]
@@ -187,7 +224,10 @@ async fn stops_on_bad_request(calls: &AtomicU32) -> Result<(), ApiError> {
 #[tokio::test(start_paused = true)]
 async fn retry_if_stops_on_a_non_retryable_error() {
     let calls = AtomicU32::new(0);
-    assert_eq!(stops_on_bad_request(&calls).await, Err(ApiError::BadRequest(2)));
+    assert_eq!(
+        stops_on_bad_request(&calls).await,
+        Err(ApiError::BadRequest(2))
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

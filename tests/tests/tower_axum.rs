@@ -87,7 +87,11 @@ async fn fetch(
 }
 
 /// Sends `n` GETs at once and returns their results.
-async fn fetch_all(addr: SocketAddr, path: &'static str, n: usize) -> Vec<(StatusCode, Option<String>, Bytes)> {
+async fn fetch_all(
+    addr: SocketAddr,
+    path: &'static str,
+    n: usize,
+) -> Vec<(StatusCode, Option<String>, Bytes)> {
     let client = client();
     let mut set = JoinSet::new();
     for _ in 0..n {
@@ -117,7 +121,10 @@ async fn assert_capped(app: Router, layer: &GateLayer, tracker: &Tracker) {
         assert_eq!(body.as_ref(), b"done");
     }
     let max = tracker.max.load(Ordering::SeqCst);
-    assert!(max <= LIMIT, "{max} handlers ran at once; the limit is {LIMIT}");
+    assert!(
+        max <= LIMIT,
+        "{max} handlers ran at once; the limit is {LIMIT}"
+    );
     assert_eq!(tracker.completed.load(Ordering::SeqCst), REQUESTS);
     until_idle(layer).await;
     let stats = layer.stats();
@@ -200,7 +207,10 @@ async fn zero_max_wait_answers_200_or_503_with_retry_after() {
     release.send(true).unwrap();
     results.extend(set.join_all().await);
 
-    let ok = results.iter().filter(|(status, ..)| *status == StatusCode::OK).count();
+    let ok = results
+        .iter()
+        .filter(|(status, ..)| *status == StatusCode::OK)
+        .count();
     for (status, retry_after, _) in &results {
         match *status {
             StatusCode::OK => {}
@@ -225,7 +235,9 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
     }
 }
 
@@ -317,11 +329,16 @@ async fn assert_panics_leak_nothing(app: Router, layer: &GateLayer) {
     for (status, ..) in &results {
         // Either caught as a 500, or refused while other panicking requests held the gate.
         assert!(
-            *status == StatusCode::INTERNAL_SERVER_ERROR || *status == StatusCode::SERVICE_UNAVAILABLE,
+            *status == StatusCode::INTERNAL_SERVER_ERROR
+                || *status == StatusCode::SERVICE_UNAVAILABLE,
             "unexpected status {status}"
         );
     }
-    assert!(results.iter().any(|(status, ..)| *status == StatusCode::INTERNAL_SERVER_ERROR));
+    assert!(
+        results
+            .iter()
+            .any(|(status, ..)| *status == StatusCode::INTERNAL_SERVER_ERROR)
+    );
     until_idle(layer).await;
     assert_eq!(layer.gate().available_permits(), LIMIT);
     assert_eq!(fetch(&client(), addr, "/").await.0, StatusCode::OK);

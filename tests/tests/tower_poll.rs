@@ -433,3 +433,160 @@ async fn reject_mode_fails_with_a_downcastable_overloaded() {
     assert_eq!(error.to_string(), "inner failure");
     assert_eq!(layer.stats().in_flight, 0);
 }
+
+/// Records the `reason` of every `WARN` event with target `gate_tower`.
+#[derive(Clone, Default)]
+struct Refusals(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Refusals {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Reason(Option<String>);
+        impl tracing::field::Visit for Reason {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "reason" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let metadata = event.metadata();
+        if metadata.target() == "gate_tower" && *metadata.level() == tracing::Level::WARN {
+            let mut reason = Reason(None);
+            event.record(&mut reason);
+            self.0
+                .lock()
+                .unwrap()
+                .push(reason.0.expect("a reason field"));
+        }
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn refusals_emit_a_tracing_event() {
+    let refusals = Refusals::default();
+    tracing::subscriber::with_default(refusals.clone(), || {
+        let layer = GateLayer::new(1).max_wait(Duration::ZERO);
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        assert_ready_ok!(service.poll_ready());
+        let mut admitted = task::spawn(service.call(request(0)));
+        assert_pending!(admitted.poll());
+        let _held = expect_request(&mut handle);
+        // An admitted request emits nothing.
+        assert!(refusals.0.lock().unwrap().is_empty());
+
+        assert_ready_ok!(service.poll_ready());
+        let mut refused = task::spawn(service.call(request(1)));
+        drop(assert_ready_ok!(refused.poll()));
+        layer.gate().close();
+        assert_ready_ok!(service.poll_ready());
+        let mut closed = task::spawn(service.call(request(2)));
+        drop(assert_ready_ok!(closed.poll()));
+    });
+    assert_eq!(
+        *refusals.0.lock().unwrap(),
+        ["timed out waiting for a permit", "gate closed"]
+    );
+}
+
+/// A body of ready chunks, then an optional error; ends when both are used up.
+#[derive(Debug)]
+struct Chunks {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    error: Option<&'static str>,
+}
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, &'static str>>> {
+        std::task::Poll::Ready(match self.chunks.pop_front() {
+            Some(chunk) => Some(Ok(http_body::Frame::data(chunk))),
+            None => self.error.take().map(Err),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty() && self.error.is_none()
+    }
+}
+
+/// Runs one request through a limit-1 layer and returns the response with its body.
+async fn respond_with(
+    body: Chunks,
+) -> (GateLayer, Response<gate_tower::body::ResponseBody<Chunks>>) {
+    let layer = GateLayer::new(1);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<Chunks>, _>(layer.clone());
+    assert_ready_ok!(service.poll_ready());
+    let mut call = task::spawn(service.call(request(0)));
+    assert_pending!(call.poll());
+    let (_, send) = assert_ready!(handle.poll_request()).unwrap();
+    send.send_response(Response::new(body));
+    let response = assert_ready_ok!(call.poll());
+    (layer, response)
+}
+
+#[tokio::test]
+async fn body_releases_its_permit_with_its_last_frame() {
+    use http_body_util::BodyExt;
+
+    let chunks = ["one", "two"].map(bytes::Bytes::from).into();
+    let (layer, response) = respond_with(Chunks {
+        chunks,
+        error: None,
+    })
+    .await;
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "one");
+    assert!(body.holds_permit());
+    assert_eq!(layer.stats().in_flight, 1);
+
+    // The last frame says the body is over: released without waiting for a final poll or drop.
+    let last = body.frame().await.unwrap().unwrap();
+    assert_eq!(last.into_data().unwrap(), "two");
+    assert!(!body.holds_permit());
+    assert_eq!(layer.stats().in_flight, 0);
+    assert!(body.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn body_releases_its_permit_when_it_fails() {
+    use http_body_util::BodyExt;
+
+    let chunks = ["partial"].map(bytes::Bytes::from).into();
+    let (layer, response) = respond_with(Chunks {
+        chunks,
+        error: Some("stream broke"),
+    })
+    .await;
+    let mut body = response.into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "partial"
+    );
+    assert!(body.holds_permit());
+    assert_eq!(body.frame().await.unwrap().unwrap_err(), "stream broke");
+    assert!(!body.holds_permit());
+    assert_eq!(layer.stats().in_flight, 0);
+}

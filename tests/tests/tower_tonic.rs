@@ -182,7 +182,10 @@ async fn waiting_calls_all_succeed_within_the_limit() {
         assert_eq!(result.unwrap(), id);
     }
     let max = tracker.max.load(Ordering::SeqCst);
-    assert!(max <= LIMIT, "{max} calls ran at once; the limit is {LIMIT}");
+    assert!(
+        max <= LIMIT,
+        "{max} calls ran at once; the limit is {LIMIT}"
+    );
     assert_eq!(tracker.completed.load(Ordering::SeqCst), CALLS);
     let stats = layer.stats();
     assert_eq!(stats.admitted, CALLS as u64);

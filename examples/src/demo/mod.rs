@@ -135,8 +135,7 @@ impl Config {
                     config.server.max_concurrent = number(&flag, &value(&flag)?)?
                 }
                 "--latency-ms" => {
-                    config.server.latency =
-                        Duration::from_millis(number(&flag, &value(&flag)?)?)
+                    config.server.latency = Duration::from_millis(number(&flag, &value(&flag)?)?)
                 }
                 "--base-url" => config.base_url = Some(value(&flag)?),
                 "--api-key-env" => config.api_key_env = value(&flag)?,
@@ -214,8 +213,9 @@ pub struct Row {
     pub rate_limited: u64,
     /// Time for the whole batch.
     pub elapsed: Duration,
-    /// The fastest the server could have answered the succeeded prompts, divided by the time
-    /// taken (mock only: a real server's limits are not known).
+    /// The fastest any client could have finished all the prompts against the mock's limits,
+    /// divided by the time taken; `None` if prompts were lost (or against a real server,
+    /// whose limits are not known).
     pub efficiency: Option<f64>,
     /// What the mock server saw during this strategy.
     pub server: Option<ServerStats>,
@@ -244,7 +244,11 @@ impl Report {
 pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
     let mock = match &config.base_url {
         Some(_) => None,
-        None => Some(MockServer::start(config.server.clone()).await.map_err(DemoError::Io)?),
+        None => Some(
+            MockServer::start(config.server.clone())
+                .await
+                .map_err(DemoError::Io)?,
+        ),
     };
     let (base_url, api_key) = match (&config.base_url, &mock) {
         (Some(url), _) => (url.clone(), std::env::var(&config.api_key_env).ok()),
@@ -255,7 +259,12 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
 
     let topics = ["ocean", "mountain", "forest", "desert", "city"];
     let prompts: Vec<Arc<str>> = (0..config.prompts)
-        .map(|i| Arc::from(format!("Write a haiku about {} #{i}", topics[i % topics.len()])))
+        .map(|i| {
+            Arc::from(format!(
+                "Write a haiku about {} #{i}",
+                topics[i % topics.len()]
+            ))
+        })
         .collect();
 
     match &mock {
@@ -280,7 +289,11 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             client.endpoint(),
             config.model,
             config.api_key_env,
-            if std::env::var_os(&config.api_key_env).is_some() { "set" } else { "not set" },
+            if std::env::var_os(&config.api_key_env).is_some() {
+                "set"
+            } else {
+                "not set"
+            },
         )),
     }
 
@@ -298,10 +311,10 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
         let pushed = strategy.run(&prompts, &client, &knobs).await;
         let s = &pushed.summary;
         let server = mock.as_ref().map(MockServer::stats);
-        let efficiency = mock.as_ref().map(|mock| {
-            let ideal = mock.config().ideal_makespan(s.succeeded);
+        let efficiency = mock.as_ref().filter(|_| s.failed == 0).map(|mock| {
+            let ideal = mock.config().ideal_makespan(s.total);
             if s.elapsed.is_zero() {
-                0.0
+                1.0
             } else {
                 ideal.as_secs_f64() / s.elapsed.as_secs_f64()
             }
@@ -326,7 +339,10 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
     };
     out.line(format!("\n{}", report.table()));
     if mock.is_some() {
-        out.line("efficiency: the fastest the server could have answered the prompts that succeeded, divided by the time taken.");
+        out.line(
+            "efficiency: the fastest any client could finish every prompt within the server's limits, \
+             divided by the time taken; \"-\" where prompts were lost.",
+        );
     }
     if let Some(mock) = mock {
         mock.shutdown().await;

@@ -56,7 +56,7 @@ impl Strategy {
                 "Gate::new(10), 3 attempts 2s apart (the seed's Semaphore(10) + tenacity recipe)"
             }
             Self::GateRetryAfter => {
-                "Gate::new(10), 10 attempts, exponential backoff with jitter, at least Retry-After"
+                "Gate::new(10), 15 attempts, exponential backoff with jitter, at least Retry-After"
             }
             Self::RateAdaptive => {
                 "Limiter: the published rate, AIMD concurrency, Retry-After pauses every caller"
@@ -64,10 +64,11 @@ impl Strategy {
         }
     }
 
-    /// Whether the strategy is meant to finish every prompt (it gates and retries until the
-    /// server lets it through).
-    pub fn retries_until_done(self) -> bool {
-        matches!(self, Self::GateRetryAfter | Self::RateAdaptive)
+    /// Whether the strategy keeps within the server's limits by itself (its rate limit is the
+    /// server's, its concurrency limit adapts), so it should finish every prompt with hardly
+    /// a 429. The others find the limits by hitting them, and may run out of attempts.
+    pub fn stays_within_limits(self) -> bool {
+        matches!(self, Self::RateAdaptive)
     }
 
     /// Pushes `prompts` through `client` this way.
@@ -87,12 +88,26 @@ impl Strategy {
                     .timeout(timeout)
                     .build()
                     .expect("valid policy");
-                push(Batch::new(&gate).retry(policy), label, prompts, client, knobs).await
+                push(
+                    Batch::new(&gate).retry(policy),
+                    label,
+                    prompts,
+                    client,
+                    knobs,
+                )
+                .await
             }
             Self::GateRetryAfter => {
                 let gate = Gate::new(10);
                 let policy = backoff_policy(knobs, timeout);
-                push(Batch::new(&gate).retry(policy), label, prompts, client, knobs).await
+                push(
+                    Batch::new(&gate).retry(policy),
+                    label,
+                    prompts,
+                    client,
+                    knobs,
+                )
+                .await
             }
             Self::RateAdaptive => {
                 let aimd = Aimd::builder()
@@ -106,7 +121,14 @@ impl Strategy {
                     .build()
                     .expect("valid limiter");
                 let policy = backoff_policy(knobs, timeout);
-                push(Batch::new(&limiter).retry(policy), label, prompts, client, knobs).await
+                push(
+                    Batch::new(&limiter).retry(policy),
+                    label,
+                    prompts,
+                    client,
+                    knobs,
+                )
+                .await
             }
         }
     }
@@ -138,13 +160,13 @@ pub struct Pushed {
     pub rate_limited: u64,
 }
 
-/// Up to 9 retries, exponential from 100ms (scaled) with full jitter, never sooner than the
-/// server's `Retry-After`; only transient errors are retried.
+/// Up to 14 retries, exponential from 100ms to 2s (scaled) with full jitter, never sooner than
+/// the server's `Retry-After`; only transient errors are retried.
 fn backoff_policy(knobs: &Knobs, timeout: Duration) -> Retry<ApiError> {
-    Retry::builder(9)
+    Retry::builder(14)
         .exponential(
             Duration::from_millis(100).mul_f64(knobs.time_scale),
-            Duration::from_secs(10).mul_f64(knobs.time_scale),
+            Duration::from_secs(2).mul_f64(knobs.time_scale),
         )
         .jitter(true)
         .timeout(timeout)

@@ -32,7 +32,7 @@ impl Row {
             self.rate_limited.to_string(),
             format!("{:.1}s", self.elapsed.as_secs_f64()),
             self.efficiency
-                .map_or_else(|| "n/a".to_owned(), |e| format!("{:.0}%", e * 100.0)),
+                .map_or_else(|| "-".to_owned(), |e| format!("{:.0}%", e * 100.0)),
         ]
     }
 }

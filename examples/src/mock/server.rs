@@ -215,7 +215,10 @@ impl Shared {
             // Nobody knows when a slot frees; half a completion is a fair guess.
             return Err(Refusal::Concurrency(self.config.latency / 2));
         }
-        limits.bucket.try_take(Instant::now()).map_err(Refusal::Rate)?;
+        limits
+            .bucket
+            .try_take(Instant::now())
+            .map_err(Refusal::Rate)?;
         limits.serving += 1;
         self.peak.fetch_max(limits.serving, SeqCst);
         Ok(Serving(Arc::clone(self)))
@@ -243,7 +246,7 @@ impl Shared {
         if !first {
             return (None, false);
         }
-        let picks = |one_in: u64, salt: u64| one_in > 0 && (hash ^ salt) % one_in == 0;
+        let picks = |one_in: u64, salt: u64| one_in > 0 && (hash ^ salt).is_multiple_of(one_in);
         let stall = config
             .stall_one_in
             .and_then(|(one_in, stall)| picks(one_in, 0).then_some(stall));
@@ -291,7 +294,8 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         Ok(request) => request,
         Err(e) => {
             shared.bad_requests.fetch_add(1, SeqCst);
-            let body = json!({"error": {"message": e.to_string(), "type": "invalid_request_error"}});
+            let body =
+                json!({"error": {"message": e.to_string(), "type": "invalid_request_error"}});
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
@@ -309,7 +313,9 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     sleep(shared.config.latency.mul_f64(spread(n))).await;
 
     let topic = prompt.rsplit(' ').next().unwrap_or("nothing");
-    let content = format!("Mock haiku about {topic}:\nrequests in a line,\nthe gate lets ten through at once,\nnone are turned away.");
+    let content = format!(
+        "Mock haiku about {topic}:\nrequests in a line,\nthe gate lets ten through at once,\nnone are turned away."
+    );
     let prompt_tokens = prompt.split_whitespace().count();
     let completion_tokens = content.split_whitespace().count();
     shared.completed.fetch_add(1, SeqCst);
@@ -345,7 +351,10 @@ fn too_many_requests(wait: Duration, kind: &str) -> Response {
     let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    headers.insert("retry-after-ms", HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX)));
+    headers.insert(
+        "retry-after-ms",
+        HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX)),
+    );
     response
 }
 

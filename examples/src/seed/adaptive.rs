@@ -110,12 +110,12 @@ impl Counts {
         let before = self.limit;
         if ok {
             self.successes += 1;
-            if self.successes % policy.grow_after == 0 && self.limit < policy.max {
+            if self.successes.is_multiple_of(policy.grow_after) && self.limit < policy.max {
                 self.limit = (self.limit + policy.step).min(policy.max);
             }
         } else {
             self.failures += 1;
-            if self.failures % policy.shrink_after == 0 && self.limit > policy.min {
+            if self.failures.is_multiple_of(policy.shrink_after) && self.limit > policy.min {
                 self.limit = self.limit.saturating_sub(policy.step).max(policy.min);
             }
         }
@@ -232,7 +232,11 @@ impl SeedAdaptiveSemaphore {
             // `_permit` goes back to the semaphore it came from, which may have been replaced.
         } else {
             // `await self.sem.acquire()` ...
-            self.current().acquire().await.expect("never closed").forget();
+            self.current()
+                .acquire()
+                .await
+                .expect("never closed")
+                .forget();
             let result = work.await;
             // ... `self.sem.release()`: whichever semaphore is current *now*.
             self.current().add_permits(1);
@@ -283,7 +287,7 @@ pub async fn run_variant(config: &Config, variant: Variant, out: &Out) -> Run {
         async move {
             let _inside = inside;
             sleep(config.call_time).await;
-            if id % config.fail_every == 0 {
+            if id.is_multiple_of(config.fail_every) {
                 Err(format!("random failure {id}"))
             } else {
                 Ok(id)
@@ -301,13 +305,20 @@ pub async fn run_variant(config: &Config, variant: Variant, out: &Out) -> Run {
                 async move {
                     arrive(id).await;
                     let r = gate
-                        .run(async { call(id, &gate.highest).await }, |before, limit, now| {
-                            let verb = if limit > before { "📈 Increasing" } else { "📉 Decreasing" };
-                            out.line(format!(
-                                "   [t={:.2}s] {verb} limit to {limit} ({now} in flight)",
-                                start.elapsed().as_secs_f64()
-                            ));
-                        })
+                        .run(
+                            async { call(id, &gate.highest).await },
+                            |before, limit, now| {
+                                let verb = if limit > before {
+                                    "📈 Increasing"
+                                } else {
+                                    "📉 Decreasing"
+                                };
+                                out.line(format!(
+                                    "   [t={:.2}s] {verb} limit to {limit} ({now} in flight)",
+                                    start.elapsed().as_secs_f64()
+                                ));
+                            },
+                        )
                         .await;
                     finished.fetch_add(1, SeqCst);
                     r

@@ -55,7 +55,13 @@ pub async fn run(config: &Config, out: &Out) -> Outcome {
     let report = Batch::new(&gate)
         .label("api")
         .run(0..config.calls, |id| {
-            call_api(id, config.call_time, Arc::clone(&in_flight), start, out.clone())
+            call_api(
+                id,
+                config.call_time,
+                Arc::clone(&in_flight),
+                start,
+                out.clone(),
+            )
         })
         .await;
 

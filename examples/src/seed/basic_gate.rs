@@ -50,8 +50,16 @@ pub async fn run(config: &Config, out: &Out) -> Outcome {
     let start = Instant::now();
 
     // `asyncio.gather(*coros)`: every worker starts now, in one task, polled in order.
-    let workers = (0..config.workers)
-        .map(|i| worker(format!("Worker-{i}"), &gate, &inside, start, config.work, out));
+    let workers = (0..config.workers).map(|i| {
+        worker(
+            format!("Worker-{i}"),
+            &gate,
+            &inside,
+            start,
+            config.work,
+            out,
+        )
+    });
     join_all(workers).await;
 
     let elapsed = start.elapsed();
@@ -79,7 +87,10 @@ async fn worker(
     out: &Out,
 ) {
     // ========== ZONE 1: every worker runs this at once ==========
-    out.line(format!("{} {name}: Started! Approaching the gate...", stamp(start)));
+    out.line(format!(
+        "{} {name}: Started! Approaching the gate...",
+        stamp(start)
+    ));
 
     // ========== ZONE 2: the gate; at most `limit` workers in here ==========
     {

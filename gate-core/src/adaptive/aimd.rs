@@ -13,7 +13,7 @@ use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor, check_limits};
 ///   per round trip), so a large capacity is found in a few round trips. The first overload
 ///   sets the limit just below the number of attempts running when the refused one was
 ///   admitted (the server could not take that many), but no lower than half. From then on,
-///   a round trip of successes adds one — a quarter of that within one of the limit at which
+///   a round trip of successes adds one — an eighth of that within one of the limit at which
 ///   the server last refused (as TCP CUBIC plateaus near its last loss), so that probing
 ///   where the server is known to refuse costs few refusals.
 /// - **Decrease** on an overload signal or a timeout, by the backoff factor (0.9 unless set),
@@ -100,8 +100,8 @@ impl LimitAlgorithm for Aimd {
             self.limit += if self.slow_start {
                 1.0
             } else if (self.limit - self.ceiling).abs() < 1.0 {
-                // Near where the server last refused: probe four times more slowly.
-                0.25 / self.limit.max(1.0)
+                // Near where the server last refused: probe eight times more slowly.
+                0.125 / self.limit.max(1.0)
             } else {
                 1.0 / self.limit.max(1.0)
             };
@@ -199,7 +199,7 @@ mod tests {
             aimd.update(&sample(Outcome::Success, 20, 20));
         }
         assert_eq!(aimd.limit(), 21);
-        // Within one of the last refusal (11 running), probing is four times slower.
+        // Within one of the last refusal (11 running), probing is eight times slower.
         let mut near = Aimd::builder().initial(10).build().unwrap();
         near.update(&sample(OVERLOAD, 11, 10));
         assert_eq!(near.limit(), 10);
@@ -207,7 +207,7 @@ mod tests {
             near.update(&sample(Outcome::Success, 10, 10));
         }
         assert_eq!(near.limit(), 10);
-        for _ in 0..30 {
+        for _ in 0..70 {
             near.update(&sample(Outcome::Success, 10, 10));
         }
         assert_eq!(near.limit(), 11);
@@ -256,10 +256,22 @@ mod tests {
     fn invalid_settings_are_rejected() {
         let err = |b: AimdBuilder| b.build().unwrap_err();
         assert_eq!(err(Aimd::builder().min(0)), AdaptiveError::InvalidLimits);
-        assert_eq!(err(Aimd::builder().initial(2000)), AdaptiveError::InvalidLimits);
+        assert_eq!(
+            err(Aimd::builder().initial(2000)),
+            AdaptiveError::InvalidLimits
+        );
         assert_eq!(err(Aimd::builder().min(20)), AdaptiveError::InvalidLimits);
-        assert_eq!(err(Aimd::builder().backoff(1.0)), AdaptiveError::InvalidFactor);
-        assert_eq!(err(Aimd::builder().backoff(f64::NAN)), AdaptiveError::InvalidFactor);
-        assert_eq!(err(Aimd::builder().backoff(0.0)), AdaptiveError::InvalidFactor);
+        assert_eq!(
+            err(Aimd::builder().backoff(1.0)),
+            AdaptiveError::InvalidFactor
+        );
+        assert_eq!(
+            err(Aimd::builder().backoff(f64::NAN)),
+            AdaptiveError::InvalidFactor
+        );
+        assert_eq!(
+            err(Aimd::builder().backoff(0.0)),
+            AdaptiveError::InvalidFactor
+        );
     }
 }

@@ -144,7 +144,7 @@ impl Gradient {
             }
         }
         self.limit = self.limit.clamp(self.min as f64, self.max as f64 + 0.999);
-        if self.probe_interval > 0 && self.windows % self.probe_interval == 0 {
+        if self.probe_interval > 0 && self.windows.is_multiple_of(self.probe_interval) {
             self.probe = Probe::Draining { saved: self.limit };
         }
     }
@@ -267,7 +267,11 @@ mod tests {
 
     #[test]
     fn grows_while_latency_holds_and_the_gate_is_full() {
-        let mut g = Gradient::builder().initial(16).probe_interval(0).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(16)
+            .probe_interval(0)
+            .build()
+            .unwrap();
         window(&mut g, ms(100), true);
         assert_eq!(g.limit(), 20);
         window(&mut g, ms(110), true);
@@ -276,7 +280,11 @@ mod tests {
 
     #[test]
     fn does_not_grow_while_app_limited() {
-        let mut g = Gradient::builder().initial(16).probe_interval(0).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(16)
+            .probe_interval(0)
+            .build()
+            .unwrap();
         for _ in 0..50 {
             window(&mut g, ms(100), false);
         }
@@ -285,7 +293,11 @@ mod tests {
 
     #[test]
     fn shrinks_in_proportion_to_queueing() {
-        let mut g = Gradient::builder().initial(40).probe_interval(0).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(40)
+            .probe_interval(0)
+            .build()
+            .unwrap();
         window(&mut g, ms(100), false);
         // Twice the baseline: scaled by 1.25 / 2.
         window(&mut g, ms(200), true);
@@ -295,7 +307,11 @@ mod tests {
     #[test]
     fn the_baseline_never_creeps_up_between_probes() {
         // Regression (Envoy #11579): a baseline re-learnt under load learns the queue.
-        let mut g = Gradient::builder().initial(20).probe_interval(0).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(20)
+            .probe_interval(0)
+            .build()
+            .unwrap();
         window(&mut g, ms(100), true);
         for _ in 0..1000 {
             window(&mut g, ms(200), true);
@@ -306,7 +322,11 @@ mod tests {
 
     #[test]
     fn a_probe_halves_the_limit_then_relearns_the_baseline() {
-        let mut g = Gradient::builder().initial(20).probe_interval(3).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(20)
+            .probe_interval(3)
+            .build()
+            .unwrap();
         window(&mut g, ms(100), false);
         window(&mut g, ms(100), false);
         window(&mut g, ms(100), false);
@@ -319,7 +339,11 @@ mod tests {
 
     #[test]
     fn ignores_errors_that_say_nothing_about_load() {
-        let mut g = Gradient::builder().initial(8).probe_interval(0).build().unwrap();
+        let mut g = Gradient::builder()
+            .initial(8)
+            .probe_interval(0)
+            .build()
+            .unwrap();
         for _ in 0..100 {
             assert_eq!(g.update(&Sample::new(Outcome::Failed, ms(1), 8, 8)), 8);
         }

@@ -72,10 +72,7 @@ impl Sample {
 
     /// Whether the attempt says the server is overloaded (an overload signal or a timeout).
     pub fn is_drop(&self) -> bool {
-        matches!(
-            self.outcome,
-            Outcome::Overload { .. } | Outcome::TimedOut
-        )
+        matches!(self.outcome, Outcome::Overload { .. } | Outcome::TimedOut)
     }
 }
 

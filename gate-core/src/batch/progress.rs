@@ -1,8 +1,8 @@
 //! The batch's progress bar, drawn with indicatif on stderr.
 
 use std::sync::Arc;
-use std::time::Duration;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
@@ -10,10 +10,10 @@ use super::run::Counters;
 
 /// Done / total, rate, ETA, and failures and retries read live from the batch's counters.
 const TEMPLATE: &str = "{prefix}{wide_bar:.cyan/blue} {pos}/{len} [{elapsed_precise}] \
-                        {per_sec:.dim} ETA {eta} | {failed} failed, {retries} retries";
+                        {rate:.dim} ETA {eta} | {failed} failed, {retries} retries";
 
 /// For sources whose length is unknown: no bar, no ETA.
-const SPINNER_TEMPLATE: &str = "{prefix}{spinner} {pos} done [{elapsed_precise}] {per_sec:.dim} | {failed} failed, {retries} retries";
+const SPINNER_TEMPLATE: &str = "{prefix}{spinner} {pos} done [{elapsed_precise}] {rate:.dim} | {failed} failed, {retries} retries";
 
 /// A progress bar tied to a batch's counters.
 #[derive(Debug)]
@@ -53,6 +53,12 @@ impl Bar {
         let style = ProgressStyle::with_template(template)
             .expect("the batch templates are valid")
             .progress_chars("=> ")
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", state.per_sec());
+                },
+            )
             .with_key(
                 "failed",
                 move |_: &ProgressState, w: &mut dyn std::fmt::Write| {

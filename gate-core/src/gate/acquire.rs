@@ -217,14 +217,15 @@ impl<'a> Future for Acquire<'a> {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireOwned {
-    gate: std::sync::Arc<Gate>,
+    /// Handed to the permit on success, so the `Arc` is never cloned.
+    gate: Option<std::sync::Arc<Gate>>,
     waiter: Waiter,
 }
 
 impl AcquireOwned {
     pub(crate) fn new(gate: std::sync::Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
         Self {
-            gate,
+            gate: Some(gate),
             waiter: Waiter::new(needed, limits),
         }
     }
@@ -232,7 +233,9 @@ impl AcquireOwned {
 
 impl Drop for AcquireOwned {
     fn drop(&mut self) {
-        self.waiter.cancel(&self.gate);
+        if let Some(gate) = &self.gate {
+            self.waiter.cancel(gate);
+        }
     }
 }
 
@@ -241,7 +244,12 @@ impl Future for AcquireOwned {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let permits = ready!(this.waiter.poll_acquire(&this.gate, cx))?;
-        Poll::Ready(Ok(OwnedPermit::new(this.gate.clone(), permits)))
+        let gate = this
+            .gate
+            .as_ref()
+            .expect("acquire future polled after it completed");
+        let permits = ready!(this.waiter.poll_acquire(gate, cx))?;
+        let gate = this.gate.take().expect("checked above");
+        Poll::Ready(Ok(OwnedPermit::new(gate, permits)))
     }
 }

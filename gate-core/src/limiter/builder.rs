@@ -1,7 +1,7 @@
 //! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
 
-use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pause::Pause;
@@ -97,7 +97,7 @@ impl LimiterBuilder {
             algorithm: Mutex::new(algorithm),
         });
         Ok(Limiter {
-            gate,
+            gate: Arc::new(gate),
             limited: limit.is_some(),
             rate: self.rate.map(RateLimit::new),
             pause: Pause::new(),

@@ -6,12 +6,12 @@ mod pause;
 mod permit;
 
 pub use builder::LimiterBuilder;
-pub use permit::LimiterPermit;
+pub use permit::{LimiterPermit, OwnedLimiterPermit};
 
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::rate::{Rate, RateLimit};
 use crate::{AcquireError, Admission, Gate, Outcome, Stats};
 use pause::Pause;
+use permit::Admitted;
 
 /// What a caller of a limited API holds: a concurrency limit, a rate limit, or both, plus a
 /// pause shared by everyone behind it when the server pushes back.
@@ -102,7 +103,7 @@ use pause::Pause;
 /// # assert_eq!(GITHUB.limit(), Some(8));
 /// ```
 pub struct Limiter {
-    gate: Gate,
+    gate: Arc<Gate>,
     /// Whether the gate limits anything (otherwise it is at `Gate::MAX_PERMITS`).
     limited: bool,
     rate: Option<RateLimit>,
@@ -176,35 +177,90 @@ impl Limiter {
     /// Cancel-safe: dropping the future gives back the permit or queue place it holds, and
     /// a booked rate cell if nobody booked after it.
     pub async fn acquire(&self) -> Result<LimiterPermit<'_>, AcquireError> {
-        self.pause.wait().await;
+        if self.pause.is_set() {
+            self.pause.wait().await;
+        }
         let permit = self.gate.acquire().await?;
+        if self.rate.is_some() || self.pause.is_set() {
+            self.wait_for_rate().await;
+        }
+        Ok(LimiterPermit {
+            limiter: self,
+            _gate: permit,
+            admitted: self.admitted(),
+        })
+    }
+
+    /// Like [`acquire`](Self::acquire), through an `Arc`, so the future and the permit are
+    /// `'static`: for tower middleware and spawned tasks.
+    pub async fn acquire_owned(self: Arc<Self>) -> Result<OwnedLimiterPermit, AcquireError> {
+        if self.pause.is_set() {
+            self.pause.wait().await;
+        }
+        let permit = Arc::clone(&self.gate).acquire_owned().await?;
+        if self.rate.is_some() || self.pause.is_set() {
+            self.wait_for_rate().await;
+        }
+        let admitted = self.admitted();
+        Ok(OwnedLimiterPermit {
+            limiter: self,
+            _gate: permit,
+            admitted,
+        })
+    }
+
+    /// Steps 3 and 4 of admission: a pause that began while queueing, then the rate cell.
+    async fn wait_for_rate(&self) {
         loop {
             self.pause.wait().await;
             if let Some(rate) = &self.rate {
                 rate.until_ready().await;
             }
             if !self.pause.is_active() {
-                break;
+                return;
             }
         }
-        Ok(self.admitted(permit))
     }
 
-    fn admitted<'a>(&'a self, permit: crate::Permit<'a>) -> LimiterPermit<'a> {
-        let (start, in_flight, limit) = match &self.adaptive {
+    fn admitted(&self) -> Admitted {
+        match &self.adaptive {
             Some(adaptive) => {
                 let (in_flight, limit) = adaptive.admitted();
-                let start = adaptive.wants_latency.then(Instant::now);
-                (start, in_flight, limit)
+                Admitted {
+                    start: adaptive.wants_latency.then(Instant::now),
+                    in_flight,
+                    limit,
+                }
             }
-            None => (None, 0, 0),
-        };
-        LimiterPermit {
-            limiter: self,
-            gate: Some(permit),
-            start,
-            in_flight,
-            limit,
+            None => Admitted {
+                start: None,
+                in_flight: 0,
+                limit: 0,
+            },
+        }
+    }
+
+    /// Learns from an attempt's end: pauses on `Retry-After`, feeds the adaptive limit.
+    fn report(&self, admitted: &Admitted, outcome: Outcome) {
+        if let Outcome::Overload {
+            retry_after: Some(retry_after),
+        } = outcome
+        {
+            self.pause_for(retry_after);
+        }
+        if let Some(adaptive) = &self.adaptive {
+            let latency = admitted
+                .start
+                .map_or(Duration::ZERO, |start| start.elapsed());
+            let sample = Sample::new(outcome, latency, admitted.in_flight, admitted.limit);
+            adaptive.record(&sample, &self.gate);
+        }
+    }
+
+    /// An admitted attempt ended, reported or not.
+    fn finished(&self) {
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.finished();
         }
     }
 
@@ -259,18 +315,7 @@ impl Admission for Limiter {
     }
 
     fn release<'a>(&'a self, permit: LimiterPermit<'a>, outcome: Outcome) {
-        if let Outcome::Overload {
-            retry_after: Some(retry_after),
-        } = outcome
-        {
-            self.pause_for(retry_after);
-        }
-        if let Some(adaptive) = &self.adaptive {
-            let latency = permit.start.map_or(Duration::ZERO, |start| start.elapsed());
-            let sample = Sample::new(outcome, latency, permit.in_flight, permit.limit);
-            adaptive.record(&sample, &self.gate);
-        }
-        drop(permit);
+        permit.finish(outcome);
     }
 }
 

@@ -35,10 +35,16 @@ impl Pause {
         }
     }
 
+    /// Whether a pause was set and not yet seen to be over: one atomic load, no clock read.
+    #[inline]
+    pub(super) fn is_set(&self) -> bool {
+        self.until.load(Ordering::Acquire) != 0
+    }
+
     /// Whether a pause is in force now. Costs an atomic load when none was ever set.
     #[inline]
     pub(super) fn is_active(&self) -> bool {
-        self.until.load(Ordering::Acquire) != 0 && self.until(Instant::now()).is_some()
+        self.is_set() && self.until(Instant::now()).is_some()
     }
 
     /// Waits until no pause is in force, however often it is extended meanwhile.

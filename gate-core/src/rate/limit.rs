@@ -10,7 +10,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::Rate;
+use super::{Clock, Rate, TokioClock};
 
 /// A rate limit: admits callers at a steady [`Rate`], allowing short bursts.
 ///
@@ -24,7 +24,8 @@ use super::Rate;
 ///   never runs the limit fast.
 /// - **Time** comes from tokio's clock, so tests on paused time
 ///   (`#[tokio::test(start_paused = true)]`) see a rate limit exactly as production does.
-///   [`check_at`](Self::check_at) takes the time as an argument instead.
+///   [`check_at`](Self::check_at) takes the time as an argument instead, and
+///   [`with_clock`](Self::with_clock) plugs in another [`Clock`].
 /// - **Waiting.** [`until_ready`](Self::until_ready) books the next free cell and sleeps until
 ///   it is due: waiters are served in the order they asked, each wakes once, and a waiter
 ///   dropped before its cell is due gives the cell back if nobody booked after it.
@@ -48,54 +49,63 @@ use super::Rate;
 /// assert_eq!(start.elapsed().as_millis(), 1200);
 /// # }
 /// ```
-pub struct RateLimit {
+pub struct RateLimit<C = TokioClock> {
     rate: Rate,
     /// Nanoseconds between cells.
     interval: u64,
     /// How far ahead of now the theoretical arrival time may run: `(burst - 1) × interval`.
     tolerance: u64,
-    origin: Instant,
-    /// The theoretical arrival time of the next cell, in nanoseconds since `origin`.
+    clock: C,
+    /// The theoretical arrival time of the next cell, in the clock's nanoseconds.
     tat: AtomicU64,
 }
 
-/// A cell was not free: the earliest time one will be.
+/// A cell was not free: how long until one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUntil {
-    at: Instant,
+    wait: Duration,
 }
 
 impl NotUntil {
-    /// When the next cell is due.
-    pub fn earliest(&self) -> Instant {
-        self.at
-    }
-
-    /// How long from `now` until the next cell is due.
-    pub fn wait_time_from(&self, now: Instant) -> Duration {
-        self.at.saturating_duration_since(now)
+    /// How long from the check until the next cell is due.
+    pub fn wait_time(&self) -> Duration {
+        self.wait
     }
 }
 
 impl fmt::Display for NotUntil {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let wait = self.wait_time_from(Instant::now());
-        write!(f, "rate limited for another {wait:?}")
+        write!(f, "rate limited for another {:?}", self.wait)
     }
 }
 
 impl std::error::Error for NotUntil {}
 
 impl RateLimit {
-    /// A rate limit admitting callers at `rate`, starting with a full burst available.
+    /// A rate limit admitting callers at `rate` on tokio's clock, starting with a full burst
+    /// available.
     pub fn new(rate: Rate) -> Self {
+        Self::with_clock(rate, TokioClock::new())
+    }
+
+    /// Takes a cell if one is free at `now`. Times before an earlier call are treated as
+    /// that earlier time: the limit never admits more because a clock went backwards.
+    #[inline]
+    pub fn check_at(&self, now: Instant) -> Result<(), NotUntil> {
+        self.check_nanos(self.clock.nanos(now))
+    }
+}
+
+impl<C: Clock> RateLimit<C> {
+    /// A rate limit admitting callers at `rate`, reading the time from `clock`.
+    pub fn with_clock(rate: Rate, clock: C) -> Self {
         let interval = rate.interval_nanos();
         let tolerance = interval.saturating_mul(u64::from(rate.burst_size()) - 1);
         Self {
             rate,
             interval,
             tolerance,
-            origin: Instant::now(),
+            clock,
             tat: AtomicU64::new(0),
         }
     }
@@ -103,6 +113,11 @@ impl RateLimit {
     /// The rate this limit enforces.
     pub fn rate(&self) -> Rate {
         self.rate
+    }
+
+    /// The clock this limit reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// Takes a cell if one is free now, without waiting.
@@ -116,25 +131,23 @@ impl RateLimit {
     /// assert!(limit.check().is_ok());
     /// assert!(limit.check().is_ok());
     /// let wait = limit.check().unwrap_err();
-    /// assert_eq!(wait.wait_time_from(tokio::time::Instant::now()).as_millis(), 100);
+    /// assert_eq!(wait.wait_time().as_millis(), 100);
     /// # }
     /// ```
     #[inline]
     pub fn check(&self) -> Result<(), NotUntil> {
-        self.check_at(Instant::now())
+        self.check_nanos(self.clock.now_nanos())
     }
 
-    /// Takes a cell if one is free at `now`. Times before an earlier call are treated as
-    /// that earlier time: the limit never admits more because a clock went backwards.
+    /// Takes a cell if one is free at `t`, in the clock's nanoseconds.
     #[inline]
-    pub fn check_at(&self, now: Instant) -> Result<(), NotUntil> {
-        let t = self.nanos(now);
+    fn check_nanos(&self, t: u64) -> Result<(), NotUntil> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let earliest = tat.saturating_sub(self.tolerance);
             if t < earliest {
                 return Err(NotUntil {
-                    at: self.instant(earliest),
+                    wait: Duration::from_nanos(earliest - t),
                 });
             }
             let next = tat.max(t) + self.interval;
@@ -155,7 +168,7 @@ impl RateLimit {
     /// Cancel-safe: dropping the future before the cell is due gives it back if no later
     /// caller has booked since; otherwise the cell goes unused (the limit only ever errs on
     /// the slow side).
-    pub fn until_ready(&self) -> UntilReady<'_> {
+    pub fn until_ready(&self) -> UntilReady<'_, C> {
         UntilReady {
             limit: self,
             booking: None,
@@ -163,10 +176,9 @@ impl RateLimit {
         }
     }
 
-    /// Books the next free cell at or after `now`. Returns the booking (the state before and
-    /// after) and when the cell is due, in nanoseconds since the origin.
-    pub(crate) fn book_at(&self, now: Instant) -> (Booking, u64) {
-        let t = self.nanos(now);
+    /// Books the next free cell at or after `t`. Returns the booking (the state before and
+    /// after) and when the cell is due, in the clock's nanoseconds.
+    fn book(&self, t: u64) -> (Booking, u64) {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let due = t.max(tat.saturating_sub(self.tolerance));
@@ -188,9 +200,11 @@ impl RateLimit {
             }
         }
     }
+}
 
+impl<C> RateLimit<C> {
     /// Gives a booked cell back if nobody has booked after it.
-    pub(crate) fn cancel(&self, booking: Booking) {
+    fn cancel_booking(&self, booking: Booking) {
         let _ = self.tat.compare_exchange(
             booking.after,
             booking.before,
@@ -198,18 +212,9 @@ impl RateLimit {
             Ordering::Relaxed,
         );
     }
-
-    fn nanos(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(since).unwrap_or(u64::MAX / 2)
-    }
-
-    pub(crate) fn instant(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
-    }
 }
 
-impl fmt::Debug for RateLimit {
+impl<C> fmt::Debug for RateLimit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("rate", &self.rate)
@@ -219,7 +224,7 @@ impl fmt::Debug for RateLimit {
 
 /// A cell booked by [`RateLimit::until_ready`]: the theoretical arrival time before and after.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Booking {
+struct Booking {
     before: u64,
     after: u64,
 }
@@ -231,36 +236,38 @@ pin_project! {
     /// The cell is booked on the first poll. Dropping the future before it resolves gives the
     /// cell back if no later caller has booked since.
     #[must_use = "futures do nothing unless polled"]
-    pub struct UntilReady<'a> {
-        limit: &'a RateLimit,
+    pub struct UntilReady<'a, C = TokioClock> {
+        limit: &'a RateLimit<C>,
         booking: Option<Booking>,
         #[pin]
         sleep: Option<Sleep>,
     }
 
-    impl PinnedDrop for UntilReady<'_> {
+    impl<C> PinnedDrop for UntilReady<'_, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(booking) = this.booking.take() {
-                this.limit.cancel(booking);
+                this.limit.cancel_booking(booking);
             }
         }
     }
 }
 
-impl Future for UntilReady<'_> {
+impl<C: Clock> Future for UntilReady<'_, C> {
     type Output = Instant;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
         let mut this = self.project();
         if this.sleep.is_none() {
+            let t = this.limit.clock.now_nanos();
+            // Read after the clock, so the due instant errs late, never early.
             let now = Instant::now();
-            let (booking, due) = this.limit.book_at(now);
-            if due <= this.limit.nanos(now) {
+            let (booking, due) = this.limit.book(t);
+            if due <= t {
                 return Poll::Ready(now);
             }
-            let due = this.limit.instant(due);
             *this.booking = Some(booking);
+            let due = now + Duration::from_nanos(due - t);
             this.sleep.set(Some(tokio::time::sleep_until(due)));
         }
         let sleep = this.sleep.as_pin_mut().expect("set above");
@@ -275,7 +282,7 @@ impl Future for UntilReady<'_> {
     }
 }
 
-impl fmt::Debug for UntilReady<'_> {
+impl<C> fmt::Debug for UntilReady<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UntilReady")
             .field("booked", &self.booking.is_some())
@@ -288,7 +295,7 @@ mod tests {
     use super::*;
 
     fn at(limit: &RateLimit, ms: u64) -> Instant {
-        limit.origin + Duration::from_millis(ms)
+        limit.clock().instant(ms * 1_000_000)
     }
 
     #[test]
@@ -299,10 +306,29 @@ mod tests {
         let admitted = (0..10).filter(|_| limit.check_at(now).is_ok()).count();
         assert_eq!(admitted, 3);
         let wait = limit.check_at(now).unwrap_err();
-        assert_eq!(wait.earliest(), at(&limit, 1100));
+        assert_eq!(wait.wait_time(), Duration::from_millis(100));
         assert!(limit.check_at(at(&limit, 1099)).is_err());
         assert!(limit.check_at(at(&limit, 1100)).is_ok());
         assert!(limit.check_at(at(&limit, 1100)).is_err());
+    }
+
+    #[test]
+    fn any_clock_can_drive_the_limit() {
+        struct Manual(AtomicU64);
+        impl Clock for Manual {
+            fn now_nanos(&self) -> u64 {
+                self.0.load(Ordering::SeqCst)
+            }
+        }
+        let clock = Manual(AtomicU64::new(7));
+        let limit = RateLimit::with_clock(Rate::per_second(2), &clock);
+        assert!(limit.check().is_ok());
+        let wait = limit.check().unwrap_err();
+        assert_eq!(wait.wait_time(), Duration::from_millis(500));
+        clock.0.fetch_add(499_999_999, Ordering::SeqCst);
+        assert!(limit.check().is_err());
+        clock.0.fetch_add(1, Ordering::SeqCst);
+        assert!(limit.check().is_ok());
     }
 
     #[test]
@@ -317,18 +343,18 @@ mod tests {
     #[test]
     fn bookings_follow_one_another_and_can_be_returned() {
         let limit = RateLimit::new(Rate::per_second(10));
-        let now = at(&limit, 0);
-        let (_, first) = limit.book_at(now);
-        let (second_booking, second) = limit.book_at(now);
+        let now = 0;
+        let (_, first) = limit.book(now);
+        let (second_booking, second) = limit.book(now);
         assert_eq!((first, second), (0, 100_000_000));
         // The last booking goes back; the next caller gets its cell.
-        limit.cancel(second_booking);
-        let (third_booking, third) = limit.book_at(now);
+        limit.cancel_booking(second_booking);
+        let (third_booking, third) = limit.book(now);
         assert_eq!(third, 100_000_000);
         // A booking with a later one behind it cannot go back: the cell is lost, not doubled.
-        let (_, fourth) = limit.book_at(now);
-        limit.cancel(third_booking);
+        let (_, fourth) = limit.book(now);
+        limit.cancel_booking(third_booking);
         assert_eq!(fourth, 200_000_000);
-        assert_eq!(limit.book_at(now).1, 300_000_000);
+        assert_eq!(limit.book(now).1, 300_000_000);
     }
 }

@@ -4,8 +4,10 @@
 //! enforces it with the generic cell rate algorithm. To combine a rate with a concurrency
 //! limit and server backpressure, use a [`Limiter`](crate::Limiter).
 
+mod clock;
 mod limit;
 mod quota;
 
+pub use clock::{Clock, TokioClock};
 pub use limit::{NotUntil, RateLimit, UntilReady};
 pub use quota::{ParseRateError, Rate, RateError};

@@ -146,45 +146,159 @@ impl fmt::Display for Rate {
     }
 }
 
+impl Rate {
+    /// Parses `COUNT/PERIOD`, where `PERIOD` is an optional whole number and a unit: `ms`,
+    /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hr`, `hour`, `d`, `day` (plurals
+    /// too). `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`. Spaces around the parts are
+    /// allowed.
+    ///
+    /// `const`, so a rate written as text is checked when the program is compiled:
+    ///
+    /// ```
+    /// use gate_core::rate::Rate;
+    ///
+    /// const OPENAI: Rate = match Rate::parse("500/min") {
+    ///     Ok(rate) => rate,
+    ///     Err(_) => panic!("not a rate"),
+    /// };
+    /// assert_eq!(OPENAI, Rate::per_minute(500));
+    /// ```
+    pub const fn parse(text: &str) -> Result<Self, ParseRateError> {
+        let bytes = trim(text.as_bytes());
+        let mut slash = 0;
+        while slash < bytes.len() && bytes[slash] != b'/' {
+            slash += 1;
+        }
+        if slash == bytes.len() {
+            return Err(ParseRateError::MissingSlash);
+        }
+        let (count, period) = bytes.split_at(slash);
+        let count = match digits(trim(count)) {
+            Some(count) if count <= u32::MAX as u64 => count as u32,
+            _ => return Err(ParseRateError::InvalidCount),
+        };
+        let (_, period) = period.split_at(1);
+        let period = trim(period);
+        let mut split = 0;
+        while split < period.len() && period[split].is_ascii_digit() {
+            split += 1;
+        }
+        let (multiple, unit) = period.split_at(split);
+        let multiple = if multiple.is_empty() {
+            1
+        } else {
+            match digits(multiple) {
+                Some(multiple) if multiple > 0 => multiple,
+                _ => return Err(ParseRateError::InvalidPeriod),
+            }
+        };
+        let unit_nanos = match unit_nanos(trim(unit)) {
+            Some(nanos) => nanos,
+            None => return Err(ParseRateError::UnknownUnit),
+        };
+        let nanos = match unit_nanos.checked_mul(multiple) {
+            Some(nanos) => nanos,
+            None => return Err(ParseRateError::InvalidPeriod),
+        };
+        match Rate::new(count, Duration::from_nanos(nanos)) {
+            Ok(rate) => Ok(rate),
+            Err(e) => Err(ParseRateError::Rate(e)),
+        }
+    }
+}
+
 impl FromStr for Rate {
     type Err = ParseRateError;
 
-    /// Parses `COUNT/PERIOD`, where `PERIOD` is an optional whole number and a unit: `ms`,
-    /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hour`, `d`, `day` (plurals too).
-    /// `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`. Spaces around the parts are allowed.
+    /// See [`Rate::parse`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (count, period) = s.split_once('/').ok_or(ParseRateError::MissingSlash)?;
-        let count = count.trim();
-        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseRateError::InvalidCount);
-        }
-        let count: u32 = count.parse().map_err(|_| ParseRateError::InvalidCount)?;
-        let period = period.trim();
-        let digits = period.bytes().take_while(u8::is_ascii_digit).count();
-        let (multiple, unit) = period.split_at(digits);
-        let multiple: u64 = if multiple.is_empty() {
-            1
-        } else {
-            multiple
-                .parse()
-                .map_err(|_| ParseRateError::InvalidPeriod)?
-        };
-        let unit_nanos: u64 = match unit.trim() {
-            "ms" | "millisecond" | "milliseconds" => 1_000_000,
-            "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
-            "d" | "day" | "days" => 86_400_000_000_000,
-            _ => return Err(ParseRateError::UnknownUnit),
-        };
-        if multiple == 0 {
-            return Err(ParseRateError::InvalidPeriod);
-        }
-        let nanos = unit_nanos
-            .checked_mul(multiple)
-            .ok_or(ParseRateError::InvalidPeriod)?;
-        Rate::new(count, Duration::from_nanos(nanos)).map_err(ParseRateError::Rate)
+        Self::parse(s)
     }
+}
+
+/// `bytes` without ASCII spaces at either end.
+const fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        bytes = rest;
+    }
+    while let [rest @ .., last] = bytes {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
+}
+
+/// A non-empty run of ASCII digits as a number, if it fits in a `u64`.
+const fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = match value.checked_mul(10) {
+            Some(v) => match v.checked_add((b - b'0') as u64) {
+                Some(v) => v,
+                None => return None,
+            },
+            None => return None,
+        };
+        i += 1;
+    }
+    Some(value)
+}
+
+const fn eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Nanoseconds in the unit named `unit`.
+const fn unit_nanos(unit: &[u8]) -> Option<u64> {
+    const UNITS: [(&[&[u8]], u64); 5] = [
+        (&[b"ms", b"millisecond", b"milliseconds"], 1_000_000),
+        (
+            &[b"s", b"sec", b"secs", b"second", b"seconds"],
+            1_000_000_000,
+        ),
+        (
+            &[b"m", b"min", b"mins", b"minute", b"minutes"],
+            60_000_000_000,
+        ),
+        (&[b"h", b"hr", b"hrs", b"hour", b"hours"], 3_600_000_000_000),
+        (&[b"d", b"day", b"days"], 86_400_000_000_000),
+    ];
+    let mut i = 0;
+    while i < UNITS.len() {
+        let (names, nanos) = UNITS[i];
+        let mut j = 0;
+        while j < names.len() {
+            if eq(names[j], unit) {
+                return Some(nanos);
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A [`Rate`] could not be built from the numbers given.

@@ -1,0 +1,60 @@
+//! An adaptive limiter's acquire + release against a plain gate's, in the same run.
+//!
+//! Uncontended, on a current-thread runtime: this is the fixed cost an adaptive limit adds
+//! to every attempt (counting attempts in flight, locking the algorithm to feed it the
+//! sample, and for the latency-based one reading the clock twice).
+
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gate_core::adaptive::{Aimd, Gradient};
+use gate_core::{Admission, Gate, Limiter, Outcome};
+
+fn acquire_release(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("acquire_release");
+
+    let gate = Gate::new(64);
+    group.bench_function("gate", |b| {
+        b.to_async(&rt)
+            .iter(|| async { drop(gate.acquire().await.unwrap()) })
+    });
+
+    let fixed = Limiter::new(64);
+    group.bench_function("limiter_fixed", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = fixed.acquire().await.unwrap();
+            fixed.release(permit, Outcome::Success);
+        })
+    });
+
+    let aimd = Limiter::builder()
+        .adaptive(Aimd::builder().initial(64).build().unwrap())
+        .build()
+        .unwrap();
+    group.bench_function("limiter_aimd", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = aimd.acquire().await.unwrap();
+            aimd.release(permit, Outcome::Success);
+        })
+    });
+
+    let gradient = Limiter::builder()
+        .adaptive(Gradient::builder().initial(64).build().unwrap())
+        .build()
+        .unwrap();
+    group.bench_function("limiter_gradient", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = gradient.acquire().await.unwrap();
+            gradient.release(permit, Outcome::Success);
+        })
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, acquire_release);
+criterion_main!(benches);

@@ -1,0 +1,128 @@
+//! Property: through any mix of acquires, cancelled acquires, reported and unreported
+//! (cancelled) attempts, and resizes by the algorithm, a `Limiter` keeps its permits
+//! conserved and tells its algorithm exactly how many attempts were running and what the
+//! limit was when each reported attempt was admitted; unreported attempts are never samples.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gate_core::adaptive::{LimitAlgorithm, Sample};
+use gate_core::{Limiter, LimiterPermit, Outcome};
+use proptest::prelude::*;
+use tokio_test::task::spawn;
+
+/// An algorithm that records its samples and sets the limit a script asks for.
+#[derive(Debug)]
+struct Scripted {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    script: Vec<usize>,
+    next: usize,
+}
+
+impl LimitAlgorithm for Scripted {
+    fn initial_limit(&self) -> usize {
+        3
+    }
+
+    fn wants_latency(&self) -> bool {
+        false
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        self.samples.lock().unwrap().push(*sample);
+        let limit = self.script[self.next % self.script.len()];
+        self.next += 1;
+        limit
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Start an acquire (every pending acquire is polled after each step).
+    Acquire,
+    /// Drop a pending acquire, at whatever point it has reached.
+    Cancel(usize),
+    /// Report how a held attempt ended.
+    Finish(usize, u8),
+    /// Drop a held attempt without a report: a cancelled attempt.
+    Drop(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Acquire),
+        1 => any::<usize>().prop_map(Op::Cancel),
+        3 => (any::<usize>(), 0..4u8).prop_map(|(i, o)| Op::Finish(i, o)),
+        1 => any::<usize>().prop_map(Op::Drop),
+    ]
+}
+
+fn outcome(code: u8) -> Outcome {
+    match code {
+        0 => Outcome::Success,
+        1 => Outcome::Overload { retry_after: None },
+        2 => Outcome::TimedOut,
+        _ => Outcome::Failed,
+    }
+}
+
+proptest! {
+    #[test]
+    fn samples_report_exactly_what_was_running(
+        script in proptest::collection::vec(1..6usize, 1..8),
+        ops in proptest::collection::vec(op(), 1..150),
+    ) {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let limiter = Limiter::builder()
+            .adaptive(Scripted { samples: Arc::clone(&samples), script, next: 0 })
+            .build()
+            .unwrap();
+        let mut pending = Vec::new();
+        // Each held permit with the running count and limit expected in its sample.
+        let mut held: Vec<(LimiterPermit<'_>, usize, usize)> = Vec::new();
+        let mut expected = Vec::new();
+        for op in ops {
+            match op {
+                Op::Acquire => pending.push(spawn(limiter.acquire())),
+                Op::Cancel(i) if !pending.is_empty() => {
+                    drop(pending.remove(i % pending.len()));
+                }
+                Op::Finish(i, code) if !held.is_empty() => {
+                    let (permit, in_flight, at_limit) = held.remove(i % held.len());
+                    let outcome = outcome(code);
+                    permit.finish(outcome);
+                    expected.push((outcome, in_flight, at_limit));
+                }
+                Op::Drop(i) if !held.is_empty() => {
+                    drop(held.remove(i % held.len()));
+                }
+                _ => {}
+            }
+            // Poll every pending acquire: those that fit are admitted now, in order.
+            let mut still = Vec::new();
+            for mut task in pending.drain(..) {
+                match task.poll() {
+                    std::task::Poll::Ready(permit) => {
+                        let permit = permit.unwrap();
+                        let in_flight = held.len() + 1;
+                        held.push((permit, in_flight, limiter.limit().unwrap()));
+                    }
+                    std::task::Poll::Pending => still.push(task),
+                }
+            }
+            pending = still;
+            prop_assert_eq!(limiter.stats().in_flight, held.len());
+        }
+        let samples = samples.lock().unwrap().clone();
+        prop_assert_eq!(samples.len(), expected.len());
+        for (sample, (outcome, in_flight, limit)) in samples.iter().zip(&expected) {
+            prop_assert_eq!(sample.outcome, *outcome);
+            prop_assert_eq!(sample.in_flight, *in_flight);
+            prop_assert_eq!(sample.limit, *limit);
+            prop_assert_eq!(sample.latency, Duration::ZERO);
+        }
+        drop(held);
+        drop(pending);
+        prop_assert_eq!(limiter.stats().in_flight, 0);
+    }
+}

@@ -175,3 +175,26 @@ fn the_lock_free_path_respects_close_and_shrink() {
         assert_eq!(gate.available_permits(), 1);
     });
 }
+
+#[test]
+fn a_lock_free_release_racing_a_shrink_keeps_the_new_limit() {
+    model(|| {
+        let gate = Arc::new(Gate::new(2));
+        let first = gate.clone().try_acquire_owned().unwrap();
+        let second = gate.clone().try_acquire_owned().unwrap();
+        let releaser = thread::spawn(move || drop(first));
+        let shrinker = {
+            let gate = gate.clone();
+            thread::spawn(move || gate.set_limit(1).unwrap())
+        };
+        releaser.join().unwrap();
+        shrinker.join().unwrap();
+        // One permit is still out and the limit is one: nothing may be taken.
+        assert!(gate.try_acquire().is_err());
+        drop(second);
+        assert_idle(&gate, 1);
+        let again = gate.try_acquire().unwrap();
+        assert!(gate.try_acquire().is_err());
+        drop(again);
+    });
+}

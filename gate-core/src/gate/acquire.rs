@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::wait_list::{Key, Status, WaitCell};
+use super::wait_list::{Key, Status, Timing, WaitCell};
 use super::{Gate, OwnedPermit, Permit, WaitLimits};
 use crate::AcquireError;
 use crate::sync::Arc;
@@ -100,10 +100,7 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(needed));
         }
-        // Likely to queue: read the clock before taking the lock, not while holding it.
-        let since = Instant::now();
         let mut state = gate.lock();
-        state.drain_pool();
         let refused = if state.closed {
             Some(AcquireError::Closed)
         } else if state.try_take(needed) {
@@ -123,11 +120,16 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Err(error));
         }
-        let (key, cell) = state.waiters.push_back(needed, since, cx.waker().clone());
+        let queued = state.waiters.len();
+        let timing = state.stats.sample(queued).map(|weight| Timing {
+            since: Instant::now(),
+            weight,
+        });
+        let (key, cell) = state.waiters.push_back(needed, timing, cx.waker().clone());
         drop(state);
         self.phase = Phase::Queued { key, cell };
         if let Some(max_wait) = self.limits.max_wait {
-            let mut deadline = Box::pin(tokio::time::sleep_until(since + max_wait));
+            let mut deadline = Box::pin(tokio::time::sleep(max_wait));
             // Register with the timer now; a deadline that has already passed is noticed on
             // the next poll.
             let _ = deadline.as_mut().poll(cx);

@@ -148,7 +148,7 @@ impl Gate {
         pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
             Self {
                 state: Mutex::new(State::new(limit)),
-                pool: FastPool::new(),
+                pool: FastPool::new(limit),
                 wait_limits,
             }
         }
@@ -269,13 +269,13 @@ impl Gate {
 
     /// Permits that could be taken right now (ignoring any queue).
     pub fn available_permits(&self) -> usize {
-        let state = self.lock();
+        let state = self.observe();
         state.limit.saturating_sub(state.in_flight())
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.lock().limit
+        self.observe().limit
     }
 
     /// Changes the limit. Growing admits waiters at once; shrinking takes effect as held
@@ -287,7 +287,6 @@ impl Gate {
             return Err(LimitError { requested: limit });
         }
         let mut state = self.lock();
-        state.drain_pool();
         state.limit = limit;
         self.grant_and_wake(state);
         Ok(())
@@ -299,7 +298,6 @@ impl Gate {
         let mut wakers = Vec::new();
         {
             let mut state = self.lock();
-            state.drain_pool();
             state.closed = true;
             state.waiters.close_all(|waker| wakers.push(waker));
         }
@@ -308,7 +306,7 @@ impl Gate {
 
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.observe().closed
     }
 
     /// A snapshot of what the gate is doing and has done.
@@ -321,7 +319,7 @@ impl Gate {
     /// ```
     pub fn stats(&self) -> Stats {
         let (mut stats, wait) = {
-            let state = self.lock();
+            let state = self.observe();
             let stats = Stats {
                 limit: state.limit,
                 in_flight: state.in_flight(),
@@ -335,7 +333,7 @@ impl Gate {
             wait.record_zeros(self.pool.admitted());
             (stats, wait)
         };
-        stats.wait = WaitStats::from_histogram(&wait);
+        stats.wait = WaitStats::from_histogram(&wait, stats.admitted);
         stats
     }
 
@@ -352,7 +350,6 @@ impl Gate {
         if state.closed {
             return Err(TryAcquireError::Closed);
         }
-        state.drain_pool();
         if state.try_take(n) {
             state.stats.admitted_at_once();
             Ok(n)
@@ -364,6 +361,9 @@ impl Gate {
 
     /// Returns `n` permits and admits whoever now fits.
     pub(crate) fn release(&self, n: usize) {
+        if self.pool.try_give(n) {
+            return;
+        }
         let mut state = self.lock();
         state.taken -= n;
         if !state.waiters.is_empty() {
@@ -386,11 +386,20 @@ impl Gate {
         }
     }
 
+    /// Takes the lock with the fast path closed, to change the gate.
     fn lock(&self) -> Locked<'_> {
+        Locked::exact(self.mutex(), &self.pool)
+    }
+
+    /// Takes the lock to read the gate, leaving the fast path as it is.
+    fn observe(&self) -> Locked<'_> {
+        Locked::observing(self.mutex(), &self.pool)
+    }
+
+    fn mutex(&self) -> crate::sync::MutexGuard<'_, State> {
         // The lock is never held across user code, so a poisoned lock still guards a
         // consistent state.
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        Locked::new(state, &self.pool)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -405,7 +414,7 @@ fn check_request(n: usize) -> usize {
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.lock();
+        let state = self.observe();
         f.debug_struct("Gate")
             .field("limit", &state.limit)
             .field("in_flight", &state.in_flight())

@@ -1,45 +1,53 @@
-//! The lock-free fast path: free permits parked in an atomic while nobody waits.
+//! The lock-free fast path: free permits parked in one atomic word while nobody waits.
 //!
-//! Whenever the gate's lock is released with the queue empty and the gate open, every free
-//! permit is moved into this pool, so an uncontended acquire is one compare-and-swap and
-//! never touches the lock. Whenever the lock holder needs the exact count (a caller about to
-//! queue, a resize, a close), it drains the pool first. Permits in the pool stay counted as
-//! taken by the locked state, so the two never disagree about the total.
+//! The word holds a count of free permits and a `SLOW` bit. While the bit is clear (nobody
+//! queued, the gate open, no shrink still draining), an uncontended acquire and an
+//! uncontended release are each one compare-and-swap and never touch the lock. Any operation
+//! that needs the exact count (a caller about to queue, a release that must hand its permits
+//! to a waiter, a resize, a close) takes the lock and sets the bit, draining the pool; the
+//! lock holder clears it again once nobody waits. Permits in the pool stay counted as taken
+//! by the locked state, so the two never disagree about the total.
 
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
+/// Set while the lock holder owns every free permit: the fast paths must take the lock.
+const SLOW: usize = 1;
+/// One permit, in the word's units.
+const ONE: usize = 2;
+
 #[derive(Debug)]
 pub(crate) struct FastPool {
-    permits: AtomicUsize,
+    word: AtomicUsize,
     /// Acquisitions served from the pool, folded into the gate's statistics.
     admitted: AtomicU64,
 }
 
 impl FastPool {
     crate::sync::const_unless_loom! {
-        pub(crate) const fn new() -> Self {
+        /// A pool holding `permits` free permits, on the fast path.
+        pub(crate) const fn new(permits: usize) -> Self {
             Self {
-                permits: AtomicUsize::new(0),
+                word: AtomicUsize::new(permits * ONE),
                 admitted: AtomicU64::new(0),
             }
         }
     }
 
-    /// Takes `n` permits from the pool if it holds that many. A request for none goes the
-    /// slow way, which checks for a closed gate and the queue.
+    /// Takes `n` permits without the lock, if the fast path is open and holds that many. A
+    /// request for none goes the slow way, which checks for a closed gate and the queue.
     #[inline]
     pub(crate) fn try_take(&self, n: usize) -> bool {
         if n == 0 {
             return false;
         }
-        let mut current = self.permits.load(Ordering::Acquire);
+        let mut current = self.word.load(Ordering::Acquire);
         loop {
-            if current < n {
+            if current & SLOW != 0 || current / ONE < n {
                 return false;
             }
-            match self.permits.compare_exchange_weak(
+            match self.word.compare_exchange_weak(
                 current,
-                current - n,
+                current - n * ONE,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -52,19 +60,47 @@ impl FastPool {
         }
     }
 
-    /// Empties the pool, returning how many permits it held. Called under the lock.
-    pub(crate) fn drain(&self) -> usize {
-        self.permits.swap(0, Ordering::AcqRel)
+    /// Returns `n` permits without the lock, if the fast path is open (nobody to hand them
+    /// to, no shrink to pay for).
+    #[inline]
+    pub(crate) fn try_give(&self, n: usize) -> bool {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if current & SLOW != 0 {
+                return false;
+            }
+            match self.word.compare_exchange_weak(
+                current,
+                current + n * ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
     }
 
-    /// Adds `n` free permits. Called under the lock.
-    pub(crate) fn fill(&self, n: usize) {
-        self.permits.fetch_add(n, Ordering::AcqRel);
+    /// Closes the fast path and empties the pool, returning how many permits it held.
+    /// Called under the lock.
+    pub(crate) fn enter_slow(&self) -> usize {
+        // Only the lock holder opens the fast path, so a closed one stays closed: skip the
+        // read-modify-write, which matters when the gate is contended and stays slow.
+        if self.word.load(Ordering::Acquire) == SLOW {
+            return 0;
+        }
+        self.word.swap(SLOW, Ordering::AcqRel) / ONE
+    }
+
+    /// Opens the fast path with `free` permits. Called under the lock, on a closed fast path,
+    /// which nobody else writes.
+    pub(crate) fn leave_slow(&self, free: usize) {
+        self.word.store(free * ONE, Ordering::Release);
     }
 
     /// Permits in the pool right now.
     pub(crate) fn permits(&self) -> usize {
-        self.permits.load(Ordering::Acquire)
+        self.word.load(Ordering::Acquire) / ONE
     }
 
     /// Acquisitions served from the pool so far.

@@ -21,10 +21,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state of a new gate, whose `limit` free permits all start in the fast pool.
     pub(crate) const fn new(limit: usize) -> Self {
         Self {
             limit,
-            taken: 0,
+            taken: limit,
             closed: false,
             waiters: WaitList::new(),
             stats: Recorder::new(),
@@ -60,9 +61,14 @@ impl State {
             }
             self.taken += needed;
             let granted = self.waiters.grant_front();
-            let now = *now.get_or_insert_with(Instant::now);
-            self.stats
-                .admitted_after(now.saturating_duration_since(granted.since));
+            match granted.timing {
+                Some(timing) => {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    let wait = now.saturating_duration_since(timing.since);
+                    self.stats.admitted_after(wait, timing.weight);
+                }
+                None => self.stats.admitted += 1,
+            }
             if let Some(waker) = granted.waker {
                 wakers.push(waker);
             }
@@ -71,22 +77,36 @@ impl State {
     }
 }
 
-/// The locked state together with the fast pool. Dropping it parks every free permit in the
-/// pool when nobody waits and the gate is open, so the lock-free path sees them.
+/// The locked state together with the fast pool.
+///
+/// An exact guard ([`Gate::lock`](super::Gate)) has closed the fast path and drained the
+/// pool, so `free` is exact and it may change anything; when dropped it reopens the fast path
+/// with every free permit if nobody waits, the gate is open and no shrink is still draining.
+/// An observing guard ([`Gate::observe`](super::Gate)) only reads.
 pub(crate) struct Locked<'a> {
     state: MutexGuard<'a, State>,
     pool: &'a FastPool,
+    exact: bool,
 }
 
 impl<'a> Locked<'a> {
-    pub(crate) fn new(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
-        Self { state, pool }
+    pub(crate) fn exact(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
+        let mut locked = Self {
+            state,
+            pool,
+            exact: true,
+        };
+        let parked = pool.enter_slow();
+        locked.state.taken -= parked;
+        locked
     }
 
-    /// Moves the pool's permits back under the lock, so `free` is exact.
-    pub(crate) fn drain_pool(&mut self) {
-        let parked = self.pool.drain();
-        self.state.taken -= parked;
+    pub(crate) fn observing(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
+        Self {
+            state,
+            pool,
+            exact: false,
+        }
     }
 
     /// Permits held by callers: taken, less those parked in the pool.
@@ -105,6 +125,7 @@ impl Deref for Locked<'_> {
 
 impl DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut State {
+        debug_assert!(self.exact, "changing the gate through an observing guard");
         &mut self.state
     }
 }
@@ -112,12 +133,10 @@ impl DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let state = &mut *self.state;
-        if state.waiters.is_empty() && !state.closed {
-            let free = state.free();
-            if free > 0 {
-                state.taken += free;
-                self.pool.fill(free);
-            }
+        if self.exact && state.waiters.is_empty() && !state.closed && state.taken <= state.limit {
+            let free = state.limit - state.taken;
+            state.taken = state.limit;
+            self.pool.leave_slow(free);
         }
     }
 }
@@ -131,7 +150,7 @@ pub(crate) struct WakeList {
 }
 
 impl WakeList {
-    const CAPACITY: usize = 16;
+    const CAPACITY: usize = 8;
 
     pub(crate) fn new() -> Self {
         Self {

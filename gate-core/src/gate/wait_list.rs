@@ -6,6 +6,7 @@
 //! mutex, with one exception: each waiter shares a [`WaitCell`] with its slot, through which
 //! it learns without the lock that it was granted or closed.
 
+use std::collections::VecDeque;
 use std::task::Waker;
 
 use tokio::time::Instant;
@@ -60,12 +61,10 @@ impl WaitCell {
 enum Slot {
     Free {
         next_free: usize,
-        /// The cell of the last waiter here, reused once that waiter has let go of it.
-        spare: Option<Arc<WaitCell>>,
     },
     Queued {
         needed: usize,
-        since: Instant,
+        timing: Option<Timing>,
         waker: Option<Waker>,
         prev: usize,
         next: usize,
@@ -73,11 +72,19 @@ enum Slot {
     },
 }
 
+/// When a timed waiter joined the queue, and how many waiters its wait stands for (see
+/// [`Recorder::sample`](crate::stats::Recorder::sample)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) since: Instant,
+    pub(crate) weight: u64,
+}
+
 /// A waiter taken off the front of the queue.
 #[derive(Debug)]
 pub(crate) struct Granted {
     pub(crate) waker: Option<Waker>,
-    pub(crate) since: Instant,
+    pub(crate) timing: Option<Timing>,
 }
 
 #[derive(Debug)]
@@ -85,8 +92,13 @@ pub(crate) struct WaitList {
     slots: Vec<Slot>,
     head: usize,
     tail: usize,
-    free: usize,
+    free_head: usize,
+    free_tail: usize,
     len: usize,
+    /// Cells of waiters that left the queue, oldest first. Once its waiter has let go of a
+    /// cell (it does as soon as it sees its status), the next waiter reuses it, so a busy
+    /// gate does not allocate a cell per wait.
+    spares: VecDeque<Arc<WaitCell>>,
 }
 
 impl WaitList {
@@ -95,8 +107,10 @@ impl WaitList {
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
-            free: NIL,
+            free_head: NIL,
+            free_tail: NIL,
             len: 0,
+            spares: VecDeque::new(),
         }
     }
 
@@ -113,36 +127,29 @@ impl WaitList {
     pub(crate) fn push_back(
         &mut self,
         needed: usize,
-        since: Instant,
+        timing: Option<Timing>,
         waker: Waker,
     ) -> (Key, Arc<WaitCell>) {
-        let (key, spare) = match self.free {
+        let key = match self.free_head {
             NIL => {
-                self.slots.push(Slot::Free {
-                    next_free: NIL,
-                    spare: None,
-                });
-                (self.slots.len() - 1, None)
+                self.slots.push(Slot::Free { next_free: NIL });
+                self.slots.len() - 1
             }
             key => {
-                let Slot::Free { next_free, spare } = &mut self.slots[key] else {
+                let Slot::Free { next_free } = self.slots[key] else {
                     unreachable!("free list points at a used slot")
                 };
-                self.free = *next_free;
-                (key, spare.take())
+                self.free_head = next_free;
+                if self.free_head == NIL {
+                    self.free_tail = NIL;
+                }
+                key
             }
         };
-        let cell = match spare {
-            // Nobody else holds it any more: its owner saw its final status and let go.
-            Some(cell) if Arc::strong_count(&cell) == 1 => {
-                cell.set(Status::Queued);
-                cell
-            }
-            _ => Arc::new(WaitCell::new()),
-        };
+        let cell = self.spare_cell();
         self.slots[key] = Slot::Queued {
             needed,
-            since,
+            timing,
             waker: Some(waker),
             prev: self.tail,
             next: NIL,
@@ -168,9 +175,9 @@ impl WaitList {
     /// Takes the front waiter off the queue and tells it that it was granted.
     pub(crate) fn grant_front(&mut self) -> Granted {
         let key = self.head;
-        let (cell, waker, since) = self.unlink_and_free(key);
+        let (cell, waker, timing) = self.unlink_and_free(key);
         cell.set(Status::Granted);
-        Granted { waker, since }
+        Granted { waker, timing }
     }
 
     /// Takes every waiter off the queue, telling each the gate closed, and hands each waker
@@ -206,21 +213,23 @@ impl WaitList {
         self.head == key
     }
 
-    fn unlink_and_free(&mut self, key: Key) -> (Arc<WaitCell>, Option<Waker>, Instant) {
-        let slot = std::mem::replace(
-            &mut self.slots[key],
-            Slot::Free {
-                next_free: self.free,
-                spare: None,
-            },
-        );
-        self.free = key;
+    fn unlink_and_free(&mut self, key: Key) -> (Arc<WaitCell>, Option<Waker>, Option<Timing>) {
+        let slot = std::mem::replace(&mut self.slots[key], Slot::Free { next_free: NIL });
+        match self.free_tail {
+            NIL => self.free_head = key,
+            tail => {
+                if let Slot::Free { next_free, .. } = &mut self.slots[tail] {
+                    *next_free = key;
+                }
+            }
+        }
+        self.free_tail = key;
         let Slot::Queued {
             waker,
             prev,
             next,
             cell,
-            since,
+            timing,
             ..
         } = slot
         else {
@@ -235,10 +244,25 @@ impl WaitList {
             next => self.set_prev(next, prev),
         }
         self.len -= 1;
-        if let Slot::Free { spare, .. } = &mut self.slots[key] {
-            *spare = Some(cell.clone());
+        self.spares.push_back(cell.clone());
+        (cell, waker, timing)
+    }
+
+    /// A cell for a new waiter: the oldest spare if its last waiter has let go of it (the
+    /// usual case), else a new one. Spares still held past a bound are let go, so the list
+    /// stays short.
+    fn spare_cell(&mut self) -> Arc<WaitCell> {
+        if let Some(oldest) = self.spares.front()
+            && Arc::strong_count(oldest) == 1
+        {
+            let cell = self.spares.pop_front().expect("checked above");
+            cell.set(Status::Queued);
+            return cell;
         }
-        (cell, waker, since)
+        if self.spares.len() > self.slots.len() + 8 {
+            self.spares.pop_front();
+        }
+        Arc::new(WaitCell::new())
     }
 
     fn set_next(&mut self, key: Key, to: usize) {
@@ -259,7 +283,7 @@ mod tests {
     use super::*;
 
     fn push(list: &mut WaitList, needed: usize) -> (Key, Arc<WaitCell>) {
-        list.push_back(needed, Instant::now(), Waker::noop().clone())
+        list.push_back(needed, None, Waker::noop().clone())
     }
 
     #[test]
@@ -275,13 +299,13 @@ mod tests {
         assert_eq!(a.status(), Status::Granted);
         assert_eq!(list.front_needed(), Some(3));
         assert!(list.is_front(c));
-        let (d, d_cell) = push(&mut list, 4);
+        let (_, d_cell) = push(&mut list, 4);
         list.close_all(drop);
         assert_eq!(c_cell.status(), Status::Closed);
         assert_eq!(d_cell.status(), Status::Closed);
         assert!(list.is_empty());
         assert_eq!(list.front_needed(), None);
-        assert!(d < 3, "a freed slot is reused");
+        assert_eq!(list.slots.len(), 3, "freed slots are reused");
     }
 
     #[test]
@@ -294,12 +318,11 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         assert_eq!(first.status(), Status::Granted);
         assert_eq!(second.status(), Status::Queued);
-        list.grant_front();
-        let second_ptr = Arc::as_ptr(&second);
-        drop(second);
-        // Now the slot's spare is unshared and comes back reset.
+        let first_ptr = Arc::as_ptr(&first);
+        drop(first);
+        // Now the oldest spare is unshared and comes back reset.
         let (_, third) = push(&mut list, 1);
-        assert_eq!(Arc::as_ptr(&third), second_ptr);
+        assert_eq!(Arc::as_ptr(&third), first_ptr);
         assert_eq!(third.status(), Status::Queued);
     }
 }

@@ -41,10 +41,17 @@ impl Histogram {
     }
 
     pub(crate) fn record(&mut self, wait: Duration) {
+        self.record_weighted(wait, 1);
+    }
+
+    /// Records `wait` as standing for `weight` waits of about that length.
+    pub(crate) fn record_weighted(&mut self, wait: Duration, weight: u64) {
         let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        self.counts[index(micros)] += 1;
-        self.count += 1;
-        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.counts[index(micros)] += weight;
+        self.count += weight;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(micros.saturating_mul(weight));
         self.max_micros = self.max_micros.max(micros);
     }
 

@@ -31,11 +31,15 @@ pub struct Stats {
 
 /// The distribution of time admitted callers spent waiting for their permits.
 ///
-/// Quantiles are estimates from a log-linear histogram, within 25% of the true value.
+/// `count` is exact. The rest are estimates: quantiles come from a log-linear histogram
+/// (within 25% of the true value), and to keep the clock off the hot path, a caller who
+/// queues behind [`SAMPLE_BELOW`] others or more is timed only one time in [`SAMPLE_EVERY`],
+/// standing for the untimed callers queued just before it, who waited about as long in a
+/// first-in-first-out queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WaitStats {
-    /// Number of admissions measured.
+    /// Number of admissions.
     pub count: u64,
     /// Mean wait.
     pub mean: Duration,
@@ -50,9 +54,9 @@ pub struct WaitStats {
 }
 
 impl WaitStats {
-    pub(crate) fn from_histogram(h: &Histogram) -> Self {
+    pub(crate) fn from_histogram(h: &Histogram, count: u64) -> Self {
         Self {
-            count: h.count(),
+            count,
             mean: h.mean(),
             p50: h.quantile(0.50),
             p90: h.quantile(0.90),
@@ -62,6 +66,12 @@ impl WaitStats {
     }
 }
 
+/// In a queue this long or longer, only one waiter in [`SAMPLE_EVERY`] is timed.
+pub const SAMPLE_BELOW: usize = 8;
+
+/// How many waiters in a long queue one timed waiter stands for.
+pub const SAMPLE_EVERY: u64 = 8;
+
 /// Counters kept under the gate's lock.
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -69,6 +79,8 @@ pub(crate) struct Recorder {
     pub(crate) rejected: u64,
     pub(crate) timed_out: u64,
     pub(crate) wait: Histogram,
+    /// Waiters queued untimed since the last timed one.
+    untimed: u64,
 }
 
 impl Recorder {
@@ -78,6 +90,24 @@ impl Recorder {
             rejected: 0,
             timed_out: 0,
             wait: Histogram::new(),
+            untimed: 0,
+        }
+    }
+
+    /// Whether a caller joining a queue of `queued` others should be timed, and if so, how
+    /// many waiters its wait stands for. Reading the clock costs as much as the rest of an
+    /// admission, so in a long queue only one waiter in [`SAMPLE_EVERY`] is timed; it stands
+    /// for itself and the untimed ones queued just before it.
+    pub(crate) fn sample(&mut self, queued: usize) -> Option<u64> {
+        if queued < SAMPLE_BELOW {
+            return Some(1 + std::mem::take(&mut self.untimed));
+        }
+        self.untimed += 1;
+        if self.untimed == SAMPLE_EVERY {
+            self.untimed = 0;
+            Some(SAMPLE_EVERY)
+        } else {
+            None
         }
     }
 
@@ -87,8 +117,32 @@ impl Recorder {
         self.wait.record_zero();
     }
 
-    pub(crate) fn admitted_after(&mut self, wait: Duration) {
+    pub(crate) fn admitted_after(&mut self, wait: Duration, weight: u64) {
         self.admitted += 1;
-        self.wait.record(wait);
+        self.wait.record_weighted(wait, weight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_waiters_stand_for_every_waiter() {
+        let mut recorder = Recorder::new();
+        // A short queue: everyone is timed, standing for themselves.
+        for queued in 0..SAMPLE_BELOW {
+            assert_eq!(recorder.sample(queued), Some(1));
+        }
+        // A long queue: one in SAMPLE_EVERY is timed, standing for SAMPLE_EVERY.
+        let weights: Vec<_> = (0..3 * SAMPLE_EVERY)
+            .map(|_| recorder.sample(100))
+            .collect();
+        assert_eq!(weights.iter().flatten().count(), 3);
+        assert!(weights.iter().flatten().all(|w| *w == SAMPLE_EVERY));
+        // Untimed waiters left over are carried by the next timed one.
+        assert_eq!(recorder.sample(100), None);
+        assert_eq!(recorder.sample(100), None);
+        assert_eq!(recorder.sample(0), Some(3));
     }
 }

@@ -1,18 +1,27 @@
 //! Items used by code that `#[gated]` generates. Not public API; may change at any time.
 //!
-//! An expansion without `retry` or `timeout` uses only `Gate`, `shared_gate` and `refused`.
-//! One with them runs an explicit loop (so that the body can borrow `&mut self` and the
-//! arguments afresh for each attempt) and asks `Attempts` after every attempt whether to stop
-//! or how long to back off, which is what `Retry::call` does inside.
+//! An expansion without `retry` or `timeout` uses only `Gate`, `shared_gate` and `refused`
+//! (or, with a rate or adaptive limit, a `Limiter` built once in a `LazyLock`). One with them
+//! runs an explicit loop (so that the body can borrow `&mut self` and the arguments afresh
+//! for each attempt) and asks `Attempts` after every attempt whether to stop or how long to
+//! back off: the same schedule that `Retry::call` uses inside.
 
 use std::time::Duration as StdDuration;
 
 pub use std::future::Future;
+pub use std::sync::LazyLock;
 pub use std::time::Duration;
 
-pub use crate::{AcquireError, Elapsed, Gate, Retry, RetryBuilder};
+pub use crate::adaptive::{Aimd, Gradient};
+pub use crate::rate::Rate;
+pub use crate::{
+    AcquireError, Backpressure, Elapsed, Gate, Limiter, LimiterBuilder, LimiterPermit, Retry,
+    RetryBuilder,
+};
 
-use crate::retry::Jitter;
+use crate::Outcome;
+use crate::rate::{ParseRateError, RateError};
+use crate::retry::{Failed, Schedule};
 
 /// The gate named by `#[gated(gate = PATH)]`.
 ///
@@ -22,6 +31,85 @@ use crate::retry::Jitter;
 #[inline(always)]
 pub const fn shared_gate(gate: &'static Gate) -> &'static Gate {
     gate
+}
+
+/// The limiter named by `#[gated(limiter = PATH)]`: a `static LazyLock<Limiter>` or
+/// `LazyLock<Arc<Limiter>>` (by deref coercion), shared by every function that names it.
+#[inline(always)]
+pub const fn shared_limiter(limiter: &'static Limiter) -> &'static Limiter {
+    limiter
+}
+
+/// The rate of `#[gated(rate = "...", burst = N)]`, evaluated in a `const` spanned at the
+/// literal, so that a malformed rate is a compile error there ("evaluation panicked: ...")
+/// that the same [`Rate::parse`] decides as at run time.
+#[track_caller]
+pub const fn rate(text: &str, burst: u32) -> Rate {
+    match Rate::parse(text) {
+        Ok(rate) => rate.burst(burst),
+        Err(error) => panic!("{}", rate_error(error)),
+    }
+}
+
+/// What is wrong with a `rate = "..."` literal, as a `const` panic message can say it.
+const fn rate_error(error: ParseRateError) -> &'static str {
+    match error {
+        ParseRateError::MissingSlash => {
+            "invalid `rate`: expected a count per period, such as \"500/min\", \"10/s\" or \"100/10s\""
+        }
+        ParseRateError::InvalidCount => {
+            "invalid `rate`: the count before `/` must be a whole number, such as \"500/min\""
+        }
+        ParseRateError::InvalidPeriod => {
+            "invalid `rate`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
+        }
+        ParseRateError::UnknownUnit => {
+            "invalid `rate`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as \"500/min\""
+        }
+        ParseRateError::Rate(RateError::ZeroCount) => {
+            "invalid `rate`: the count must be at least 1; nothing would ever be admitted"
+        }
+        ParseRateError::Rate(RateError::TooFast) => {
+            "invalid `rate`: a rate cannot exceed one admission per nanosecond"
+        }
+        ParseRateError::Rate(RateError::PeriodTooLong) => {
+            "invalid `rate`: the period must be shorter than 146 years"
+        }
+    }
+}
+
+/// The limit an adaptive `#[gated]` function starts at: the algorithms' default of 10, or the
+/// maximum if that is lower.
+const ADAPTIVE_INITIAL: usize = 10;
+
+/// `#[gated(adaptive = "aimd")]`: AIMD between 1 and `max` (`limit = N`), or between 1 and
+/// 1,000 without a `limit`.
+pub fn aimd(max: Option<usize>) -> Aimd {
+    let builder = Aimd::builder();
+    let built = match max {
+        Some(max) => builder.initial(ADAPTIVE_INITIAL.min(max)).max(max).build(),
+        None => builder.build(),
+    };
+    built.unwrap_or_else(|error| panic!("`#[gated]` built an invalid AIMD limit: {error}"))
+}
+
+/// `#[gated(adaptive = "gradient")]`: a gradient limit between 1 and `max` (`limit = N`), or
+/// between 1 and 1,000 without a `limit`.
+pub fn gradient(max: Option<usize>) -> Gradient {
+    let builder = Gradient::builder();
+    let built = match max {
+        Some(max) => builder.initial(ADAPTIVE_INITIAL.min(max)).max(max).build(),
+        None => builder.build(),
+    };
+    built.unwrap_or_else(|error| panic!("`#[gated]` built an invalid gradient limit: {error}"))
+}
+
+/// Builds a function's own limiter, on its first call.
+#[track_caller]
+pub fn limiter(builder: LimiterBuilder, function: &'static str) -> Limiter {
+    builder
+        .build()
+        .unwrap_or_else(|error| panic!("`#[gated]` function `{function}`: {error}"))
 }
 
 /// What a `#[gated]` function does when its gate refuses a permit: it panics, naming the
@@ -43,10 +131,26 @@ pub fn policy<E>(builder: RetryBuilder<E>) -> Retry<E> {
     }
 }
 
+/// `#[gated(backpressure = true)]`: the policy honours the error's `Retry-After` and reports
+/// overload errors to the limiter.
+pub const fn backpressure<E: BackpressureError>(builder: RetryBuilder<E>) -> RetryBuilder<E> {
+    builder.honor_retry_after()
+}
+
+/// An error type that can say "the server is overloaded": any `E: Backpressure`.
+#[diagnostic::on_unimplemented(
+    message = "`#[gated(backpressure = true)]` needs the error type `{Self}` to implement `gate_core::Backpressure`",
+    label = "the error type here cannot say that the server is overloaded",
+    note = "add `impl gate_core::Backpressure for {Self}`, with `is_overload` and `retry_after`"
+)]
+pub trait BackpressureError: Backpressure {}
+
+impl<E: Backpressure> BackpressureError for E {}
+
 /// A return type whose values say whether the call failed: `Result<T, E>` under any alias
 /// (`std::io::Result<T>`, `anyhow::Result<T>`), decided by the type system, not by spelling.
 #[diagnostic::on_unimplemented(
-    message = "`#[gated]` with `retry` or `timeout` needs a function that returns a `Result`, not `{Self}`",
+    message = "`#[gated]` with `retry`, `timeout`, `adaptive` or `backpressure` needs a function that returns a `Result`, not `{Self}`",
     label = "this is not a `Result`",
     note = "an attempt fails by returning `Err`, which is how `#[gated]` knows to try again; aliases such as `std::io::Result<T>` work too"
 )]
@@ -95,7 +199,7 @@ impl<E: From<Elapsed>> FromElapsed for E {
 
 /// How an attempt under a per-attempt timeout ended.
 #[derive(Debug)]
-pub enum Outcome<R> {
+pub enum Attempt<R> {
     /// The body finished with this value.
     Returned(R),
     /// The body ran past the timeout and was dropped.
@@ -103,10 +207,10 @@ pub enum Outcome<R> {
 }
 
 /// Runs one attempt, cancelling it if it runs longer than `timeout`.
-pub async fn attempt_timeout<F: Future>(timeout: StdDuration, attempt: F) -> Outcome<F::Output> {
+pub async fn attempt_timeout<F: Future>(timeout: StdDuration, attempt: F) -> Attempt<F::Output> {
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(returned) => Outcome::Returned(returned),
-        Err(_) => Outcome::TimedOut,
+        Ok(returned) => Attempt::Returned(returned),
+        Err(_) => Attempt::TimedOut,
     }
 }
 
@@ -119,12 +223,11 @@ pub enum Step<R> {
     Wait(StdDuration),
 }
 
-/// The state of a retried call between attempts: how many were made, and the jitter source
-/// (seeded only once a call backs off, so the success path pays nothing).
+/// The state of a retried call between attempts: the `Schedule` that `Retry::call` keeps
+/// too, so both decide when to stop and how long to wait in the same way.
 #[derive(Debug, Default)]
 pub struct Attempts {
-    made: u32,
-    jitter: Option<Jitter>,
+    schedule: Schedule,
 }
 
 impl Attempts {
@@ -143,23 +246,22 @@ impl Attempts {
     where
         R: Fallible<Error = E>,
     {
-        self.made = self.made.saturating_add(1);
-        let hint = match returned.error() {
-            None => return Step::Done(returned),
-            Some(error) if !retry_if(error) => return Step::Done(returned),
-            Some(error) => policy.hint(error),
+        self.schedule.begin();
+        let delay = match returned.error() {
+            None => None,
+            Some(error) => self.schedule.after(policy, Failed::Error(error), retry_if),
         };
-        if self.made > policy.retries() {
-            return Step::Done(returned);
+        match delay {
+            None => Step::Done(returned),
+            Some(delay) => Step::Wait(delay),
         }
-        Step::Wait(self.delay(policy, hint))
     }
 
     /// Like [`next`](Self::next) under a per-attempt timeout: a timed-out attempt is always
     /// retryable, and if it was the last one the function returns `E::from(Elapsed)`.
     pub fn next_timed<R, E>(
         &mut self,
-        outcome: Outcome<R>,
+        outcome: Attempt<R>,
         policy: &Retry<E>,
         retry_if: fn(&E) -> bool,
     ) -> Step<R>
@@ -168,27 +270,57 @@ impl Attempts {
         E: FromElapsed,
     {
         match outcome {
-            Outcome::Returned(returned) => self.next(returned, policy, retry_if),
-            Outcome::TimedOut => {
-                self.made = self.made.saturating_add(1);
-                if self.made > policy.retries() {
-                    let error = E::from_elapsed(Elapsed::new());
-                    return Step::Done(R::from_error(error));
+            Attempt::Returned(returned) => self.next(returned, policy, retry_if),
+            Attempt::TimedOut => {
+                self.schedule.begin();
+                match self.schedule.after(policy, Failed::TimedOut, retry_if) {
+                    Some(delay) => Step::Wait(delay),
+                    None => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
                 }
-                Step::Wait(self.delay(policy, None))
             }
         }
     }
 
-    fn delay<E>(&mut self, policy: &Retry<E>, hint: Option<StdDuration>) -> StdDuration {
-        let mut delay = policy.backoff().delay(self.made);
-        if policy.jitter() {
-            delay = self.jitter.get_or_insert_with(Jitter::new).full(delay);
-        }
-        match hint {
-            Some(hint) => delay.max(hint),
-            None => delay,
-        }
+    /// Like [`next`](Self::next) for an attempt admitted by a limiter: first reports how it
+    /// ended through `permit` (a success, or what `policy` makes of the error), then decides.
+    pub fn next_reported<R, E>(
+        &mut self,
+        permit: LimiterPermit<'_>,
+        returned: R,
+        policy: &Retry<E>,
+        retry_if: fn(&E) -> bool,
+    ) -> Step<R>
+    where
+        R: Fallible<Error = E>,
+    {
+        permit.finish(policy.report(match returned.error() {
+            None => Ok(()),
+            Some(error) => Err(Failed::Error(error)),
+        }));
+        self.next(returned, policy, retry_if)
+    }
+
+    /// Like [`next_timed`](Self::next_timed) for an attempt admitted by a limiter: a
+    /// timed-out attempt is reported as [`Outcome::TimedOut`].
+    pub fn next_timed_reported<R, E>(
+        &mut self,
+        permit: LimiterPermit<'_>,
+        outcome: Attempt<R>,
+        policy: &Retry<E>,
+        retry_if: fn(&E) -> bool,
+    ) -> Step<R>
+    where
+        R: Fallible<Error = E>,
+        E: FromElapsed,
+    {
+        permit.finish(match &outcome {
+            Attempt::Returned(returned) => policy.report(match returned.error() {
+                None => Ok(()),
+                Some(error) => Err(Failed::Error(error)),
+            }),
+            Attempt::TimedOut => Outcome::TimedOut,
+        });
+        self.next_timed(outcome, policy, retry_if)
     }
 }
 
@@ -239,11 +371,11 @@ mod tests {
             second
         );
         assert_eq!(
-            wait(attempts.next_timed(Outcome::TimedOut, &p, transient)),
+            wait(attempts.next_timed(Attempt::TimedOut, &p, transient)),
             second
         );
         assert!(matches!(
-            attempts.next_timed(Outcome::<Result<(), E>>::TimedOut, &p, transient),
+            attempts.next_timed(Attempt::<Result<(), E>>::TimedOut, &p, transient),
             Step::Done(Err(E::Elapsed))
         ));
 

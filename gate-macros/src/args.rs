@@ -16,6 +16,10 @@ use crate::duration::{self, Millis};
 pub(crate) const KEYS: &[&str] = &[
     "limit",
     "gate",
+    "limiter",
+    "rate",
+    "burst",
+    "adaptive",
     "retry",
     "backoff",
     "wait",
@@ -23,6 +27,7 @@ pub(crate) const KEYS: &[&str] = &[
     "jitter",
     "timeout",
     "retry_if",
+    "backpressure",
     "crate",
 ];
 
@@ -41,11 +46,22 @@ pub(crate) enum BackoffKind {
     Exponential,
 }
 
+/// Which adaptive concurrency algorithm resizes the function's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdaptiveKind {
+    Aimd,
+    Gradient,
+}
+
 /// The parsed arguments; `None` means "not given".
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) limit: Option<Arg<u64>>,
     pub(crate) gate: Option<Arg<Path>>,
+    pub(crate) limiter: Option<Arg<Path>>,
+    pub(crate) rate: Option<Arg<syn::LitStr>>,
+    pub(crate) burst: Option<Arg<u32>>,
+    pub(crate) adaptive: Option<Arg<AdaptiveKind>>,
     pub(crate) retry: Option<Arg<u32>>,
     pub(crate) backoff: Option<Arg<BackoffKind>>,
     pub(crate) wait: Option<Arg<Millis>>,
@@ -53,6 +69,7 @@ pub(crate) struct Args {
     pub(crate) jitter: Option<Arg<bool>>,
     pub(crate) timeout: Option<Arg<Millis>>,
     pub(crate) retry_if: Option<Arg<Expr>>,
+    pub(crate) backpressure: Option<Arg<bool>>,
     pub(crate) krate: Option<Arg<Path>>,
 }
 
@@ -78,6 +95,9 @@ impl Args {
                 "gate" => "gate = NAME",
                 "retry" => "retry = 3",
                 "jitter" => "jitter = true",
+                "backpressure" => "backpressure = true",
+                "rate" => "rate = \"500/min\"",
+                "adaptive" => "adaptive = \"aimd\"",
                 _ => "key = value",
             };
             return Err(syn::Error::new(
@@ -93,13 +113,20 @@ impl Args {
         let result = match key.name {
             "limit" => key.set(&mut self.limit, &value, parse_limit),
             "gate" => key.set(&mut self.gate, &value, parse_gate),
+            "limiter" => key.set(&mut self.limiter, &value, parse_limiter),
+            "rate" => key.set(&mut self.rate, &value, parse_rate),
+            "burst" => key.set(&mut self.burst, &value, parse_burst),
+            "adaptive" => key.set(&mut self.adaptive, &value, parse_adaptive),
             "retry" => key.set(&mut self.retry, &value, parse_retry),
             "backoff" => key.set(&mut self.backoff, &value, parse_backoff),
             "wait" => key.set(&mut self.wait, &value, |e| parse_duration(e, "wait")),
             "max_delay" => key.set(&mut self.max_delay, &value, |e| {
                 parse_duration(e, "max_delay")
             }),
-            "jitter" => key.set(&mut self.jitter, &value, parse_jitter),
+            "jitter" => key.set(&mut self.jitter, &value, |e| parse_bool(e, "jitter")),
+            "backpressure" => key.set(&mut self.backpressure, &value, |e| {
+                parse_bool(e, "backpressure")
+            }),
             "timeout" => key.set(&mut self.timeout, &value, parse_timeout),
             "retry_if" => key.set(&mut self.retry_if, &value, parse_retry_if),
             "crate" => key.set(&mut self.krate, &value, parse_crate),
@@ -114,19 +141,7 @@ impl Args {
     /// Checks how the arguments fit together.
     fn validate(&self) -> syn::Result<()> {
         let mut errors = Errors::default();
-        match (&self.limit, &self.gate) {
-            (Some(_), Some(gate)) => errors.push(syn::Error::new(
-                gate.key,
-                "`limit` and `gate` cannot be used together: `limit = N` gives the function \
-                 a gate of its own, `gate = NAME` uses a gate you declared",
-            )),
-            (None, None) => errors.push(syn::Error::new(
-                Span::call_site(),
-                "`#[gated]` needs a limit: `limit = N` for a gate of its own, or \
-                 `gate = NAME` to share a gate you declared",
-            )),
-            _ => {}
-        }
+        self.validate_limits(&mut errors);
         if self.retry.is_none() {
             let options = [
                 ("backoff", self.backoff.as_ref().map(|a| a.key)),
@@ -186,19 +201,119 @@ impl Args {
         errors.finish()
     }
 
+    /// Checks which limits the function has: its own (`limit`, `rate`, `adaptive`), or a
+    /// shared `gate` or `limiter`.
+    fn validate_limits(&self, errors: &mut Errors) {
+        if self.limiter.is_some() {
+            let others = [
+                ("limit", self.limit.as_ref().map(|a| a.key)),
+                ("gate", self.gate.as_ref().map(|a| a.key)),
+                ("rate", self.rate.as_ref().map(|a| a.key)),
+                ("burst", self.burst.as_ref().map(|a| a.key)),
+                ("adaptive", self.adaptive.as_ref().map(|a| a.key)),
+            ];
+            for (name, key) in others {
+                if let Some(key) = key {
+                    errors.push(syn::Error::new(
+                        key,
+                        format!(
+                            "`{name}` cannot be used with `limiter`: the limiter you declared \
+                             sets its own limits; configure it with `Limiter::builder()`"
+                        ),
+                    ));
+                }
+            }
+        } else if let Some(gate) = &self.gate {
+            if self.limit.is_some() {
+                errors.push(syn::Error::new(
+                    gate.key,
+                    "`limit` and `gate` cannot be used together: `limit = N` gives the function \
+                     a gate of its own, `gate = NAME` uses a gate you declared",
+                ));
+            }
+            if let Some(adaptive) = &self.adaptive {
+                errors.push(syn::Error::new(
+                    adaptive.key,
+                    "`adaptive` cannot be used with `gate`: a shared `Gate` has a fixed size; \
+                     write `limit = N` for an adaptive limit of at most N of the function's own, \
+                     or share a `static LazyLock<Limiter>` built with `.adaptive(..)` through \
+                     `limiter = NAME`",
+                ));
+            }
+            if let Some(rate) = &self.rate {
+                errors.push(syn::Error::new(
+                    rate.key,
+                    "`rate` cannot be used with `gate`: a `Gate` limits concurrency only; \
+                     share a `static LazyLock<Limiter>` built with `.concurrency(n).rate(..)` \
+                     through `limiter = NAME`",
+                ));
+            }
+        } else if self.limit.is_none() && self.rate.is_none() && self.adaptive.is_none() {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`#[gated]` needs a limit: `limit = N`, `rate = \"500/min\"` or \
+                 `adaptive = \"aimd\"` for limits of its own, or `gate = NAME` or \
+                 `limiter = NAME` to share limits you declared",
+            ));
+        }
+        if let Some(backpressure) = &self.backpressure
+            && backpressure.value
+            && self.retry.is_none()
+            && !self.uses_limiter()
+        {
+            errors.push(syn::Error::new(
+                backpressure.key,
+                "`backpressure` has nothing to act on here: it makes retries wait out the \
+                 server's `Retry-After` (add `retry = N`) and reports overloads to a limiter \
+                 (`rate`, `adaptive` or `limiter = NAME`); a `Gate` ignores them",
+            ));
+        }
+        if let (Some(burst), None) = (&self.burst, &self.rate) {
+            errors.push(syn::Error::new(
+                burst.key,
+                "`burst` sets how many calls a rate limit lets through back to back, so it \
+                 needs `rate = \"...\"`",
+            ));
+        }
+    }
+
+    /// Whether the function has a limiter of its own (a rate or an adaptive limit), rather
+    /// than a plain gate.
+    pub(crate) fn own_limiter(&self) -> bool {
+        self.rate.is_some() || self.adaptive.is_some()
+    }
+
+    /// Whether calls are admitted by a `Limiter` (their own or a shared one),
+    /// and so report how each attempt ended.
+    pub(crate) fn uses_limiter(&self) -> bool {
+        self.limiter.is_some() || self.own_limiter()
+    }
+
     /// Whether the function runs under a retry policy (retries or a per-attempt timeout),
     /// and so must return a `Result`.
+    ///
+    /// An adaptive limit learns from how each attempt ends, and `backpressure` reads the
+    /// error, so both need a `Result` too.
     pub(crate) fn needs_policy(&self) -> bool {
-        self.retry.is_some() || self.timeout.is_some()
+        self.policy_key().is_some()
     }
 
     /// The argument that makes the function need a `Result`, for error messages.
     pub(crate) fn policy_key(&self) -> Option<(&'static str, Span)> {
-        match (&self.retry, &self.timeout) {
-            (Some(retry), _) => Some(("retry", retry.key)),
-            (None, Some(timeout)) => Some(("timeout", timeout.key)),
-            (None, None) => None,
-        }
+        let keys = [
+            ("retry", self.retry.as_ref().map(|a| a.key)),
+            ("timeout", self.timeout.as_ref().map(|a| a.key)),
+            ("adaptive", self.adaptive.as_ref().map(|a| a.key)),
+            (
+                "backpressure",
+                self.backpressure
+                    .as_ref()
+                    .filter(|a| a.value)
+                    .map(|a| a.key),
+            ),
+        ];
+        keys.into_iter()
+            .find_map(|(name, key)| key.map(|key| (name, key)))
     }
 }
 
@@ -392,6 +507,48 @@ fn parse_gate(value: &Expr) -> syn::Result<Path> {
     }
 }
 
+fn parse_limiter(value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(p.path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`limiter` must be the path of a `static` limiter, such as `limiter = GITHUB`",
+        )),
+    }
+}
+
+/// The rate's text is checked by `Rate::parse` itself, in a `const` spanned at the literal
+/// (see `expand`), so the macro and the runtime share one grammar.
+fn parse_rate(value: &Expr) -> syn::Result<syn::LitStr> {
+    string_literal(value, "rate", "rate = \"500/min\"").cloned()
+}
+
+fn parse_burst(value: &Expr) -> syn::Result<u32> {
+    positive_int(value, "burst", "burst = 10")
+}
+
+fn parse_adaptive(value: &Expr) -> syn::Result<AdaptiveKind> {
+    let lit = string_literal(value, "adaptive", "adaptive = \"aimd\"")?;
+    match lit.value().as_str() {
+        "aimd" => Ok(AdaptiveKind::Aimd),
+        "gradient" => Ok(AdaptiveKind::Gradient),
+        other => {
+            let hint = match did_you_mean(other, &["aimd", "gradient"]) {
+                Some(close) => format!("did you mean \"{close}\"? "),
+                None => String::new(),
+            };
+            Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown adaptive algorithm \"{other}\"; {hint}expected \"aimd\" (for \
+                     servers that refuse when overloaded) or \"gradient\" (for servers that \
+                     slow down)"
+                ),
+            ))
+        }
+    }
+}
+
 fn string_literal<'a>(value: &'a Expr, key: &str, example: &str) -> syn::Result<&'a syn::LitStr> {
     match value {
         Expr::Lit(ExprLit {
@@ -439,14 +596,14 @@ fn parse_timeout(value: &Expr) -> syn::Result<Millis> {
     Ok(timeout)
 }
 
-fn parse_jitter(value: &Expr) -> syn::Result<bool> {
+fn parse_bool(value: &Expr, key: &str) -> syn::Result<bool> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Bool(b), ..
         }) => Ok(b.value),
         _ => Err(syn::Error::new_spanned(
             value,
-            "`jitter` must be `true` or `false`",
+            format!("`{key}` must be `true` or `false`"),
         )),
     }
 }
@@ -541,7 +698,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("expected one of `limit`, `gate`, `retry`"),
+            e.contains("expected one of `limit`, `gate`, `limiter`, `rate`"),
             "{e}"
         );
         let e = error(quote!(limit = 1, retyr = 2));
@@ -562,8 +719,12 @@ mod tests {
             "gate" | "retry_if" => "f",
             "backoff" => "\"fixed\"",
             "wait" | "max_delay" | "timeout" => "\"1s\"",
-            "jitter" => "true",
+            "jitter" | "backpressure" => "true",
             "crate" => "\"gate_core\"",
+            "limiter" => "L",
+            "rate" => "\"10/s\"",
+            "burst" => "2",
+            "adaptive" => "\"aimd\"",
             _ => panic!("no valid value for `{key}`"),
         };
         for key in KEYS {
@@ -642,6 +803,83 @@ mod tests {
     fn independent_problems_are_reported_together() {
         let e = error(quote!(limt = 1, retry = 0, jitter = 1));
         assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
+    #[test]
+    fn a_rate_or_an_adaptive_limit_is_a_limit_of_its_own() {
+        let args = parse(quote!(rate = "500/min", burst = 10)).unwrap();
+        assert_eq!(args.rate.as_ref().unwrap().value.value(), "500/min");
+        assert_eq!(args.burst.as_ref().unwrap().value, 10);
+        assert!(args.own_limiter() && args.uses_limiter());
+        assert!(!args.needs_policy(), "a rate alone needs no `Result`");
+        let args = parse(quote!(adaptive = "gradient", limit = 50)).unwrap();
+        assert_eq!(
+            args.adaptive.as_ref().unwrap().value,
+            AdaptiveKind::Gradient
+        );
+        assert_eq!(args.policy_key().map(|(key, _)| key), Some("adaptive"));
+        let args = parse(quote!(limit = 5)).unwrap();
+        assert!(
+            !args.uses_limiter(),
+            "`limit` alone keeps its static `Gate`"
+        );
+        let args = parse(quote!(limiter = api::GITHUB, backpressure = true)).unwrap();
+        assert!(args.uses_limiter() && !args.own_limiter());
+        assert_eq!(args.policy_key().map(|(key, _)| key), Some("backpressure"));
+    }
+
+    #[test]
+    fn a_rate_is_a_string_and_a_burst_needs_one() {
+        // The rate's grammar is `Rate::parse`'s, checked in a `const` (see the UI tests).
+        assert!(error(quote!(rate = 500)).contains("`rate` takes a string"));
+        assert!(error(quote!(limit = 1, burst = 2)).contains("needs `rate = \"...\"`"));
+        assert!(error(quote!(rate = "1/s", burst = 0)).contains("`burst` must be at least 1"));
+    }
+
+    #[test]
+    fn adaptive_is_aimd_or_gradient_and_owns_its_limit() {
+        let e = error(quote!(adaptive = "aimdd"));
+        assert!(e.contains("did you mean \"aimd\"?"), "{e}");
+        let e = error(quote!(adaptive = "vegas"));
+        assert!(
+            e.starts_with("unknown adaptive algorithm \"vegas\"; expected"),
+            "{e}"
+        );
+        let e = error(quote!(gate = G, adaptive = "aimd"));
+        assert!(e.contains("`adaptive` cannot be used with `gate`"), "{e}");
+        let e = error(quote!(gate = G, rate = "1/s"));
+        assert!(e.contains("`rate` cannot be used with `gate`"), "{e}");
+    }
+
+    #[test]
+    fn a_shared_limiter_excludes_every_other_limit_each_on_its_key() {
+        let e = error(quote!(
+            limiter = L,
+            limit = 1,
+            gate = G,
+            rate = "1/s",
+            burst = 2,
+            adaptive = "aimd"
+        ));
+        for key in ["limit", "gate", "rate", "burst", "adaptive"] {
+            assert!(
+                e.contains(&format!("`{key}` cannot be used with `limiter`")),
+                "{key}: {e}"
+            );
+        }
+        assert_eq!(e.lines().count(), 5, "{e}");
+        assert!(error(quote!(limiter = "L")).contains("must be the path of a `static` limiter"));
+    }
+
+    #[test]
+    fn backpressure_needs_something_to_act_on() {
+        let e = error(quote!(limit = 1, backpressure = true));
+        assert!(e.contains("`backpressure` has nothing to act on"), "{e}");
+        assert!(parse(quote!(limit = 1, retry = 1, backpressure = true)).is_ok());
+        assert!(parse(quote!(rate = "1/s", backpressure = true)).is_ok());
+        assert!(error(quote!(limit = 1, backpressure = 1)).contains("`true` or `false`"));
+        let off = parse(quote!(rate = "1/s", backpressure = false)).unwrap();
+        assert!(!off.needs_policy(), "`backpressure = false` reads no error");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Item, ItemFn, ReturnType, Stmt, Type};
 
-use crate::args::{Args, BackoffKind};
+use crate::args::{AdaptiveKind, Args, BackoffKind};
 use crate::duration::Millis;
 
 /// Expands `#[gated(args)] item`. On any error, the item is emitted unchanged next to the
@@ -124,8 +124,43 @@ fn expand(args: &Args, mut function: ItemFn) -> TokenStream {
     let gate = local("gate");
     let permit = local("permit");
     let error = local("error");
+    let stmts = &function.block.stmts;
 
-    let gate_expr = match (&args.limit, &args.gate) {
+    let (admission, admission_type, admission_expr) = if args.uses_limiter() {
+        (
+            local("limiter"),
+            quote!(#private::Limiter),
+            limiter_expr(args, &private, &name),
+        )
+    } else {
+        (gate, quote!(#private::Gate), gate_expr(args, &private))
+    };
+    let admit = quote! {
+        let #permit = match #admission_type::acquire(#admission).await {
+            ::core::result::Result::Ok(#permit) => #permit,
+            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
+        };
+    };
+
+    let body = if args.needs_policy() {
+        expand_policy(args, &function, &private, &admit)
+    } else {
+        quote! {
+            #admit
+            { #(#stmts)* }
+        }
+    };
+    let block = quote! {
+        let #admission: &'static #admission_type = #admission_expr;
+        #body
+    };
+    function.block.stmts = vec![Stmt::Expr(Expr::Verbatim(block), None)];
+    function.into_token_stream()
+}
+
+/// The function's gate: its own `static Gate` (`limit = N`), or the one it shares.
+fn gate_expr(args: &Args, private: &TokenStream) -> TokenStream {
+    match (&args.limit, &args.gate) {
         (Some(limit), _) => {
             let mut n = Literal::u64_unsuffixed(limit.value);
             n.set_span(limit.span);
@@ -139,29 +174,62 @@ fn expand(args: &Args, mut function: ItemFn) -> TokenStream {
             quote_spanned!(shared.span=> #private::shared_gate(&#path))
         }
         (None, None) => unreachable!("validated: one of `limit` and `gate`"),
-    };
-    let admit = quote! {
-        let #permit = match #private::Gate::acquire(#gate).await {
-            ::core::result::Result::Ok(#permit) => #permit,
-            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
-        };
-    };
-    let stmts = &function.block.stmts;
+    }
+}
 
-    let body = if args.needs_policy() {
-        expand_policy(args, &function, &private, &admit)
-    } else {
-        quote! {
-            #admit
-            { #(#stmts)* }
+/// The function's limiter: the one it shares (`limiter = PATH`), or its own, built on the
+/// first call into a `static LazyLock` (so, like a `limit`, shared by every call and every
+/// instantiation).
+fn limiter_expr(args: &Args, private: &TokenStream, name: &str) -> TokenStream {
+    if let Some(shared) = &args.limiter {
+        let path = &shared.value;
+        return quote_spanned!(shared.span=> #private::shared_limiter(&#path));
+    }
+    let limit = args.limit.as_ref().map(|limit| {
+        let mut n = Literal::usize_unsuffixed(usize::try_from(limit.value).unwrap_or(usize::MAX));
+        n.set_span(limit.span);
+        n
+    });
+    let mut settings = TokenStream::new();
+    match (&args.adaptive, &limit) {
+        (Some(adaptive), _) => {
+            let algorithm = match adaptive.value {
+                AdaptiveKind::Aimd => quote_spanned!(adaptive.span=> #private::aimd),
+                AdaptiveKind::Gradient => quote_spanned!(adaptive.span=> #private::gradient),
+            };
+            let max = match &limit {
+                Some(n) => quote!(::core::option::Option::Some(#n)),
+                None => quote!(::core::option::Option::None),
+            };
+            settings.extend(quote!(.adaptive(#algorithm(#max))));
         }
-    };
-    let block = quote! {
-        let #gate: &'static #private::Gate = #gate_expr;
-        #body
-    };
-    function.block.stmts = vec![Stmt::Expr(Expr::Verbatim(block), None)];
-    function.into_token_stream()
+        (None, Some(n)) => settings.extend(quote!(.concurrency(#n))),
+        (None, None) => {}
+    }
+    let mut rate_const = TokenStream::new();
+    if let Some(rate) = &args.rate {
+        let text = &rate.value;
+        let mut burst = Literal::u32_unsuffixed(args.burst.as_ref().map_or(1, |b| b.value));
+        if let Some(b) = &args.burst {
+            burst.set_span(b.span);
+        }
+        // Evaluated when the program is compiled, by the same `Rate::parse` as at run time;
+        // located at the literal, so a malformed rate is a compile error there.
+        let value = relocate(quote!(#private::rate(#text, #burst)), rate.span);
+        rate_const = quote! {
+            const __GATE_RATE: #private::Rate = #value;
+        };
+        let konst = relocate(quote!(__GATE_RATE), rate.span);
+        settings.extend(quote!(.rate(#konst)));
+    }
+    quote! {{
+        #rate_const
+        static __GATE_LIMITER: #private::LazyLock<#private::Limiter> =
+            #private::LazyLock::new(|| {
+                #private::limiter(#private::Limiter::builder() #settings, #name)
+            });
+        &__GATE_LIMITER
+    }}
 }
 
 /// The body under a retry policy: an explicit loop, so that each attempt is a fresh `async`
@@ -269,23 +337,50 @@ fn expand_policy(
             let limit = duration(timeout.value, timeout.span);
             (
                 quote!(#private::attempt_timeout(#limit, #attempt).await),
-                quote!(next_timed),
+                "next_timed",
             )
         }
-        None => (quote!(#attempt.await), quote!(next)),
+        None => (quote!(#attempt.await), "next"),
+    };
+    // With a limiter, each attempt reports how it ended through its permit, which `next`
+    // then takes (and so releases before any backoff).
+    let limiter = args.uses_limiter();
+    let (method, permit) = if limiter {
+        let permit = local("permit");
+        (format_ident!("{method}_reported"), quote!(#permit,))
+    } else {
+        (format_ident!("{method}"), TokenStream::new())
     };
     // `Attempts::next(...)` spans the whole return type, from its first token (the path) to
     // its last (the parentheses), so the errors it raises underline that type.
     let (first, last) = token_span_range(&function.sig.output);
     let path = relocate(quote!(#private::Attempts::#method), first);
-    let ours = relocate(quote!(&mut #attempts, #outcome, &#policy,), first);
+    let ours = relocate(quote!(&mut #attempts, #permit #outcome, &#policy,), first);
     let mut call_args = Group::new(Delimiter::Parenthesis, quote!(#ours #retry_if));
     call_args.set_span(last);
     let next = quote!(#path #call_args);
-    quote! {
-        let #policy = #private::policy(#private::Retry::builder(#retries) #settings);
-        let mut #attempts = #private::Attempts::default();
-        #loop_token {
+    let mut builder = quote!(#private::Retry::builder(#retries) #settings);
+    if matches!(&args.backpressure, Some(b) if b.value) {
+        // Located at the return type, where "the error type cannot say it is overloaded"
+        // is reported.
+        let honor = relocate(quote!(#private::backpressure), first);
+        let mut call = Group::new(Delimiter::Parenthesis, relocate(builder, first));
+        call.set_span(last);
+        builder = quote!(#honor #call);
+    }
+    let attempt_then_decide = if limiter {
+        quote! {
+            let #delay = {
+                #admit
+                let #outcome = #run;
+                match #next {
+                    #private::Step::Done(#returned) => return #returned,
+                    #private::Step::Wait(#delay) => #delay,
+                }
+            };
+        }
+    } else {
+        quote! {
             let #outcome = {
                 #admit
                 #run
@@ -294,6 +389,13 @@ fn expand_policy(
                 #private::Step::Done(#returned) => return #returned,
                 #private::Step::Wait(#delay) => #delay,
             };
+        }
+    };
+    quote! {
+        let #policy = #private::policy(#builder);
+        let mut #attempts = #private::Attempts::default();
+        #loop_token {
+            #attempt_then_decide
             #private::pause(#delay).await;
         }
     }
@@ -448,6 +550,63 @@ mod tests {
         assert!(out.contains(". exponential (:: gate_core :: __private :: Duration :: from_millis (500) , :: gate_core :: __private :: Duration :: from_millis (60000))"), "{out}");
         assert!(out.contains(". jitter (true)"), "{out}");
         assert!(out.contains(", is_transient)"), "{out}");
+    }
+
+    #[test]
+    fn a_rate_or_adaptive_limit_becomes_a_lazy_static_limiter() {
+        let out = expand_to_string(
+            quote!(rate = "500/min", burst = 5, adaptive = "aimd", limit = 20),
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains("const __GATE_RATE : :: gate_core :: __private :: Rate = :: gate_core :: __private :: rate (\"500/min\" , 5) ;"),
+            "the rate is checked when the program is compiled: {out}"
+        );
+        assert!(
+            out.contains("static __GATE_LIMITER : :: gate_core :: __private :: LazyLock < :: gate_core :: __private :: Limiter >"),
+            "{out}"
+        );
+        assert!(
+            out.contains(". adaptive (:: gate_core :: __private :: aimd (:: core :: option :: Option :: Some (20))) . rate (__GATE_RATE)"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("concurrency"),
+            "`limit` is the maximum: {out}"
+        );
+        assert!(out.contains("Limiter :: acquire (__gate_limiter)"), "{out}");
+        assert!(
+            out.contains(
+                "Attempts :: next_reported (& mut __gate_attempts , __gate_permit , __gate_outcome"
+            ),
+            "each attempt is reported through its permit: {out}"
+        );
+    }
+
+    #[test]
+    fn a_shared_limiter_with_backpressure_honours_retry_after() {
+        let out = expand_to_string(
+            quote!(limiter = api::GITHUB, timeout = "1s", backpressure = true),
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains(":: gate_core :: __private :: shared_limiter (& api :: GITHUB)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: gate_core :: __private :: backpressure (:: gate_core :: __private :: Retry :: builder (0))"),
+            "{out}"
+        );
+        assert!(out.contains("Attempts :: next_timed_reported"), "{out}");
+        assert!(!out.contains("__GATE_LIMITER"), "{out}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ mod expand;
 
 use proc_macro::TokenStream;
 
-/// Limits how many calls of an `async fn` run at once, and optionally retries it.
+/// Limits how many calls of an `async fn` run at once (and how often they start), and
+/// optionally retries it.
 ///
 /// ```ignore
 /// use gate_core::{gated, Gate};
@@ -24,6 +25,12 @@ use proc_macro::TokenStream;
 /// async fn embed(client: &Client, text: &str) -> Result<Vec<f32>, ApiError> {
 ///     client.embed(text).await
 /// }
+///
+/// // 500 a minute, at a concurrency that AIMD finds, pausing when the server says 429.
+/// #[gated(rate = "500/min", adaptive = "aimd", limit = 50, backpressure = true, retry = 5)]
+/// async fn moderate(client: &Client, text: &str) -> Result<Verdict, ApiError> {
+///     client.moderate(text).await
+/// }
 /// ```
 ///
 /// Each call waits for a permit of the function's gate, runs the body while holding it, and
@@ -33,7 +40,14 @@ use proc_macro::TokenStream;
 /// as written. The generated future is `Send` whenever the original body's is, and the
 /// success path allocates nothing.
 ///
-/// Exactly one of `limit` and `gate` is required. Every other argument is optional.
+/// A function needs a limit: limits of its own (`limit`, `rate`, `adaptive`, alone or
+/// together), or a shared `gate` or `limiter`. Every other argument is optional.
+///
+/// With `limit` alone (or `gate`), calls wait on a `Gate`, expanded exactly as shown under
+/// *Equivalent code* below. With `rate` or `adaptive` (or `limiter`), they wait on a `Limiter`: a
+/// concurrency limit, a rate limit, or both, with a pause shared by everyone behind it when
+/// the server pushes back, and an optional adaptive limit that learns from how each attempt
+/// ends.
 ///
 /// # Arguments
 ///
@@ -45,6 +59,9 @@ use proc_macro::TokenStream;
 /// `fetch::<B>` wait on the same `N` permits. (A default method of a trait likewise has one
 /// gate for all implementors.) For a gate per instance or per type, use
 /// `Gate::acquire` by hand.
+///
+/// With `rate`, `limit` is the limiter's concurrency limit; with `adaptive`, it is the most
+/// the adaptive limit may grow to.
 ///
 /// ## `gate = PATH`
 ///
@@ -60,6 +77,84 @@ use proc_macro::TokenStream;
 /// with `` `#[gated]` function `NAME` could not get a permit: gate closed `` (or the other
 /// reason). Close a shared gate only when no more calls are wanted, or call
 /// `Gate::acquire` by hand to handle refusals.
+///
+/// ## `rate = "COUNT/PERIOD"`
+///
+/// At most `COUNT` calls start per `PERIOD`, spread evenly (one every `PERIOD / COUNT`):
+/// `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`, in any form that `Rate::parse` accepts. In
+/// every window of time of length `T`, at most `burst + COUNT × T / PERIOD` calls start.
+/// With `limit = N` as well, at most `N` run at once. Each attempt of a retried call takes
+/// its own turn.
+///
+/// The text is checked by `Rate::parse` itself, in a `const` the expansion evaluates when
+/// the program is compiled, so a malformed rate is a compile error on the literal
+/// (`` evaluation panicked: invalid `rate`: unknown unit after `/`; ... ``).
+///
+/// The function's limiter is a `static LazyLock<Limiter>` inside it, built on the first
+/// call: like a `limit`, it is **shared by every call, every clone of `self` and every
+/// instantiation of a generic function**. For one rate across several functions, declare a
+/// limiter and use `limiter = NAME`.
+///
+/// ## `burst = N`
+///
+/// Lets up to `N` calls of a `rate` start back to back (1 unless given; at least 1). The rate
+/// over a long time does not change: a burst is paid back by a quiet spell. Needs `rate`.
+///
+/// ## `adaptive = "aimd" | "gradient"`
+///
+/// A concurrency limit that finds the server's capacity from how each attempt ends, through
+/// `gate_core::adaptive`: `"aimd"` (`Aimd`) for servers that refuse when overloaded (429,
+/// 503), `"gradient"` (`Gradient`) for servers that slow down.
+/// It starts at 10 and stays between 1 and `limit = N` (or 1,000 without a `limit`; it
+/// starts at `N` if `N` is below 10). May be combined with `rate`.
+///
+/// It learns from `Result`s, so the function must return one. Each attempt reports how it
+/// ended: `Ok` is a success; `Err` is an overload if the error says so (see
+/// `backpressure`), and otherwise a failure that says nothing about load; an attempt cut by
+/// `timeout` counts as an overload. A call dropped by its caller reports nothing. Without
+/// `backpressure`, only timeouts shrink the limit.
+///
+/// Cannot be used with `gate`: a shared `Gate` has a fixed size. For an adaptive limit shared
+/// by several functions, build a `Limiter` with `.adaptive(..)` and use `limiter = NAME`.
+///
+/// ## `limiter = PATH`
+///
+/// Uses a `Limiter` you declared, so that several functions share one concurrency limit,
+/// rate, pause and adaptive limit: a `static LazyLock<Limiter>` (or a
+/// `static LazyLock<Arc<Limiter>>`, reached by deref). It sets its own limits, so `limit`,
+/// `gate`, `rate`, `burst` and `adaptive` cannot be used with it.
+///
+/// ```ignore
+/// static GITHUB: LazyLock<Limiter> = LazyLock::new(|| {
+///     Limiter::builder().concurrency(8).rate(Rate::per_hour(5_000)).build().unwrap()
+/// });
+///
+/// #[gated(limiter = GITHUB, retry = 3, backpressure = true)]
+/// async fn issues(repo: &str) -> Result<Vec<Issue>, ApiError> { ... }
+/// ```
+///
+/// Like a shared gate, a closed limiter (or one built with `max_wait` or `max_waiters`) can
+/// refuse a permit, and then the call panics (see `gate`).
+///
+/// A function that returns a `Result` reports each attempt's outcome to the limiter when it
+/// has `retry`, `timeout` or `backpressure`; without them, the attempt's permit is released
+/// without a report (as if cancelled), so the limiter's rate and pauses apply but its
+/// adaptive limit learns nothing from that function.
+///
+/// ## `backpressure = true`
+///
+/// The function's error type implements `gate_core::Backpressure`, so an error can say "the
+/// server is overloaded, come back after `Retry-After`". The function must return a
+/// `Result`, and the error type must implement `Backpressure` (a compile error on the
+/// return type says so). It builds the retry policy with `RetryBuilder::honor_retry_after`:
+///
+/// - with a limiter (`rate`, `adaptive`, `limiter`), an overload error is reported as
+///   `Outcome::Overload`: it pauses new admissions for everyone sharing the limiter until
+///   its `Retry-After`, and shrinks an adaptive limit;
+/// - with `retry`, the next attempt waits at least the error's `Retry-After`, even when the
+///   backoff is shorter.
+///
+/// With a `Gate` and no `retry` it would do nothing, which is a compile error.
 ///
 /// ## `retry = N`
 ///
@@ -106,7 +201,8 @@ use proc_macro::TokenStream;
 /// failed attempt, which is always retried. The time spent waiting for a permit does not
 /// count. The function must return a `Result` whose error type implements
 /// `From<gate_core::Elapsed>`: when the last attempt times out, the function returns
-/// `E::from(Elapsed)`. Works with or without `retry` (without, it is one attempt).
+/// `E::from(Elapsed)`. Works with or without `retry` (without, it is one attempt). Under a
+/// limiter, a timed-out attempt is reported as `Outcome::TimedOut`, a sign of overload.
 ///
 /// ## `retry_if = path::to::predicate`
 ///
@@ -178,6 +274,47 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
+/// With a limiter, the same loop takes a `LimiterPermit` and reports each attempt through it
+/// before backing off. `#[gated(rate = "500/min", adaptive = "aimd", limit = 50,
+/// backpressure = true, timeout = "30s")]` on the same function becomes:
+///
+/// ```ignore
+/// async fn embed(text: &str) -> Result<Vec<f32>, ApiError> {
+///     let limiter: &'static Limiter = {
+///         // Checked when the program is compiled.
+///         const RATE: Rate = match Rate::parse("500/min") {
+///             Ok(rate) => rate,
+///             Err(_) => panic!("invalid `rate`: ..."),
+///         };
+///         // Built on the first call; shared by every call and every instantiation.
+///         static LIMITER: LazyLock<Limiter> = LazyLock::new(|| {
+///             let aimd = Aimd::builder().initial(10).max(50).build().unwrap();
+///             Limiter::builder().adaptive(aimd).rate(RATE).build().unwrap()
+///         });
+///         &LIMITER
+///     };
+///     let policy = Retry::builder(0).honor_retry_after().build().unwrap();
+///     let mut attempts = Attempts::default();
+///     loop {
+///         let delay = {
+///             let permit = limiter.acquire().await.unwrap_or_else(|e| panic!(/* as above */));
+///             let outcome = tokio::time::timeout(Duration::from_secs(30), async { /* body */ }).await;
+///             // Ok: `permit.finish(Outcome::Success)`; Err(e): `permit.finish(policy.outcome(&e))`
+///             // (an overload with `Retry-After` pauses the limiter); timed out:
+///             // `permit.finish(Outcome::TimedOut)`. Then, as above:
+///             match attempts.next(permit, outcome, &policy, /* retry_if */) {
+///                 Step::Done(result) => return result,
+///                 Step::Wait(delay) => delay,
+///             }
+///         }; // The permit was released by `finish`, before any backoff.
+///         tokio::time::sleep(delay).await;
+///     }
+/// }
+/// ```
+///
+/// Dropping the call while an attempt runs drops its permit unreported: a cancelled attempt
+/// says nothing about the server.
+///
 /// The real expansion uses absolute paths into `gate_core::__private`, names its locals
 /// `__gate_*` with hygiene so that the body can neither see nor shadow them, and adds a
 /// never-taken `return` typed by the function's return type, so that a type error in the
@@ -189,9 +326,13 @@ use proc_macro::TokenStream;
 /// the rest of the program compiles: a function that is not `async`, is `const` or `extern`,
 /// or has no body; an item that is not a function; an unknown argument (with the valid ones,
 /// and "did you mean" for a close misspelling); a duplicate argument; `limit = 0` or a
-/// `limit` that is not an integer; both or neither of `limit` and `gate`; `retry` or
-/// `timeout` on a function that does not return a `Result`; retry options without `retry`;
-/// a malformed, negative or zero duration where one is not allowed.
+/// `limit` that is not an integer; both of `limit` and `gate`, or no limit at all; `rate` or
+/// `adaptive` with `gate`; `limiter` with `limit`, `gate`, `rate`, `burst` or `adaptive`;
+/// an unknown adaptive algorithm; `burst` without `rate`; `retry`, `timeout`, `adaptive` or
+/// `backpressure` on a function that does not return a `Result`; `backpressure` on an error
+/// type that does not implement `Backpressure`, or with nothing to act on; retry options
+/// without `retry`; a malformed, negative or zero duration where one is not allowed; a
+/// malformed rate (when the program is compiled, on the literal).
 #[proc_macro_attribute]
 pub fn gated(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::gated(args.into(), item.into()).into()

@@ -3,10 +3,12 @@
 //! Run with: cargo bench -p tests --bench gated
 
 use std::hint::black_box;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use criterion::Criterion;
-use gate_core::{Gate, Retry, gated};
+use gate_core::adaptive::Aimd;
+use gate_core::{Gate, Limiter, Outcome, Retry, gated};
 
 async fn plain(x: u64) -> u64 {
     black_box(x) + 1
@@ -42,6 +44,37 @@ async fn by_hand_retry(x: u64) -> Result<u64, Never> {
         .map_err(|e| e.into_inner().expect("never refused"))
 }
 
+static SHARED: LazyLock<Limiter> = LazyLock::new(|| Limiter::new(10));
+
+#[gated(limiter = SHARED)]
+async fn with_macro_limiter(x: u64) -> u64 {
+    black_box(x) + 1
+}
+
+static HAND_LIMITER: LazyLock<Limiter> = LazyLock::new(|| Limiter::new(10));
+
+async fn by_hand_limiter(x: u64) -> u64 {
+    let _permit = HAND_LIMITER.acquire().await.expect("never closed");
+    black_box(x) + 1
+}
+
+#[gated(adaptive = "aimd", limit = 10)]
+async fn with_macro_adaptive(x: u64) -> Result<u64, Never> {
+    Ok(black_box(x) + 1)
+}
+
+static HAND_ADAPTIVE: LazyLock<Limiter> = LazyLock::new(|| {
+    let aimd = Aimd::builder().max(10).build().expect("valid");
+    Limiter::builder().adaptive(aimd).build().expect("valid")
+});
+
+async fn by_hand_adaptive(x: u64) -> Result<u64, Never> {
+    let permit = HAND_ADAPTIVE.acquire().await.expect("never closed");
+    let result = Ok(black_box(x) + 1);
+    permit.finish(Outcome::Success);
+    result
+}
+
 fn success_path(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -61,6 +94,18 @@ fn success_path(c: &mut Criterion) {
     });
     group.bench_function("hand_written_gate_call_retry_3", |b| {
         b.to_async(&rt).iter(|| by_hand_retry(black_box(1)));
+    });
+    group.bench_function("gated_shared_limiter_10", |b| {
+        b.to_async(&rt).iter(|| with_macro_limiter(black_box(1)));
+    });
+    group.bench_function("hand_written_limiter_acquire", |b| {
+        b.to_async(&rt).iter(|| by_hand_limiter(black_box(1)));
+    });
+    group.bench_function("gated_adaptive_aimd_10", |b| {
+        b.to_async(&rt).iter(|| with_macro_adaptive(black_box(1)));
+    });
+    group.bench_function("hand_written_adaptive_acquire_finish", |b| {
+        b.to_async(&rt).iter(|| by_hand_adaptive(black_box(1)));
     });
     group.finish();
 }

@@ -90,6 +90,23 @@ fn a_timed_call_that_succeeds_allocates_nothing() {
     assert_eq!(allocations_of(|| assert_eq!(run(timed(1)), Ok(2))), 0);
 }
 
+#[gated(rate = "1000000/s", burst = 1000, limit = 10)]
+async fn rate_limited(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn a_rate_limited_call_allocates_nothing_once_its_limiter_is_built() {
+    // The limiter is built on the first (warm-up) call; the burst covers the calls measured,
+    // so none waits.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    assert_eq!(allocations_of(|| assert_eq!(run(rate_limited(1)), 2)), 0);
+}
+
 #[test]
 fn the_counter_counts() {
     let boxed = allocations_of(|| drop(std::hint::black_box(Box::new(1u64))));

@@ -2,9 +2,8 @@
 
 use std::future::Future;
 
-use super::backoff::Jitter;
-use super::{Elapsed, Failure, Retry, RetryError};
-use crate::{Admission, Gate, Outcome, Unlimited};
+use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule};
+use crate::{Admission, Gate, Unlimited};
 
 impl<E> Retry<E> {
     /// Runs `op` under this policy, taking a permit from `admission` for each attempt and
@@ -19,51 +18,38 @@ impl<E> Retry<E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut jitter = None;
-        let mut attempts = 0;
+        let mut schedule = Schedule::default();
         loop {
-            let outcome = {
+            let ran = {
                 let permit = match admission.admit().await {
                     Ok(permit) => permit,
-                    Err(e) => return Err(RetryError::new(attempts, Failure::Gate(e))),
+                    Err(e) => return Err(RetryError::new(schedule.made(), Failure::Gate(e))),
                 };
-                attempts += 1;
-                let outcome = match self.timeout {
-                    None => op().await.map_err(Failure::Error),
-                    Some(limit) => match tokio::time::timeout(limit, op()).await {
-                        Ok(result) => result.map_err(Failure::Error),
-                        Err(_) => Err(Failure::TimedOut(Elapsed::new())),
-                    },
+                schedule.begin();
+                let ran = match self.timeout {
+                    None => Ok(op().await),
+                    Some(limit) => tokio::time::timeout(limit, op())
+                        .await
+                        .map_err(|_| Elapsed::new()),
                 };
                 // Each attempt is reported on its own; a cancelled attempt never gets here.
-                let report = match &outcome {
-                    Ok(_) => Outcome::Success,
-                    Err(Failure::Error(e)) => self.outcome(e),
-                    Err(_) => Outcome::TimedOut,
-                };
-                admission.release(permit, report);
-                outcome
+                admission.release(permit, self.report(ended(&ran)));
+                ran
             };
-            let failure = match outcome {
-                Ok(value) => return Ok(value),
-                Err(failure) => failure,
+            let delay = match ended(&ran) {
+                Ok(()) => None,
+                Err(failed) => schedule.after(self, failed, self.retry_if),
             };
-            let (retryable, hint) = match &failure {
-                Failure::Error(e) => (self.is_retryable(e), self.hint(e)),
-                _ => (true, None),
-            };
-            if !retryable || attempts > self.retries {
-                return Err(RetryError::new(attempts, failure));
-            }
-            let mut delay = self.backoff.delay(attempts);
-            if self.jitter {
-                delay = jitter.get_or_insert_with(Jitter::new).full(delay);
-            }
-            if let Some(hint) = hint {
-                delay = delay.max(hint);
-            }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            match (ran, delay) {
+                (Ok(Ok(value)), _) => return Ok(value),
+                (Ok(Err(e)), None) => {
+                    return Err(RetryError::new(schedule.made(), Failure::Error(e)));
+                }
+                (Err(elapsed), None) => {
+                    return Err(RetryError::new(schedule.made(), Failure::TimedOut(elapsed)));
+                }
+                (_, Some(delay)) if !delay.is_zero() => tokio::time::sleep(delay).await,
+                (_, Some(_)) => {}
             }
         }
     }
@@ -109,5 +95,14 @@ impl Gate {
         Fut: Future<Output = Result<T, E>>,
     {
         policy.call(self, op).await
+    }
+}
+
+/// How an attempt ended, as the schedule and the report see it.
+fn ended<T, E>(ran: &Result<Result<T, E>, Elapsed>) -> Result<(), Failed<'_, E>> {
+    match ran {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failed::Error(e)),
+        Err(_) => Err(Failed::TimedOut),
     }
 }

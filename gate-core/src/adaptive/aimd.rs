@@ -1,6 +1,7 @@
 //! [`Aimd`]: additive increase, multiplicative decrease.
 
-use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor, check_limits};
+use super::bounds::{Bounds, bounds_setters};
+use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor};
 
 /// Additive increase, multiplicative decrease: TCP's congestion control, for servers that
 /// refuse when overloaded.
@@ -31,9 +32,7 @@ use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor, check_limits};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Aimd {
-    min: usize,
-    max: usize,
-    initial: usize,
+    bounds: Bounds,
     backoff: f64,
     limit: f64,
     slow_start: bool,
@@ -52,17 +51,14 @@ impl Aimd {
     /// Starts configuring an AIMD limit.
     pub const fn builder() -> AimdBuilder {
         AimdBuilder {
-            min: 1,
-            max: 1_000,
-            initial: 10,
+            bounds: Bounds::DEFAULT,
             backoff: 0.9,
         }
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        // Truncation is the point: a limit of 5.9 admits 5.
-        (self.limit as usize).clamp(self.min, self.max)
+        self.bounds.permits(self.limit)
     }
 }
 
@@ -74,7 +70,7 @@ impl Default for Aimd {
 
 impl LimitAlgorithm for Aimd {
     fn initial_limit(&self) -> usize {
-        self.initial
+        self.bounds.initial
     }
 
     fn wants_latency(&self) -> bool {
@@ -106,7 +102,7 @@ impl LimitAlgorithm for Aimd {
                 1.0 / self.limit.max(1.0)
             };
         }
-        self.limit = self.limit.clamp(self.min as f64, self.max as f64 + 0.999);
+        self.limit = self.bounds.clamp(self.limit);
         self.limit()
     }
 }
@@ -115,30 +111,12 @@ impl LimitAlgorithm for Aimd {
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct AimdBuilder {
-    min: usize,
-    max: usize,
-    initial: usize,
+    bounds: Bounds,
     backoff: f64,
 }
 
 impl AimdBuilder {
-    /// The limit to start with (10 unless set).
-    pub const fn initial(mut self, initial: usize) -> Self {
-        self.initial = initial;
-        self
-    }
-
-    /// The lowest the limit goes (1 unless set; at least 1).
-    pub const fn min(mut self, min: usize) -> Self {
-        self.min = min;
-        self
-    }
-
-    /// The highest the limit goes (1,000 unless set).
-    pub const fn max(mut self, max: usize) -> Self {
-        self.max = max;
-        self
-    }
+    bounds_setters!();
 
     /// The factor the limit is multiplied by on overload (0.9 unless set); above 0 and
     /// below 1.
@@ -149,14 +127,12 @@ impl AimdBuilder {
 
     /// Validates the settings: `1 <= min <= initial <= max`, `0 < backoff < 1`.
     pub fn build(self) -> Result<Aimd, AdaptiveError> {
-        check_limits(self.min, self.initial, self.max)?;
+        self.bounds.check()?;
         check_factor(self.backoff, f64::MIN_POSITIVE, 1.0 - f64::EPSILON)?;
         Ok(Aimd {
-            min: self.min,
-            max: self.max,
-            initial: self.initial,
+            bounds: self.bounds,
             backoff: self.backoff,
-            limit: self.initial as f64,
+            limit: self.bounds.initial as f64,
             slow_start: true,
             since_decrease: usize::MAX / 2,
             ceiling: f64::INFINITY,

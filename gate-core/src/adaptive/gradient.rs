@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor, check_limits};
+use super::bounds::{Bounds, bounds_setters};
+use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor};
 
 /// A latency-based limit in the family of TCP Vegas and Netflix's Gradient2, for servers
 /// that queue and slow down instead of refusing.
@@ -42,9 +43,7 @@ use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor, check_limits};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Gradient {
-    min: usize,
-    max: usize,
-    initial: usize,
+    bounds: Bounds,
     tolerance: f64,
     probe_interval: u64,
     limit: f64,
@@ -84,9 +83,7 @@ impl Gradient {
     /// Starts configuring a gradient limit.
     pub const fn builder() -> GradientBuilder {
         GradientBuilder {
-            min: 1,
-            max: 1_000,
-            initial: 10,
+            bounds: Bounds::DEFAULT,
             tolerance: 1.25,
             probe_interval: 500,
         }
@@ -98,8 +95,7 @@ impl Gradient {
             Probe::Off => self.limit,
             Probe::Draining { .. } | Probe::Measuring { .. } => self.limit / 2.0,
         };
-        // Truncation is the point: a limit of 5.9 admits 5.
-        (limit as usize).clamp(self.min, self.max)
+        self.bounds.permits(limit)
     }
 
     /// The unloaded latency the limit compares against, once measured.
@@ -143,7 +139,7 @@ impl Gradient {
                 self.limit *= ratio.max(0.5);
             }
         }
-        self.limit = self.limit.clamp(self.min as f64, self.max as f64 + 0.999);
+        self.limit = self.bounds.clamp(self.limit);
         if self.probe_interval > 0 && self.windows.is_multiple_of(self.probe_interval) {
             self.probe = Probe::Draining { saved: self.limit };
         }
@@ -158,7 +154,7 @@ impl Default for Gradient {
 
 impl LimitAlgorithm for Gradient {
     fn initial_limit(&self) -> usize {
-        self.initial
+        self.bounds.initial
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
@@ -188,31 +184,13 @@ impl LimitAlgorithm for Gradient {
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct GradientBuilder {
-    min: usize,
-    max: usize,
-    initial: usize,
+    bounds: Bounds,
     tolerance: f64,
     probe_interval: u64,
 }
 
 impl GradientBuilder {
-    /// The limit to start with (10 unless set).
-    pub const fn initial(mut self, initial: usize) -> Self {
-        self.initial = initial;
-        self
-    }
-
-    /// The lowest the limit goes (1 unless set; at least 1).
-    pub const fn min(mut self, min: usize) -> Self {
-        self.min = min;
-        self
-    }
-
-    /// The highest the limit goes (1,000 unless set).
-    pub const fn max(mut self, max: usize) -> Self {
-        self.max = max;
-        self
-    }
+    bounds_setters!();
 
     /// How much slower than the baseline a window may be before the limit shrinks (1.25
     /// unless set; from 1 to 10). Higher keeps more requests queued at the server.
@@ -230,15 +208,13 @@ impl GradientBuilder {
 
     /// Validates the settings: `1 <= min <= initial <= max`, `1 <= tolerance <= 10`.
     pub fn build(self) -> Result<Gradient, AdaptiveError> {
-        check_limits(self.min, self.initial, self.max)?;
+        self.bounds.check()?;
         check_factor(self.tolerance, 1.0, 10.0)?;
         Ok(Gradient {
-            min: self.min,
-            max: self.max,
-            initial: self.initial,
+            bounds: self.bounds,
             tolerance: self.tolerance,
             probe_interval: self.probe_interval,
-            limit: self.initial as f64,
+            limit: self.bounds.initial as f64,
             baseline: None,
             window: Window::default(),
             windows: 0,

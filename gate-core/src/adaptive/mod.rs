@@ -17,6 +17,7 @@
 //! samples at all: a caller giving up says nothing about the server.
 
 mod aimd;
+mod bounds;
 mod gradient;
 
 pub use aimd::{Aimd, AimdBuilder};
@@ -96,14 +97,6 @@ impl fmt::Display for AdaptiveError {
 }
 
 impl std::error::Error for AdaptiveError {}
-
-/// Checks `1 <= min <= initial <= max <= Gate::MAX_PERMITS`.
-pub(crate) fn check_limits(min: usize, initial: usize, max: usize) -> Result<(), AdaptiveError> {
-    if min == 0 || min > initial || initial > max || max > crate::Gate::MAX_PERMITS {
-        return Err(AdaptiveError::InvalidLimits);
-    }
-    Ok(())
-}
 
 /// Checks that `factor` is finite and within `lo..=hi`.
 pub(crate) fn check_factor(factor: f64, lo: f64, hi: f64) -> Result<(), AdaptiveError> {

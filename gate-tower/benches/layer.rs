@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gate_core::Gate;
+use gate_core::rate::Rate;
+use gate_core::{Gate, Limiter};
 use gate_tower::GateLayer;
 use http::{Request, Response};
 use tokio::sync::Semaphore;
@@ -67,8 +68,19 @@ fn generic(c: &mut Criterion) {
             rt.block_on(drive(service, iters, |i| i))
         });
     });
+    group.bench_function("gate_layer_limiter", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT)))
+                .refuse_with_error()
+                .layer(echo);
+            rt.block_on(drive(service, iters, |i| i))
+        });
+    });
     group.finish();
 }
+
+/// A rate the benchmarks never reach, so that they measure the check, not the wait.
+const FAST: Rate = Rate::per_second(1_000_000_000);
 
 fn http(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -98,6 +110,26 @@ fn http(c: &mut Criterion) {
             let service = GateLayer::new(LIMIT)
                 .hold_until_body_end(false)
                 .layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    // With a limiter, every response is read for an overload signal and reported.
+    group.bench_function("gate_layer_limiter", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT))).layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    group.bench_function("gate_layer_limiter_rate", |b| {
+        b.iter_custom(|iters| {
+            let limiter = Limiter::builder().concurrency(LIMIT).rate(FAST).build();
+            let service = GateLayer::with_limiter(Arc::new(limiter.unwrap())).layer(hello);
+            rt.block_on(drive(service, iters, request))
+        });
+    });
+    group.bench_function("gate_layer_adaptive", |b| {
+        b.iter_custom(|iters| {
+            let service = GateLayer::adaptive(gate_core::adaptive::Aimd::new()).layer(hello);
             rt.block_on(drive(service, iters, request))
         });
     });

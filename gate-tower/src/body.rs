@@ -18,6 +18,10 @@ pin_project! {
     /// default), the request's permit lives here and is released as soon as the body has
     /// yielded its last frame, failed, or been dropped (the client went away), so a streamed
     /// response counts against the limit until its last byte.
+    ///
+    /// With a [`Limiter`](gate_core::Limiter), the call's outcome is reported when the permit
+    /// is released here: the outcome its head said, an overload if gRPC trailers carry
+    /// `RESOURCE_EXHAUSTED` or `UNAVAILABLE`, or a failure if the body fails.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -87,12 +91,23 @@ where
         match self.project().kind.project() {
             KindProj::Inner { mut body, permit } => {
                 let frame = ready!(body.as_mut().poll_frame(cx));
-                let finished = match &frame {
-                    Some(Ok(_)) => body.is_end_stream(),
-                    Some(Err(_)) | None => true,
-                };
-                if finished {
-                    drop(permit.take());
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let (Some(permit), Some(trailers)) =
+                            (permit.as_mut(), frame.trailers_ref())
+                        {
+                            permit.observe_trailers(trailers);
+                        }
+                        if body.is_end_stream() {
+                            drop(permit.take());
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if let Some(mut permit) = permit.take() {
+                            permit.fail();
+                        }
+                    }
+                    None => drop(permit.take()),
                 }
                 Poll::Ready(frame)
             }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use gate_core::AcquireError;
+use gate_core::{AcquireError, Outcome};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -24,6 +24,10 @@ pin_project! {
     /// its permit. If the inner future fails or panics, the permit is released as this future
     /// is dropped or unwound. In [`Respond`] mode a successful response carries the permit in
     /// its [`ResponseBody`] when the layer holds permits until the body ends.
+    ///
+    /// With a [`Limiter`](gate_core::Limiter), the call's outcome is reported with its permit
+    /// (see [`GateLayer::with_limiter`](crate::GateLayer::with_limiter)); dropped before the
+    /// inner service answered, it reports nothing.
     pub struct ResponseFuture<S, Req, M = Respond>
     where
         S: Service<Req>,
@@ -49,7 +53,7 @@ pin_project! {
 }
 
 /// How a call ended, before the mode decides what the caller sees.
-enum Outcome<T> {
+enum Ended<T> {
     /// The inner service ran; its result, and the permit if nobody has dropped it yet.
     Done(T, Option<GatePermit>),
     /// The gate refused the request; the inner service never saw it.
@@ -81,7 +85,7 @@ where
     fn poll_outcome(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Outcome<Result<S::Response, S::Error>>> {
+    ) -> Poll<Ended<Result<S::Response, S::Error>>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
@@ -101,12 +105,12 @@ where
                         // drops this future.
                         drop(call.take());
                         refused(reason, this.policy);
-                        return Poll::Ready(Outcome::Refused);
+                        return Poll::Ready(Ended::Refused);
                     }
                 },
                 StateProj::Called { future, permit } => {
                     let result = ready!(future.poll(cx));
-                    return Poll::Ready(Outcome::Done(result, permit.take()));
+                    return Poll::Ready(Ended::Done(result, permit.take()));
                 }
             }
         }
@@ -132,10 +136,13 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = ready!(self.as_mut().poll_outcome(cx));
+        let ended = ready!(self.as_mut().poll_outcome(cx));
         let this = self.project();
-        Poll::Ready(match outcome {
-            Outcome::Done(Ok(response), permit) => {
+        Poll::Ready(match ended {
+            Ended::Done(Ok(response), mut permit) => {
+                if let Some(permit) = &mut permit {
+                    permit.observe_head(response.status(), response.headers());
+                }
                 let permit = if this.policy.hold_until_body_end {
                     permit
                 } else {
@@ -144,12 +151,20 @@ where
                 };
                 Ok(response.map(|body| ResponseBody::inner(body, permit)))
             }
-            Outcome::Done(Err(error), permit) => {
-                drop(permit);
+            Ended::Done(Err(error), permit) => {
+                report(permit, Outcome::Failed);
                 Err(error)
             }
-            Outcome::Refused => Ok(overload::refusal(*this.grpc, this.policy.retry_after)),
+            Ended::Refused => Ok(overload::refusal(*this.grpc, this.policy.retry_after)),
         })
+    }
+}
+
+/// Reports how a call ended to a limiter's permit, and releases it.
+#[inline]
+fn report(permit: Option<GatePermit>, outcome: Outcome) {
+    if let Some(mut permit) = permit {
+        permit.set_outcome(outcome);
     }
 }
 
@@ -162,11 +177,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(match ready!(self.poll_outcome(cx)) {
-            Outcome::Done(result, permit) => {
-                drop(permit);
+            Ended::Done(result, permit) => {
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(_) => Outcome::Failed,
+                };
+                report(permit, outcome);
                 result.map_err(Into::into)
             }
-            Outcome::Refused => Err(Box::new(Overloaded::new())),
+            Ended::Refused => Err(Box::new(Overloaded::new())),
         })
     }
 }

@@ -5,11 +5,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gate_core::{Gate, Stats, WaitLimits};
+use gate_core::adaptive::LimitAlgorithm;
+use gate_core::rate::Rate;
+use gate_core::{Gate, Limiter, Stats, WaitLimits};
 use tower_layer::Layer;
 
 use crate::overload::{Reject, Respond};
-use crate::permit::SharedGate;
+use crate::permit::Source;
 use crate::service::GateService;
 
 /// What every future of a layer's services needs to know; copied into each.
@@ -49,6 +51,13 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 ///   and is counted in the gate's [`stats`](Self::stats).
 /// - **Streaming.** By default the permit is held until the response body has been sent to
 ///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end).
+/// - **Rate, adaptive and backpressure.** Built with a [`Limiter`] instead of a gate
+///   ([`with_limiter`](Self::with_limiter), [`with_rate`](Self::with_rate),
+///   [`adaptive`](Self::adaptive)), the layer caps concurrency, rate or both, and reports how
+///   each call ended, so that an adaptive limit follows the inner service's capacity and an
+///   overload answer (HTTP 429 or 503, gRPC `RESOURCE_EXHAUSTED` or `UNAVAILABLE`) with
+///   `Retry-After` pauses everyone sharing the limiter. The plain-gate path pays nothing for
+///   this: a gate learns nothing, so no response is inspected.
 ///
 /// # Examples
 ///
@@ -81,7 +90,7 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// assert_eq!(database.stats().in_flight, 0);
 /// ```
 pub struct GateLayer<M = Respond> {
-    gate: SharedGate,
+    source: Source,
     policy: Policy,
     _mode: PhantomData<fn() -> M>,
 }
@@ -108,7 +117,8 @@ impl GateLayer<Respond> {
     /// A layer drawing from `gate`, shared with whoever else holds it. The gate's own
     /// `max_wait` and `max_waiters` are not used: the layer's are.
     pub fn with_gate(gate: Arc<Gate>) -> Self {
-        Self::from_shared(SharedGate::Owned(gate))
+        let max_waiters = gate.limit().saturating_mul(2);
+        Self::from_source(Source::Owned(gate), max_waiters)
     }
 
     /// A layer drawing from a `static` gate, for instance one that a `#[gated]` function or
@@ -124,13 +134,137 @@ impl GateLayer<Respond> {
     /// assert_eq!(layer.gate().limit(), 8);
     /// ```
     pub fn with_static_gate(gate: &'static Gate) -> Self {
-        Self::from_shared(SharedGate::Static(gate))
+        Self::from_source(Source::Static(gate), gate.limit().saturating_mul(2))
     }
 
-    fn from_shared(gate: SharedGate) -> Self {
-        let max_waiters = gate.get().limit().saturating_mul(2);
+    /// A layer drawing from `limiter`: a concurrency limit, a rate limit or both, fixed or
+    /// adaptive, with a pause shared by everyone who holds the limiter, and which learns how
+    /// every call ended.
+    ///
+    /// # Admission
+    ///
+    /// A request is admitted as [`Limiter::acquire_owned`] admits a caller: it waits out a
+    /// pause, queues for a concurrency permit, then waits for its rate cell. The layer's
+    /// bounds cover all of it: [`max_wait`](Self::max_wait) limits the whole admission, and
+    /// [`max_waiters`](Self::max_waiters) counts the requests of this layer (and its clones)
+    /// that wait at any step. A request that can be admitted at once is never refused. The
+    /// limiter's own wait bounds, if it was built with some, apply as well. The default
+    /// `max_waiters` is twice the concurrency limit (the adaptive limit's initial one); with
+    /// only a rate, as many requests as the rate admits in
+    /// [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT); with neither, unbounded (a request then
+    /// waits only for a pause, and at most `max_wait`).
+    ///
+    /// # What the limiter learns
+    ///
+    /// Each admitted call reports one [`Outcome`](gate_core::Outcome) to the limiter:
+    ///
+    /// | the inner service                                         | reports                    |
+    /// |-----------------------------------------------------------|----------------------------|
+    /// | answered HTTP 429 or 503                                  | `Overload`, `Retry-After`  |
+    /// | answered `grpc-status` 8 or 14, in a trailers-only response or, while the body holds the permit, in its trailers | `Overload`, `grpc-retry-pushback-ms` |
+    /// | answered anything else                                    | `Success`                  |
+    /// | failed (`Err`), or the response body failed               | `Failed`                   |
+    /// | never answered: the response future was dropped, or the service panicked | nothing |
+    ///
+    /// [`Overload`](crate::Overload) documents how the signals and their hints are read. An
+    /// overload with a hint pauses the limiter *as soon as the response head arrives*, for
+    /// every request sharing the limiter: requests already waiting keep waiting (up to
+    /// `max_wait`), new ones queue behind the pause. This is what makes a client-side layer in
+    /// front of a rate-limited upstream back off for everyone on one 429. An overload, with
+    /// or without a hint, shrinks an adaptive limit; successes grow it.
+    ///
+    /// The outcome is reported when the permit is released, so that an adaptive limit's
+    /// latency covers what the permit covered: with
+    /// [`hold_until_body_end`](Self::hold_until_body_end) (the default), when the body has
+    /// yielded its last frame, failed, or been dropped (a body dropped unread still reports
+    /// its head's outcome: the server did answer); otherwise with the response head.
+    ///
+    /// In [`Reject`] mode ([`refuse_with_error`](Self::refuse_with_error)) the response type
+    /// is not HTTP's, so an `Ok` reports `Success` and an `Err` reports `Failed`; use the
+    /// default mode on HTTP and gRPC clients and servers.
+    ///
+    /// Refusals by the layer's own bounds are counted in [`stats`](Self::stats) with the
+    /// limiter's gate's.
+    ///
+    /// # Examples
+    ///
+    /// A client-side stack in front of an API that allows 500 calls a minute, 8 at a time,
+    /// and sometimes answers 429 with `Retry-After`:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use gate_core::Limiter;
+    /// use gate_core::rate::Rate;
+    /// use gate_tower::GateLayer;
+    ///
+    /// let api = Arc::new(
+    ///     Limiter::builder()
+    ///         .concurrency(8)
+    ///         .rate(Rate::per_minute(500))
+    ///         .build()
+    ///         .unwrap(),
+    /// );
+    /// // Twice the concurrency limit may wait, by default.
+    /// assert_eq!(GateLayer::with_limiter(Arc::clone(&api)).wait_limits().max_waiters, 16);
+    /// // A client has nowhere else to send a call: let every caller wait as long as it takes.
+    /// let layer = GateLayer::with_limiter(api)
+    ///     .max_wait(Duration::MAX)
+    ///     .max_waiters(usize::MAX);
+    /// assert_eq!(layer.limiter().unwrap().limit(), Some(8));
+    /// ```
+    pub fn with_limiter(limiter: Arc<Limiter>) -> Self {
+        let max_waiters = default_max_waiters(&limiter);
+        Self::from_source(Source::limiter(limiter), max_waiters)
+    }
+
+    /// A layer with a new [`Limiter`] that lets requests start at `rate` and puts no bound on
+    /// how many run at once; see [`with_limiter`](Self::with_limiter).
+    ///
+    /// ```
+    /// use gate_core::rate::Rate;
+    /// use gate_tower::GateLayer;
+    ///
+    /// const RATE: Rate = match Rate::parse("500/min") {
+    ///     Ok(rate) => rate,
+    ///     Err(_) => panic!("not a rate"),
+    /// };
+    /// let layer = GateLayer::with_rate(RATE);
+    /// assert_eq!(layer.limiter().unwrap().rate_limit().unwrap().rate(), RATE);
+    /// // As many as 500/min admits in the default 5 s wait, plus the burst of 1.
+    /// assert_eq!(layer.wait_limits().max_waiters, 42);
+    /// ```
+    pub fn with_rate(rate: Rate) -> Self {
+        Self::with_limiter(Arc::new(Limiter::with_rate(rate)))
+    }
+
+    /// A layer with a new [`Limiter`] whose concurrency limit `algorithm` adjusts from how
+    /// calls end (see [`with_limiter`](Self::with_limiter) for what it learns), starting at
+    /// the algorithm's initial limit. Combine it with a rate through [`Limiter::builder`].
+    ///
+    /// ```
+    /// use gate_core::adaptive::Aimd;
+    /// use gate_tower::GateLayer;
+    ///
+    /// let layer = GateLayer::adaptive(Aimd::builder().initial(20).max(200).build().unwrap());
+    /// assert_eq!(layer.gate().limit(), 20);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the algorithm's initial limit exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn adaptive(algorithm: impl LimitAlgorithm + 'static) -> Self {
+        let limiter = Limiter::builder()
+            .adaptive(algorithm)
+            .build()
+            .expect("GateLayer::adaptive: the initial limit exceeds Gate::MAX_PERMITS");
+        Self::with_limiter(Arc::new(limiter))
+    }
+
+    fn from_source(source: Source, max_waiters: usize) -> Self {
         Self {
-            gate,
+            source,
             policy: Policy {
                 limits: WaitLimits {
                     max_wait: Some(Self::DEFAULT_MAX_WAIT),
@@ -164,7 +298,7 @@ impl GateLayer<Respond> {
     /// ```
     pub fn refuse_with_error(self) -> GateLayer<Reject> {
         GateLayer {
-            gate: self.gate,
+            source: self.source,
             policy: self.policy,
             _mode: PhantomData,
         }
@@ -206,15 +340,25 @@ impl<M> GateLayer<M> {
         self
     }
 
-    /// The gate this layer draws from.
+    /// The gate this layer draws from. For a layer built with a [`Limiter`], the limiter's
+    /// gate: at [`Gate::MAX_PERMITS`] if the limiter has no concurrency limit.
     pub fn gate(&self) -> &Gate {
-        self.gate.get()
+        self.source.gate()
+    }
+
+    /// The limiter this layer draws from, if it was built with one
+    /// ([`with_limiter`](GateLayer::with_limiter), [`with_rate`](GateLayer::with_rate),
+    /// [`adaptive`](GateLayer::adaptive)).
+    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.source.get_limiter()
     }
 
     /// A snapshot of the gate's statistics: requests in flight and waiting, admitted, refused
-    /// (`rejected` for a full queue, `timed_out` for `max_wait`), and wait times.
+    /// (`rejected` for a full queue, `timed_out` for `max_wait`), and wait times. With a
+    /// limiter, `waiting` counts the requests queued for a concurrency permit, and the
+    /// refusals include the layer's own.
     pub fn stats(&self) -> Stats {
-        self.gate.get().stats()
+        self.source.stats()
     }
 
     /// The bounds on waiting each request gets.
@@ -227,14 +371,14 @@ impl<S, M> Layer<S> for GateLayer<M> {
     type Service = GateService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GateService::from_parts(inner, self.gate.clone(), self.policy)
+        GateService::from_parts(inner, self.source.clone(), self.policy)
     }
 }
 
 impl<M> Clone for GateLayer<M> {
     fn clone(&self) -> Self {
         Self {
-            gate: self.gate.clone(),
+            source: self.source.clone(),
             policy: self.policy,
             _mode: PhantomData,
         }
@@ -244,13 +388,30 @@ impl<M> Clone for GateLayer<M> {
 impl<M> fmt::Debug for GateLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GateLayer")
-            .field("gate", self.gate.get())
+            .field("source", &self.source)
             .field("max_wait", &self.policy.limits.max_wait)
             .field("max_waiters", &self.policy.limits.max_waiters)
             .field("retry_after", &self.policy.retry_after)
             .field("hold_until_body_end", &self.policy.hold_until_body_end)
             .finish()
     }
+}
+
+/// The default `max_waiters` of a layer drawing from `limiter`: twice its concurrency limit;
+/// with only a rate, what the rate admits in the default `max_wait`; with neither, no bound.
+fn default_max_waiters(limiter: &Limiter) -> usize {
+    if let Some(limit) = limiter.limit() {
+        return limit.saturating_mul(2);
+    }
+    let Some(rate) = limiter.rate_limit().map(|limit| limit.rate()) else {
+        return usize::MAX;
+    };
+    let cells = u128::from(rate.count()) * GateLayer::DEFAULT_MAX_WAIT.as_nanos()
+        / rate.period().as_nanos().max(1);
+    let burst = usize::try_from(rate.burst_size()).unwrap_or(usize::MAX);
+    usize::try_from(cells)
+        .unwrap_or(usize::MAX)
+        .saturating_add(burst)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Tower middleware that caps how many requests run at once with a [`gate_core::Gate`], and
-//! answers overload the way HTTP and gRPC clients understand.
+//! Tower middleware that caps how many requests run at once with a [`gate_core::Gate`] (or
+//! caps their rate, adaptively, with a [`gate_core::Limiter`]), and answers overload the way
+//! HTTP and gRPC clients understand.
 //!
 //! ```
 //! use std::time::Duration;
@@ -51,8 +52,57 @@
 //!   or dropped, so streamed responses count until their last chunk.
 //! - A dropped response future, a failed or panicking inner service, or a dropped body never
 //!   leaks a permit: permits are released by `Drop`.
+//! - Instead of a gate, a layer can draw from a [`gate_core::Limiter`]
+//!   ([`GateLayer::with_limiter`], [`GateLayer::with_rate`], [`GateLayer::adaptive`]): a
+//!   concurrency limit, a rate limit or both, fixed or adaptive. The limiter then learns from
+//!   every response: an HTTP 429 or 503, or a gRPC `RESOURCE_EXHAUSTED` or `UNAVAILABLE`, is
+//!   an [`Overload`] that shrinks an adaptive limit, and its `Retry-After` (or
+//!   `grpc-retry-pushback-ms`) pauses new admissions for everyone sharing the limiter.
+//!
+//! # Limiting calls to an upstream
+//!
+//! The same layer works on the client side. In front of an API that allows 10 calls a
+//! second and answers `429 Too Many Requests` with `Retry-After` when pushed, one 429 holds
+//! back every caller sharing the limiter until the time it names:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use gate_core::Limiter;
+//! use gate_core::rate::Rate;
+//! use gate_tower::GateLayer;
+//! use http::{Request, Response, StatusCode, header::RETRY_AFTER};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let limiter = Arc::new(Limiter::with_rate(Rate::per_second(10)));
+//! let layer = GateLayer::with_limiter(Arc::clone(&limiter))
+//!     .max_wait(Duration::MAX)
+//!     .hold_until_body_end(false);
+//! // Stands in for an HTTP client calling the upstream.
+//! let upstream = service_fn(|_: Request<()>| async {
+//!     let response = Response::builder()
+//!         .status(StatusCode::TOO_MANY_REQUESTS)
+//!         .header(RETRY_AFTER, "3")
+//!         .body(())
+//!         .unwrap();
+//!     Ok::<_, std::convert::Infallible>(response)
+//! });
+//! let client = layer.layer(upstream);
+//!
+//! let start = tokio::time::Instant::now();
+//! let response = client.clone().oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert!(limiter.paused_until().is_some());
+//! // The next call, from anyone sharing the limiter, waits out the pause.
+//! client.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(start.elapsed(), Duration::from_secs(3));
+//! # }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backpressure;
 pub mod body;
 pub mod future;
 mod layer;
@@ -60,6 +110,7 @@ mod overload;
 mod permit;
 mod service;
 
+pub use backpressure::Overload;
 pub use layer::GateLayer;
 pub use overload::{BoxError, Overloaded, Reject, Respond};
 pub use service::GateService;

@@ -1,30 +1,70 @@
-//! The gate a layer draws from, and what it hands out: one shape for `Arc<Gate>` and
-//! `&'static Gate`.
+//! Where a layer's permits come from, and what it hands out: one shape for an `Arc<Gate>`, a
+//! `&'static Gate` and an `Arc<Limiter>`.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use gate_core::{Acquire, AcquireError, AcquireOwned, Gate, OwnedPermit, Permit, WaitLimits};
+use gate_core::{
+    Acquire, AcquireError, AcquireOwned, Gate, Limiter, Outcome, OwnedLimiterPermit, OwnedPermit,
+    Permit, Stats, WaitLimits,
+};
+use http::{HeaderMap, StatusCode};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
-/// A gate shared by a layer, every service it wraps and every clone of those.
+use crate::backpressure::{self, Overload};
+
+/// What a layer, every service it wraps and every clone of those draw their permits from.
 #[derive(Debug, Clone)]
-pub(crate) enum SharedGate {
+pub(crate) enum Source {
     /// A gate behind an `Arc`, made by the layer or handed to it.
     Owned(Arc<Gate>),
     /// A `static` gate, for instance one a `#[gated]` function also uses.
     Static(&'static Gate),
+    /// A limiter (concurrency, rate, pause, adaptive), which learns how each call ended.
+    Limiter(Arc<LimiterSource>),
 }
 
-impl SharedGate {
+impl Source {
+    pub(crate) fn limiter(limiter: Arc<Limiter>) -> Self {
+        Self::Limiter(Arc::new(LimiterSource {
+            limiter,
+            waiting: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+        }))
+    }
+
+    /// The gate behind the concurrency limit.
     #[inline]
-    pub(crate) fn get(&self) -> &Gate {
+    pub(crate) fn gate(&self) -> &Gate {
         match self {
             Self::Owned(gate) => gate,
             Self::Static(gate) => gate,
+            Self::Limiter(source) => source.limiter.gate(),
         }
+    }
+
+    pub(crate) fn get_limiter(&self) -> Option<&Arc<Limiter>> {
+        match self {
+            Self::Owned(_) | Self::Static(_) => None,
+            Self::Limiter(source) => Some(&source.limiter),
+        }
+    }
+
+    /// The gate's statistics, with the refusals the layer made itself around a limiter.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.gate().stats();
+        if let Self::Limiter(source) = self {
+            stats.rejected += source.rejected.load(Ordering::Relaxed);
+            stats.timed_out += source.timed_out.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// Starts waiting for one permit within `limits`; nothing happens until it is polled.
@@ -37,17 +77,103 @@ impl SharedGate {
             Self::Static(gate) => Acquiring::Static {
                 future: gate.acquire_with(1, limits),
             },
+            Self::Limiter(source) => source.acquire(limits),
         }
     }
 }
 
+/// A limiter as a layer shares it: the limiter, and the layer's own bookkeeping of the
+/// bounds it puts on waiting.
+pub(crate) struct LimiterSource {
+    limiter: Arc<Limiter>,
+    /// Requests of this layer waiting for admission (a pause, a permit or a rate cell).
+    waiting: AtomicUsize,
+    /// Refusals by `max_waiters`, which the limiter's gate does not see.
+    rejected: AtomicU64,
+    /// Refusals by `max_wait`, which the limiter's gate does not see.
+    timed_out: AtomicU64,
+}
+
+impl LimiterSource {
+    /// Out of line, like everything a limiter adds, so that the gates' path stays as lean
+    /// as it was.
+    #[inline(never)]
+    fn acquire(self: &Arc<Self>, limits: WaitLimits) -> Acquiring {
+        Acquiring::Limiter {
+            future: Box::new(Box::pin(Arc::clone(self).admit(limits))),
+        }
+    }
+
+    /// Admission through the limiter, bounded by the layer's `limits`: a request admitted at
+    /// once never counts as waiting; one that must wait is refused if `max_waiters` already
+    /// wait, and gives up after `max_wait` (the whole admission: pause, queue and rate).
+    async fn admit(
+        self: Arc<Self>,
+        limits: WaitLimits,
+    ) -> Result<OwnedLimiterPermit, AcquireError> {
+        let mut acquire = pin!(Arc::clone(&self.limiter).acquire_owned());
+        if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await {
+            return result;
+        }
+        if limits.max_wait == Some(Duration::ZERO) {
+            self.timed_out.fetch_add(1, Ordering::Relaxed);
+            return Err(AcquireError::TimedOut);
+        }
+        let entered = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+                (waiting < limits.max_waiters).then_some(waiting + 1)
+            });
+        if entered.is_err() {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(AcquireError::QueueFull);
+        }
+        let _waiting = Waiting(&self.waiting);
+        match limits.max_wait {
+            None => acquire.await,
+            Some(max_wait) => match tokio::time::timeout(max_wait, acquire).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.timed_out.fetch_add(1, Ordering::Relaxed);
+                    Err(AcquireError::TimedOut)
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Debug for LimiterSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterSource")
+            .field("limiter", &self.limiter)
+            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request counted in [`LimiterSource::waiting`] until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Admission through a limiter, boxed: `Limiter::acquire_owned` is an `async fn`.
+type LimiterAdmit =
+    Pin<Box<dyn Future<Output = Result<OwnedLimiterPermit, AcquireError>> + Send + Sync>>;
+
 pin_project! {
-    /// Waiting for one permit of a [`SharedGate`]. Cancel-safe, as gate-core's futures are.
-    #[derive(Debug)]
+    /// Waiting for one permit of a [`Source`]. Cancel-safe, as gate-core's futures are.
     #[project = AcquiringProj]
     pub(crate) enum Acquiring {
         Owned { #[pin] future: AcquireOwned },
         Static { #[pin] future: Acquire<'static> },
+        // Boxed twice: a thin pointer keeps this variant from widening the enum's layout,
+        // which measurably slows the gates' path (a fat `Pin<Box<dyn Future>>` costs it
+        // about 15 ns a request).
+        Limiter { future: Box<LimiterAdmit> },
     }
 }
 
@@ -63,13 +189,165 @@ impl Future for Acquiring {
             AcquiringProj::Static { future } => future
                 .poll(cx)
                 .map_ok(|permit| GatePermit::Static { _permit: permit }),
+            AcquiringProj::Limiter { future } => poll_limiter(future, cx),
         }
     }
 }
 
-/// One permit of a [`SharedGate`], released when dropped. Held only for its `Drop`.
+#[inline(never)]
+fn poll_limiter(
+    future: &mut Box<LimiterAdmit>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<GatePermit, AcquireError>> {
+    Pin::new(&mut **future).poll(cx).map_ok(|permit| {
+        GatePermit::Limiter(Box::new(Reporting {
+            permit: Some(permit),
+            verdict: None,
+        }))
+    })
+}
+
+impl fmt::Debug for Acquiring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Owned { future } => f.debug_tuple("Owned").field(future).finish(),
+            Self::Static { future } => f.debug_tuple("Static").field(future).finish(),
+            Self::Limiter { .. } => f.write_str("Limiter"),
+        }
+    }
+}
+
+/// One permit of a [`Source`], released when dropped. A gate's permit is held only for its
+/// `Drop`; a limiter's also carries what the call's response said, for the limiter to learn.
+/// That one is boxed so that the gate's permits, and the futures and bodies holding them,
+/// stay small.
 #[derive(Debug)]
 pub(crate) enum GatePermit {
     Owned { _permit: OwnedPermit },
     Static { _permit: Permit<'static> },
+    Limiter(Box<Reporting>),
+}
+
+impl GatePermit {
+    /// Notes the outcome a response head says (a limiter's permit only: a gate learns
+    /// nothing). An overload with a `Retry-After` pauses the limiter at once, even if the
+    /// permit is held until the body ends.
+    #[inline]
+    pub(crate) fn observe_head(&mut self, status: StatusCode, headers: &HeaderMap) {
+        if let Self::Limiter(reporting) = self {
+            reporting.observe_head(status, headers);
+        }
+    }
+
+    /// Notes an overload signalled in gRPC trailers, which outranks the head's success.
+    #[inline]
+    pub(crate) fn observe_trailers(&mut self, trailers: &HeaderMap) {
+        if let Self::Limiter(reporting) = self {
+            reporting.observe_trailers(trailers);
+        }
+    }
+
+    /// Notes how the call ended, replacing what was noted before.
+    #[inline]
+    pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
+        if let Self::Limiter(reporting) = self {
+            reporting.observe(outcome);
+        }
+    }
+
+    /// Notes that the call failed after its head (its body did), unless the head already
+    /// said the server was overloaded.
+    #[inline]
+    pub(crate) fn fail(&mut self) {
+        if let Self::Limiter(reporting) = self {
+            reporting.fail();
+        }
+    }
+}
+
+/// A limiter's permit and what the call said so far; reports it when dropped.
+///
+/// Dropped before anything was noted (the response future was dropped while the inner
+/// service ran, or the inner service panicked), it reports nothing: a cancellation says
+/// nothing about the server.
+pub(crate) struct Reporting {
+    permit: Option<OwnedLimiterPermit>,
+    verdict: Option<Verdict>,
+}
+
+/// What a call said about the server.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Anything but an overload with a pause already in force.
+    Done(Outcome),
+    /// An overload whose `Retry-After` already paused the limiter until `until`.
+    Overload { until: Option<Instant> },
+}
+
+impl Reporting {
+    #[inline(never)]
+    fn observe_head(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.observe(backpressure::outcome_of_head(status, headers));
+    }
+
+    #[inline(never)]
+    fn observe_trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(overload) = Overload::from_trailers(trailers) {
+            self.observe(overload.outcome());
+        }
+    }
+
+    #[inline(never)]
+    fn fail(&mut self) {
+        if !matches!(self.verdict, Some(Verdict::Overload { .. })) {
+            self.verdict = Some(Verdict::Done(Outcome::Failed));
+        }
+    }
+
+    #[inline(never)]
+    fn observe(&mut self, outcome: Outcome) {
+        self.verdict = Some(match outcome {
+            Outcome::Overload {
+                retry_after: Some(retry_after),
+            } => {
+                let until = Instant::now().checked_add(retry_after);
+                if let (Some(permit), Some(until)) = (&self.permit, until) {
+                    // Now, not when the body ends: nobody else should start meanwhile.
+                    permit.limiter().pause_until(until);
+                }
+                Verdict::Overload { until }
+            }
+            Outcome::Overload { retry_after: None } => Verdict::Overload { until: None },
+            outcome => Verdict::Done(outcome),
+        });
+    }
+}
+
+impl Drop for Reporting {
+    #[inline(never)]
+    fn drop(&mut self) {
+        let (Some(permit), Some(verdict)) = (self.permit.take(), self.verdict) else {
+            return;
+        };
+        let outcome = match verdict {
+            Verdict::Done(outcome) => outcome,
+            // The pause was set when the signal arrived; reporting what is left of it
+            // extends nothing.
+            Verdict::Overload { until } => Outcome::Overload {
+                retry_after: until
+                    .map(|until| until.saturating_duration_since(Instant::now()))
+                    .filter(|left| !left.is_zero()),
+            },
+        };
+        permit.finish(outcome);
+    }
+}
+
+impl fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporting")
+            .field("permit", &self.permit)
+            .field("verdict", &self.verdict)
+            .finish()
+    }
 }

@@ -3,9 +3,10 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use gate_core::{Gate, Stats};
+use gate_core::{Gate, Limiter, Stats};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -13,10 +14,10 @@ use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
 use crate::overload::{self, BoxError, Reject, Respond};
-use crate::permit::SharedGate;
+use crate::permit::Source;
 
-/// Lets at most the gate's limit of requests run at once through `S`; built by
-/// [`GateLayer`], which documents the behaviour.
+/// Lets at most the gate's limit of requests run at once through `S` (or whatever a
+/// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
 ///
 /// `poll_ready` only asks the inner service: no permit is taken until a request is called.
 /// `call` hands the ready inner service and the request to the [`ResponseFuture`], which
@@ -24,7 +25,7 @@ use crate::permit::SharedGate;
 /// tower's `Buffer`-style middleware and axum require). Clones share the gate.
 pub struct GateService<S, M = Respond> {
     inner: S,
-    gate: SharedGate,
+    source: Source,
     policy: Policy,
     _mode: PhantomData<fn() -> M>,
 }
@@ -43,10 +44,10 @@ impl<S> GateService<S, Respond> {
 }
 
 impl<S, M> GateService<S, M> {
-    pub(crate) fn from_parts(inner: S, gate: SharedGate, policy: Policy) -> Self {
+    pub(crate) fn from_parts(inner: S, source: Source, policy: Policy) -> Self {
         Self {
             inner,
-            gate,
+            source,
             policy,
             _mode: PhantomData,
         }
@@ -67,14 +68,19 @@ impl<S, M> GateService<S, M> {
         self.inner
     }
 
-    /// The gate this service draws from.
+    /// The gate this service draws from (a limiter's gate if it draws from a limiter).
     pub fn gate(&self) -> &Gate {
-        self.gate.get()
+        self.source.gate()
     }
 
-    /// A snapshot of the gate's statistics.
+    /// The limiter this service draws from, if it was built with one.
+    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.source.get_limiter()
+    }
+
+    /// A snapshot of the gate's statistics, as [`GateLayer::stats`] gives them.
     pub fn stats(&self) -> Stats {
-        self.gate.get().stats()
+        self.source.stats()
     }
 
     /// Moves the ready inner service out for one call, leaving a clone that the caller must
@@ -102,7 +108,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let grpc = overload::is_grpc(request.headers());
-        let acquire = self.gate.acquire(self.policy.limits);
+        let acquire = self.source.acquire(self.policy.limits);
         let inner = self.take_ready();
         ResponseFuture::new(acquire, inner, request, self.policy, grpc)
     }
@@ -122,7 +128,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let acquire = self.gate.acquire(self.policy.limits);
+        let acquire = self.source.acquire(self.policy.limits);
         let inner = self.take_ready();
         ResponseFuture::new(acquire, inner, request, self.policy, false)
     }
@@ -130,7 +136,7 @@ where
 
 impl<S: Clone, M> Clone for GateService<S, M> {
     fn clone(&self) -> Self {
-        Self::from_parts(self.inner.clone(), self.gate.clone(), self.policy)
+        Self::from_parts(self.inner.clone(), self.source.clone(), self.policy)
     }
 }
 
@@ -138,7 +144,7 @@ impl<S: fmt::Debug, M> fmt::Debug for GateService<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GateService")
             .field("inner", &self.inner)
-            .field("gate", self.gate.get())
+            .field("source", &self.source)
             .field("max_wait", &self.policy.limits.max_wait)
             .field("max_waiters", &self.policy.limits.max_waiters)
             .finish_non_exhaustive()

@@ -45,11 +45,21 @@ pin_project! {
     #[project = StateProj]
     enum State<S, Req, F> {
         /// Waiting for a permit, holding the ready inner service and the request it will get.
-        Acquiring { #[pin] acquire: Acquiring, call: Option<(S, Req)> },
+        /// Boxed: only a request that has to wait pays for keeping them, and the future stays
+        /// small to move on the uncontended path.
+        Waiting { waiting: Box<Waiting<S, Req>> },
         /// Admitted: the inner service's future runs; the permit is kept here so it is dropped
         /// when the future completes or is dropped.
         Called { #[pin] future: F, permit: Option<GatePermit> },
+        /// Refused at once, in `call`; the inner service never saw the request.
+        Refused,
     }
+}
+
+/// A request waiting for its permit.
+struct Waiting<S, Req> {
+    acquire: Acquiring,
+    call: Option<(S, Req)>,
 }
 
 /// How a call ended, before the mode decides what the caller sees.
@@ -72,10 +82,37 @@ where
         grpc: bool,
     ) -> Self {
         Self {
-            state: State::Acquiring {
-                acquire,
-                call: Some((service, request)),
+            state: State::Waiting {
+                waiting: Box::new(Waiting {
+                    acquire,
+                    call: Some((service, request)),
+                }),
             },
+            policy,
+            grpc,
+            _mode: PhantomData,
+        }
+    }
+
+    /// A call admitted at once: the inner service is already running, and nothing can be
+    /// refused any more, so whether it is gRPC no longer matters.
+    pub(crate) fn called(future: S::Future, permit: GatePermit, policy: Policy) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                permit: Some(permit),
+            },
+            policy,
+            grpc: false,
+            _mode: PhantomData,
+        }
+    }
+
+    /// A call refused at once.
+    pub(crate) fn refused(reason: AcquireError, policy: Policy, grpc: bool) -> Self {
+        refused(reason, &policy);
+        Self {
+            state: State::Refused,
             policy,
             grpc,
             _mode: PhantomData,
@@ -89,29 +126,33 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Acquiring { acquire, call } => match ready!(acquire.poll(cx)) {
-                    Ok(permit) => {
-                        let (mut service, request) = call
-                            .take()
-                            .expect("ResponseFuture polled after it completed");
-                        let future = service.call(request);
-                        this.state.set(State::Called {
-                            future,
-                            permit: Some(permit),
-                        });
+                StateProj::Waiting { waiting } => {
+                    match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
+                        Ok(permit) => {
+                            let (mut service, request) = waiting
+                                .call
+                                .take()
+                                .expect("ResponseFuture polled after it completed");
+                            let future = service.call(request);
+                            this.state.set(State::Called {
+                                future,
+                                permit: Some(permit),
+                            });
+                        }
+                        Err(reason) => {
+                            // Let go of the request (and its body) now, not when the caller
+                            // drops this future.
+                            drop(waiting.call.take());
+                            refused(reason, this.policy);
+                            return Poll::Ready(Ended::Refused);
+                        }
                     }
-                    Err(reason) => {
-                        // Let go of the request (and its body) now, not when the caller
-                        // drops this future.
-                        drop(call.take());
-                        refused(reason, this.policy);
-                        return Poll::Ready(Ended::Refused);
-                    }
-                },
+                }
                 StateProj::Called { future, permit } => {
                     let result = ready!(future.poll(cx));
                     return Poll::Ready(Ended::Done(result, permit.take()));
                 }
+                StateProj::Refused => return Poll::Ready(Ended::Refused),
             }
         }
     }
@@ -196,8 +237,9 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Acquiring { .. } => "Acquiring",
+            State::Waiting { .. } => "Waiting",
             State::Called { .. } => "Called",
+            State::Refused => "Refused",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

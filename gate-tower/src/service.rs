@@ -1,10 +1,12 @@
 //! [`GateService`]: the middleware itself.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::mem;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use gate_core::{Gate, Limiter, Stats};
 use http::{Request, Response};
@@ -20,9 +22,10 @@ use crate::permit::Source;
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
 ///
 /// `poll_ready` only asks the inner service: no permit is taken until a request is called.
-/// `call` hands the ready inner service and the request to the [`ResponseFuture`], which
-/// calls it once a permit is granted, and keeps a clone in its place (so `S: Clone`, as
-/// tower's `Buffer`-style middleware and axum require). Clones share the gate.
+/// `call` takes a free permit at once and calls the inner service; when it has to wait, it
+/// hands the ready inner service and the request to the [`ResponseFuture`], which calls it
+/// once a permit is granted, and keeps a clone in its place (so `S: Clone`, as tower's
+/// `Buffer`-style middleware and axum require). Clones share the gate.
 pub struct GateService<S, M = Respond> {
     inner: S,
     source: Source,
@@ -83,6 +86,32 @@ impl<S, M> GateService<S, M> {
         self.source.stats()
     }
 
+    /// Starts a call: takes a permit if one is free (no waker is needed for that) and calls
+    /// the inner service at once, without cloning it; otherwise the response future waits,
+    /// and the real waker replaces the no-op one at its first poll.
+    ///
+    /// `grpc` says whether a request is gRPC, which only a refusal needs to know: the
+    /// uncontended path never asks.
+    fn start<Req>(&mut self, request: Req, grpc: fn(&Req) -> bool) -> ResponseFuture<S, Req, M>
+    where
+        S: Service<Req> + Clone,
+    {
+        let mut acquire = self.source.acquire(self.policy.limits);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut acquire).poll(&mut cx) {
+            Poll::Ready(Ok(permit)) => {
+                ResponseFuture::called(self.inner.call(request), permit, self.policy)
+            }
+            Poll::Ready(Err(reason)) => {
+                ResponseFuture::refused(reason, self.policy, grpc(&request))
+            }
+            Poll::Pending => {
+                let grpc = grpc(&request);
+                ResponseFuture::new(acquire, self.take_ready(), request, self.policy, grpc)
+            }
+        }
+    }
+
     /// Moves the ready inner service out for one call, leaving a clone that the caller must
     /// drive to readiness again before the next call.
     fn take_ready(&mut self) -> S
@@ -107,10 +136,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let grpc = overload::is_grpc(request.headers());
-        let acquire = self.source.acquire(self.policy.limits);
-        let inner = self.take_ready();
-        ResponseFuture::new(acquire, inner, request, self.policy, grpc)
+        self.start(request, |request| overload::is_grpc(request.headers()))
     }
 }
 
@@ -128,9 +154,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let acquire = self.source.acquire(self.policy.limits);
-        let inner = self.take_ready();
-        ResponseFuture::new(acquire, inner, request, self.policy, false)
+        self.start(request, |_| false)
     }
 }
 

@@ -590,3 +590,51 @@ async fn body_releases_its_permit_when_it_fails() {
     assert!(!body.holds_permit());
     assert_eq!(layer.stats().in_flight, 0);
 }
+
+/// A service that counts how often it is cloned.
+#[derive(Debug)]
+struct CountClones(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Clone for CountClones {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(self.0.clone())
+    }
+}
+
+impl tower::Service<u32> for CountClones {
+    type Response = u32;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<u32, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        std::future::ready(Ok(request))
+    }
+}
+
+#[tokio::test]
+async fn a_free_permit_calls_the_inner_service_without_cloning_it() {
+    use tower::{Service, ServiceExt};
+    let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let layer = GateLayer::new(1).refuse_with_error();
+    let mut service = layer.layer(CountClones(clones.clone()));
+    let clones_now = || clones.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Uncontended: admitted inside `call`, the inner service called in place.
+    let answer = service.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!((answer, clones_now()), (7, 0));
+
+    // Contended: the request waits, so the future takes the ready service and leaves a clone.
+    let held = layer.gate().try_acquire().unwrap();
+    let waiting = service.ready().await.unwrap().call(8);
+    assert_eq!(clones_now(), 1);
+    drop(held);
+    assert_eq!(waiting.await.unwrap(), 8);
+}

@@ -100,6 +100,8 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(needed));
         }
+        // Likely to queue: clone the waker before taking the lock, not while holding it.
+        let waker = cx.waker().clone();
         let mut state = gate.lock();
         let refused = if state.closed {
             Some(AcquireError::Closed)
@@ -125,7 +127,7 @@ impl Waiter {
             since: Instant::now(),
             weight,
         });
-        let (key, cell) = state.waiters.push_back(needed, timing, cx.waker().clone());
+        let (key, cell) = state.waiters.push_back(needed, timing, waker);
         drop(state);
         self.phase = Phase::Queued { key, cell };
         if let Some(max_wait) = self.limits.max_wait {

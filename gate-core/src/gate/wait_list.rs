@@ -175,8 +175,7 @@ impl WaitList {
     /// Takes the front waiter off the queue and tells it that it was granted.
     pub(crate) fn grant_front(&mut self) -> Granted {
         let key = self.head;
-        let (cell, waker, timing) = self.unlink_and_free(key);
-        cell.set(Status::Granted);
+        let (waker, timing) = self.unlink_and_free(key, Status::Granted);
         Granted { waker, timing }
     }
 
@@ -184,8 +183,7 @@ impl WaitList {
     /// to `wake`.
     pub(crate) fn close_all(&mut self, mut wake: impl FnMut(Waker)) {
         while self.head != NIL {
-            let (cell, waker, _) = self.unlink_and_free(self.head);
-            cell.set(Status::Closed);
+            let (waker, _) = self.unlink_and_free(self.head, Status::Closed);
             if let Some(waker) = waker {
                 wake(waker);
             }
@@ -205,7 +203,7 @@ impl WaitList {
 
     /// Takes a waiter that gave up off the queue. Its cell must still say `Queued`.
     pub(crate) fn remove(&mut self, key: Key) {
-        self.unlink_and_free(key);
+        self.unlink_and_free(key, Status::Queued);
     }
 
     /// Is `key` the front of the queue?
@@ -213,7 +211,9 @@ impl WaitList {
         self.head == key
     }
 
-    fn unlink_and_free(&mut self, key: Key) -> (Arc<WaitCell>, Option<Waker>, Option<Timing>) {
+    /// Takes `key` off the queue, tells its waiter `status` (unless it stays `Queued`: a
+    /// waiter that gave up), and keeps its cell as a spare, without touching its count.
+    fn unlink_and_free(&mut self, key: Key, status: Status) -> (Option<Waker>, Option<Timing>) {
         let slot = std::mem::replace(&mut self.slots[key], Slot::Free { next_free: NIL });
         match self.free_tail {
             NIL => self.free_head = key,
@@ -244,8 +244,11 @@ impl WaitList {
             next => self.set_prev(next, prev),
         }
         self.len -= 1;
-        self.spares.push_back(cell.clone());
-        (cell, waker, timing)
+        if status != Status::Queued {
+            cell.set(status);
+        }
+        self.spares.push_back(cell);
+        (waker, timing)
     }
 
     /// A cell for a new waiter: the oldest spare if its last waiter has let go of it (the

@@ -36,6 +36,7 @@ struct Waiter {
 }
 
 impl Waiter {
+    #[inline]
     fn new(needed: usize, limits: WaitLimits) -> Self {
         Self {
             needed,
@@ -46,7 +47,24 @@ impl Waiter {
     }
 
     /// Polls for `needed` permits; on `Ready(Ok(n))` the caller owns `n` permits of `gate`.
+    ///
+    /// The uncontended case (a first poll that finds permits on the lock-free path) is inlined
+    /// into callers, across crates too; everything else is out of line.
+    #[inline]
     fn poll_acquire(
+        &mut self,
+        gate: &Gate,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, AcquireError>> {
+        if matches!(self.phase, Phase::Idle) && gate.pool.try_take(self.needed) {
+            self.phase = Phase::Done;
+            return Poll::Ready(Ok(self.needed));
+        }
+        self.poll_slow(gate, cx)
+    }
+
+    #[inline(never)]
+    fn poll_slow(
         &mut self,
         gate: &Gate,
         cx: &mut Context<'_>,
@@ -96,11 +114,7 @@ impl Waiter {
         cx: &mut Context<'_>,
     ) -> Poll<Result<usize, AcquireError>> {
         let needed = self.needed;
-        if gate.pool.try_take(needed) {
-            self.phase = Phase::Done;
-            return Poll::Ready(Ok(needed));
-        }
-        // Likely to queue: clone the waker before taking the lock, not while holding it.
+        // The lock-free path was tried by `poll_acquire`: likely to queue: clone the waker before taking the lock, not while holding it.
         let waker = cx.waker().clone();
         let mut state = gate.lock();
         let refused = if state.closed {
@@ -191,6 +205,7 @@ pub struct Acquire<'a> {
 }
 
 impl<'a> Acquire<'a> {
+    #[inline]
     pub(crate) fn new(gate: &'a Gate, needed: usize, limits: WaitLimits) -> Self {
         Self {
             gate,
@@ -200,6 +215,7 @@ impl<'a> Acquire<'a> {
 }
 
 impl Drop for Acquire<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.waiter.cancel(self.gate);
     }
@@ -208,6 +224,7 @@ impl Drop for Acquire<'_> {
 impl<'a> Future for Acquire<'a> {
     type Output = Result<Permit<'a>, AcquireError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let gate: &'a Gate = self.gate;
         let permits = ready!(self.waiter.poll_acquire(gate, cx))?;
@@ -227,6 +244,7 @@ pub struct AcquireOwned {
 }
 
 impl AcquireOwned {
+    #[inline]
     pub(crate) fn new(gate: std::sync::Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
         Self {
             gate: Some(gate),
@@ -236,6 +254,7 @@ impl AcquireOwned {
 }
 
 impl Drop for AcquireOwned {
+    #[inline]
     fn drop(&mut self) {
         if let Some(gate) = &self.gate {
             self.waiter.cancel(gate);
@@ -246,6 +265,7 @@ impl Drop for AcquireOwned {
 impl Future for AcquireOwned {
     type Output = Result<OwnedPermit, AcquireError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let gate = this

@@ -176,6 +176,7 @@ impl Gate {
     /// Fails with [`AcquireError::Closed`] if the gate closes first, and, for a gate built
     /// with `max_wait` or `max_waiters`, with [`AcquireError::TimedOut`] or
     /// [`AcquireError::QueueFull`].
+    #[inline]
     pub fn acquire(&self) -> Acquire<'_> {
         self.acquire_many(1)
     }
@@ -187,6 +188,7 @@ impl Gate {
     /// # Panics
     ///
     /// If `n` exceeds [`Gate::MAX_PERMITS`], which no gate could ever grant.
+    #[inline]
     #[track_caller]
     pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
         Acquire::new(self, check_request(n), self.wait_limits)
@@ -197,6 +199,7 @@ impl Gate {
     /// # Panics
     ///
     /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[inline]
     #[track_caller]
     pub fn acquire_with(&self, n: usize, limits: WaitLimits) -> Acquire<'_> {
         Acquire::new(self, check_request(n), limits)
@@ -213,6 +216,7 @@ impl Gate {
     }
 
     /// Waits for one permit through an `Arc`, so the permit is `'static`.
+    #[inline]
     pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
         self.acquire_many_owned(1)
     }
@@ -222,6 +226,7 @@ impl Gate {
     /// # Panics
     ///
     /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[inline]
     #[track_caller]
     pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
         let limits = self.wait_limits;
@@ -233,12 +238,14 @@ impl Gate {
     /// # Panics
     ///
     /// If `n` exceeds [`Gate::MAX_PERMITS`].
+    #[inline]
     #[track_caller]
     pub fn acquire_owned_with(self: Arc<Self>, n: usize, limits: WaitLimits) -> AcquireOwned {
         AcquireOwned::new(self, check_request(n), limits)
     }
 
     /// Takes one permit if one is free and nobody is queued, without waiting.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
@@ -360,10 +367,15 @@ impl Gate {
     }
 
     /// Returns `n` permits and admits whoever now fits.
+    #[inline]
     pub(crate) fn release(&self, n: usize) {
-        if self.pool.try_give(n) {
-            return;
+        if !self.pool.try_give(n) {
+            self.release_slow(n);
         }
+    }
+
+    #[inline(never)]
+    fn release_slow(&self, n: usize) {
         let mut state = self.lock();
         state.taken -= n;
         if !state.waiters.is_empty() {
@@ -403,6 +415,7 @@ impl Gate {
     }
 }
 
+#[inline]
 #[track_caller]
 fn check_request(n: usize) -> usize {
     assert!(

@@ -13,6 +13,7 @@ pub struct Permit<'a> {
 }
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(crate) fn new(gate: &'a Gate, permits: usize) -> Self {
         Self { gate, permits }
     }
@@ -29,6 +30,7 @@ impl<'a> Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.gate.release(self.permits);
     }
@@ -51,6 +53,7 @@ pub struct OwnedPermit {
 }
 
 impl OwnedPermit {
+    #[inline]
     pub(crate) fn new(gate: Arc<Gate>, permits: usize) -> Self {
         Self { gate, permits }
     }
@@ -67,6 +70,7 @@ impl OwnedPermit {
 }
 
 impl Drop for OwnedPermit {
+    #[inline]
     fn drop(&mut self) {
         self.gate.release(self.permits);
     }

@@ -25,6 +25,9 @@ use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock;
 
+mod poll;
+use poll::spawn_call;
+
 /// A limit algorithm that keeps a fixed limit and records every outcome it is told.
 #[derive(Debug, Clone)]
 struct Recorder {
@@ -101,13 +104,11 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     let (mut other_service, mut other_handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(other.clone());
 
-    assert_ready_ok!(service.poll_ready());
-    let mut first = task::spawn(service.call(Request::new(1)));
+    let mut first = spawn_call(&mut service, Request::new(1));
     assert_pending!(first.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     // Already queued behind the first when the 429 comes.
-    assert_ready_ok!(service.poll_ready());
-    let mut queued = task::spawn(service.call(Request::new(2)));
+    let mut queued = spawn_call(&mut service, Request::new(2));
     assert_pending!(queued.poll());
 
     let start = Instant::now();
@@ -123,8 +124,7 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     // The permit is free, but neither the queued request nor a new one through the other
     // layer gets in during the pause.
     assert_pending!(queued.poll());
-    assert_ready_ok!(other_service.poll_ready());
-    let mut newcomer = task::spawn(other_service.call(Request::new(3)));
+    let mut newcomer = spawn_call(&mut other_service, Request::new(3));
     assert_pending!(newcomer.poll());
     tokio::time::advance(Duration::from_millis(1999)).await;
     assert_pending!(queued.poll());
@@ -161,8 +161,7 @@ async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     let (recorder, limiter, layer) = recording(2);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut call = task::spawn(service.call(Request::new(1)));
+    let mut call = spawn_call(&mut service, Request::new(1));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     let start = Instant::now();
@@ -176,8 +175,7 @@ async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     assert!(response.body().holds_permit());
     assert_eq!(recorder.seen(), []);
     assert_eq!(limiter.paused_until(), Some(start + Duration::from_secs(3)));
-    assert_ready_ok!(service.poll_ready());
-    let mut next = task::spawn(service.call(Request::new(2)));
+    let mut next = spawn_call(&mut service, Request::new(2));
     assert_pending!(next.poll());
     assert_pending!(handle.poll_request());
 
@@ -329,8 +327,7 @@ async fn grpc_overload_in_a_trailers_only_response_counts_as_overload() {
     let start = Instant::now();
     let mut expected = Vec::new();
     for (id, (response, outcome)) in answers.into_iter().enumerate() {
-        assert_ready_ok!(service.poll_ready());
-        let mut call = task::spawn(service.call(Request::new(id as u32)));
+        let mut call = spawn_call(&mut service, Request::new(id as u32));
         assert_pending!(call.poll());
         let (_, send) = assert_ready!(handle.poll_request()).unwrap();
         send.send_response(response);
@@ -397,8 +394,7 @@ async fn grpc_overload_in_trailers_counts_when_the_body_ends() {
     let mut expected = Vec::new();
     for (id, (body, outcome)) in bodies.into_iter().enumerate() {
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_ready_ok!(service.poll_ready());
-        let mut call = task::spawn(service.call(Request::new(id as u32)));
+        let mut call = spawn_call(&mut service, Request::new(id as u32));
         assert_pending!(call.poll());
         let (_, send) = assert_ready!(handle.poll_request()).unwrap();
         send.send_response(Response::new(body));
@@ -425,14 +421,12 @@ async fn a_dropped_response_future_reports_nothing() {
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
     // Dropped while the inner service runs.
-    assert_ready_ok!(service.poll_ready());
-    let mut running = task::spawn(service.call(Request::new(1)));
+    let mut running = spawn_call(&mut service, Request::new(1));
     assert_pending!(running.poll());
     let (_, _send) = assert_ready!(handle.poll_request()).unwrap();
     assert_eq!(layer.stats().in_flight, 1);
     // Dropped while queued behind it.
-    assert_ready_ok!(service.poll_ready());
-    let mut queued = task::spawn(service.call(Request::new(2)));
+    let mut queued = spawn_call(&mut service, Request::new(2));
     assert_pending!(queued.poll());
     drop(queued);
     drop(running);
@@ -440,8 +434,7 @@ async fn a_dropped_response_future_reports_nothing() {
     assert_eq!(recorder.seen(), []);
 
     // A call that completes is reported, once.
-    assert_ready_ok!(service.poll_ready());
-    let mut done = task::spawn(service.call(Request::new(3)));
+    let mut done = spawn_call(&mut service, Request::new(3));
     assert_pending!(done.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_response(Response::new(3));
@@ -478,8 +471,7 @@ async fn failures_are_reported_as_failed_and_successes_at_the_body_end() {
     // The inner service fails.
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut call = task::spawn(service.call(Request::new(1)));
+    let mut call = spawn_call(&mut service, Request::new(1));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_error("connection reset");
@@ -489,8 +481,7 @@ async fn failures_are_reported_as_failed_and_successes_at_the_body_end() {
     // The body fails after a success head.
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<Broken>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut call = task::spawn(service.call(Request::new(2)));
+    let mut call = spawn_call(&mut service, Request::new(2));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_response(Response::new(Broken { sent: false }));

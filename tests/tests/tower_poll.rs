@@ -7,10 +7,12 @@ use gate_core::Gate;
 use gate_tower::{GateLayer, Overloaded};
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
-use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
 use tower::Layer;
 use tower_test::mock::{self, Spawn};
+
+mod poll;
+use poll::spawn_call;
 
 /// A request whose body is its id.
 fn request(id: u32) -> Request<u32> {
@@ -41,8 +43,7 @@ async fn waiters_are_admitted_in_arrival_order() {
 
     let mut calls = Vec::new();
     for id in 0..4 {
-        assert_ready_ok!(service.poll_ready());
-        let mut call = task::spawn(service.call(request(id)));
+        let mut call = spawn_call(&mut service, request(id));
         assert_pending!(call.poll());
         calls.push(call);
     }
@@ -81,16 +82,13 @@ async fn dropped_response_future_releases_its_permit() {
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
-    assert_ready_ok!(service.poll_ready());
-    let mut first = task::spawn(service.call(request(0)));
+    let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
     let _in_service = expect_request(&mut handle);
 
-    assert_ready_ok!(service.poll_ready());
-    let mut second = task::spawn(service.call(request(1)));
+    let mut second = spawn_call(&mut service, request(1));
     assert_pending!(second.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut third = task::spawn(service.call(request(2)));
+    let mut third = spawn_call(&mut service, request(2));
     assert_pending!(third.poll());
     assert_eq!(layer.stats().waiting, 2);
 
@@ -118,11 +116,9 @@ async fn error_response_releases_its_permit() {
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
-    assert_ready_ok!(service.poll_ready());
-    let mut failing = task::spawn(service.call(request(0)));
+    let mut failing = spawn_call(&mut service, request(0));
     assert_pending!(failing.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut waiting = task::spawn(service.call(request(1)));
+    let mut waiting = spawn_call(&mut service, request(1));
     assert_pending!(waiting.poll());
 
     let (_, send) = expect_request(&mut handle);
@@ -149,14 +145,11 @@ async fn clones_and_separately_layered_services_share_the_gate() {
     // `layer` called again, as a framework may do per route: still the same gate.
     let mut b = Spawn::new(layer.clone().layer(mock_b));
 
-    assert_ready_ok!(a1.poll_ready());
-    let mut one = task::spawn(a1.call(request(1)));
+    let mut one = spawn_call(&mut a1, request(1));
     assert_pending!(one.poll());
-    assert_ready_ok!(b.poll_ready());
-    let mut two = task::spawn(b.call(request(2)));
+    let mut two = spawn_call(&mut b, request(2));
     assert_pending!(two.poll());
-    assert_ready_ok!(a2.poll_ready());
-    let mut three = task::spawn(a2.call(request(3)));
+    let mut three = spawn_call(&mut a2, request(3));
     assert_pending!(three.poll());
 
     assert_eq!((layer.stats().in_flight, layer.stats().waiting), (2, 1));
@@ -194,8 +187,7 @@ async fn idle_ready_clones_hold_no_permit() {
     let mut calls = Vec::new();
     for id in 0..2 {
         let mut active = Spawn::new(service.clone());
-        assert_ready_ok!(active.poll_ready());
-        let mut call = task::spawn(active.call(request(id)));
+        let mut call = spawn_call(&mut active, request(id));
         assert_pending!(call.poll());
         calls.push(call);
     }
@@ -209,11 +201,9 @@ async fn permit_is_held_until_the_body_is_dropped_by_default() {
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut first = task::spawn(service.call(request(0)));
+    let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut second = task::spawn(service.call(request(1)));
+    let mut second = spawn_call(&mut service, request(1));
     assert_pending!(second.poll());
 
     let (_, send) = expect_request(&mut handle);
@@ -234,11 +224,9 @@ async fn permit_is_released_with_the_head_when_asked() {
     let layer = GateLayer::new(1).hold_until_body_end(false);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut first = task::spawn(service.call(request(0)));
+    let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut second = task::spawn(service.call(request(1)));
+    let mut second = spawn_call(&mut service, request(1));
     assert_pending!(second.poll());
 
     let (_, send) = expect_request(&mut handle);
@@ -256,16 +244,13 @@ async fn max_wait_refuses_exactly_at_the_deadline() {
     let layer = GateLayer::new(1).max_wait(Duration::from_millis(100));
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut holder = task::spawn(service.call(request(0)));
+    let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let _held = expect_request(&mut handle);
 
-    assert_ready_ok!(service.poll_ready());
-    let mut http = task::spawn(service.call(request(1)));
+    let mut http = spawn_call(&mut service, request(1));
     assert_pending!(http.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut grpc = task::spawn(service.call(grpc_request(2)));
+    let mut grpc = spawn_call(&mut service, grpc_request(2));
     assert_pending!(grpc.poll());
 
     tokio::time::advance(Duration::from_millis(99)).await;
@@ -299,21 +284,18 @@ async fn zero_max_wait_refuses_at_once_only_when_full() {
         .retry_after(Duration::from_millis(2500));
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut admitted = task::spawn(service.call(request(0)));
+    let mut admitted = spawn_call(&mut service, request(0));
     assert_pending!(admitted.poll());
     let (_, send) = expect_request(&mut handle);
 
-    assert_ready_ok!(service.poll_ready());
-    let mut refused = task::spawn(service.call(request(1)));
+    let mut refused = spawn_call(&mut service, request(1));
     let response = assert_ready_ok!(refused.poll());
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[RETRY_AFTER], "3");
 
     send.send_response(Response::new(0));
     drop(assert_ready_ok!(admitted.poll()));
-    assert_ready_ok!(service.poll_ready());
-    let mut later = task::spawn(service.call(request(2)));
+    let mut later = spawn_call(&mut service, request(2));
     assert_pending!(later.poll());
     assert_eq!(expect_request(&mut handle).0, 2);
 }
@@ -327,25 +309,21 @@ async fn max_waiters_refuses_the_one_too_many() {
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
     let mut calls = Vec::new();
     for id in 0..3 {
-        assert_ready_ok!(service.poll_ready());
-        let mut call = task::spawn(service.call(request(id)));
+        let mut call = spawn_call(&mut service, request(id));
         assert_pending!(call.poll());
         calls.push(call);
     }
     assert_eq!(layer.stats().waiting, 2);
-    assert_ready_ok!(service.poll_ready());
-    let mut fourth = task::spawn(service.call(request(3)));
+    let mut fourth = spawn_call(&mut service, request(3));
     let response = assert_ready_ok!(fourth.poll());
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(layer.stats().rejected, 1);
 
     // When one waiter leaves, there is room for exactly one more.
     calls.pop();
-    assert_ready_ok!(service.poll_ready());
-    let mut fifth = task::spawn(service.call(request(4)));
+    let mut fifth = spawn_call(&mut service, request(4));
     assert_pending!(fifth.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut sixth = task::spawn(service.call(request(5)));
+    let mut sixth = spawn_call(&mut service, request(5));
     assert_eq!(
         assert_ready_ok!(sixth.poll()).status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -370,8 +348,7 @@ async fn layer_bounds_apply_on_a_shared_gate_with_other_bounds() {
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
     let held = gate.try_acquire().unwrap();
-    assert_ready_ok!(service.poll_ready());
-    let mut waiting = task::spawn(service.call(request(0)));
+    let mut waiting = spawn_call(&mut service, request(0));
     assert_pending!(waiting.poll());
     assert_eq!(gate.stats().waiting, 1);
     drop(held);
@@ -388,16 +365,14 @@ async fn a_static_gate_is_shared_with_its_other_users() {
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
     let elsewhere = GATE.try_acquire().unwrap();
-    assert_ready_ok!(service.poll_ready());
-    let mut refused = task::spawn(service.call(request(0)));
+    let mut refused = spawn_call(&mut service, request(0));
     assert_eq!(
         assert_ready_ok!(refused.poll()).status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     drop(elsewhere);
 
-    assert_ready_ok!(service.poll_ready());
-    let mut admitted = task::spawn(service.call(request(1)));
+    let mut admitted = spawn_call(&mut service, request(1));
     assert_pending!(admitted.poll());
     assert_eq!(GATE.stats().in_flight, 1);
     let (_, send) = expect_request(&mut handle);
@@ -412,11 +387,9 @@ async fn reject_mode_fails_with_a_downcastable_overloaded() {
         .max_wait(Duration::from_millis(10))
         .refuse_with_error();
     let (mut service, mut handle) = mock::spawn_layer::<u32, u32, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut admitted = task::spawn(service.call(0));
+    let mut admitted = spawn_call(&mut service, 0);
     assert_pending!(admitted.poll());
-    assert_ready_ok!(service.poll_ready());
-    let mut refused = task::spawn(service.call(1));
+    let mut refused = spawn_call(&mut service, 1);
     assert_pending!(refused.poll());
 
     tokio::time::advance(Duration::from_millis(10)).await;
@@ -483,19 +456,16 @@ fn refusals_emit_a_tracing_event() {
         let layer = GateLayer::new(1).max_wait(Duration::ZERO);
         let (mut service, mut handle) =
             mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-        assert_ready_ok!(service.poll_ready());
-        let mut admitted = task::spawn(service.call(request(0)));
+        let mut admitted = spawn_call(&mut service, request(0));
         assert_pending!(admitted.poll());
         let _held = expect_request(&mut handle);
         // An admitted request emits nothing.
         assert!(refusals.0.lock().unwrap().is_empty());
 
-        assert_ready_ok!(service.poll_ready());
-        let mut refused = task::spawn(service.call(request(1)));
+        let mut refused = spawn_call(&mut service, request(1));
         drop(assert_ready_ok!(refused.poll()));
         layer.gate().close();
-        assert_ready_ok!(service.poll_ready());
-        let mut closed = task::spawn(service.call(request(2)));
+        let mut closed = spawn_call(&mut service, request(2));
         drop(assert_ready_ok!(closed.poll()));
     });
     assert_eq!(
@@ -537,8 +507,7 @@ async fn respond_with(
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<Chunks>, _>(layer.clone());
-    assert_ready_ok!(service.poll_ready());
-    let mut call = task::spawn(service.call(request(0)));
+    let mut call = spawn_call(&mut service, request(0));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_response(Response::new(body));

@@ -13,6 +13,8 @@ pub use std::sync::LazyLock;
 pub use std::time::Duration;
 
 pub use crate::adaptive::{Aimd, Gradient};
+
+use crate::adaptive::Bounds;
 pub use crate::rate::Rate;
 pub use crate::{
     AcquireError, Backpressure, Elapsed, Gate, Limiter, LimiterBuilder, LimiterPermit, Retry,
@@ -78,30 +80,21 @@ const fn rate_error(error: ParseRateError) -> &'static str {
     }
 }
 
-/// The limit an adaptive `#[gated]` function starts at: the algorithms' default of 10, or the
-/// maximum if that is lower.
-const ADAPTIVE_INITIAL: usize = 10;
-
 /// `#[gated(adaptive = "aimd")]`: AIMD between 1 and `max` (`limit = N`), or between 1 and
-/// 1,000 without a `limit`.
+/// 1,000 without a `limit`, starting at 10 or `max` if lower.
 pub fn aimd(max: Option<usize>) -> Aimd {
-    let builder = Aimd::builder();
-    let built = match max {
-        Some(max) => builder.initial(ADAPTIVE_INITIAL.min(max)).max(max).build(),
-        None => builder.build(),
-    };
-    built.unwrap_or_else(|error| panic!("`#[gated]` built an invalid AIMD limit: {error}"))
+    Aimd::builder()
+        .bounds(Bounds::up_to(max))
+        .build()
+        .unwrap_or_else(|error| panic!("`#[gated]` built an invalid AIMD limit: {error}"))
 }
 
-/// `#[gated(adaptive = "gradient")]`: a gradient limit between 1 and `max` (`limit = N`), or
-/// between 1 and 1,000 without a `limit`.
+/// `#[gated(adaptive = "gradient")]`: a gradient limit with the bounds of [`aimd`].
 pub fn gradient(max: Option<usize>) -> Gradient {
-    let builder = Gradient::builder();
-    let built = match max {
-        Some(max) => builder.initial(ADAPTIVE_INITIAL.min(max)).max(max).build(),
-        None => builder.build(),
-    };
-    built.unwrap_or_else(|error| panic!("`#[gated]` built an invalid gradient limit: {error}"))
+    Gradient::builder()
+        .bounds(Bounds::up_to(max))
+        .build()
+        .unwrap_or_else(|error| panic!("`#[gated]` built an invalid gradient limit: {error}"))
 }
 
 /// Builds a function's own limiter, on its first call.

@@ -18,6 +18,23 @@ impl Bounds {
         max: 1_000,
     };
 
+    /// The defaults, capped at `max` if given: the bounds of `#[gated(adaptive = ..)]`, whose
+    /// `limit = N` is the most the limit may grow to.
+    pub(crate) const fn up_to(max: Option<usize>) -> Self {
+        match max {
+            None => Self::DEFAULT,
+            Some(max) => Self {
+                min: Self::DEFAULT.min,
+                initial: if Self::DEFAULT.initial < max {
+                    Self::DEFAULT.initial
+                } else {
+                    max
+                },
+                max,
+            },
+        }
+    }
+
     /// Checks `1 <= min <= initial <= max <= Gate::MAX_PERMITS`.
     pub(crate) fn check(&self) -> Result<(), AdaptiveError> {
         let Self { min, initial, max } = *self;
@@ -42,6 +59,12 @@ impl Bounds {
 /// The `initial`, `min` and `max` setters every adaptive builder has, on a `bounds` field.
 macro_rules! bounds_setters {
     () => {
+        /// All three bounds at once.
+        pub(crate) const fn bounds(mut self, bounds: $crate::adaptive::Bounds) -> Self {
+            self.bounds = bounds;
+            self
+        }
+
         /// The limit to start with (10 unless set).
         pub const fn initial(mut self, initial: usize) -> Self {
             self.bounds.initial = initial;

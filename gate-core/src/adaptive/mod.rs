@@ -21,6 +21,7 @@ mod bounds;
 mod gradient;
 
 pub use aimd::{Aimd, AimdBuilder};
+pub(crate) use bounds::Bounds;
 pub use gradient::{Gradient, GradientBuilder};
 
 use std::fmt;

@@ -1,8 +1,10 @@
 //! An adaptive limiter's acquire + release against a plain gate's, in the same run.
 //!
 //! Uncontended, on a current-thread runtime: this is the fixed cost an adaptive limit adds
-//! to every attempt (counting attempts in flight, locking the algorithm to feed it the
-//! sample, and for the latency-based one reading the clock twice).
+//! to every attempt. AIMD learns nothing from a success while the gate has room, so the
+//! limiter only counts those (one atomic add); `limiter_aimd_full` pins the limit at 1, so
+//! every attempt fills the gate and its sample goes through the algorithm's lock. The
+//! latency-based limit also reads the clock twice per attempt.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
@@ -39,6 +41,17 @@ fn acquire_release(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let permit = aimd.acquire().await.unwrap();
             aimd.release(permit, Outcome::Success);
+        })
+    });
+
+    let full = Limiter::builder()
+        .adaptive(Aimd::builder().initial(1).max(1).build().unwrap())
+        .build()
+        .unwrap();
+    group.bench_function("limiter_aimd_full", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = full.acquire().await.unwrap();
+            full.release(permit, Outcome::Success);
         })
     });
 

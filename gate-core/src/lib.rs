@@ -78,7 +78,9 @@ pub use backpressure::Backpressure;
 pub use batch::{Batch, BatchReport};
 pub use error::{AcquireError, LimitError, TryAcquireError};
 pub use gate::{Acquire, AcquireOwned, Gate, GateBuilder, OwnedPermit, Permit, WaitLimits};
-pub use limiter::{Limiter, LimiterBuilder, LimiterPermit, OwnedLimiterPermit};
+pub use limiter::{
+    Limiter, LimiterAcquire, LimiterAcquireOwned, LimiterBuilder, LimiterPermit, OwnedLimiterPermit,
+};
 pub use retry::{Backoff, Elapsed, Retry, RetryBuilder, RetryError};
 pub use stats::Stats;
 

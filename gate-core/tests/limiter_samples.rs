@@ -1,12 +1,14 @@
 //! Property: through any mix of acquires, cancelled acquires, reported and unreported
 //! (cancelled) attempts, and resizes by the algorithm, a `Limiter` keeps its permits
-//! conserved and tells its algorithm exactly how many attempts were running and what the
-//! limit was when each reported attempt was admitted; unreported attempts are never samples.
+//! conserved and tells its algorithm exactly how many of the gate's permits were in use
+//! (attempts running, and waiters granted a permit but not yet polled) and what the limit
+//! was when each reported attempt was admitted; unreported attempts are never samples.
+//! Callers holding a permit while they wait for a rate cell are not counted as running.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gate_core::adaptive::{LimitAlgorithm, Sample};
+use gate_core::adaptive::{Aimd, LimitAlgorithm, Sample};
 use gate_core::{Limiter, LimiterPermit, Outcome};
 use proptest::prelude::*;
 use tokio_test::task::spawn;
@@ -104,7 +106,10 @@ proptest! {
                 match task.poll() {
                     std::task::Poll::Ready(permit) => {
                         let permit = permit.unwrap();
-                        let in_flight = held.len() + 1;
+                        // Read through the gate's public statistics, at the moment of
+                        // admission: at least every attempt already running, plus this one.
+                        let in_flight = limiter.stats().in_flight;
+                        prop_assert!(in_flight > held.len());
                         held.push((permit, in_flight, limiter.limit().unwrap()));
                     }
                     std::task::Poll::Pending => still.push(task),
@@ -125,4 +130,79 @@ proptest! {
         drop(pending);
         prop_assert_eq!(limiter.stats().in_flight, 0);
     }
+}
+
+proptest! {
+    /// AIMD learns nothing from a success while the gate has room, so the limiter only
+    /// counts those and passes the count on with the next sample. The limits it sets must be
+    /// exactly those of the same algorithm fed every sample.
+    #[test]
+    fn counting_successes_with_room_changes_no_decision(
+        steps in proptest::collection::vec(
+            (1..10usize, proptest::collection::vec(0..4u8, 1..8)),
+            1..80,
+        ),
+    ) {
+        let aimd = || Aimd::builder().initial(4).min(1).max(12).build().unwrap();
+        let limiter = Limiter::builder().adaptive(aimd()).build().unwrap();
+        let mut direct = aimd();
+        for (wanted, codes) in steps {
+            // Admit up to `wanted` attempts at once, noting how full the gate was for each.
+            let mut held = Vec::new();
+            for _ in 0..wanted {
+                match spawn(limiter.acquire()).poll() {
+                    std::task::Poll::Ready(permit) => {
+                        let in_flight = limiter.stats().in_flight;
+                        held.push((permit.unwrap(), in_flight, limiter.limit().unwrap()));
+                    }
+                    // The gate is full; dropping the acquire cancels it.
+                    std::task::Poll::Pending => break,
+                }
+            }
+            for (i, (permit, in_flight, limit)) in held.into_iter().enumerate() {
+                let outcome = outcome(codes[i % codes.len()]);
+                permit.finish(outcome);
+                direct.update(&Sample::new(outcome, Duration::ZERO, in_flight, limit));
+                prop_assert_eq!(limiter.limit(), Some(direct.limit()));
+            }
+        }
+    }
+}
+
+/// Callers that hold a permit while they wait for their rate cell are not load: an attempt
+/// admitted while another still waits for the rate sees only what really runs.
+#[tokio::test(start_paused = true)]
+async fn callers_waiting_for_the_rate_are_not_counted_as_running() {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let limiter = Limiter::builder()
+        .rate(gate_core::rate::Rate::per_second(1))
+        .adaptive(Scripted {
+            samples: Arc::clone(&samples),
+            script: vec![3],
+            next: 0,
+        })
+        .build()
+        .unwrap();
+    let first = limiter.acquire().await.unwrap();
+    let mut second = spawn(limiter.acquire());
+    let mut third = spawn(limiter.acquire());
+    assert!(second.poll().is_pending() && third.poll().is_pending());
+    // Both hold a permit now, waiting for their cells.
+    assert_eq!(limiter.stats().in_flight, 3);
+    first.finish(Outcome::Success);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let second = match second.poll() {
+        std::task::Poll::Ready(permit) => permit.unwrap(),
+        std::task::Poll::Pending => panic!("the second cell is due"),
+    };
+    assert!(third.poll().is_pending(), "the third cell is not");
+    second.finish(Outcome::Success);
+    let in_flight: Vec<_> = samples
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.in_flight)
+        .collect();
+    // The second ran alone: the third held a permit but was waiting for the rate.
+    assert_eq!(in_flight, [1, 1]);
 }

@@ -77,8 +77,15 @@ impl LimitAlgorithm for Aimd {
         false
     }
 
+    fn learns_from_successes_with_room(&self) -> bool {
+        false
+    }
+
     fn update(&mut self, sample: &Sample) -> usize {
-        self.since_decrease = self.since_decrease.saturating_add(1);
+        self.since_decrease = self
+            .since_decrease
+            .saturating_add(1)
+            .saturating_add(sample.skipped);
         if sample.is_drop() {
             if self.since_decrease > self.limit() {
                 self.ceiling = self.limit.min(sample.in_flight as f64);

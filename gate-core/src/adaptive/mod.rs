@@ -42,6 +42,15 @@ pub trait LimitAlgorithm: fmt::Debug + Send {
         true
     }
 
+    /// Whether a success admitted while the gate had room (`in_flight < limit`) teaches the
+    /// algorithm anything beyond being counted. If not, the limiter only counts such samples,
+    /// without taking the lock that serialises `update`, and hands the count over with the
+    /// next sample it passes on, as [`Sample::skipped`]. Asked once, when the limiter is
+    /// built.
+    fn learns_from_successes_with_room(&self) -> bool {
+        true
+    }
+
     /// Takes one attempt's sample and returns the limit to use from now on.
     fn update(&mut self, sample: &Sample) -> usize;
 }
@@ -55,10 +64,16 @@ pub struct Sample {
     /// How long the attempt ran, from admission to report; zero if the algorithm does not
     /// [want latencies](LimitAlgorithm::wants_latency).
     pub latency: Duration,
-    /// Attempts running when this one was admitted, itself included.
+    /// How full the gate was when this attempt was admitted: its permits in use, this
+    /// attempt's own included (attempts running, and waiters granted a permit who have not
+    /// yet started), less those held by callers still waiting for a rate cell or a pause.
     pub in_flight: usize,
     /// The limit when this attempt was admitted.
     pub limit: usize,
+    /// Successes with room that the limiter counted instead of passing on, since the
+    /// previous sample it passed on (always zero for an algorithm that
+    /// [learns from them](LimitAlgorithm::learns_from_successes_with_room)).
+    pub skipped: usize,
 }
 
 impl Sample {
@@ -69,7 +84,19 @@ impl Sample {
             latency,
             in_flight,
             limit,
+            skipped: 0,
         }
+    }
+
+    /// The same sample, following `skipped` successes with room that were only counted.
+    pub fn after_skipped(self, skipped: usize) -> Self {
+        Self { skipped, ..self }
+    }
+
+    /// Whether the attempt succeeded while the gate had room for more: no sign that the
+    /// limit is too low, because the caller did not fill it.
+    pub fn is_success_with_room(&self) -> bool {
+        self.outcome == Outcome::Success && self.in_flight < self.limit
     }
 
     /// Whether the attempt says the server is overloaded (an overload signal or a timeout).

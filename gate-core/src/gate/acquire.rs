@@ -56,7 +56,7 @@ impl Waiter {
         gate: &Gate,
         cx: &mut Context<'_>,
     ) -> Poll<Result<usize, AcquireError>> {
-        if matches!(self.phase, Phase::Idle) && gate.pool.try_take(self.needed) {
+        if matches!(self.phase, Phase::Idle) && gate.pool.try_take(self.needed).is_some() {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(self.needed));
         }

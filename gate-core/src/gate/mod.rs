@@ -350,7 +350,7 @@ impl Gate {
     }
 
     fn try_take(&self, n: usize) -> Result<usize, TryAcquireError> {
-        if self.pool.try_take(n) {
+        if self.pool.try_take(n).is_some() {
             return Ok(n);
         }
         let mut state = self.lock();
@@ -364,6 +364,25 @@ impl Gate {
             state.stats.rejected += 1;
             Err(TryAcquireError::NoPermits)
         }
+    }
+
+    /// Takes one permit on the lock-free path only, returning how many stay free there;
+    /// `None` if that path is closed (someone queues, a shrink drains, the gate is closed) or
+    /// empty. For callers with a slow path of their own.
+    #[inline]
+    pub(crate) fn try_take_fast(&self) -> Option<usize> {
+        self.pool.try_take(1)
+    }
+
+    /// Whether the lock-free path is open and holds a permit: one atomic load.
+    #[inline]
+    pub(crate) fn has_fast_permit(&self) -> bool {
+        self.pool.permits() > 0
+    }
+
+    /// Permits held right now, read under the lock.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.observe().in_flight()
     }
 
     /// Returns `n` permits and admits whoever now fits.

@@ -27,6 +27,14 @@ impl<'a> Permit<'a> {
     pub fn gate(&self) -> &'a Gate {
         self.gate
     }
+
+    /// Keeps the permits taken without this guard; the caller must give them back with
+    /// [`Gate::release`].
+    pub(crate) fn detach(self) -> usize {
+        let permits = self.permits;
+        std::mem::forget(self);
+        permits
+    }
 }
 
 impl Drop for Permit<'_> {

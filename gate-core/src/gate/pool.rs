@@ -33,17 +33,18 @@ impl FastPool {
         }
     }
 
-    /// Takes `n` permits without the lock, if the fast path is open and holds that many. A
-    /// request for none goes the slow way, which checks for a closed gate and the queue.
+    /// Takes `n` permits without the lock, if the fast path is open and holds that many, and
+    /// returns how many it still holds. A request for none goes the slow way, which checks
+    /// for a closed gate and the queue.
     #[inline]
-    pub(crate) fn try_take(&self, n: usize) -> bool {
+    pub(crate) fn try_take(&self, n: usize) -> Option<usize> {
         if n == 0 {
-            return false;
+            return None;
         }
         let mut current = self.word.load(Ordering::Acquire);
         loop {
             if current & SLOW != 0 || current / ONE < n {
-                return false;
+                return None;
             }
             match self.word.compare_exchange_weak(
                 current,
@@ -53,7 +54,7 @@ impl FastPool {
             ) {
                 Ok(_) => {
                     self.admitted.fetch_add(1, Ordering::Relaxed);
-                    return true;
+                    return Some(current / ONE - n);
                 }
                 Err(actual) => current = actual,
             }
@@ -98,7 +99,8 @@ impl FastPool {
         self.word.store(free * ONE, Ordering::Release);
     }
 
-    /// Permits in the pool right now.
+    /// Permits in the pool right now (none while the fast path is closed).
+    #[inline]
     pub(crate) fn permits(&self) -> usize {
         self.word.load(Ordering::Acquire) / ONE
     }

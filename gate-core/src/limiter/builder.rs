@@ -1,13 +1,13 @@
 //! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pause::Pause;
 use super::{Adaptive, Limiter};
 use crate::adaptive::LimitAlgorithm;
-use crate::rate::{Rate, RateLimit};
+use crate::rate::{Rate, RateLimit, TokioClock};
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Configures a [`Limiter`], from [`Limiter::builder`].
@@ -91,13 +91,15 @@ impl LimiterBuilder {
         }
         let gate = gate.max_waiters(self.wait_limits.max_waiters).build()?;
         let adaptive = self.adaptive.map(|algorithm| Adaptive {
-            wants_latency: algorithm.wants_latency(),
+            clock: algorithm.wants_latency().then(TokioClock::new),
+            skips_successes_with_room: !algorithm.learns_from_successes_with_room(),
+            skipped: AtomicUsize::new(0),
             limit: AtomicUsize::new(gate.limit()),
-            running: AtomicUsize::new(0),
+            held_waiting: AtomicUsize::new(0),
             algorithm: Mutex::new(algorithm),
         });
         Ok(Limiter {
-            gate: Arc::new(gate),
+            gate,
             limited: limit.is_some(),
             rate: self.rate.map(RateLimit::new),
             pause: Pause::new(),

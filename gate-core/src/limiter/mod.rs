@@ -1,10 +1,12 @@
 //! [`Limiter`]: a concurrency limit, a rate limit, or both, with a shared pause for server
 //! backpressure and an optional adaptive limit.
 
+mod acquire;
 mod builder;
 mod pause;
 mod permit;
 
+pub use acquire::{LimiterAcquire, LimiterAcquireOwned};
 pub use builder::LimiterBuilder;
 pub use permit::{LimiterPermit, OwnedLimiterPermit};
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
-use crate::rate::{Rate, RateLimit};
+use crate::rate::{Clock, Rate, RateLimit, TokioClock};
 use crate::{AcquireError, Admission, Gate, Outcome, Stats};
 use pause::Pause;
 use permit::Admitted;
@@ -103,7 +105,7 @@ use permit::Admitted;
 /// # assert_eq!(GITHUB.limit(), Some(8));
 /// ```
 pub struct Limiter {
-    gate: Arc<Gate>,
+    gate: Gate,
     /// Whether the gate limits anything (otherwise it is at `Gate::MAX_PERMITS`).
     limited: bool,
     rate: Option<RateLimit>,
@@ -112,36 +114,63 @@ pub struct Limiter {
 }
 
 /// The adaptive part of a limiter: the algorithm and what it needs to know.
+///
+/// Attempts running are not counted as such: that would cost two atomic read-modify-writes
+/// per attempt. They are the gate's permits in use (which the lock-free acquire reports for
+/// free) less those held by callers still waiting for a rate cell or a pause, which only
+/// the waiting path counts.
 struct Adaptive {
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// The limit the algorithm last set, mirrored so admission need not lock the gate.
     limit: AtomicUsize,
-    /// Attempts past every wait and not yet released.
-    running: AtomicUsize,
-    wants_latency: bool,
+    /// Callers holding a permit while they wait for a rate cell or a pause to end.
+    held_waiting: AtomicUsize,
+    /// Where latencies are read, if the algorithm wants them.
+    clock: Option<TokioClock>,
+    /// Whether successes with room are only counted, in `skipped`, not passed on.
+    skips_successes_with_room: bool,
+    /// Successes with room counted since the last sample passed on.
+    skipped: AtomicUsize,
 }
 
 impl Adaptive {
-    fn admitted(&self) -> (usize, usize) {
-        let in_flight = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-        (in_flight, self.limit.load(Ordering::Acquire))
+    /// Counts the caller as holding a permit while waiting, until the guard drops.
+    fn hold_waiting(&self) -> HeldWaiting<'_> {
+        self.held_waiting.fetch_add(1, Ordering::AcqRel);
+        HeldWaiting(&self.held_waiting)
     }
 
-    fn finished(&self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    fn record(&self, sample: &Sample, gate: &Gate) {
+    fn record(&self, sample: Sample, gate: &Gate) {
+        if self.skips_successes_with_room && sample.is_success_with_room() {
+            // One atomic add instead of a lock and an unlock.
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut algorithm = self
             .algorithm
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let limit = algorithm.update(sample).min(Gate::MAX_PERMITS);
+        let skipped = match self.skipped.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.skipped.swap(0, Ordering::Relaxed),
+        };
+        let limit = algorithm
+            .update(&sample.after_skipped(skipped))
+            .min(Gate::MAX_PERMITS);
         if limit != self.limit.load(Ordering::Acquire) {
             self.limit.store(limit, Ordering::Release);
             // Under the algorithm's lock, so resizes land in the order they were decided.
             let _ = gate.set_limit(limit);
         }
+    }
+}
+
+/// One caller counted in [`Adaptive::held_waiting`] until dropped (or cancelled).
+struct HeldWaiting<'a>(&'a AtomicUsize);
+
+impl Drop for HeldWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -176,37 +205,61 @@ impl Limiter {
     ///
     /// Cancel-safe: dropping the future gives back the permit or queue place it holds, and
     /// a booked rate cell if nobody booked after it.
-    pub async fn acquire(&self) -> Result<LimiterPermit<'_>, AcquireError> {
+    #[inline]
+    pub fn acquire(&self) -> LimiterAcquire<'_> {
+        LimiterAcquire::new(self)
+    }
+
+    /// Like [`acquire`](Self::acquire), through an `Arc`, so the future and the permit are
+    /// `'static`: for tower middleware and spawned tasks.
+    #[inline]
+    pub fn acquire_owned(self: Arc<Self>) -> LimiterAcquireOwned {
+        LimiterAcquireOwned::new(self)
+    }
+
+    /// Admits at once if nothing stands in the way: no pause, a rate cell due now, a permit
+    /// free on the gate's lock-free path. Otherwise takes nothing and returns `None`.
+    ///
+    /// Both are taken at the same instant, so the order of admission does not arise. The
+    /// rate cell is taken first: a cell can be given back (if nobody booked after it; else
+    /// it goes unused, erring slow), while a permit given back would count as an admission
+    /// in the gate's statistics.
+    #[inline]
+    fn try_admit(&self) -> Option<Admitted> {
+        if self.pause.is_set() {
+            return None;
+        }
+        let Some(rate) = &self.rate else {
+            let free = self.gate.try_take_fast()?;
+            return Some(self.admitted(Some(free)));
+        };
+        // Skip the booking (and giving it back) when the permit is clearly not there.
+        if !self.gate.has_fast_permit() {
+            return None;
+        }
+        let booking = rate.try_book()?;
+        match self.gate.try_take_fast() {
+            Some(free) => Some(self.admitted(Some(free))),
+            None => {
+                rate.cancel_booking(booking);
+                None
+            }
+        }
+    }
+
+    /// Admission that has to wait, in the [order](Self#order-of-admission) described above.
+    async fn wait_for_admission(&self) -> Result<Admitted, AcquireError> {
         if self.pause.is_set() {
             self.pause.wait().await;
         }
         let permit = self.gate.acquire().await?;
         if self.rate.is_some() || self.pause.is_set() {
+            let _held = self.adaptive.as_ref().map(Adaptive::hold_waiting);
             self.wait_for_rate().await;
         }
-        Ok(LimiterPermit {
-            limiter: self,
-            _gate: permit,
-            admitted: self.admitted(),
-        })
-    }
-
-    /// Like [`acquire`](Self::acquire), through an `Arc`, so the future and the permit are
-    /// `'static`: for tower middleware and spawned tasks.
-    pub async fn acquire_owned(self: Arc<Self>) -> Result<OwnedLimiterPermit, AcquireError> {
-        if self.pause.is_set() {
-            self.pause.wait().await;
-        }
-        let permit = Arc::clone(&self.gate).acquire_owned().await?;
-        if self.rate.is_some() || self.pause.is_set() {
-            self.wait_for_rate().await;
-        }
-        let admitted = self.admitted();
-        Ok(OwnedLimiterPermit {
-            limiter: self,
-            _gate: permit,
-            admitted,
-        })
+        // From here the limiter's permit guard gives it back.
+        permit.detach();
+        Ok(self.admitted(None))
     }
 
     /// Steps 3 and 4 of admission: a pause that began while queueing, then the rate cell.
@@ -222,21 +275,23 @@ impl Limiter {
         }
     }
 
-    fn admitted(&self) -> Admitted {
-        match &self.adaptive {
-            Some(adaptive) => {
-                let (in_flight, limit) = adaptive.admitted();
-                Admitted {
-                    start: adaptive.wants_latency.then(Instant::now),
-                    in_flight,
-                    limit,
-                }
-            }
-            None => Admitted {
-                start: None,
-                in_flight: 0,
-                limit: 0,
-            },
+    /// What an adaptive limit notes of an admitted attempt. `free` is what the lock-free
+    /// acquire left in the gate's pool; without it the gate is read under its lock.
+    #[inline]
+    fn admitted(&self, free: Option<usize>) -> Admitted {
+        let Some(adaptive) = &self.adaptive else {
+            return Admitted::UNOBSERVED;
+        };
+        let limit = adaptive.limit.load(Ordering::Acquire);
+        let held = match free {
+            Some(free) => limit.saturating_sub(free),
+            None => self.gate.in_flight(),
+        };
+        let waiting = adaptive.held_waiting.load(Ordering::Acquire);
+        Admitted {
+            start: adaptive.clock.as_ref().map_or(0, TokioClock::now_nanos),
+            in_flight: held.saturating_sub(waiting).max(1),
+            limit,
         }
     }
 
@@ -249,19 +304,18 @@ impl Limiter {
             self.pause_for(retry_after);
         }
         if let Some(adaptive) = &self.adaptive {
-            let latency = admitted
-                .start
-                .map_or(Duration::ZERO, |start| start.elapsed());
+            let latency = adaptive.clock.as_ref().map_or(Duration::ZERO, |clock| {
+                Duration::from_nanos(clock.now_nanos().saturating_sub(admitted.start))
+            });
             let sample = Sample::new(outcome, latency, admitted.in_flight, admitted.limit);
-            adaptive.record(&sample, &self.gate);
+            adaptive.record(sample, &self.gate);
         }
     }
 
-    /// An admitted attempt ended, reported or not.
-    fn finished(&self) {
-        if let Some(adaptive) = &self.adaptive {
-            adaptive.finished();
-        }
+    /// Gives back an admitted attempt's permit.
+    #[inline]
+    fn release(&self) {
+        self.gate.release(1);
     }
 
     /// Pauses new admissions for `duration` from now, unless already paused for longer.
@@ -310,10 +364,12 @@ impl Limiter {
 impl Admission for Limiter {
     type Permit<'a> = LimiterPermit<'a>;
 
+    #[inline]
     fn admit(&self) -> impl Future<Output = Result<LimiterPermit<'_>, AcquireError>> + Send {
         self.acquire()
     }
 
+    #[inline]
     fn release<'a>(&'a self, permit: LimiterPermit<'a>, outcome: Outcome) {
         permit.finish(outcome);
     }

@@ -3,20 +3,31 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use super::Limiter;
-use crate::{Outcome, OwnedPermit, Permit};
+use crate::Outcome;
 
 /// What a limiter noted when it admitted an attempt, for the report at its end.
+///
+/// Plain words, so that handing a permit out of a poll is a few aligned stores.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Admitted {
-    /// Admission time, read only if the adaptive algorithm wants latencies.
-    pub(super) start: Option<Instant>,
-    /// Attempts running when this one was admitted, itself included (adaptive only).
+    /// Admission time on the adaptive limit's clock, read only if the algorithm wants
+    /// latencies (zero otherwise).
+    pub(super) start: u64,
+    /// How full the gate was at admission, this attempt included (adaptive only); see
+    /// [`Sample::in_flight`](crate::adaptive::Sample::in_flight).
     pub(super) in_flight: usize,
     /// The limit when this attempt was admitted (adaptive only).
     pub(super) limit: usize,
+}
+
+impl Admitted {
+    /// What a limiter without an adaptive limit notes: nothing.
+    pub(super) const UNOBSERVED: Self = Self {
+        start: 0,
+        in_flight: 0,
+        limit: 0,
+    };
 }
 
 /// One attempt admitted by a [`Limiter`]; dropping it lets the next caller in.
@@ -28,14 +39,14 @@ pub(super) struct Admitted {
 /// [`Retry::call`](crate::Retry::call) reports every attempt itself.
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct LimiterPermit<'a> {
+    /// Holds one permit of the limiter's gate, given back on drop.
     pub(super) limiter: &'a Limiter,
-    /// Kept so that it is dropped, releasing the concurrency permit, with this.
-    pub(super) _gate: Permit<'a>,
     pub(super) admitted: Admitted,
 }
 
 impl LimiterPermit<'_> {
     /// Reports how the attempt ended and releases the permit.
+    #[inline]
     pub fn finish(self, outcome: Outcome) {
         self.limiter.report(&self.admitted, outcome);
     }
@@ -47,8 +58,9 @@ impl LimiterPermit<'_> {
 }
 
 impl Drop for LimiterPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.limiter.finished();
+        self.limiter.release();
     }
 }
 
@@ -63,14 +75,14 @@ impl fmt::Debug for LimiterPermit<'_> {
 /// [`Limiter::acquire_owned`].
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct OwnedLimiterPermit {
+    /// Holds one permit of the limiter's gate, given back on drop.
     pub(super) limiter: Arc<Limiter>,
-    /// Kept so that it is dropped, releasing the concurrency permit, with this.
-    pub(super) _gate: OwnedPermit,
     pub(super) admitted: Admitted,
 }
 
 impl OwnedLimiterPermit {
     /// Reports how the attempt ended and releases the permit.
+    #[inline]
     pub fn finish(self, outcome: Outcome) {
         self.limiter.report(&self.admitted, outcome);
     }
@@ -82,8 +94,9 @@ impl OwnedLimiterPermit {
 }
 
 impl Drop for OwnedLimiterPermit {
+    #[inline]
     fn drop(&mut self) {
-        self.limiter.finished();
+        self.limiter.release();
     }
 }
 

@@ -92,7 +92,7 @@ impl RateLimit {
     /// that earlier time: the limit never admits more because a clock went backwards.
     #[inline]
     pub fn check_at(&self, now: Instant) -> Result<(), NotUntil> {
-        self.check_nanos(self.clock.nanos(now))
+        self.check_nanos(self.clock.nanos(now)).map(drop)
     }
 }
 
@@ -136,12 +136,19 @@ impl<C: Clock> RateLimit<C> {
     /// ```
     #[inline]
     pub fn check(&self) -> Result<(), NotUntil> {
-        self.check_nanos(self.clock.now_nanos())
+        self.check_nanos(self.clock.now_nanos()).map(drop)
+    }
+
+    /// Like [`check`](Self::check), returning the booking, which
+    /// [`cancel_booking`](Self::cancel_booking) gives back if the caller cannot use it.
+    #[inline]
+    pub(crate) fn try_book(&self) -> Option<Booking> {
+        self.check_nanos(self.clock.now_nanos()).ok()
     }
 
     /// Takes a cell if one is free at `t`, in the clock's nanoseconds.
     #[inline]
-    fn check_nanos(&self, t: u64) -> Result<(), NotUntil> {
+    fn check_nanos(&self, t: u64) -> Result<Booking, NotUntil> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let earliest = tat.saturating_sub(self.tolerance);
@@ -155,7 +162,12 @@ impl<C: Clock> RateLimit<C> {
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    return Ok(Booking {
+                        before: tat,
+                        after: next,
+                    });
+                }
                 Err(actual) => tat = actual,
             }
         }
@@ -203,8 +215,9 @@ impl<C: Clock> RateLimit<C> {
 }
 
 impl<C> RateLimit<C> {
-    /// Gives a booked cell back if nobody has booked after it.
-    fn cancel_booking(&self, booking: Booking) {
+    /// Gives a booked cell back if nobody has booked after it; otherwise it goes unused
+    /// (the limit errs on the slow side, never the fast one).
+    pub(crate) fn cancel_booking(&self, booking: Booking) {
         let _ = self.tat.compare_exchange(
             booking.after,
             booking.before,
@@ -224,7 +237,7 @@ impl<C> fmt::Debug for RateLimit<C> {
 
 /// A cell booked by [`RateLimit::until_ready`]: the theoretical arrival time before and after.
 #[derive(Debug, Clone, Copy)]
-struct Booking {
+pub(crate) struct Booking {
     before: u64,
     after: u64,
 }

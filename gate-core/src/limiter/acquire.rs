@@ -1,0 +1,118 @@
+//! [`LimiterAcquire`] and [`LimiterAcquireOwned`]: waiting for a limiter's admission.
+//!
+//! Most admissions wait for nothing: no pause, a permit free on the gate's lock-free path, a
+//! rate cell due now. The first poll decides that case in place, with a few atomic operations
+//! and no allocation. An admission that must wait (for the queue, a rate cell or a pause)
+//! goes on in a boxed future, an allocation that is small beside the wait itself.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use super::{Admitted, Limiter, LimiterPermit, OwnedLimiterPermit};
+use crate::AcquireError;
+
+/// The rest of an admission that has to wait.
+type Waiting<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AcquireError>> + Send + Sync + 'a>>;
+
+/// Future returned by [`Limiter::acquire`]: resolves to a [`LimiterPermit`] once the caller
+/// is admitted.
+///
+/// Cancel-safe: dropping it gives back the permit or queue place it holds, and a booked rate
+/// cell if nobody booked after it.
+#[must_use = "futures do nothing unless polled"]
+pub struct LimiterAcquire<'a> {
+    limiter: &'a Limiter,
+    waiting: Option<Waiting<'a>>,
+}
+
+impl<'a> LimiterAcquire<'a> {
+    pub(super) fn new(limiter: &'a Limiter) -> Self {
+        Self {
+            limiter,
+            waiting: None,
+        }
+    }
+}
+
+impl<'a> Future for LimiterAcquire<'a> {
+    type Output = Result<LimiterPermit<'a>, AcquireError>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let limiter = self.limiter;
+        if self.waiting.is_none() {
+            match limiter.try_admit() {
+                Some(admitted) => return Poll::Ready(Ok(LimiterPermit { limiter, admitted })),
+                None => self.waiting = Some(Box::pin(limiter.wait_for_admission())),
+            }
+        }
+        let waiting = self.waiting.as_mut().expect("set above");
+        let admitted = ready!(waiting.as_mut().poll(cx));
+        Poll::Ready(admitted.map(|admitted| LimiterPermit { limiter, admitted }))
+    }
+}
+
+impl fmt::Debug for LimiterAcquire<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterAcquire")
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Future returned by [`Limiter::acquire_owned`]: like [`LimiterAcquire`], but `'static`,
+/// resolving to an [`OwnedLimiterPermit`].
+#[must_use = "futures do nothing unless polled"]
+pub struct LimiterAcquireOwned {
+    /// `None` once the permit has been handed out.
+    limiter: Option<Arc<Limiter>>,
+    waiting: Option<Waiting<'static>>,
+}
+
+impl LimiterAcquireOwned {
+    pub(super) fn new(limiter: Arc<Limiter>) -> Self {
+        Self {
+            limiter: Some(limiter),
+            waiting: None,
+        }
+    }
+}
+
+impl Future for LimiterAcquireOwned {
+    type Output = Result<OwnedLimiterPermit, AcquireError>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let limiter = this
+            .limiter
+            .as_ref()
+            .expect("LimiterAcquireOwned polled after completion");
+        let admitted = match &mut this.waiting {
+            Some(waiting) => ready!(waiting.as_mut().poll(cx)),
+            None => match limiter.try_admit() {
+                Some(admitted) => Ok(admitted),
+                None => {
+                    let limiter = Arc::clone(limiter);
+                    let waiting = this
+                        .waiting
+                        .insert(Box::pin(async move { limiter.wait_for_admission().await }));
+                    ready!(waiting.as_mut().poll(cx))
+                }
+            },
+        };
+        let limiter = this.limiter.take().expect("checked above");
+        Poll::Ready(admitted.map(|admitted| OwnedLimiterPermit { limiter, admitted }))
+    }
+}
+
+impl fmt::Debug for LimiterAcquireOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterAcquireOwned")
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -81,3 +81,38 @@ fn try_acquire_succeeds_once_the_queue_is_empty() {
     drop(assert_ready_ok!(w.poll()));
     assert!(gate.try_acquire().is_ok());
 }
+
+/// The lock-free try, for middleware with a waiting path of its own: it takes a free
+/// permit, never barges past a queue, finds nothing on a closed gate, and a miss is not a
+/// rejection in the statistics (the caller goes on to wait, or refuses and counts that).
+#[test]
+fn the_uncontended_try_takes_only_what_nobody_waits_for() {
+    let gate = std::sync::Arc::new(Gate::new(2));
+    let first = gate.try_acquire_uncontended().expect("a permit is free");
+    let second = gate
+        .try_acquire_owned_uncontended()
+        .expect("so is a second");
+    assert_eq!(
+        std::sync::Arc::strong_count(&gate),
+        2,
+        "the Arc is cloned on success"
+    );
+    assert!(gate.try_acquire_uncontended().is_none(), "none is left");
+    assert_eq!(std::sync::Arc::strong_count(&gate), 2, "and not on a miss");
+
+    let mut waiter = spawn(gate.acquire());
+    assert_pending!(waiter.poll());
+    drop(first);
+    assert!(
+        gate.try_acquire_uncontended().is_none(),
+        "the freed permit is the waiter's"
+    );
+    let granted = assert_ready_ok!(waiter.poll());
+    drop(second);
+    let stats = gate.stats();
+    assert_eq!((stats.admitted, stats.rejected), (3, 0));
+
+    gate.close();
+    drop(granted);
+    assert!(gate.try_acquire_uncontended().is_none(), "closed");
+}

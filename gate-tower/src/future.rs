@@ -34,9 +34,10 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future>,
-        policy: Policy,
-        // Whether the request was gRPC, which decides the shape of a refusal.
-        grpc: bool,
+        // Whether a response body carries the permit to its end. The rest of the policy
+        // lives where a wait or a refusal needs it, so that the uncontended path moves
+        // a small future.
+        hold_until_body_end: bool,
         _mode: PhantomData<fn() -> M>,
     }
 }
@@ -52,7 +53,7 @@ pin_project! {
         /// when the future completes or is dropped.
         Called { #[pin] future: F, permit: Option<GatePermit> },
         /// Refused at once, in `call`; the inner service never saw the request.
-        Refused,
+        Refused { refusal: Refusal },
     }
 }
 
@@ -60,14 +61,22 @@ pin_project! {
 struct Waiting<S, Req> {
     acquire: Acquiring,
     call: Option<(S, Req)>,
+    policy: Policy,
+    grpc: bool,
 }
 
-/// How a call ended, before the mode decides what the caller sees.
-enum Ended<T> {
-    /// The inner service ran; its result, and the permit if nobody has dropped it yet.
-    Done(T, Option<GatePermit>),
-    /// The gate refused the request; the inner service never saw it.
-    Refused,
+/// The inner service's answer, and the permit if nobody has taken it yet.
+type Answered<S, Req> = (
+    Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>,
+    Option<GatePermit>,
+);
+
+/// What a refusal needs to know to answer.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    /// Whether the request was gRPC, which decides the shape of the answer.
+    grpc: bool,
+    retry_after: std::time::Duration,
 }
 
 impl<S, Req, M> ResponseFuture<S, Req, M>
@@ -86,75 +95,103 @@ where
                 waiting: Box::new(Waiting {
                     acquire,
                     call: Some((service, request)),
+                    policy,
+                    grpc,
                 }),
             },
-            policy,
-            grpc,
+            hold_until_body_end: policy.hold_until_body_end,
             _mode: PhantomData,
         }
     }
 
     /// A call admitted at once: the inner service is already running, and nothing can be
-    /// refused any more, so whether it is gRPC no longer matters.
-    pub(crate) fn called(future: S::Future, permit: GatePermit, policy: Policy) -> Self {
+    /// refused any more.
+    #[inline]
+    pub(crate) fn called(future: S::Future, permit: GatePermit, policy: &Policy) -> Self {
         Self {
             state: State::Called {
                 future,
                 permit: Some(permit),
             },
-            policy,
-            grpc: false,
+            hold_until_body_end: policy.hold_until_body_end,
             _mode: PhantomData,
         }
     }
 
     /// A call refused at once.
-    pub(crate) fn refused(reason: AcquireError, policy: Policy, grpc: bool) -> Self {
-        refused(reason, &policy);
+    pub(crate) fn refused(reason: AcquireError, policy: &Policy, grpc: bool) -> Self {
+        refused(reason, policy);
         Self {
-            state: State::Refused,
-            policy,
-            grpc,
+            state: State::Refused {
+                refusal: Refusal {
+                    grpc,
+                    retry_after: policy.retry_after,
+                },
+            },
+            hold_until_body_end: policy.hold_until_body_end,
             _mode: PhantomData,
         }
     }
 
-    fn poll_outcome(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Ended<Result<S::Response, S::Error>>> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Waiting { waiting } => {
-                    match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
-                        Ok(permit) => {
-                            let (mut service, request) = waiting
-                                .call
-                                .take()
-                                .expect("ResponseFuture polled after it completed");
-                            let future = service.call(request);
-                            this.state.set(State::Called {
-                                future,
-                                permit: Some(permit),
-                            });
-                        }
-                        Err(reason) => {
-                            // Let go of the request (and its body) now, not when the caller
-                            // drops this future.
-                            drop(waiting.call.take());
-                            refused(reason, this.policy);
-                            return Poll::Ready(Ended::Refused);
-                        }
-                    }
-                }
-                StateProj::Called { future, permit } => {
-                    let result = ready!(future.poll(cx));
-                    return Poll::Ready(Ended::Done(result, permit.take()));
-                }
-                StateProj::Refused => return Poll::Ready(Ended::Refused),
+    /// Drives the wait for a permit, calling the inner service once one is granted: ready
+    /// with `Ok` once the call runs (at once, for a call admitted in `call`), with the
+    /// refusal if the gate refused.
+    #[inline]
+    fn poll_admitted(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        match self.as_mut().project().state.project() {
+            StateProj::Called { .. } => Poll::Ready(Ok(())),
+            StateProj::Refused { refusal } => Poll::Ready(Err(*refusal)),
+            StateProj::Waiting { .. } => self.poll_waiting(cx),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_waiting(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        let mut state = self.project().state;
+        let StateProj::Waiting { waiting } = state.as_mut().project() else {
+            unreachable!("only a waiting future waits")
+        };
+        match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
+            Ok(permit) => {
+                let (mut service, request) = waiting
+                    .call
+                    .take()
+                    .expect("ResponseFuture polled after it completed");
+                let future = service.call(request);
+                state.set(State::Called {
+                    future,
+                    permit: Some(permit),
+                });
+                Poll::Ready(Ok(()))
+            }
+            Err(reason) => {
+                // Let go of the request (and its body) now, not when the caller drops this
+                // future.
+                drop(waiting.call.take());
+                refused(reason, &waiting.policy);
+                Poll::Ready(Err(Refusal {
+                    grpc: waiting.grpc,
+                    retry_after: waiting.policy.retry_after,
+                }))
             }
         }
+    }
+
+    /// Polls the inner service's future, once the call runs: its result, and the permit if
+    /// nobody has taken it yet.
+    #[inline]
+    fn poll_called(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Answered<S, Req>, Refusal>> {
+        if let Err(refusal) = ready!(self.as_mut().poll_admitted(cx)) {
+            return Poll::Ready(Err(refusal));
+        }
+        let StateProj::Called { future, permit } = self.project().state.project() else {
+            unreachable!("admitted above")
+        };
+        let result = ready!(future.poll(cx));
+        Poll::Ready(Ok((result, permit.take())))
     }
 }
 
@@ -177,28 +214,40 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let ended = ready!(self.as_mut().poll_outcome(cx));
-        let this = self.project();
-        Poll::Ready(match ended {
-            Ended::Done(Ok(response), mut permit) => {
-                if let Some(permit) = &mut permit {
-                    permit.observe_head(response.status(), response.headers());
-                }
-                let permit = if this.policy.hold_until_body_end {
-                    permit
-                } else {
-                    drop(permit);
-                    None
-                };
-                Ok(response.map(|body| ResponseBody::inner(body, permit)))
+        loop {
+            // The call runs: answer straight from the inner future's output, so that the
+            // response is moved as few times as possible.
+            let this = self.as_mut().project();
+            if let StateProj::Called { future, permit } = this.state.project() {
+                return Poll::Ready(match ready!(future.poll(cx)) {
+                    Ok(response) => Ok(respond(response, permit.take(), *this.hold_until_body_end)),
+                    Err(error) => {
+                        report(permit.take(), Outcome::Failed);
+                        Err(error)
+                    }
+                });
             }
-            Ended::Done(Err(error), permit) => {
-                report(permit, Outcome::Failed);
-                Err(error)
+            if let Err(refusal) = ready!(self.as_mut().poll_admitted(cx)) {
+                return Poll::Ready(Ok(overload::refusal(refusal.grpc, refusal.retry_after)));
             }
-            Ended::Refused => Ok(overload::refusal(*this.grpc, this.policy.retry_after)),
-        })
+        }
     }
+}
+
+/// The inner service's response, its body carrying the permit if it is held to the end.
+#[inline(always)]
+fn respond<B>(
+    response: Response<B>,
+    mut permit: Option<GatePermit>,
+    hold_until_body_end: bool,
+) -> Response<ResponseBody<B>> {
+    if let Some(permit) = &mut permit {
+        permit.observe_head(response.status(), response.headers());
+    }
+    if !hold_until_body_end {
+        drop(permit.take());
+    }
+    response.map(|body| ResponseBody::inner(body, permit))
 }
 
 /// Reports how a call ended to a limiter's permit, and releases it.
@@ -217,8 +266,8 @@ where
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match ready!(self.poll_outcome(cx)) {
-            Ended::Done(result, permit) => {
+        Poll::Ready(match ready!(self.poll_called(cx)) {
+            Ok((result, permit)) => {
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
                     Err(_) => Outcome::Failed,
@@ -226,7 +275,7 @@ where
                 report(permit, outcome);
                 result.map_err(Into::into)
             }
-            Ended::Refused => Err(Box::new(Overloaded::new())),
+            Err(_) => Err(Box::new(Overloaded::new())),
         })
     }
 }
@@ -239,11 +288,11 @@ where
         let state = match &self.state {
             State::Waiting { .. } => "Waiting",
             State::Called { .. } => "Called",
-            State::Refused => "Refused",
+            State::Refused { .. } => "Refused",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("grpc", &self.grpc)
+            .field("hold_until_body_end", &self.hold_until_body_end)
             .finish_non_exhaustive()
     }
 }

@@ -67,6 +67,21 @@ impl Source {
         stats
     }
 
+    /// Takes a permit from a gate's lock-free path, if it has one: the uncontended case,
+    /// with no future to build and poll. A limiter goes the other way.
+    #[inline]
+    pub(crate) fn try_acquire_uncontended(&self) -> Option<GatePermit> {
+        match self {
+            Self::Owned(gate) => gate
+                .try_acquire_owned_uncontended()
+                .map(|permit| GatePermit::Owned { _permit: permit }),
+            Self::Static(gate) => gate
+                .try_acquire_uncontended()
+                .map(|permit| GatePermit::Static { _permit: permit }),
+            Self::Limiter(_) => None,
+        }
+    }
+
     /// Starts waiting for one permit within `limits`; nothing happens until it is polled.
     #[inline]
     pub(crate) fn acquire(&self, limits: WaitLimits) -> Acquiring {

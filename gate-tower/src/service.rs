@@ -92,7 +92,25 @@ impl<S, M> GateService<S, M> {
     ///
     /// `grpc` says whether a request is gRPC, which only a refusal needs to know: the
     /// uncontended path never asks.
+    #[inline]
     fn start<Req>(&mut self, request: Req, grpc: fn(&Req) -> bool) -> ResponseFuture<S, Req, M>
+    where
+        S: Service<Req> + Clone,
+    {
+        match self.source.try_acquire_uncontended() {
+            Some(permit) => ResponseFuture::called(self.inner.call(request), permit, &self.policy),
+            None => self.start_contended(request, grpc),
+        }
+    }
+
+    /// [`start`](Self::start) when the gate's lock-free path had no permit: the gate may
+    /// still admit at once under its lock, refuse, or queue the request.
+    #[inline(never)]
+    fn start_contended<Req>(
+        &mut self,
+        request: Req,
+        grpc: fn(&Req) -> bool,
+    ) -> ResponseFuture<S, Req, M>
     where
         S: Service<Req> + Clone,
     {
@@ -100,10 +118,10 @@ impl<S, M> GateService<S, M> {
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut acquire).poll(&mut cx) {
             Poll::Ready(Ok(permit)) => {
-                ResponseFuture::called(self.inner.call(request), permit, self.policy)
+                ResponseFuture::called(self.inner.call(request), permit, &self.policy)
             }
             Poll::Ready(Err(reason)) => {
-                ResponseFuture::refused(reason, self.policy, grpc(&request))
+                ResponseFuture::refused(reason, &self.policy, grpc(&request))
             }
             Poll::Pending => {
                 let grpc = grpc(&request);

@@ -260,6 +260,26 @@ impl Gate {
         self.try_take(1).map(|n| OwnedPermit::new(self, n))
     }
 
+    /// Takes one permit if the gate's lock-free path has one: nobody is queued, no shrink
+    /// is draining, the gate is open. One compare-and-swap; it never takes the lock.
+    ///
+    /// Unlike [`try_acquire`](Self::try_acquire), a miss says nothing about why and is not
+    /// counted as a rejection in [`stats`](Self::stats): it is for a caller with a waiting
+    /// path of its own to fall back on, such as middleware that admits at once when it can.
+    #[inline]
+    pub fn try_acquire_uncontended(&self) -> Option<Permit<'_>> {
+        self.pool.try_take(1).map(|_| Permit::new(self, 1))
+    }
+
+    /// Like [`try_acquire_uncontended`](Self::try_acquire_uncontended), through an `Arc`,
+    /// which is cloned only if a permit is taken.
+    #[inline]
+    pub fn try_acquire_owned_uncontended(self: &Arc<Self>) -> Option<OwnedPermit> {
+        self.pool
+            .try_take(1)
+            .map(|_| OwnedPermit::new(Arc::clone(self), 1))
+    }
+
     /// Runs `fut` while holding one permit, released when `fut` finishes or is dropped.
     ///
     /// ```

@@ -324,3 +324,41 @@ async fn a_pause_extended_while_waiting_is_waited_out_in_full() {
     limiter.pause_for(ms(100));
     assert_eq!(waiter.await.unwrap(), ms(2_500));
 }
+
+/// The try without a future admits only when nothing stands in the way, and a miss takes
+/// nothing: no permit, no rate cell, no count in the statistics.
+#[tokio::test(start_paused = true)]
+async fn the_uncontended_try_admits_only_when_nothing_is_in_the_way() {
+    let limiter = Arc::new(
+        Limiter::builder()
+            .concurrency(2)
+            .rate(Rate::per_second(2).burst(2))
+            .build()
+            .unwrap(),
+    );
+    let first = limiter.try_acquire_uncontended().expect("all is free");
+    let second = limiter
+        .try_acquire_owned_uncontended()
+        .expect("so is a second permit and cell");
+    assert!(
+        limiter.try_acquire_uncontended().is_none(),
+        "no permit left"
+    );
+    drop((first, second));
+    assert!(limiter.try_acquire_uncontended().is_none(), "no cell left");
+    assert_eq!(limiter.stats().in_flight, 0, "the miss kept no permit");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    let third = limiter.try_acquire_uncontended().expect("a cell is due");
+    drop(third);
+
+    limiter.pause_for(Duration::from_secs(10));
+    assert!(limiter.try_acquire_uncontended().is_none(), "paused");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // The pause is over (and two cells have come back), but `is_set` is cleared only by a
+    // caller that waits it out: the try defers to the waiting path.
+    let waited = limiter.acquire().await.unwrap();
+    drop(waited);
+    assert!(limiter.try_acquire_uncontended().is_some());
+    let stats = limiter.stats();
+    assert_eq!((stats.admitted, stats.rejected), (5, 0));
+}

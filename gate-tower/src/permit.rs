@@ -67,8 +67,8 @@ impl Source {
         stats
     }
 
-    /// Takes a permit from a gate's lock-free path, if it has one: the uncontended case,
-    /// with no future to build and poll. A limiter goes the other way.
+    /// Takes a permit at once if nothing stands in the way (for a gate, its lock-free path
+    /// has one): the uncontended case, with no future to build and poll.
     #[inline]
     pub(crate) fn try_acquire_uncontended(&self) -> Option<GatePermit> {
         match self {
@@ -78,7 +78,10 @@ impl Source {
             Self::Static(gate) => gate
                 .try_acquire_uncontended()
                 .map(|permit| GatePermit::Static { _permit: permit }),
-            Self::Limiter(_) => None,
+            Self::Limiter(source) => source
+                .limiter
+                .try_acquire_owned_uncontended()
+                .map(Reporting::start),
         }
     }
 
@@ -213,12 +216,7 @@ fn poll_limiter(
     future: &mut LimiterAdmit,
     cx: &mut Context<'_>,
 ) -> Poll<Result<GatePermit, AcquireError>> {
-    future.as_mut().poll(cx).map_ok(|permit| {
-        GatePermit::Limiter(Box::new(Reporting {
-            permit: Some(permit),
-            verdict: None,
-        }))
-    })
+    future.as_mut().poll(cx).map_ok(Reporting::start)
 }
 
 impl fmt::Debug for Acquiring {
@@ -299,6 +297,15 @@ enum Verdict {
 }
 
 impl Reporting {
+    /// A limiter's permit, nothing noted yet.
+    #[inline(never)]
+    fn start(permit: OwnedLimiterPermit) -> GatePermit {
+        GatePermit::Limiter(Box::new(Self {
+            permit: Some(permit),
+            verdict: None,
+        }))
+    }
+
     #[inline(never)]
     fn observe_head(&mut self, status: StatusCode, headers: &HeaderMap) {
         self.observe(backpressure::outcome_of_head(status, headers));

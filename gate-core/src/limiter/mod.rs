@@ -217,6 +217,29 @@ impl Limiter {
         LimiterAcquireOwned::new(self)
     }
 
+    /// Admits at once if nothing stands in the way (no pause, a rate cell due now, a permit
+    /// free on the gate's lock-free path), without a future; otherwise takes nothing.
+    ///
+    /// Like [`Gate::try_acquire_uncontended`], for a caller with a waiting path of its own:
+    /// a miss is not counted anywhere.
+    #[inline]
+    pub fn try_acquire_uncontended(&self) -> Option<LimiterPermit<'_>> {
+        self.try_admit().map(|admitted| LimiterPermit {
+            limiter: self,
+            admitted,
+        })
+    }
+
+    /// Like [`try_acquire_uncontended`](Self::try_acquire_uncontended), through an `Arc`,
+    /// which is cloned only on admission.
+    #[inline]
+    pub fn try_acquire_owned_uncontended(self: &Arc<Self>) -> Option<OwnedLimiterPermit> {
+        self.try_admit().map(|admitted| OwnedLimiterPermit {
+            limiter: Arc::clone(self),
+            admitted,
+        })
+    }
+
     /// Admits at once if nothing stands in the way: no pause, a rate cell due now, a permit
     /// free on the gate's lock-free path. Otherwise takes nothing and returns `None`.
     ///

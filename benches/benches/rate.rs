@@ -5,7 +5,7 @@
 //! a clock read and a compare-and-swap. The clock dominates, so each limiter is measured on
 //! both clocks: `std::time::Instant` (gate-core's default tokio clock outside a paused
 //! runtime; governor's `MonotonicClock`) and quanta's time-stamp counter (governor's
-//! default; gate-core through its `Clock` trait).
+//! default; gate-core's `QuantaClock`, behind its `quanta` feature).
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
@@ -13,29 +13,9 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gate_core::rate::{Clock, Rate, RateLimit};
-use governor::clock::{Clock as _, MonotonicClock, QuantaClock, QuantaInstant, Reference as _};
+use gate_core::rate::{QuantaClock, Rate, RateLimit};
+use governor::clock::MonotonicClock;
 use governor::{Quota, RateLimiter};
-
-/// quanta's clock (as governor reads it) behind gate-core's `Clock` trait.
-struct Quanta {
-    clock: QuantaClock,
-    origin: QuantaInstant,
-}
-
-impl Quanta {
-    fn new() -> Self {
-        let clock = QuantaClock::default();
-        let origin = clock.now();
-        Self { clock, origin }
-    }
-}
-
-impl Clock for Quanta {
-    fn now_nanos(&self) -> u64 {
-        u64::from(self.clock.now().duration_since(self.origin))
-    }
-}
 
 const PER_SECOND: u32 = 1_000_000_000;
 
@@ -45,8 +25,10 @@ fn check(c: &mut Criterion) {
     let ours = RateLimit::new(Rate::per_second(PER_SECOND).burst(1_000));
     group.bench_function("gate_core", |b| b.iter(|| black_box(ours.check()).is_ok()));
 
-    let ours_quanta =
-        RateLimit::with_clock(Rate::per_second(PER_SECOND).burst(1_000), Quanta::new());
+    let ours_quanta = RateLimit::with_clock(
+        Rate::per_second(PER_SECOND).burst(1_000),
+        QuantaClock::new(),
+    );
     group.bench_function("gate_core_quanta", |b| {
         b.iter(|| black_box(ours_quanta.check()).is_ok())
     });
@@ -69,7 +51,7 @@ fn check(c: &mut Criterion) {
     group.bench_function("gate_core_refused", |b| {
         b.iter(|| black_box(ours.check()).is_err())
     });
-    let ours = RateLimit::with_clock(Rate::per_hour(1), Quanta::new());
+    let ours = RateLimit::with_clock(Rate::per_hour(1), QuantaClock::new());
     let _ = ours.check();
     group.bench_function("gate_core_quanta_refused", |b| {
         b.iter(|| black_box(ours.check()).is_err())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::pause::Pause;
 use super::{Adaptive, Limiter};
 use crate::adaptive::LimitAlgorithm;
-use crate::rate::{Rate, RateLimit, TokioClock};
+use crate::rate::{Clock, LimiterClock, Rate, RateLimit, TokioClock};
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Configures a [`Limiter`], from [`Limiter::builder`].
@@ -16,6 +16,7 @@ use crate::{Gate, LimitError, WaitLimits};
 pub struct LimiterBuilder {
     concurrency: Option<usize>,
     rate: Option<Rate>,
+    clock: Option<LimiterClock>,
     adaptive: Option<Box<dyn LimitAlgorithm>>,
     wait_limits: WaitLimits,
 }
@@ -25,6 +26,7 @@ impl LimiterBuilder {
         Self {
             concurrency: None,
             rate: None,
+            clock: None,
             adaptive: None,
             wait_limits: WaitLimits::UNBOUNDED,
         }
@@ -40,6 +42,38 @@ impl LimiterBuilder {
     /// At most `rate` attempts start per period (see [`Rate`] for the guarantee).
     pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// The clock the rate limit reads (tokio's unless set): for instance a
+    /// [`QuantaClock`](crate::rate::QuantaClock), with the `quanta` feature, where the rate
+    /// check is hot and tests do not pause time. Waits for a cell still sleep on tokio's
+    /// timer, and pauses and latencies still read tokio's clock.
+    ///
+    /// ```
+    /// use gate_core::Limiter;
+    /// use gate_core::rate::{Clock, Rate};
+    ///
+    /// /// A clock for a simulation outside tokio: time moves only when told to.
+    /// struct Manual(std::sync::atomic::AtomicU64);
+    ///
+    /// impl Clock for Manual {
+    ///     fn now_nanos(&self) -> u64 {
+    ///         self.0.load(std::sync::atomic::Ordering::Relaxed)
+    ///     }
+    /// }
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .rate(Rate::per_second(1))
+    ///     .clock(Manual(0.into()))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!limiter.rate_limit().unwrap().clock().is_tokio());
+    /// assert!(limiter.try_acquire_uncontended().is_some());
+    /// assert!(limiter.try_acquire_uncontended().is_none(), "the manual clock stood still");
+    /// ```
+    pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
+        self.clock = Some(LimiterClock::other(Box::new(clock)));
         self
     }
 
@@ -101,7 +135,9 @@ impl LimiterBuilder {
         Ok(Limiter {
             gate,
             limited: limit.is_some(),
-            rate: self.rate.map(RateLimit::new),
+            rate: self.rate.map(|rate| {
+                RateLimit::with_clock(rate, self.clock.unwrap_or_else(LimiterClock::tokio))
+            }),
             pause: Pause::new(),
             adaptive,
         })

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
-use crate::rate::{Clock, Rate, RateLimit, TokioClock};
+use crate::rate::{Clock, LimiterClock, Rate, RateLimit, TokioClock};
 use crate::{AcquireError, Admission, Gate, Outcome, Stats};
 use pause::Pause;
 use permit::Admitted;
@@ -108,7 +108,7 @@ pub struct Limiter {
     gate: Gate,
     /// Whether the gate limits anything (otherwise it is at `Gate::MAX_PERMITS`).
     limited: bool,
-    rate: Option<RateLimit>,
+    rate: Option<RateLimit<LimiterClock>>,
     pause: Pause,
     adaptive: Option<Adaptive>,
 }
@@ -363,7 +363,7 @@ impl Limiter {
     }
 
     /// The rate limit, if there is one.
-    pub fn rate_limit(&self) -> Option<&RateLimit> {
+    pub fn rate_limit(&self) -> Option<&RateLimit<LimiterClock>> {
         self.rate.as_ref()
     }
 

@@ -8,6 +8,8 @@ mod clock;
 mod limit;
 mod quota;
 
-pub use clock::{Clock, TokioClock};
+#[cfg(feature = "quanta")]
+pub use clock::QuantaClock;
+pub use clock::{Clock, LimiterClock, TokioClock};
 pub use limit::{NotUntil, RateLimit, UntilReady};
 pub use quota::{ParseRateError, Rate, RateError};

@@ -362,3 +362,27 @@ async fn the_uncontended_try_admits_only_when_nothing_is_in_the_way() {
     let stats = limiter.stats();
     assert_eq!((stats.admitted, stats.rejected), (5, 0));
 }
+
+/// A finished acquire polled again panics rather than admit a second time.
+#[test]
+fn an_acquire_polled_after_completion_admits_nothing_more() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let limiter = Limiter::new(4);
+    let mut acquire = Box::pin(limiter.acquire());
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(permit)) = acquire.as_mut().poll(&mut cx) else {
+        panic!("a free permit is admitted at once");
+    };
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = acquire.as_mut().poll(&mut cx);
+    }));
+    assert!(again.is_err(), "polled after completion");
+    assert_eq!(
+        limiter.stats().in_flight,
+        1,
+        "and nothing more was admitted"
+    );
+    drop(permit);
+}

@@ -24,14 +24,15 @@ type Waiting<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AcquireError>> +
 /// cell if nobody booked after it.
 #[must_use = "futures do nothing unless polled"]
 pub struct LimiterAcquire<'a> {
-    limiter: &'a Limiter,
+    /// `None` once the permit has been handed out.
+    limiter: Option<&'a Limiter>,
     waiting: Option<Waiting<'a>>,
 }
 
 impl<'a> LimiterAcquire<'a> {
     pub(super) fn new(limiter: &'a Limiter) -> Self {
         Self {
-            limiter,
+            limiter: Some(limiter),
             waiting: None,
         }
     }
@@ -42,15 +43,20 @@ impl<'a> Future for LimiterAcquire<'a> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let limiter = self.limiter;
-        if self.waiting.is_none() {
-            match limiter.try_admit() {
-                Some(admitted) => return Poll::Ready(Ok(LimiterPermit { limiter, admitted })),
-                None => self.waiting = Some(Box::pin(limiter.wait_for_admission())),
-            }
-        }
-        let waiting = self.waiting.as_mut().expect("set above");
-        let admitted = ready!(waiting.as_mut().poll(cx));
+        let limiter = self
+            .limiter
+            .expect("LimiterAcquire polled after completion");
+        let admitted = match &mut self.waiting {
+            Some(waiting) => ready!(waiting.as_mut().poll(cx)),
+            None => match limiter.try_admit() {
+                Some(admitted) => Ok(admitted),
+                None => {
+                    let waiting = self.waiting.insert(Box::pin(limiter.wait_for_admission()));
+                    ready!(waiting.as_mut().poll(cx))
+                }
+            },
+        };
+        self.limiter = None;
         Poll::Ready(admitted.map(|admitted| LimiterPermit { limiter, admitted }))
     }
 }

@@ -99,7 +99,7 @@ impl LimitAlgorithm for Aimd {
                 self.slow_start = false;
                 self.since_decrease = 0;
             }
-        } else if sample.outcome == crate::Outcome::Success && sample.in_flight >= sample.limit {
+        } else if sample.outcome == crate::Outcome::Success && !sample.is_success_with_room() {
             self.limit += if self.slow_start {
                 1.0
             } else if (self.limit - self.ceiling).abs() < 1.0 {

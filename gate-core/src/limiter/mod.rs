@@ -140,12 +140,27 @@ impl Adaptive {
         HeldWaiting(&self.held_waiting)
     }
 
-    fn record(&self, sample: Sample, gate: &Gate) {
-        if self.skips_successes_with_room && sample.is_success_with_room() {
-            // One atomic add instead of a lock and an unlock.
+    /// Learns from an attempt's end. A success with room, which the algorithm only counts,
+    /// costs one atomic add and stays inline; everything else goes through the lock.
+    #[inline]
+    fn report(&self, admitted: &Admitted, outcome: Outcome, gate: &Gate) {
+        // `Sample::is_success_with_room`, before the sample is built.
+        if self.skips_successes_with_room
+            && outcome == Outcome::Success
+            && admitted.in_flight < admitted.limit
+        {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        self.record(admitted, outcome, gate);
+    }
+
+    #[inline(never)]
+    fn record(&self, admitted: &Admitted, outcome: Outcome, gate: &Gate) {
+        let latency = self.clock.as_ref().map_or(Duration::ZERO, |clock| {
+            Duration::from_nanos(clock.now_nanos().saturating_sub(admitted.start))
+        });
+        let sample = Sample::new(outcome, latency, admitted.in_flight, admitted.limit);
         let mut algorithm = self
             .algorithm
             .lock()
@@ -319,6 +334,7 @@ impl Limiter {
     }
 
     /// Learns from an attempt's end: pauses on `Retry-After`, feeds the adaptive limit.
+    #[inline]
     fn report(&self, admitted: &Admitted, outcome: Outcome) {
         if let Outcome::Overload {
             retry_after: Some(retry_after),
@@ -327,11 +343,7 @@ impl Limiter {
             self.pause_for(retry_after);
         }
         if let Some(adaptive) = &self.adaptive {
-            let latency = adaptive.clock.as_ref().map_or(Duration::ZERO, |clock| {
-                Duration::from_nanos(clock.now_nanos().saturating_sub(admitted.start))
-            });
-            let sample = Sample::new(outcome, latency, admitted.in_flight, admitted.limit);
-            adaptive.record(sample, &self.gate);
+            adaptive.report(admitted, outcome, &self.gate);
         }
     }
 

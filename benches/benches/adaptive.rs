@@ -4,12 +4,14 @@
 //! to every attempt. AIMD learns nothing from a success while the gate has room, so the
 //! limiter only counts those (one atomic add); `limiter_aimd_full` pins the limit at 1, so
 //! every attempt fills the gate and its sample goes through the algorithm's lock. The
-//! latency-based limit also reads the clock twice per attempt.
+//! latency-based limit also reads the clock twice per attempt: tokio's by default, the
+//! time-stamp counter in `limiter_gradient_quanta`.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gate_core::adaptive::{Aimd, Gradient};
+use gate_core::rate::QuantaClock;
 use gate_core::{Admission, Gate, Limiter, Outcome};
 
 fn acquire_release(c: &mut Criterion) {
@@ -63,6 +65,19 @@ fn acquire_release(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let permit = gradient.acquire().await.unwrap();
             gradient.release(permit, Outcome::Success);
+        })
+    });
+
+    // The same, reading the time-stamp counter instead of tokio's clock.
+    let gradient_tsc = Limiter::builder()
+        .adaptive(Gradient::builder().initial(64).build().unwrap())
+        .clock(QuantaClock::new())
+        .build()
+        .unwrap();
+    group.bench_function("limiter_gradient_quanta", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = gradient_tsc.acquire().await.unwrap();
+            gradient_tsc.release(permit, Outcome::Success);
         })
     });
 

@@ -206,3 +206,43 @@ async fn callers_waiting_for_the_rate_are_not_counted_as_running() {
     // The second ran alone: the third held a permit but was waiting for the rate.
     assert_eq!(in_flight, [1, 1]);
 }
+
+/// An algorithm that wants latencies and records them.
+#[derive(Debug)]
+struct Timed(Arc<Mutex<Vec<Duration>>>);
+
+impl LimitAlgorithm for Timed {
+    fn initial_limit(&self) -> usize {
+        4
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        self.0.lock().unwrap().push(sample.latency);
+        4
+    }
+}
+
+/// A clock that moves only when told to.
+struct Manual(Arc<std::sync::atomic::AtomicU64>);
+
+impl gate_core::rate::Clock for Manual {
+    fn now_nanos(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A limiter built with a clock of its own measures latencies on it, as it reads its rate.
+#[test]
+fn latencies_are_read_on_the_limiters_clock() {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000));
+    let limiter = Limiter::builder()
+        .adaptive(Timed(Arc::clone(&latencies)))
+        .clock(Manual(Arc::clone(&now)))
+        .build()
+        .unwrap();
+    let permit = limiter.try_acquire_uncontended().unwrap();
+    now.fetch_add(5_000_000, std::sync::atomic::Ordering::Relaxed);
+    permit.finish(Outcome::Success);
+    assert_eq!(*latencies.lock().unwrap(), [Duration::from_millis(5)]);
+}

@@ -1,13 +1,13 @@
 //! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
 
-use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pause::Pause;
 use super::{Adaptive, Limiter};
 use crate::adaptive::LimitAlgorithm;
-use crate::rate::{Clock, LimiterClock, Rate, RateLimit, TokioClock};
+use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Configures a [`Limiter`], from [`Limiter::builder`].
@@ -45,10 +45,10 @@ impl LimiterBuilder {
         self
     }
 
-    /// The clock the rate limit reads (tokio's unless set): for instance a
-    /// [`QuantaClock`](crate::rate::QuantaClock), with the `quanta` feature, where the rate
-    /// check is hot and tests do not pause time. Waits for a cell still sleep on tokio's
-    /// timer, and pauses and latencies still read tokio's clock.
+    /// The clock the rate limit and an adaptive limit's latencies read (tokio's unless
+    /// set): for instance a [`QuantaClock`](crate::rate::QuantaClock), with the `quanta`
+    /// feature, where the check is hot and tests do not pause time. Waits for a cell still
+    /// sleep on tokio's timer, and pauses still read tokio's clock.
     ///
     /// ```
     /// use gate_core::Limiter;
@@ -73,7 +73,7 @@ impl LimiterBuilder {
     /// assert!(limiter.try_acquire_uncontended().is_none(), "the manual clock stood still");
     /// ```
     pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.clock = Some(LimiterClock::other(Box::new(clock)));
+        self.clock = Some(LimiterClock::other(Arc::new(clock)));
         self
     }
 
@@ -124,8 +124,9 @@ impl LimiterBuilder {
             gate = gate.max_wait(max_wait);
         }
         let gate = gate.max_waiters(self.wait_limits.max_waiters).build()?;
+        let clock = self.clock.unwrap_or_else(LimiterClock::tokio);
         let adaptive = self.adaptive.map(|algorithm| Adaptive {
-            clock: algorithm.wants_latency().then(TokioClock::new),
+            clock: algorithm.wants_latency().then(|| clock.clone()),
             skips_successes_with_room: !algorithm.learns_from_successes_with_room(),
             skipped: AtomicUsize::new(0),
             limit: AtomicUsize::new(gate.limit()),
@@ -135,9 +136,7 @@ impl LimiterBuilder {
         Ok(Limiter {
             gate,
             limited: limit.is_some(),
-            rate: self.rate.map(|rate| {
-                RateLimit::with_clock(rate, self.clock.unwrap_or_else(LimiterClock::tokio))
-            }),
+            rate: self.rate.map(|rate| RateLimit::with_clock(rate, clock)),
             pause: Pause::new(),
             adaptive,
         })

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
-use crate::rate::{Clock, LimiterClock, Rate, RateLimit, TokioClock};
+use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
 use crate::{AcquireError, Admission, Gate, Outcome, Stats};
 use pause::Pause;
 use permit::Admitted;
@@ -126,7 +126,7 @@ struct Adaptive {
     /// Callers holding a permit while they wait for a rate cell or a pause to end.
     held_waiting: AtomicUsize,
     /// Where latencies are read, if the algorithm wants them.
-    clock: Option<TokioClock>,
+    clock: Option<LimiterClock>,
     /// Whether successes with room are only counted, in `skipped`, not passed on.
     skips_successes_with_room: bool,
     /// Successes with room counted since the last sample passed on.
@@ -327,7 +327,7 @@ impl Limiter {
         };
         let waiting = adaptive.held_waiting.load(Ordering::Acquire);
         Admitted {
-            start: adaptive.clock.as_ref().map_or(0, TokioClock::now_nanos),
+            start: adaptive.clock.as_ref().map_or(0, LimiterClock::now_nanos),
             in_flight: held.saturating_sub(waiting).max(1),
             limit,
         }

@@ -1,6 +1,7 @@
 //! [`Clock`]: where a rate limit reads the time.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -64,13 +65,16 @@ impl<C: Clock + ?Sized> Clock for &C {
     }
 }
 
-/// The clock of a [`Limiter`](crate::Limiter)'s rate limit: tokio's, unless
-/// [`LimiterBuilder::clock`](crate::LimiterBuilder::clock) chose another.
+/// The clock of a [`Limiter`](crate::Limiter), for its rate limit and the latencies of an
+/// adaptive limit: tokio's, unless [`LimiterBuilder::clock`](crate::LimiterBuilder::clock)
+/// chose another. Clones share one clock and its origin.
+#[derive(Clone)]
 pub struct LimiterClock(Source);
 
+#[derive(Clone)]
 enum Source {
     Tokio(TokioClock),
-    Other(Box<dyn Clock + Send + Sync>),
+    Other(Arc<dyn Clock + Send + Sync>),
 }
 
 impl LimiterClock {
@@ -78,7 +82,7 @@ impl LimiterClock {
         Self(Source::Tokio(TokioClock::new()))
     }
 
-    pub(crate) fn other(clock: Box<dyn Clock + Send + Sync>) -> Self {
+    pub(crate) fn other(clock: Arc<dyn Clock + Send + Sync>) -> Self {
         Self(Source::Other(clock))
     }
 

@@ -10,9 +10,9 @@
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gate_core::adaptive::{Aimd, Gradient};
+use gate_core::adaptive::{Aimd, Gradient, LimitAlgorithm};
 use gate_core::rate::QuantaClock;
-use gate_core::{Admission, Gate, Limiter, Outcome};
+use gate_core::{Admission, Gate, Limiter, LimiterBuilder, Outcome};
 
 fn acquire_release(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -27,61 +27,37 @@ fn acquire_release(c: &mut Criterion) {
             .iter(|| async { drop(gate.acquire().await.unwrap()) })
     });
 
-    let fixed = Limiter::new(64);
-    group.bench_function("limiter_fixed", |b| {
-        b.to_async(&rt).iter(|| async {
-            let permit = fixed.acquire().await.unwrap();
-            fixed.release(permit, Outcome::Success);
-        })
-    });
-
-    let aimd = Limiter::builder()
-        .adaptive(Aimd::builder().initial(64).build().unwrap())
-        .build()
-        .unwrap();
-    group.bench_function("limiter_aimd", |b| {
-        b.to_async(&rt).iter(|| async {
-            let permit = aimd.acquire().await.unwrap();
-            aimd.release(permit, Outcome::Success);
-        })
-    });
-
-    let full = Limiter::builder()
-        .adaptive(Aimd::builder().initial(1).max(1).build().unwrap())
-        .build()
-        .unwrap();
-    group.bench_function("limiter_aimd_full", |b| {
-        b.to_async(&rt).iter(|| async {
-            let permit = full.acquire().await.unwrap();
-            full.release(permit, Outcome::Success);
-        })
-    });
-
-    let gradient = Limiter::builder()
-        .adaptive(Gradient::builder().initial(64).build().unwrap())
-        .build()
-        .unwrap();
-    group.bench_function("limiter_gradient", |b| {
-        b.to_async(&rt).iter(|| async {
-            let permit = gradient.acquire().await.unwrap();
-            gradient.release(permit, Outcome::Success);
-        })
-    });
-
-    // The same, reading the time-stamp counter instead of tokio's clock.
-    let gradient_tsc = Limiter::builder()
-        .adaptive(Gradient::builder().initial(64).build().unwrap())
-        .clock(QuantaClock::new())
-        .build()
-        .unwrap();
-    group.bench_function("limiter_gradient_quanta", |b| {
-        b.to_async(&rt).iter(|| async {
-            let permit = gradient_tsc.acquire().await.unwrap();
-            gradient_tsc.release(permit, Outcome::Success);
-        })
-    });
+    let aimd = |initial, max| Aimd::builder().initial(initial).max(max).build().unwrap();
+    let gradient = || Gradient::builder().initial(64).build().unwrap();
+    let limiters = [
+        ("limiter_fixed", Limiter::new(64)),
+        ("limiter_aimd", adaptive(aimd(64, 1_000)).build().unwrap()),
+        ("limiter_aimd_full", adaptive(aimd(1, 1)).build().unwrap()),
+        ("limiter_gradient", adaptive(gradient()).build().unwrap()),
+        // The same, reading the time-stamp counter instead of tokio's clock.
+        (
+            "limiter_gradient_quanta",
+            adaptive(gradient())
+                .clock(QuantaClock::new())
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for (name, limiter) in &limiters {
+        group.bench_function(*name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let permit = limiter.acquire().await.unwrap();
+                limiter.release(permit, Outcome::Success);
+            })
+        });
+    }
 
     group.finish();
+}
+
+/// A limiter builder with only an adaptive limit.
+fn adaptive(algorithm: impl LimitAlgorithm + 'static) -> LimiterBuilder {
+    Limiter::builder().adaptive(algorithm)
 }
 
 criterion_group!(benches, acquire_release);

@@ -46,16 +46,9 @@ impl<'a> Future for LimiterAcquire<'a> {
         let limiter = self
             .limiter
             .expect("LimiterAcquire polled after completion");
-        let admitted = match &mut self.waiting {
-            Some(waiting) => ready!(waiting.as_mut().poll(cx)),
-            None => match limiter.try_admit() {
-                Some(admitted) => Ok(admitted),
-                None => {
-                    let waiting = self.waiting.insert(Box::pin(limiter.wait_for_admission()));
-                    ready!(waiting.as_mut().poll(cx))
-                }
-            },
-        };
+        let admitted = ready!(poll_admission(limiter, &mut self.waiting, cx, || {
+            Box::pin(limiter.wait_for_admission())
+        }));
         self.limiter = None;
         Poll::Ready(admitted.map(|admitted| LimiterPermit { limiter, admitted }))
     }
@@ -97,19 +90,10 @@ impl Future for LimiterAcquireOwned {
             .limiter
             .as_ref()
             .expect("LimiterAcquireOwned polled after completion");
-        let admitted = match &mut this.waiting {
-            Some(waiting) => ready!(waiting.as_mut().poll(cx)),
-            None => match limiter.try_admit() {
-                Some(admitted) => Ok(admitted),
-                None => {
-                    let limiter = Arc::clone(limiter);
-                    let waiting = this
-                        .waiting
-                        .insert(Box::pin(async move { limiter.wait_for_admission().await }));
-                    ready!(waiting.as_mut().poll(cx))
-                }
-            },
-        };
+        let admitted = ready!(poll_admission(limiter, &mut this.waiting, cx, || {
+            let limiter = Arc::clone(limiter);
+            Box::pin(async move { limiter.wait_for_admission().await })
+        }));
         let limiter = this.limiter.take().expect("checked above");
         Poll::Ready(admitted.map(|admitted| OwnedLimiterPermit { limiter, admitted }))
     }
@@ -121,4 +105,23 @@ impl fmt::Debug for LimiterAcquireOwned {
             .field("waiting", &self.waiting.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// Polls an admission: on the first poll, admits in place if nothing stands in the way, or
+/// else starts the wait (`wait` boxes it) and polls that.
+#[inline]
+fn poll_admission<'w>(
+    limiter: &Limiter,
+    waiting: &mut Option<Waiting<'w>>,
+    cx: &mut Context<'_>,
+    wait: impl FnOnce() -> Waiting<'w>,
+) -> Poll<Result<Admitted, AcquireError>> {
+    let waiting = match waiting {
+        Some(waiting) => waiting,
+        None => match limiter.try_admit() {
+            Some(admitted) => return Poll::Ready(Ok(admitted)),
+            None => waiting.insert(wait()),
+        },
+    };
+    waiting.as_mut().poll(cx)
 }

@@ -78,10 +78,7 @@ impl Source {
             Self::Static(gate) => gate
                 .try_acquire_uncontended()
                 .map(|permit| GatePermit::Static { _permit: permit }),
-            Self::Limiter(source) => source
-                .limiter
-                .try_acquire_owned_uncontended()
-                .map(Reporting::start),
+            Self::Limiter(source) => source.try_acquire_uncontended(),
         }
     }
 
@@ -113,6 +110,14 @@ pub(crate) struct LimiterSource {
 }
 
 impl LimiterSource {
+    /// Out of line, so that the gates' path stays as lean as it was.
+    #[inline(never)]
+    fn try_acquire_uncontended(&self) -> Option<GatePermit> {
+        self.limiter
+            .try_acquire_owned_uncontended()
+            .map(Reporting::start)
+    }
+
     /// Out of line, like everything a limiter adds, so that the gates' path stays as lean
     /// as it was.
     #[inline(never)]

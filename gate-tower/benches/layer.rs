@@ -12,12 +12,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use gate_core::rate::Rate;
 use gate_core::{Gate, Limiter};
 use gate_tower::GateLayer;
 use http::{Request, Response};
+use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
+use tower::layer::util::Identity;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -37,45 +40,62 @@ where
     start.elapsed()
 }
 
-fn generic(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// One line of a group: `service` wrapped in `layer`, driven one request after another.
+fn line<L, S, Req>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    layer: L,
+    service: &S,
+    request: impl Fn(u64) -> Req + Copy,
+) where
+    L: Layer<S>,
+    L::Service: Service<Req>,
+    <L::Service as Service<Req>>::Error: std::fmt::Debug,
+    S: Clone,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| rt.block_on(drive(layer.layer(service.clone()), iters, request)));
+    });
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn generic(c: &mut Criterion) {
+    static GATE: Gate = Gate::new(LIMIT);
+    let rt = runtime();
     let echo = service_fn(|x: u64| async move { Ok::<_, Infallible>(x) });
+    let request = |i| i;
     let mut group = c.benchmark_group("service_fn");
-    group.bench_function("no_layer", |b| {
-        b.iter_custom(|iters| rt.block_on(drive(echo, iters, |i| i)));
-    });
-    group.bench_function("concurrency_limit", |b| {
-        b.iter_custom(|iters| {
-            let service = ConcurrencyLimitLayer::new(LIMIT).layer(echo);
-            rt.block_on(drive(service, iters, |i| i))
-        });
-    });
-    group.bench_function("gate_layer", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::new(LIMIT).refuse_with_error().layer(echo);
-            rt.block_on(drive(service, iters, |i| i))
-        });
-    });
-    group.bench_function("gate_layer_static_gate", |b| {
-        static GATE: Gate = Gate::new(LIMIT);
-        b.iter_custom(|iters| {
-            let service = GateLayer::with_static_gate(&GATE)
-                .refuse_with_error()
-                .layer(echo);
-            rt.block_on(drive(service, iters, |i| i))
-        });
-    });
-    group.bench_function("gate_layer_limiter", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT)))
-                .refuse_with_error()
-                .layer(echo);
-            rt.block_on(drive(service, iters, |i| i))
-        });
-    });
+    let g = &mut group;
+    line(g, &rt, "no_layer", Identity::new(), &echo, request);
+    let concurrency_limit = ConcurrencyLimitLayer::new(LIMIT);
+    line(
+        g,
+        &rt,
+        "concurrency_limit",
+        concurrency_limit,
+        &echo,
+        request,
+    );
+    let gate_layer = GateLayer::new(LIMIT).refuse_with_error();
+    line(g, &rt, "gate_layer", gate_layer, &echo, request);
+    let static_gate = GateLayer::with_static_gate(&GATE).refuse_with_error();
+    line(
+        g,
+        &rt,
+        "gate_layer_static_gate",
+        static_gate,
+        &echo,
+        request,
+    );
+    let limiter = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT))).refuse_with_error();
+    line(g, &rt, "gate_layer_limiter", limiter, &echo, request);
     group.finish();
 }
 
@@ -83,66 +103,71 @@ fn generic(c: &mut Criterion) {
 const FAST: Rate = Rate::per_second(1_000_000_000);
 
 fn http(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let hello = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("hello")) });
     let request = |_| Request::new(());
     let mut group = c.benchmark_group("http_service_fn");
-    group.bench_function("no_layer", |b| {
-        b.iter_custom(|iters| rt.block_on(drive(hello, iters, request)));
-    });
-    group.bench_function("concurrency_limit", |b| {
-        b.iter_custom(|iters| {
-            let service = ConcurrencyLimitLayer::new(LIMIT).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
-    group.bench_function("gate_layer", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::new(LIMIT).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
-    group.bench_function("gate_layer_release_at_head", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::new(LIMIT)
-                .hold_until_body_end(false)
-                .layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
+    let g = &mut group;
+    line(g, &rt, "no_layer", Identity::new(), &hello, request);
+    let concurrency_limit = ConcurrencyLimitLayer::new(LIMIT);
+    line(
+        g,
+        &rt,
+        "concurrency_limit",
+        concurrency_limit,
+        &hello,
+        request,
+    );
+    line(g, &rt, "gate_layer", GateLayer::new(LIMIT), &hello, request);
+    let at_head = GateLayer::new(LIMIT).hold_until_body_end(false);
+    line(
+        g,
+        &rt,
+        "gate_layer_release_at_head",
+        at_head,
+        &hello,
+        request,
+    );
     // With a limiter, every response is read for an overload signal and reported.
-    group.bench_function("gate_layer_limiter", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT))).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
+    let limiter = GateLayer::with_limiter(Arc::new(Limiter::new(LIMIT)));
+    line(g, &rt, "gate_layer_limiter", limiter, &hello, request);
+    let limiter = Limiter::builder().concurrency(LIMIT).rate(FAST).build();
+    let rate = GateLayer::with_limiter(Arc::new(limiter.unwrap()));
+    line(g, &rt, "gate_layer_limiter_rate", rate, &hello, request);
+    let adaptive = GateLayer::adaptive(gate_core::adaptive::Aimd::new());
+    line(g, &rt, "gate_layer_adaptive", adaptive, &hello, request);
+    group.finish();
+}
+
+/// The HTTP lines again with a body a server can send (`String` implements `http_body::Body`;
+/// `&str` does not). Its response is past the 128 bytes the compiler copies inline with or
+/// without the permit in the body, so both layers pay the same `memcpy` calls for moving it.
+fn http_string_body(c: &mut Criterion) {
+    let rt = runtime();
+    let hello = service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::from("hello")))
     });
-    group.bench_function("gate_layer_limiter_rate", |b| {
-        b.iter_custom(|iters| {
-            let limiter = Limiter::builder().concurrency(LIMIT).rate(FAST).build();
-            let service = GateLayer::with_limiter(Arc::new(limiter.unwrap())).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
-    group.bench_function("gate_layer_adaptive", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::adaptive(gate_core::adaptive::Aimd::new()).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
+    let request = |_| Request::new(());
+    let mut group = c.benchmark_group("http_string_body");
+    let g = &mut group;
+    line(g, &rt, "no_layer", Identity::new(), &hello, request);
+    let concurrency_limit = ConcurrencyLimitLayer::new(LIMIT);
+    line(
+        g,
+        &rt,
+        "concurrency_limit",
+        concurrency_limit,
+        &hello,
+        request,
+    );
+    line(g, &rt, "gate_layer", GateLayer::new(LIMIT), &hello, request);
     group.finish();
 }
 
 /// The permit round trips the layers are built on, for scale: what each layer costs beyond
 /// its primitive.
 fn primitives(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let gate = Arc::new(Gate::new(LIMIT));
     let semaphore = Arc::new(Semaphore::new(LIMIT));
     let limits = GateLayer::new(LIMIT).wait_limits();
@@ -165,37 +190,6 @@ fn primitives(c: &mut Criterion) {
     // What `ConcurrencyLimit` does per request when a permit is free.
     group.bench_function("tokio_semaphore_try_acquire_owned", |b| {
         b.iter(|| black_box(Arc::clone(&semaphore).try_acquire_owned().unwrap()));
-    });
-    group.finish();
-}
-
-/// The HTTP lines again with a body a server can send (`String` implements `http_body::Body`;
-/// `&str` does not). Its response is past the 128 bytes the compiler copies inline with or
-/// without the permit in the body, so both layers pay the same `memcpy` calls for moving it.
-fn http_string_body(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let hello = service_fn(|_: Request<()>| async {
-        Ok::<_, Infallible>(Response::new(String::from("hello")))
-    });
-    let request = |_| Request::new(());
-    let mut group = c.benchmark_group("http_string_body");
-    group.bench_function("no_layer", |b| {
-        b.iter_custom(|iters| rt.block_on(drive(hello, iters, request)));
-    });
-    group.bench_function("concurrency_limit", |b| {
-        b.iter_custom(|iters| {
-            let service = ConcurrencyLimitLayer::new(LIMIT).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
-    });
-    group.bench_function("gate_layer", |b| {
-        b.iter_custom(|iters| {
-            let service = GateLayer::new(LIMIT).layer(hello);
-            rt.block_on(drive(service, iters, request))
-        });
     });
     group.finish();
 }

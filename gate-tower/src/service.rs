@@ -103,8 +103,9 @@ impl<S, M> GateService<S, M> {
         }
     }
 
-    /// [`start`](Self::start) when the gate's lock-free path had no permit: the gate may
-    /// still admit at once under its lock, refuse, or queue the request.
+    /// [`start`](Self::start) when nothing could be admitted without a future (a gate's
+    /// lock-free path had no permit, or a limiter has a pause, a rate cell or a queue to
+    /// wait for): the source may still admit at once, refuse, or queue the request.
     #[inline(never)]
     fn start_contended<Req>(
         &mut self,

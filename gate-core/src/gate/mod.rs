@@ -268,15 +268,14 @@ impl Gate {
     /// path of its own to fall back on, such as middleware that admits at once when it can.
     #[inline]
     pub fn try_acquire_uncontended(&self) -> Option<Permit<'_>> {
-        self.pool.try_take(1).map(|_| Permit::new(self, 1))
+        self.try_take_fast().map(|_| Permit::new(self, 1))
     }
 
     /// Like [`try_acquire_uncontended`](Self::try_acquire_uncontended), through an `Arc`,
     /// which is cloned only if a permit is taken.
     #[inline]
     pub fn try_acquire_owned_uncontended(self: &Arc<Self>) -> Option<OwnedPermit> {
-        self.pool
-            .try_take(1)
+        self.try_take_fast()
             .map(|_| OwnedPermit::new(Arc::clone(self), 1))
     }
 

@@ -90,17 +90,12 @@ impl Waiter {
                     return done;
                 }
                 if expired {
-                    let was_front = state.waiters.is_front(key);
-                    state.waiters.remove(key);
-                    state.stats.timed_out += 1;
-                    self.phase = Phase::Done;
-                    if was_front {
-                        // Those behind may fit where this one did not.
-                        gate.grant_and_wake(state);
-                    }
-                    return Poll::Ready(Err(AcquireError::TimedOut));
+                    return self.time_out(gate, state, key);
                 }
-                state.waiters.register(key, cx.waker());
+                let displaced = state.waiters.register(key, cx.waker());
+                // A waker's drop may run user code: never under the lock.
+                drop(state);
+                drop(displaced);
                 Poll::Pending
             }
             Phase::Done => panic!("acquire future polled after it completed"),
@@ -114,7 +109,8 @@ impl Waiter {
         cx: &mut Context<'_>,
     ) -> Poll<Result<usize, AcquireError>> {
         let needed = self.needed;
-        // The lock-free path was tried by `poll_acquire`: likely to queue: clone the waker before taking the lock, not while holding it.
+        // The lock-free path was tried by `poll_acquire`: likely to queue: clone the waker
+        // before taking the lock, not while holding it.
         let waker = cx.waker().clone();
         let mut state = gate.lock();
         let refused = if state.closed {
@@ -124,7 +120,9 @@ impl Waiter {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(needed));
         } else if self.limits.max_wait == Some(Duration::ZERO) {
-            state.stats.timed_out += 1;
+            // Refused without waiting: a rejection, like a full queue, though the error
+            // says which bound refused it.
+            state.stats.rejected += 1;
             Some(AcquireError::TimedOut)
         } else if state.waiters.len() >= self.limits.max_waiters {
             state.stats.rejected += 1;
@@ -144,14 +142,60 @@ impl Waiter {
         let (key, cell) = state.waiters.push_back(needed, timing, waker);
         drop(state);
         self.phase = Phase::Queued { key, cell };
-        if let Some(max_wait) = self.limits.max_wait {
-            let mut deadline = Box::pin(tokio::time::sleep(max_wait));
-            // Register with the timer now; a deadline that has already passed is noticed on
-            // the next poll.
-            let _ = deadline.as_mut().poll(cx);
-            self.deadline = Some(deadline);
+        match self.limits.max_wait {
+            // `sleep` saturates a deadline too far to represent.
+            Some(max_wait) => self.arm_deadline(gate, cx, Box::pin(tokio::time::sleep(max_wait))),
+            None => Poll::Pending,
         }
-        Poll::Pending
+    }
+
+    /// Registers a queued waiter's deadline with the timer. A deadline found already passed
+    /// (its first poll is `Ready`, so no wake-up was registered) times the waiter out now:
+    /// otherwise nothing would ever wake it to notice.
+    fn arm_deadline(
+        &mut self,
+        gate: &Gate,
+        cx: &mut Context<'_>,
+        mut deadline: Pin<Box<Sleep>>,
+    ) -> Poll<Result<usize, AcquireError>> {
+        let passed = deadline.as_mut().poll(cx).is_ready();
+        self.deadline = Some(deadline);
+        if !passed {
+            return Poll::Pending;
+        }
+        let Phase::Queued { key, cell } = &self.phase else {
+            unreachable!("armed a deadline for a waiter that is not queued")
+        };
+        let (key, cell) = (*key, Arc::clone(cell));
+        let state = gate.lock();
+        // Granted or closed since it queued: that answer stands (the status only changes
+        // under the lock).
+        if let Some(done) = self.finish(cell.status()) {
+            return done;
+        }
+        self.time_out(gate, state, key)
+    }
+
+    /// Takes a queued waiter whose deadline passed off the queue and fails it. Its cell says
+    /// `Queued` and `state` is the gate's lock.
+    fn time_out(
+        &mut self,
+        gate: &Gate,
+        mut state: super::state::Locked<'_>,
+        key: Key,
+    ) -> Poll<Result<usize, AcquireError>> {
+        let was_front = state.waiters.is_front(key);
+        let waker = state.waiters.remove(key);
+        state.stats.timed_out += 1;
+        self.phase = Phase::Done;
+        if was_front {
+            // Those behind may fit where this one did not.
+            gate.grant_and_wake(state);
+        } else {
+            drop(state);
+        }
+        drop(waker);
+        Poll::Ready(Err(AcquireError::TimedOut))
     }
 
     /// The outcome for a waiter whose cell says `status`, if it is final.
@@ -182,10 +226,14 @@ impl Waiter {
             }
             Status::Queued => {
                 let was_front = state.waiters.is_front(key);
-                state.waiters.remove(key);
+                let waker = state.waiters.remove(key);
                 if was_front {
                     gate.grant_and_wake(state);
+                } else {
+                    drop(state);
                 }
+                // A waker's drop may run user code: never under the lock.
+                drop(waker);
             }
             Status::Closed => {}
         }
@@ -275,5 +323,27 @@ impl Future for AcquireOwned {
         let permits = ready!(this.waiter.poll_acquire(gate, cx))?;
         let gate = this.gate.take().expect("checked above");
         Poll::Ready(Ok(OwnedPermit::new(gate, permits)))
+    }
+}
+
+#[cfg(all(test, not(gate_loom)))]
+mod tests {
+    use super::*;
+
+    // Regression: the first poll of a waiter's deadline discarded its result, so a deadline
+    // already passed then registered no wake-up and the waiter waited for a permit instead.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_already_passed_when_armed_times_the_waiter_out() {
+        let gate = Gate::new(1);
+        let _held = gate.try_acquire().unwrap();
+        let mut waiter = Waiter::new(1, WaitLimits::UNBOUNDED);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(waiter.poll_acquire(&gate, &mut cx).is_pending());
+        assert_eq!(gate.stats().waiting, 1);
+        let passed = Instant::now() - Duration::from_secs(1);
+        let armed = waiter.arm_deadline(&gate, &mut cx, Box::pin(tokio::time::sleep_until(passed)));
+        assert_eq!(armed, Poll::Ready(Err(AcquireError::TimedOut)));
+        let stats = gate.stats();
+        assert_eq!((stats.waiting, stats.timed_out), (0, 1));
     }
 }

@@ -183,7 +183,8 @@ impl Gate {
 
     /// Waits for `n` permits, taken together. While it waits at the front of the queue it
     /// holds up everyone behind it (fairness); if `n` exceeds the limit it waits until the
-    /// limit grows.
+    /// limit grows. A request for zero permits is answered at once, queue or not (unless the
+    /// gate is closed), as tokio's `Semaphore` answers it.
     ///
     /// # Panics
     ///
@@ -257,7 +258,15 @@ impl Gate {
 
     /// Takes one permit through an `Arc` if one is free and nobody is queued.
     pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
-        self.try_take(1).map(|n| OwnedPermit::new(self, n))
+        self.try_acquire_many_owned(1)
+    }
+
+    /// Takes `n` permits through an `Arc` if they are free and nobody is queued.
+    pub fn try_acquire_many_owned(
+        self: Arc<Self>,
+        n: usize,
+    ) -> Result<OwnedPermit, TryAcquireError> {
+        self.try_take(n).map(|n| OwnedPermit::new(self, n))
     }
 
     /// Takes one permit if the gate's lock-free path has one: nobody is queued, no shrink
@@ -294,6 +303,12 @@ impl Gate {
     }
 
     /// Permits that could be taken right now (ignoring any queue).
+    ///
+    /// Unlike tokio's `Semaphore`, which hands freed permits to the front waiter one by one,
+    /// a gate grants a request whole: while `acquire_many(5)` waits with 3 permits free, this
+    /// reads 3, where tokio's would read 0. Those 3 still cannot be taken by
+    /// [`try_acquire`](Self::try_acquire) while anyone waits (no barging), so the difference
+    /// is in the reading only.
     pub fn available_permits(&self) -> usize {
         let state = self.observe();
         state.limit.saturating_sub(state.in_flight())
@@ -316,6 +331,39 @@ impl Gate {
         state.limit = limit;
         self.grant_and_wake(state);
         Ok(())
+    }
+
+    /// Adds `n` permits to the gate, raising its limit by `n` and admitting waiters that now
+    /// fit, like tokio's `Semaphore::add_permits`. Unlike `set_limit(limit() + n)`, concurrent
+    /// callers never lose each other's updates.
+    ///
+    /// # Panics
+    ///
+    /// If the limit would exceed [`Gate::MAX_PERMITS`], as tokio's does; nothing changes then.
+    #[track_caller]
+    pub fn add_permits(&self, n: usize) {
+        let mut state = self.lock();
+        let limit = state
+            .limit
+            .checked_add(n)
+            .filter(|limit| *limit <= Self::MAX_PERMITS);
+        let Some(limit) = limit else {
+            drop(state);
+            panic!("Gate::add_permits({n}): the limit would exceed Gate::MAX_PERMITS");
+        };
+        state.limit = limit;
+        self.grant_and_wake(state);
+    }
+
+    /// Takes up to `n` free permits out of the gate for good, lowering its limit by as many,
+    /// and returns how many it took, like tokio's `Semaphore::forget_permits`. Permits that
+    /// are held are never touched; use [`set_limit`](Self::set_limit) to shrink as they come
+    /// back, or [`Permit::forget`] to drop a held one from the limit.
+    pub fn forget_permits(&self, n: usize) -> usize {
+        let mut state = self.lock();
+        let forgotten = n.min(state.free());
+        state.limit -= forgotten;
+        forgotten
     }
 
     /// Closes the gate: every waiter and every later acquire fails with
@@ -402,6 +450,14 @@ impl Gate {
     /// Permits held right now, read under the lock.
     pub(crate) fn in_flight(&self) -> usize {
         self.observe().in_flight()
+    }
+
+    /// Takes `n` held permits out of the gate for good: they are not returned, and the limit
+    /// drops by `n` (to no less than zero).
+    pub(crate) fn forget(&self, n: usize) {
+        let mut state = self.lock();
+        state.taken -= n;
+        state.limit = state.limit.saturating_sub(n);
     }
 
     /// Returns `n` permits and admits whoever now fits.

@@ -28,6 +28,34 @@ impl<'a> Permit<'a> {
         self.gate
     }
 
+    /// Takes these permits out of the gate for good instead of releasing them: the gate's
+    /// limit drops by as many (to no less than zero), like tokio's `SemaphorePermit::forget`.
+    pub fn forget(self) {
+        let (gate, permits) = (self.gate, self.detach());
+        gate.forget(permits);
+    }
+
+    /// Splits `n` permits off into a permit of their own, or returns `None`, changing nothing,
+    /// if this holds fewer than `n`. Each part is released on its own.
+    pub fn split(&mut self, n: usize) -> Option<Self> {
+        self.permits = self.permits.checked_sub(n)?;
+        Some(Self::new(self.gate, n))
+    }
+
+    /// Takes `other`'s permits into this one, to be released together.
+    ///
+    /// # Panics
+    ///
+    /// If `other` comes from another gate: its permits could not be given back there.
+    #[track_caller]
+    pub fn merge(&mut self, other: Self) {
+        assert!(
+            std::ptr::eq(self.gate, other.gate),
+            "Permit::merge: the permits come from different gates"
+        );
+        self.permits += other.detach();
+    }
+
     /// Keeps the permits taken without this guard; the caller must give them back with
     /// [`Gate::release`].
     pub(crate) fn detach(self) -> usize {
@@ -74,6 +102,35 @@ impl OwnedPermit {
     /// The gate these permits came from.
     pub fn gate(&self) -> &Arc<Gate> {
         &self.gate
+    }
+
+    /// Takes these permits out of the gate for good instead of releasing them: the gate's
+    /// limit drops by as many (to no less than zero), like tokio's `OwnedSemaphorePermit::forget`.
+    pub fn forget(mut self) {
+        let permits = std::mem::take(&mut self.permits);
+        self.gate.forget(permits);
+        // Dropping `self` now releases nothing.
+    }
+
+    /// Splits `n` permits off into a permit of their own, or returns `None`, changing nothing,
+    /// if this holds fewer than `n`. Each part is released on its own.
+    pub fn split(&mut self, n: usize) -> Option<Self> {
+        self.permits = self.permits.checked_sub(n)?;
+        Some(Self::new(Arc::clone(&self.gate), n))
+    }
+
+    /// Takes `other`'s permits into this one, to be released together.
+    ///
+    /// # Panics
+    ///
+    /// If `other` comes from another gate: its permits could not be given back there.
+    #[track_caller]
+    pub fn merge(&mut self, mut other: Self) {
+        assert!(
+            Arc::ptr_eq(&self.gate, &other.gate),
+            "OwnedPermit::merge: the permits come from different gates"
+        );
+        self.permits += std::mem::take(&mut other.permits);
     }
 }
 

@@ -37,9 +37,11 @@ impl State {
         self.limit.saturating_sub(self.taken)
     }
 
-    /// Takes `n` permits if nobody is queued and enough are free: no barging.
+    /// Takes `n` permits if nobody is queued and enough are free: no barging. A request for
+    /// none is granted at once, queue or not, as tokio's `Semaphore` grants it: it takes
+    /// nothing from anyone.
     pub(crate) fn try_take(&mut self, n: usize) -> bool {
-        if self.waiters.is_empty() && self.free() >= n {
+        if n == 0 || (self.waiters.is_empty() && self.free() >= n) {
             self.taken += n;
             true
         } else {

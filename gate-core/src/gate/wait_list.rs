@@ -5,6 +5,15 @@
 //! once the slab has grown to the peak queue length. Everything here runs under the gate's
 //! mutex, with one exception: each waiter shares a [`WaitCell`] with its slot, through which
 //! it learns without the lock that it was granted or closed.
+//!
+//! Nothing here drops a [`Waker`]: a waker's drop may run user code (a custom executor's, or
+//! one that holds a permit of this very gate), and running it under the gate's lock could
+//! deadlock. Every waker that leaves a slot is handed back to the caller, who drops or wakes
+//! it after the lock is released (tokio-rs/tokio#5429 was this bug in tokio).
+//!
+//! When the queue empties, the slab and the spare cells beyond [`KEEP`] are given back to
+//! the allocator, so a gate that once queued many waiters does not hold their memory for
+//! ever.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -15,6 +24,10 @@ use crate::sync::{Arc, AtomicU8, Ordering};
 
 /// Index meaning "no slot".
 const NIL: usize = usize::MAX;
+
+/// Slots (and spare cells) a queue keeps once it is empty; beyond this, memory goes back to
+/// the allocator. At 64 slots of about 100 bytes, an idle gate holds a few KiB at most.
+pub(crate) const KEEP: usize = 64;
 
 /// The key a waiter uses to find its slot again; valid while its cell says `Queued`.
 pub(crate) type Key = usize;
@@ -190,20 +203,24 @@ impl WaitList {
         }
     }
 
-    /// Stores `waker` for a queued waiter unless it would wake the same task already.
-    pub(crate) fn register(&mut self, key: Key, waker: &Waker) {
-        if let Slot::Queued {
-            waker: Some(old), ..
-        } = &mut self.slots[key]
-            && !old.will_wake(waker)
-        {
-            old.clone_from(waker);
+    /// Stores `waker` for a queued waiter unless it would wake the same task already, and
+    /// returns the waker it displaced, for the caller to drop after releasing the lock.
+    #[must_use = "a displaced waker must be dropped after the lock is released"]
+    pub(crate) fn register(&mut self, key: Key, waker: &Waker) -> Option<Waker> {
+        match &mut self.slots[key] {
+            Slot::Queued {
+                waker: Some(old), ..
+            } if old.will_wake(waker) => None,
+            Slot::Queued { waker: slot, .. } => std::mem::replace(slot, Some(waker.clone())),
+            Slot::Free { .. } => None,
         }
     }
 
-    /// Takes a waiter that gave up off the queue. Its cell must still say `Queued`.
-    pub(crate) fn remove(&mut self, key: Key) {
-        self.unlink_and_free(key, Status::Queued);
+    /// Takes a waiter that gave up off the queue, returning its stored waker for the caller
+    /// to drop after releasing the lock. Its cell must still say `Queued`.
+    #[must_use = "a removed waiter's waker must be dropped after the lock is released"]
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
+        self.unlink_and_free(key, Status::Queued).0
     }
 
     /// Is `key` the front of the queue?
@@ -248,7 +265,41 @@ impl WaitList {
             cell.set(status);
         }
         self.spares.push_back(cell);
+        if self.len == 0 {
+            self.release_memory();
+        }
         (waker, timing)
+    }
+
+    /// Called when the queue has just emptied: no key is valid any more, so every slot can
+    /// go, and memory past [`KEEP`] slots and spares goes back to the allocator. A queue that
+    /// grows past `KEEP` again pays a few reallocations, amortised over as many waits.
+    fn release_memory(&mut self) {
+        self.slots.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.free_head = NIL;
+        self.free_tail = NIL;
+        if self.slots.capacity() > KEEP {
+            self.slots.shrink_to(KEEP);
+        }
+        if self.spares.len() > KEEP {
+            // The newest spares may still be held by waiters that were just granted; the
+            // oldest are the ones most likely free to reuse. Keep those.
+            self.spares.truncate(KEEP);
+        }
+        if self.spares.capacity() > 2 * KEEP {
+            self.spares.shrink_to(KEEP);
+        }
+    }
+
+    /// Bytes this queue holds on the heap for its slots and spare cells (not counting the
+    /// allocator's own overhead).
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.spares.capacity() * std::mem::size_of::<Arc<WaitCell>>()
+            + self.spares.len() * std::mem::size_of::<WaitCell>()
     }
 
     /// A cell for a new waiter: the oldest spare if its last waiter has let go of it (the
@@ -296,19 +347,72 @@ mod tests {
         let (b, _) = push(&mut list, 2);
         let (c, c_cell) = push(&mut list, 3);
         assert_eq!(list.len(), 3);
-        list.remove(b);
+        drop(list.remove(b));
         assert_eq!(list.front_needed(), Some(1));
         list.grant_front();
         assert_eq!(a.status(), Status::Granted);
         assert_eq!(list.front_needed(), Some(3));
         assert!(list.is_front(c));
         let (_, d_cell) = push(&mut list, 4);
+        assert_eq!(list.slots.len(), 3, "freed slots are reused");
         list.close_all(drop);
         assert_eq!(c_cell.status(), Status::Closed);
         assert_eq!(d_cell.status(), Status::Closed);
         assert!(list.is_empty());
         assert_eq!(list.front_needed(), None);
-        assert_eq!(list.slots.len(), 3, "freed slots are reused");
+    }
+
+    // Regression: a queue never gave memory back; after 10^5 waiters drained, a gate still
+    // held 12.9 MB (128 bytes per former waiter) until it was dropped.
+    #[test]
+    fn an_emptied_queue_gives_its_memory_back() {
+        let mut list = WaitList::new();
+        let idle = list.heap_bytes();
+        let cells: Vec<_> = (0..100_000).map(|_| push(&mut list, 1).1).collect();
+        assert!(list.heap_bytes() > 100_000 * std::mem::size_of::<Slot>());
+        while !list.is_empty() {
+            list.grant_front();
+        }
+        drop(cells);
+        let kept = list.heap_bytes();
+        assert!(
+            kept <= idle + KEEP * (std::mem::size_of::<Slot>() + 64),
+            "an empty queue still holds {kept} bytes"
+        );
+        // And it still works, reusing what it kept.
+        let (key, _) = push(&mut list, 2);
+        assert!(list.is_front(key));
+        assert_eq!(list.front_needed(), Some(2));
+    }
+
+    // Regression: replacing a waker or removing a waiter dropped the old waker under the
+    // gate's lock; a waker whose drop re-enters the gate deadlocked.
+    #[test]
+    fn displaced_wakers_are_handed_back_not_dropped() {
+        use std::task::Wake;
+
+        struct Task;
+        impl Wake for Task {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let a = std::sync::Arc::new(Task);
+        let b = std::sync::Arc::new(Task);
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut list = WaitList::new();
+        let (key, _) = list.push_back(1, None, wa.clone());
+        assert!(
+            list.register(key, &wa).is_none(),
+            "same task: nothing displaced"
+        );
+        let displaced = list
+            .register(key, &wb)
+            .expect("another task displaces the waker");
+        assert!(displaced.will_wake(&wa));
+        let removed = list.remove(key).expect("the stored waker comes back");
+        assert!(removed.will_wake(&wb));
+        assert_eq!(std::sync::Arc::strong_count(&a), 3, "ours, wa, displaced");
+        drop((displaced, removed));
+        assert_eq!(std::sync::Arc::strong_count(&a), 2);
     }
 
     #[test]

@@ -61,12 +61,20 @@ fn uncontended_acquire(c: &mut Criterion) {
 }
 
 const TASKS: usize = 64;
+/// Acquires per task in a short contended run.
 const ROUNDS: usize = 50;
+/// Acquires per task in a sustained contended run.
+const SUSTAINED_ROUNDS: usize = 3_000;
 
 /// Benchmarks `TASKS` tasks, each acquiring `$acquire` from a shared `$new`, yielding and
-/// releasing, `ROUNDS` times.
+/// releasing, `$rounds` times.
 macro_rules! contended_case {
     ($group:expr, $rt:expr, $name:literal, $permits:expr, |$n:ident| $new:expr, |$s:ident| $acquire:expr) => {
+        contended_case!($group, $rt, $name, $permits, ROUNDS, |$n| $new, |$s| {
+            $acquire
+        })
+    };
+    ($group:expr, $rt:expr, $name:literal, $permits:expr, $rounds:expr, |$n:ident| $new:expr, |$s:ident| $acquire:expr) => {
         $group.bench_with_input(BenchmarkId::new($name, $permits), &$permits, |b, &$n| {
             b.to_async(&$rt).iter(|| async move {
                 let shared = Arc::new($new);
@@ -74,7 +82,7 @@ macro_rules! contended_case {
                     .map(|_| {
                         let $s = shared.clone();
                         tokio::spawn(async move {
-                            for _ in 0..ROUNDS {
+                            for _ in 0..$rounds {
                                 let _permit = $acquire;
                                 tokio::task::yield_now().await;
                             }
@@ -117,10 +125,42 @@ fn contended(c: &mut Criterion) {
     group.finish();
 }
 
+/// The shape of a long-lived contended gate: 64 tasks x 3,000 acquires each. Short runs
+/// mostly measure spawning and the first contact with the queue; this measures the queue.
+/// For a same-process cross-check, `cargo run --release -p benches --example contended --
+/// PERMITS --sustained` alternates the two semaphores in one runtime.
+fn sustained(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sustained: 64 tasks x 3000, 2 workers");
+    group.sample_size(10);
+    let rt = two_workers();
+    for permits in [4usize, 32] {
+        contended_case!(
+            group,
+            rt,
+            "gate",
+            permits,
+            SUSTAINED_ROUNDS,
+            |n| Gate::new(n),
+            |s| s.acquire().await.unwrap()
+        );
+        contended_case!(
+            group,
+            rt,
+            "tokio",
+            permits,
+            SUSTAINED_ROUNDS,
+            |n| tokio::sync::Semaphore::new(n),
+            |s| s.acquire().await.unwrap()
+        );
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     uncontended_try_acquire,
     uncontended_acquire,
-    contended
+    contended,
+    sustained
 );
 criterion_main!(benches);

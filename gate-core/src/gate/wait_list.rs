@@ -211,7 +211,7 @@ impl WaitList {
             Slot::Queued {
                 waker: Some(old), ..
             } if old.will_wake(waker) => None,
-            Slot::Queued { waker: slot, .. } => std::mem::replace(slot, Some(waker.clone())),
+            Slot::Queued { waker: slot, .. } => slot.replace(waker.clone()),
             Slot::Free { .. } => None,
         }
     }

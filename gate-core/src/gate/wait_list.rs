@@ -105,8 +105,9 @@ pub(crate) struct WaitList {
     slots: Vec<Slot>,
     head: usize,
     tail: usize,
+    /// The most recently freed slot, heading a stack of free slots: reusing the slot freed
+    /// last keeps the queue's working set in cache.
     free_head: usize,
-    free_tail: usize,
     len: usize,
     /// Cells of waiters that left the queue, oldest first. Once its waiter has let go of a
     /// cell (it does as soon as it sees its status), the next waiter reuses it, so a busy
@@ -121,7 +122,6 @@ impl WaitList {
             head: NIL,
             tail: NIL,
             free_head: NIL,
-            free_tail: NIL,
             len: 0,
             spares: VecDeque::new(),
         }
@@ -153,9 +153,6 @@ impl WaitList {
                     unreachable!("free list points at a used slot")
                 };
                 self.free_head = next_free;
-                if self.free_head == NIL {
-                    self.free_tail = NIL;
-                }
                 key
             }
         };
@@ -231,16 +228,13 @@ impl WaitList {
     /// Takes `key` off the queue, tells its waiter `status` (unless it stays `Queued`: a
     /// waiter that gave up), and keeps its cell as a spare, without touching its count.
     fn unlink_and_free(&mut self, key: Key, status: Status) -> (Option<Waker>, Option<Timing>) {
-        let slot = std::mem::replace(&mut self.slots[key], Slot::Free { next_free: NIL });
-        match self.free_tail {
-            NIL => self.free_head = key,
-            tail => {
-                if let Slot::Free { next_free, .. } = &mut self.slots[tail] {
-                    *next_free = key;
-                }
-            }
-        }
-        self.free_tail = key;
+        let slot = std::mem::replace(
+            &mut self.slots[key],
+            Slot::Free {
+                next_free: self.free_head,
+            },
+        );
+        self.free_head = key;
         let Slot::Queued {
             waker,
             prev,
@@ -279,7 +273,6 @@ impl WaitList {
         self.head = NIL;
         self.tail = NIL;
         self.free_head = NIL;
-        self.free_tail = NIL;
         if self.slots.capacity() > KEEP {
             self.slots.shrink_to(KEEP);
         }

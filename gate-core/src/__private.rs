@@ -45,11 +45,24 @@ pub const fn shared_limiter(limiter: &'static Limiter) -> &'static Limiter {
 /// The rate of `#[gated(rate = "...", burst = N)]`, evaluated in a `const` spanned at the
 /// literal, so that a malformed rate is a compile error there ("evaluation panicked: ...")
 /// that the same [`Rate::parse`] decides as at run time.
+///
+/// `burst` is 1 unless given; a burst in the text (`"10/s (burst 4)"`) stands unless
+/// `burst` gives another too, which is an error.
 #[track_caller]
 pub const fn rate(text: &str, burst: u32) -> Rate {
-    match Rate::parse(text) {
-        Ok(rate) => rate.burst(burst),
+    let rate = match Rate::parse(text) {
+        Ok(rate) => rate,
         Err(error) => panic!("{}", rate_error(error)),
+    };
+    if burst == 1 {
+        return rate;
+    }
+    if rate.burst_size() > 1 {
+        panic!("invalid `rate`: the text gives a burst and so does `burst`; give it once");
+    }
+    match rate.try_burst(burst) {
+        Ok(rate) => rate,
+        Err(error) => panic!("{}", rate_error(ParseRateError::Rate(error))),
     }
 }
 
@@ -76,6 +89,12 @@ const fn rate_error(error: ParseRateError) -> &'static str {
         }
         ParseRateError::Rate(RateError::PeriodTooLong) => {
             "invalid `rate`: the period must be shorter than 146 years"
+        }
+        ParseRateError::Rate(RateError::BurstTooLong) => {
+            "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
+        }
+        ParseRateError::InvalidBurst => {
+            "invalid `rate`: expected a burst like \"(burst 5)\" after the period, at least 1"
         }
     }
 }

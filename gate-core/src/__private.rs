@@ -259,13 +259,15 @@ impl Attempts {
         R: Fallible<Error = E>,
     {
         self.schedule.begin();
-        let delay = match returned.error() {
-            None => None,
+        let next = match returned.error() {
+            None => return Step::Done(returned),
             Some(error) => self.schedule.after(policy, Failed::Error(error), retry_if),
         };
-        match delay {
-            None => Step::Done(returned),
-            Some(delay) => Step::Wait(delay),
+        match next {
+            // Stopped, or a server hint longer than the policy waits for: the function
+            // returns the error, which carries the hint.
+            Err(_) => Step::Done(returned),
+            Ok(delay) => Step::Wait(delay),
         }
     }
 
@@ -286,8 +288,8 @@ impl Attempts {
             Attempt::TimedOut => {
                 self.schedule.begin();
                 match self.schedule.after(policy, Failed::TimedOut, retry_if) {
-                    Some(delay) => Step::Wait(delay),
-                    None => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
+                    Ok(delay) => Step::Wait(delay),
+                    Err(_) => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
                 }
             }
         }

@@ -407,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_comes_from_the_text_or_the_argument() {
+        assert_eq!(rate("10/s (burst 4)", 1), Rate::per_second(10).burst(4));
+        assert_eq!(rate("10/s", 4), Rate::per_second(10).burst(4));
+        assert_eq!(rate("10/s", 1), Rate::per_second(10));
+    }
+
+    #[test]
+    #[should_panic(expected = "the text gives a burst and so does `burst`; give it once")]
+    fn a_burst_given_twice_is_refused() {
+        let _ = rate("10/s (burst 4)", 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid `burst`: the burst must span less than 146 years")]
+    fn a_burst_too_long_to_count_is_refused() {
+        let _ = rate("1/d", 250_000);
+    }
+
+    #[test]
     #[should_panic(expected = "`#[gated]` function `embed` could not get a permit: gate closed")]
     fn a_refused_permit_panics_naming_the_function() {
         refused(AcquireError::Closed, "embed");

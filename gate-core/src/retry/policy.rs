@@ -23,8 +23,9 @@ use crate::{Backpressure, Outcome};
 /// # Attempts
 ///
 /// A call makes at most [`max_attempts`](Self::max_attempts) attempts: `retries + 1`, or
-/// `u32::MAX` for `Retry::new(u32::MAX)`, since [`RetryError::attempts`](crate::RetryError::attempts) counts them in a
-/// `u32`. No count, however large, retries for ever.
+/// `u32::MAX` for `Retry::new(u32::MAX)`, since
+/// [`RetryError::attempts`](crate::RetryError::attempts) counts them in a `u32`. No count,
+/// however large, retries for ever.
 ///
 /// # Server hints
 ///
@@ -33,8 +34,9 @@ use crate::{Backpressure, Outcome};
 /// network and are not trusted: a hint longer than
 /// [`max_retry_after`](RetryBuilder::max_retry_after) (60 s unless set) **ends the call at
 /// once** with that error, rather than sleeping for hours (or centuries) on a server's
-/// word; [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) says so, for a caller that would rather schedule the
-/// work for later. A hint is never shortened, so a longer hint never retries sooner.
+/// word; [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) says so, for a
+/// caller that would rather schedule the work for later. A hint is never shortened, so a
+/// longer hint never retries sooner.
 ///
 /// # Examples
 ///
@@ -65,7 +67,8 @@ pub struct Retry<E> {
 
 /// The longest server hint a policy waits for unless
 /// [`max_retry_after`](RetryBuilder::max_retry_after) says otherwise: a minute, as long as a
-/// [`Limiter`](crate::Limiter) pauses ([`Limiter::DEFAULT_MAX_PAUSE`](crate::Limiter::DEFAULT_MAX_PAUSE)).
+/// [`Limiter`](crate::Limiter) pauses
+/// ([`Limiter::DEFAULT_MAX_PAUSE`](crate::Limiter::DEFAULT_MAX_PAUSE)).
 const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 fn always<E>(_: &E) -> bool {
@@ -277,9 +280,9 @@ impl<E> RetryBuilder<E> {
 
     /// The longest server hint to wait for (60 s unless set): a hint up to it delays the
     /// next attempt, a longer one ends the call at once with its error, and
-    /// [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) returns it. Set it to what a caller can afford to
-    /// wait; `Duration::MAX` trusts every hint. Only matters with
-    /// [`honor_retry_after`](Self::honor_retry_after).
+    /// [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) returns it. Set it
+    /// to what a caller can afford to wait; `Duration::MAX` trusts every hint. Only matters
+    /// with [`honor_retry_after`](Self::honor_retry_after).
     ///
     /// ```
     /// use std::time::Duration;

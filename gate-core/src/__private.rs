@@ -45,11 +45,24 @@ pub const fn shared_limiter(limiter: &'static Limiter) -> &'static Limiter {
 /// The rate of `#[gated(rate = "...", burst = N)]`, evaluated in a `const` spanned at the
 /// literal, so that a malformed rate is a compile error there ("evaluation panicked: ...")
 /// that the same [`Rate::parse`] decides as at run time.
+///
+/// `burst` is 1 unless given; a burst in the text (`"10/s (burst 4)"`) stands unless
+/// `burst` gives another too, which is an error.
 #[track_caller]
 pub const fn rate(text: &str, burst: u32) -> Rate {
-    match Rate::parse(text) {
-        Ok(rate) => rate.burst(burst),
+    let rate = match Rate::parse(text) {
+        Ok(rate) => rate,
         Err(error) => panic!("{}", rate_error(error)),
+    };
+    if burst == 1 {
+        return rate;
+    }
+    if rate.burst_size() > 1 {
+        panic!("invalid `rate`: the text gives a burst and so does `burst`; give it once");
+    }
+    match rate.try_burst(burst) {
+        Ok(rate) => rate,
+        Err(error) => panic!("{}", rate_error(ParseRateError::Rate(error))),
     }
 }
 
@@ -76,6 +89,12 @@ const fn rate_error(error: ParseRateError) -> &'static str {
         }
         ParseRateError::Rate(RateError::PeriodTooLong) => {
             "invalid `rate`: the period must be shorter than 146 years"
+        }
+        ParseRateError::Rate(RateError::BurstTooLong) => {
+            "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
+        }
+        ParseRateError::InvalidBurst => {
+            "invalid `rate`: expected a burst like \"(burst 5)\" after the period, at least 1"
         }
     }
 }
@@ -240,13 +259,15 @@ impl Attempts {
         R: Fallible<Error = E>,
     {
         self.schedule.begin();
-        let delay = match returned.error() {
-            None => None,
+        let next = match returned.error() {
+            None => return Step::Done(returned),
             Some(error) => self.schedule.after(policy, Failed::Error(error), retry_if),
         };
-        match delay {
-            None => Step::Done(returned),
-            Some(delay) => Step::Wait(delay),
+        match next {
+            // Stopped, or a server hint longer than the policy waits for: the function
+            // returns the error, which carries the hint.
+            Err(_) => Step::Done(returned),
+            Ok(delay) => Step::Wait(delay),
         }
     }
 
@@ -267,8 +288,8 @@ impl Attempts {
             Attempt::TimedOut => {
                 self.schedule.begin();
                 match self.schedule.after(policy, Failed::TimedOut, retry_if) {
-                    Some(delay) => Step::Wait(delay),
-                    None => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
+                    Ok(delay) => Step::Wait(delay),
+                    Err(_) => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
                 }
             }
         }
@@ -383,6 +404,25 @@ mod tests {
             attempts.next(Ok::<_, E>(7), &p, transient),
             Step::Done(Ok(7))
         ));
+    }
+
+    #[test]
+    fn a_burst_comes_from_the_text_or_the_argument() {
+        assert_eq!(rate("10/s (burst 4)", 1), Rate::per_second(10).burst(4));
+        assert_eq!(rate("10/s", 4), Rate::per_second(10).burst(4));
+        assert_eq!(rate("10/s", 1), Rate::per_second(10));
+    }
+
+    #[test]
+    #[should_panic(expected = "the text gives a burst and so does `burst`; give it once")]
+    fn a_burst_given_twice_is_refused() {
+        let _ = rate("10/s (burst 4)", 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid `burst`: the burst must span less than 146 years")]
+    fn a_burst_too_long_to_count_is_refused() {
+        let _ = rate("1/d", 250_000);
     }
 
     #[test]

@@ -9,6 +9,21 @@ use std::time::Duration;
 /// with [`honor_retry_after`](crate::RetryBuilder::honor_retry_after) waits at least the hinted
 /// time before the next attempt.
 ///
+/// # Hints are untrusted
+///
+/// A `Retry-After` is whatever the server (or a proxy, or an attacker in between) sent, so
+/// `retry_after` may return any `Duration`, `Duration::MAX` included; nothing overflows or
+/// panics. Every hint is capped where it is honoured, and a longer hint never waits less
+/// than a shorter one:
+///
+/// - a [`Limiter`](crate::Limiter) pauses for at most its
+///   [`max_pause`](crate::LimiterBuilder::max_pause) (60 s unless set);
+/// - a [`Retry`](crate::Retry) waits for a hint up to its
+///   [`max_retry_after`](crate::RetryBuilder::max_retry_after) (60 s unless set) and, on a
+///   longer one, ends the call at once with the error, so a caller is not blocked for the
+///   hours a spent daily quota may announce;
+/// - `#[gated(backpressure = true)]` goes through both, with those defaults.
+///
 /// ```
 /// use std::time::Duration;
 /// use gate_core::Backpressure;
@@ -37,7 +52,8 @@ pub trait Backpressure {
         false
     }
 
-    /// How long the server asked callers to stay away, if it said.
+    /// How long the server asked callers to stay away, if it said. Any value is safe to
+    /// return (see [Hints are untrusted](Self#hints-are-untrusted)).
     fn retry_after(&self) -> Option<Duration> {
         None
     }

@@ -270,6 +270,30 @@ async fn gradient_limiter_measures_latency_per_attempt() {
     assert!(limiter.limit().unwrap() < 6);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_gradient_limiter_on_paused_time_does_not_collapse() {
+    // Regression: on paused time every latency reads zero, which Gradient took for the
+    // worst queueing: the limit halved every window, down to 1.
+    let limiter = Limiter::builder()
+        .adaptive(
+            Gradient::builder()
+                .initial(8)
+                .probe_interval(0)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let limit = limiter.limit().unwrap();
+        let permits = futures_admit(&limiter, limit).await;
+        for permit in permits {
+            permit.finish(Outcome::Success);
+        }
+    }
+    assert!(limiter.limit().unwrap() >= 8, "{:?}", limiter.limit());
+}
+
 async fn futures_admit(limiter: &Limiter, n: usize) -> Vec<gate_core::LimiterPermit<'_>> {
     let mut out = Vec::new();
     for _ in 0..n {

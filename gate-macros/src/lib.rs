@@ -99,6 +99,8 @@ use proc_macro::TokenStream;
 ///
 /// Lets up to `N` calls of a `rate` start back to back (1 unless given; at least 1). The rate
 /// over a long time does not change: a burst is paid back by a quiet spell. Needs `rate`.
+/// The burst may be written in the rate's text instead, as `Rate`'s `Display` writes it
+/// (`rate = "10/s (burst 4)"`), but not in both places.
 ///
 /// ## `adaptive = "aimd" | "gradient"`
 ///
@@ -153,6 +155,13 @@ use proc_macro::TokenStream;
 ///   its `Retry-After`, and shrinks an adaptive limit;
 /// - with `retry`, the next attempt waits at least the error's `Retry-After`, even when the
 ///   backoff is shorter.
+///
+/// A `Retry-After` is untrusted input, so both are capped at 60 seconds: a limiter pauses
+/// for at most a minute, however long the hint (`Duration::MAX` included), and a hint longer
+/// than a minute ends the call at once, returning that error unchanged rather than sleeping
+/// through it (a spent daily quota may say "come back in 20 hours"). For other caps, declare
+/// a limiter with `Limiter::builder().max_pause(..)` and use `limiter = NAME`, or write the
+/// retry by hand with `RetryBuilder::max_retry_after`.
 ///
 /// With a `Gate` and no `retry` it would do nothing, which is a compile error.
 ///
@@ -319,6 +328,61 @@ use proc_macro::TokenStream;
 /// `__gate_*` with hygiene so that the body can neither see nor shadow them, and adds a
 /// never-taken `return` typed by the function's return type, so that a type error in the
 /// body is reported against your code and your return type.
+///
+/// # Pitfalls
+///
+/// ## A function that calls itself deadlocks at its limit
+///
+/// A call holds its permit until its body finishes, and that includes the time it spends
+/// awaiting a call of itself. With `limit = 1`, the inner call waits for the permit the
+/// outer call holds, and neither ever finishes: no error, no panic, just a call that hangs.
+/// With `limit = N`, `N` outer calls that each recurse hang in the same way, and so do
+/// functions sharing one `gate` or `limiter` that call each other. An `adaptive` limit can
+/// fall to 1 at any time, so recursion under it hangs sooner or later.
+///
+/// ```ignore
+/// // Hangs: the inner `crawl` waits for the permit its caller holds.
+/// #[gated(limit = 1)]
+/// async fn crawl(url: Url) -> Result<(), Error> {
+///     for link in fetch(&url).await?.links() {
+///         Box::pin(crawl(link)).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// Hold the permit outside the recursion. Either limit only the leaf, the call that the
+/// limit protects, so that its permit is released before the recursion goes deeper:
+///
+/// ```ignore
+/// #[gated(limit = 1)]
+/// async fn fetch(url: &Url) -> Result<Page, Error> { /* the request */ }
+///
+/// async fn crawl(url: Url) -> Result<(), Error> {
+///     for link in fetch(&url).await?.links() {
+///         Box::pin(crawl(link)).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// or take the permit once, in a gated entry point, and recurse in a function that is not
+/// gated (or is gated by a separate `gate` of its own, which the outer permit does not
+/// hold):
+///
+/// ```ignore
+/// #[gated(limit = 1)]
+/// async fn crawl(url: Url) -> Result<(), Error> {
+///     crawl_under_permit(url).await
+/// }
+///
+/// async fn crawl_under_permit(url: Url) -> Result<(), Error> {
+///     for link in fetch_page(&url).await?.links() {
+///         Box::pin(crawl_under_permit(link)).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
 ///
 /// # Compile errors
 ///

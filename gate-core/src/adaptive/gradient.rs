@@ -24,6 +24,11 @@ use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor};
 ///   limit is halved for two windows: the first drains the server's queue, the second
 ///   measures the unloaded latency, which replaces the baseline. Between probes the baseline
 ///   only ever falls.
+/// - **Zero latencies.** An attempt that took no measurable time (a paused clock in tests, a
+///   cached answer, a clock coarser than the call) is faster than the clock can tell. It
+///   shows no queueing: a window of only such successes counts as within tolerance, and
+///   grows the limit if the gate was full. But it is never the window's latency nor the
+///   baseline, against which every later window would look infinitely slow.
 ///
 /// This avoids the known failure modes of its relatives:
 ///
@@ -34,6 +39,8 @@ use super::{AdaptiveError, LimitAlgorithm, Sample, check_factor};
 /// - *Cancellations counted as drops* (concurrency-limits PR #146): cancelled attempts are
 ///   never samples, and errors that say nothing about load are ignored.
 /// - *Growth while app-limited*: see above.
+/// - *A zero latency read as the worst queueing*, which halved the limit every window down
+///   to the minimum: see above.
 ///
 /// ```
 /// use gate_core::adaptive::Gradient;
@@ -57,7 +64,10 @@ pub struct Gradient {
 #[derive(Debug, Clone, Copy, Default)]
 struct Window {
     samples: usize,
+    /// The fastest success that took a measurable time.
     fastest: Option<Duration>,
+    /// Whether a success took no measurable time.
+    instant: bool,
     full: bool,
     dropped: bool,
 }
@@ -130,18 +140,27 @@ impl Gradient {
                     fastest
                 }
             };
-            let ratio = baseline.as_secs_f64() * self.tolerance / fastest.as_secs_f64().max(1e-9);
+            // `fastest` is never zero (see `update`).
+            let ratio = baseline.as_secs_f64() * self.tolerance / fastest.as_secs_f64();
             if ratio >= 1.0 {
-                if window.full {
-                    self.limit += self.limit.sqrt().max(1.0);
-                }
+                self.grow_if(window.full);
             } else {
                 self.limit *= ratio.max(0.5);
             }
+        } else if window.instant {
+            // Successes faster than the clock can tell: no sign of queueing.
+            self.grow_if(window.full);
         }
         self.limit = self.bounds.clamp(self.limit);
         if self.probe_interval > 0 && self.windows.is_multiple_of(self.probe_interval) {
             self.probe = Probe::Draining { saved: self.limit };
+        }
+    }
+
+    /// Grows the limit after a window without queueing, if the gate was full during it.
+    fn grow_if(&mut self, full: bool) {
+        if full {
+            self.limit += self.limit.sqrt().max(1.0);
         }
     }
 }
@@ -166,6 +185,8 @@ impl LimitAlgorithm for Gradient {
         window.full |= sample.in_flight >= sample.limit;
         if sample.is_drop() {
             window.dropped = true;
+        } else if sample.latency.is_zero() {
+            window.instant = true;
         } else {
             window.fastest = Some(match window.fastest {
                 Some(fastest) => fastest.min(sample.latency),
@@ -311,6 +332,42 @@ mod tests {
         window(&mut g, ms(150), false);
         assert_eq!(g.baseline(), Some(ms(150)));
         assert_eq!(g.limit(), 20);
+    }
+
+    #[test]
+    fn zero_latencies_are_not_read_as_queueing() {
+        // Regression: a zero latency (paused clock, cached answer, coarse clock) read as the
+        // worst queueing and halved the limit every window down to 1.
+        let mut g = Gradient::builder()
+            .initial(16)
+            .probe_interval(0)
+            .build()
+            .unwrap();
+        for _ in 0..20 {
+            window(&mut g, Duration::ZERO, false);
+        }
+        assert_eq!(g.limit(), 16, "app-limited: held");
+        assert_eq!(g.baseline(), None);
+        window(&mut g, Duration::ZERO, true);
+        assert_eq!(g.limit(), 20, "full and not queueing: grown");
+    }
+
+    #[test]
+    fn one_zero_sample_does_not_poison_the_baseline() {
+        // Regression: one zero latency became the baseline, so every later window looked
+        // infinitely slow and halved the limit until the next probe.
+        let mut g = Gradient::builder()
+            .initial(16)
+            .probe_interval(0)
+            .build()
+            .unwrap();
+        window(&mut g, ms(100), false);
+        g.update(&Sample::new(Outcome::Success, Duration::ZERO, 8, 16));
+        for _ in 0..20 {
+            window(&mut g, ms(100), false);
+        }
+        assert_eq!(g.baseline(), Some(ms(100)));
+        assert_eq!(g.limit(), 16);
     }
 
     #[test]

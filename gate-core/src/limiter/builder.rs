@@ -19,6 +19,7 @@ pub struct LimiterBuilder {
     clock: Option<LimiterClock>,
     adaptive: Option<Box<dyn LimitAlgorithm>>,
     wait_limits: WaitLimits,
+    max_pause: Duration,
 }
 
 impl LimiterBuilder {
@@ -29,6 +30,7 @@ impl LimiterBuilder {
             clock: None,
             adaptive: None,
             wait_limits: WaitLimits::UNBOUNDED,
+            max_pause: Limiter::DEFAULT_MAX_PAUSE,
         }
     }
 
@@ -112,6 +114,29 @@ impl LimiterBuilder {
         self
     }
 
+    /// The longest the limiter pauses for a server's `Retry-After` (or for
+    /// [`Limiter::pause_for`] and [`Limiter::pause_until`]):
+    /// [60 s](Limiter::DEFAULT_MAX_PAUSE) unless set. A longer hint pauses for `max_pause`
+    /// only; see [Server hints are capped](Limiter#server-hints-are-capped). Zero turns
+    /// pauses off; `Duration::MAX` trusts every hint.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::Limiter;
+    ///
+    /// // A batch job that would rather sleep out a long quota reset than fail.
+    /// let limiter = Limiter::builder()
+    ///     .concurrency(4)
+    ///     .max_pause(Duration::from_secs(15 * 60))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(limiter.max_pause(), Duration::from_secs(900));
+    /// ```
+    pub fn max_pause(mut self, max_pause: Duration) -> Self {
+        self.max_pause = max_pause;
+        self
+    }
+
     /// Builds the limiter, or fails if a concurrency limit exceeds
     /// [`Gate::MAX_PERMITS`](crate::Gate::MAX_PERMITS).
     pub fn build(self) -> Result<Limiter, LimitError> {
@@ -138,6 +163,7 @@ impl LimiterBuilder {
             limited: limit.is_some(),
             rate: self.rate.map(|rate| RateLimit::with_clock(rate, clock)),
             pause: Pause::new(),
+            max_pause: self.max_pause,
             adaptive,
         })
     }

@@ -38,6 +38,20 @@ use permit::Admitted;
 ///   [`LimiterPermit::finish`]), the limiter pauses new admissions *for every caller sharing
 ///   it* until then. Callers already waiting are not failed: they keep waiting.
 ///
+/// # Server hints are capped
+///
+/// A `Retry-After` comes from the network and may say anything: a typo of a million
+/// seconds, a date in 2099, `u64::MAX`. A limiter never pauses for longer than its
+/// [`max_pause`](LimiterBuilder::max_pause), [60 s](Self::DEFAULT_MAX_PAUSE) unless set:
+/// a hint above it pauses for the cap. This holds for every pause, from an [`Outcome`] or
+/// from [`pause_for`](Self::pause_for) and [`pause_until`](Self::pause_until), and for any
+/// `Duration`, `Duration::MAX` included (nothing overflows or panics). The numbers are
+/// monotone: a longer hint never pauses for less than a shorter one.
+///
+/// A [`Retry`](crate::Retry) policy caps hints in the same way, at its own
+/// [`max_retry_after`](crate::RetryBuilder::max_retry_after), and ends the call at once on a
+/// hint above it rather than sleeping through it.
+///
 /// # Order of admission
 ///
 /// A caller (1) waits out any pause, (2) queues for a concurrency permit, (3) waits out any
@@ -110,6 +124,8 @@ pub struct Limiter {
     limited: bool,
     rate: Option<RateLimit<LimiterClock>>,
     pause: Pause,
+    /// The longest pause any hint may cause.
+    max_pause: Duration,
     adaptive: Option<Adaptive>,
 }
 
@@ -190,6 +206,12 @@ impl Drop for HeldWaiting<'_> {
 }
 
 impl Limiter {
+    /// The longest a limiter pauses for a server's hint unless
+    /// [`max_pause`](LimiterBuilder::max_pause) says otherwise: 60 seconds, long enough for
+    /// any per-minute quota (an LLM API's tokens or requests a minute) to refill, short
+    /// enough that a bogus hint costs a minute rather than the day.
+    pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(60);
+
     /// A limiter allowing `limit` attempts at once, with no rate limit.
     ///
     /// # Panics
@@ -353,15 +375,42 @@ impl Limiter {
         self.gate.release(1);
     }
 
-    /// Pauses new admissions for `duration` from now, unless already paused for longer.
-    /// Callers already waiting keep waiting; attempts running are not affected.
+    /// Pauses new admissions for `duration` from now, at most for
+    /// [`max_pause`](Self::max_pause), unless already paused for longer. Callers already
+    /// waiting keep waiting; attempts running are not affected.
+    ///
+    /// Any `Duration` is accepted, `Duration::MAX` included: it pauses for the cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::Limiter;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(4);
+    /// let now = tokio::time::Instant::now();
+    /// // A `Retry-After: 1000000000000` from a broken server: a minute, not 31,700 years.
+    /// limiter.pause_for(Duration::from_secs(1_000_000_000_000));
+    /// assert_eq!(limiter.paused_until(), Some(now + Limiter::DEFAULT_MAX_PAUSE));
+    /// # }
+    /// ```
     pub fn pause_for(&self, duration: Duration) {
-        self.pause.extend(Instant::now() + duration);
+        self.pause
+            .extend_for(Instant::now(), duration.min(self.max_pause));
     }
 
-    /// Pauses new admissions until `until`, unless already paused for longer.
+    /// Pauses new admissions until `until`, or for [`max_pause`](Self::max_pause) if that
+    /// ends sooner, unless already paused for longer.
     pub fn pause_until(&self, until: Instant) {
-        self.pause.extend(until);
+        let now = Instant::now();
+        let duration = until.saturating_duration_since(now);
+        self.pause.extend_for(now, duration.min(self.max_pause));
+    }
+
+    /// The longest pause a server's hint (or [`pause_for`](Self::pause_for)) may cause; see
+    /// [`LimiterBuilder::max_pause`].
+    pub fn max_pause(&self) -> Duration {
+        self.max_pause
     }
 
     /// The end of the pause in force, if any.

@@ -5,7 +5,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::rate::instant_after;
+
 /// The time until which new admissions wait, in nanoseconds since `origin`; 0 for none.
+///
+/// All arithmetic saturates: a pause for any `Duration`, `Duration::MAX` included, ends at
+/// most at the end of the `u64` range (584 years), and a longer pause never ends sooner.
+/// The [`Limiter`](super::Limiter) caps pauses far below that before they get here.
 #[derive(Debug)]
 pub(super) struct Pause {
     origin: Instant,
@@ -20,9 +26,15 @@ impl Pause {
         }
     }
 
-    /// Pauses until `until`, unless already paused until later.
-    pub(super) fn extend(&self, until: Instant) {
-        let nanos = self.nanos(until).max(1);
+    /// Pauses for `duration` from `now`, unless already paused until later. A zero
+    /// duration pauses nothing.
+    pub(super) fn extend_for(&self, now: Instant, duration: Duration) {
+        if duration.is_zero() {
+            return;
+        }
+        let duration = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        // At least 1, since `duration` is: 0 stays "no pause".
+        let nanos = self.nanos(now).saturating_add(duration);
         self.until.fetch_max(nanos, Ordering::AcqRel);
     }
 
@@ -31,7 +43,7 @@ impl Pause {
         match self.until.load(Ordering::Acquire) {
             0 => None,
             until if until <= self.nanos(now) => None,
-            until => Some(self.origin + Duration::from_nanos(until)),
+            until => Some(self.instant(until)),
         }
     }
 
@@ -66,12 +78,17 @@ impl Pause {
                 }
                 continue;
             }
-            tokio::time::sleep_until(self.origin + Duration::from_nanos(until)).await;
+            // An end beyond what `Instant` can count sleeps for decades, then looks again.
+            tokio::time::sleep_until(self.instant(until)).await;
         }
     }
 
     fn nanos(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.origin).as_nanos();
         u64::try_from(since).unwrap_or(u64::MAX / 2)
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        instant_after(self.origin, Duration::from_nanos(nanos))
     }
 }

@@ -19,6 +19,17 @@ pub trait Clock {
     fn now_nanos(&self) -> u64;
 }
 
+/// `at + after`, or, where the platform's `Instant` cannot count that far, the furthest of
+/// `at` plus 30 years, plus one year, or `at` itself: never a panic. (Tokio's timer takes
+/// any deadline past a couple of years as "far future" in the same way.)
+pub(crate) fn instant_after(at: Instant, after: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    at.checked_add(after)
+        .or_else(|| at.checked_add(YEAR * 30))
+        .or_else(|| at.checked_add(YEAR))
+        .unwrap_or(at)
+}
+
 /// Tokio's clock ([`tokio::time::Instant`]), which follows paused and advanced time in tests.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioClock {
@@ -40,9 +51,10 @@ impl TokioClock {
         u64::try_from(since).unwrap_or(u64::MAX / 2)
     }
 
-    /// The instant `nanos` after the origin.
+    /// The instant `nanos` after the origin; where the platform's `Instant` cannot count
+    /// that far, a time decades ahead instead (never a panic).
     pub fn instant(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
+        instant_after(self.origin, Duration::from_nanos(nanos))
     }
 }
 

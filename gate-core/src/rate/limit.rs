@@ -10,7 +10,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::{Clock, Rate, TokioClock};
+use super::{Clock, Rate, TokioClock, instant_after};
 
 /// A rate limit: admits callers at a steady [`Rate`], allowing short bursts.
 ///
@@ -99,12 +99,11 @@ impl RateLimit {
 impl<C: Clock> RateLimit<C> {
     /// A rate limit admitting callers at `rate`, reading the time from `clock`.
     pub fn with_clock(rate: Rate, clock: C) -> Self {
-        let interval = rate.interval_nanos();
-        let tolerance = interval.saturating_mul(u64::from(rate.burst_size()) - 1);
         Self {
             rate,
-            interval,
-            tolerance,
+            interval: rate.interval_nanos(),
+            // `Rate::try_burst` bounds the span, so this does not saturate.
+            tolerance: rate.tolerance_nanos(),
             clock,
             tat: AtomicU64::new(0),
         }
@@ -157,7 +156,13 @@ impl<C: Clock> RateLimit<C> {
                     wait: Duration::from_nanos(earliest - t),
                 });
             }
-            let next = tat.max(t) + self.interval;
+            // Overflows only for a clock near the end of its `u64` range (584 years from
+            // its origin): the limit then stops admitting, erring slow.
+            let Some(next) = tat.max(t).checked_add(self.interval) else {
+                return Err(NotUntil {
+                    wait: Duration::from_nanos((u64::MAX - t).max(self.interval)),
+                });
+            };
             match self
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
@@ -194,7 +199,19 @@ impl<C: Clock> RateLimit<C> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let due = t.max(tat.saturating_sub(self.tolerance));
-            let next = tat.max(due) + self.interval;
+            // Bookings run ahead of the clock by an interval per waiter, so with a rate of
+            // one a century a few waiters reach the end of the `u64` range. A cell past it
+            // is never due: the caller waits for the end of the range, books nothing, and
+            // the limit errs slow.
+            let Some(next) = tat.max(due).checked_add(self.interval) else {
+                return (
+                    Booking {
+                        before: tat,
+                        after: tat,
+                    },
+                    u64::MAX,
+                );
+            };
             match self
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
@@ -280,7 +297,7 @@ impl<C: Clock> Future for UntilReady<'_, C> {
                 return Poll::Ready(now);
             }
             *this.booking = Some(booking);
-            let due = now + Duration::from_nanos(due - t);
+            let due = instant_after(now, Duration::from_nanos(due - t));
             this.sleep.set(Some(tokio::time::sleep_until(due)));
         }
         let sleep = this.sleep.as_pin_mut().expect("set above");
@@ -327,12 +344,6 @@ mod tests {
 
     #[test]
     fn any_clock_can_drive_the_limit() {
-        struct Manual(AtomicU64);
-        impl Clock for Manual {
-            fn now_nanos(&self) -> u64 {
-                self.0.load(Ordering::SeqCst)
-            }
-        }
         let clock = Manual(AtomicU64::new(7));
         let limit = RateLimit::with_clock(Rate::per_second(2), &clock);
         assert!(limit.check().is_ok());
@@ -351,6 +362,49 @@ mod tests {
         assert!(limit.check_at(at(&limit, 0)).is_err());
         assert!(limit.check_at(at(&limit, 5999)).is_err());
         assert!(limit.check_at(at(&limit, 6000)).is_ok());
+    }
+
+    /// A clock that reads what it is told.
+    struct Manual(AtomicU64);
+
+    impl Clock for Manual {
+        fn now_nanos(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn extreme_rates_and_clocks_never_overflow() {
+        // Regression: `tat + interval` overflowed (a panic in debug builds, a wrap that
+        // admitted everything in release) near the end of the clock's `u64` range.
+        let longest = Rate::new(1, Duration::from_nanos(u64::MAX / 4)).unwrap();
+        let span = u64::MAX / 4;
+        let limit = RateLimit::with_clock(longest, Manual(AtomicU64::new(0)));
+        let dues: Vec<u64> = (0..8).map(|_| limit.book(0).1).collect();
+        assert_eq!(dues[..4], [0, span, 2 * span, 3 * span]);
+        assert!(dues[4..].iter().all(|&due| due >= 4 * span), "{dues:?}");
+        assert!(limit.check().is_err());
+
+        // Any burst at one a nanosecond, and checks at the very end of the clock's range.
+        let fastest = Rate::new(u32::MAX, Duration::from_nanos(u64::from(u32::MAX)))
+            .unwrap()
+            .burst(u32::MAX);
+        for t in [0, u64::MAX / 2, u64::MAX - 10, u64::MAX] {
+            let clock = Manual(AtomicU64::new(t));
+            let limit = RateLimit::with_clock(fastest, &clock);
+            let admitted = (0..100).filter(|_| limit.check().is_ok()).count();
+            // Cells that end past the range are not admitted: erring slow.
+            let room = usize::try_from((u64::MAX - t).min(100)).unwrap();
+            assert_eq!(admitted, room, "at {t}");
+        }
+
+        // A burst of 3 at one a second, ten seconds before the end: exactly 3 at once.
+        let bursty = Rate::per_second(1).burst(3);
+        let clock = Manual(AtomicU64::new(u64::MAX - 10_000_000_000));
+        let limit = RateLimit::with_clock(bursty, &clock);
+        assert_eq!((0..10).filter(|_| limit.check().is_ok()).count(), 3);
+        clock.0.store(u64::MAX, Ordering::SeqCst);
+        assert!(limit.check().is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod quota;
 
 #[cfg(feature = "quanta")]
 pub use clock::QuantaClock;
+pub(crate) use clock::instant_after;
 pub use clock::{Clock, LimiterClock, TokioClock};
 pub use limit::{NotUntil, RateLimit, UntilReady};
 pub use quota::{ParseRateError, Rate, RateError};

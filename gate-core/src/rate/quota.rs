@@ -11,7 +11,8 @@ use std::time::Duration;
 /// of length `T`, at most `burst + count × T / period` callers are admitted (rounded down).
 /// With the default burst of 1, cells are spread evenly, one every `period / count`.
 ///
-/// Parse one from text (`"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`) or build it in code:
+/// Parse one from text (`"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`, `"10/s (burst 5)"`) or
+/// build it in code. Its [`Display`](fmt::Display) is exact and parses back to the same rate:
 ///
 /// ```
 /// use std::time::Duration;
@@ -23,7 +24,17 @@ use std::time::Duration;
 ///
 /// let bursty = Rate::per_second(10).burst(5);
 /// assert_eq!(bursty.burst_size(), 5);
+/// assert_eq!(bursty.to_string(), "10/s (burst 5)");
+/// assert_eq!("10/s (burst 5)".parse(), Ok(bursty));
 /// ```
+///
+/// # Limits
+///
+/// The limiter counts time in `u64` nanoseconds, so a rate is refused, with a
+/// [`RateError`], where that count would overflow: a period of 146 years or more, more
+/// than one admission per nanosecond, or a burst that spans 146 years or more (`burst ×
+/// interval`; for one admission a day, a burst of at most 53,375). No arithmetic on an
+/// accepted rate overflows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     count: u32,
@@ -71,7 +82,7 @@ impl Rate {
         if period.as_nanos() < count as u128 {
             return Err(RateError::TooFast);
         }
-        if period.as_nanos() > u64::MAX as u128 / 4 {
+        if period.as_nanos() > MAX_SPAN_NANOS as u128 {
             return Err(RateError::PeriodTooLong);
         }
         Ok(Self {
@@ -92,9 +103,37 @@ impl Rate {
     /// Lets up to `burst` admissions come back to back (at least 1; 0 is taken as 1).
     ///
     /// The rate over a long time does not change: a burst is paid back by a quiet spell.
-    pub const fn burst(mut self, burst: u32) -> Self {
-        self.burst = if burst == 0 { 1 } else { burst };
-        self
+    ///
+    /// # Panics
+    ///
+    /// If the burst spans 146 years or more (`burst × interval`, see [Limits](Self#limits));
+    /// [`try_burst`](Self::try_burst) returns the error instead.
+    #[track_caller]
+    pub const fn burst(self, burst: u32) -> Self {
+        match self.try_burst(burst) {
+            Ok(rate) => rate,
+            Err(_) => panic!("a rate's burst must span less than 146 years"),
+        }
+    }
+
+    /// Like [`burst`](Self::burst), or [`RateError::BurstTooLong`] if the burst spans 146
+    /// years or more, which the limiter's nanosecond clock cannot count.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::rate::{Rate, RateError};
+    ///
+    /// let daily = Rate::new(1, Duration::from_secs(86_400)).unwrap();
+    /// assert_eq!(daily.try_burst(50_000).unwrap().burst_size(), 50_000);
+    /// assert_eq!(daily.try_burst(250_000), Err(RateError::BurstTooLong));
+    /// ```
+    pub const fn try_burst(mut self, burst: u32) -> Result<Self, RateError> {
+        let burst = if burst == 0 { 1 } else { burst };
+        if self.interval_nanos() as u128 * burst as u128 > MAX_SPAN_NANOS as u128 {
+            return Err(RateError::BurstTooLong);
+        }
+        self.burst = burst;
+        Ok(self)
     }
 
     /// Admissions per [`period`](Self::period).
@@ -124,21 +163,44 @@ impl Rate {
         // `new` bounds the period, so this fits.
         period.div_ceil(count) as u64
     }
+
+    /// How far ahead of now a rate limit's theoretical arrival time may run:
+    /// `(burst - 1) × interval`, which [`try_burst`](Self::try_burst) bounds.
+    pub(crate) const fn tolerance_nanos(&self) -> u64 {
+        self.interval_nanos() * (self.burst as u64 - 1)
+    }
 }
 
+/// The longest period, and the longest burst span (`burst × interval`), a rate may have:
+/// a quarter of the `u64` nanoseconds (146 years), so that the rate limit's arithmetic,
+/// which adds a span or two to a clock reading, has room to spare.
+const MAX_SPAN_NANOS: u64 = u64::MAX / 4;
+
+/// The units [`Rate`]'s `Display` writes, largest first, with their length in nanoseconds.
+const DISPLAY_UNITS: [(u128, &str); 7] = [
+    (86_400_000_000_000, "d"),
+    (3_600_000_000_000, "h"),
+    (60_000_000_000, "min"),
+    (1_000_000_000, "s"),
+    (1_000_000, "ms"),
+    (1_000, "us"),
+    (1, "ns"),
+];
+
 impl fmt::Display for Rate {
+    /// `COUNT/PERIOD`, then ` (burst N)` if the burst is above 1: the period in the largest
+    /// unit that divides it exactly (`"500/min"`, `"100/10s"`, `"3/1500ms"`), so that
+    /// [`Rate::parse`] gives back the same rate.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.period.as_secs();
-        let exact = self.period.subsec_nanos() == 0;
-        let unit = match secs {
-            1 if exact => "s".to_owned(),
-            60 if exact => "min".to_owned(),
-            3600 if exact => "h".to_owned(),
-            86_400 if exact => "d".to_owned(),
-            _ if exact => format!("{secs}s"),
-            _ => format!("{}ms", self.period.as_millis()),
-        };
-        write!(f, "{}/{unit}", self.count)?;
+        let nanos = self.period.as_nanos();
+        let (unit, name) = DISPLAY_UNITS
+            .into_iter()
+            .find(|&(unit, _)| nanos.is_multiple_of(unit))
+            .unwrap_or(DISPLAY_UNITS[DISPLAY_UNITS.len() - 1]);
+        match nanos / unit {
+            1 => write!(f, "{}/{name}", self.count)?,
+            multiple => write!(f, "{}/{multiple}{name}", self.count)?,
+        }
         if self.burst > 1 {
             write!(f, " (burst {})", self.burst)?;
         }
@@ -147,10 +209,11 @@ impl fmt::Display for Rate {
 }
 
 impl Rate {
-    /// Parses `COUNT/PERIOD`, where `PERIOD` is an optional whole number and a unit: `ms`,
-    /// `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hr`, `hour`, `d`, `day` (plurals
-    /// too). `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`. Spaces around the parts are
-    /// allowed.
+    /// Parses `COUNT/PERIOD`, where `PERIOD` is an optional whole number and a unit: `ns`,
+    /// `us` (or `µs`), `ms`, `s`, `sec`, `second`, `m`, `min`, `minute`, `h`, `hr`, `hour`,
+    /// `d`, `day` (plurals too), optionally followed by a burst in parentheses, as
+    /// [`Display`](fmt::Display) writes it: `"500/min"`, `"10/s"`, `"3/h"`, `"100/10s"`,
+    /// `"10/s (burst 5)"`. Spaces around the parts are allowed.
     ///
     /// `const`, so a rate written as text is checked when the program is compiled:
     ///
@@ -164,7 +227,10 @@ impl Rate {
     /// assert_eq!(OPENAI, Rate::per_minute(500));
     /// ```
     pub const fn parse(text: &str) -> Result<Self, ParseRateError> {
-        let bytes = trim(text.as_bytes());
+        let (bytes, burst) = match split_burst(trim(text.as_bytes())) {
+            Ok(split) => split,
+            Err(e) => return Err(e),
+        };
         let mut slash = 0;
         while slash < bytes.len() && bytes[slash] != b'/' {
             slash += 1;
@@ -200,10 +266,44 @@ impl Rate {
             Some(nanos) => nanos,
             None => return Err(ParseRateError::InvalidPeriod),
         };
-        match Rate::new(count, Duration::from_nanos(nanos)) {
+        let rate = match Rate::new(count, Duration::from_nanos(nanos)) {
+            Ok(rate) => rate,
+            Err(e) => return Err(ParseRateError::Rate(e)),
+        };
+        match rate.try_burst(burst) {
             Ok(rate) => Ok(rate),
             Err(e) => Err(ParseRateError::Rate(e)),
         }
+    }
+}
+
+/// Splits a trailing `(burst N)` off a rate's text: the rest, trimmed, and the burst (1
+/// if there is none).
+const fn split_burst(bytes: &[u8]) -> Result<(&[u8], u32), ParseRateError> {
+    let [rest @ .., b')'] = bytes else {
+        return Ok((bytes, 1));
+    };
+    let mut open = rest.len();
+    while open > 0 && rest[open - 1] != b'(' {
+        open -= 1;
+    }
+    if open == 0 {
+        return Err(ParseRateError::InvalidBurst);
+    }
+    let (rate, inner) = rest.split_at(open);
+    let (rate, _) = rate.split_at(open - 1);
+    let inner = trim(inner);
+    const BURST: &[u8] = b"burst";
+    if inner.len() <= BURST.len() {
+        return Err(ParseRateError::InvalidBurst);
+    }
+    let (word, number) = inner.split_at(BURST.len());
+    if !eq(word, BURST) || !number[0].is_ascii_whitespace() {
+        return Err(ParseRateError::InvalidBurst);
+    }
+    match digits(trim(number)) {
+        Some(burst) if burst >= 1 && burst <= u32::MAX as u64 => Ok((trim(rate), burst as u32)),
+        _ => Err(ParseRateError::InvalidBurst),
     }
 }
 
@@ -273,7 +373,12 @@ const fn eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Nanoseconds in the unit named `unit`.
 const fn unit_nanos(unit: &[u8]) -> Option<u64> {
-    const UNITS: [(&[&[u8]], u64); 5] = [
+    const UNITS: [(&[&[u8]], u64); 7] = [
+        (&[b"ns", b"nanosecond", b"nanoseconds"], 1),
+        (
+            &[b"us", "\u{b5}s".as_bytes(), b"microsecond", b"microseconds"],
+            1_000,
+        ),
         (&[b"ms", b"millisecond", b"milliseconds"], 1_000_000),
         (
             &[b"s", b"sec", b"secs", b"second", b"seconds"],
@@ -311,6 +416,9 @@ pub enum RateError {
     TooFast,
     /// The period was longer than the limiter's clock can count (about 146 years).
     PeriodTooLong,
+    /// The burst spanned longer than the limiter's clock can count: `burst × interval` of
+    /// about 146 years or more.
+    BurstTooLong,
 }
 
 impl fmt::Display for RateError {
@@ -319,6 +427,7 @@ impl fmt::Display for RateError {
             Self::ZeroCount => "a rate needs a count of at least 1",
             Self::TooFast => "a rate cannot exceed one admission per nanosecond",
             Self::PeriodTooLong => "a rate's period must be shorter than 146 years",
+            Self::BurstTooLong => "a rate's burst must span less than 146 years",
         })
     }
 }
@@ -335,8 +444,10 @@ pub enum ParseRateError {
     InvalidCount,
     /// The period's multiple was zero or too large.
     InvalidPeriod,
-    /// The period's unit was not one of `ms`, `s`, `min`, `h`, `d`.
+    /// The period's unit was not one of `ns`, `us`, `ms`, `s`, `min`, `h`, `d`.
     UnknownUnit,
+    /// A trailing `(...)` was not `(burst N)` with `N` a whole number from 1 to `u32::MAX`.
+    InvalidBurst,
     /// The numbers parsed but do not make a rate.
     Rate(RateError),
 }
@@ -348,7 +459,10 @@ impl fmt::Display for ParseRateError {
             Self::InvalidCount => f.write_str("the count before `/` must be a whole number"),
             Self::InvalidPeriod => f.write_str("the period's multiple must be at least 1"),
             Self::UnknownUnit => {
-                f.write_str("unknown unit; expected one of `ms`, `s`, `min`, `h`, `d`")
+                f.write_str("unknown unit; expected one of `ns`, `us`, `ms`, `s`, `min`, `h`, `d`")
+            }
+            Self::InvalidBurst => {
+                f.write_str("expected a burst like `(burst 5)` after the period, at least 1")
             }
             Self::Rate(e) => fmt::Display::fmt(e, f),
         }
@@ -421,8 +535,89 @@ mod tests {
     fn display_round_trips() {
         for text in ["500/min", "10/s", "3/h", "100/10s", "5/250ms"] {
             let rate: Rate = text.parse().unwrap();
+            assert_eq!(rate.to_string(), text);
             assert_eq!(rate.to_string().parse::<Rate>(), Ok(rate), "{text}");
         }
         assert_eq!(Rate::per_second(10).burst(4).to_string(), "10/s (burst 4)");
+    }
+
+    #[test]
+    fn a_rate_with_a_burst_parses_back() {
+        // Regression: `"10/s (burst 4)"`, as `Display` writes it, failed with `UnknownUnit`.
+        let bursty = Rate::per_second(10).burst(4);
+        assert_eq!("10/s (burst 4)".parse(), Ok(bursty));
+        assert_eq!(" 10 / s ( burst  4 ) ".parse(), Ok(bursty));
+        assert_eq!("10/s (burst 1)".parse(), Ok(Rate::per_second(10)));
+        for bad in [
+            "10/s (burst 0)",
+            "10/s (burst)",
+            "10/s (burst -1)",
+            "10/s (bursts 4)",
+            "10/s (burst4)",
+            "10/s burst 4)",
+            "10/s (burst 4294967296)",
+        ] {
+            assert_eq!(
+                bad.parse::<Rate>(),
+                Err(ParseRateError::InvalidBurst),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_is_exact_for_periods_that_are_not_whole_milliseconds() {
+        // Regression: the period was written in whole milliseconds, so `3/1500us` displayed
+        // as "3/1ms" and `1/1ns` as "1/0ms", which does not parse.
+        let cases = [
+            (
+                Rate::new(3, Duration::from_micros(1500)).unwrap(),
+                "3/1500us",
+            ),
+            (Rate::new(1, Duration::from_nanos(1)).unwrap(), "1/ns"),
+            (Rate::new(7, Duration::from_secs(7200)).unwrap(), "7/2h"),
+            (Rate::new(1, Duration::from_secs(90)).unwrap(), "1/90s"),
+        ];
+        for (rate, text) in cases {
+            assert_eq!(rate.to_string(), text);
+            assert_eq!(text.parse(), Ok(rate));
+        }
+        assert_eq!("3/1500\u{b5}s".parse(), Ok(cases[0].0));
+    }
+
+    #[test]
+    fn a_burst_too_long_to_count_is_refused() {
+        // Regression: `Rate::new(1, 1 day).burst(250_000)` saturated the tolerance, so the
+        // limit admitted until `tat + interval` overflowed.
+        let daily = Rate::new(1, Duration::from_secs(86_400)).unwrap();
+        assert_eq!(daily.try_burst(250_000), Err(RateError::BurstTooLong));
+        assert_eq!(daily.try_burst(53_375).map(|r| r.burst_size()), Ok(53_375));
+        assert_eq!(daily.try_burst(53_376), Err(RateError::BurstTooLong));
+        assert_eq!(
+            "1/d (burst 250000)".parse::<Rate>(),
+            Err(ParseRateError::Rate(RateError::BurstTooLong))
+        );
+        // One a nanosecond takes any burst.
+        let fastest = Rate::new(u32::MAX, Duration::from_nanos(u64::from(u32::MAX))).unwrap();
+        assert_eq!(
+            fastest.try_burst(u32::MAX).map(|r| r.burst_size()),
+            Ok(u32::MAX)
+        );
+        // The longest period takes a burst of 1 only.
+        let longest = Rate::new(1, Duration::from_nanos(MAX_SPAN_NANOS)).unwrap();
+        assert_eq!(longest.try_burst(1), Ok(longest));
+        assert_eq!(longest.try_burst(2), Err(RateError::BurstTooLong));
+        assert_eq!(
+            Rate::new(1, Duration::from_nanos(MAX_SPAN_NANOS + 1)),
+            Err(RateError::PeriodTooLong)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a rate's burst must span less than 146 years")]
+    fn burst_panics_where_try_burst_fails() {
+        let _ = Rate::new(1, Duration::from_secs(86_400))
+            .unwrap()
+            .burst(250_000);
     }
 }

@@ -22,17 +22,26 @@ pub enum Backoff {
 
 impl Backoff {
     /// The delay before retry `retry` (1 for the first retry), without jitter.
+    ///
+    /// Total: for every value of `Backoff`, validated by
+    /// [`RetryBuilder::build`](crate::RetryBuilder::build) or not, and every `retry`, it
+    /// returns a delay from `base` (or `max` if lower) to `max`, and never panics. The
+    /// first retry waits exactly `base`; a zero base stays zero however far the factor
+    /// grows; growth past what a `Duration` holds, or a factor that `build` rejects (NaN,
+    /// infinite), gives `max`.
     pub fn delay(&self, retry: u32) -> Duration {
         match *self {
             Backoff::Fixed(delay) => delay,
             Backoff::Exponential { base, factor, max } => {
-                let exp = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-                let secs = base.as_secs_f64() * factor.powi(exp);
-                if secs >= max.as_secs_f64() {
-                    max
-                } else {
-                    Duration::from_secs_f64(secs)
+                let floor = base.min(max);
+                if retry <= 1 || base.is_zero() {
+                    return floor;
                 }
+                let exp = i32::try_from(retry - 1).unwrap_or(i32::MAX);
+                // NaN, infinite, negative or too large for a `Duration` is capped at `max`;
+                // rounding in `f64` never takes it below the base.
+                let secs = base.as_secs_f64() * factor.powi(exp);
+                Duration::try_from_secs_f64(secs).map_or(max, |delay| delay.clamp(floor, max))
             }
         }
     }
@@ -85,6 +94,31 @@ mod tests {
         let got: Vec<_> = (1..=5).map(|n| b.delay(n).as_millis()).collect();
         assert_eq!(got, [100, 200, 400, 500, 500]);
         assert_eq!(b.delay(u32::MAX), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_zero_base_stays_zero_however_far_the_factor_grows() {
+        // Regression: `0 × inf = NaN` made `Duration::from_secs_f64` panic, at retry 1025
+        // for a zero fixed delay turned exponential by `factor(2.0)`, or at once for
+        // `factor(1e300)`.
+        let zero = Duration::ZERO;
+        for factor in [2.0, 1e300, f64::MAX] {
+            let b = Backoff::Exponential {
+                base: zero,
+                factor,
+                max: zero,
+            };
+            for retry in [1, 2, 1025, u32::MAX] {
+                assert_eq!(b.delay(retry), zero, "factor {factor}, retry {retry}");
+            }
+        }
+        let huge = Backoff::Exponential {
+            base: Duration::from_nanos(1),
+            factor: 1e300,
+            max: Duration::MAX,
+        };
+        assert_eq!(huge.delay(1), Duration::from_nanos(1));
+        assert_eq!(huge.delay(3), Duration::MAX);
     }
 
     #[test]

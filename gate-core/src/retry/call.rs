@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule};
+use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop};
 use crate::{Admission, Gate, Unlimited};
 
 impl<E> Retry<E> {
@@ -11,7 +11,9 @@ impl<E> Retry<E> {
     ///
     /// Returns the first success, or a [`RetryError`] saying how many attempts were made and
     /// what ended the last one. An error that [`retry_if`](super::RetryBuilder::retry_if)
-    /// rejects ends the call at once; a timed-out attempt is always retryable.
+    /// rejects ends the call at once, and so does a server hint longer than the policy
+    /// waits for ([Server hints](Retry#server-hints)); a timed-out attempt is always
+    /// retryable.
     pub async fn call<A, F, Fut, T>(&self, admission: &A, mut op: F) -> Result<T, RetryError<E>>
     where
         A: Admission + ?Sized,
@@ -36,21 +38,28 @@ impl<E> Retry<E> {
                 admission.release(permit, self.report(ended(&ran)));
                 ran
             };
-            let delay = match ended(&ran) {
-                Ok(()) => None,
-                Err(failed) => schedule.after(self, failed, self.retry_if),
+            let stop = match ended(&ran) {
+                Ok(()) => Stop::Done,
+                Err(failed) => match schedule.after(self, failed, self.retry_if) {
+                    Ok(delay) => {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        continue;
+                    }
+                    Err(stop) => stop,
+                },
             };
-            match (ran, delay) {
-                (Ok(Ok(value)), _) => return Ok(value),
-                (Ok(Err(e)), None) => {
-                    return Err(RetryError::new(schedule.made(), Failure::Error(e)));
-                }
-                (Err(elapsed), None) => {
-                    return Err(RetryError::new(schedule.made(), Failure::TimedOut(elapsed)));
-                }
-                (_, Some(delay)) if !delay.is_zero() => tokio::time::sleep(delay).await,
-                (_, Some(_)) => {}
-            }
+            let failure = match ran {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => Failure::Error(e),
+                Err(elapsed) => Failure::TimedOut(elapsed),
+            };
+            let error = RetryError::new(schedule.made(), failure);
+            return Err(match stop {
+                Stop::Done => error,
+                Stop::HintTooLong(hint, max) => error.with_hint_too_long(hint, max),
+            });
         }
     }
 

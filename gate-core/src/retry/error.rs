@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::time::Duration;
 
 use crate::AcquireError;
 
@@ -44,11 +45,31 @@ pub enum Failure<E> {
 pub struct RetryError<E> {
     attempts: u32,
     failure: Failure<E>,
+    /// The server's hint that ended the call, and the policy's cap it exceeded.
+    hint_too_long: Option<(Duration, Duration)>,
 }
 
 impl<E> RetryError<E> {
     pub(crate) fn new(attempts: u32, failure: Failure<E>) -> Self {
-        Self { attempts, failure }
+        Self {
+            attempts,
+            failure,
+            hint_too_long: None,
+        }
+    }
+
+    /// The call stopped, with retries left, because the last error's server hint was
+    /// longer than the policy waits for.
+    pub(crate) fn with_hint_too_long(mut self, hint: Duration, max: Duration) -> Self {
+        self.hint_too_long = Some((hint, max));
+        self
+    }
+
+    /// The server's hint that ended the call with retries left, because it was longer than
+    /// the policy's [`max_retry_after`](crate::RetryBuilder::max_retry_after); `None` if the
+    /// call ended otherwise. A caller may schedule the work for then, or give up.
+    pub fn hint_too_long(&self) -> Option<Duration> {
+        self.hint_too_long.map(|(hint, _)| hint)
     }
 
     /// Attempts made, counting the first. Zero if the gate refused the first one.
@@ -80,10 +101,17 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
         let attempts = self.attempts;
         let plural = if attempts == 1 { "" } else { "s" };
         match &self.failure {
-            Failure::Error(e) => write!(f, "failed after {attempts} attempt{plural}: {e}"),
-            Failure::TimedOut(e) => write!(f, "failed after {attempts} attempt{plural}: {e}"),
-            Failure::Gate(e) => write!(f, "gave up after {attempts} attempt{plural}: {e}"),
+            Failure::Error(e) => write!(f, "failed after {attempts} attempt{plural}: {e}")?,
+            Failure::TimedOut(e) => write!(f, "failed after {attempts} attempt{plural}: {e}")?,
+            Failure::Gate(e) => write!(f, "gave up after {attempts} attempt{plural}: {e}")?,
         }
+        if let Some((hint, max)) = self.hint_too_long {
+            write!(
+                f,
+                " (the server asked to wait {hint:?}, longer than the {max:?} the policy waits)"
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -10,4 +10,4 @@ pub use backoff::Backoff;
 pub(crate) use backoff::Jitter;
 pub use error::{Elapsed, Failure, RetryConfigError, RetryError};
 pub use policy::{Retry, RetryBuilder};
-pub(crate) use schedule::{Failed, Schedule};
+pub(crate) use schedule::{Failed, Schedule, Stop};

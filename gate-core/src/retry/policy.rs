@@ -20,6 +20,24 @@ use crate::{Backpressure, Outcome};
 /// The type parameter is the operation's error type, so that `retry_if` and the server hint
 /// can look at it; it is inferred from the call.
 ///
+/// # Attempts
+///
+/// A call makes at most [`max_attempts`](Self::max_attempts) attempts: `retries + 1`, or
+/// `u32::MAX` for `Retry::new(u32::MAX)`, since
+/// [`RetryError::attempts`](crate::RetryError::attempts) counts them in a `u32`. No count,
+/// however large, retries for ever.
+///
+/// # Server hints
+///
+/// With [`honor_retry_after`](RetryBuilder::honor_retry_after), the wait before the next
+/// attempt is at least the error's [`Backpressure::retry_after`]. Such hints come from the
+/// network and are not trusted: a hint longer than
+/// [`max_retry_after`](RetryBuilder::max_retry_after) (60 s unless set) **ends the call at
+/// once** with that error, rather than sleeping for hours (or centuries) on a server's
+/// word; [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) says so, for a
+/// caller that would rather schedule the work for later. A hint is never shortened, so a
+/// longer hint never retries sooner.
+///
 /// # Examples
 ///
 /// ```
@@ -41,10 +59,17 @@ pub struct Retry<E> {
     pub(crate) backoff: Backoff,
     pub(crate) jitter: bool,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) max_retry_after: Duration,
     pub(crate) retry_if: fn(&E) -> bool,
     pub(crate) retry_after: fn(&E) -> Option<Duration>,
     pub(crate) outcome: fn(&E) -> Outcome,
 }
+
+/// The longest server hint a policy waits for unless
+/// [`max_retry_after`](RetryBuilder::max_retry_after) says otherwise: a minute, as long as a
+/// [`Limiter`](crate::Limiter) pauses
+/// ([`Limiter::DEFAULT_MAX_PAUSE`](crate::Limiter::DEFAULT_MAX_PAUSE)).
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 fn always<E>(_: &E) -> bool {
     true
@@ -76,6 +101,7 @@ impl<E> Retry<E> {
             backoff: Backoff::Fixed(Duration::ZERO),
             jitter: false,
             timeout: None,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             retry_if: always::<E>,
             retry_after: no_hint::<E>,
             outcome: failed::<E>,
@@ -102,7 +128,8 @@ impl<E> Retry<E> {
         self.retries
     }
 
-    /// Calls at most: `retries + 1`.
+    /// Calls at most: `retries + 1`, or `u32::MAX` if `retries` is `u32::MAX` (see
+    /// [Attempts](Self#attempts)).
     pub const fn max_attempts(&self) -> u32 {
         self.retries.saturating_add(1)
     }
@@ -120,6 +147,12 @@ impl<E> Retry<E> {
     /// The per-attempt timeout, if any.
     pub const fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// The longest server hint the policy waits for; a longer one ends the call (see
+    /// [Server hints](Self#server-hints)).
+    pub const fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// Whether `error` should be retried (attempts permitting).
@@ -156,6 +189,7 @@ impl<E> fmt::Debug for Retry<E> {
             .field("backoff", &self.backoff)
             .field("jitter", &self.jitter)
             .field("timeout", &self.timeout)
+            .field("max_retry_after", &self.max_retry_after)
             .finish_non_exhaustive()
     }
 }
@@ -228,7 +262,9 @@ impl<E> RetryBuilder<E> {
     }
 
     /// Waits at least as long as the error's [`Backpressure::retry_after`] hint before the
-    /// next attempt, even when the backoff is shorter.
+    /// next attempt, even when the backoff is shorter. A hint longer than
+    /// [`max_retry_after`](Self::max_retry_after) ends the call instead (see
+    /// [Server hints](Retry#server-hints)).
     ///
     /// Also reports overload errors to the [`Admission`](crate::Admission) each attempt ran
     /// under, so a [`Limiter`](crate::Limiter) shared by many callers pauses them all and an
@@ -239,6 +275,51 @@ impl<E> RetryBuilder<E> {
     {
         self.policy.retry_after = <E as Backpressure>::retry_after;
         self.policy.outcome = backpressure::<E>;
+        self
+    }
+
+    /// The longest server hint to wait for (60 s unless set): a hint up to it delays the
+    /// next attempt, a longer one ends the call at once with its error, and
+    /// [`RetryError::hint_too_long`](crate::RetryError::hint_too_long) returns it. Set it
+    /// to what a caller can afford to wait; `Duration::MAX` trusts every hint. Only matters
+    /// with [`honor_retry_after`](Self::honor_retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::{Backpressure, Retry};
+    ///
+    /// #[derive(Debug)]
+    /// struct QuotaExhausted(Duration);
+    ///
+    /// impl Backpressure for QuotaExhausted {
+    ///     fn is_overload(&self) -> bool {
+    ///         true
+    ///     }
+    ///     fn retry_after(&self) -> Option<Duration> {
+    ///         Some(self.0)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let policy = Retry::builder(5)
+    ///     .honor_retry_after()
+    ///     .max_retry_after(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// // The daily quota is spent: "come back in 20 hours". No point in waiting here.
+    /// let err = policy
+    ///     .run(|| async { Err::<(), _>(QuotaExhausted(Duration::from_secs(20 * 3600))) })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.attempts(), 1);
+    /// assert_eq!(err.hint_too_long(), Some(Duration::from_secs(72_000)));
+    /// assert_eq!(start.elapsed(), Duration::ZERO);
+    /// # }
+    /// ```
+    pub const fn max_retry_after(mut self, max: Duration) -> Self {
+        self.policy.max_retry_after = max;
         self
     }
 

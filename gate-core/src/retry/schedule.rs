@@ -16,6 +16,15 @@ pub(crate) enum Failed<'a, E> {
     TimedOut,
 }
 
+/// Why a retried call stops after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `retry_if` rejected the error, or that was the last allowed attempt.
+    Done,
+    /// The error's server hint was longer than the policy waits for (the hint, the cap).
+    HintTooLong(Duration, Duration),
+}
+
 /// The state of one retried call between attempts: how many attempts were made, and the
 /// jitter source (seeded only once the call backs off, so the success path pays nothing).
 #[derive(Debug, Default)]
@@ -37,32 +46,39 @@ impl Schedule {
         self.made
     }
 
-    /// After the counted attempt failed: `None` to stop, or how long to back off before the
-    /// next one.
+    /// After the counted attempt failed: why the call stops, or how long to back off before
+    /// the next attempt.
     ///
     /// An error that `retry_if` rejects stops the call; a timed-out attempt is always
-    /// retryable. The last allowed attempt stops it too. The delay is the backoff for this
-    /// retry, jittered if the policy says so, and at least the error's server hint if the
-    /// policy honours hints.
+    /// retryable. The last allowed attempt ([`Retry::max_attempts`]) stops it too, for any
+    /// count up to `u32::MAX`. The delay is the backoff for this retry, jittered if the
+    /// policy says so, and at least the error's server hint if the policy honours hints; a
+    /// hint above the policy's `max_retry_after` stops the call instead.
     pub(crate) fn after<E>(
         &mut self,
         policy: &Retry<E>,
         failed: Failed<'_, E>,
         retry_if: fn(&E) -> bool,
-    ) -> Option<Duration> {
+    ) -> Result<Duration, Stop> {
         let hint = match failed {
-            Failed::Error(error) if !retry_if(error) => return None,
+            Failed::Error(error) if !retry_if(error) => return Err(Stop::Done),
             Failed::Error(error) => policy.hint(error),
             Failed::TimedOut => None,
         };
-        if self.made > policy.retries() {
-            return None;
+        if self.made >= policy.max_attempts() {
+            return Err(Stop::Done);
+        }
+        let max = policy.max_retry_after();
+        if let Some(hint) = hint
+            && hint > max
+        {
+            return Err(Stop::HintTooLong(hint, max));
         }
         let mut delay = policy.backoff().delay(self.made);
         if policy.jitter() {
             delay = self.jitter.get_or_insert_with(Jitter::new).full(delay);
         }
-        Some(match hint {
+        Ok(match hint {
             Some(hint) => delay.max(hint),
             None => delay,
         })
@@ -97,8 +113,11 @@ mod tests {
         loop {
             schedule.begin();
             match schedule.after(&policy, Failed::Error(&"busy"), always) {
-                Some(delay) => delays.push(delay),
-                None => break,
+                Ok(delay) => delays.push(delay),
+                Err(stop) => {
+                    assert_eq!(stop, Stop::Done);
+                    break;
+                }
             }
         }
         assert_eq!(schedule.made(), 3);
@@ -112,12 +131,41 @@ mod tests {
         schedule.begin();
         assert_eq!(
             schedule.after(&policy, Failed::TimedOut, |_| false),
-            Some(Duration::ZERO)
+            Ok(Duration::ZERO)
         );
         schedule.begin();
         assert_eq!(
             schedule.after(&policy, Failed::Error(&"fatal"), |_| false),
-            None
+            Err(Stop::Done)
         );
+    }
+
+    #[test]
+    fn the_attempt_counter_stops_at_the_top_of_its_range() {
+        // Regression: `Retry::new(u32::MAX)` never stopped: the count saturated at
+        // `u32::MAX`, which never exceeded the retries.
+        for retries in [u32::MAX, u32::MAX - 1] {
+            let policy = Retry::<&str>::new(retries);
+            let mut schedule = Schedule {
+                made: u32::MAX - 2,
+                jitter: None,
+            };
+            schedule.begin();
+            let next = schedule.after(&policy, Failed::Error(&"busy"), always);
+            assert_eq!(next, Ok(Duration::ZERO), "{retries}: attempt u32::MAX - 1");
+            schedule.begin();
+            let last = schedule.after(&policy, Failed::Error(&"busy"), always);
+            assert_eq!(last, Err(Stop::Done), "{retries}: attempt u32::MAX");
+            assert_eq!(schedule.made(), u32::MAX);
+        }
+        // One below: `u32::MAX - 2` retries are `u32::MAX - 1` attempts.
+        let policy = Retry::<&str>::new(u32::MAX - 2);
+        let mut schedule = Schedule {
+            made: u32::MAX - 2,
+            jitter: None,
+        };
+        schedule.begin();
+        let last = schedule.after(&policy, Failed::Error(&"busy"), always);
+        assert_eq!(last, Err(Stop::Done));
     }
 }

@@ -108,6 +108,7 @@ pub mod future;
 mod layer;
 mod overload;
 mod permit;
+mod queue;
 mod service;
 
 pub use backpressure::Overload;

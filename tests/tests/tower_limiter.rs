@@ -96,9 +96,14 @@ fn overload_after(retry_after: Duration) -> Outcome {
 #[tokio::test(start_paused = true)]
 async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     let limiter = Arc::new(Limiter::new(1));
-    let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+    // Waiting out the 2 s pause takes a `max_wait` above the default second.
+    let layer = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
+        .hold_until_body_end(false);
     // Another layer (another router, another client) holding the same limiter.
-    let other = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+    let other = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
+        .hold_until_body_end(false);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
     let (mut other_service, mut other_handle) =
@@ -595,6 +600,7 @@ async fn a_client_side_layer_backs_off_for_everyone_on_one_429_over_tcp() {
     let limiter = Arc::new(Limiter::new(1));
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let client = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
         .max_waiters(8)
         .layer(client);
     let mut calls = JoinSet::new();

@@ -1,0 +1,279 @@
+//! [`Queue`]: what a layer knows about the requests it keeps waiting, so that it bounds the
+//! queue by time rather than by a count, derives `Retry-After` from it, and summarises its
+//! refusals in the logs instead of warning about each.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use gate_core::{AcquireError, WaitLimits};
+use tokio::time::Instant;
+
+/// How often, at most, a layer that keeps refusing logs a summary at `WARN`.
+pub(crate) const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
+
+/// How many admissions the drain estimate averages over, once it has seen that many: an
+/// exponential moving average of weight 1/64, so that a gate releasing its permits in bursts
+/// (sixteen handlers finishing together) still reads as a steady rate.
+const SAMPLES: f64 = 64.0;
+
+/// The requests of one layer (and its services' clones) waiting for admission, shared by all
+/// of them.
+///
+/// - **Bound by time.** A request that would have to wait is refused at once if, at the rate
+///   waiters have recently been admitted, the ones already waiting would not all be through
+///   within `max_wait`, or if nothing has been admitted for `max_wait` while some waited.
+///   Until a first waiter has been admitted there is no rate to go by, and only the count
+///   bound (`max_waiters`, the memory cap) and the timer apply.
+/// - **Drain time.** The same estimate says how long the queue takes to drain: the hint a
+///   refusal sends.
+/// - **Refusals** are counted (for `stats`) and summarised in the logs.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    /// Requests waiting now.
+    waiting: AtomicUsize,
+    drain: Mutex<Drain>,
+    /// Refusals by the time bound or `max_waiters`, which a gate does not see.
+    rejected: AtomicU64,
+    summary: Summary,
+}
+
+/// How fast waiters get through.
+#[derive(Debug)]
+struct Drain {
+    /// Mean time between two admissions of waiters while some wait, in nanoseconds (`None`
+    /// until a waiter has been admitted).
+    interval: Option<f64>,
+    /// Admissions averaged so far, up to [`SAMPLES`].
+    samples: f64,
+    /// The last admission of a waiter, or when the queue last started from empty: the
+    /// interval runs from here to the next admission.
+    last_progress: Instant,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        Self {
+            waiting: AtomicUsize::new(0),
+            drain: Mutex::new(Drain {
+                interval: None,
+                samples: 0.0,
+                last_progress: Instant::now(),
+            }),
+            rejected: AtomicU64::new(0),
+            summary: Summary::new(),
+        }
+    }
+
+    /// A request that could not be admitted at once asks to wait: it is counted as waiting
+    /// until the returned [`Entered`] is dropped, or refused with
+    /// [`AcquireError::QueueFull`] if `max_waiters` already wait or the queue would not get
+    /// it through within `max_wait`.
+    pub(crate) fn enter(self: &Arc<Self>, limits: WaitLimits) -> Result<Entered, AcquireError> {
+        let now = Instant::now();
+        let mut drain = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
+        let ahead = self.waiting.load(Ordering::Acquire);
+        let too_slow = limits.max_wait.is_some_and(|max_wait| {
+            let stalled =
+                ahead > 0 && now.saturating_duration_since(drain.last_progress) > max_wait;
+            stalled || drain.through(ahead + 1).is_some_and(|wait| wait > max_wait)
+        });
+        if ahead >= limits.max_waiters || too_slow {
+            drop(drain);
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(AcquireError::QueueFull);
+        }
+        if ahead == 0 {
+            drain.last_progress = now;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        Ok(Entered(Arc::clone(self)))
+    }
+
+    /// How long, at the rate waiters get through, the queue takes to drain and admit one
+    /// more; `None` before a first waiter has been admitted.
+    pub(crate) fn drain_time(&self) -> Option<Duration> {
+        let drain = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
+        drain.through(self.waiting.load(Ordering::Acquire) + 1)
+    }
+
+    /// Refusals made by this queue's own bounds.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Notes one refusal, by any bound, for the log summary.
+    pub(crate) fn summary(&self) -> &Summary {
+        &self.summary
+    }
+}
+
+impl Drain {
+    /// How long `n` waiters take to get through; `None` with no estimate yet.
+    fn through(&self, n: usize) -> Option<Duration> {
+        let nanos = self.interval? * n as f64;
+        // `from_secs_f64` panics on what does not fit; a wait that long is "never" anyway.
+        Some(Duration::try_from_secs_f64(nanos / 1e9).unwrap_or(Duration::MAX))
+    }
+
+    /// A waiter was admitted at `now`.
+    fn admitted(&mut self, now: Instant) {
+        let interval = now.saturating_duration_since(self.last_progress).as_nanos() as f64;
+        self.last_progress = now;
+        self.samples = (self.samples + 1.0).min(SAMPLES);
+        let mean = self.interval.unwrap_or(interval);
+        self.interval = Some(mean + (interval - mean) / self.samples);
+    }
+}
+
+/// One request counted as waiting in its [`Queue`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Entered(Arc<Queue>);
+
+impl Entered {
+    /// The request was admitted: it counts towards the drain rate, and no longer waits.
+    pub(crate) fn admitted(self) {
+        let now = Instant::now();
+        self.0
+            .drain
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admitted(now);
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Refusals since the last `WARN` summary, and when the next may be logged.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    unreported: AtomicU64,
+    /// Nanoseconds after `start` before which no summary is logged.
+    next: AtomicU64,
+    start: Instant,
+}
+
+impl Summary {
+    fn new() -> Self {
+        Self {
+            unreported: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts one refusal; once every [`SUMMARY_PERIOD`] at most, returns how many there
+    /// were since the last time it did (this one included), for the caller to log.
+    pub(crate) fn refused(&self) -> Option<u64> {
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let next = self.next.load(Ordering::Relaxed);
+        let due = now >= next
+            && self
+                .next
+                .compare_exchange(
+                    next,
+                    now.saturating_add(SUMMARY_PERIOD.as_nanos() as u64),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        due.then(|| self.unreported.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: WaitLimits = WaitLimits {
+        max_wait: Some(Duration::from_secs(1)),
+        max_waiters: 1000,
+    };
+
+    /// Admits `n` waiters, `every` apart, after entering them together.
+    async fn drain(queue: &Arc<Queue>, n: usize, every: Duration) {
+        let entered: Vec<_> = (0..n).map(|_| queue.enter(LIMITS).unwrap()).collect();
+        for entered in entered {
+            tokio::time::advance(every).await;
+            entered.admitted();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_estimate_only_the_count_bounds_the_queue() {
+        let queue = Arc::new(Queue::new());
+        assert_eq!(queue.drain_time(), None);
+        let limits = WaitLimits {
+            max_waiters: 3,
+            ..LIMITS
+        };
+        let entered: Vec<_> = (0..3).map(|_| queue.enter(limits).unwrap()).collect();
+        assert_eq!(queue.enter(limits).unwrap_err(), AcquireError::QueueFull);
+        drop(entered);
+        assert!(queue.enter(limits).is_ok());
+        assert_eq!(queue.rejected(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_would_outlast_max_wait_refuses() {
+        let queue = Arc::new(Queue::new());
+        // Waiters get through one per 10 ms: 100 of them fit in a second, not 101.
+        drain(&queue, 8, Duration::from_millis(10)).await;
+        assert_eq!(queue.drain_time(), Some(Duration::from_millis(10)));
+        let entered: Vec<_> = (0..99).map(|_| queue.enter(LIMITS).unwrap()).collect();
+        assert_eq!(queue.drain_time(), Some(Duration::from_secs(1)));
+        let last = queue.enter(LIMITS).unwrap();
+        assert_eq!(queue.enter(LIMITS).unwrap_err(), AcquireError::QueueFull);
+        assert_eq!(queue.rejected(), 1);
+        drop((entered, last));
+        // With no bound on the wait, only the count applies.
+        let unbounded = WaitLimits {
+            max_wait: None,
+            ..LIMITS
+        };
+        let entered: Vec<_> = (0..500).map(|_| queue.enter(unbounded).unwrap()).collect();
+        assert_eq!(entered.len(), 500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bursty_releases_average_to_their_rate() {
+        let queue = Arc::new(Queue::new());
+        // Sixteen admissions at once every 20 ms: 1.25 ms apart on average.
+        for _ in 0..20 {
+            let entered: Vec<_> = (0..16).map(|_| queue.enter(LIMITS).unwrap()).collect();
+            tokio::time::advance(Duration::from_millis(20)).await;
+            entered.into_iter().for_each(Entered::admitted);
+        }
+        let per_waiter = queue.drain_time().unwrap();
+        assert!(
+            (1000..1600).contains(&per_waiter.as_micros()),
+            "{per_waiter:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_queue_refuses() {
+        let queue = Arc::new(Queue::new());
+        drain(&queue, 4, Duration::from_millis(1)).await;
+        let _stuck = queue.enter(LIMITS).unwrap();
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(queue.enter(LIMITS).unwrap_err(), AcquireError::QueueFull);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_summary_comes_at_most_once_a_period_with_its_count() {
+        let summary = Summary::new();
+        assert_eq!(summary.refused(), Some(1));
+        for _ in 0..999 {
+            assert_eq!(summary.refused(), None);
+        }
+        tokio::time::advance(SUMMARY_PERIOD).await;
+        assert_eq!(summary.refused(), Some(1000));
+        assert_eq!(summary.refused(), None);
+    }
+}

@@ -161,6 +161,28 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     );
 }
 
+// Regression: a `Retry-After` too long for the clock (`18446744073709551615`) set no pause
+// at all, a shorter wait than `Retry-After: 2` gets.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_too_long_for_the_clock_still_pauses() {
+    for hint in ["18446744073709551615", "99999999999999999999999"] {
+        let limiter = Arc::new(Limiter::new(1));
+        let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        let mut call = spawn_call(&mut service, Request::new(1));
+        assert_pending!(call.poll());
+        let (_, send) = assert_ready!(handle.poll_request()).unwrap();
+        send.send_response(status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &[("retry-after", hint)],
+        ));
+        assert_ready_ok!(call.poll());
+        let until = limiter.paused_until().expect("a pause");
+        assert!(until > Instant::now() + Duration::from_secs(2), "{hint}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     let (recorder, limiter, layer) = recording(2);

@@ -55,16 +55,21 @@ impl Source {
     }
 
     fn from_gate(gate: GateRef) -> Self {
+        let limit = match &gate {
+            GateRef::Owned(gate) => gate.limit(),
+            GateRef::Static(gate) => gate.limit(),
+        };
         Self::Gate(Arc::new(GateSource {
             gate,
-            queue: Arc::new(Queue::new()),
+            queue: Arc::new(Queue::new(limit)),
         }))
     }
 
     pub(crate) fn limiter(limiter: Arc<Limiter>) -> Self {
+        let limit = limiter.limit().unwrap_or(1);
         Self::Limiter(Arc::new(LimiterSource {
             limiter,
-            queue: Arc::new(Queue::new()),
+            queue: Arc::new(Queue::new(limit)),
             timed_out: AtomicU64::new(0),
         }))
     }

@@ -12,10 +12,8 @@ use tokio::time::Instant;
 /// How often, at most, a layer that keeps refusing logs a summary at `WARN`.
 pub(crate) const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
 
-/// How many admissions the drain estimate averages over, once it has seen that many: an
-/// exponential moving average of weight 1/64, so that a gate releasing its permits in bursts
-/// (sixteen handlers finishing together) still reads as a steady rate.
-const SAMPLES: f64 = 64.0;
+/// The fewest admissions the drain estimate averages over once it has seen that many.
+const MIN_WINDOW: usize = 64;
 
 /// The requests of one layer (and its services' clones) waiting for admission, shared by all
 /// of them.
@@ -23,8 +21,10 @@ const SAMPLES: f64 = 64.0;
 /// - **Bound by time.** A request that would have to wait is refused at once if, at the rate
 ///   waiters have recently been admitted, the ones already waiting would not all be through
 ///   within `max_wait`, or if nothing has been admitted for `max_wait` while some waited.
-///   Until a first waiter has been admitted there is no rate to go by, and only the count
-///   bound (`max_waiters`, the memory cap) and the timer apply.
+///   Until enough waiters have been admitted (as many as the gate's limit, at least four)
+///   there is no rate to go by, and only the count bound (`max_waiters`, the memory cap) and
+///   the timer apply: a gate's permits come back in bursts (sixteen handlers started together
+///   finish together), and the first few admissions say little about the rate.
 /// - **Drain time.** The same estimate says how long the queue takes to drain: the hint a
 ///   refusal sends.
 /// - **Refusals** are counted (for `stats`) and summarised in the logs.
@@ -44,20 +44,31 @@ struct Drain {
     /// Mean time between two admissions of waiters while some wait, in nanoseconds (`None`
     /// until a waiter has been admitted).
     interval: Option<f64>,
-    /// Admissions averaged so far, up to [`SAMPLES`].
+    /// Admissions averaged so far, up to `window`.
     samples: f64,
+    /// How many admissions the estimate averages over, once it has seen that many: an
+    /// exponential moving average over four turnovers of the limit (at least
+    /// [`MIN_WINDOW`]), so that permits coming back in bursts still read as a steady rate.
+    window: f64,
+    /// How many admissions it takes before the estimate is used: one turnover of the limit.
+    trusted_after: f64,
     /// The last admission of a waiter, or when the queue last started from empty: the
     /// interval runs from here to the next admission.
     last_progress: Instant,
 }
 
 impl Queue {
-    pub(crate) fn new() -> Self {
+    /// A queue for a gate whose limit is `limit` (for a limiter with no concurrency limit,
+    /// 1: a rate admits one at a time).
+    pub(crate) fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, 1 << 20);
         Self {
             waiting: AtomicUsize::new(0),
             drain: Mutex::new(Drain {
                 interval: None,
                 samples: 0.0,
+                window: limit.saturating_mul(4).max(MIN_WINDOW) as f64,
+                trusted_after: limit.max(4) as f64,
                 last_progress: Instant::now(),
             }),
             rejected: AtomicU64::new(0),
@@ -91,7 +102,7 @@ impl Queue {
     }
 
     /// How long, at the rate waiters get through, the queue takes to drain and admit one
-    /// more; `None` before a first waiter has been admitted.
+    /// more; `None` before enough waiters have been admitted to tell.
     pub(crate) fn drain_time(&self) -> Option<Duration> {
         let drain = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
         drain.through(self.waiting.load(Ordering::Acquire) + 1)
@@ -111,6 +122,9 @@ impl Queue {
 impl Drain {
     /// How long `n` waiters take to get through; `None` with no estimate yet.
     fn through(&self, n: usize) -> Option<Duration> {
+        if self.samples < self.trusted_after {
+            return None;
+        }
         let nanos = self.interval? * n as f64;
         // `from_secs_f64` panics on what does not fit; a wait that long is "never" anyway.
         Some(Duration::try_from_secs_f64(nanos / 1e9).unwrap_or(Duration::MAX))
@@ -120,7 +134,7 @@ impl Drain {
     fn admitted(&mut self, now: Instant) {
         let interval = now.saturating_duration_since(self.last_progress).as_nanos() as f64;
         self.last_progress = now;
-        self.samples = (self.samples + 1.0).min(SAMPLES);
+        self.samples = (self.samples + 1.0).min(self.window);
         let mean = self.interval.unwrap_or(interval);
         self.interval = Some(mean + (interval - mean) / self.samples);
     }
@@ -206,7 +220,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn with_no_estimate_only_the_count_bounds_the_queue() {
-        let queue = Arc::new(Queue::new());
+        let queue = Arc::new(Queue::new(1));
         assert_eq!(queue.drain_time(), None);
         let limits = WaitLimits {
             max_waiters: 3,
@@ -221,9 +235,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_queue_that_would_outlast_max_wait_refuses() {
-        let queue = Arc::new(Queue::new());
+        let queue = Arc::new(Queue::new(1));
+        // Not to be trusted before four admissions.
+        drain(&queue, 3, Duration::from_millis(10)).await;
+        assert_eq!(queue.drain_time(), None);
         // Waiters get through one per 10 ms: 100 of them fit in a second, not 101.
-        drain(&queue, 8, Duration::from_millis(10)).await;
+        drain(&queue, 5, Duration::from_millis(10)).await;
         assert_eq!(queue.drain_time(), Some(Duration::from_millis(10)));
         let entered: Vec<_> = (0..99).map(|_| queue.enter(LIMITS).unwrap()).collect();
         assert_eq!(queue.drain_time(), Some(Duration::from_secs(1)));
@@ -242,7 +259,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bursty_releases_average_to_their_rate() {
-        let queue = Arc::new(Queue::new());
+        let queue = Arc::new(Queue::new(16));
         // Sixteen admissions at once every 20 ms: 1.25 ms apart on average.
         for _ in 0..20 {
             let entered: Vec<_> = (0..16).map(|_| queue.enter(LIMITS).unwrap()).collect();
@@ -258,7 +275,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_queue_refuses() {
-        let queue = Arc::new(Queue::new());
+        let queue = Arc::new(Queue::new(1));
         drain(&queue, 4, Duration::from_millis(1)).await;
         let _stuck = queue.enter(LIMITS).unwrap();
         tokio::time::advance(Duration::from_millis(1001)).await;

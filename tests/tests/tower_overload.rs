@@ -72,7 +72,7 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
         .hold_until_body_end(false);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    drain_at(&mut service, &mut handle, 4, Duration::from_millis(20)).await;
+    drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
 
     // One in flight; at 20 ms a waiter, five get through within 100 ms.
     let mut holder = spawn_call(&mut service, request(0));
@@ -95,40 +95,40 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
 // queue drained in milliseconds.
 #[tokio::test(start_paused = true)]
 async fn refusals_advise_the_time_the_queue_takes_to_drain() {
-    let layer = GateLayer::new(1).max_waiters(2).hold_until_body_end(false);
+    let layer = GateLayer::new(1).max_waiters(4).hold_until_body_end(false);
     let (mut service, handle) = mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
     // Before any waiter got through, there is no drain time: the default second.
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
-    let mut waiting: Vec<_> = (1..=2)
+    let mut waiting: Vec<_> = (1..=4)
         .map(|id| spawn_call(&mut service, request(id)))
         .collect();
     for call in &mut waiting {
         assert_pending!(call.poll());
     }
-    let mut refused = spawn_call(&mut service, with_content_type(3, "application/grpc"));
+    let mut refused = spawn_call(&mut service, with_content_type(5, "application/grpc"));
     let response = assert_ready_ok!(refused.poll());
     assert_eq!(response.headers()["grpc-retry-pushback-ms"], "1000");
     drop((holder, waiting, handle));
 
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    drain_at(&mut service, &mut handle, 3, Duration::from_millis(20)).await;
+    drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
-    let mut waiting: Vec<_> = (1..=2)
+    let mut waiting: Vec<_> = (1..=4)
         .map(|id| spawn_call(&mut service, request(id)))
         .collect();
     for call in &mut waiting {
         assert_pending!(call.poll());
     }
-    // Two waiting at 20 ms each, and this one: back in 60 ms.
-    let mut grpc = spawn_call(&mut service, with_content_type(3, "application/grpc"));
+    // Four waiting at 20 ms each, and this one: back in 100 ms.
+    let mut grpc = spawn_call(&mut service, with_content_type(5, "application/grpc"));
     let response = assert_ready_ok!(grpc.poll());
     assert_eq!(response.headers()["grpc-status"], "8");
-    assert_eq!(response.headers()["grpc-retry-pushback-ms"], "60");
+    assert_eq!(response.headers()["grpc-retry-pushback-ms"], "100");
     // `Retry-After` counts whole seconds: at least one.
-    let mut http = spawn_call(&mut service, request(4));
+    let mut http = spawn_call(&mut service, request(6));
     let response = assert_ready_ok!(http.poll());
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[RETRY_AFTER], "1");

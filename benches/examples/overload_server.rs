@@ -4,7 +4,7 @@
 //!
 //! Run with: cargo run --release -p benches --example overload_server -- MODE PORT
 //! where MODE is `gate` or `climit`. It binds 127.0.0.1 only. `GET /stats` (outside the
-//! layer) answers the gate's wait p99 in microseconds and its refusal counters.
+//! layer) answers the gate's wait p50 and p99 in microseconds and its refusal counters.
 
 use std::time::Duration;
 
@@ -44,7 +44,8 @@ async fn main() {
         get(move || async move {
             let stats = stats.stats();
             format!(
-                "wait_p99_us {} admitted {} rejected {} timed_out {}\n",
+                "wait_p50_us {} wait_p99_us {} admitted {} rejected {} timed_out {}\n",
+                stats.wait.p50.as_micros(),
                 stats.wait.p99.as_micros(),
                 stats.admitted,
                 stats.rejected,

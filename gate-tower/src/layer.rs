@@ -38,13 +38,14 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 ///   holds nothing. The request waits in the gate's fair FIFO queue.
 /// - **Waiting is bounded by time.** A request waits at most [`max_wait`](Self::max_wait)
 ///   (default [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT), 1 s; zero refuses at once). And
-///   it is refused at once, rather than after waiting in vain, when the requests already
-///   waiting would not all be admitted within `max_wait` at the rate this layer's waiters
-///   have recently been admitted (or when none has been admitted for `max_wait`). So a
-///   burst the server drains within `max_wait` is queued and served whole, while sustained
-///   overload is refused at the door and the requests served wait at most `max_wait`. Until
-///   the layer has seen a first waiter through it has no rate to go by, and only
-///   `max_wait` and the count bound apply.
+///   it is refused at once, rather than after waiting in vain, when at the rate this
+///   layer's waiters have recently been admitted (over about the last second) it would not
+///   get in within three quarters of `max_wait` (a margin for the estimate's error and the
+///   time a request takes to reach the gate), or when none has been admitted for
+///   `max_wait`. So a burst the server drains within `max_wait` is queued and served whole,
+///   while sustained overload is refused at the door and the requests served wait at most
+///   `max_wait`. Until the layer has seen as many waiters through as the gate's limit (at
+///   least four) it has no rate to go by, and only `max_wait` and the count bound apply.
 /// - **A memory cap.** At most [`max_waiters`](Self::max_waiters) requests wait (default
 ///   64 per permit of the gate's limit when the layer is built, at least 1,024 and at most
 ///   65,536), however fast the queue drains: this bounds memory, not latency. These bounds

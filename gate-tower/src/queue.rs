@@ -12,15 +12,28 @@ use tokio::time::Instant;
 /// How often, at most, a layer that keeps refusing logs a summary at `WARN`.
 pub(crate) const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
 
-/// The fewest admissions the drain estimate averages over once it has seen that many.
-const MIN_WINDOW: usize = 64;
+/// The share of `max_wait` within which a request must be predicted to get in to be let into
+/// the queue: three quarters. The margin covers the estimate's error (permits come back in
+/// bursts, and arrivals keep a busy server from running the handlers that would release
+/// them) and the time a request spends in the server before it reaches the gate: a request
+/// that queues and then times out has waited for nothing, so the queue aims short of the
+/// deadline rather than at it.
+pub(crate) const ADMISSION_TARGET: f64 = 0.75;
+
+/// How far back the drain estimate looks: admissions are weighted by `exp(-age / HORIZON)`.
+/// About a second, the default `max_wait`: the rate over the time a queue is meant to drain
+/// in, not over the last few admissions, which under bursty arrivals on a busy server come
+/// from the quiet spells between bursts and so promise a faster drain than the next second
+/// brings.
+const HORIZON: Duration = Duration::from_secs(1);
 
 /// The requests of one layer (and its services' clones) waiting for admission, shared by all
 /// of them.
 ///
 /// - **Bound by time.** A request that would have to wait is refused at once if, at the rate
-///   waiters have recently been admitted, the ones already waiting would not all be through
-///   within `max_wait`, or if nothing has been admitted for `max_wait` while some waited.
+///   waiters have recently been admitted, it would not be admitted within
+///   [`ADMISSION_TARGET`] of `max_wait` (three quarters), or if nothing has been admitted for `max_wait` while
+///   some waited.
 ///   Until enough waiters have been admitted (as many as the gate's limit, at least four)
 ///   there is no rate to go by, and only the count bound (`max_waiters`, the memory cap) and
 ///   the timer apply: a gate's permits come back in bursts (sixteen handlers started together
@@ -41,17 +54,16 @@ pub(crate) struct Queue {
 /// How fast waiters get through.
 #[derive(Debug)]
 struct Drain {
-    /// Mean time between two admissions of waiters while some wait, in nanoseconds (`None`
-    /// until a waiter has been admitted).
-    interval: Option<f64>,
-    /// Admissions averaged so far, up to `window`.
-    samples: f64,
-    /// How many admissions the estimate averages over, once it has seen that many: an
-    /// exponential moving average over four turnovers of the limit (at least
-    /// [`MIN_WINDOW`]), so that permits coming back in bursts still read as a steady rate.
-    window: f64,
+    /// Time spent draining, in nanoseconds, and admissions in it, both decayed by age over
+    /// [`HORIZON`]: their ratio is the mean time between two admissions of waiters while
+    /// some wait. Permits coming back in bursts (sixteen at once every 20 ms) still read as
+    /// a steady rate (one per 1.25 ms).
+    time: f64,
+    admissions: f64,
+    /// Admissions seen, up to `trusted_after`.
+    samples: usize,
     /// How many admissions it takes before the estimate is used: one turnover of the limit.
-    trusted_after: f64,
+    trusted_after: usize,
     /// The last admission of a waiter, or when the queue last started from empty: the
     /// interval runs from here to the next admission.
     last_progress: Instant,
@@ -65,10 +77,10 @@ impl Queue {
         Self {
             waiting: AtomicUsize::new(0),
             drain: Mutex::new(Drain {
-                interval: None,
-                samples: 0.0,
-                window: limit.saturating_mul(4).max(MIN_WINDOW) as f64,
-                trusted_after: limit.max(4) as f64,
+                time: 0.0,
+                admissions: 0.0,
+                samples: 0,
+                trusted_after: limit.max(4),
                 last_progress: Instant::now(),
             }),
             rejected: AtomicU64::new(0),
@@ -87,7 +99,8 @@ impl Queue {
         let too_slow = limits.max_wait.is_some_and(|max_wait| {
             let stalled =
                 ahead > 0 && now.saturating_duration_since(drain.last_progress) > max_wait;
-            stalled || drain.through(ahead + 1).is_some_and(|wait| wait > max_wait)
+            let target = max_wait.mul_f64(ADMISSION_TARGET);
+            stalled || drain.through(ahead + 1).is_some_and(|wait| wait > target)
         });
         if ahead >= limits.max_waiters || too_slow {
             drop(drain);
@@ -125,18 +138,19 @@ impl Drain {
         if self.samples < self.trusted_after {
             return None;
         }
-        let nanos = self.interval? * n as f64;
+        let nanos = self.time / self.admissions * n as f64;
         // `from_secs_f64` panics on what does not fit; a wait that long is "never" anyway.
         Some(Duration::try_from_secs_f64(nanos / 1e9).unwrap_or(Duration::MAX))
     }
 
     /// A waiter was admitted at `now`.
     fn admitted(&mut self, now: Instant) {
-        let interval = now.saturating_duration_since(self.last_progress).as_nanos() as f64;
+        let interval = now.saturating_duration_since(self.last_progress);
         self.last_progress = now;
-        self.samples = (self.samples + 1.0).min(self.window);
-        let mean = self.interval.unwrap_or(interval);
-        self.interval = Some(mean + (interval - mean) / self.samples);
+        self.samples = (self.samples + 1).min(self.trusted_after);
+        let decay = (-interval.as_secs_f64() / HORIZON.as_secs_f64()).exp();
+        self.time = self.time * decay + interval.as_nanos() as f64;
+        self.admissions = self.admissions * decay + 1.0;
     }
 }
 
@@ -239,11 +253,11 @@ mod tests {
         // Not to be trusted before four admissions.
         drain(&queue, 3, Duration::from_millis(10)).await;
         assert_eq!(queue.drain_time(), None);
-        // Waiters get through one per 10 ms: 100 of them fit in a second, not 101.
+        // Waiters get through one per 10 ms: 75 of them within 3/4 of a second, not 76.
         drain(&queue, 5, Duration::from_millis(10)).await;
         assert_eq!(queue.drain_time(), Some(Duration::from_millis(10)));
-        let entered: Vec<_> = (0..99).map(|_| queue.enter(LIMITS).unwrap()).collect();
-        assert_eq!(queue.drain_time(), Some(Duration::from_secs(1)));
+        let entered: Vec<_> = (0..74).map(|_| queue.enter(LIMITS).unwrap()).collect();
+        assert_eq!(queue.drain_time(), Some(Duration::from_millis(750)));
         let last = queue.enter(LIMITS).unwrap();
         assert_eq!(queue.enter(LIMITS).unwrap_err(), AcquireError::QueueFull);
         assert_eq!(queue.rejected(), 1);

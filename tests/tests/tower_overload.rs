@@ -68,13 +68,14 @@ async fn a_burst_that_drains_within_max_wait_is_served_whole() {
 #[tokio::test(start_paused = true)]
 async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
     let layer = GateLayer::new(1)
-        .max_wait(Duration::from_millis(100))
+        .max_wait(Duration::from_millis(140))
         .hold_until_body_end(false);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
     drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
 
-    // One in flight; at 20 ms a waiter, five get through within 100 ms.
+    // One in flight; at 20 ms a waiter, five get through within 105 ms, the 3/4 of
+    // `max_wait` the queue aims at.
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let mut waiting: Vec<_> = (1..=5)
@@ -83,7 +84,7 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
     for call in &mut waiting {
         assert_pending!(call.poll());
     }
-    // The sixth would wait 120 ms: refused now, not after waiting 100 ms in vain.
+    // The sixth would wait 120 ms: refused now, not after waiting in vain.
     let mut sixth = spawn_call(&mut service, request(6));
     let refused = assert_ready_ok!(sixth.poll());
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);

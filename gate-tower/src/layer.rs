@@ -161,7 +161,9 @@ impl GateLayer<Respond> {
     ///
     /// A request is admitted as [`Limiter::acquire_owned`] admits a caller: it waits out a
     /// pause, queues for a concurrency permit, then waits for its rate cell. The layer's
-    /// bounds cover all of it: [`max_wait`](Self::max_wait) limits the whole admission, and
+    /// bounds cover all of it: [`max_wait`](Self::max_wait) limits the whole admission (and,
+    /// as for a gate, a request that would not get in within it at the rate this layer's
+    /// waiters have been admitted is refused at once), and
     /// [`max_waiters`](Self::max_waiters) counts the requests of this layer (and its clones)
     /// that wait at any step. A request that can be admitted at once is never refused. The
     /// limiter's own wait bounds, if it was built with some, apply as well. The default

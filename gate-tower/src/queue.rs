@@ -32,12 +32,12 @@ const HORIZON: Duration = Duration::from_secs(1);
 ///
 /// - **Bound by time.** A request that would have to wait is refused at once if, at the rate
 ///   waiters have recently been admitted, it would not be admitted within
-///   [`ADMISSION_TARGET`] of `max_wait` (three quarters), or if nothing has been admitted for `max_wait` while
-///   some waited.
-///   Until enough waiters have been admitted (as many as the gate's limit, at least four)
-///   there is no rate to go by, and only the count bound (`max_waiters`, the memory cap) and
-///   the timer apply: a gate's permits come back in bursts (sixteen handlers started together
-///   finish together), and the first few admissions say little about the rate.
+///   [`ADMISSION_TARGET`] (three quarters) of `max_wait`, or if nothing has been admitted
+///   for `max_wait` while some waited. Until enough waiters have been admitted (as many as
+///   the gate's limit, at least four) there is no rate to go by, and only the count bound
+///   (`max_waiters`, the memory cap) and the timer apply: a gate's permits come back in
+///   bursts (sixteen handlers started together finish together), and the first few
+///   admissions say little about the rate.
 /// - **Drain time.** The same estimate says how long the queue takes to drain: the hint a
 ///   refusal sends.
 /// - **Refusals** are counted (for `stats`) and summarised in the logs.
@@ -126,7 +126,7 @@ impl Queue {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    /// Notes one refusal, by any bound, for the log summary.
+    /// The log summary of refusals, by any bound.
     pub(crate) fn summary(&self) -> &Summary {
         &self.summary
     }

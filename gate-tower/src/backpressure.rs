@@ -293,7 +293,9 @@ fn number(text: &str) -> Option<u64> {
 /// How many days `month` (1 to 12) of `year` has in the proleptic Gregorian calendar.
 fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

@@ -81,6 +81,9 @@ type Answered<S, Req> = (
     Option<GatePermit>,
 );
 
+/// What polling a call until it answers gives: its answer, or why it did not run.
+type Polled<S, Req> = Result<Answered<S, Req>, Stop<<S as Service<Req>>::Error>>;
+
 /// Why a call did not run.
 enum Stop<E> {
     /// The gate refused it.
@@ -218,10 +221,7 @@ where
     /// Polls the inner service's future, once the call runs: its result, and the permit if
     /// nobody has taken it yet.
     #[inline]
-    fn poll_called(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Answered<S, Req>, Stop<S::Error>>> {
+    fn poll_called(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Polled<S, Req>> {
         if let Err(stop) = ready!(self.as_mut().poll_admitted(cx)) {
             return Poll::Ready(Err(stop));
         }

@@ -167,8 +167,9 @@ impl GateLayer<Respond> {
     /// [`max_waiters`](Self::max_waiters) counts the requests of this layer (and its clones)
     /// that wait at any step. A request that can be admitted at once is never refused. The
     /// limiter's own wait bounds, if it was built with some, apply as well. The default
-    /// `max_waiters` is twice the concurrency limit (the adaptive limit's initial one); with
-    /// only a rate, as many requests as the rate admits in
+    /// `max_waiters` is a memory cap, as for a gate: 64 per permit of the concurrency limit
+    /// (the adaptive limit's initial one), at least 1,024 and at most 65,536; with a rate, at
+    /// most as many requests as the rate admits in
     /// [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT); with neither, unbounded (a request then
     /// waits only for a pause, and at most `max_wait`).
     ///
@@ -223,8 +224,8 @@ impl GateLayer<Respond> {
     ///         .build()
     ///         .unwrap(),
     /// );
-    /// // Twice the concurrency limit may wait, by default.
-    /// assert_eq!(GateLayer::with_limiter(Arc::clone(&api)).wait_limits().max_waiters, 16);
+    /// // By default, as many may wait as the rate admits in a second, plus its burst of 1.
+    /// assert_eq!(GateLayer::with_limiter(Arc::clone(&api)).wait_limits().max_waiters, 9);
     /// // A client has nowhere else to send a call: let every caller wait as long as it takes.
     /// let layer = GateLayer::with_limiter(api)
     ///     .max_wait(Duration::MAX)
@@ -432,21 +433,21 @@ fn queue_cap(limit: usize) -> usize {
     limit.saturating_mul(64).clamp(1024, 65_536)
 }
 
-/// The default `max_waiters` of a layer drawing from `limiter`: twice its concurrency limit;
-/// with only a rate, what the rate admits in the default `max_wait`; with neither, no bound.
+/// The default `max_waiters` of a layer drawing from `limiter`: the memory cap of its
+/// concurrency limit, and with a rate at most what the rate admits in the default
+/// `max_wait`; with neither, no bound.
 fn default_max_waiters(limiter: &Limiter) -> usize {
-    if let Some(limit) = limiter.limit() {
-        return limit.saturating_mul(2);
-    }
+    let by_limit = limiter.limit().map_or(usize::MAX, queue_cap);
     let Some(rate) = limiter.rate_limit().map(|limit| limit.rate()) else {
-        return usize::MAX;
+        return by_limit;
     };
     let cells = u128::from(rate.count()) * GateLayer::DEFAULT_MAX_WAIT.as_nanos()
         / rate.period().as_nanos().max(1);
     let burst = usize::try_from(rate.burst_size()).unwrap_or(usize::MAX);
-    usize::try_from(cells)
+    let by_rate = usize::try_from(cells)
         .unwrap_or(usize::MAX)
-        .saturating_add(burst)
+        .saturating_add(burst);
+    by_limit.min(by_rate)
 }
 
 #[cfg(test)]
@@ -467,6 +468,23 @@ mod tests {
         assert_eq!(shared.wait_limits().max_waiters, 6400);
         let huge = GateLayer::with_gate(Arc::new(Gate::new(Gate::MAX_PERMITS)));
         assert_eq!(huge.wait_limits().max_waiters, 65_536);
+    }
+
+    #[test]
+    fn a_limiter_layer_caps_its_queue_as_a_gate_layer_does() {
+        let limiter = Arc::new(Limiter::new(16));
+        assert_eq!(
+            GateLayer::with_limiter(limiter).wait_limits().max_waiters,
+            1024
+        );
+        let adaptive = gate_core::adaptive::Aimd::builder().initial(20).build();
+        let layer = GateLayer::adaptive(adaptive.unwrap());
+        assert_eq!(layer.wait_limits().max_waiters, 1280);
+        let unlimited = Arc::new(Limiter::builder().build().unwrap());
+        assert_eq!(
+            GateLayer::with_limiter(unlimited).wait_limits().max_waiters,
+            usize::MAX
+        );
     }
 
     #[test]

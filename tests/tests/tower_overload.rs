@@ -248,3 +248,25 @@ async fn a_waiting_request_reserves_nothing_in_the_inner_service() {
     let response = assert_ready_ok!(second.poll());
     assert_eq!(response.body().get_ref(), Some(&1));
 }
+
+#[tokio::test]
+async fn an_inner_service_failing_readiness_after_admission_fails_the_call_and_frees_the_permit() {
+    let layer = GateLayer::new(1).hold_until_body_end(false);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    let mut holder = spawn_call(&mut service, request(0));
+    assert_pending!(holder.poll());
+    let (_, send) = assert_ready!(handle.poll_request()).unwrap();
+    let mut waiting = spawn_call(&mut service, request(1));
+    assert_pending!(waiting.poll());
+
+    // Admitted, the waiter drives its clone of the inner service ready: it fails.
+    handle.send_error("not ready");
+    send.send_response(Response::new(0));
+    assert_ready_ok!(holder.poll());
+    assert!(waiting.is_woken());
+    let error = tokio_test::assert_ready_err!(waiting.poll());
+    assert_eq!(error.to_string(), "not ready");
+    assert_eq!(layer.stats().in_flight, 0);
+    assert_pending!(handle.poll_request());
+}

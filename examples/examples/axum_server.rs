@@ -8,9 +8,11 @@
 //! - `GET /tokens`  streams five tokens, 100 ms apart, and holds its permit until the last;
 //! - `GET /stats`   shows the gate's statistics (it is outside the gate).
 //!
-//! It serves on 127.0.0.1:3000 until stopped. With `--smoke` it serves on a free port, sends
-//! 40 concurrent requests to `/slow` and two to `/tokens` with its own client, prints what
-//! happened and exits.
+//! It serves on 127.0.0.1:3000 until stopped, logging at `INFO`: refusing is normal under
+//! overload, so each refusal is a `DEBUG` event and only a summary with their count comes at
+//! `WARN`, at most every 10 seconds (`/stats` has the counters). With `--smoke` it serves on
+//! a free port, sends 40 concurrent requests to `/slow` and two to `/tokens` with its own
+//! client, prints what happened and exits.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -93,7 +95,10 @@ async fn main() {
     let app = app(layer.clone(), Arc::clone(&in_flight));
 
     if !smoke {
-        tracing_subscriber::fmt().init();
+        // `DEBUG` would show every refusal: under a load test, one line per request.
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
             .await
             .unwrap();

@@ -1,6 +1,7 @@
 //! Per-request overhead of `GateLayer` against tower's `ConcurrencyLimitLayer` and no layer,
 //! on a trivial `service_fn`, uncontended (the limit is never reached): a generic service in
-//! `Reject` mode, and an `http` service in the default `Respond` mode.
+//! `Reject` mode, and an `http` service in the default `Respond` mode. And the waiting path:
+//! bursts of requests at a small limit, most of which wait.
 //!
 //! Run with: cargo bench -p gate-tower --bench layer
 
@@ -13,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use gate_core::rate::Rate;
 use gate_core::{Gate, Limiter};
 use gate_tower::GateLayer;
 use http::{Request, Response};
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tower::layer::util::Identity;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -164,6 +166,57 @@ fn http_string_body(c: &mut Criterion) {
     group.finish();
 }
 
+/// Requests a contended burst sends at once, and the limit they meet: 60 of the 64 wait.
+const BURST: u64 = 64;
+const SMALL_LIMIT: usize = 4;
+
+/// Sends `iters` bursts of [`BURST`] requests at once through clones of `service`, each a
+/// task of its own, and returns the time taken.
+async fn bursts<S>(service: S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut set = JoinSet::new();
+        for i in 0..BURST {
+            set.spawn(service.clone().oneshot(i));
+        }
+        while let Some(answer) = set.join_next().await {
+            black_box(answer.unwrap().unwrap());
+        }
+    }
+    start.elapsed()
+}
+
+/// The waiting path: bursts at a limit of [`SMALL_LIMIT`], the service yielding once so that
+/// permits are held across polls. `GateLayer` queues, wakes and keeps its drain estimate;
+/// `ConcurrencyLimit` waits in `poll_ready` on tokio's semaphore.
+fn contended(c: &mut Criterion) {
+    let rt = runtime();
+    let yielding = service_fn(|x: u64| async move {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(x)
+    });
+    let mut group = c.benchmark_group("contended");
+    group.throughput(Throughput::Elements(BURST));
+    group.bench_function("concurrency_limit", |b| {
+        let service = ConcurrencyLimitLayer::new(SMALL_LIMIT).layer(yielding);
+        b.iter_custom(|iters| rt.block_on(bursts(service.clone(), iters)));
+    });
+    group.bench_function("gate_layer", |b| {
+        // Room for the whole burst: this measures the waiting path, not a refusal.
+        let layer = GateLayer::new(SMALL_LIMIT)
+            .max_waiters(BURST as usize)
+            .refuse_with_error();
+        let service = layer.layer(yielding);
+        b.iter_custom(|iters| rt.block_on(bursts(service.clone(), iters)));
+    });
+    group.finish();
+}
+
 /// The permit round trips the layers are built on, for scale: what each layer costs beyond
 /// its primitive.
 fn primitives(c: &mut Criterion) {
@@ -194,5 +247,12 @@ fn primitives(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, generic, http, http_string_body, primitives);
+criterion_group!(
+    benches,
+    generic,
+    http,
+    http_string_body,
+    contended,
+    primitives
+);
 criterion_main!(benches);

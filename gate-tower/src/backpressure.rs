@@ -25,11 +25,18 @@ const UNAVAILABLE: u8 = 14;
 ///
 /// - **HTTP.** The hint is the `Retry-After` header, in delta-seconds (`Retry-After: 2`) or
 ///   as an HTTP-date (`Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`, read against the system
-///   clock; a date in the past means "now"). A malformed value gives no hint.
+///   clock; a date in the past means "now"). A fraction of a second (`1.5`) rounds up. A
+///   malformed value (a sign, a non-UTF-8 byte, a day the month does not have, another date
+///   format) gives no hint.
 /// - **gRPC.** The status is read from the headers of a trailers-only response (what tonic
 ///   sends when a handler returns an error) or from trailers
 ///   ([`from_trailers`](Self::from_trailers)). The hint is `grpc-retry-pushback-ms`, in
 ///   milliseconds; a negative pushback ("do not retry") gives no hint.
+/// - **Hostile values.** Reading never panics, and of two valid hints the later one never
+///   gives the shorter wait: a number too big for a `u64`, or a date in the year 10¹², gives
+///   a saturated, very long [`retry_after`](Self::retry_after) rather than none. The
+///   limiter caps how long it honours a pause; code that sleeps on `retry_after` itself
+///   should cap it too.
 ///
 /// A [`GateLayer`](crate::GateLayer) drawing from a [`Limiter`](gate_core::Limiter) reads
 /// every response this way and reports it as [`Outcome::Overload`]; the same reading is
@@ -185,30 +192,61 @@ pub(crate) fn outcome_of_head(status: StatusCode, headers: &HeaderMap) -> Outcom
 }
 
 /// Reads `Retry-After`: delta-seconds, or an IMF-fixdate HTTP-date measured against `now`.
+///
+/// Total and monotone: every value gives a hint or none, never a panic, and of two valid
+/// values the later one never gives the shorter hint. Numbers too big for a `u64` saturate
+/// rather than wrap or fail, so an absurd value means "a very long time" (for the limiter to
+/// cap), not "no hint".
 fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
-    let bytes = value.as_bytes();
-    if let Some(seconds) = digits(bytes) {
-        return Some(Duration::from_secs(seconds));
+    let bytes = value.as_bytes().trim_ascii();
+    if let Some(delay) = delta_seconds(bytes) {
+        return Some(delay);
     }
     let date = parse_http_date(bytes)?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    Some(Duration::from_secs(date).saturating_sub(now))
 }
 
-/// A non-empty run of ASCII digits that fits in a `u64`.
+/// Delta-seconds: digits, read saturating. A fraction (`1.5`, which RFC 9110 does not
+/// allow but some servers send) rounds up to the next whole second, so that a client never
+/// comes back early; a sign (`-1`, `+1`) or anything else is not a delay.
+fn delta_seconds(bytes: &[u8]) -> Option<Duration> {
+    let (whole, fraction) = match bytes.iter().position(|&b| b == b'.') {
+        Some(dot) => (&bytes[..dot], Some(&bytes[dot + 1..])),
+        None => (bytes, None),
+    };
+    let seconds = digits(whole)?;
+    let round_up = match fraction {
+        None => false,
+        Some(fraction) => {
+            digits(fraction)?;
+            fraction.iter().any(|&b| b != b'0')
+        }
+    };
+    Some(Duration::from_secs(
+        seconds.saturating_add(u64::from(round_up)),
+    ))
+}
+
+/// A non-empty run of ASCII digits, read saturating at `u64::MAX`.
 fn digits(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    Some(bytes.iter().fold(0u64, |n, &b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires
-/// senders to use. The obsolete RFC 850 and asctime forms are not read.
-fn parse_http_date(bytes: &[u8]) -> Option<SystemTime> {
+/// senders to use, into seconds since the Unix epoch: saturating at `u64::MAX` for years
+/// too far ahead to count, and zero for dates before 1970 (which are past either way). The
+/// obsolete RFC 850 and asctime forms are not read, nor days a month does not have.
+fn parse_http_date(bytes: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(bytes).ok()?;
     let rest = text.split_once(", ")?.1;
     let mut parts = rest.split(' ');
-    let day: u64 = parts.next()?.parse().ok()?;
+    let day = number(parts.next()?)?;
     let month = match parts.next()? {
         "Jan" => 1,
         "Feb" => 2,
@@ -224,31 +262,52 @@ fn parse_http_date(bytes: &[u8]) -> Option<SystemTime> {
         "Dec" => 12,
         _ => return None,
     };
-    let year: u64 = parts.next()?.parse().ok()?;
+    let year = number(parts.next()?)?;
     let mut time = parts.next()?.split(':');
-    let hour: u64 = time.next()?.parse().ok()?;
-    let minute: u64 = time.next()?.parse().ok()?;
-    let second: u64 = time.next()?.parse().ok()?;
+    let hour = number(time.next()?)?;
+    let minute = number(time.next()?)?;
+    let second = number(time.next()?)?;
     if parts.next()? != "GMT"
         || parts.next().is_some()
         || time.next().is_some()
-        || !(1..=31).contains(&day)
-        || year < 1970
+        || !(1..=days_in_month(year, month)).contains(&day)
         || hour > 23
         || minute > 59
         || second > 60
     {
         return None;
     }
+    if year < 1970 {
+        return Some(0);
+    }
     let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+    let seconds = days * 86_400 + u128::from(hour * 3600 + minute * 60 + second);
+    Some(u64::try_from(seconds).unwrap_or(u64::MAX))
+}
+
+/// A date's field: ASCII digits only (`str::parse` would take a sign), saturating.
+fn number(text: &str) -> Option<u64> {
+    digits(text.as_bytes())
+}
+
+/// How many days `month` (1 to 12) of `year` has in the proleptic Gregorian calendar.
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days from 1970-01-01 to the given date of the proleptic Gregorian calendar, for years
-/// from 1970 on (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
+/// from 1970 on (Howard Hinnant's `days_from_civil`), in `u128` so that no `u64` year
+/// overflows it.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u128 {
+    let year = u128::from(if month <= 2 { year - 1 } else { year });
+    let (month, day) = (u128::from(month), u128::from(day));
     let era = year / 400;
     let year_of_era = year - era * 400;
     let month_from_march = (month + 9) % 12;
@@ -259,6 +318,8 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn head(status: StatusCode, headers: &[(&'static str, &'static str)]) -> Option<Overload> {
@@ -362,5 +423,148 @@ mod tests {
             days_from_civil(2024, 2, 29) + 1,
             days_from_civil(2024, 3, 1)
         );
+    }
+
+    fn retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
+        parse_retry_after(&HeaderValue::from_bytes(value).unwrap(), now)
+    }
+
+    // Regression: a year of 10^12 overflowed `days * 86_400` (a panic in debug, a wrapped,
+    // short pause in release).
+    #[test]
+    fn absurd_years_saturate_instead_of_overflowing() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let saturated = Some(Duration::from_secs(u64::MAX - 1_790_000_000));
+        let far = retry_after(b"Mon, 01 Jan 100000000 00:00:00 GMT", now).unwrap();
+        assert!(far > Duration::from_secs(100_000_000 * 365 * 86_400));
+        assert!(Some(far) < saturated);
+        for year in [
+            "1000000000000",
+            "18446744073709551615",
+            "99999999999999999999999",
+        ] {
+            let date = format!("Mon, 01 Jan {year} 00:00:00 GMT");
+            assert_eq!(retry_after(date.as_bytes(), now), saturated, "{year}");
+        }
+        // Before the epoch is past, like any past date: "now".
+        assert_eq!(
+            retry_after(b"Thu, 01 Jan 1000 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    // Regression: `18446744073709551616` (one more than a `u64`) gave no hint at all, a
+    // shorter wait than `18446744073709551615`.
+    #[test]
+    fn delta_seconds_saturate_round_up_and_reject_signs() {
+        let now = UNIX_EPOCH;
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(retry_after(b"18446744073709551615", now), secs(u64::MAX));
+        assert_eq!(retry_after(b"18446744073709551616", now), secs(u64::MAX));
+        assert_eq!(
+            retry_after(b"99999999999999999999999999", now),
+            secs(u64::MAX)
+        );
+        assert_eq!(retry_after(b"1000000000000", now), secs(1_000_000_000_000));
+        assert_eq!(retry_after(b" 7 ", now), secs(7));
+        assert_eq!(retry_after(b"1.5", now), secs(2));
+        assert_eq!(retry_after(b"2.000", now), secs(2));
+        assert_eq!(retry_after(b"0.001", now), secs(1));
+        assert_eq!(retry_after(b"18446744073709551615.5", now), secs(u64::MAX));
+        for bad in [
+            &b"-1"[..],
+            b"+1",
+            b"1.",
+            b".5",
+            b"1.-5",
+            b"1e3",
+            b"0x10",
+            b"\xff\xfe",
+            b"1 2",
+        ] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_a_month_does_not_have_are_malformed() {
+        let now = UNIX_EPOCH;
+        assert!(retry_after(b"Sat, 29 Feb 2025 00:00:00 GMT", now).is_none());
+        assert!(retry_after(b"Mon, 31 Apr 2026 00:00:00 GMT", now).is_none());
+        assert!(retry_after(b"Thu, 29 Feb 2024 00:00:00 GMT", now).is_some());
+        assert!(retry_after(b"Tue, 29 Feb 2000 00:00:00 GMT", now).is_some());
+        assert!(retry_after(b"Sun, 29 Feb 2100 00:00:00 GMT", now).is_none());
+        assert!(retry_after(b"Sun, +6 Nov 1994 08:49:37 GMT", now).is_none());
+    }
+
+    #[test]
+    fn pushback_saturates() {
+        let mut map = HeaderMap::new();
+        map.insert("grpc-status", HeaderValue::from_static("8"));
+        map.insert(
+            "grpc-retry-pushback-ms",
+            HeaderValue::from_static("99999999999999999999999"),
+        );
+        let overload = Overload::from_trailers(&map).unwrap();
+        assert_eq!(
+            overload.retry_after(),
+            Some(Duration::from_millis(u64::MAX))
+        );
+    }
+
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+
+    /// An IMF-fixdate for the fields, with a weekday the parser does not check.
+    fn date((year, month, day, hour, minute, second): (u64, usize, u64, u64, u64, u64)) -> String {
+        let month_name = MONTHS[month - 1];
+        format!("Mon, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
+    }
+
+    fn date_fields() -> impl Strategy<Value = (u64, usize, u64, u64, u64, u64)> {
+        let year = prop_oneof![1960..2200u64, any::<u64>()];
+        (year, 1..=12usize, 1..=28u64, 0..24u64, 0..60u64, 0..60u64)
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_parse_without_panicking(
+            bytes in proptest::collection::vec(any::<u8>(), 0..48),
+            now in any::<u64>(),
+        ) {
+            let now = UNIX_EPOCH.checked_add(Duration::from_secs(now)).unwrap_or(UNIX_EPOCH);
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let _ = parse_retry_after(&value, now);
+                let mut map = HeaderMap::new();
+                map.insert(RETRY_AFTER, value.clone());
+                map.insert("grpc-status", HeaderValue::from_static("8"));
+                map.insert("grpc-retry-pushback-ms", value);
+                let _ = Overload::from_head(StatusCode::TOO_MANY_REQUESTS, &map);
+                let _ = Overload::from_trailers(&map);
+            }
+        }
+
+        #[test]
+        fn a_bigger_delay_never_waits_less(a in any::<u64>(), b in any::<u64>(), frac in 0..1000u32) {
+            let (low, high) = (a.min(b), a.max(b));
+            let low = retry_after(format!("{low}").as_bytes(), UNIX_EPOCH).unwrap();
+            let high_frac = retry_after(format!("{high}.{frac:03}").as_bytes(), UNIX_EPOCH).unwrap();
+            let high = retry_after(format!("{high}").as_bytes(), UNIX_EPOCH).unwrap();
+            prop_assert!(low <= high && high <= high_frac);
+        }
+
+        #[test]
+        fn a_later_date_never_waits_less(
+            a in date_fields(),
+            b in date_fields(),
+            now in 0..10_000_000_000u64,
+        ) {
+            let now = UNIX_EPOCH + Duration::from_secs(now);
+            let (early, late) = if a <= b { (a, b) } else { (b, a) };
+            let early = retry_after(date(early).as_bytes(), now).unwrap();
+            let late = retry_after(date(late).as_bytes(), now).unwrap();
+            prop_assert!(early <= late, "{early:?} > {late:?}");
+        }
     }
 }

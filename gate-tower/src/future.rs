@@ -5,6 +5,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use gate_core::{AcquireError, Outcome};
 use http::{Request, Response};
@@ -12,13 +13,16 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::layer::Policy;
-use crate::overload::{self, BoxError, Overloaded, Reject, Respond};
-use crate::permit::{Acquiring, GatePermit};
+use crate::layer::{GateLayer, Policy};
+use crate::overload::{self, BoxError, Overloaded, Protocol, Reject, Respond};
+use crate::permit::{Acquiring, GatePermit, Source};
+use crate::queue::SUMMARY_PERIOD;
 
 pin_project! {
-    /// Response future of [`GateService`](crate::GateService): waits for a permit, then calls
-    /// the inner service and runs its future while the permit is held.
+    /// Response future of [`GateService`](crate::GateService): waits for a permit, then
+    /// drives its clone of the inner service ready, calls it and runs its future while the
+    /// permit is held. If the inner service fails to become ready, the future fails with its
+    /// error.
     ///
     /// Dropping it at any point gives back what it holds: its place in the gate's queue, or
     /// its permit. If the inner future fails or panics, the permit is released as this future
@@ -45,9 +49,10 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S, Req, F> {
-        /// Waiting for a permit, holding the ready inner service and the request it will get.
-        /// Boxed: only a request that has to wait pays for keeping them, and the future stays
-        /// small to move on the uncontended path.
+        /// Waiting for a permit, then for the inner service to be ready, holding a clone of
+        /// the inner service and the request it will get. Boxed: only a request that has to
+        /// wait pays for keeping them, and the future stays small to move on the
+        /// uncontended path.
         Waiting { waiting: Box<Waiting<S, Req>> },
         /// Admitted: the inner service's future runs; the permit is kept here so it is dropped
         /// when the future completes or is dropped.
@@ -60,9 +65,14 @@ pin_project! {
 /// A request waiting for its permit.
 struct Waiting<S, Req> {
     acquire: Acquiring,
+    /// The permit, once granted, while the inner service is driven ready.
+    permit: Option<GatePermit>,
+    /// A clone of the inner service that has not been driven ready, so that it reserves
+    /// nothing (a `Buffer`'s slot, say) while the request waits; and the request.
     call: Option<(S, Req)>,
+    source: Source,
     policy: Policy,
-    grpc: bool,
+    protocol: Protocol,
 }
 
 /// The inner service's answer, and the permit if nobody has taken it yet.
@@ -71,32 +81,48 @@ type Answered<S, Req> = (
     Option<GatePermit>,
 );
 
+/// What polling a call until it answers gives: its answer, or why it did not run.
+type Polled<S, Req> = Result<Answered<S, Req>, Stop<<S as Service<Req>>::Error>>;
+
+/// Why a call did not run.
+enum Stop<E> {
+    /// The gate refused it.
+    Refused(Refusal),
+    /// Admitted, the inner service failed to become ready.
+    NotReady(E),
+}
+
 /// What a refusal needs to know to answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Refusal {
-    /// Whether the request was gRPC, which decides the shape of the answer.
-    grpc: bool,
-    retry_after: std::time::Duration,
+    /// What the request spoke, which decides the shape of the answer.
+    protocol: Protocol,
+    retry_after: Duration,
 }
 
 impl<S, Req, M> ResponseFuture<S, Req, M>
 where
     S: Service<Req>,
 {
+    /// A call that has to wait: `service` is a clone of the inner service that has not been
+    /// driven ready.
     pub(crate) fn new(
         acquire: Acquiring,
         service: S,
         request: Req,
+        source: Source,
         policy: Policy,
-        grpc: bool,
+        protocol: Protocol,
     ) -> Self {
         Self {
             state: State::Waiting {
                 waiting: Box::new(Waiting {
                     acquire,
+                    permit: None,
                     call: Some((service, request)),
+                    source,
                     policy,
-                    grpc,
+                    protocol,
                 }),
             },
             hold_until_body_end: policy.hold_until_body_end,
@@ -119,13 +145,17 @@ where
     }
 
     /// A call refused at once.
-    pub(crate) fn refused(reason: AcquireError, policy: &Policy, grpc: bool) -> Self {
-        refused(reason, policy);
+    pub(crate) fn refused(
+        reason: AcquireError,
+        source: &Source,
+        policy: &Policy,
+        protocol: Protocol,
+    ) -> Self {
         Self {
             state: State::Refused {
                 refusal: Refusal {
-                    grpc,
-                    retry_after: policy.retry_after,
+                    protocol,
+                    retry_after: refused(reason, source, policy),
                 },
             },
             hold_until_body_end: policy.hold_until_body_end,
@@ -133,59 +163,67 @@ where
         }
     }
 
-    /// Drives the wait for a permit, calling the inner service once one is granted: ready
-    /// with `Ok` once the call runs (at once, for a call admitted in `call`), with the
-    /// refusal if the gate refused.
+    /// Drives the wait for a permit and then for the inner service's readiness, calling it
+    /// once both are there: ready with `Ok` once the call runs (at once, for a call admitted
+    /// in `call`), with why not otherwise.
     #[inline]
-    fn poll_admitted(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+    fn poll_admitted(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Stop<S::Error>>> {
         match self.as_mut().project().state.project() {
             StateProj::Called { .. } => Poll::Ready(Ok(())),
-            StateProj::Refused { refusal } => Poll::Ready(Err(*refusal)),
+            StateProj::Refused { refusal } => Poll::Ready(Err(Stop::Refused(refusal.clone()))),
             StateProj::Waiting { .. } => self.poll_waiting(cx),
         }
     }
 
     #[inline(never)]
-    fn poll_waiting(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+    fn poll_waiting(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Stop<S::Error>>> {
         let mut state = self.project().state;
         let StateProj::Waiting { waiting } = state.as_mut().project() else {
             unreachable!("only a waiting future waits")
         };
-        match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
-            Ok(permit) => {
-                let (mut service, request) = waiting
-                    .call
-                    .take()
-                    .expect("ResponseFuture polled after it completed");
-                let future = service.call(request);
-                state.set(State::Called {
-                    future,
-                    permit: Some(permit),
-                });
-                Poll::Ready(Ok(()))
-            }
-            Err(reason) => {
-                // Let go of the request (and its body) now, not when the caller drops this
-                // future.
-                drop(waiting.call.take());
-                refused(reason, &waiting.policy);
-                Poll::Ready(Err(Refusal {
-                    grpc: waiting.grpc,
-                    retry_after: waiting.policy.retry_after,
-                }))
+        if waiting.permit.is_none() {
+            match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
+                Ok(permit) => waiting.permit = Some(permit),
+                Err(reason) => {
+                    // Let go of the request (and its body) now, not when the caller drops
+                    // this future.
+                    drop(waiting.call.take());
+                    let retry_after = refused(reason, &waiting.source, &waiting.policy);
+                    return Poll::Ready(Err(Stop::Refused(Refusal {
+                        protocol: waiting.protocol.clone(),
+                        retry_after,
+                    })));
+                }
             }
         }
+        let (service, _) = waiting
+            .call
+            .as_mut()
+            .expect("ResponseFuture polled after it completed");
+        if let Err(error) = ready!(service.poll_ready(cx)) {
+            drop(waiting.call.take());
+            report(waiting.permit.take(), Outcome::Failed);
+            return Poll::Ready(Err(Stop::NotReady(error)));
+        }
+        let (mut service, request) = waiting.call.take().expect("checked above");
+        let permit = waiting.permit.take();
+        let future = service.call(request);
+        state.set(State::Called { future, permit });
+        Poll::Ready(Ok(()))
     }
 
     /// Polls the inner service's future, once the call runs: its result, and the permit if
     /// nobody has taken it yet.
     #[inline]
-    fn poll_called(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Answered<S, Req>, Refusal>> {
-        if let Err(refusal) = ready!(self.as_mut().poll_admitted(cx)) {
-            return Poll::Ready(Err(refusal));
+    fn poll_called(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Polled<S, Req>> {
+        if let Err(stop) = ready!(self.as_mut().poll_admitted(cx)) {
+            return Poll::Ready(Err(stop));
         }
         let StateProj::Called { future, permit } = self.project().state.project() else {
             unreachable!("admitted above")
@@ -195,16 +233,37 @@ where
     }
 }
 
-/// The event every refusal emits.
+/// What every refusal does: an event at `DEBUG`, a summary at `WARN` at most every
+/// [`SUMMARY_PERIOD`] while refusals go on; and the wait the answer advises, either the
+/// layer's fixed [`retry_after`](crate::GateLayer::retry_after) or the time the queue takes
+/// to drain (at least a millisecond; [`GateLayer::DEFAULT_RETRY_AFTER`] before the layer has
+/// seen a waiter through).
 #[cold]
-fn refused(reason: AcquireError, policy: &Policy) {
-    tracing::warn!(
+fn refused(reason: AcquireError, source: &Source, policy: &Policy) -> Duration {
+    tracing::debug!(
         target: "gate_tower",
         %reason,
         max_wait = ?policy.limits.max_wait,
         max_waiters = policy.limits.max_waiters,
         "request refused: gate is full",
     );
+    let queue = source.queue();
+    if let Some(refused) = queue.summary().refused() {
+        tracing::warn!(
+            target: "gate_tower",
+            refused,
+            limit = source.gate().limit(),
+            period = ?SUMMARY_PERIOD,
+            "requests refused since the last summary: gate is full",
+        );
+    }
+    policy.retry_after.unwrap_or_else(|| {
+        queue
+            .drain_time()
+            .map_or(GateLayer::DEFAULT_RETRY_AFTER, |drain| {
+                drain.max(Duration::from_millis(1))
+            })
+    })
 }
 
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, Request<ReqBody>, Respond>
@@ -227,8 +286,13 @@ where
                     }
                 });
             }
-            if let Err(refusal) = ready!(self.as_mut().poll_admitted(cx)) {
-                return Poll::Ready(Ok(overload::refusal(refusal.grpc, refusal.retry_after)));
+            match ready!(self.as_mut().poll_admitted(cx)) {
+                Ok(()) => {}
+                Err(Stop::Refused(refusal)) => {
+                    let response = overload::refusal(&refusal.protocol, refusal.retry_after);
+                    return Poll::Ready(Ok(response));
+                }
+                Err(Stop::NotReady(error)) => return Poll::Ready(Err(error)),
             }
         }
     }
@@ -275,7 +339,8 @@ where
                 report(permit, outcome);
                 result.map_err(Into::into)
             }
-            Err(_) => Err(Box::new(Overloaded::new())),
+            Err(Stop::Refused(_)) => Err(Box::new(Overloaded::new())),
+            Err(Stop::NotReady(error)) => Err(error.into()),
         })
     }
 }

@@ -18,7 +18,8 @@ use crate::service::GateService;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
     pub(crate) limits: WaitLimits,
-    pub(crate) retry_after: Duration,
+    /// A fixed hint for refusals, or `None` to derive it from the queue's drain time.
+    pub(crate) retry_after: Option<Duration>,
     pub(crate) hold_until_body_end: bool,
 }
 
@@ -35,20 +36,33 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// - **Permits per request.** A permit is taken when a request is called, not in
 ///   `poll_ready`: a service made ready and never called (an idle keep-alive connection)
 ///   holds nothing. The request waits in the gate's fair FIFO queue.
-/// - **Bounded waiting.** A request waits at most [`max_wait`](Self::max_wait) (default
-///   [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT), 5 s; zero refuses at once) and only if fewer
-///   than [`max_waiters`](Self::max_waiters) already wait (default twice the gate's limit when
-///   the layer is built). These bounds are the layer's own and apply even on a shared gate
-///   built with other ones. An unbounded queue under overload only turns a burst into a
-///   backlog of requests whose clients have already given up.
+/// - **Waiting is bounded by time.** A request waits at most [`max_wait`](Self::max_wait)
+///   (default [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT), 1 s; zero refuses at once). And
+///   it is refused at once, rather than after waiting in vain, when at the rate this
+///   layer's waiters have recently been admitted (over about the last second) it would not
+///   get in within three quarters of `max_wait` (a margin for the estimate's error and the
+///   time a request takes to reach the gate), or when none has been admitted for
+///   `max_wait`. So a burst the server drains within `max_wait` is queued and served whole,
+///   while sustained overload is refused at the door and the requests served wait at most
+///   `max_wait`. Until the layer has seen as many waiters through as the gate's limit (at
+///   least four) it has no rate to go by, and only `max_wait` and the count bound apply.
+/// - **A memory cap.** At most [`max_waiters`](Self::max_waiters) requests wait (default
+///   64 per permit of the gate's limit when the layer is built, at least 1,024 and at most
+///   65,536), however fast the queue drains: this bounds memory, not latency. These bounds
+///   are the layer's own and apply even on a shared gate built with other ones.
 /// - **Refusals are answered.** In the default [`Respond`] mode, a refused HTTP request gets
-///   `503 Service Unavailable` with `Retry-After` (see [`retry_after`](Self::retry_after)),
-///   and a gRPC request (`content-type: application/grpc...`) gets a trailers-only response
-///   with status `RESOURCE_EXHAUSTED`, so tonic clients see `Code::ResourceExhausted`. The
-///   inner service's error type is kept: an axum `Router` takes the layer as it is.
-///   [`refuse_with_error`](Self::refuse_with_error) switches to the [`Reject`] mode for
-///   non-HTTP services. Every refusal emits a `tracing` event at `WARN` (target `gate_tower`)
-///   and is counted in the gate's [`stats`](Self::stats).
+///   `503 Service Unavailable` with `Retry-After`, and a gRPC request
+///   (`content-type: application/grpc...`) gets a trailers-only response with status
+///   `RESOURCE_EXHAUSTED` and `grpc-retry-pushback-ms`, so tonic clients see
+///   `Code::ResourceExhausted`. A gRPC-Web request (`application/grpc-web...`) gets the
+///   same status in a gRPC-Web trailers frame, in the request's content type, which browser
+///   clients read. The hint is the time the queue takes to drain, unless
+///   [`retry_after`](Self::retry_after) fixes it. The inner service's error type is kept:
+///   an axum `Router` takes the layer as it is. [`refuse_with_error`](Self::refuse_with_error)
+///   switches to the [`Reject`] mode for non-HTTP services.
+/// - **Refusals are normal under overload, and logged so.** Each emits a `tracing` event at
+///   `DEBUG` (target `gate_tower`); while they go on, a summary with their count comes at
+///   `WARN` at most every 10 seconds. They are counted in [`stats`](Self::stats).
 /// - **Streaming.** By default the permit is held until the response body has been sent to
 ///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end).
 /// - **Rate, adaptive and backpressure.** Built with a [`Limiter`] instead of a gate
@@ -62,7 +76,8 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// # Examples
 ///
 /// Ten requests at a time for a whole axum app; an eleventh waits up to a second, and if
-/// twenty already wait it gets a 503 at once:
+/// twenty already wait (or those waiting would not be through within the second) it gets a
+/// 503 at once:
 ///
 /// ```
 /// use std::time::Duration;
@@ -97,11 +112,12 @@ pub struct GateLayer<M = Respond> {
 
 impl GateLayer<Respond> {
     /// How long a request waits for a permit unless [`max_wait`](Self::max_wait) says
-    /// otherwise.
-    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(5);
+    /// otherwise: one second, long enough for a burst to drain and short enough that under
+    /// sustained overload the requests served are not the ones whose clients gave up.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
 
-    /// The `Retry-After` a refusal carries unless [`retry_after`](Self::retry_after) says
-    /// otherwise.
+    /// The hint a refusal carries, unless [`retry_after`](Self::retry_after) fixes one,
+    /// before the layer has seen a waiter through and so has no drain time to send.
     pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
     /// A layer with a new gate of `limit` permits.
@@ -117,8 +133,8 @@ impl GateLayer<Respond> {
     /// A layer drawing from `gate`, shared with whoever else holds it. The gate's own
     /// `max_wait` and `max_waiters` are not used: the layer's are.
     pub fn with_gate(gate: Arc<Gate>) -> Self {
-        let max_waiters = gate.limit().saturating_mul(2);
-        Self::from_source(Source::Owned(gate), max_waiters)
+        let max_waiters = queue_cap(gate.limit());
+        Self::from_source(Source::owned(gate), max_waiters)
     }
 
     /// A layer drawing from a `static` gate, for instance one that a `#[gated]` function or
@@ -134,7 +150,7 @@ impl GateLayer<Respond> {
     /// assert_eq!(layer.gate().limit(), 8);
     /// ```
     pub fn with_static_gate(gate: &'static Gate) -> Self {
-        Self::from_source(Source::Static(gate), gate.limit().saturating_mul(2))
+        Self::from_source(Source::static_gate(gate), queue_cap(gate.limit()))
     }
 
     /// A layer drawing from `limiter`: a concurrency limit, a rate limit or both, fixed or
@@ -145,12 +161,15 @@ impl GateLayer<Respond> {
     ///
     /// A request is admitted as [`Limiter::acquire_owned`] admits a caller: it waits out a
     /// pause, queues for a concurrency permit, then waits for its rate cell. The layer's
-    /// bounds cover all of it: [`max_wait`](Self::max_wait) limits the whole admission, and
+    /// bounds cover all of it: [`max_wait`](Self::max_wait) limits the whole admission (and,
+    /// as for a gate, a request that would not get in within it at the rate this layer's
+    /// waiters have been admitted is refused at once), and
     /// [`max_waiters`](Self::max_waiters) counts the requests of this layer (and its clones)
     /// that wait at any step. A request that can be admitted at once is never refused. The
     /// limiter's own wait bounds, if it was built with some, apply as well. The default
-    /// `max_waiters` is twice the concurrency limit (the adaptive limit's initial one); with
-    /// only a rate, as many requests as the rate admits in
+    /// `max_waiters` is a memory cap, as for a gate: 64 per permit of the concurrency limit
+    /// (the adaptive limit's initial one), at least 1,024 and at most 65,536; with a rate, at
+    /// most as many requests as the rate admits in
     /// [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT); with neither, unbounded (a request then
     /// waits only for a pause, and at most `max_wait`).
     ///
@@ -205,8 +224,8 @@ impl GateLayer<Respond> {
     ///         .build()
     ///         .unwrap(),
     /// );
-    /// // Twice the concurrency limit may wait, by default.
-    /// assert_eq!(GateLayer::with_limiter(Arc::clone(&api)).wait_limits().max_waiters, 16);
+    /// // By default, as many may wait as the rate admits in a second, plus its burst of 1.
+    /// assert_eq!(GateLayer::with_limiter(Arc::clone(&api)).wait_limits().max_waiters, 9);
     /// // A client has nowhere else to send a call: let every caller wait as long as it takes.
     /// let layer = GateLayer::with_limiter(api)
     ///     .max_wait(Duration::MAX)
@@ -231,8 +250,8 @@ impl GateLayer<Respond> {
     /// };
     /// let layer = GateLayer::with_rate(RATE);
     /// assert_eq!(layer.limiter().unwrap().rate_limit().unwrap().rate(), RATE);
-    /// // As many as 500/min admits in the default 5 s wait, plus the burst of 1.
-    /// assert_eq!(layer.wait_limits().max_waiters, 42);
+    /// // As many as 500/min admits in the default 1 s wait, plus the burst of 1.
+    /// assert_eq!(layer.wait_limits().max_waiters, 9);
     /// ```
     pub fn with_rate(rate: Rate) -> Self {
         Self::with_limiter(Arc::new(Limiter::with_rate(rate)))
@@ -270,7 +289,7 @@ impl GateLayer<Respond> {
                     max_wait: Some(Self::DEFAULT_MAX_WAIT),
                     max_waiters,
                 },
-                retry_after: Self::DEFAULT_RETRY_AFTER,
+                retry_after: None,
                 hold_until_body_end: true,
             },
             _mode: PhantomData,
@@ -304,11 +323,20 @@ impl GateLayer<Respond> {
         }
     }
 
-    /// How long a refused client should wait before trying again: sent as `Retry-After` (in
-    /// whole seconds, rounded up) and as gRPC's `grpc-retry-pushback-ms`. Defaults to
-    /// [`DEFAULT_RETRY_AFTER`](Self::DEFAULT_RETRY_AFTER), one second.
+    /// A fixed time for a refused client to wait before trying again, sent as `Retry-After`
+    /// (in whole seconds, rounded up) and as gRPC's `grpc-retry-pushback-ms` (in
+    /// milliseconds, rounded up). Both are capped at `i32::MAX` milliseconds (about 24.8
+    /// days), which every client's integer parser reads: `Duration::MAX` sends
+    /// `Retry-After: 2147484`.
+    ///
+    /// By default the hint is derived for each refusal: the time the queue of waiting
+    /// requests takes to drain at the rate it has recently been draining, at least a
+    /// millisecond (so `Retry-After` is at least 1), or
+    /// [`DEFAULT_RETRY_AFTER`](Self::DEFAULT_RETRY_AFTER) before the layer has seen a waiter
+    /// through. A gate whose queue drains in 20 ms then asks gRPC clients back in 20 ms, not
+    /// a second.
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
-        self.policy.retry_after = retry_after;
+        self.policy.retry_after = Some(retry_after);
         self
     }
 
@@ -334,7 +362,8 @@ impl<M> GateLayer<M> {
 
     /// How many requests may wait for a permit: a request arriving when `max_waiters` already
     /// wait on the gate (through this layer or any other user of a shared gate) is refused at
-    /// once. Zero never queues.
+    /// once. Zero never queues. This is a memory cap: the wait itself is bounded by
+    /// [`max_wait`](GateLayer::max_wait), before a request queues as well as while it waits.
     pub fn max_waiters(mut self, max_waiters: usize) -> Self {
         self.policy.limits.max_waiters = max_waiters;
         self
@@ -354,9 +383,9 @@ impl<M> GateLayer<M> {
     }
 
     /// A snapshot of the gate's statistics: requests in flight and waiting, admitted, refused
-    /// (`rejected` for a full queue, `timed_out` for `max_wait`), and wait times. With a
-    /// limiter, `waiting` counts the requests queued for a concurrency permit, and the
-    /// refusals include the layer's own.
+    /// (`rejected` for a full queue, or one that would not drain within `max_wait`;
+    /// `timed_out` for `max_wait`), and wait times. The refusals include the layer's own.
+    /// With a limiter, `waiting` counts the requests queued for a concurrency permit.
     pub fn stats(&self) -> Stats {
         self.source.stats()
     }
@@ -397,21 +426,28 @@ impl<M> fmt::Debug for GateLayer<M> {
     }
 }
 
-/// The default `max_waiters` of a layer drawing from `limiter`: twice its concurrency limit;
-/// with only a rate, what the rate admits in the default `max_wait`; with neither, no bound.
+/// The default `max_waiters` of a layer drawing from a gate of `limit` permits: 64 per
+/// permit, at least 1,024 and at most 65,536. A memory cap, not the queue's real bound,
+/// which is time.
+fn queue_cap(limit: usize) -> usize {
+    limit.saturating_mul(64).clamp(1024, 65_536)
+}
+
+/// The default `max_waiters` of a layer drawing from `limiter`: the memory cap of its
+/// concurrency limit, and with a rate at most what the rate admits in the default
+/// `max_wait`; with neither, no bound.
 fn default_max_waiters(limiter: &Limiter) -> usize {
-    if let Some(limit) = limiter.limit() {
-        return limit.saturating_mul(2);
-    }
+    let by_limit = limiter.limit().map_or(usize::MAX, queue_cap);
     let Some(rate) = limiter.rate_limit().map(|limit| limit.rate()) else {
-        return usize::MAX;
+        return by_limit;
     };
     let cells = u128::from(rate.count()) * GateLayer::DEFAULT_MAX_WAIT.as_nanos()
         / rate.period().as_nanos().max(1);
     let burst = usize::try_from(rate.burst_size()).unwrap_or(usize::MAX);
-    usize::try_from(cells)
+    let by_rate = usize::try_from(cells)
         .unwrap_or(usize::MAX)
-        .saturating_add(burst)
+        .saturating_add(burst);
+    by_limit.min(by_rate)
 }
 
 #[cfg(test)]
@@ -419,17 +455,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_bound_the_wait_and_the_queue() {
+    fn defaults_bound_the_wait_and_cap_the_queue() {
         let layer = GateLayer::new(16);
         assert_eq!(
             layer.wait_limits(),
             WaitLimits {
-                max_wait: Some(Duration::from_secs(5)),
-                max_waiters: 32,
+                max_wait: Some(Duration::from_secs(1)),
+                max_waiters: 1024,
             }
         );
-        let shared = GateLayer::with_gate(Arc::new(Gate::new(3)));
-        assert_eq!(shared.wait_limits().max_waiters, 6);
+        let shared = GateLayer::with_gate(Arc::new(Gate::new(100)));
+        assert_eq!(shared.wait_limits().max_waiters, 6400);
+        let huge = GateLayer::with_gate(Arc::new(Gate::new(Gate::MAX_PERMITS)));
+        assert_eq!(huge.wait_limits().max_waiters, 65_536);
+    }
+
+    #[test]
+    fn a_limiter_layer_caps_its_queue_as_a_gate_layer_does() {
+        let limiter = Arc::new(Limiter::new(16));
+        assert_eq!(
+            GateLayer::with_limiter(limiter).wait_limits().max_waiters,
+            1024
+        );
+        let adaptive = gate_core::adaptive::Aimd::builder().initial(20).build();
+        let layer = GateLayer::adaptive(adaptive.unwrap());
+        assert_eq!(layer.wait_limits().max_waiters, 1280);
+        let unlimited = Arc::new(Limiter::builder().build().unwrap());
+        assert_eq!(
+            GateLayer::with_limiter(unlimited).wait_limits().max_waiters,
+            usize::MAX
+        );
     }
 
     #[test]

@@ -44,10 +44,15 @@
 //!   layers and `#[gated]` functions. The limit holds however the layer is attached in axum:
 //!   `Router::layer`, `Router::route_layer` or `get(handler).layer(..)`.
 //! - A permit is taken per request in `call`, never in `poll_ready`, so idle keep-alive
-//!   connections pin nothing. Waiting is bounded by `max_wait` and `max_waiters`.
+//!   connections pin nothing, and a waiting request reserves nothing in the inner service.
+//!   Waiting is bounded by time: `max_wait`, and a request that would not get in within it
+//!   at the rate the queue drains is refused at once; `max_waiters` caps memory.
 //! - Refused HTTP requests get `503 Service Unavailable` with `Retry-After`; refused gRPC
-//!   requests get a trailers-only `RESOURCE_EXHAUSTED` response. Other tower services can
-//!   fail with an [`Overloaded`] error instead ([`GateLayer::refuse_with_error`]).
+//!   requests get a trailers-only `RESOURCE_EXHAUSTED` response, and gRPC-Web requests the
+//!   same status in a gRPC-Web trailers frame. The hint is the queue's drain time. Other
+//!   tower services can fail with an [`Overloaded`] error instead
+//!   ([`GateLayer::refuse_with_error`]). Refusals log at `DEBUG`, with a periodic `WARN`
+//!   summary.
 //! - By default a response holds its permit until its [`body::ResponseBody`] has been sent
 //!   or dropped, so streamed responses count until their last chunk.
 //! - A dropped response future, a failed or panicking inner service, or a dropped body never
@@ -108,6 +113,7 @@ pub mod future;
 mod layer;
 mod overload;
 mod permit;
+mod queue;
 mod service;
 
 pub use backpressure::Overload;

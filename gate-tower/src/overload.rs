@@ -72,57 +72,156 @@ impl Backpressure for Overloaded {
 /// The gRPC status code `RESOURCE_EXHAUSTED`.
 const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 
+/// The `grpc-message` of a refusal.
+const GRPC_MESSAGE: &str = "gate is full";
+
 /// The body of a refused plain HTTP request.
 const HTTP_MESSAGE: &str = "server overloaded: retry later\n";
 
-/// Whether a request with these headers is gRPC (`application/grpc`, `application/grpc+proto`,
-/// `application/grpc-web`, ...).
-#[inline]
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+/// The longest wait a refusal advertises: `i32::MAX` milliseconds, about 24.8 days. Longer
+/// hints are capped to it, so that clients reading `grpc-retry-pushback-ms` or `Retry-After`
+/// into a 32-bit integer read a long wait rather than an overflow.
+pub(crate) const MAX_ADVERTISED_WAIT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// How a refused request is answered, from its `content-type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Plain HTTP: `503` with `Retry-After`.
+    Http,
+    /// gRPC (`application/grpc`, `application/grpc+proto`, ...): a trailers-only response.
+    Grpc,
+    /// gRPC-Web (`application/grpc-web`, `application/grpc-web+proto`,
+    /// `application/grpc-web-text`, ...): answered in the request's content type, with the
+    /// status in a trailers frame in the body (base64 for `-text`), where a browser can read it.
+    GrpcWeb {
+        /// The request's content type, which the answer repeats.
+        content_type: HeaderValue,
+        /// Whether the body is base64 (`application/grpc-web-text...`).
+        text: bool,
+    },
 }
 
-/// The answer to a refused request.
+impl Protocol {
+    /// The protocol of a request with these headers.
+    #[inline]
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let Some(content_type) = headers.get(CONTENT_TYPE) else {
+            return Self::Http;
+        };
+        let bytes = content_type.as_bytes();
+        match bytes.strip_prefix(b"application/grpc") {
+            None => Self::Http,
+            Some(rest) => match rest.strip_prefix(b"-web") {
+                Some(rest) => Self::GrpcWeb {
+                    content_type: content_type.clone(),
+                    text: rest.starts_with(b"-text"),
+                },
+                None => Self::Grpc,
+            },
+        }
+    }
+}
+
+/// The answer to a refused request, asking the client to come back after `retry_after`
+/// (capped to [`MAX_ADVERTISED_WAIT`]).
 ///
 /// Plain HTTP gets `503 Service Unavailable` with `Retry-After` in whole seconds (rounded up)
 /// and a short text body. gRPC gets a trailers-only response: HTTP 200 whose headers carry
 /// `grpc-status: 8` (`RESOURCE_EXHAUSTED`), a `grpc-message` and `grpc-retry-pushback-ms`
-/// (the hint gRPC's own retry policies read), and no body.
+/// (the hint gRPC's own retry policies read, in milliseconds, rounded up), and no body.
+/// gRPC-Web gets HTTP 200 in the request's content type and the same three fields as a
+/// gRPC-Web trailers frame in the body, base64-encoded for `grpc-web-text`.
 #[cold]
-pub(crate) fn refusal<B>(grpc: bool, retry_after: Duration) -> Response<ResponseBody<B>> {
-    if grpc {
-        let mut response = Response::new(ResponseBody::refused(None));
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from_static(GRPC_RESOURCE_EXHAUSTED),
-        );
-        headers.insert("grpc-message", HeaderValue::from_static("gate is full"));
-        headers.insert(
-            "grpc-retry-pushback-ms",
-            HeaderValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
-        );
-        response
-    } else {
-        let body = Bytes::from_static(HTTP_MESSAGE.as_bytes());
-        let mut response = Response::new(ResponseBody::refused(Some(body)));
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let headers = response.headers_mut();
-        headers.insert(RETRY_AFTER, HeaderValue::from(whole_seconds(retry_after)));
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
+pub(crate) fn refusal<B>(protocol: &Protocol, retry_after: Duration) -> Response<ResponseBody<B>> {
+    let retry_after = retry_after.min(MAX_ADVERTISED_WAIT);
+    match protocol {
+        Protocol::Grpc => {
+            let mut response = Response::new(ResponseBody::refused(None));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from_static(GRPC_RESOURCE_EXHAUSTED),
+            );
+            headers.insert("grpc-message", HeaderValue::from_static(GRPC_MESSAGE));
+            headers.insert(
+                "grpc-retry-pushback-ms",
+                HeaderValue::from(whole_millis(retry_after)),
+            );
+            response
+        }
+        Protocol::GrpcWeb { content_type, text } => {
+            let frame = grpc_web_trailers(whole_millis(retry_after));
+            let body = if *text {
+                Bytes::from(base64(&frame))
+            } else {
+                Bytes::from(frame)
+            };
+            let mut response = Response::new(ResponseBody::refused(Some(body)));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
+            response
+        }
+        Protocol::Http => {
+            let body = Bytes::from_static(HTTP_MESSAGE.as_bytes());
+            let mut response = Response::new(ResponseBody::refused(Some(body)));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            let headers = response.headers_mut();
+            headers.insert(RETRY_AFTER, HeaderValue::from(whole_seconds(retry_after)));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
     }
+}
+
+/// A gRPC-Web trailers frame: the flag byte `0x80`, the length (four bytes, big-endian), and
+/// the trailers as an HTTP/1 header block.
+fn grpc_web_trailers(pushback_ms: u64) -> Vec<u8> {
+    let block = format!(
+        "grpc-status:{GRPC_RESOURCE_EXHAUSTED}\r\ngrpc-message:{GRPC_MESSAGE}\r\n\
+         grpc-retry-pushback-ms:{pushback_ms}\r\n"
+    );
+    let len = u32::try_from(block.len()).expect("a short header block");
+    let mut frame = Vec::with_capacity(5 + block.len());
+    frame.push(0x80);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(block.as_bytes());
+    frame
+}
+
+/// Standard base64 with padding, as `grpc-web-text` bodies are encoded.
+fn base64(bytes: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                ALPHABET[(n >> (18 - 6 * i)) as usize & 63]
+            } else {
+                b'='
+            });
+        }
+    }
+    out
 }
 
 /// `Retry-After` counts whole seconds: round up, so a client never comes back early.
 fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
+/// `grpc-retry-pushback-ms` counts whole milliseconds: round up, saturating.
+fn whole_millis(d: Duration) -> u64 {
+    let millis = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -135,18 +234,63 @@ mod tests {
         assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
         assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
         assert_eq!(whole_seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(whole_millis(Duration::from_micros(20_001)), 21);
+        assert_eq!(whole_millis(Duration::from_millis(20)), 20);
+    }
+
+    // Regression: `whole_seconds(Duration::MAX)` added one to `u64::MAX` (a panic in debug on
+    // every refusal, `Retry-After: 0` in release).
+    #[test]
+    fn the_longest_retry_after_is_capped_not_wrapped() {
+        assert_eq!(whole_seconds(Duration::MAX), u64::MAX);
+        let response = refusal::<()>(&Protocol::Http, Duration::MAX);
+        assert_eq!(response.headers()[RETRY_AFTER], "2147484");
+        let response = refusal::<()>(&Protocol::Grpc, Duration::MAX);
+        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "2147483647");
     }
 
     #[test]
     fn grpc_is_detected_by_content_type() {
         let mut headers = HeaderMap::new();
-        assert!(!is_grpc(&headers));
+        assert_eq!(Protocol::of(&headers), Protocol::Http);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert!(!is_grpc(&headers));
+        assert_eq!(Protocol::of(&headers), Protocol::Http);
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        assert!(is_grpc(&headers));
+        assert_eq!(Protocol::of(&headers), Protocol::Grpc);
+        for (content_type, text) in [
+            ("application/grpc-web", false),
+            ("application/grpc-web+proto", false),
+            ("application/grpc-web-text", true),
+            ("application/grpc-web-text+proto", true),
+        ] {
+            let value = HeaderValue::from_static(content_type);
+            headers.insert(CONTENT_TYPE, value.clone());
+            assert_eq!(
+                Protocol::of(&headers),
+                Protocol::GrpcWeb {
+                    content_type: value,
+                    text
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded.as_bytes(), "{plain}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x80]), b"//6A");
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,24 +18,58 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::backpressure::{self, Overload};
+use crate::queue::{Entered, Queue};
 
-/// What a layer, every service it wraps and every clone of those draw their permits from.
+/// What a layer, every service it wraps and every clone of those draw their permits from,
+/// with the layer's [`Queue`].
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
-    /// A gate behind an `Arc`, made by the layer or handed to it.
-    Owned(Arc<Gate>),
-    /// A `static` gate, for instance one a `#[gated]` function also uses.
-    Static(&'static Gate),
+    /// A gate: one made by the layer or handed to it, or a `static` one.
+    Gate(Arc<GateSource>),
     /// A limiter (concurrency, rate, pause, adaptive), which learns how each call ended.
     Limiter(Arc<LimiterSource>),
 }
 
+/// A gate as a layer shares it.
+#[derive(Debug)]
+pub(crate) struct GateSource {
+    gate: GateRef,
+    queue: Arc<Queue>,
+}
+
+/// A gate behind an `Arc`, or a `static` one (for instance one a `#[gated]` function also
+/// uses).
+#[derive(Debug)]
+enum GateRef {
+    Owned(Arc<Gate>),
+    Static(&'static Gate),
+}
+
 impl Source {
+    pub(crate) fn owned(gate: Arc<Gate>) -> Self {
+        Self::from_gate(GateRef::Owned(gate))
+    }
+
+    pub(crate) fn static_gate(gate: &'static Gate) -> Self {
+        Self::from_gate(GateRef::Static(gate))
+    }
+
+    fn from_gate(gate: GateRef) -> Self {
+        let limit = match &gate {
+            GateRef::Owned(gate) => gate.limit(),
+            GateRef::Static(gate) => gate.limit(),
+        };
+        Self::Gate(Arc::new(GateSource {
+            gate,
+            queue: Arc::new(Queue::new(limit)),
+        }))
+    }
+
     pub(crate) fn limiter(limiter: Arc<Limiter>) -> Self {
+        let limit = limiter.limit().unwrap_or(1);
         Self::Limiter(Arc::new(LimiterSource {
             limiter,
-            waiting: AtomicUsize::new(0),
-            rejected: AtomicU64::new(0),
+            queue: Arc::new(Queue::new(limit)),
             timed_out: AtomicU64::new(0),
         }))
     }
@@ -44,24 +78,34 @@ impl Source {
     #[inline]
     pub(crate) fn gate(&self) -> &Gate {
         match self {
-            Self::Owned(gate) => gate,
-            Self::Static(gate) => gate,
+            Self::Gate(source) => match &source.gate {
+                GateRef::Owned(gate) => gate,
+                GateRef::Static(gate) => gate,
+            },
             Self::Limiter(source) => source.limiter.gate(),
         }
     }
 
     pub(crate) fn get_limiter(&self) -> Option<&Arc<Limiter>> {
         match self {
-            Self::Owned(_) | Self::Static(_) => None,
+            Self::Gate(_) => None,
             Self::Limiter(source) => Some(&source.limiter),
         }
     }
 
-    /// The gate's statistics, with the refusals the layer made itself around a limiter.
+    /// The layer's queue of waiting requests.
+    pub(crate) fn queue(&self) -> &Queue {
+        match self {
+            Self::Gate(source) => &source.queue,
+            Self::Limiter(source) => &source.queue,
+        }
+    }
+
+    /// The gate's statistics, with the refusals the layer made itself.
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = self.gate().stats();
+        stats.rejected += self.queue().rejected();
         if let Self::Limiter(source) = self {
-            stats.rejected += source.rejected.load(Ordering::Relaxed);
             stats.timed_out += source.timed_out.load(Ordering::Relaxed);
         }
         stats
@@ -72,12 +116,14 @@ impl Source {
     #[inline]
     pub(crate) fn try_acquire_uncontended(&self) -> Option<GatePermit> {
         match self {
-            Self::Owned(gate) => gate
-                .try_acquire_owned_uncontended()
-                .map(|permit| GatePermit::Owned { _permit: permit }),
-            Self::Static(gate) => gate
-                .try_acquire_uncontended()
-                .map(|permit| GatePermit::Static { _permit: permit }),
+            Self::Gate(source) => match &source.gate {
+                GateRef::Owned(gate) => gate
+                    .try_acquire_owned_uncontended()
+                    .map(|permit| GatePermit::Owned { _permit: permit }),
+                GateRef::Static(gate) => gate
+                    .try_acquire_uncontended()
+                    .map(|permit| GatePermit::Static { _permit: permit }),
+            },
             Self::Limiter(source) => source.try_acquire_uncontended(),
         }
     }
@@ -86,12 +132,23 @@ impl Source {
     #[inline]
     pub(crate) fn acquire(&self, limits: WaitLimits) -> Acquiring {
         match self {
-            Self::Owned(gate) => Acquiring::Owned {
-                future: Arc::clone(gate).acquire_owned_with(1, limits),
-            },
-            Self::Static(gate) => Acquiring::Static {
-                future: gate.acquire_with(1, limits),
-            },
+            Self::Gate(source) => {
+                let queued = Queued {
+                    queue: Arc::clone(&source.queue),
+                    limits,
+                    entered: None,
+                };
+                match &source.gate {
+                    GateRef::Owned(gate) => Acquiring::Owned {
+                        future: Arc::clone(gate).acquire_owned_with(1, limits),
+                        queued,
+                    },
+                    GateRef::Static(gate) => Acquiring::Static {
+                        future: gate.acquire_with(1, limits),
+                        queued,
+                    },
+                }
+            }
             Self::Limiter(source) => source.acquire(limits),
         }
     }
@@ -102,9 +159,7 @@ impl Source {
 pub(crate) struct LimiterSource {
     limiter: Arc<Limiter>,
     /// Requests of this layer waiting for admission (a pause, a permit or a rate cell).
-    waiting: AtomicUsize,
-    /// Refusals by `max_waiters`, which the limiter's gate does not see.
-    rejected: AtomicU64,
+    queue: Arc<Queue>,
     /// Refusals by `max_wait`, which the limiter's gate does not see.
     timed_out: AtomicU64,
 }
@@ -128,8 +183,10 @@ impl LimiterSource {
     }
 
     /// Admission through the limiter, bounded by the layer's `limits`: a request admitted at
-    /// once never counts as waiting; one that must wait is refused if `max_waiters` already
-    /// wait, and gives up after `max_wait` (the whole admission: pause, queue and rate).
+    /// once never counts as waiting; one that must wait is refused if the layer's [`Queue`]
+    /// says so (`max_waiters` already wait, or they would not get through within
+    /// `max_wait`), and gives up after `max_wait` (the whole admission: pause, queue and
+    /// rate).
     async fn admit(
         self: Arc<Self>,
         limits: WaitLimits,
@@ -142,17 +199,8 @@ impl LimiterSource {
             self.timed_out.fetch_add(1, Ordering::Relaxed);
             return Err(AcquireError::TimedOut);
         }
-        let entered = self
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
-                (waiting < limits.max_waiters).then_some(waiting + 1)
-            });
-        if entered.is_err() {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(AcquireError::QueueFull);
-        }
-        let _waiting = Waiting(&self.waiting);
-        match limits.max_wait {
+        let entered = self.queue.enter(limits)?;
+        let result = match limits.max_wait {
             None => acquire.await,
             Some(max_wait) => match tokio::time::timeout(max_wait, acquire).await {
                 Ok(result) => result,
@@ -161,7 +209,11 @@ impl LimiterSource {
                     Err(AcquireError::TimedOut)
                 }
             },
+        };
+        if result.is_ok() {
+            entered.admitted();
         }
+        result
     }
 }
 
@@ -169,17 +221,8 @@ impl fmt::Debug for LimiterSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimiterSource")
             .field("limiter", &self.limiter)
-            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .field("queue", &self.queue)
             .finish_non_exhaustive()
-    }
-}
-
-/// One request counted in [`LimiterSource::waiting`] until dropped.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -191,11 +234,46 @@ pin_project! {
     /// Waiting for one permit of a [`Source`]. Cancel-safe, as gate-core's futures are.
     #[project = AcquiringProj]
     pub(crate) enum Acquiring {
-        Owned { #[pin] future: AcquireOwned },
-        Static { #[pin] future: Acquire<'static> },
+        Owned { #[pin] future: AcquireOwned, queued: Queued },
+        Static { #[pin] future: Acquire<'static>, queued: Queued },
         // One allocation per limiter request. The fat pointer no longer costs the gates'
         // path anything: a response future that waits keeps this enum behind a box.
         Limiter { future: LimiterAdmit },
+    }
+}
+
+/// A gate's waiter's place in its layer's [`Queue`]: entered at the first poll that has to
+/// wait, left when admitted or dropped.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    queue: Arc<Queue>,
+    limits: WaitLimits,
+    entered: Option<Entered>,
+}
+
+impl Queued {
+    /// What a gate's acquire said, once the layer's queue has had its say.
+    #[inline]
+    fn poll<P>(&mut self, poll: Poll<Result<P, AcquireError>>) -> Poll<Result<P, AcquireError>> {
+        match poll {
+            Poll::Ready(Ok(permit)) => {
+                if let Some(entered) = self.entered.take() {
+                    entered.admitted();
+                }
+                Poll::Ready(Ok(permit))
+            }
+            Poll::Ready(Err(reason)) => Poll::Ready(Err(reason)),
+            Poll::Pending if self.entered.is_some() => Poll::Pending,
+            // The gate queued the request; the queue may still refuse it, and dropping the
+            // acquire then gives up its place in the gate's queue.
+            Poll::Pending => match self.queue.enter(self.limits) {
+                Ok(entered) => {
+                    self.entered = Some(entered);
+                    Poll::Pending
+                }
+                Err(reason) => Poll::Ready(Err(reason)),
+            },
+        }
     }
 }
 
@@ -205,11 +283,11 @@ impl Future for Acquiring {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AcquiringProj::Owned { future } => future
-                .poll(cx)
+            AcquiringProj::Owned { future, queued } => queued
+                .poll(future.poll(cx))
                 .map_ok(|permit| GatePermit::Owned { _permit: permit }),
-            AcquiringProj::Static { future } => future
-                .poll(cx)
+            AcquiringProj::Static { future, queued } => queued
+                .poll(future.poll(cx))
                 .map_ok(|permit| GatePermit::Static { _permit: permit }),
             AcquiringProj::Limiter { future } => poll_limiter(future, cx),
         }
@@ -227,8 +305,8 @@ fn poll_limiter(
 impl fmt::Debug for Acquiring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Owned { future } => f.debug_tuple("Owned").field(future).finish(),
-            Self::Static { future } => f.debug_tuple("Static").field(future).finish(),
+            Self::Owned { future, .. } => f.debug_tuple("Owned").field(future).finish(),
+            Self::Static { future, .. } => f.debug_tuple("Static").field(future).finish(),
             Self::Limiter { .. } => f.write_str("Limiter"),
         }
     }
@@ -336,12 +414,12 @@ impl Reporting {
             Outcome::Overload {
                 retry_after: Some(retry_after),
             } => {
-                let until = Instant::now().checked_add(retry_after);
-                if let (Some(permit), Some(until)) = (&self.permit, until) {
+                let until = saturating_deadline(Instant::now(), retry_after);
+                if let Some(permit) = &self.permit {
                     // Now, not when the body ends: nobody else should start meanwhile.
                     permit.limiter().pause_until(until);
                 }
-                Verdict::Overload { until }
+                Verdict::Overload { until: Some(until) }
             }
             Outcome::Overload { retry_after: None } => Verdict::Overload { until: None },
             outcome => Verdict::Done(outcome),
@@ -368,6 +446,18 @@ impl Drop for Reporting {
         permit.finish(outcome);
     }
 }
+
+/// `now + wait`, or, for a wait too long for the clock (a hostile `Retry-After`), thirty
+/// years from now: a deadline either way, never none, so that a longer hint never means a
+/// shorter pause. The limiter caps how long it honours a pause.
+fn saturating_deadline(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// Thirty years: as far ahead as [`saturating_deadline`] reaches.
+const FAR_FUTURE: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 
 impl fmt::Debug for Reporting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

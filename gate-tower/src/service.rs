@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -15,17 +14,61 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
-use crate::overload::{self, BoxError, Reject, Respond};
+use crate::overload::{BoxError, Protocol, Reject, Respond};
 use crate::permit::Source;
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
 ///
 /// `poll_ready` only asks the inner service: no permit is taken until a request is called.
-/// `call` takes a free permit at once and calls the inner service; when it has to wait, it
-/// hands the ready inner service and the request to the [`ResponseFuture`], which calls it
-/// once a permit is granted, and keeps a clone in its place (so `S: Clone`, as tower's
-/// `Buffer`-style middleware and axum require). Clones share the gate.
+/// `call` takes a free permit at once and calls the inner service. When it has to wait, the
+/// [`ResponseFuture`] takes a *clone* of the inner service, one not driven ready, and drives
+/// it ready once a permit is granted: so a waiting request reserves nothing in the inner
+/// service (a slot of a [`Buffer`](https://docs.rs/tower/latest/tower/buffer/struct.Buffer.html),
+/// say), and the service that was made ready is left for the caller, which in axum, hyper
+/// and tonic drops it after the call. Clones share the gate.
+///
+/// # Why `S: Clone`
+///
+/// A request that waits must be able to call the inner service later, while the caller
+/// goes on using the `GateService` (or drops it). That takes a handle of its own, so `S`
+/// must be `Clone`, as for tower's `Buffer`-style middleware and for every axum and tonic
+/// service. A service that cannot be cloned (one owning a connection, say) goes behind a
+/// `tower::buffer::Buffer`, which is `Clone` and, with the gate in front, only ever holds
+/// the requests already admitted:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::convert::Infallible;
+/// use std::task::{Context, Poll};
+/// use gate_tower::GateLayer;
+/// use http::{Request, Response};
+/// use tower::buffer::Buffer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// /// Owns something that cannot be cloned.
+/// struct Connection(Box<u32>);
+///
+/// impl Service<Request<()>> for Connection {
+///     type Response = Response<String>;
+///     type Error = Infallible;
+///     type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+///
+///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+///         Poll::Ready(Ok(()))
+///     }
+///
+///     fn call(&mut self, _: Request<()>) -> Self::Future {
+///         std::future::ready(Ok(Response::new(format!("connection {}", self.0))))
+///     }
+/// }
+///
+/// let layer = GateLayer::new(4).refuse_with_error();
+/// let service = layer.layer(Buffer::new(Connection(Box::new(7)), 4));
+/// let response = service.oneshot(Request::new(())).await.unwrap();
+/// assert_eq!(response.body(), "connection 7");
+/// # }
+/// ```
 pub struct GateService<S, M = Respond> {
     inner: S,
     source: Source,
@@ -90,16 +133,20 @@ impl<S, M> GateService<S, M> {
     /// the inner service at once, without cloning it; otherwise the response future waits,
     /// and the real waker replaces the no-op one at its first poll.
     ///
-    /// `grpc` says whether a request is gRPC, which only a refusal needs to know: the
+    /// `protocol` reads what a request speaks, which only a refusal needs to know: the
     /// uncontended path never asks.
     #[inline]
-    fn start<Req>(&mut self, request: Req, grpc: fn(&Req) -> bool) -> ResponseFuture<S, Req, M>
+    fn start<Req>(
+        &mut self,
+        request: Req,
+        protocol: fn(&Req) -> Protocol,
+    ) -> ResponseFuture<S, Req, M>
     where
         S: Service<Req> + Clone,
     {
         match self.source.try_acquire_uncontended() {
             Some(permit) => ResponseFuture::called(self.inner.call(request), permit, &self.policy),
-            None => self.start_contended(request, grpc),
+            None => self.start_contended(request, protocol),
         }
     }
 
@@ -110,7 +157,7 @@ impl<S, M> GateService<S, M> {
     fn start_contended<Req>(
         &mut self,
         request: Req,
-        grpc: fn(&Req) -> bool,
+        protocol: fn(&Req) -> Protocol,
     ) -> ResponseFuture<S, Req, M>
     where
         S: Service<Req> + Clone,
@@ -122,23 +169,18 @@ impl<S, M> GateService<S, M> {
                 ResponseFuture::called(self.inner.call(request), permit, &self.policy)
             }
             Poll::Ready(Err(reason)) => {
-                ResponseFuture::refused(reason, &self.policy, grpc(&request))
+                let protocol = protocol(&request);
+                ResponseFuture::refused(reason, &self.source, &self.policy, protocol)
             }
             Poll::Pending => {
-                let grpc = grpc(&request);
-                ResponseFuture::new(acquire, self.take_ready(), request, self.policy, grpc)
+                let protocol = protocol(&request);
+                // A clone not driven ready: the ready `self.inner` keeps its reservation
+                // for the caller, who drops it or calls it next.
+                let service = self.inner.clone();
+                let source = self.source.clone();
+                ResponseFuture::new(acquire, service, request, source, self.policy, protocol)
             }
         }
-    }
-
-    /// Moves the ready inner service out for one call, leaving a clone that the caller must
-    /// drive to readiness again before the next call.
-    fn take_ready(&mut self) -> S
-    where
-        S: Clone,
-    {
-        let clone = self.inner.clone();
-        mem::replace(&mut self.inner, clone)
     }
 }
 
@@ -155,7 +197,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        self.start(request, |request| overload::is_grpc(request.headers()))
+        self.start(request, |request| Protocol::of(request.headers()))
     }
 }
 
@@ -173,7 +215,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        self.start(request, |_| false)
+        self.start(request, |_| Protocol::Http)
     }
 }
 

@@ -171,6 +171,39 @@ async fn method_router_layer_caps_concurrency() {
     assert_capped(app, &layer, &tracker).await;
 }
 
+// Regression: the default queue bound (twice the limit) refused 112 of 160 requests arriving
+// together at `GateLayer::new(16)` with a 20 ms handler, though all 160 drain in about 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_the_server_drains_within_max_wait_is_served_by_default() {
+    const BURST: usize = 160;
+    async fn twenty_ms() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        "done"
+    }
+    let layer = GateLayer::new(16);
+    let app = Router::new()
+        .route("/", get(twenty_ms))
+        .layer(layer.clone());
+    let addr = serve(app).await;
+    let started = tokio::time::Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(20), fetch_all(addr, "/", BURST))
+        .await
+        .expect("the burst is answered within 20 s");
+    let served = results
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::OK)
+        .count();
+    assert!(
+        served * 100 >= BURST * 95,
+        "{served} of {BURST} served in {:?}; {:?}",
+        started.elapsed(),
+        layer.stats()
+    );
+    for (status, retry_after, _) in &results {
+        assert!(*status == StatusCode::OK || retry_after.is_some());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn zero_max_wait_answers_200_or_503_with_retry_after() {
     // The first LIMIT requests hold the handler until every other one has been answered, so

@@ -96,9 +96,14 @@ fn overload_after(retry_after: Duration) -> Outcome {
 #[tokio::test(start_paused = true)]
 async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     let limiter = Arc::new(Limiter::new(1));
-    let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+    // Waiting out the 2 s pause takes a `max_wait` above the default second.
+    let layer = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
+        .hold_until_body_end(false);
     // Another layer (another router, another client) holding the same limiter.
-    let other = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+    let other = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
+        .hold_until_body_end(false);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
     let (mut other_service, mut other_handle) =
@@ -154,6 +159,28 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
         (stats.timed_out, stats.rejected, stats.in_flight),
         (0, 0, 0)
     );
+}
+
+// Regression: a `Retry-After` too long for the clock (`18446744073709551615`) set no pause
+// at all, a shorter wait than `Retry-After: 2` gets.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_too_long_for_the_clock_still_pauses() {
+    for hint in ["18446744073709551615", "99999999999999999999999"] {
+        let limiter = Arc::new(Limiter::new(1));
+        let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        let mut call = spawn_call(&mut service, Request::new(1));
+        assert_pending!(call.poll());
+        let (_, send) = assert_ready!(handle.poll_request()).unwrap();
+        send.send_response(status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &[("retry-after", hint)],
+        ));
+        assert_ready_ok!(call.poll());
+        let until = limiter.paused_until().expect("a pause");
+        assert!(until > Instant::now() + Duration::from_secs(2), "{hint}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -595,6 +622,7 @@ async fn a_client_side_layer_backs_off_for_everyone_on_one_429_over_tcp() {
     let limiter = Arc::new(Limiter::new(1));
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let client = GateLayer::with_limiter(Arc::clone(&limiter))
+        .max_wait(Duration::from_secs(5))
         .max_waiters(8)
         .layer(client);
     let mut calls = JoinSet::new();

@@ -343,7 +343,7 @@ async fn layer_bounds_apply_on_a_shared_gate_with_other_bounds() {
             .unwrap(),
     );
     let layer = GateLayer::with_gate(Arc::clone(&gate)).max_wait(Duration::from_secs(1));
-    assert_eq!(layer.wait_limits().max_waiters, 2);
+    assert_eq!(layer.wait_limits().max_waiters, 1024);
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
 
@@ -407,9 +407,22 @@ async fn reject_mode_fails_with_a_downcastable_overloaded() {
     assert_eq!(layer.stats().in_flight, 0);
 }
 
-/// Records the `reason` of every `WARN` event with target `gate_tower`.
+/// One event with target `gate_tower`: its level, and its `reason` or `refused` field.
+#[derive(Debug, Clone, PartialEq)]
+enum Logged {
+    Debug(String),
+    Warn(u64),
+}
+
+/// Records every `DEBUG` and `WARN` event with target `gate_tower`.
 #[derive(Clone, Default)]
-struct Refusals(Arc<std::sync::Mutex<Vec<String>>>);
+struct Refusals(Arc<std::sync::Mutex<Vec<Logged>>>);
+
+impl Refusals {
+    fn take(&self) -> Vec<Logged> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
 
 impl tracing::Subscriber for Refusals {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
@@ -425,23 +438,35 @@ impl tracing::Subscriber for Refusals {
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        struct Reason(Option<String>);
-        impl tracing::field::Visit for Reason {
+        #[derive(Default)]
+        struct Fields {
+            reason: Option<String>,
+            refused: Option<u64>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "refused" {
+                    self.refused = Some(value);
+                }
+            }
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 if field.name() == "reason" {
-                    self.0 = Some(format!("{value:?}"));
+                    self.reason = Some(format!("{value:?}"));
                 }
             }
         }
         let metadata = event.metadata();
-        if metadata.target() == "gate_tower" && *metadata.level() == tracing::Level::WARN {
-            let mut reason = Reason(None);
-            event.record(&mut reason);
-            self.0
-                .lock()
-                .unwrap()
-                .push(reason.0.expect("a reason field"));
+        if metadata.target() != "gate_tower" {
+            return;
         }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let logged = match *metadata.level() {
+            tracing::Level::DEBUG => Logged::Debug(fields.reason.expect("a reason field")),
+            tracing::Level::WARN => Logged::Warn(fields.refused.expect("a refused field")),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(logged);
     }
 
     fn enter(&self, _: &tracing::span::Id) {}
@@ -450,7 +475,7 @@ impl tracing::Subscriber for Refusals {
 }
 
 #[test]
-fn refusals_emit_a_tracing_event() {
+fn refusals_emit_a_debug_event_and_a_warn_summary() {
     let refusals = Refusals::default();
     tracing::subscriber::with_default(refusals.clone(), || {
         let layer = GateLayer::new(1).max_wait(Duration::ZERO);
@@ -469,9 +494,49 @@ fn refusals_emit_a_tracing_event() {
         drop(assert_ready_ok!(closed.poll()));
     });
     assert_eq!(
-        *refusals.0.lock().unwrap(),
-        ["timed out waiting for a permit", "gate closed"]
+        refusals.take(),
+        [
+            Logged::Debug("timed out waiting for a permit".into()),
+            Logged::Warn(1),
+            Logged::Debug("gate closed".into()),
+        ]
     );
+}
+
+// Regression: every refusal was a WARN event, so a refusal storm under wrk wrote 289,482
+// WARN lines in 5 s.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_storm_logs_one_warn_summary_per_period() {
+    let refusals = Refusals::default();
+    let _default = tracing::subscriber::set_default(refusals.clone());
+    let layer = GateLayer::new(1).max_wait(Duration::ZERO);
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    let mut admitted = spawn_call(&mut service, request(0));
+    assert_pending!(admitted.poll());
+    let _held = expect_request(&mut handle);
+
+    let mut refuse = |n| {
+        for id in 0..n {
+            let mut refused = spawn_call(&mut service, request(id));
+            let response = assert_ready_ok!(refused.poll());
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    refuse(1000);
+    let logged = refusals.take();
+    let warns: Vec<_> = logged
+        .iter()
+        .filter(|logged| matches!(logged, Logged::Warn(_)))
+        .collect();
+    assert_eq!(warns, [&Logged::Warn(1)]);
+    assert_eq!(logged.len(), 1001);
+
+    // Ten seconds on, the next refusal sums up the 999 since the first and itself.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    refuse(1);
+    assert_eq!(refusals.take()[1..], [Logged::Warn(1000)]);
+    assert_eq!(layer.stats().timed_out, 1001);
 }
 
 /// A body of ready chunks, then an optional error; ends when both are used up.

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
+use crate::body::{Hold, ResponseBody};
 use crate::layer::Policy;
 use crate::overload::{self, BoxError, Overloaded, Reject, Respond};
 use crate::permit::{Acquiring, GatePermit};
@@ -34,10 +34,9 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future>,
-        // Whether a response body carries the permit to its end. The rest of the policy
-        // lives where a wait or a refusal needs it, so that the uncontended path moves
-        // a small future.
-        hold_until_body_end: bool,
+        // Until when a response body carries the permit. The rest of the policy lives where
+        // a wait or a refusal needs it, so that the uncontended path moves a small future.
+        hold: Hold,
         _mode: PhantomData<fn() -> M>,
     }
 }
@@ -99,7 +98,7 @@ where
                     grpc,
                 }),
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
@@ -113,7 +112,7 @@ where
                 future,
                 permit: Some(permit),
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
@@ -128,7 +127,7 @@ where
                     retry_after: policy.retry_after,
                 },
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
@@ -220,7 +219,7 @@ where
             let this = self.as_mut().project();
             if let StateProj::Called { future, permit } = this.state.project() {
                 return Poll::Ready(match ready!(future.poll(cx)) {
-                    Ok(response) => Ok(respond(response, permit.take(), *this.hold_until_body_end)),
+                    Ok(response) => Ok(respond(response, permit.take(), *this.hold)),
                     Err(error) => {
                         report(permit.take(), Outcome::Failed);
                         Err(error)
@@ -239,15 +238,15 @@ where
 fn respond<B>(
     response: Response<B>,
     mut permit: Option<GatePermit>,
-    hold_until_body_end: bool,
+    hold: Hold,
 ) -> Response<ResponseBody<B>> {
     if let Some(permit) = &mut permit {
         permit.observe_head(response.status(), response.headers());
     }
-    if !hold_until_body_end {
+    if hold == Hold::Head {
         drop(permit.take());
     }
-    response.map(|body| ResponseBody::inner(body, permit))
+    response.map(|body| ResponseBody::inner(body, permit, hold))
 }
 
 /// Reports how a call ended to a limiter's permit, and releases it.
@@ -292,7 +291,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("hold_until_body_end", &self.hold_until_body_end)
+            .field("hold", &self.hold)
             .finish_non_exhaustive()
     }
 }

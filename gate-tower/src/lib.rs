@@ -49,7 +49,8 @@
 //!   requests get a trailers-only `RESOURCE_EXHAUSTED` response. Other tower services can
 //!   fail with an [`Overloaded`] error instead ([`GateLayer::refuse_with_error`]).
 //! - By default a response holds its permit until its [`body::ResponseBody`] has been sent
-//!   or dropped, so streamed responses count until their last chunk.
+//!   or dropped, so streamed responses count until their last chunk; a body its client has
+//!   stopped reading gives the permit back after [`GateLayer::body_idle_timeout`].
 //! - A dropped response future, a failed or panicking inner service, or a dropped body never
 //!   leaks a permit: permits are released by `Drop`.
 //! - Instead of a gate, a layer can draw from a [`gate_core::Limiter`]

@@ -8,10 +8,12 @@ use std::task::{Context, Poll, ready};
 
 use gate_core::{AcquireError, Outcome};
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{Hold, ResponseBody};
+use crate::drain::Drain;
 use crate::layer::Policy;
 use crate::overload::{self, BoxError, Overloaded, Reject, Respond};
 use crate::permit::{Acquiring, GatePermit};
@@ -51,8 +53,10 @@ pin_project! {
         /// Admitted: the inner service's future runs; the permit is kept here so it is dropped
         /// when the future completes or is dropped.
         Called { #[pin] future: F, permit: Option<GatePermit> },
-        /// Refused at once, in `call`; the inner service never saw the request.
-        Refused { refusal: Refusal },
+        /// Refused, at once in `call` or after waiting; the inner service never saw the
+        /// request. In [`Respond`] mode its body is read to its end (within bounds) before
+        /// the refusal is answered. Boxed: it is as large as a request.
+        Refused { refusal: Refusal, drain: Option<Pin<Box<Drain<Req>>>> },
     }
 }
 
@@ -117,8 +121,8 @@ where
         }
     }
 
-    /// A call refused at once.
-    pub(crate) fn refused(reason: AcquireError, policy: &Policy, grpc: bool) -> Self {
+    /// A call refused at once; `request` is kept to be drained.
+    pub(crate) fn refused(reason: AcquireError, policy: &Policy, grpc: bool, request: Req) -> Self {
         refused(reason, policy);
         Self {
             state: State::Refused {
@@ -126,6 +130,7 @@ where
                     grpc,
                     retry_after: policy.retry_after,
                 },
+                drain: Some(Box::pin(Drain::new(request))),
             },
             hold: policy.hold(),
             _mode: PhantomData,
@@ -139,7 +144,7 @@ where
     fn poll_admitted(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
         match self.as_mut().project().state.project() {
             StateProj::Called { .. } => Poll::Ready(Ok(())),
-            StateProj::Refused { refusal } => Poll::Ready(Err(*refusal)),
+            StateProj::Refused { refusal, .. } => Poll::Ready(Err(*refusal)),
             StateProj::Waiting { .. } => self.poll_waiting(cx),
         }
     }
@@ -164,14 +169,19 @@ where
                 Poll::Ready(Ok(()))
             }
             Err(reason) => {
-                // Let go of the request (and its body) now, not when the caller drops this
-                // future.
-                drop(waiting.call.take());
+                // Let go of the inner service now, not when the caller drops this future;
+                // the request stays to be drained.
+                let request = waiting.call.take().map(|(_, request)| request);
                 refused(reason, &waiting.policy);
-                Poll::Ready(Err(Refusal {
+                let refusal = Refusal {
                     grpc: waiting.grpc,
                     retry_after: waiting.policy.retry_after,
-                }))
+                };
+                state.set(State::Refused {
+                    refusal,
+                    drain: request.map(|request| Box::pin(Drain::new(request))),
+                });
+                Poll::Ready(Err(refusal))
             }
         }
     }
@@ -209,6 +219,7 @@ fn refused(reason: AcquireError, policy: &Policy) {
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, Request<ReqBody>, Respond>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -227,6 +238,14 @@ where
                 });
             }
             if let Err(refusal) = ready!(self.as_mut().poll_admitted(cx)) {
+                // Read the rest of the refused request first: an HTTP/2 server that drops a
+                // body before the client's `END_STREAM` ends up closing the connection.
+                if let StateProj::Refused { drain, .. } = self.as_mut().project().state.project()
+                    && let Some(body) = drain
+                {
+                    ready!(body.as_mut().poll(cx));
+                    *drain = None;
+                }
                 return Poll::Ready(Ok(overload::refusal(refusal.grpc, refusal.retry_after)));
             }
         }

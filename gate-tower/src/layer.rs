@@ -66,6 +66,16 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 ///   [`refuse_with_error`](Self::refuse_with_error) switches to the [`Reject`] mode for
 ///   non-HTTP services. Every refusal emits a `tracing` event at `WARN` (target `gate_tower`)
 ///   and is counted in the gate's [`stats`](Self::stats).
+/// - **Refused bodies are read.** Before answering a refusal in [`Respond`] mode, the layer
+///   reads what is left of the request's body, up to 64 KiB or 64 frames and waiting at most
+///   100 ms for it, and only then drops it. An HTTP/2 server (hyper's h2) charges each small
+///   DATA frame it receives against a per-connection budget and gives the charge back only
+///   when the frame is read; the frames of a body dropped before the client's `END_STREAM`
+///   are never read, and a busy channel whose refusals leak that budget is closed with
+///   `GOAWAY(ENHANCE_YOUR_CALM)`, failing its admitted calls too. A unary gRPC call sends its
+///   message right behind its headers, so reading it costs a refusal next to nothing; a
+///   client that sends nothing until it hears back is answered after the 100 ms. This is why
+///   [`Respond`] mode takes requests whose body implements [`http_body::Body`].
 /// - **Streaming.** By default the permit is held until the response body has been sent to
 ///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end). A client
 ///   that stops reading gets no hold on it: a body left unread for

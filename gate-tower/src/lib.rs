@@ -82,7 +82,7 @@
 //!     .max_wait(Duration::MAX)
 //!     .hold_until_body_end(false);
 //! // Stands in for an HTTP client calling the upstream.
-//! let upstream = service_fn(|_: Request<()>| async {
+//! let upstream = service_fn(|_: Request<String>| async {
 //!     let response = Response::builder()
 //!         .status(StatusCode::TOO_MANY_REQUESTS)
 //!         .header(RETRY_AFTER, "3")
@@ -93,11 +93,11 @@
 //! let client = layer.layer(upstream);
 //!
 //! let start = tokio::time::Instant::now();
-//! let response = client.clone().oneshot(Request::new(())).await.unwrap();
+//! let response = client.clone().oneshot(Request::new(String::new())).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 //! assert!(limiter.paused_until().is_some());
 //! // The next call, from anyone sharing the limiter, waits out the pause.
-//! client.oneshot(Request::new(())).await.unwrap();
+//! client.oneshot(Request::new(String::new())).await.unwrap();
 //! assert_eq!(start.elapsed(), Duration::from_secs(3));
 //! # }
 //! ```
@@ -105,6 +105,7 @@
 
 mod backpressure;
 pub mod body;
+mod drain;
 pub mod future;
 mod layer;
 mod overload;

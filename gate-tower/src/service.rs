@@ -122,7 +122,8 @@ impl<S, M> GateService<S, M> {
                 ResponseFuture::called(self.inner.call(request), permit, &self.policy)
             }
             Poll::Ready(Err(reason)) => {
-                ResponseFuture::refused(reason, &self.policy, grpc(&request))
+                let grpc = grpc(&request);
+                ResponseFuture::refused(reason, &self.policy, grpc, request)
             }
             Poll::Pending => {
                 let grpc = grpc(&request);
@@ -145,6 +146,7 @@ impl<S, M> GateService<S, M> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GateService<S, Respond>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

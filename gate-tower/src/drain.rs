@@ -17,6 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf;
+use http::HeaderMap;
+use http::header::EXPECT;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -54,6 +56,20 @@ impl<B> Drain<B> {
             deadline: None,
         }
     }
+
+    /// The body (the request) being drained.
+    pub(crate) fn get_ref(&self) -> &B {
+        &self.body
+    }
+}
+
+/// Whether a request waits for `100 Continue` before it sends its body: then nothing is on
+/// its way to be drained, and reading the body would only make the server (hyper) invite the
+/// upload that the refusal is there to spare.
+pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 impl<B: Body> Future for Drain<B> {

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{Hold, ResponseBody};
-use crate::drain::Drain;
+use crate::drain::{self, Drain};
 use crate::layer::Policy;
 use crate::overload::{self, BoxError, Overloaded, Reject, Respond};
 use crate::permit::{Acquiring, GatePermit};
@@ -241,9 +241,11 @@ where
                 // Read the rest of the refused request first: an HTTP/2 server that drops a
                 // body before the client's `END_STREAM` ends up closing the connection.
                 if let StateProj::Refused { drain, .. } = self.as_mut().project().state.project()
-                    && let Some(body) = drain
+                    && let Some(request) = drain
                 {
-                    ready!(body.as_mut().poll(cx));
+                    if !drain::expects_continue(request.get_ref().headers()) {
+                        ready!(request.as_mut().poll(cx));
+                    }
                     *drain = None;
                 }
                 return Poll::Ready(Ok(overload::refusal(refusal.grpc, refusal.retry_after)));

@@ -74,7 +74,8 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 ///   are never read, and a busy channel whose refusals leak that budget is closed with
 ///   `GOAWAY(ENHANCE_YOUR_CALM)`, failing its admitted calls too. A unary gRPC call sends its
 ///   message right behind its headers, so reading it costs a refusal next to nothing; a
-///   client that sends nothing until it hears back is answered after the 100 ms. This is why
+///   client that sends nothing until it hears back is answered after the 100 ms, and one
+///   that sent `Expect: 100-continue` at once, its body unread and never invited. This is why
 ///   [`Respond`] mode takes requests whose body implements [`http_body::Body`].
 /// - **Streaming.** By default the permit is held until the response body has been sent to
 ///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end). A client

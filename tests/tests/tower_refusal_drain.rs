@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gate_tower::GateLayer;
 use gate_tower::body::ResponseBody;
+use http::header::{EXPECT, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use tokio::sync::mpsc;
@@ -165,5 +166,21 @@ async fn an_admitted_request_body_is_left_to_the_inner_service() {
     let (mut service, _layer) = limited(Duration::ZERO);
     let response = service.call(Request::new(upload)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(taken.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_expects_100_continue_is_refused_at_once_unread() {
+    let (_tx, rx) = mpsc::channel(1);
+    let (upload, taken) = Upload::new(Source::Fed(rx));
+    let (mut service, layer) = limited(Duration::ZERO);
+    let _held = layer.gate().try_acquire().unwrap();
+    let mut request = Request::new(upload);
+    request
+        .headers_mut()
+        .insert(EXPECT, HeaderValue::from_static("100-Continue"));
+    let mut refusal = task::spawn(service.call(request));
+    let response = assert_ready_ok!(refusal.poll());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(taken.load(Ordering::SeqCst), 0);
 }

@@ -95,6 +95,8 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         idle: Duration,
+        // Whether the timer holds `waker`: it gives it away when it fires.
+        registered: bool,
         slot: Arc<Slot>,
         // Wakes `slot`: the timer's waker, built once.
         waker: Waker,
@@ -111,6 +113,9 @@ struct Slot {
     state: AtomicU8,
     permit: Mutex<Option<GatePermit>>,
 }
+
+/// The resolution of tokio's timer: a deadline extended by less is left as it is.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// The body is being polled, or waits for its inner body to produce a frame.
 const POLLED: u8 = 0;
@@ -213,6 +218,7 @@ impl Held {
         let mut watch = Box::pin(Watch {
             sleep,
             idle,
+            registered: false,
             slot,
             waker,
         });
@@ -262,23 +268,37 @@ impl Watch {
     /// Starts counting the reader's silence: the timer fires `idle` from now unless the body
     /// is polled first. `false` if it already fired (an `idle` of zero): the permit is to go
     /// now.
+    ///
+    /// Per frame this is a clock read and, at most once a millisecond (the timer's
+    /// resolution), an extension of the timer's deadline, which tokio makes without a lock.
+    /// The waker is registered again only when the timer may have fired and given it away.
     #[inline]
     fn arm(self: Pin<&mut Self>) -> bool {
         let this = self.project();
-        let Some(deadline) = Instant::now().checked_add(*this.idle) else {
+        let now = Instant::now();
+        let Some(deadline) = now.checked_add(*this.idle) else {
             return true;
         };
         let mut sleep = this.sleep;
-        sleep.as_mut().reset(deadline);
-        // Register the slot's waker with the timer. Unconstrained: a task out of its
-        // cooperative budget would otherwise get `Pending` without the waker registered.
-        let mut cx = Context::from_waker(this.waker);
-        let poll = pin!(tokio::task::unconstrained(poll_fn(|cx| {
-            sleep.as_mut().poll(cx)
-        })))
-        .poll(&mut cx);
-        if poll.is_ready() {
-            return false;
+        let current = sleep.deadline();
+        // A timer past its deadline, or about to reach it, has fired or may be firing: it
+        // keeps no waker. One further away still holds the waker it was last polled with.
+        let unregistered = !*this.registered || current <= now + TIMER_RESOLUTION;
+        if unregistered || deadline >= current + TIMER_RESOLUTION {
+            sleep.as_mut().reset(deadline);
+        }
+        if unregistered {
+            // Unconstrained: a task out of its cooperative budget would otherwise get
+            // `Pending` without the waker registered.
+            let mut cx = Context::from_waker(this.waker);
+            let poll = pin!(tokio::task::unconstrained(poll_fn(|cx| {
+                sleep.as_mut().poll(cx)
+            })))
+            .poll(&mut cx);
+            if poll.is_ready() {
+                return false;
+            }
+            *this.registered = true;
         }
         this.slot.state.store(WAITING, Ordering::Release);
         true

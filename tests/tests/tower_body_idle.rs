@@ -186,3 +186,28 @@ async fn a_body_dropped_while_its_reader_stalls_releases_once() {
     assert_eq!(layer.stats().in_flight, 1);
     assert!(other.holds_permit());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_after_a_slow_producer_is_still_caught() {
+    let layer = GateLayer::new(1).body_idle_timeout(Duration::from_secs(1));
+    let (chunks, rx) = mpsc::channel(1);
+    let mut body = respond(&layer, Fed(rx)).await;
+    chunks.send(Bytes::from_static(b"first")).await.unwrap();
+    body.frame().await.unwrap().unwrap();
+    // The producer takes 3 s for the next chunk while the reader waits for it: the timer
+    // set after the first chunk goes off meanwhile, and releases nothing.
+    let next = tokio::spawn(async move {
+        sleep(Duration::from_secs(3)).await;
+        chunks.send(Bytes::from_static(b"second")).await.unwrap();
+        chunks
+    });
+    body.frame().await.unwrap().unwrap();
+    assert!(body.holds_permit());
+    let _chunks = next.await.unwrap();
+    // Now the reader stops: the timer, set again, catches it.
+    sleep(Duration::from_millis(999)).await;
+    assert!(body.holds_permit());
+    sleep(Duration::from_millis(2)).await;
+    assert!(!body.holds_permit());
+    assert_eq!(layer.stats().in_flight, 0);
+}

@@ -41,9 +41,11 @@ pin_project! {
     /// that reads large chunks at a trickle loses the permit once one chunk takes longer than
     /// the timeout.
     ///
-    /// The release is driven by a timer of tokio's, without polling the body; a body polled
-    /// outside a tokio runtime keeps its permit to the end. Bodies that end in the poll that
-    /// yields their first frame never set a timer.
+    /// The release is driven by a timer of tokio's (to its resolution, a millisecond), without
+    /// polling the body; the runtime needs its timer enabled, as for `max_wait`, and a body
+    /// polled outside a tokio runtime keeps its permit to the end. Bodies that end with the
+    /// frame that a poll yields first never set a timer; others pay for one timer, and per
+    /// frame for a clock read.
     ///
     /// With a [`Limiter`](gate_core::Limiter), the call's outcome is reported when the permit
     /// is released here: the outcome its head said, an overload if gRPC trailers carry
@@ -236,9 +238,13 @@ impl Held {
             Self::Nothing => {}
             Self::Here { permit, .. } => permit.observe_trailers(trailers),
             Self::Watched { watch } => {
-                if let Some(permit) = watch.slot.permit().as_mut() {
+                // The body is being polled, so the timer keeps off the permit: noting the
+                // outcome (which may pause a limiter) happens outside the slot's lock.
+                let mut permit = watch.slot.take();
+                if let Some(permit) = &mut permit {
                     permit.observe_trailers(trailers);
                 }
+                *watch.slot.permit() = permit;
             }
         }
     }

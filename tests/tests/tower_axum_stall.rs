@@ -93,11 +93,12 @@ async fn clients_that_stop_reading_do_not_lock_others_out_after_the_idle_time() 
         .body_idle_timeout(IDLE);
     let addr = serve(layer.clone()).await;
 
+    // No permit can come back before the idle time has passed since the first request.
+    let start = Instant::now();
     let mut stalled = Vec::new();
     for _ in 0..LIMIT {
         stalled.push(stall(addr).await);
     }
-    let start = Instant::now();
     // While the stalled bodies still hold the permits, others are refused.
     assert_eq!(layer.stats().in_flight, LIMIT);
     assert_eq!(get_root(addr).await, StatusCode::SERVICE_UNAVAILABLE);

@@ -106,8 +106,9 @@ const FAST: Rate = Rate::per_second(1_000_000_000);
 
 fn http(c: &mut Criterion) {
     let rt = runtime();
-    let hello = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("hello")) });
-    let request = |_| Request::new(());
+    let hello =
+        service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new("hello")) });
+    let request = |_| Request::new(String::new());
     let mut group = c.benchmark_group("http_service_fn");
     let g = &mut group;
     line(g, &rt, "no_layer", Identity::new(), &hello, request);
@@ -146,10 +147,10 @@ fn http(c: &mut Criterion) {
 /// without the permit in the body, so both layers pay the same `memcpy` calls for moving it.
 fn http_string_body(c: &mut Criterion) {
     let rt = runtime();
-    let hello = service_fn(|_: Request<()>| async {
+    let hello = service_fn(|_: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::from("hello")))
     });
-    let request = |_| Request::new(());
+    let request = |_| Request::new(String::new());
     let mut group = c.benchmark_group("http_string_body");
     let g = &mut group;
     line(g, &rt, "no_layer", Identity::new(), &hello, request);

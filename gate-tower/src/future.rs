@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use gate_core::{AcquireError, Outcome};
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
+use crate::body::{Hold, ResponseBody};
+use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
 use crate::overload::{self, BoxError, Overloaded, Protocol, Reject, Respond};
 use crate::permit::{Acquiring, GatePermit, Source};
@@ -38,10 +40,9 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future>,
-        // Whether a response body carries the permit to its end. The rest of the policy
-        // lives where a wait or a refusal needs it, so that the uncontended path moves
-        // a small future.
-        hold_until_body_end: bool,
+        // Until when a response body carries the permit. The rest of the policy lives where
+        // a wait or a refusal needs it, so that the uncontended path moves a small future.
+        hold: Hold,
         _mode: PhantomData<fn() -> M>,
     }
 }
@@ -57,8 +58,10 @@ pin_project! {
         /// Admitted: the inner service's future runs; the permit is kept here so it is dropped
         /// when the future completes or is dropped.
         Called { #[pin] future: F, permit: Option<GatePermit> },
-        /// Refused at once, in `call`; the inner service never saw the request.
-        Refused { refusal: Refusal },
+        /// Refused, at once in `call` or after waiting; the inner service never saw the
+        /// request. In [`Respond`] mode its body is read to its end (within bounds) before
+        /// the refusal is answered. Boxed: it is as large as a request.
+        Refused { refusal: Refusal, drain: Option<Pin<Box<Drain<Req>>>> },
     }
 }
 
@@ -125,7 +128,7 @@ where
                     protocol,
                 }),
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
@@ -139,17 +142,18 @@ where
                 future,
                 permit: Some(permit),
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
 
-    /// A call refused at once.
+    /// A call refused at once; `request` is kept to be drained.
     pub(crate) fn refused(
         reason: AcquireError,
         source: &Source,
         policy: &Policy,
         protocol: Protocol,
+        request: Req,
     ) -> Self {
         Self {
             state: State::Refused {
@@ -157,8 +161,9 @@ where
                     protocol,
                     retry_after: refused(reason, source, policy),
                 },
+                drain: Some(Box::pin(Drain::new(request))),
             },
-            hold_until_body_end: policy.hold_until_body_end,
+            hold: policy.hold(),
             _mode: PhantomData,
         }
     }
@@ -173,7 +178,7 @@ where
     ) -> Poll<Result<(), Stop<S::Error>>> {
         match self.as_mut().project().state.project() {
             StateProj::Called { .. } => Poll::Ready(Ok(())),
-            StateProj::Refused { refusal } => Poll::Ready(Err(Stop::Refused(refusal.clone()))),
+            StateProj::Refused { refusal, .. } => Poll::Ready(Err(Stop::Refused(refusal.clone()))),
             StateProj::Waiting { .. } => self.poll_waiting(cx),
         }
     }
@@ -191,14 +196,18 @@ where
             match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
                 Ok(permit) => waiting.permit = Some(permit),
                 Err(reason) => {
-                    // Let go of the request (and its body) now, not when the caller drops
-                    // this future.
-                    drop(waiting.call.take());
-                    let retry_after = refused(reason, &waiting.source, &waiting.policy);
-                    return Poll::Ready(Err(Stop::Refused(Refusal {
+                    // Let go of the inner service now, not when the caller drops this
+                    // future; the request stays to be drained.
+                    let request = waiting.call.take().map(|(_, request)| request);
+                    let refusal = Refusal {
                         protocol: waiting.protocol.clone(),
-                        retry_after,
-                    })));
+                        retry_after: refused(reason, &waiting.source, &waiting.policy),
+                    };
+                    state.set(State::Refused {
+                        refusal: refusal.clone(),
+                        drain: request.map(|request| Box::pin(Drain::new(request))),
+                    });
+                    return Poll::Ready(Err(Stop::Refused(refusal)));
                 }
             }
         }
@@ -269,6 +278,7 @@ fn refused(reason: AcquireError, source: &Source, policy: &Policy) -> Duration {
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, Request<ReqBody>, Respond>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -279,7 +289,7 @@ where
             let this = self.as_mut().project();
             if let StateProj::Called { future, permit } = this.state.project() {
                 return Poll::Ready(match ready!(future.poll(cx)) {
-                    Ok(response) => Ok(respond(response, permit.take(), *this.hold_until_body_end)),
+                    Ok(response) => Ok(respond(response, permit.take(), *this.hold)),
                     Err(error) => {
                         report(permit.take(), Outcome::Failed);
                         Err(error)
@@ -289,6 +299,18 @@ where
             match ready!(self.as_mut().poll_admitted(cx)) {
                 Ok(()) => {}
                 Err(Stop::Refused(refusal)) => {
+                    // Read the rest of the refused request first: an HTTP/2 server that
+                    // drops a body before the client's `END_STREAM` ends up closing the
+                    // connection.
+                    if let StateProj::Refused { drain, .. } =
+                        self.as_mut().project().state.project()
+                        && let Some(request) = drain
+                    {
+                        if !drain::expects_continue(request.get_ref().headers()) {
+                            ready!(request.as_mut().poll(cx));
+                        }
+                        *drain = None;
+                    }
                     let response = overload::refusal(&refusal.protocol, refusal.retry_after);
                     return Poll::Ready(Ok(response));
                 }
@@ -303,15 +325,15 @@ where
 fn respond<B>(
     response: Response<B>,
     mut permit: Option<GatePermit>,
-    hold_until_body_end: bool,
+    hold: Hold,
 ) -> Response<ResponseBody<B>> {
     if let Some(permit) = &mut permit {
         permit.observe_head(response.status(), response.headers());
     }
-    if !hold_until_body_end {
+    if hold == Hold::Head {
         drop(permit.take());
     }
-    response.map(|body| ResponseBody::inner(body, permit))
+    response.map(|body| ResponseBody::inner(body, permit, hold))
 }
 
 /// Reports how a call ended to a limiter's permit, and releases it.
@@ -357,7 +379,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("hold_until_body_end", &self.hold_until_body_end)
+            .field("hold", &self.hold)
             .finish_non_exhaustive()
     }
 }

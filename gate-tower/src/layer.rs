@@ -10,6 +10,7 @@ use gate_core::rate::Rate;
 use gate_core::{Gate, Limiter, Stats, WaitLimits};
 use tower_layer::Layer;
 
+use crate::body::Hold;
 use crate::overload::{Reject, Respond};
 use crate::permit::Source;
 use crate::service::GateService;
@@ -21,6 +22,22 @@ pub(crate) struct Policy {
     /// A fixed hint for refusals, or `None` to derive it from the queue's drain time.
     pub(crate) retry_after: Option<Duration>,
     pub(crate) hold_until_body_end: bool,
+    /// How long a body holding a permit may wait for its reader; `None`: as long as it takes.
+    pub(crate) body_idle: Option<Duration>,
+}
+
+impl Policy {
+    /// Until when a response keeps its permit.
+    #[inline]
+    pub(crate) fn hold(&self) -> Hold {
+        if self.hold_until_body_end {
+            Hold::Body {
+                idle: self.body_idle,
+            }
+        } else {
+            Hold::Head
+        }
+    }
 }
 
 /// Waits longer than this are treated as unbounded: the timer could not represent them.
@@ -63,8 +80,22 @@ const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// - **Refusals are normal under overload, and logged so.** Each emits a `tracing` event at
 ///   `DEBUG` (target `gate_tower`); while they go on, a summary with their count comes at
 ///   `WARN` at most every 10 seconds. They are counted in [`stats`](Self::stats).
+/// - **Refused bodies are read.** Before answering a refusal in [`Respond`] mode, the layer
+///   reads what is left of the request's body, up to 64 KiB or 64 frames and waiting at most
+///   100 ms for it, and only then drops it. An HTTP/2 server (hyper's h2) charges each small
+///   DATA frame it receives against a per-connection budget and gives the charge back only
+///   when the frame is read; the frames of a body dropped before the client's `END_STREAM`
+///   are never read, and a busy channel whose refusals leak that budget is closed with
+///   `GOAWAY(ENHANCE_YOUR_CALM)`, failing its admitted calls too. A unary gRPC call sends its
+///   message right behind its headers, so reading it costs a refusal next to nothing; a
+///   client that sends nothing until it hears back is answered after the 100 ms, and one
+///   that sent `Expect: 100-continue` at once, its body unread and never invited. This is why
+///   [`Respond`] mode takes requests whose body implements [`http_body::Body`].
 /// - **Streaming.** By default the permit is held until the response body has been sent to
-///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end).
+///   its end or dropped; see [`hold_until_body_end`](Self::hold_until_body_end). A client
+///   that stops reading gets no hold on it: a body left unread for
+///   [`body_idle_timeout`](Self::body_idle_timeout) (default 10 s) gives its permit back and
+///   streams on without it, while a body waiting for its own producer keeps it.
 /// - **Rate, adaptive and backpressure.** Built with a [`Limiter`] instead of a gate
 ///   ([`with_limiter`](Self::with_limiter), [`with_rate`](Self::with_rate),
 ///   [`adaptive`](Self::adaptive)), the layer caps concurrency, rate or both, and reports how
@@ -119,6 +150,10 @@ impl GateLayer<Respond> {
     /// The hint a refusal carries, unless [`retry_after`](Self::retry_after) fixes one,
     /// before the layer has seen a waiter through and so has no drain time to send.
     pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+    /// How long a response body holding a permit may wait for its reader to take the next
+    /// frame unless [`body_idle_timeout`](Self::body_idle_timeout) says otherwise.
+    pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A layer with a new gate of `limit` permits.
     ///
@@ -291,6 +326,7 @@ impl GateLayer<Respond> {
                 },
                 retry_after: None,
                 hold_until_body_end: true,
+                body_idle: Some(Self::DEFAULT_BODY_IDLE_TIMEOUT),
             },
             _mode: PhantomData,
         }
@@ -345,8 +381,44 @@ impl GateLayer<Respond> {
     /// head. Defaults to `true`: a streamed response (server-sent events, an LLM's tokens, a
     /// large download) is work in flight until its last chunk. Pass `false` to count only the
     /// handler's own run, as tower's `ConcurrencyLimit` does.
+    ///
+    /// A body whose reader stops reading gives its permit back after
+    /// [`body_idle_timeout`](Self::body_idle_timeout).
     pub fn hold_until_body_end(mut self, hold: bool) -> Self {
         self.policy.hold_until_body_end = hold;
+        self
+    }
+
+    /// How long a response body that holds its permit (see
+    /// [`hold_until_body_end`](Self::hold_until_body_end)) may wait for its reader: once it
+    /// has handed out a frame, if it is not asked for the next one within `idle`, it releases
+    /// the permit and goes on streaming without it. Defaults to
+    /// [`DEFAULT_BODY_IDLE_TIMEOUT`](Self::DEFAULT_BODY_IDLE_TIMEOUT), 10 s; a duration too
+    /// long for the timer (such as `Duration::MAX`) never releases early.
+    ///
+    /// Without it, a few clients that request a large or endless body and stop reading (or
+    /// read at a trickle) would hold every permit for as long as they like, and everyone else
+    /// would be refused. Only the reader's silence counts, never the producer's: a body waiting
+    /// for its next frame from the inner service (a token stream, server-sent events every few
+    /// seconds) keeps its permit to its end, since its reader is waiting too. See
+    /// [`ResponseBody`](crate::body::ResponseBody#stalled-readers).
+    ///
+    /// Why 10 s, shorter than nginx's 60 s `send_timeout`: that one closes the connection,
+    /// while this only stops counting a response against the limit. Releasing too early
+    /// costs little (the limit is briefly exceeded by a response whose work is done and which
+    /// is only being sent); releasing too late locks others out. A healthy client takes data
+    /// within a second or two, and 10 s keeps a stalled reader's hold on a permit within
+    /// twice the default [`max_wait`](Self::max_wait) that a queued request waits for one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_tower::GateLayer;
+    ///
+    /// // Large downloads to slow clients: count them for up to 30 s of silence.
+    /// let layer = GateLayer::new(16).body_idle_timeout(Duration::from_secs(30));
+    /// ```
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.policy.body_idle = (idle < FOREVER).then_some(idle);
         self
     }
 }
@@ -422,6 +494,7 @@ impl<M> fmt::Debug for GateLayer<M> {
             .field("max_waiters", &self.policy.limits.max_waiters)
             .field("retry_after", &self.policy.retry_after)
             .field("hold_until_body_end", &self.policy.hold_until_body_end)
+            .field("body_idle_timeout", &self.policy.body_idle)
             .finish()
     }
 }

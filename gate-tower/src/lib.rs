@@ -33,7 +33,7 @@
 //!     drop(busy);
 //!
 //!     let stats = layer.stats();
-//!     assert_eq!((stats.in_flight, stats.timed_out), (0, 1));
+//!     assert_eq!((stats.in_flight, stats.rejected), (0, 1));
 //! }
 //! ```
 //!
@@ -54,7 +54,8 @@
 //!   ([`GateLayer::refuse_with_error`]). Refusals log at `DEBUG`, with a periodic `WARN`
 //!   summary.
 //! - By default a response holds its permit until its [`body::ResponseBody`] has been sent
-//!   or dropped, so streamed responses count until their last chunk.
+//!   or dropped, so streamed responses count until their last chunk; a body its client has
+//!   stopped reading gives the permit back after [`GateLayer::body_idle_timeout`].
 //! - A dropped response future, a failed or panicking inner service, or a dropped body never
 //!   leaks a permit: permits are released by `Drop`.
 //! - Instead of a gate, a layer can draw from a [`gate_core::Limiter`]
@@ -86,7 +87,7 @@
 //!     .max_wait(Duration::MAX)
 //!     .hold_until_body_end(false);
 //! // Stands in for an HTTP client calling the upstream.
-//! let upstream = service_fn(|_: Request<()>| async {
+//! let upstream = service_fn(|_: Request<String>| async {
 //!     let response = Response::builder()
 //!         .status(StatusCode::TOO_MANY_REQUESTS)
 //!         .header(RETRY_AFTER, "3")
@@ -97,11 +98,11 @@
 //! let client = layer.layer(upstream);
 //!
 //! let start = tokio::time::Instant::now();
-//! let response = client.clone().oneshot(Request::new(())).await.unwrap();
+//! let response = client.clone().oneshot(Request::new(String::new())).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 //! assert!(limiter.paused_until().is_some());
 //! // The next call, from anyone sharing the limiter, waits out the pause.
-//! client.oneshot(Request::new(())).await.unwrap();
+//! client.oneshot(Request::new(String::new())).await.unwrap();
 //! assert_eq!(start.elapsed(), Duration::from_secs(3));
 //! # }
 //! ```
@@ -109,6 +110,7 @@
 
 mod backpressure;
 pub mod body;
+mod drain;
 pub mod future;
 mod layer;
 mod overload;

@@ -170,7 +170,7 @@ impl<S, M> GateService<S, M> {
             }
             Poll::Ready(Err(reason)) => {
                 let protocol = protocol(&request);
-                ResponseFuture::refused(reason, &self.source, &self.policy, protocol)
+                ResponseFuture::refused(reason, &self.source, &self.policy, protocol, request)
             }
             Poll::Pending => {
                 let protocol = protocol(&request);
@@ -187,6 +187,7 @@ impl<S, M> GateService<S, M> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GateService<S, Respond>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

@@ -253,7 +253,7 @@ async fn zero_max_wait_answers_200_or_503_with_retry_after() {
     }
     assert_eq!(ok, tracker.completed.load(Ordering::SeqCst));
     assert_eq!(ok, LIMIT);
-    assert_eq!(layer.stats().timed_out, (REQUESTS - LIMIT) as u64);
+    assert_eq!(layer.stats().rejected, (REQUESTS - LIMIT) as u64);
     until_idle(&layer).await;
 }
 

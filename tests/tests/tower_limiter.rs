@@ -26,7 +26,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock;
 
 mod poll;
-use poll::spawn_call;
+use poll::{Id, spawn_call};
 
 /// A limit algorithm that keeps a fixed limit and records every outcome it is told.
 #[derive(Debug, Clone)]
@@ -105,15 +105,15 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
         .max_wait(Duration::from_secs(5))
         .hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let (mut other_service, mut other_handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(other.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(other.clone());
 
-    let mut first = spawn_call(&mut service, Request::new(1));
+    let mut first = spawn_call(&mut service, Request::new(Id(1)));
     assert_pending!(first.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     // Already queued behind the first when the 429 comes.
-    let mut queued = spawn_call(&mut service, Request::new(2));
+    let mut queued = spawn_call(&mut service, Request::new(Id(2)));
     assert_pending!(queued.poll());
 
     let start = Instant::now();
@@ -129,7 +129,7 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     // The permit is free, but neither the queued request nor a new one through the other
     // layer gets in during the pause.
     assert_pending!(queued.poll());
-    let mut newcomer = spawn_call(&mut other_service, Request::new(3));
+    let mut newcomer = spawn_call(&mut other_service, Request::new(Id(3)));
     assert_pending!(newcomer.poll());
     tokio::time::advance(Duration::from_millis(1999)).await;
     assert_pending!(queued.poll());
@@ -143,14 +143,14 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
     assert_pending!(queued.poll());
     assert_pending!(newcomer.poll());
     let (request, send) = assert_ready!(handle.poll_request()).unwrap();
-    assert_eq!(*request.body(), 2);
+    assert_eq!(request.body().0, 2);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     send.send_response(Response::new(2));
     assert_eq!(assert_ready_ok!(queued.poll()).status(), StatusCode::OK);
     assert!(newcomer.is_woken());
     assert_pending!(newcomer.poll());
     let (request, send) = assert_ready!(other_handle.poll_request()).unwrap();
-    assert_eq!(*request.body(), 3);
+    assert_eq!(request.body().0, 3);
     send.send_response(Response::new(3));
     assert_eq!(assert_ready_ok!(newcomer.poll()).status(), StatusCode::OK);
 
@@ -169,8 +169,8 @@ async fn a_retry_after_too_long_for_the_clock_still_pauses() {
         let limiter = Arc::new(Limiter::new(1));
         let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
         let (mut service, mut handle) =
-            mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-        let mut call = spawn_call(&mut service, Request::new(1));
+            mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
+        let mut call = spawn_call(&mut service, Request::new(Id(1)));
         assert_pending!(call.poll());
         let (_, send) = assert_ready!(handle.poll_request()).unwrap();
         send.send_response(status(
@@ -187,8 +187,8 @@ async fn a_retry_after_too_long_for_the_clock_still_pauses() {
 async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     let (recorder, limiter, layer) = recording(2);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    let mut call = spawn_call(&mut service, Request::new(1));
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
+    let mut call = spawn_call(&mut service, Request::new(Id(1)));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     let start = Instant::now();
@@ -202,7 +202,7 @@ async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     assert!(response.body().holds_permit());
     assert_eq!(recorder.seen(), []);
     assert_eq!(limiter.paused_until(), Some(start + Duration::from_secs(3)));
-    let mut next = spawn_call(&mut service, Request::new(2));
+    let mut next = spawn_call(&mut service, Request::new(Id(2)));
     assert_pending!(next.poll());
     assert_pending!(handle.poll_request());
 
@@ -214,7 +214,7 @@ async fn the_pause_starts_with_the_head_and_the_sample_waits_for_the_body() {
     assert_eq!(limiter.paused_until(), Some(start + Duration::from_secs(3)));
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_pending!(next.poll());
-    assert_eq!(*assert_ready!(handle.poll_request()).unwrap().0.body(), 2);
+    assert_eq!(assert_ready!(handle.poll_request()).unwrap().0.body().0, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,7 +222,7 @@ async fn rate_admits_no_more_than_burst_plus_rate_times_any_window() {
     const CALLS: usize = 60;
     let starts = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&starts);
-    let inner = service_fn(move |_: Request<()>| {
+    let inner = service_fn(move |_: Request<String>| {
         record.lock().unwrap().push(Instant::now());
         async { Ok::<_, Infallible>(Response::new(String::from("ok"))) }
     });
@@ -234,7 +234,7 @@ async fn rate_admits_no_more_than_burst_plus_rate_times_any_window() {
     let mut calls = JoinSet::new();
     for _ in 0..CALLS {
         let service = service.clone();
-        calls.spawn(service.oneshot(Request::new(())));
+        calls.spawn(service.oneshot(Request::new(String::new())));
     }
     for response in calls.join_all().await {
         assert_eq!(response.unwrap().status(), StatusCode::OK);
@@ -259,7 +259,7 @@ async fn rate_admits_no_more_than_burst_plus_rate_times_any_window() {
 async fn aimd_shrinks_on_503s_and_grows_back_on_successes() {
     let overloaded = Arc::new(AtomicBool::new(true));
     let flag = Arc::clone(&overloaded);
-    let inner = service_fn(move |_: Request<()>| {
+    let inner = service_fn(move |_: Request<String>| {
         let overloaded = flag.load(Ordering::Relaxed);
         async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -280,7 +280,7 @@ async fn aimd_shrinks_on_503s_and_grows_back_on_successes() {
     /// Keeps 32 callers busy for `rounds` calls each; every response is read to its end.
     async fn load<S>(service: &S, rounds: usize) -> Vec<StatusCode>
     where
-        S: Service<Request<()>, Response = Response<gate_tower::body::ResponseBody<String>>>
+        S: Service<Request<String>, Response = Response<gate_tower::body::ResponseBody<String>>>
             + Clone
             + Send
             + 'static,
@@ -293,7 +293,11 @@ async fn aimd_shrinks_on_503s_and_grows_back_on_successes() {
             callers.spawn(async move {
                 let mut statuses = Vec::new();
                 for _ in 0..rounds {
-                    let response = service.clone().oneshot(Request::new(())).await.unwrap();
+                    let response = service
+                        .clone()
+                        .oneshot(Request::new(String::new()))
+                        .await
+                        .unwrap();
                     statuses.push(response.status());
                     response.into_body().collect().await.unwrap();
                 }
@@ -329,7 +333,7 @@ async fn grpc_overload_in_a_trailers_only_response_counts_as_overload() {
     let (recorder, limiter, layer) = recording(4);
     let layer = layer.hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let answers = [
         (
             status(
@@ -354,7 +358,7 @@ async fn grpc_overload_in_a_trailers_only_response_counts_as_overload() {
     let start = Instant::now();
     let mut expected = Vec::new();
     for (id, (response, outcome)) in answers.into_iter().enumerate() {
-        let mut call = spawn_call(&mut service, Request::new(id as u32));
+        let mut call = spawn_call(&mut service, Request::new(Id(id as u32)));
         assert_pending!(call.poll());
         let (_, send) = assert_ready!(handle.poll_request()).unwrap();
         send.send_response(response);
@@ -410,7 +414,7 @@ impl Body for Trailed {
 async fn grpc_overload_in_trailers_counts_when_the_body_ends() {
     let (recorder, limiter, layer) = recording(4);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<Trailed>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<Trailed>, _>(layer.clone());
     let bodies = [
         (
             Trailed::new(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]),
@@ -421,7 +425,7 @@ async fn grpc_overload_in_trailers_counts_when_the_body_ends() {
     let mut expected = Vec::new();
     for (id, (body, outcome)) in bodies.into_iter().enumerate() {
         tokio::time::advance(Duration::from_secs(1)).await;
-        let mut call = spawn_call(&mut service, Request::new(id as u32));
+        let mut call = spawn_call(&mut service, Request::new(Id(id as u32)));
         assert_pending!(call.poll());
         let (_, send) = assert_ready!(handle.poll_request()).unwrap();
         send.send_response(Response::new(body));
@@ -445,15 +449,15 @@ async fn grpc_overload_in_trailers_counts_when_the_body_ends() {
 async fn a_dropped_response_future_reports_nothing() {
     let (recorder, _limiter, layer) = recording(1);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     // Dropped while the inner service runs.
-    let mut running = spawn_call(&mut service, Request::new(1));
+    let mut running = spawn_call(&mut service, Request::new(Id(1)));
     assert_pending!(running.poll());
     let (_, _send) = assert_ready!(handle.poll_request()).unwrap();
     assert_eq!(layer.stats().in_flight, 1);
     // Dropped while queued behind it.
-    let mut queued = spawn_call(&mut service, Request::new(2));
+    let mut queued = spawn_call(&mut service, Request::new(Id(2)));
     assert_pending!(queued.poll());
     drop(queued);
     drop(running);
@@ -461,7 +465,7 @@ async fn a_dropped_response_future_reports_nothing() {
     assert_eq!(recorder.seen(), []);
 
     // A call that completes is reported, once.
-    let mut done = spawn_call(&mut service, Request::new(3));
+    let mut done = spawn_call(&mut service, Request::new(Id(3)));
     assert_pending!(done.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_response(Response::new(3));
@@ -497,8 +501,8 @@ async fn failures_are_reported_as_failed_and_successes_at_the_body_end() {
 
     // The inner service fails.
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
-    let mut call = spawn_call(&mut service, Request::new(1));
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
+    let mut call = spawn_call(&mut service, Request::new(Id(1)));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_error("connection reset");
@@ -507,8 +511,8 @@ async fn failures_are_reported_as_failed_and_successes_at_the_body_end() {
 
     // The body fails after a success head.
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<Broken>, _>(layer.clone());
-    let mut call = spawn_call(&mut service, Request::new(2));
+        mock::spawn_layer::<Request<Id>, Response<Broken>, _>(layer.clone());
+    let mut call = spawn_call(&mut service, Request::new(Id(2)));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();
     send.send_response(Response::new(Broken { sent: false }));
@@ -547,21 +551,25 @@ async fn the_layer_bounds_bound_the_whole_admission() {
         .max_waiters(1);
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let service = layer.layer(service_fn(move |_: Request<()>| {
+    let service = layer.layer(service_fn(move |_: Request<String>| {
         counter.fetch_add(1, Ordering::Relaxed);
         async { Ok::<_, Infallible>(Response::new(String::new())) }
     }));
 
     // Nothing to wait for: admitted even though the pause below will refuse others.
-    let response = service.clone().oneshot(Request::new(())).await.unwrap();
+    let response = service
+        .clone()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     limiter.pause_for(Duration::from_secs(10));
     let start = Instant::now();
-    let mut waiting = task::spawn(service.clone().oneshot(Request::new(())));
+    let mut waiting = task::spawn(service.clone().oneshot(Request::new(String::new())));
     assert_pending!(waiting.poll());
     // One waits already: the next is refused at once.
-    let mut grpc = Request::new(());
+    let mut grpc = Request::new(String::new());
     grpc.headers_mut()
         .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
     let refused = service.clone().oneshot(grpc).await.unwrap();

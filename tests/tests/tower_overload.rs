@@ -14,17 +14,17 @@ use tower::{Layer, Service, ServiceExt};
 use tower_test::mock::{self, Spawn};
 
 mod poll;
-use poll::spawn_call;
+use poll::{Id, spawn_call};
 
-type Handle = mock::Handle<Request<u32>, Response<u32>>;
-type Gated = Spawn<gate_tower::GateService<mock::Mock<Request<u32>, Response<u32>>>>;
+type Handle = mock::Handle<Request<Id>, Response<u32>>;
+type Gated = Spawn<gate_tower::GateService<mock::Mock<Request<Id>, Response<u32>>>>;
 
-fn request(id: u32) -> Request<u32> {
-    Request::new(id)
+fn request(id: u32) -> Request<Id> {
+    Request::new(Id(id))
 }
 
-fn with_content_type(id: u32, content_type: &'static str) -> Request<u32> {
-    let mut request = Request::new(id);
+fn with_content_type(id: u32, content_type: &'static str) -> Request<Id> {
+    let mut request = Request::new(Id(id));
     request
         .headers_mut()
         .insert(CONTENT_TYPE, content_type.parse().unwrap());
@@ -55,7 +55,7 @@ async fn drain_at(service: &mut Gated, handle: &mut Handle, n: u32, every: Durat
 async fn a_burst_that_drains_within_max_wait_is_served_whole() {
     let layer = GateLayer::new(1).hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     // 40 requests at 20 ms each drain in 800 ms, within the default second.
     drain_at(&mut service, &mut handle, 40, Duration::from_millis(20)).await;
     let stats = layer.stats();
@@ -71,7 +71,7 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
         .max_wait(Duration::from_millis(140))
         .hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
 
     // One in flight; at 20 ms a waiter, five get through within 105 ms, the 3/4 of
@@ -97,7 +97,7 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
 #[tokio::test(start_paused = true)]
 async fn refusals_advise_the_time_the_queue_takes_to_drain() {
     let layer = GateLayer::new(1).max_waiters(4).hold_until_body_end(false);
-    let (mut service, handle) = mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+    let (mut service, handle) = mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     // Before any waiter got through, there is no drain time: the default second.
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
@@ -113,7 +113,7 @@ async fn refusals_advise_the_time_the_queue_takes_to_drain() {
     drop((holder, waiting, handle));
 
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
@@ -143,7 +143,7 @@ async fn the_longest_fixed_retry_after_is_capped() {
         .max_wait(Duration::ZERO)
         .retry_after(Duration::MAX);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let _held = assert_ready!(handle.poll_request());
@@ -163,7 +163,7 @@ async fn refused_grpc_web(content_type: &'static str) -> (http::response::Parts,
         .max_wait(Duration::ZERO)
         .retry_after(Duration::from_millis(250));
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<String>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<String>, _>(layer.clone());
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let _held = assert_ready!(handle.poll_request());
@@ -210,7 +210,7 @@ async fn a_refused_grpc_web_text_request_gets_its_trailers_frame_in_base64() {
 // pending until the waiter got in.
 #[tokio::test]
 async fn a_waiting_request_reserves_nothing_in_the_inner_service() {
-    let (mock, mut handle) = mock::pair::<Request<u32>, Response<u32>>();
+    let (mock, mut handle) = mock::pair::<Request<Id>, Response<u32>>();
     let layer = GateLayer::new(1).hold_until_body_end(false);
     let service = layer.layer(Buffer::new(mock, 1));
 
@@ -243,7 +243,7 @@ async fn a_waiting_request_reserves_nothing_in_the_inner_service() {
         .next_request()
         .await
         .expect("the second reaches the mock");
-    assert_eq!(*request.body(), 1);
+    assert_eq!(request.body().0, 1);
     send.send_response(Response::new(1));
     let response = assert_ready_ok!(second.poll());
     assert_eq!(response.body().get_ref(), Some(&1));
@@ -253,7 +253,7 @@ async fn a_waiting_request_reserves_nothing_in_the_inner_service() {
 async fn an_inner_service_failing_readiness_after_admission_fails_the_call_and_frees_the_permit() {
     let layer = GateLayer::new(1).hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();

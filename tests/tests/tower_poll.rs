@@ -12,15 +12,15 @@ use tower::Layer;
 use tower_test::mock::{self, Spawn};
 
 mod poll;
-use poll::spawn_call;
+use poll::{Id, spawn_call};
 
 /// A request whose body is its id.
-fn request(id: u32) -> Request<u32> {
-    Request::new(id)
+fn request(id: u32) -> Request<Id> {
+    Request::new(Id(id))
 }
 
-fn grpc_request(id: u32) -> Request<u32> {
-    let mut request = Request::new(id);
+fn grpc_request(id: u32) -> Request<Id> {
+    let mut request = Request::new(Id(id));
     request
         .headers_mut()
         .insert(CONTENT_TYPE, "application/grpc+proto".parse().unwrap());
@@ -29,17 +29,17 @@ fn grpc_request(id: u32) -> Request<u32> {
 
 /// Takes the next request the mock received, asserting it is the one with `id`.
 fn expect_request(
-    handle: &mut mock::Handle<Request<u32>, Response<u32>>,
+    handle: &mut mock::Handle<Request<Id>, Response<u32>>,
 ) -> (u32, mock::SendResponse<Response<u32>>) {
     let (request, send) = assert_ready!(handle.poll_request()).expect("mock dropped");
-    (*request.body(), send)
+    (request.body().0, send)
 }
 
 #[tokio::test]
 async fn waiters_are_admitted_in_arrival_order() {
     let layer = GateLayer::new(1).max_waiters(3).hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     let mut calls = Vec::new();
     for id in 0..4 {
@@ -80,7 +80,7 @@ async fn waiters_are_admitted_in_arrival_order() {
 async fn dropped_response_future_releases_its_permit() {
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
@@ -114,7 +114,7 @@ async fn dropped_response_future_releases_its_permit() {
 async fn error_response_releases_its_permit() {
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     let mut failing = spawn_call(&mut service, request(0));
     assert_pending!(failing.poll());
@@ -137,8 +137,8 @@ async fn error_response_releases_its_permit() {
 #[tokio::test]
 async fn clones_and_separately_layered_services_share_the_gate() {
     let layer = GateLayer::new(2);
-    let (mock_a, mut handle_a) = mock::pair::<Request<u32>, Response<u32>>();
-    let (mock_b, mut handle_b) = mock::pair::<Request<u32>, Response<u32>>();
+    let (mock_a, mut handle_a) = mock::pair::<Request<Id>, Response<u32>>();
+    let (mock_b, mut handle_b) = mock::pair::<Request<Id>, Response<u32>>();
     let a = layer.layer(mock_a);
     let mut a1 = Spawn::new(a.clone());
     let mut a2 = Spawn::new(a);
@@ -174,7 +174,7 @@ async fn clones_and_separately_layered_services_share_the_gate() {
 async fn idle_ready_clones_hold_no_permit() {
     // An idle keep-alive connection makes hyper poll readiness without sending anything.
     let layer = GateLayer::new(2);
-    let (mock, mut handle) = mock::pair::<Request<u32>, Response<u32>>();
+    let (mock, mut handle) = mock::pair::<Request<Id>, Response<u32>>();
     let service = layer.layer(mock);
     let mut idle: Vec<_> = (0..10).map(|_| Spawn::new(service.clone())).collect();
     for clone in &mut idle {
@@ -200,7 +200,7 @@ async fn idle_ready_clones_hold_no_permit() {
 async fn permit_is_held_until_the_body_is_dropped_by_default() {
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
     let mut second = spawn_call(&mut service, request(1));
@@ -223,7 +223,7 @@ async fn permit_is_held_until_the_body_is_dropped_by_default() {
 async fn permit_is_released_with_the_head_when_asked() {
     let layer = GateLayer::new(1).hold_until_body_end(false);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut first = spawn_call(&mut service, request(0));
     assert_pending!(first.poll());
     let mut second = spawn_call(&mut service, request(1));
@@ -243,7 +243,7 @@ async fn permit_is_released_with_the_head_when_asked() {
 async fn max_wait_refuses_exactly_at_the_deadline() {
     let layer = GateLayer::new(1).max_wait(Duration::from_millis(100));
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut holder = spawn_call(&mut service, request(0));
     assert_pending!(holder.poll());
     let _held = expect_request(&mut handle);
@@ -283,7 +283,7 @@ async fn zero_max_wait_refuses_at_once_only_when_full() {
         .max_wait(Duration::ZERO)
         .retry_after(Duration::from_millis(2500));
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut admitted = spawn_call(&mut service, request(0));
     assert_pending!(admitted.poll());
     let (_, send) = expect_request(&mut handle);
@@ -306,7 +306,7 @@ async fn max_waiters_refuses_the_one_too_many() {
         .max_wait(Duration::from_secs(60))
         .max_waiters(2);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut calls = Vec::new();
     for id in 0..3 {
         let mut call = spawn_call(&mut service, request(id));
@@ -345,7 +345,7 @@ async fn layer_bounds_apply_on_a_shared_gate_with_other_bounds() {
     let layer = GateLayer::with_gate(Arc::clone(&gate)).max_wait(Duration::from_secs(1));
     assert_eq!(layer.wait_limits().max_waiters, 1024);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     let held = gate.try_acquire().unwrap();
     let mut waiting = spawn_call(&mut service, request(0));
@@ -362,7 +362,7 @@ async fn a_static_gate_is_shared_with_its_other_users() {
     static GATE: Gate = Gate::new(1);
     let layer = GateLayer::with_static_gate(&GATE).max_wait(Duration::ZERO);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
 
     let elsewhere = GATE.try_acquire().unwrap();
     let mut refused = spawn_call(&mut service, request(0));
@@ -480,7 +480,7 @@ fn refusals_emit_a_debug_event_and_a_warn_summary() {
     tracing::subscriber::with_default(refusals.clone(), || {
         let layer = GateLayer::new(1).max_wait(Duration::ZERO);
         let (mut service, mut handle) =
-            mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+            mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
         let mut admitted = spawn_call(&mut service, request(0));
         assert_pending!(admitted.poll());
         let _held = expect_request(&mut handle);
@@ -511,7 +511,7 @@ async fn a_refusal_storm_logs_one_warn_summary_per_period() {
     let _default = tracing::subscriber::set_default(refusals.clone());
     let layer = GateLayer::new(1).max_wait(Duration::ZERO);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<u32>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     let mut admitted = spawn_call(&mut service, request(0));
     assert_pending!(admitted.poll());
     let _held = expect_request(&mut handle);
@@ -536,7 +536,7 @@ async fn a_refusal_storm_logs_one_warn_summary_per_period() {
     tokio::time::advance(Duration::from_secs(10)).await;
     refuse(1);
     assert_eq!(refusals.take()[1..], [Logged::Warn(1000)]);
-    assert_eq!(layer.stats().timed_out, 1001);
+    assert_eq!(layer.stats().rejected, 1001);
 }
 
 /// A body of ready chunks, then an optional error; ends when both are used up.
@@ -571,7 +571,7 @@ async fn respond_with(
 ) -> (GateLayer, Response<gate_tower::body::ResponseBody<Chunks>>) {
     let layer = GateLayer::new(1);
     let (mut service, mut handle) =
-        mock::spawn_layer::<Request<u32>, Response<Chunks>, _>(layer.clone());
+        mock::spawn_layer::<Request<Id>, Response<Chunks>, _>(layer.clone());
     let mut call = spawn_call(&mut service, request(0));
     assert_pending!(call.poll());
     let (_, send) = assert_ready!(handle.poll_request()).unwrap();

@@ -155,7 +155,7 @@ async fn refused_calls_get_resource_exhausted() {
     assert_eq!(admitted.len(), LIMIT);
     assert!(admitted.iter().all(Result::is_ok), "{admitted:?}");
     assert_eq!(tracker.completed.load(Ordering::SeqCst), LIMIT);
-    assert_eq!(layer.stats().timed_out, (CALLS - LIMIT) as u64);
+    assert_eq!(layer.stats().rejected, (CALLS - LIMIT) as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,3 +15,24 @@ where
     assert_ready_ok!(service.poll_ready());
     task::spawn(service.call(request))
 }
+
+/// An empty request body that names its request: `GateLayer` answers HTTP, so its requests
+/// carry an `http_body::Body`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Id(pub(crate) u32);
+
+impl http_body::Body for Id {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
+    }
+}

@@ -162,10 +162,15 @@ async fn a_429_with_retry_after_pauses_every_caller_sharing_the_limiter() {
 }
 
 // Regression: a `Retry-After` too long for the clock (`18446744073709551615`) set no pause
-// at all, a shorter wait than `Retry-After: 2` gets.
+// at all, a shorter wait than `Retry-After: 2` gets; `1000000000000` paused for 292 years.
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_too_long_for_the_clock_still_pauses() {
-    for hint in ["18446744073709551615", "99999999999999999999999"] {
+    for hint in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "1000000000000",
+        "Thu, 01 Jan 2099 00:00:00 GMT",
+    ] {
         let limiter = Arc::new(Limiter::new(1));
         let layer = GateLayer::with_limiter(Arc::clone(&limiter)).hold_until_body_end(false);
         let (mut service, mut handle) =
@@ -180,6 +185,8 @@ async fn a_retry_after_too_long_for_the_clock_still_pauses() {
         assert_ready_ok!(call.poll());
         let until = limiter.paused_until().expect("a pause");
         assert!(until > Instant::now() + Duration::from_secs(2), "{hint}");
+        // And no longer than the limiter's cap: a hostile hint cannot stop it for years.
+        assert!(until <= Instant::now() + limiter.max_pause(), "{hint}");
     }
 }
 

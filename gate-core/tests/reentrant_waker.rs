@@ -4,7 +4,7 @@
 //! (tokio-rs/tokio#5429; its test `release_permits_at_drop`).
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -24,6 +24,13 @@ fn waker_holding_the_permit(gate: &Arc<Gate>) -> Waker {
     Waker::from(Arc::new(HoldsPermit(Mutex::new(Some(permit)))))
 }
 
+/// Queues `acquire` with a waker that holds `gate`'s only permit, then lets go of that
+/// waker: the queue holds the only reference to it, and dropping it releases the permit.
+fn queue_with_a_permit_holding_waker<F: Future>(gate: &Arc<Gate>, acquire: Pin<&mut F>) {
+    let holder = waker_holding_the_permit(gate);
+    assert!(acquire.poll(&mut Context::from_waker(&holder)).is_pending());
+}
+
 /// Runs `f` on its own thread and fails the test, instead of hanging it, if `f` deadlocks.
 fn without_deadlock(f: impl FnOnce() + Send + 'static) {
     let (done, finished) = mpsc::channel();
@@ -41,16 +48,8 @@ fn without_deadlock(f: impl FnOnce() + Send + 'static) {
 fn replacing_the_waker_drops_the_old_one_after_the_lock() {
     without_deadlock(|| {
         let gate = Arc::new(Gate::new(1));
-        let holder = waker_holding_the_permit(&gate);
         let mut acquire = pin!(gate.acquire());
-        assert!(
-            acquire
-                .as_mut()
-                .poll(&mut Context::from_waker(&holder))
-                .is_pending()
-        );
-        // The queue now holds the only reference to the permit-holding waker.
-        drop(holder);
+        queue_with_a_permit_holding_waker(&gate, acquire.as_mut());
         let mut cx = Context::from_waker(Waker::noop());
         // Displacing it releases the permit, which goes to this very waiter.
         assert!(acquire.as_mut().poll(&mut cx).is_pending());
@@ -67,16 +66,9 @@ fn replacing_the_waker_drops_the_old_one_after_the_lock() {
 fn cancelling_drops_the_waker_after_the_lock() {
     without_deadlock(|| {
         let gate = Arc::new(Gate::new(1));
-        let holder = waker_holding_the_permit(&gate);
         {
             let mut acquire = pin!(gate.acquire());
-            assert!(
-                acquire
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&holder))
-                    .is_pending()
-            );
-            drop(holder);
+            queue_with_a_permit_holding_waker(&gate, acquire.as_mut());
         }
         let stats = gate.stats();
         assert_eq!((stats.in_flight, stats.waiting), (0, 0));
@@ -95,15 +87,8 @@ fn timing_out_drops_the_waker_after_the_lock() {
             .unwrap();
         runtime.block_on(async {
             let gate = Arc::new(Gate::new(1));
-            let holder = waker_holding_the_permit(&gate);
             let mut acquire = pin!(gate.acquire_timeout(Duration::from_millis(10)));
-            assert!(
-                acquire
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&holder))
-                    .is_pending()
-            );
-            drop(holder);
+            queue_with_a_permit_holding_waker(&gate, acquire.as_mut());
             tokio::time::sleep(Duration::from_millis(20)).await;
             let result = std::future::poll_fn(|cx| acquire.as_mut().poll(cx)).await;
             assert_eq!(result.unwrap_err(), AcquireError::TimedOut);

@@ -1,11 +1,8 @@
 //! `GateLayer` in axum, end to end over real TCP on 127.0.0.1.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +13,6 @@ use bytes::Bytes;
 use gate_tower::GateLayer;
 use http::header::RETRY_AFTER;
 use http::{Request, StatusCode};
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +20,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tower_http::catch_panic::CatchPanicLayer;
+
+mod bodies;
+use bodies::ChannelBody;
 
 const LIMIT: usize = 5;
 const REQUESTS: usize = 100;
@@ -255,23 +254,6 @@ async fn zero_max_wait_answers_200_or_503_with_retry_after() {
     assert_eq!(ok, LIMIT);
     assert_eq!(layer.stats().rejected, (REQUESTS - LIMIT) as u64);
     until_idle(&layer).await;
-}
-
-/// A response body fed chunk by chunk from a channel: in flight until the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
-    }
 }
 
 /// Serves `/stream`, whose body is fed by the sender each request hands to the test, and

@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 use tower::{Layer, ServiceExt, service_fn};
 
+mod bodies;
+use bodies::ChannelBody;
+
 const IDLE: Duration = GateLayer::DEFAULT_BODY_IDLE_TIMEOUT;
 const MS: Duration = Duration::from_millis(1);
 
@@ -34,24 +37,6 @@ impl Body for Endless {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[0; 1024])))))
-    }
-}
-
-/// A body fed chunk by chunk from a channel: a token stream, server-sent events.
-#[derive(Debug)]
-struct Fed(mpsc::Receiver<Bytes>);
-
-impl Body for Fed {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
     }
 }
 
@@ -101,7 +86,7 @@ async fn a_slow_producer_read_as_it_comes_keeps_the_permit_to_the_end() {
     const EVERY: Duration = Duration::from_secs(2);
     let layer = GateLayer::new(1).body_idle_timeout(Duration::from_secs(1));
     let (chunks, rx) = mpsc::channel(1);
-    let mut body = respond(&layer, Fed(rx)).await;
+    let mut body = respond(&layer, ChannelBody(rx)).await;
     // One chunk every 2 s for 60 s: the producer is slower than the idle time, the reader
     // is not.
     tokio::spawn(async move {
@@ -191,7 +176,7 @@ async fn a_body_dropped_while_its_reader_stalls_releases_once() {
 async fn a_stall_after_a_slow_producer_is_still_caught() {
     let layer = GateLayer::new(1).body_idle_timeout(Duration::from_secs(1));
     let (chunks, rx) = mpsc::channel(1);
-    let mut body = respond(&layer, Fed(rx)).await;
+    let mut body = respond(&layer, ChannelBody(rx)).await;
     chunks.send(Bytes::from_static(b"first")).await.unwrap();
     body.frame().await.unwrap().unwrap();
     // The producer takes 3 s for the next chunk while the reader waits for it: the timer

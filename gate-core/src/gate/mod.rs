@@ -480,7 +480,23 @@ impl Gate {
     /// Grants permits to the queue as far as they go, waking each admitted waiter after the
     /// lock is released.
     fn grant_and_wake<'a>(&'a self, mut state: Locked<'a>) {
+        // The usual case under contention: one permit back, one waiter in. Wake it without
+        // building a wake list.
+        if !state.front_fits() {
+            return;
+        }
+        let first = state.grant_front(&mut None);
+        if !state.front_fits() {
+            drop(state);
+            if let Some(waker) = first {
+                waker.wake();
+            }
+            return;
+        }
         let mut wakers = WakeList::new();
+        if let Some(waker) = first {
+            wakers.push(waker);
+        }
         loop {
             let more = state.grant(&mut wakers);
             drop(state);

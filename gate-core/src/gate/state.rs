@@ -49,29 +49,43 @@ impl State {
         }
     }
 
+    /// Whether the waiter at the front of the queue fits in the free permits.
+    #[inline]
+    pub(crate) fn front_fits(&self) -> bool {
+        matches!(self.waiters.front_needed(), Some(needed) if self.free() >= needed)
+    }
+
+    /// Grants the front waiter, which must fit ([`front_fits`](Self::front_fits)), records
+    /// how long it waited (reading the clock into `now` at most once per grant round), and
+    /// returns its waker.
+    pub(crate) fn grant_front(&mut self, now: &mut Option<Instant>) -> Option<Waker> {
+        let needed = self
+            .waiters
+            .front_needed()
+            .expect("granting an empty queue");
+        self.taken += needed;
+        let granted = self.waiters.grant_front();
+        match granted.timing {
+            Some(timing) => {
+                let now = *now.get_or_insert_with(Instant::now);
+                let wait = now.saturating_duration_since(timing.since);
+                self.stats.admitted_after(wait, timing.weight);
+            }
+            None => self.stats.admitted += 1,
+        }
+        granted.waker
+    }
+
     /// Grants permits to queued waiters, strictly in order, while the front one fits, and
     /// records how long each waited. Returns `true` if it stopped only because `wakers` is
     /// full.
     pub(crate) fn grant(&mut self, wakers: &mut WakeList) -> bool {
         let mut now = None;
-        while let Some(needed) = self.waiters.front_needed() {
-            if self.free() < needed {
-                return false;
-            }
+        while self.front_fits() {
             if wakers.is_full() {
                 return true;
             }
-            self.taken += needed;
-            let granted = self.waiters.grant_front();
-            match granted.timing {
-                Some(timing) => {
-                    let now = *now.get_or_insert_with(Instant::now);
-                    let wait = now.saturating_duration_since(timing.since);
-                    self.stats.admitted_after(wait, timing.weight);
-                }
-                None => self.stats.admitted += 1,
-            }
-            if let Some(waker) = granted.waker {
+            if let Some(waker) = self.grant_front(&mut now) {
                 wakers.push(waker);
             }
         }

@@ -196,7 +196,8 @@ impl LimiterSource {
             return result;
         }
         if limits.max_wait == Some(Duration::ZERO) {
-            self.timed_out.fetch_add(1, Ordering::Relaxed);
+            // Refused without waiting: a rejection, as a gate counts it.
+            self.queue.reject();
             return Err(AcquireError::TimedOut);
         }
         let entered = self.queue.enter(limits)?;

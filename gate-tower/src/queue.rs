@@ -104,7 +104,7 @@ impl Queue {
         });
         if ahead >= limits.max_waiters || too_slow {
             drop(drain);
-            self.rejected.fetch_add(1, Ordering::Relaxed);
+            self.reject();
             return Err(AcquireError::QueueFull);
         }
         if ahead == 0 {
@@ -119,6 +119,12 @@ impl Queue {
     pub(crate) fn drain_time(&self) -> Option<Duration> {
         let drain = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
         drain.through(self.waiting.load(Ordering::Acquire) + 1)
+    }
+
+    /// Counts a refusal made without waiting by the layer itself, which its gate does not
+    /// see: this queue's bounds, or a zero `max_wait`.
+    pub(crate) fn reject(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Refusals made by this queue's own bounds.

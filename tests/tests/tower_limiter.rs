@@ -596,6 +596,22 @@ async fn the_layer_bounds_bound_the_whole_admission() {
     assert_eq!((stats.rejected, stats.timed_out), (1, 1));
 }
 
+// Regression: over a limiter, a zero `max_wait` refusal was counted as `timed_out`, though
+// it never waited; a gate counts it as `rejected`.
+#[tokio::test(start_paused = true)]
+async fn a_zero_wait_refusal_over_a_limiter_counts_as_rejected() {
+    let limiter = Arc::new(Limiter::new(1));
+    let layer = GateLayer::with_limiter(Arc::clone(&limiter)).max_wait(Duration::ZERO);
+    let service = layer.layer(service_fn(|_: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    limiter.pause_for(Duration::from_secs(1));
+    let refused = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let stats = layer.stats();
+    assert_eq!((stats.rejected, stats.timed_out), (1, 0));
+}
+
 #[tokio::test]
 async fn a_client_side_layer_backs_off_for_everyone_on_one_429_over_tcp() {
     use axum::Router;

@@ -1,10 +1,7 @@
 //! Clients that request a large body and stop reading it, against axum over real TCP on
 //! 127.0.0.1: once the layer's body idle timeout has passed, they no longer lock anyone out.
 
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,7 +10,6 @@ use axum::routing::get;
 use bytes::Bytes;
 use gate_tower::GateLayer;
 use http::{Request, StatusCode};
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,27 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep, timeout};
 
+mod bodies;
+use bodies::Endless;
+
 const LIMIT: usize = 4;
 const IDLE: Duration = Duration::from_secs(1);
 /// Small socket buffers, so that a client that stops reading stalls the server quickly.
 const SOCKET_BUFFER: u32 = 8 * 1024;
-
-/// A body of 64 KiB chunks that never ends: a large download.
-struct Download;
-
-impl http_body::Body for Download {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-            &[b'x'; 64 * 1024],
-        )))))
-    }
-}
 
 async fn serve(layer: GateLayer) -> SocketAddr {
     let socket = TcpSocket::new_v4().unwrap();
@@ -50,7 +32,10 @@ async fn serve(layer: GateLayer) -> SocketAddr {
     let listener = socket.listen(64).unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
-        .route("/download", get(|| async { Body::new(Download) }))
+        .route(
+            "/download",
+            get(|| async { Body::new(Endless(&[b'x'; 64 * 1024])) }),
+        )
         .route("/", get(|| async { "hello" }))
         .layer(layer);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

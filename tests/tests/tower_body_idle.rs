@@ -2,9 +2,7 @@
 //! only then: at the poll level, on tokio's paused clock.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,33 +10,16 @@ use gate_core::Limiter;
 use gate_tower::GateLayer;
 use gate_tower::body::ResponseBody;
 use http::{Request, Response};
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 use tower::{Layer, ServiceExt, service_fn};
 
 mod bodies;
-use bodies::ChannelBody;
+use bodies::{ChannelBody, Endless};
 
 const IDLE: Duration = GateLayer::DEFAULT_BODY_IDLE_TIMEOUT;
 const MS: Duration = Duration::from_millis(1);
-
-/// A body with a chunk always ready, which never ends: a large download.
-#[derive(Debug)]
-struct Endless;
-
-impl Body for Endless {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[0; 1024])))))
-    }
-}
 
 /// Runs one request through `layer` to a service answering with `body`, and returns the
 /// response's body.
@@ -56,7 +37,7 @@ async fn respond<B>(layer: &GateLayer, body: B) -> ResponseBody<B> {
 #[tokio::test(start_paused = true)]
 async fn a_reader_that_stops_reading_gives_the_permit_back_after_the_idle_time() {
     let layer = GateLayer::new(1).max_wait(Duration::ZERO);
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     for _ in 0..3 {
         body.frame().await.unwrap().unwrap();
     }
@@ -70,7 +51,7 @@ async fn a_reader_that_stops_reading_gives_the_permit_back_after_the_idle_time()
     sleep(2 * MS).await;
     assert!(!body.holds_permit());
     assert_eq!(layer.stats().in_flight, 0);
-    let other = respond(&layer, Endless).await;
+    let other = respond(&layer, Endless(&[0; 1024])).await;
     assert!(other.holds_permit());
 
     // The stalled body still streams, without the permit.
@@ -112,7 +93,7 @@ async fn a_slow_producer_read_as_it_comes_keeps_the_permit_to_the_end() {
 #[tokio::test(start_paused = true)]
 async fn each_read_restarts_the_idle_time() {
     let layer = GateLayer::new(1).body_idle_timeout(Duration::from_secs(1));
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     // A reader taking a chunk every 900 ms, for a minute: never silent for a whole second.
     for _ in 0..66 {
         body.frame().await.unwrap().unwrap();
@@ -127,7 +108,7 @@ async fn each_read_restarts_the_idle_time() {
 #[tokio::test(start_paused = true)]
 async fn a_duration_too_long_for_the_timer_never_releases_early() {
     let layer = GateLayer::new(1).body_idle_timeout(Duration::MAX);
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     body.frame().await.unwrap().unwrap();
     sleep(Duration::from_secs(60 * 60 * 24)).await;
     assert!(body.holds_permit());
@@ -138,7 +119,7 @@ async fn a_duration_too_long_for_the_timer_never_releases_early() {
 #[tokio::test(start_paused = true)]
 async fn a_zero_idle_time_releases_once_a_frame_is_handed_out() {
     let layer = GateLayer::new(1).body_idle_timeout(Duration::ZERO);
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     assert!(body.holds_permit());
     body.frame().await.unwrap().unwrap();
     assert!(!body.holds_permit());
@@ -149,7 +130,7 @@ async fn a_zero_idle_time_releases_once_a_frame_is_handed_out() {
 async fn a_stalled_reader_releases_a_limiters_permit_too() {
     let limiter = Arc::new(Limiter::new(1));
     let layer = GateLayer::with_limiter(Arc::clone(&limiter));
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     body.frame().await.unwrap().unwrap();
     assert_eq!(limiter.gate().stats().in_flight, 1);
     sleep(IDLE + MS).await;
@@ -160,9 +141,9 @@ async fn a_stalled_reader_releases_a_limiters_permit_too() {
 #[tokio::test(start_paused = true)]
 async fn a_body_dropped_while_its_reader_stalls_releases_once() {
     let layer = GateLayer::new(2);
-    let mut body = respond(&layer, Endless).await;
+    let mut body = respond(&layer, Endless(&[0; 1024])).await;
     body.frame().await.unwrap().unwrap();
-    let other = respond(&layer, Endless).await;
+    let other = respond(&layer, Endless(&[0; 1024])).await;
     assert_eq!(layer.stats().in_flight, 2);
     drop(body);
     assert_eq!(layer.stats().in_flight, 1);

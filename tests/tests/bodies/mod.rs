@@ -1,5 +1,8 @@
 //! Response bodies shared by the tower layer's tests.
 
+// Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,5 +27,21 @@ impl http_body::Body for ChannelBody {
         self.0
             .poll_recv(cx)
             .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+}
+
+/// A body that never ends, every frame the same chunk: a large download.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Endless(pub(crate) &'static [u8]);
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(self.0)))))
     }
 }

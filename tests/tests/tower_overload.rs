@@ -18,6 +18,21 @@ use poll::{Id, spawn_call};
 
 type Handle = mock::Handle<Request<Id>, Response<u32>>;
 type Gated = Spawn<gate_tower::GateService<mock::Mock<Request<Id>, Response<u32>>>>;
+type Call = task::Spawn<
+    gate_tower::future::ResponseFuture<mock::Mock<Request<Id>, Response<u32>>, Request<Id>>,
+>;
+
+/// One call in flight and `n` more queued behind it, each polled once; they stay where they
+/// are while the returned calls live.
+fn one_running_and_queued(service: &mut Gated, n: u32) -> Vec<Call> {
+    (0..=n)
+        .map(|id| {
+            let mut call = spawn_call(service, request(id));
+            assert_pending!(call.poll());
+            call
+        })
+        .collect()
+}
 
 fn request(id: u32) -> Request<Id> {
     Request::new(Id(id))
@@ -76,14 +91,7 @@ async fn a_queue_that_would_not_drain_within_max_wait_refuses_at_once() {
 
     // One in flight; at 20 ms a waiter, five get through within 105 ms, the 3/4 of
     // `max_wait` the queue aims at.
-    let mut holder = spawn_call(&mut service, request(0));
-    assert_pending!(holder.poll());
-    let mut waiting: Vec<_> = (1..=5)
-        .map(|id| spawn_call(&mut service, request(id)))
-        .collect();
-    for call in &mut waiting {
-        assert_pending!(call.poll());
-    }
+    let _calls = one_running_and_queued(&mut service, 5);
     // The sixth would wait 120 ms: refused now, not after waiting in vain.
     let mut sixth = spawn_call(&mut service, request(6));
     let refused = assert_ready_ok!(sixth.poll());
@@ -99,30 +107,16 @@ async fn refusals_advise_the_time_the_queue_takes_to_drain() {
     let layer = GateLayer::new(1).max_waiters(4).hold_until_body_end(false);
     let (mut service, handle) = mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     // Before any waiter got through, there is no drain time: the default second.
-    let mut holder = spawn_call(&mut service, request(0));
-    assert_pending!(holder.poll());
-    let mut waiting: Vec<_> = (1..=4)
-        .map(|id| spawn_call(&mut service, request(id)))
-        .collect();
-    for call in &mut waiting {
-        assert_pending!(call.poll());
-    }
+    let calls = one_running_and_queued(&mut service, 4);
     let mut refused = spawn_call(&mut service, with_content_type(5, "application/grpc"));
     let response = assert_ready_ok!(refused.poll());
     assert_eq!(response.headers()["grpc-retry-pushback-ms"], "1000");
-    drop((holder, waiting, handle));
+    drop((calls, handle));
 
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<Id>, Response<u32>, _>(layer.clone());
     drain_at(&mut service, &mut handle, 5, Duration::from_millis(20)).await;
-    let mut holder = spawn_call(&mut service, request(0));
-    assert_pending!(holder.poll());
-    let mut waiting: Vec<_> = (1..=4)
-        .map(|id| spawn_call(&mut service, request(id)))
-        .collect();
-    for call in &mut waiting {
-        assert_pending!(call.poll());
-    }
+    let _calls = one_running_and_queued(&mut service, 4);
     // Four waiting at 20 ms each, and this one: back in 100 ms.
     let mut grpc = spawn_call(&mut service, with_content_type(5, "application/grpc"));
     let response = assert_ready_ok!(grpc.poll());

@@ -12,7 +12,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gate_core::adaptive::{Aimd, Gradient, LimitAlgorithm};
 use gate_core::rate::QuantaClock;
-use gate_core::{Admission, Gate, Limiter, LimiterBuilder, Outcome};
+use gate_core::{Gate, Limiter, LimiterBuilder, Outcome};
 
 fn acquire_release(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -47,7 +47,7 @@ fn acquire_release(c: &mut Criterion) {
         group.bench_function(*name, |b| {
             b.to_async(&rt).iter(|| async {
                 let permit = limiter.acquire().await.unwrap();
-                limiter.release(permit, Outcome::Success);
+                permit.finish(Outcome::Success);
             })
         });
     }

@@ -73,7 +73,9 @@ pub mod retry;
 pub mod stats;
 mod sync;
 
-pub use admission::{Admission, Outcome, Unlimited};
+pub use admission::{
+    Admission, BoxAdmission, BoxPermit, Outcome, OwnedAdmission, Report, Unlimited,
+};
 pub use backpressure::Backpressure;
 pub use batch::{Batch, BatchReport};
 pub use error::{AcquireError, LimitError, TryAcquireError};

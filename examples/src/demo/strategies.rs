@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use gate_core::adaptive::Aimd;
-use gate_core::batch::{Batch, Capacity, Summary};
+use gate_core::batch::{Batch, Summary};
 use gate_core::rate::Rate;
 use gate_core::{Admission, Gate, Limiter, Retry, Unlimited};
 
@@ -184,7 +184,7 @@ async fn push<A>(
     knobs: &Knobs,
 ) -> Pushed
 where
-    A: Admission + Capacity + Sync,
+    A: Admission,
 {
     let rate_limited = AtomicU64::new(0);
     let report = batch

@@ -45,7 +45,6 @@
 //! # }
 //! ```
 
-mod capacity;
 #[cfg(feature = "progress")]
 mod progress;
 mod report;
@@ -53,7 +52,6 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use capacity::Capacity;
 pub use report::{BatchReport, Summary};
 
 use std::borrow::Cow;
@@ -73,7 +71,7 @@ pub const DEFAULT_WINDOW: usize = 16;
 /// # How many items are alive at once
 ///
 /// A batch starts an item only while fewer than *capacity + window* items are unfinished,
-/// where *capacity* is the admission's current limit ([`Capacity::capacity`], read again
+/// where *capacity* is the admission's current limit ([`Admission::capacity`](crate::Admission::capacity), read again
 /// before each item, so a gate resized mid-batch is followed) and *window* is
 /// [`DEFAULT_WINDOW`] unless set. The window keeps a few items queued at the gate so a
 /// released permit is taken at once. An admission that does not know its capacity
@@ -97,7 +95,7 @@ pub struct Batch<A, E> {
 
 impl<A, E> Batch<A, E> {
     /// A batch whose items take their permits from `admission` (a `&Gate`, an `Arc<Gate>`,
-    /// or any [`Admission`](crate::Admission) that is also [`Capacity`]).
+    /// or any other [`Admission`](crate::Admission)).
     ///
     /// Items are tried once, with no progress bar, until configured otherwise.
     pub fn new(admission: A) -> Self {

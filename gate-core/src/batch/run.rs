@@ -12,7 +12,7 @@ use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 
 #[cfg(feature = "progress")]
 use super::progress::Bar;
-use super::{Batch, BatchReport, Capacity, Summary};
+use super::{Batch, BatchReport, Summary};
 use crate::{Admission, RetryError};
 
 /// Live counts shared by the driver, the items and the progress bar.
@@ -28,7 +28,7 @@ const PREALLOCATE_MAX: usize = 1 << 16;
 
 impl<A, E> Batch<A, E>
 where
-    A: Admission + Capacity,
+    A: Admission,
 {
     /// Runs `op` on every item of `items` and returns all results in input order.
     ///
@@ -195,7 +195,7 @@ where
             attempts: counters.attempts.load(Relaxed),
             retries: counters.retries.load(Relaxed),
             elapsed,
-            gate: self.admission.stats(),
+            gate: self.admission.snapshot(),
         };
         BatchReport { results, summary }
     }

@@ -447,6 +447,18 @@ impl Gate {
         self.pool.permits() > 0
     }
 
+    /// Counts a caller refused without waiting by a limit of its own (a limiter's
+    /// `max_wait` of zero), as the gate counts its own refusals.
+    pub(crate) fn record_rejected(&self) {
+        self.lock().stats.rejected += 1;
+    }
+
+    /// Counts a caller whose deadline passed while it waited for more than this gate (a
+    /// limiter's rate cell or pause).
+    pub(crate) fn record_timed_out(&self) {
+        self.lock().stats.timed_out += 1;
+    }
+
     /// Permits held right now, read under the lock.
     pub(crate) fn in_flight(&self) -> usize {
         self.observe().in_flight()

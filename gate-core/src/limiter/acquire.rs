@@ -10,9 +10,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use super::{Admitted, Limiter, LimiterPermit, OwnedLimiterPermit};
-use crate::AcquireError;
+use crate::{AcquireError, WaitLimits};
 
 /// The rest of an admission that has to wait.
 type Waiting<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AcquireError>> + Send + Sync + 'a>>;
@@ -26,13 +27,15 @@ type Waiting<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AcquireError>> +
 pub struct LimiterAcquire<'a> {
     /// `None` once the permit has been handed out.
     limiter: Option<&'a Limiter>,
+    limits: WaitLimits,
     waiting: Option<Waiting<'a>>,
 }
 
 impl<'a> LimiterAcquire<'a> {
-    pub(super) fn new(limiter: &'a Limiter) -> Self {
+    pub(super) fn new(limiter: &'a Limiter, limits: WaitLimits) -> Self {
         Self {
             limiter: Some(limiter),
+            limits,
             waiting: None,
         }
     }
@@ -46,9 +49,14 @@ impl<'a> Future for LimiterAcquire<'a> {
         let limiter = self
             .limiter
             .expect("LimiterAcquire polled after completion");
-        let admitted = ready!(poll_admission(limiter, &mut self.waiting, cx, || {
-            Box::pin(limiter.wait_for_admission())
-        }));
+        let limits = self.limits;
+        let admitted = ready!(poll_admission(
+            limiter,
+            limits,
+            &mut self.waiting,
+            cx,
+            || { Box::pin(limiter.wait_for_admission(limits)) }
+        ));
         self.limiter = None;
         Poll::Ready(admitted.map(|admitted| LimiterPermit { limiter, admitted }))
     }
@@ -68,13 +76,15 @@ impl fmt::Debug for LimiterAcquire<'_> {
 pub struct LimiterAcquireOwned {
     /// `None` once the permit has been handed out.
     limiter: Option<Arc<Limiter>>,
+    limits: WaitLimits,
     waiting: Option<Waiting<'static>>,
 }
 
 impl LimiterAcquireOwned {
-    pub(super) fn new(limiter: Arc<Limiter>) -> Self {
+    pub(super) fn new(limiter: Arc<Limiter>, limits: WaitLimits) -> Self {
         Self {
             limiter: Some(limiter),
+            limits,
             waiting: None,
         }
     }
@@ -90,10 +100,17 @@ impl Future for LimiterAcquireOwned {
             .limiter
             .as_ref()
             .expect("LimiterAcquireOwned polled after completion");
-        let admitted = ready!(poll_admission(limiter, &mut this.waiting, cx, || {
-            let limiter = Arc::clone(limiter);
-            Box::pin(async move { limiter.wait_for_admission().await })
-        }));
+        let limits = this.limits;
+        let admitted = ready!(poll_admission(
+            limiter,
+            limits,
+            &mut this.waiting,
+            cx,
+            || {
+                let limiter = Arc::clone(limiter);
+                Box::pin(async move { limiter.wait_for_admission(limits).await })
+            }
+        ));
         let limiter = this.limiter.take().expect("checked above");
         Poll::Ready(admitted.map(|admitted| OwnedLimiterPermit { limiter, admitted }))
     }
@@ -107,11 +124,13 @@ impl fmt::Debug for LimiterAcquireOwned {
     }
 }
 
-/// Polls an admission: on the first poll, admits in place if nothing stands in the way, or
-/// else starts the wait (`wait` boxes it) and polls that.
+/// Polls an admission: on the first poll, admits in place if nothing stands in the way,
+/// refuses if `limits` allow no wait, or else starts the wait (`wait` boxes it) and polls
+/// that.
 #[inline]
 fn poll_admission<'w>(
     limiter: &Limiter,
+    limits: WaitLimits,
     waiting: &mut Option<Waiting<'w>>,
     cx: &mut Context<'_>,
     wait: impl FnOnce() -> Waiting<'w>,
@@ -120,6 +139,9 @@ fn poll_admission<'w>(
         Some(waiting) => waiting,
         None => match limiter.try_admit() {
             Some(admitted) => return Poll::Ready(Ok(admitted)),
+            None if limits.max_wait == Some(Duration::ZERO) => {
+                return Poll::Ready(Err(limiter.refuse_at_once()));
+            }
             None => waiting.insert(wait()),
         },
     };

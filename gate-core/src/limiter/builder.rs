@@ -99,9 +99,10 @@ impl LimiterBuilder {
         self
     }
 
-    /// The longest a caller waits for a concurrency permit before failing with
-    /// [`AcquireError::TimedOut`](crate::AcquireError::TimedOut). Waits for a rate cell or
-    /// for a pause to end are not bounded by it.
+    /// The longest a caller of [`Limiter::acquire`] waits in all (for a pause to end, for a
+    /// concurrency permit and for a rate cell) before failing with
+    /// [`AcquireError::TimedOut`](crate::AcquireError::TimedOut); zero refuses at once a
+    /// caller who cannot be admitted at once. See [`Limiter::acquire_with`].
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.wait_limits.max_wait = Some(max_wait);
         self
@@ -164,6 +165,7 @@ impl LimiterBuilder {
             rate: self.rate.map(|rate| RateLimit::with_clock(rate, clock)),
             pause: Pause::new(),
             max_pause: self.max_pause,
+            wait_limits: self.wait_limits,
             adaptive,
         })
     }

@@ -11,7 +11,6 @@ pub use builder::LimiterBuilder;
 pub use permit::{LimiterPermit, OwnedLimiterPermit};
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
-use crate::{AcquireError, Admission, Gate, Outcome, Stats};
+use crate::{AcquireError, Gate, Outcome, Stats, WaitLimits};
 use pause::Pause;
 use permit::Admitted;
 
@@ -126,6 +125,8 @@ pub struct Limiter {
     pause: Pause,
     /// The longest pause any hint may cause.
     max_pause: Duration,
+    /// The bounds on waiting of [`acquire`](Self::acquire).
+    wait_limits: WaitLimits,
     adaptive: Option<Adaptive>,
 }
 
@@ -238,20 +239,62 @@ impl Limiter {
         LimiterBuilder::new()
     }
 
-    /// Waits for admission in the [order](Self#order-of-admission) described above.
+    /// Waits for admission in the [order](Self#order-of-admission) described above, within
+    /// the limiter's own [`wait_limits`](Self::wait_limits).
     ///
     /// Cancel-safe: dropping the future gives back the permit or queue place it holds, and
     /// a booked rate cell if nobody booked after it.
     #[inline]
     pub fn acquire(&self) -> LimiterAcquire<'_> {
-        LimiterAcquire::new(self)
+        self.acquire_with(self.wait_limits)
+    }
+
+    /// Like [`acquire`](Self::acquire), within `limits` instead of the limiter's own.
+    ///
+    /// The bounds cover the whole admission: `max_wait` is the longest the caller waits in
+    /// all, for a pause to end, for a permit and for a rate cell; past it the caller fails
+    /// with [`AcquireError::TimedOut`], counted in [`stats`](Self::stats) as timed out.
+    /// With `max_wait` zero a caller who cannot be admitted at once is refused without
+    /// waiting, counted as rejected. `max_waiters` bounds the queue for a permit, as
+    /// [`Gate::acquire_with`] does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::{AcquireError, Limiter, WaitLimits};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(1);
+    /// limiter.pause_for(Duration::from_secs(5));
+    /// let limits = WaitLimits { max_wait: Some(Duration::from_secs(1)), ..WaitLimits::UNBOUNDED };
+    /// // The pause outlasts the second this caller waits.
+    /// assert!(matches!(limiter.acquire_with(limits).await, Err(AcquireError::TimedOut)));
+    /// assert_eq!(limiter.stats().timed_out, 1);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn acquire_with(&self, limits: WaitLimits) -> LimiterAcquire<'_> {
+        LimiterAcquire::new(self, limits)
     }
 
     /// Like [`acquire`](Self::acquire), through an `Arc`, so the future and the permit are
     /// `'static`: for tower middleware and spawned tasks.
     #[inline]
     pub fn acquire_owned(self: Arc<Self>) -> LimiterAcquireOwned {
-        LimiterAcquireOwned::new(self)
+        let limits = self.wait_limits;
+        self.acquire_owned_with(limits)
+    }
+
+    /// Like [`acquire_with`](Self::acquire_with), through an `Arc`.
+    #[inline]
+    pub fn acquire_owned_with(self: Arc<Self>, limits: WaitLimits) -> LimiterAcquireOwned {
+        LimiterAcquireOwned::new(self, limits)
+    }
+
+    /// The bounds on waiting that [`acquire`](Self::acquire) uses, from
+    /// [`LimiterBuilder::max_wait`] and [`LimiterBuilder::max_waiters`].
+    pub fn wait_limits(&self) -> WaitLimits {
+        self.wait_limits
     }
 
     /// Admits at once if nothing stands in the way (no pause, a rate cell due now, a permit
@@ -307,12 +350,38 @@ impl Limiter {
         }
     }
 
-    /// Admission that has to wait, in the [order](Self#order-of-admission) described above.
-    async fn wait_for_admission(&self) -> Result<Admitted, AcquireError> {
+    /// Refuses a caller who could not be admitted at once and may not wait at all.
+    #[cold]
+    fn refuse_at_once(&self) -> AcquireError {
+        self.gate.record_rejected();
+        AcquireError::TimedOut
+    }
+
+    /// Admission that has to wait, in the [order](Self#order-of-admission) described above,
+    /// for at most `limits.max_wait` in all.
+    async fn wait_for_admission(&self, limits: WaitLimits) -> Result<Admitted, AcquireError> {
+        let Some(max_wait) = limits.max_wait else {
+            return self.wait_in_order(limits.max_waiters).await;
+        };
+        match tokio::time::timeout(max_wait, self.wait_in_order(limits.max_waiters)).await {
+            Ok(admitted) => admitted,
+            Err(_) => {
+                self.gate.record_timed_out();
+                Err(AcquireError::TimedOut)
+            }
+        }
+    }
+
+    /// Steps 1 to 4 of admission, queueing for a permit behind at most `max_waiters`.
+    async fn wait_in_order(&self, max_waiters: usize) -> Result<Admitted, AcquireError> {
         if self.pause.is_set() {
             self.pause.wait().await;
         }
-        let permit = self.gate.acquire().await?;
+        let limits = WaitLimits {
+            max_wait: None,
+            max_waiters,
+        };
+        let permit = self.gate.acquire_with(1, limits).await?;
         if self.rate.is_some() || self.pause.is_set() {
             let _held = self.adaptive.as_ref().map(Adaptive::hold_waiting);
             self.wait_for_rate().await;
@@ -442,20 +511,6 @@ impl Limiter {
     /// [`AcquireError::Closed`]. Attempts running keep their permits.
     pub fn close(&self) {
         self.gate.close();
-    }
-}
-
-impl Admission for Limiter {
-    type Permit<'a> = LimiterPermit<'a>;
-
-    #[inline]
-    fn admit(&self) -> impl Future<Output = Result<LimiterPermit<'_>, AcquireError>> + Send {
-        self.acquire()
-    }
-
-    #[inline]
-    fn release<'a>(&'a self, permit: LimiterPermit<'a>, outcome: Outcome) {
-        permit.finish(outcome);
     }
 }
 

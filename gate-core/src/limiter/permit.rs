@@ -32,8 +32,8 @@ impl Admitted {
 
 /// One attempt admitted by a [`Limiter`]; dropping it lets the next caller in.
 ///
-/// Report how the attempt ended with [`finish`](Self::finish) (or
-/// [`Admission::release`](crate::Admission::release)) so that an adaptive limit learns from
+/// Report how the attempt ended with [`finish`](Self::finish) (the same as
+/// [`Report::finish`](crate::Report::finish)) so that an adaptive limit learns from
 /// it and an overload with `Retry-After` pauses the limiter. Dropping it without a report
 /// counts as a cancellation: the permit goes back and nothing is learnt.
 /// [`Retry::call`](crate::Retry::call) reports every attempt itself.

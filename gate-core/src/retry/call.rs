@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop};
-use crate::{Admission, Gate, Unlimited};
+use crate::{Admission, Gate, Report, Unlimited};
 
 impl<E> Retry<E> {
     /// Runs `op` under this policy, taking a permit from `admission` for each attempt and
@@ -35,7 +35,7 @@ impl<E> Retry<E> {
                         .map_err(|_| Elapsed::new()),
                 };
                 // Each attempt is reported on its own; a cancelled attempt never gets here.
-                admission.release(permit, self.report(ended(&ran)));
+                permit.finish(self.report(ended(&ran)));
                 ran
             };
             let stop = match ended(&ran) {

@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use crate::permit::GatePermit;
+use crate::report::GatePermit;
 
 pin_project! {
     /// The body of a response from a [`GateService`](crate::GateService): the inner service's

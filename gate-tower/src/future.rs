@@ -17,8 +17,9 @@ use crate::body::{Hold, ResponseBody};
 use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
 use crate::overload::{self, BoxError, Overloaded, Protocol, Reject, Respond};
-use crate::permit::{Acquiring, GatePermit, Source};
 use crate::queue::SUMMARY_PERIOD;
+use crate::report::GatePermit;
+use crate::source::{Acquiring, Source};
 
 pin_project! {
     /// Response future of [`GateService`](crate::GateService): waits for a permit, then
@@ -261,7 +262,7 @@ fn refused(reason: AcquireError, source: &Source, policy: &Policy) -> Duration {
         tracing::warn!(
             target: "gate_tower",
             refused,
-            limit = source.gate().limit(),
+            limit = ?source.capacity(),
             period = ?SUMMARY_PERIOD,
             "requests refused since the last summary: gate is full",
         );

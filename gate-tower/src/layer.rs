@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use gate_core::adaptive::LimitAlgorithm;
 use gate_core::rate::Rate;
-use gate_core::{Gate, Limiter, Stats, WaitLimits};
+use gate_core::{Admission, Gate, Limiter, OwnedAdmission, Stats, WaitLimits};
 use tower_layer::Layer;
 
 use crate::body::Hold;
 use crate::overload::{Reject, Respond};
-use crate::permit::Source;
 use crate::service::GateService;
+use crate::source::Source;
 
 /// What every future of a layer's services needs to know; copied into each.
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +182,7 @@ impl GateLayer<Respond> {
     /// static BACKEND: Gate = Gate::new(8);
     ///
     /// let layer = GateLayer::with_static_gate(&BACKEND);
-    /// assert_eq!(layer.gate().limit(), 8);
+    /// assert_eq!(layer.gate().unwrap().limit(), 8);
     /// ```
     pub fn with_static_gate(gate: &'static Gate) -> Self {
         Self::from_source(Source::static_gate(gate), queue_cap(gate.limit()))
@@ -272,6 +272,31 @@ impl GateLayer<Respond> {
         Self::from_source(Source::limiter(limiter), max_waiters)
     }
 
+    /// A layer drawing from any [`OwnedAdmission`]: a limit shared by many processes
+    /// through Redis, a per-key limit, a source of your own. It is admitted and learns as a
+    /// limiter does (see [`with_limiter`](Self::with_limiter), which is this for a
+    /// [`Limiter`]): the layer's bounds cover the whole admission, and each admitted call
+    /// reports one [`Outcome`](gate_core::Outcome) through its permit, an overload's
+    /// `Retry-After` as soon as the response head arrives
+    /// ([`Report::pushback`](gate_core::Report::pushback)).
+    ///
+    /// The default [`max_waiters`](Self::max_waiters) is the memory cap of a gate of the
+    /// source's [`capacity`](gate_core::Admission::capacity) (64 per permit, at least 1,024
+    /// and at most 65,536), or 1,024 if it does not say.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use gate_core::Limiter;
+    /// use gate_tower::GateLayer;
+    ///
+    /// let layer = GateLayer::with_admission(Arc::new(Limiter::new(8)));
+    /// assert_eq!(layer.stats().limit, 8);
+    /// ```
+    pub fn with_admission<A: OwnedAdmission>(admission: Arc<A>) -> Self {
+        let max_waiters = queue_cap(admission.capacity().unwrap_or(1));
+        Self::from_source(Source::admission(admission), max_waiters)
+    }
+
     /// A layer with a new [`Limiter`] that lets requests start at `rate` and puts no bound on
     /// how many run at once; see [`with_limiter`](Self::with_limiter).
     ///
@@ -301,7 +326,7 @@ impl GateLayer<Respond> {
     /// use gate_tower::GateLayer;
     ///
     /// let layer = GateLayer::adaptive(Aimd::builder().initial(20).max(200).build().unwrap());
-    /// assert_eq!(layer.gate().limit(), 20);
+    /// assert_eq!(layer.gate().unwrap().limit(), 20);
     /// ```
     ///
     /// # Panics
@@ -345,7 +370,7 @@ impl GateLayer<Respond> {
     /// use tower::{Layer, ServiceExt, service_fn};
     ///
     /// let layer = GateLayer::new(1).max_wait(Duration::ZERO).refuse_with_error();
-    /// let held = layer.gate().try_acquire().unwrap();
+    /// let held = layer.gate().unwrap().try_acquire().unwrap();
     /// let service = layer.layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
     /// let error = service.oneshot(1).await.unwrap_err();
     /// assert!(error.downcast_ref::<Overloaded>().is_some());
@@ -441,9 +466,11 @@ impl<M> GateLayer<M> {
         self
     }
 
-    /// The gate this layer draws from. For a layer built with a [`Limiter`], the limiter's
-    /// gate: at [`Gate::MAX_PERMITS`] if the limiter has no concurrency limit.
-    pub fn gate(&self) -> &Gate {
+    /// The gate this layer draws from, if its source has one: the layer's own or shared
+    /// gate, or, for a layer built with a [`Limiter`], the limiter's (at
+    /// [`Gate::MAX_PERMITS`] if the limiter has no concurrency limit). A layer over another
+    /// admission ([`with_admission`](GateLayer::with_admission)) has none.
+    pub fn gate(&self) -> Option<&Gate> {
         self.source.gate()
     }
 
@@ -575,8 +602,8 @@ mod tests {
     fn clones_share_the_gate() {
         let layer = GateLayer::new(2);
         let clone = layer.clone().max_waiters(0);
-        let _permit = layer.gate().try_acquire().unwrap();
+        let _permit = layer.gate().unwrap().try_acquire().unwrap();
         assert_eq!(clone.stats().in_flight, 1);
-        assert!(std::ptr::eq(layer.gate(), clone.gate()));
+        assert!(std::ptr::eq(layer.gate().unwrap(), clone.gate().unwrap()));
     }
 }

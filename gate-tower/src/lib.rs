@@ -23,7 +23,7 @@
 //!     assert_eq!(layer.stats().in_flight, 0);
 //!
 //!     // Both permits taken elsewhere (the gate is shared) and no waiting allowed: refused.
-//!     let busy = (layer.gate().try_acquire().unwrap(), layer.gate().try_acquire().unwrap());
+//!     let busy = (layer.gate().unwrap().try_acquire().unwrap(), layer.gate().unwrap().try_acquire().unwrap());
 //!     let impatient = Router::new()
 //!         .route("/", get(|| async { "hello" }))
 //!         .layer(layer.clone().max_wait(Duration::ZERO));
@@ -114,9 +114,10 @@ mod drain;
 pub mod future;
 mod layer;
 mod overload;
-mod permit;
 mod queue;
+mod report;
 mod service;
+mod source;
 
 pub use backpressure::Overload;
 pub use layer::GateLayer;

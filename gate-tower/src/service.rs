@@ -15,7 +15,7 @@ use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
 use crate::overload::{BoxError, Protocol, Reject, Respond};
-use crate::permit::Source;
+use crate::source::Source;
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
@@ -114,8 +114,9 @@ impl<S, M> GateService<S, M> {
         self.inner
     }
 
-    /// The gate this service draws from (a limiter's gate if it draws from a limiter).
-    pub fn gate(&self) -> &Gate {
+    /// The gate this service draws from, if its source has one: the layer's gate, or a
+    /// limiter's; see [`GateLayer::gate`].
+    pub fn gate(&self) -> Option<&Gate> {
         self.source.gate()
     }
 

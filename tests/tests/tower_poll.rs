@@ -107,7 +107,7 @@ async fn dropped_response_future_releases_its_permit() {
     let response = assert_ready_ok!(third.poll());
     drop(response);
     assert_eq!(layer.stats().in_flight, 0);
-    assert_eq!(layer.gate().available_permits(), 1);
+    assert_eq!(layer.gate().unwrap().available_permits(), 1);
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn idle_ready_clones_hold_no_permit() {
         assert_ready_ok!(clone.poll_ready());
     }
     assert_eq!(layer.stats().in_flight, 0);
-    assert_eq!(layer.gate().available_permits(), 2);
+    assert_eq!(layer.gate().unwrap().available_permits(), 2);
 
     // Two more connections still get both permits.
     let mut calls = Vec::new();
@@ -489,7 +489,7 @@ fn refusals_emit_a_debug_event_and_a_warn_summary() {
 
         let mut refused = spawn_call(&mut service, request(1));
         drop(assert_ready_ok!(refused.poll()));
-        layer.gate().close();
+        layer.gate().unwrap().close();
         let mut closed = spawn_call(&mut service, request(2));
         drop(assert_ready_ok!(closed.poll()));
     });
@@ -666,7 +666,7 @@ async fn a_free_permit_calls_the_inner_service_without_cloning_it() {
     assert_eq!((answer, clones_now()), (7, 0));
 
     // Contended: the request waits, so the future takes the ready service and leaves a clone.
-    let held = layer.gate().try_acquire().unwrap();
+    let held = layer.gate().unwrap().try_acquire().unwrap();
     let waiting = service.ready().await.unwrap().call(8);
     assert_eq!(clones_now(), 1);
     drop(held);

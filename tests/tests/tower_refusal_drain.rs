@@ -104,7 +104,7 @@ async fn a_refusal_waits_for_the_rest_of_the_request_body() {
     let (tx, rx) = mpsc::channel(1);
     let (upload, taken) = Upload::new(Source::Fed(rx));
     let (mut service, layer) = limited(Duration::ZERO);
-    let _held = layer.gate().try_acquire().unwrap();
+    let _held = layer.gate().unwrap().try_acquire().unwrap();
     let mut refusal = task::spawn(service.call(Request::new(upload)));
 
     // The client's message is still on its way: the refusal waits for it.
@@ -125,7 +125,7 @@ async fn a_request_body_that_does_not_end_delays_a_refusal_by_100_ms_at_most() {
     let (_tx, rx) = mpsc::channel(1);
     let (upload, _) = Upload::new(Source::Fed(rx));
     let (mut service, layer) = limited(Duration::ZERO);
-    let _held = layer.gate().try_acquire().unwrap();
+    let _held = layer.gate().unwrap().try_acquire().unwrap();
     let start = Instant::now();
     let response = service.call(Request::new(upload)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -136,7 +136,7 @@ async fn a_request_body_that_does_not_end_delays_a_refusal_by_100_ms_at_most() {
 async fn a_large_request_body_is_read_up_to_64_kib() {
     let (upload, taken) = Upload::ready(None, 16 * 1024);
     let (mut service, layer) = limited(Duration::ZERO);
-    let _held = layer.gate().try_acquire().unwrap();
+    let _held = layer.gate().unwrap().try_acquire().unwrap();
     let response = service.call(Request::new(upload)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(taken.load(Ordering::SeqCst), 4);
@@ -152,7 +152,7 @@ async fn a_large_request_body_is_read_up_to_64_kib() {
 async fn a_request_refused_after_waiting_is_drained_too() {
     let (upload, taken) = Upload::ready(Some(3), 100);
     let (mut service, layer) = limited(Duration::from_secs(1));
-    let _held = layer.gate().try_acquire().unwrap();
+    let _held = layer.gate().unwrap().try_acquire().unwrap();
     let start = Instant::now();
     let response = service.call(Request::new(upload)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -174,7 +174,7 @@ async fn a_request_that_expects_100_continue_is_refused_at_once_unread() {
     let (_tx, rx) = mpsc::channel(1);
     let (upload, taken) = Upload::new(Source::Fed(rx));
     let (mut service, layer) = limited(Duration::ZERO);
-    let _held = layer.gate().try_acquire().unwrap();
+    let _held = layer.gate().unwrap().try_acquire().unwrap();
     let mut request = Request::new(upload);
     request
         .headers_mut()

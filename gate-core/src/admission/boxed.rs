@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::{Admission, Outcome, OwnedAdmission, Report};
 use crate::{AcquireError, Stats, WaitLimits};
 
@@ -159,6 +161,10 @@ impl<A: OwnedAdmission> Erased for Arc<A> {
 /// [`note`](Self::note) the outcome: the permit reports the last one noted when it is
 /// dropped. Dropped with nothing noted and not finished, it reports nothing, as any permit
 /// of a cancelled attempt.
+///
+/// An overload noted with a `Retry-After` is reported with what is left of it when the
+/// permit drops (none once it has passed), so that a holder which passed the hint on at
+/// once ([`Report::pushback`]) does not extend the pause by reporting it again.
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct BoxPermit {
     inner: Box<dyn ErasedPermit>,
@@ -171,18 +177,19 @@ impl BoxPermit {
             inner: Box::new(Noted {
                 permit: Some(permit),
                 noted: None,
+                noted_at: None,
             }),
         }
     }
 
     /// Notes how the attempt ended, to be reported when the permit is dropped; a later note
-    /// replaces an earlier one.
+    /// replaces an earlier one. A `Retry-After` in an overload counts down from now.
     #[inline]
     pub fn note(&mut self, outcome: Outcome) {
         self.inner.note(outcome);
     }
 
-    /// The outcome noted last, if any.
+    /// The outcome noted last, if any, as it was noted.
     #[inline]
     pub fn noted(&self) -> Option<Outcome> {
         self.inner.noted()
@@ -192,8 +199,8 @@ impl BoxPermit {
 impl Report for BoxPermit {
     /// Reports `outcome` (whatever was noted before) and releases the permit.
     #[inline]
-    fn finish(mut self, outcome: Outcome) {
-        self.inner.note(outcome);
+    fn finish(self, outcome: Outcome) {
+        self.inner.finish(outcome);
     }
 
     #[inline]
@@ -212,6 +219,7 @@ impl fmt::Debug for BoxPermit {
 
 /// What [`BoxPermit`] calls: a [`Report`] permit with the outcome noted for its drop.
 trait ErasedPermit: Send {
+    fn finish(self: Box<Self>, outcome: Outcome);
     fn note(&mut self, outcome: Outcome);
     fn noted(&self) -> Option<Outcome>;
     fn pushback(&self, retry_after: Duration);
@@ -222,12 +230,26 @@ struct Noted<P: Report> {
     /// `None` only while dropping.
     permit: Option<P>,
     noted: Option<Outcome>,
+    /// When an overload with a hint was noted, from which the hint counts down.
+    noted_at: Option<Instant>,
 }
 
 impl<P: Report + Send> ErasedPermit for Noted<P> {
+    fn finish(mut self: Box<Self>, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            permit.finish(outcome);
+        }
+    }
+
     #[inline]
     fn note(&mut self, outcome: Outcome) {
         self.noted = Some(outcome);
+        self.noted_at = match outcome {
+            Outcome::Overload {
+                retry_after: Some(_),
+            } => Some(Instant::now()),
+            _ => None,
+        };
     }
 
     #[inline]
@@ -245,9 +267,21 @@ impl<P: Report + Send> ErasedPermit for Noted<P> {
 impl<P: Report> Drop for Noted<P> {
     #[inline]
     fn drop(&mut self) {
-        if let (Some(permit), Some(outcome)) = (self.permit.take(), self.noted) {
-            permit.finish(outcome);
-        }
+        let (Some(permit), Some(outcome)) = (self.permit.take(), self.noted) else {
+            return;
+        };
+        let outcome = match (outcome, self.noted_at) {
+            (
+                Outcome::Overload {
+                    retry_after: Some(hint),
+                },
+                Some(at),
+            ) => Outcome::Overload {
+                retry_after: Some(hint.saturating_sub(at.elapsed())).filter(|left| !left.is_zero()),
+            },
+            (outcome, _) => outcome,
+        };
+        permit.finish(outcome);
     }
 }
 
@@ -293,6 +327,30 @@ mod tests {
         assert_eq!(permit.noted(), Some(Outcome::Failed));
         drop(permit);
         assert_eq!(*log.lock().unwrap(), ["finish Failed"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overload_hint_is_reported_with_what_is_left_of_it() {
+        let (log, mut permit) = recording();
+        permit.note(Outcome::Overload {
+            retry_after: Some(Duration::from_secs(3)),
+        });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(permit);
+        let (later, mut expired) = recording();
+        expired.note(Outcome::Overload {
+            retry_after: Some(Duration::from_secs(3)),
+        });
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(expired);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["finish Overload { retry_after: Some(2s) }"]
+        );
+        assert_eq!(
+            *later.lock().unwrap(),
+            ["finish Overload { retry_after: None }"]
+        );
     }
 
     #[test]

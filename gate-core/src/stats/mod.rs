@@ -10,7 +10,9 @@ pub(crate) use histogram::Histogram;
 use std::time::Duration;
 
 /// A snapshot of a gate's state and history, from [`Gate::stats`](crate::Gate::stats).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The default is all zeros: what a source that keeps no statistics of its own starts from.
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct Stats {
     /// The current limit.

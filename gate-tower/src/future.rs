@@ -16,9 +16,9 @@ use tower_service::Service;
 use crate::body::{Hold, ResponseBody};
 use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
-use crate::overload::{self, BoxError, Overloaded, Protocol, Reject, Respond};
 use crate::permit::{Acquiring, GatePermit, Source};
 use crate::queue::SUMMARY_PERIOD;
+use crate::refusal::{self as overload, BoxError, Overloaded, Protocol, Reject, Respond};
 
 pin_project! {
     /// Response future of [`GateService`](crate::GateService): waits for a permit, then

@@ -11,8 +11,8 @@ use gate_core::{Gate, Limiter, Stats, WaitLimits};
 use tower_layer::Layer;
 
 use crate::body::Hold;
-use crate::overload::{Reject, Respond};
 use crate::permit::Source;
+use crate::refusal::{Reject, Respond};
 use crate::service::GateService;
 
 /// What every future of a layer's services needs to know; copied into each.

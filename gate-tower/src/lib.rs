@@ -108,17 +108,17 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backpressure;
 pub mod body;
 mod drain;
 pub mod future;
 mod layer;
-mod overload;
 mod permit;
+mod pushback;
 mod queue;
+mod refusal;
 mod service;
 
-pub use backpressure::Overload;
 pub use layer::GateLayer;
-pub use overload::{BoxError, Overloaded, Reject, Respond};
+pub use pushback::Overload;
+pub use refusal::{BoxError, Overloaded, Reject, Respond};
 pub use service::GateService;

@@ -14,8 +14,8 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
-use crate::overload::{BoxError, Protocol, Reject, Respond};
 use crate::permit::Source;
+use crate::refusal::{BoxError, Protocol, Reject, Respond};
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.

@@ -62,7 +62,7 @@
 //!   ([`GateLayer::with_limiter`], [`GateLayer::with_rate`], [`GateLayer::adaptive`]): a
 //!   concurrency limit, a rate limit or both, fixed or adaptive. The limiter then learns from
 //!   every response: an HTTP 429 or 503, or a gRPC `RESOURCE_EXHAUSTED` or `UNAVAILABLE`, is
-//!   an [`Overload`] that shrinks an adaptive limit, and its `Retry-After` (or
+//!   a [`Pushback`] that shrinks an adaptive limit, and its `Retry-After` (or
 //!   `grpc-retry-pushback-ms`) pauses new admissions for everyone sharing the limiter.
 //!
 //! # Limiting calls to an upstream
@@ -119,6 +119,6 @@ mod refusal;
 mod service;
 
 pub use layer::GateLayer;
-pub use pushback::Overload;
+pub use pushback::Pushback;
 pub use refusal::{BoxError, Overloaded, Reject, Respond};
 pub use service::GateService;

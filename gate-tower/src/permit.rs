@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::pushback::{self as backpressure, Overload};
+use crate::pushback::{self as backpressure, Pushback as Overload};
 use crate::queue::{Entered, Queue};
 
 /// What a layer, every service it wraps and every clone of those draw their permits from,

@@ -249,11 +249,7 @@ async fn a_shared_limiter_caps_two_functions_together() {
         }
     }
     calls.join_all().await;
-    assert_eq!(
-        SHARED_SEEN.peak(),
-        2,
-        "two at once, together"
-    );
+    assert_eq!(SHARED_SEEN.peak(), 2, "two at once, together");
     assert_eq!(SHARED.stats().admitted, 40);
     // 40 admissions at 10 a second, together: the last starts 3.9 s in.
     let elapsed = start.elapsed();

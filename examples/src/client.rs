@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gate_core::Backpressure;
+use gate_core::{Backpressure, hint};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
@@ -178,7 +178,8 @@ impl ChatClient {
             .await
             .map_err(|e| ApiError::Transport(e.to_string()))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        // `retry-after-ms` (OpenAI's, precise) or else `Retry-After`.
+        let retry_after = hint::retry_after(response.headers());
         let body = response
             .into_body()
             .collect()
@@ -208,18 +209,6 @@ impl fmt::Debug for ChatClient {
     }
 }
 
-/// `retry-after-ms` (OpenAI's, precise) or else `Retry-After` in seconds.
-fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
-    let value = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    let finite = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
-    if let Some(ms) = value("retry-after-ms").and_then(finite) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    value(header::RETRY_AFTER.as_str())
-        .and_then(finite)
-        .map(Duration::from_secs_f64)
-}
-
 /// `choices[0].message.content` of a chat completion.
 fn content(body: &[u8]) -> Result<String, ApiError> {
     let value: serde_json::Value =
@@ -232,6 +221,8 @@ fn content(body: &[u8]) -> Result<String, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use gate_core::hint::retry_after;
+
     use super::*;
 
     #[test]

@@ -35,7 +35,8 @@
 //! - [`Gate`], [`Permit`], [`OwnedPermit`]: the semaphore.
 //! - [`Retry`], [`Backoff`], [`RetryError`]: retry policies, independent of where permits
 //!   come from ([`Admission`]).
-//! - [`Backpressure`]: how an error carries a server's `Retry-After`.
+//! - [`Backpressure`]: how an error carries a server's `Retry-After`; with the `http`
+//!   feature, `hint` reads it (and `retry-after-ms`) from response headers.
 //! - [`Stats`]: what a gate has done.
 //! - [`Limiter`]: a concurrency limit, a rate limit ([`rate`]), or both, with a pause shared
 //!   by everyone when the server pushes back, and adaptive limits ([`adaptive`]).
@@ -67,6 +68,9 @@ mod backpressure;
 pub mod batch;
 mod error;
 mod gate;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod hint;
 mod limiter;
 pub mod rate;
 pub mod retry;

@@ -9,6 +9,9 @@ use gate_core::rate::Rate;
 use gate_core::{AcquireError, Admission, Backpressure, Limiter, Outcome, Retry};
 use tokio::time::Instant;
 
+mod support;
+use support::InFlight;
+
 #[derive(Debug, PartialEq)]
 enum ApiError {
     TooMany(Option<Duration>),
@@ -124,32 +127,27 @@ async fn rate_and_concurrency_hold_together() {
             .build()
             .unwrap(),
     );
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(InFlight::new());
     let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
     let start = Instant::now();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (limiter, running, peak, starts) = (
+            let (limiter, running, starts) = (
                 Arc::clone(&limiter),
                 Arc::clone(&running),
-                Arc::clone(&peak),
                 Arc::clone(&starts),
             );
             tokio::spawn(async move {
                 let _permit = limiter.acquire().await.unwrap();
                 starts.lock().unwrap().push(start.elapsed());
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(ms(350)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
+                running.visit(ms(350)).await;
             })
         })
         .collect();
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    assert_eq!(running.peak(), 2);
     let starts = starts.lock().unwrap();
     // Concurrency binds (2 per 350ms is slower than 10/s), and starts are never closer
     // than the rate's interval.

@@ -2,11 +2,14 @@
 //! permit; limits beyond the maximum are refused before anything changes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use gate_core::{Gate, TryAcquireError};
 use tokio_test::task::spawn;
 use tokio_test::{assert_pending, assert_ready_ok};
+
+mod support;
+use support::InFlight;
 
 #[test]
 fn growing_admits_waiters_at_once() {
@@ -107,24 +110,8 @@ async fn seed_adaptive_semaphore_breaks_the_limit_and_set_limit_does_not() {
     use tokio::sync::Semaphore;
     use tokio::time::{Duration, sleep};
 
-    struct Peak {
-        now: AtomicUsize,
-        max: AtomicUsize,
-    }
-    impl Peak {
-        fn enter(&self) {
-            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max.fetch_max(n, Ordering::SeqCst);
-        }
-        fn exit(&self) {
-            self.now.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    fn peak() -> Arc<Peak> {
-        Arc::new(Peak {
-            now: AtomicUsize::new(0),
-            max: AtomicUsize::new(0),
-        })
+    fn peak() -> Arc<InFlight> {
+        Arc::new(InFlight::new())
     }
 
     // The seed, in Rust: shrink from 10 to 5 by replacing the semaphore.
@@ -139,7 +126,7 @@ async fn seed_adaptive_semaphore_breaks_the_limit_and_set_limit_does_not() {
             let _permit = sem.acquire_owned().await.unwrap();
             peak.enter();
             sleep(Duration::from_secs(1)).await;
-            peak.exit();
+            peak.leave();
         }));
     }
     sleep(Duration::from_millis(150)).await;
@@ -147,7 +134,7 @@ async fn seed_adaptive_semaphore_breaks_the_limit_and_set_limit_does_not() {
     for t in tasks {
         t.await.unwrap();
     }
-    let seed_max = seed_peak.max.load(Ordering::SeqCst);
+    let seed_max = seed_peak.peak();
     assert!(seed_max > 10, "the seed's swap let {seed_max} run at once");
 
     // Ours: the same schedule, one gate, `set_limit(5)`.
@@ -173,9 +160,9 @@ async fn seed_adaptive_semaphore_breaks_the_limit_and_set_limit_does_not() {
             }
             sleep(Duration::from_secs(1)).await;
             if counted {
-                after.exit();
+                after.leave();
             }
-            peak.exit();
+            peak.leave();
         }));
     }
     sleep(Duration::from_millis(150)).await;
@@ -184,7 +171,7 @@ async fn seed_adaptive_semaphore_breaks_the_limit_and_set_limit_does_not() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert!(ours.max.load(Ordering::SeqCst) <= 10);
-    assert!(after_shrink.max.load(Ordering::SeqCst) <= 5);
+    assert!(ours.peak() <= 10);
+    assert!(after_shrink.peak() <= 5);
     assert_eq!(gate.available_permits(), 5);
 }

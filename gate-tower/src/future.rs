@@ -16,8 +16,8 @@ use tower_service::Service;
 use crate::body::{Hold, ResponseBody};
 use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
-use crate::overload::{self, BoxError, Overloaded, Protocol, Reject, Respond};
 use crate::queue::SUMMARY_PERIOD;
+use crate::refusal::{self, BoxError, Overloaded, Protocol, Reject, Respond};
 use crate::report::GatePermit;
 use crate::source::{Acquiring, Source};
 
@@ -312,7 +312,7 @@ where
                         }
                         *drain = None;
                     }
-                    let response = overload::refusal(&refusal.protocol, refusal.retry_after);
+                    let response = refusal::refusal(&refusal.protocol, refusal.retry_after);
                     return Poll::Ready(Ok(response));
                 }
                 Err(Stop::NotReady(error)) => return Poll::Ready(Err(error)),

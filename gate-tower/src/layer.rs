@@ -11,7 +11,7 @@ use gate_core::{Admission, Gate, Limiter, OwnedAdmission, Stats, WaitLimits};
 use tower_layer::Layer;
 
 use crate::body::Hold;
-use crate::overload::{Reject, Respond};
+use crate::refusal::{Reject, Respond};
 use crate::service::GateService;
 use crate::source::Source;
 
@@ -220,7 +220,7 @@ impl GateLayer<Respond> {
     /// | failed (`Err`), or the response body failed               | `Failed`                   |
     /// | never answered: the response future was dropped, or the service panicked | nothing |
     ///
-    /// [`Overload`](crate::Overload) documents how the signals and their hints are read. An
+    /// [`Pushback`](crate::Pushback) documents how the signals and their hints are read. An
     /// overload with a hint pauses the limiter *as soon as the response head arrives*, for
     /// every request sharing the limiter: requests already waiting keep waiting (up to
     /// `max_wait`), new ones queue behind the pause. This is what makes a client-side layer in

@@ -62,7 +62,7 @@
 //!   ([`GateLayer::with_limiter`], [`GateLayer::with_rate`], [`GateLayer::adaptive`]): a
 //!   concurrency limit, a rate limit or both, fixed or adaptive. The limiter then learns from
 //!   every response: an HTTP 429 or 503, or a gRPC `RESOURCE_EXHAUSTED` or `UNAVAILABLE`, is
-//!   an [`Overload`] that shrinks an adaptive limit, and its `Retry-After` (or
+//!   a [`Pushback`] that shrinks an adaptive limit, and its `Retry-After` (or
 //!   `grpc-retry-pushback-ms`) pauses new admissions for everyone sharing the limiter.
 //!
 //! # Limiting calls to an upstream
@@ -108,18 +108,18 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backpressure;
 pub mod body;
 mod drain;
 pub mod future;
 mod layer;
-mod overload;
+mod pushback;
 mod queue;
+mod refusal;
 mod report;
 mod service;
 mod source;
 
-pub use backpressure::Overload;
 pub use layer::GateLayer;
-pub use overload::{BoxError, Overloaded, Reject, Respond};
+pub use pushback::Pushback;
+pub use refusal::{BoxError, Overloaded, Reject, Respond};
 pub use service::GateService;

@@ -4,7 +4,7 @@
 use gate_core::{BoxPermit, Outcome, OwnedPermit, Permit, Report};
 use http::{HeaderMap, StatusCode};
 
-use crate::backpressure::{self, Overload};
+use crate::pushback::{self, Pushback};
 
 /// One permit of a [`Source`](crate::source::Source), released when dropped.
 ///
@@ -26,7 +26,7 @@ impl GatePermit {
     #[inline]
     pub(crate) fn observe_head(&mut self, status: StatusCode, headers: &HeaderMap) {
         if let Self::Any(permit) = self {
-            observe(permit, backpressure::outcome_of_head(status, headers));
+            observe(permit, pushback::outcome_of_head(status, headers));
         }
     }
 
@@ -71,7 +71,7 @@ fn observe(permit: &mut BoxPermit, outcome: Outcome) {
 
 #[inline(never)]
 fn observe_trailers(permit: &mut BoxPermit, trailers: &HeaderMap) {
-    if let Some(overload) = Overload::from_trailers(trailers) {
+    if let Some(overload) = Pushback::from_trailers(trailers) {
         observe(permit, overload.outcome());
     }
 }

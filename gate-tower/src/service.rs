@@ -14,7 +14,7 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
-use crate::overload::{BoxError, Protocol, Reject, Respond};
+use crate::refusal::{BoxError, Protocol, Reject, Respond};
 use crate::source::Source;
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a

@@ -1,40 +1,15 @@
 //! `#[gated(limit = N)]` and `#[gated(gate = G)]` at run time: how many calls run at once,
 //! what shares a gate, and what happens when a shared gate closes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use gate_core::{Gate, gated};
 
-/// Counts the calls running at once and remembers the most ever seen.
-#[derive(Debug, Default)]
-struct Tracker {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
+mod support;
+use support::InFlight;
 
-impl Tracker {
-    const fn new() -> Self {
-        Self {
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        }
-    }
-
-    async fn visit(&self, how_long: Duration) {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(how_long).await;
-        self.now.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
-    }
-}
-
-static THREE: Tracker = Tracker::new();
+static THREE: InFlight = InFlight::new();
 
 #[gated(limit = 3)]
 async fn limited(i: usize) -> usize {
@@ -54,7 +29,7 @@ async fn a_limit_3_function_called_50_times_at_once_runs_at_most_3() {
 }
 
 static SHARED: Gate = Gate::new(2);
-static SHARED_SEEN: Tracker = Tracker::new();
+static SHARED_SEEN: InFlight = InFlight::new();
 
 #[gated(gate = SHARED)]
 async fn first_user() {
@@ -138,7 +113,7 @@ async fn every_instantiation_of_a_generic_function_shares_one_gate() {
 
 struct Client {
     calls: usize,
-    seen: Tracker,
+    seen: InFlight,
 }
 
 impl Client {
@@ -166,7 +141,7 @@ impl Client {
 async fn methods_keep_their_receivers() {
     let mut client = Client {
         calls: 0,
-        seen: Tracker::new(),
+        seen: InFlight::new(),
     };
     assert_eq!(client.bump().await, 1);
     assert_eq!(client.bump().await, 2);

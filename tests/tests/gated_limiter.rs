@@ -12,6 +12,9 @@ use gate_core::{Backpressure, Elapsed, Limiter, gated};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+mod support;
+use support::InFlight;
+
 /// Admission times, in order.
 struct Log(Mutex<Vec<Instant>>);
 
@@ -101,8 +104,7 @@ async fn a_burst_lets_a_few_through_at_once_and_no_window_admits_more_than_allow
 /// A server that refuses (with an overload error) any request beyond its capacity.
 struct Server {
     capacity: AtomicUsize,
-    now: AtomicUsize,
-    peak: AtomicUsize,
+    in_flight: InFlight,
     refused: AtomicUsize,
 }
 
@@ -135,15 +137,13 @@ impl Server {
     const fn new(capacity: usize) -> Self {
         Self {
             capacity: AtomicUsize::new(capacity),
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
+            in_flight: InFlight::new(),
             refused: AtomicUsize::new(0),
         }
     }
 
     async fn handle(&self) -> Result<(), ApiError> {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
+        let now = self.in_flight.enter();
         let result = if now > self.capacity.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(1)).await;
             self.refused.fetch_add(1, Ordering::SeqCst);
@@ -152,13 +152,13 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(10)).await;
             Ok(())
         };
-        self.now.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.leave();
         result
     }
 
     /// The most requests seen at once since the last call.
     fn take_peak(&self) -> usize {
-        self.peak.swap(0, Ordering::SeqCst)
+        self.in_flight.take_peak()
     }
 }
 
@@ -210,8 +210,7 @@ async fn an_aimd_limit_shrinks_on_overload_errors_and_grows_back() {
 }
 
 /// Requests running at once through the shared limiter, from either function.
-static SHARED_SEEN: AtomicUsize = AtomicUsize::new(0);
-static SHARED_PEAK: AtomicUsize = AtomicUsize::new(0);
+static SHARED_SEEN: InFlight = InFlight::new();
 
 static SHARED: LazyLock<Limiter> = LazyLock::new(|| {
     Limiter::builder()
@@ -222,10 +221,7 @@ static SHARED: LazyLock<Limiter> = LazyLock::new(|| {
 });
 
 async fn visit() {
-    let now = SHARED_SEEN.fetch_add(1, Ordering::SeqCst) + 1;
-    SHARED_PEAK.fetch_max(now, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    SHARED_SEEN.fetch_sub(1, Ordering::SeqCst);
+    SHARED_SEEN.visit(Duration::from_millis(150)).await;
 }
 
 #[gated(limiter = SHARED)]
@@ -253,11 +249,7 @@ async fn a_shared_limiter_caps_two_functions_together() {
         }
     }
     calls.join_all().await;
-    assert_eq!(
-        SHARED_PEAK.load(Ordering::SeqCst),
-        2,
-        "two at once, together"
-    );
+    assert_eq!(SHARED_SEEN.peak(), 2, "two at once, together");
     assert_eq!(SHARED.stats().admitted, 40);
     // 40 admissions at 10 a second, together: the last starts 3.9 s in.
     let elapsed = start.elapsed();

@@ -1,6 +1,6 @@
 //! `#[gated]` against the same function written by hand, and against no gate at all.
 //!
-//! Run with: cargo bench -p tests --bench gated
+//! Run with: cargo bench -p benches --bench gated
 
 use std::hint::black_box;
 use std::sync::LazyLock;

@@ -3,7 +3,7 @@
 //! `Reject` mode, and an `http` service in the default `Respond` mode. And the waiting path:
 //! bursts of requests at a small limit, most of which wait.
 //!
-//! Run with: cargo bench -p gate-tower --bench layer
+//! Run with: cargo bench -p benches --bench layer
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]

@@ -4,7 +4,7 @@
 //! head, and no layer. A unary gRPC-like answer (a data frame, then trailers: the body goes on
 //! after its first frame, so it sets a timer) and a 64-frame stream.
 //!
-//! Run with: cargo bench -p gate-tower --bench body
+//! Run with: cargo bench -p benches --bench body
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +22,9 @@ use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 use tower::{Service, service_fn};
 
+mod support;
+use support::InFlight;
+
 /// The one message of the `Echo` service.
 #[derive(Clone, PartialEq, prost::Message)]
 struct Message {
@@ -33,18 +35,10 @@ struct Message {
 const SERVICE: &str = "gate.test.Echo";
 const SAY: &str = "/gate.test.Echo/Say";
 
-/// How many calls the server ran at once, at most, and in all.
-#[derive(Debug, Default)]
-struct Tracker {
-    current: AtomicUsize,
-    max: AtomicUsize,
-    completed: AtomicUsize,
-}
-
 /// A hand-written tonic service: `Say` echoes its message after `go` turns true.
 #[derive(Clone)]
 struct Echo {
-    tracker: Arc<Tracker>,
+    tracker: Arc<InFlight>,
     go: watch::Receiver<bool>,
 }
 
@@ -70,12 +64,10 @@ impl Service<http::Request<Body>> for Echo {
             let say = service_fn(move |request: tonic::Request<Message>| {
                 let Echo { tracker, mut go } = echo.clone();
                 async move {
-                    let now = tracker.current.fetch_add(1, Ordering::SeqCst) + 1;
-                    tracker.max.fetch_max(now, Ordering::SeqCst);
+                    tracker.enter();
                     go.wait_for(|go| *go).await.expect("test still running");
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    tracker.current.fetch_sub(1, Ordering::SeqCst);
-                    tracker.completed.fetch_add(1, Ordering::SeqCst);
+                    tracker.leave();
                     Ok::<_, Status>(tonic::Response::new(request.into_inner()))
                 }
             });
@@ -128,7 +120,7 @@ async fn refused_calls_get_resource_exhausted() {
     const LIMIT: usize = 2;
     const CALLS: usize = 20;
     let (go, go_rx) = watch::channel(false);
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = GateLayer::new(LIMIT).max_wait(Duration::ZERO);
     let echo = Echo {
         tracker: Arc::clone(&tracker),
@@ -154,7 +146,7 @@ async fn refused_calls_get_resource_exhausted() {
     let admitted = calls.join_all().await;
     assert_eq!(admitted.len(), LIMIT);
     assert!(admitted.iter().all(Result::is_ok), "{admitted:?}");
-    assert_eq!(tracker.completed.load(Ordering::SeqCst), LIMIT);
+    assert_eq!(tracker.completed(), LIMIT);
     assert_eq!(layer.stats().rejected, (CALLS - LIMIT) as u64);
 }
 
@@ -163,7 +155,7 @@ async fn waiting_calls_all_succeed_within_the_limit() {
     const LIMIT: usize = 3;
     const CALLS: usize = 40;
     let (_go, go_rx) = watch::channel(true);
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = GateLayer::new(LIMIT)
         .max_wait(Duration::from_secs(30))
         .max_waiters(CALLS);
@@ -181,12 +173,12 @@ async fn waiting_calls_all_succeed_within_the_limit() {
     for (id, result) in calls.join_all().await {
         assert_eq!(result.unwrap(), id);
     }
-    let max = tracker.max.load(Ordering::SeqCst);
+    let max = tracker.peak();
     assert!(
         max <= LIMIT,
         "{max} calls ran at once; the limit is {LIMIT}"
     );
-    assert_eq!(tracker.completed.load(Ordering::SeqCst), CALLS);
+    assert_eq!(tracker.completed(), CALLS);
     let stats = layer.stats();
     assert_eq!(stats.admitted, CALLS as u64);
     assert_eq!((stats.rejected, stats.timed_out), (0, 0));

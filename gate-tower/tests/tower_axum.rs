@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,33 +21,15 @@ use tokio::task::JoinSet;
 use tower_http::catch_panic::CatchPanicLayer;
 
 mod bodies;
+mod support;
 use bodies::ChannelBody;
+use support::InFlight;
 
 const LIMIT: usize = 5;
 const REQUESTS: usize = 100;
 
-/// What the handler saw: how many ran at once, at most, and how many ran in all.
-#[derive(Debug, Default)]
-struct Tracker {
-    current: AtomicUsize,
-    max: AtomicUsize,
-    completed: AtomicUsize,
-}
-
-impl Tracker {
-    fn enter(&self) {
-        let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-    }
-
-    fn leave(&self) {
-        self.current.fetch_sub(1, Ordering::SeqCst);
-        self.completed.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// A handler that stays in flight for a few milliseconds, so requests overlap.
-async fn busy(State(tracker): State<Arc<Tracker>>) -> &'static str {
+async fn busy(State(tracker): State<Arc<InFlight>>) -> &'static str {
     tracker.enter();
     tokio::time::sleep(Duration::from_millis(5)).await;
     tracker.leave();
@@ -112,19 +93,19 @@ async fn until_idle(layer: &GateLayer) {
     panic!("permits still held: {:?}", layer.stats());
 }
 
-async fn assert_capped(app: Router, layer: &GateLayer, tracker: &Tracker) {
+async fn assert_capped(app: Router, layer: &GateLayer, tracker: &InFlight) {
     let addr = serve(app).await;
     let results = fetch_all(addr, "/", REQUESTS).await;
     for (status, _, body) in &results {
         assert_eq!(*status, StatusCode::OK);
         assert_eq!(body.as_ref(), b"done");
     }
-    let max = tracker.max.load(Ordering::SeqCst);
+    let max = tracker.peak();
     assert!(
         max <= LIMIT,
         "{max} handlers ran at once; the limit is {LIMIT}"
     );
-    assert_eq!(tracker.completed.load(Ordering::SeqCst), REQUESTS);
+    assert_eq!(tracker.completed(), REQUESTS);
     until_idle(layer).await;
     let stats = layer.stats();
     assert_eq!(stats.admitted, REQUESTS as u64);
@@ -139,7 +120,7 @@ fn patient_layer() -> GateLayer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn router_layer_caps_concurrency() {
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = patient_layer();
     let app = Router::new()
         .route("/", get(busy))
@@ -150,7 +131,7 @@ async fn router_layer_caps_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn router_route_layer_caps_concurrency() {
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = patient_layer();
     let app = Router::new()
         .route("/", get(busy))
@@ -162,7 +143,7 @@ async fn router_route_layer_caps_concurrency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn method_router_layer_caps_concurrency() {
     // With tower's ConcurrencyLimitLayer this way of attaching enforces nothing (axum #2582).
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = patient_layer();
     let app = Router::new()
         .route("/", get(busy).layer(layer.clone()))
@@ -208,7 +189,7 @@ async fn zero_max_wait_answers_200_or_503_with_retry_after() {
     // The first LIMIT requests hold the handler until every other one has been answered, so
     // the split is exact: LIMIT admitted, the rest refused at once.
     let (release, released) = watch::channel(false);
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(InFlight::new());
     let layer = GateLayer::new(LIMIT).max_wait(Duration::ZERO);
     let handler = {
         let tracker = Arc::clone(&tracker);
@@ -250,7 +231,7 @@ async fn zero_max_wait_answers_200_or_503_with_retry_after() {
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(ok, tracker.completed.load(Ordering::SeqCst));
+    assert_eq!(ok, tracker.completed());
     assert_eq!(ok, LIMIT);
     assert_eq!(layer.stats().rejected, (REQUESTS - LIMIT) as u64);
     until_idle(&layer).await;

@@ -290,15 +290,15 @@ impl Limiter {
             return None;
         }
         let Some(rate) = &self.rate else {
-            let free = self.gate.try_take_fast()?;
+            let free = self.gate.raw().try_take_fast(1)?;
             return Some(self.admitted(Some(free)));
         };
         // Skip the booking (and giving it back) when the permit is clearly not there.
-        if !self.gate.has_fast_permit() {
+        if !self.gate.raw().has_fast_permit() {
             return None;
         }
         let booking = rate.try_book()?;
-        match self.gate.try_take_fast() {
+        match self.gate.raw().try_take_fast(1) {
             Some(free) => Some(self.admitted(Some(free))),
             None => {
                 rate.cancel_booking(booking);
@@ -312,13 +312,13 @@ impl Limiter {
         if self.pause.is_set() {
             self.pause.wait().await;
         }
-        let permit = self.gate.acquire().await?;
+        let permit = self.gate.raw().acquire(1, self.gate.wait_limits()).await?;
         if self.rate.is_some() || self.pause.is_set() {
             let _held = self.adaptive.as_ref().map(Adaptive::hold_waiting);
             self.wait_for_rate().await;
         }
         // From here the limiter's permit guard gives it back.
-        permit.detach();
+        permit.keep();
         Ok(self.admitted(None))
     }
 
@@ -345,7 +345,7 @@ impl Limiter {
         let limit = adaptive.limit.load(Ordering::Acquire);
         let held = match free {
             Some(free) => limit.saturating_sub(free),
-            None => self.gate.in_flight(),
+            None => self.gate.raw().in_flight(),
         };
         let waiting = adaptive.held_waiting.load(Ordering::Acquire);
         Admitted {
@@ -372,7 +372,7 @@ impl Limiter {
     /// Gives back an admitted attempt's permit.
     #[inline]
     fn release(&self) {
-        self.gate.release(1);
+        self.gate.raw().release(1);
     }
 
     /// Pauses new admissions for `duration` from now, at most for

@@ -12,7 +12,6 @@ pub use permit::{LimiterPermit, OwnedLimiterPermit};
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
+use crate::sync::{AtomicUsize, Ordering};
 use crate::{AcquireError, Admission, Gate, Outcome, Stats};
-use pause::Pause;
+pub(crate) use pause::Pause;
 use permit::Admitted;
 
 /// What a caller of a limited API holds: a concurrency limit, a rate limit, or both, plus a

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::{Clock, Decision, Gcra, Rate, TokioClock, instant_after};
+use crate::sync::{AtomicU64, Ordering};
 
 /// A rate limit: admits callers at a steady [`Rate`], allowing short bursts.
 ///
@@ -263,6 +263,14 @@ impl<C> fmt::Debug for RateLimit<C> {
 pub(crate) struct Booking {
     before: u64,
     after: u64,
+}
+
+impl Booking {
+    /// The theoretical arrival time before and after.
+    #[cfg(gate_loom)]
+    pub(crate) fn span(&self) -> (u64, u64) {
+        (self.before, self.after)
+    }
 }
 
 pin_project! {

@@ -31,7 +31,7 @@ use crate::WaitLimits;
 use crate::stats::{Stats, WaitStats};
 use crate::sync::{Mutex, MutexGuard, const_unless_loom};
 use crate::{LimitError, TryAcquireError};
-use pool::FastPool;
+pub(crate) use pool::FastPool;
 use state::{Locked, State, WakeList};
 
 /// The largest limit a raw gate holds, leaving the fast pool's word room for its flag bit and

@@ -62,6 +62,9 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(gate_loom)]
+#[doc(hidden)]
+pub mod __loom;
 pub mod adaptive;
 mod admission;
 mod backpressure;

@@ -198,3 +198,71 @@ fn a_lock_free_release_racing_a_shrink_keeps_the_new_limit() {
         drop(again);
     });
 }
+
+/// The fast pool alone, as the gate drives it: lock-free takes and gives racing the lock
+/// holder draining the pool (what a caller about to queue does).
+mod fast_pool {
+    use super::*;
+    use gate_core::__loom::FastPool;
+
+    #[test]
+    fn takes_gives_and_a_drain_never_lose_or_duplicate_a_permit() {
+        model(|| {
+            let pool = Arc::new(FastPool::new(1));
+            let held = Arc::new(AtomicUsize::new(0));
+            // Permits handed to the lock holder: drained, or given back while it held them.
+            let locked = Arc::new(AtomicUsize::new(0));
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (pool, held, locked) = (pool.clone(), held.clone(), locked.clone());
+                    thread::spawn(move || {
+                        if pool.try_take(1).is_some() {
+                            assert_eq!(held.fetch_add(1, Ordering::SeqCst), 0, "duplicated");
+                            held.fetch_sub(1, Ordering::SeqCst);
+                            if !pool.try_give(1) {
+                                locked.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            locked.fetch_add(pool.enter_slow(), Ordering::SeqCst);
+            for t in takers {
+                t.join().unwrap();
+            }
+            // Closed, the pool holds nothing: the one permit is with the lock holder.
+            assert_eq!(pool.permits(), 0);
+            assert_eq!(pool.try_take(1), None);
+            let free = locked.load(Ordering::SeqCst);
+            assert_eq!(free, 1, "a permit was lost or duplicated");
+            pool.leave_slow(free);
+            assert_eq!(pool.try_take(1), Some(0));
+        });
+    }
+
+    #[test]
+    fn weighted_takes_never_hold_more_than_the_pool() {
+        model(|| {
+            let pool = Arc::new(FastPool::new(2));
+            let held = Arc::new(AtomicUsize::new(0));
+            let takers: Vec<_> = [2, 1]
+                .into_iter()
+                .map(|n| {
+                    let (pool, held) = (pool.clone(), held.clone());
+                    thread::spawn(move || {
+                        if pool.try_take(n).is_some() {
+                            let before = held.fetch_add(n, Ordering::SeqCst);
+                            assert!(before + n <= 2, "{} permits held", before + n);
+                            held.fetch_sub(n, Ordering::SeqCst);
+                            assert!(pool.try_give(n), "nobody closed the pool");
+                        }
+                    })
+                })
+                .collect();
+            for t in takers {
+                t.join().unwrap();
+            }
+            assert_eq!(pool.permits(), 2);
+        });
+    }
+}

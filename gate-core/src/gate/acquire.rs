@@ -2,243 +2,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
-
-use super::wait_list::{Key, Status, Timing, WaitCell};
+use super::raw::Waiter;
 use super::{Gate, OwnedPermit, Permit, WaitLimits};
 use crate::AcquireError;
-use crate::sync::Arc;
-
-/// Where a waiter is in its life.
-#[derive(Debug)]
-enum Phase {
-    /// Not polled yet: holds nothing.
-    Idle,
-    /// In the gate's queue; `cell` says when it leaves.
-    Queued { key: Key, cell: Arc<WaitCell> },
-    /// Finished: the permits (if any) were handed to the caller.
-    Done,
-}
-
-/// The machinery shared by the borrowed and owned acquire futures. It does not store the
-/// gate, so that each of them can hold the gate the way it needs to.
-#[derive(Debug)]
-struct Waiter {
-    needed: usize,
-    limits: WaitLimits,
-    phase: Phase,
-    /// Created only once the waiter has to queue with a deadline, so the fast path touches no
-    /// timer, and boxed, so the future stays small for the common case that never needs it.
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl Waiter {
-    #[inline]
-    fn new(needed: usize, limits: WaitLimits) -> Self {
-        Self {
-            needed,
-            limits,
-            phase: Phase::Idle,
-            deadline: None,
-        }
-    }
-
-    /// Polls for `needed` permits; on `Ready(Ok(n))` the caller owns `n` permits of `gate`.
-    ///
-    /// The uncontended case (a first poll that finds permits on the lock-free path) is inlined
-    /// into callers, across crates too; everything else is out of line.
-    #[inline]
-    fn poll_acquire(
-        &mut self,
-        gate: &Gate,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<usize, AcquireError>> {
-        if matches!(self.phase, Phase::Idle) && gate.pool.try_take(self.needed).is_some() {
-            self.phase = Phase::Done;
-            return Poll::Ready(Ok(self.needed));
-        }
-        self.poll_slow(gate, cx)
-    }
-
-    #[inline(never)]
-    fn poll_slow(
-        &mut self,
-        gate: &Gate,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<usize, AcquireError>> {
-        match &self.phase {
-            Phase::Idle => self.poll_first(gate, cx),
-            Phase::Queued { key, cell } => {
-                let key = *key;
-                // Granted or closed is final, and visible without the lock.
-                if let Some(done) = self.finish(cell.status()) {
-                    return done;
-                }
-                let expired = match &mut self.deadline {
-                    Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
-                    None => false,
-                };
-                let mut state = gate.lock();
-                let Phase::Queued { cell, .. } = &self.phase else {
-                    unreachable!()
-                };
-                // The status only changes under the lock, so this answer is final.
-                if let Some(done) = self.finish(cell.status()) {
-                    return done;
-                }
-                if expired {
-                    return self.time_out(gate, state, key);
-                }
-                let displaced = state.waiters.register(key, cx.waker());
-                // A waker's drop may run user code: never under the lock.
-                drop(state);
-                drop(displaced);
-                Poll::Pending
-            }
-            Phase::Done => panic!("acquire future polled after it completed"),
-        }
-    }
-
-    /// The first poll: take the permits at once, refuse, or join the queue.
-    fn poll_first(
-        &mut self,
-        gate: &Gate,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<usize, AcquireError>> {
-        let needed = self.needed;
-        // The lock-free path was tried by `poll_acquire`: likely to queue: clone the waker
-        // before taking the lock, not while holding it.
-        let waker = cx.waker().clone();
-        let mut state = gate.lock();
-        let refused = if state.closed {
-            Some(AcquireError::Closed)
-        } else if state.try_take(needed) {
-            state.stats.admitted_at_once();
-            self.phase = Phase::Done;
-            return Poll::Ready(Ok(needed));
-        } else if self.limits.max_wait == Some(Duration::ZERO) {
-            // Refused without waiting: a rejection, like a full queue, though the error
-            // says which bound refused it.
-            state.stats.rejected += 1;
-            Some(AcquireError::TimedOut)
-        } else if state.waiters.len() >= self.limits.max_waiters {
-            state.stats.rejected += 1;
-            Some(AcquireError::QueueFull)
-        } else {
-            None
-        };
-        if let Some(error) = refused {
-            self.phase = Phase::Done;
-            return Poll::Ready(Err(error));
-        }
-        let queued = state.waiters.len();
-        let timing = state.stats.sample(queued).map(|weight| Timing {
-            since: Instant::now(),
-            weight,
-        });
-        let (key, cell) = state.waiters.push_back(needed, timing, waker);
-        drop(state);
-        self.phase = Phase::Queued { key, cell };
-        match self.limits.max_wait {
-            // `sleep` saturates a deadline too far to represent.
-            Some(max_wait) => self.arm_deadline(gate, cx, Box::pin(tokio::time::sleep(max_wait))),
-            None => Poll::Pending,
-        }
-    }
-
-    /// Registers a queued waiter's deadline with the timer. A deadline found already passed
-    /// (its first poll is `Ready`, so no wake-up was registered) times the waiter out now:
-    /// otherwise nothing would ever wake it to notice.
-    fn arm_deadline(
-        &mut self,
-        gate: &Gate,
-        cx: &mut Context<'_>,
-        mut deadline: Pin<Box<Sleep>>,
-    ) -> Poll<Result<usize, AcquireError>> {
-        let passed = deadline.as_mut().poll(cx).is_ready();
-        self.deadline = Some(deadline);
-        if !passed {
-            return Poll::Pending;
-        }
-        let Phase::Queued { key, cell } = &self.phase else {
-            unreachable!("armed a deadline for a waiter that is not queued")
-        };
-        let (key, cell) = (*key, Arc::clone(cell));
-        let state = gate.lock();
-        // Granted or closed since it queued: that answer stands (the status only changes
-        // under the lock).
-        if let Some(done) = self.finish(cell.status()) {
-            return done;
-        }
-        self.time_out(gate, state, key)
-    }
-
-    /// Takes a queued waiter whose deadline passed off the queue and fails it. Its cell says
-    /// `Queued` and `state` is the gate's lock.
-    fn time_out(
-        &mut self,
-        gate: &Gate,
-        mut state: super::state::Locked<'_>,
-        key: Key,
-    ) -> Poll<Result<usize, AcquireError>> {
-        let was_front = state.waiters.is_front(key);
-        let waker = state.waiters.remove(key);
-        state.stats.timed_out += 1;
-        self.phase = Phase::Done;
-        if was_front {
-            // Those behind may fit where this one did not.
-            gate.grant_and_wake(state);
-        } else {
-            drop(state);
-        }
-        drop(waker);
-        Poll::Ready(Err(AcquireError::TimedOut))
-    }
-
-    /// The outcome for a waiter whose cell says `status`, if it is final.
-    fn finish(&mut self, status: Status) -> Option<Poll<Result<usize, AcquireError>>> {
-        let result = match status {
-            Status::Queued => return None,
-            Status::Granted => Ok(self.needed),
-            Status::Closed => Err(AcquireError::Closed),
-        };
-        self.phase = Phase::Done;
-        Some(Poll::Ready(result))
-    }
-
-    /// Gives back whatever this waiter holds: its place in the queue, or permits granted to
-    /// it that nobody collected.
-    fn cancel(&mut self, gate: &Gate) {
-        let Phase::Queued { key, cell } = std::mem::replace(&mut self.phase, Phase::Done) else {
-            return;
-        };
-        if cell.status() == Status::Closed {
-            return;
-        }
-        let mut state = gate.lock();
-        match cell.status() {
-            Status::Granted => {
-                state.taken -= self.needed;
-                gate.grant_and_wake(state);
-            }
-            Status::Queued => {
-                let was_front = state.waiters.is_front(key);
-                let waker = state.waiters.remove(key);
-                if was_front {
-                    gate.grant_and_wake(state);
-                } else {
-                    drop(state);
-                }
-                // A waker's drop may run user code: never under the lock.
-                drop(waker);
-            }
-            Status::Closed => {}
-        }
-    }
-}
 
 /// Future returned by [`Gate::acquire`], [`Gate::acquire_many`] and
 /// [`Gate::acquire_timeout`].
@@ -265,7 +34,7 @@ impl<'a> Acquire<'a> {
 impl Drop for Acquire<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.waiter.cancel(self.gate);
+        self.waiter.cancel(&self.gate.raw);
     }
 }
 
@@ -275,7 +44,7 @@ impl<'a> Future for Acquire<'a> {
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let gate: &'a Gate = self.gate;
-        let permits = ready!(self.waiter.poll_acquire(gate, cx))?;
+        let permits = ready!(self.waiter.poll_acquire(&gate.raw, cx))?;
         Poll::Ready(Ok(Permit::new(gate, permits)))
     }
 }
@@ -287,13 +56,13 @@ impl<'a> Future for Acquire<'a> {
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireOwned {
     /// Handed to the permit on success, so the `Arc` is never cloned.
-    gate: Option<std::sync::Arc<Gate>>,
+    gate: Option<Arc<Gate>>,
     waiter: Waiter,
 }
 
 impl AcquireOwned {
     #[inline]
-    pub(crate) fn new(gate: std::sync::Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
+    pub(crate) fn new(gate: Arc<Gate>, needed: usize, limits: WaitLimits) -> Self {
         Self {
             gate: Some(gate),
             waiter: Waiter::new(needed, limits),
@@ -305,7 +74,7 @@ impl Drop for AcquireOwned {
     #[inline]
     fn drop(&mut self) {
         if let Some(gate) = &self.gate {
-            self.waiter.cancel(gate);
+            self.waiter.cancel(&gate.raw);
         }
     }
 }
@@ -320,30 +89,8 @@ impl Future for AcquireOwned {
             .gate
             .as_ref()
             .expect("acquire future polled after it completed");
-        let permits = ready!(this.waiter.poll_acquire(gate, cx))?;
+        let permits = ready!(this.waiter.poll_acquire(&gate.raw, cx))?;
         let gate = this.gate.take().expect("checked above");
         Poll::Ready(Ok(OwnedPermit::new(gate, permits)))
-    }
-}
-
-#[cfg(all(test, not(gate_loom)))]
-mod tests {
-    use super::*;
-
-    // Regression: the first poll of a waiter's deadline discarded its result, so a deadline
-    // already passed then registered no wake-up and the waiter waited for a permit instead.
-    #[tokio::test(start_paused = true)]
-    async fn a_deadline_already_passed_when_armed_times_the_waiter_out() {
-        let gate = Gate::new(1);
-        let _held = gate.try_acquire().unwrap();
-        let mut waiter = Waiter::new(1, WaitLimits::UNBOUNDED);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(waiter.poll_acquire(&gate, &mut cx).is_pending());
-        assert_eq!(gate.stats().waiting, 1);
-        let passed = Instant::now() - Duration::from_secs(1);
-        let armed = waiter.arm_deadline(&gate, &mut cx, Box::pin(tokio::time::sleep_until(passed)));
-        assert_eq!(armed, Poll::Ready(Err(AcquireError::TimedOut)));
-        let stats = gate.stats();
-        assert_eq!((stats.waiting, stats.timed_out), (0, 1));
     }
 }

@@ -1,11 +1,10 @@
-//! [`Gate`]: a fair, resizable async semaphore.
+//! [`Gate`]: a fair, resizable async semaphore, the public API over the crate-private
+//! [`RawGate`] mechanism.
 
 mod acquire;
 mod builder;
 mod permit;
-mod pool;
-mod state;
-mod wait_list;
+pub(crate) mod raw;
 
 pub use acquire::{Acquire, AcquireOwned};
 pub use builder::GateBuilder;
@@ -13,14 +12,13 @@ pub use permit::{OwnedPermit, Permit};
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::stats::{Stats, WaitStats};
-use crate::sync::{Mutex, const_unless_loom};
+use crate::stats::Stats;
+use crate::sync::const_unless_loom;
 use crate::{AcquireError, LimitError, TryAcquireError};
-use pool::FastPool;
-use state::{Locked, State, WakeList};
+use raw::RawGate;
 
 /// A fair, resizable async semaphore: at most `limit` permits are out at once.
 ///
@@ -72,8 +70,9 @@ use state::{Locked, State, WakeList};
 /// assert_eq!(gate.available_permits(), 2);
 /// ```
 pub struct Gate {
-    state: Mutex<State>,
-    pool: FastPool,
+    /// The mechanism: permits, the queue, grants and releases.
+    raw: RawGate,
+    /// The bounds [`acquire`](Self::acquire) waits within.
     wait_limits: WaitLimits,
 }
 
@@ -113,7 +112,7 @@ impl Default for WaitLimits {
 
 impl Gate {
     /// The largest limit a gate accepts.
-    pub const MAX_PERMITS: usize = usize::MAX >> 4;
+    pub const MAX_PERMITS: usize = raw::MAX_PERMITS;
 
     const_unless_loom! {
         /// A gate admitting `limit` permits at once, with no bound on waiting.
@@ -147,8 +146,7 @@ impl Gate {
         /// A gate with the given bounds; `limit` must already be checked.
         pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
             Self {
-                state: Mutex::new(State::new(limit)),
-                pool: FastPool::new(limit),
+                raw: RawGate::new(limit),
                 wait_limits,
             }
         }
@@ -253,7 +251,7 @@ impl Gate {
 
     /// Takes `n` permits if they are free and nobody is queued, without waiting.
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
-        self.try_take(n).map(|n| Permit::new(self, n))
+        self.raw.try_take(n).map(|()| Permit::new(self, n))
     }
 
     /// Takes one permit through an `Arc` if one is free and nobody is queued.
@@ -266,7 +264,7 @@ impl Gate {
         self: Arc<Self>,
         n: usize,
     ) -> Result<OwnedPermit, TryAcquireError> {
-        self.try_take(n).map(|n| OwnedPermit::new(self, n))
+        self.raw.try_take(n).map(|()| OwnedPermit::new(self, n))
     }
 
     /// Takes one permit if the gate's lock-free path has one: nobody is queued, no shrink
@@ -277,14 +275,15 @@ impl Gate {
     /// path of its own to fall back on, such as middleware that admits at once when it can.
     #[inline]
     pub fn try_acquire_uncontended(&self) -> Option<Permit<'_>> {
-        self.try_take_fast().map(|_| Permit::new(self, 1))
+        self.raw.try_take_fast(1).map(|_| Permit::new(self, 1))
     }
 
     /// Like [`try_acquire_uncontended`](Self::try_acquire_uncontended), through an `Arc`,
     /// which is cloned only if a permit is taken.
     #[inline]
     pub fn try_acquire_owned_uncontended(self: &Arc<Self>) -> Option<OwnedPermit> {
-        self.try_take_fast()
+        self.raw
+            .try_take_fast(1)
             .map(|_| OwnedPermit::new(Arc::clone(self), 1))
     }
 
@@ -310,13 +309,12 @@ impl Gate {
     /// [`try_acquire`](Self::try_acquire) while anyone waits (no barging), so the difference
     /// is in the reading only.
     pub fn available_permits(&self) -> usize {
-        let state = self.observe();
-        state.limit.saturating_sub(state.in_flight())
+        self.raw.available()
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.observe().limit
+        self.raw.limit()
     }
 
     /// Changes the limit. Growing admits waiters at once; shrinking takes effect as held
@@ -324,13 +322,7 @@ impl Gate {
     ///
     /// Returns an error, changing nothing, if `limit` exceeds [`Gate::MAX_PERMITS`].
     pub fn set_limit(&self, limit: usize) -> Result<(), LimitError> {
-        if limit > Self::MAX_PERMITS {
-            return Err(LimitError { requested: limit });
-        }
-        let mut state = self.lock();
-        state.limit = limit;
-        self.grant_and_wake(state);
-        Ok(())
+        self.raw.set_limit(limit)
     }
 
     /// Adds `n` permits to the gate, raising its limit by `n` and admitting waiters that now
@@ -342,17 +334,9 @@ impl Gate {
     /// If the limit would exceed [`Gate::MAX_PERMITS`], as tokio's does; nothing changes then.
     #[track_caller]
     pub fn add_permits(&self, n: usize) {
-        let mut state = self.lock();
-        let limit = state
-            .limit
-            .checked_add(n)
-            .filter(|limit| *limit <= Self::MAX_PERMITS);
-        let Some(limit) = limit else {
-            drop(state);
+        if !self.raw.add_permits(n) {
             panic!("Gate::add_permits({n}): the limit would exceed Gate::MAX_PERMITS");
-        };
-        state.limit = limit;
-        self.grant_and_wake(state);
+        }
     }
 
     /// Takes up to `n` free permits out of the gate for good, lowering its limit by as many,
@@ -360,27 +344,18 @@ impl Gate {
     /// are held are never touched; use [`set_limit`](Self::set_limit) to shrink as they come
     /// back, or [`Permit::forget`] to drop a held one from the limit.
     pub fn forget_permits(&self, n: usize) -> usize {
-        let mut state = self.lock();
-        let forgotten = n.min(state.free());
-        state.limit -= forgotten;
-        forgotten
+        self.raw.forget_permits(n)
     }
 
     /// Closes the gate: every waiter and every later acquire fails with
     /// [`AcquireError::Closed`]. Permits already held stay valid and are released as usual.
     pub fn close(&self) {
-        let mut wakers = Vec::new();
-        {
-            let mut state = self.lock();
-            state.closed = true;
-            state.waiters.close_all(|waker| wakers.push(waker));
-        }
-        wakers.into_iter().for_each(std::task::Waker::wake);
+        self.raw.close();
     }
 
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
-        self.observe().closed
+        self.raw.is_closed()
     }
 
     /// A snapshot of what the gate is doing and has done.
@@ -392,23 +367,7 @@ impl Gate {
     /// assert_eq!((stats.limit, stats.in_flight, stats.admitted), (3, 1, 1));
     /// ```
     pub fn stats(&self) -> Stats {
-        let (mut stats, wait) = {
-            let state = self.observe();
-            let stats = Stats {
-                limit: state.limit,
-                in_flight: state.in_flight(),
-                waiting: state.waiters.len(),
-                admitted: state.stats.admitted + self.pool.admitted(),
-                rejected: state.stats.rejected,
-                timed_out: state.stats.timed_out,
-                wait: WaitStats::default(),
-            };
-            let mut wait = state.stats.wait.clone();
-            wait.record_zeros(self.pool.admitted());
-            (stats, wait)
-        };
-        stats.wait = WaitStats::from_histogram(&wait, stats.admitted);
-        stats
+        self.raw.stats()
     }
 
     /// The bounds on waiting that [`acquire`](Self::acquire) uses.
@@ -416,124 +375,11 @@ impl Gate {
         self.wait_limits
     }
 
-    fn try_take(&self, n: usize) -> Result<usize, TryAcquireError> {
-        if self.pool.try_take(n).is_some() {
-            return Ok(n);
-        }
-        let mut state = self.lock();
-        if state.closed {
-            return Err(TryAcquireError::Closed);
-        }
-        if state.try_take(n) {
-            state.stats.admitted_at_once();
-            Ok(n)
-        } else {
-            state.stats.rejected += 1;
-            Err(TryAcquireError::NoPermits)
-        }
-    }
-
-    /// Takes one permit on the lock-free path only, returning how many stay free there;
-    /// `None` if that path is closed (someone queues, a shrink drains, the gate is closed) or
-    /// empty. For callers with a slow path of their own.
+    /// The mechanism under this gate, for the crate's other sources of permits (a
+    /// [`Limiter`](crate::Limiter) takes and gives back its permits there).
     #[inline]
-    pub(crate) fn try_take_fast(&self) -> Option<usize> {
-        self.pool.try_take(1)
-    }
-
-    /// Whether the lock-free path is open and holds a permit: one atomic load.
-    #[inline]
-    pub(crate) fn has_fast_permit(&self) -> bool {
-        self.pool.permits() > 0
-    }
-
-    /// Counts a caller refused without waiting by a limit of its own (a limiter's
-    /// `max_wait` of zero), as the gate counts its own refusals.
-    pub(crate) fn record_rejected(&self) {
-        self.lock().stats.rejected += 1;
-    }
-
-    /// Counts a caller whose deadline passed while it waited for more than this gate (a
-    /// limiter's rate cell or pause).
-    pub(crate) fn record_timed_out(&self) {
-        self.lock().stats.timed_out += 1;
-    }
-
-    /// Permits held right now, read under the lock.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.observe().in_flight()
-    }
-
-    /// Takes `n` held permits out of the gate for good: they are not returned, and the limit
-    /// drops by `n` (to no less than zero).
-    pub(crate) fn forget(&self, n: usize) {
-        let mut state = self.lock();
-        state.taken -= n;
-        state.limit = state.limit.saturating_sub(n);
-    }
-
-    /// Returns `n` permits and admits whoever now fits.
-    #[inline]
-    pub(crate) fn release(&self, n: usize) {
-        if !self.pool.try_give(n) {
-            self.release_slow(n);
-        }
-    }
-
-    #[inline(never)]
-    fn release_slow(&self, n: usize) {
-        let mut state = self.lock();
-        state.taken -= n;
-        if !state.waiters.is_empty() {
-            self.grant_and_wake(state);
-        }
-    }
-
-    /// Grants permits to the queue as far as they go, waking each admitted waiter after the
-    /// lock is released.
-    fn grant_and_wake<'a>(&'a self, mut state: Locked<'a>) {
-        // The usual case under contention: one permit back, one waiter in. Wake it without
-        // building a wake list.
-        if !state.front_fits() {
-            return;
-        }
-        let first = state.grant_front(&mut None);
-        if !state.front_fits() {
-            drop(state);
-            if let Some(waker) = first {
-                waker.wake();
-            }
-            return;
-        }
-        let mut wakers = WakeList::new();
-        if let Some(waker) = first {
-            wakers.push(waker);
-        }
-        loop {
-            let more = state.grant(&mut wakers);
-            drop(state);
-            wakers.wake_all();
-            if !more {
-                return;
-            }
-            state = self.lock();
-        }
-    }
-
-    /// Takes the lock with the fast path closed, to change the gate.
-    fn lock(&self) -> Locked<'_> {
-        Locked::exact(self.mutex(), &self.pool)
-    }
-
-    /// Takes the lock to read the gate, leaving the fast path as it is.
-    fn observe(&self) -> Locked<'_> {
-        Locked::observing(self.mutex(), &self.pool)
-    }
-
-    fn mutex(&self) -> crate::sync::MutexGuard<'_, State> {
-        // The lock is never held across user code, so a poisoned lock still guards a
-        // consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn raw(&self) -> &RawGate {
+        &self.raw
     }
 }
 
@@ -549,12 +395,6 @@ fn check_request(n: usize) -> usize {
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.observe();
-        f.debug_struct("Gate")
-            .field("limit", &state.limit)
-            .field("in_flight", &state.in_flight())
-            .field("waiting", &state.waiters.len())
-            .field("closed", &state.closed)
-            .finish()
+        self.raw.fmt_as("Gate", f)
     }
 }

@@ -32,7 +32,7 @@ impl<'a> Permit<'a> {
     /// limit drops by as many (to no less than zero), like tokio's `SemaphorePermit::forget`.
     pub fn forget(self) {
         let (gate, permits) = (self.gate, self.detach());
-        gate.forget(permits);
+        gate.raw().forget(permits);
     }
 
     /// Splits `n` permits off into a permit of their own, or returns `None`, changing nothing,
@@ -56,9 +56,8 @@ impl<'a> Permit<'a> {
         self.permits += other.detach();
     }
 
-    /// Keeps the permits taken without this guard; the caller must give them back with
-    /// [`Gate::release`].
-    pub(crate) fn detach(self) -> usize {
+    /// Keeps the permits taken without this guard.
+    fn detach(self) -> usize {
         let permits = self.permits;
         std::mem::forget(self);
         permits
@@ -68,7 +67,7 @@ impl<'a> Permit<'a> {
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.gate.release(self.permits);
+        self.gate.raw().release(self.permits);
     }
 }
 
@@ -108,7 +107,7 @@ impl OwnedPermit {
     /// limit drops by as many (to no less than zero), like tokio's `OwnedSemaphorePermit::forget`.
     pub fn forget(mut self) {
         let permits = std::mem::take(&mut self.permits);
-        self.gate.forget(permits);
+        self.gate.raw().forget(permits);
         // Dropping `self` now releases nothing.
     }
 
@@ -137,7 +136,7 @@ impl OwnedPermit {
 impl Drop for OwnedPermit {
     #[inline]
     fn drop(&mut self) {
-        self.gate.release(self.permits);
+        self.gate.raw().release(self.permits);
     }
 }
 

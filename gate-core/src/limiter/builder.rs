@@ -1,6 +1,5 @@
 //! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use super::pause::Pause;
 use super::{Adaptive, Limiter};
 use crate::adaptive::LimitAlgorithm;
 use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
+use crate::sync::AtomicUsize;
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Configures a [`Limiter`], from [`Limiter::builder`].

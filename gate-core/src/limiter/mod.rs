@@ -11,7 +11,6 @@ pub use builder::LimiterBuilder;
 pub use permit::{LimiterPermit, OwnedLimiterPermit};
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,8 +18,9 @@ use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
+use crate::sync::{AtomicUsize, Ordering};
 use crate::{AcquireError, Gate, Outcome, Stats, WaitLimits};
-use pause::Pause;
+pub(crate) use pause::Pause;
 use permit::Admitted;
 
 /// What a caller of a limited API holds: a concurrency limit, a rate limit, or both, plus a
@@ -333,15 +333,15 @@ impl Limiter {
             return None;
         }
         let Some(rate) = &self.rate else {
-            let free = self.gate.try_take_fast()?;
+            let free = self.gate.raw().try_take_fast(1)?;
             return Some(self.admitted(Some(free)));
         };
         // Skip the booking (and giving it back) when the permit is clearly not there.
-        if !self.gate.has_fast_permit() {
+        if !self.gate.raw().has_fast_permit() {
             return None;
         }
         let booking = rate.try_book()?;
-        match self.gate.try_take_fast() {
+        match self.gate.raw().try_take_fast(1) {
             Some(free) => Some(self.admitted(Some(free))),
             None => {
                 rate.cancel_booking(booking);
@@ -353,7 +353,7 @@ impl Limiter {
     /// Refuses a caller who could not be admitted at once and may not wait at all.
     #[cold]
     fn refuse_at_once(&self) -> AcquireError {
-        self.gate.record_rejected();
+        self.gate.raw().record_rejected();
         AcquireError::TimedOut
     }
 
@@ -366,7 +366,7 @@ impl Limiter {
         match tokio::time::timeout(max_wait, self.wait_in_order(limits.max_waiters)).await {
             Ok(admitted) => admitted,
             Err(_) => {
-                self.gate.record_timed_out();
+                self.gate.raw().record_timed_out();
                 Err(AcquireError::TimedOut)
             }
         }
@@ -381,13 +381,13 @@ impl Limiter {
             max_wait: None,
             max_waiters,
         };
-        let permit = self.gate.acquire_with(1, limits).await?;
+        let permit = self.gate.raw().acquire(1, limits).await?;
         if self.rate.is_some() || self.pause.is_set() {
             let _held = self.adaptive.as_ref().map(Adaptive::hold_waiting);
             self.wait_for_rate().await;
         }
         // From here the limiter's permit guard gives it back.
-        permit.detach();
+        permit.keep();
         Ok(self.admitted(None))
     }
 
@@ -414,7 +414,7 @@ impl Limiter {
         let limit = adaptive.limit.load(Ordering::Acquire);
         let held = match free {
             Some(free) => limit.saturating_sub(free),
-            None => self.gate.in_flight(),
+            None => self.gate.raw().in_flight(),
         };
         let waiting = adaptive.held_waiting.load(Ordering::Acquire);
         Admitted {
@@ -441,7 +441,7 @@ impl Limiter {
     /// Gives back an admitted attempt's permit.
     #[inline]
     fn release(&self) {
-        self.gate.release(1);
+        self.gate.raw().release(1);
     }
 
     /// Pauses new admissions for `duration` from now, at most for

@@ -1,11 +1,11 @@
 //! A pause shared by everyone behind one limiter: "the server said come back at T".
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::rate::instant_after;
+use crate::sync::{AtomicU64, Ordering};
 
 /// The time until which new admissions wait, in nanoseconds since `origin`; 0 for none.
 ///
@@ -13,13 +13,13 @@ use crate::rate::instant_after;
 /// most at the end of the `u64` range (584 years), and a longer pause never ends sooner.
 /// The [`Limiter`](super::Limiter) caps pauses far below that before they get here.
 #[derive(Debug)]
-pub(super) struct Pause {
+pub(crate) struct Pause {
     origin: Instant,
     until: AtomicU64,
 }
 
 impl Pause {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             origin: Instant::now(),
             until: AtomicU64::new(0),
@@ -34,7 +34,12 @@ impl Pause {
         }
         let duration = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         // At least 1, since `duration` is: 0 stays "no pause".
-        let nanos = self.nanos(now).saturating_add(duration);
+        self.extend_to(self.nanos(now).saturating_add(duration));
+    }
+
+    /// Pauses until `nanos` after the origin (at least 1), unless already paused until
+    /// later: a pause only ever grows until it is over.
+    pub(crate) fn extend_to(&self, nanos: u64) {
         self.until.fetch_max(nanos, Ordering::AcqRel);
     }
 
@@ -61,25 +66,32 @@ impl Pause {
 
     /// Waits until no pause is in force, however often it is extended meanwhile.
     pub(super) async fn wait(&self) {
+        // An end beyond what `Instant` can count sleeps for decades, then looks again.
+        while let Some(until) = self.settle(|| self.nanos(Instant::now())) {
+            tokio::time::sleep_until(self.instant(until)).await;
+        }
+    }
+
+    /// The end of the pause in force at `now()` (in nanoseconds after the origin), or `None`
+    /// if none is. A pause found over is cleared, so later admissions skip the clock read;
+    /// a pause set meanwhile makes the clear fail and is read again, with the time, so an
+    /// extension is never lost to a clear.
+    pub(crate) fn settle(&self, now: impl Fn() -> u64) -> Option<u64> {
         loop {
             let until = self.until.load(Ordering::Acquire);
             if until == 0 {
-                return;
+                return None;
             }
-            if until <= self.nanos(Instant::now()) {
-                // Over: clear it so later admissions skip the clock read. A pause set
-                // meanwhile makes this fail and is honoured on the next turn.
-                if self
-                    .until
-                    .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
+            if until > now() {
+                return Some(until);
             }
-            // An end beyond what `Instant` can count sleeps for decades, then looks again.
-            tokio::time::sleep_until(self.instant(until)).await;
+            if self
+                .until
+                .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return None;
+            }
         }
     }
 

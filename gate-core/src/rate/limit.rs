@@ -3,20 +3,22 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::{Clock, Rate, TokioClock, instant_after};
+use super::{Clock, Decision, Gcra, Rate, TokioClock, instant_after};
+use crate::sync::{AtomicU64, Ordering};
 
 /// A rate limit: admits callers at a steady [`Rate`], allowing short bursts.
 ///
 /// It is the generic cell rate algorithm (GCRA), the one the `governor` crate uses: the state
 /// is one "theoretical arrival time" in an atomic word, so checking costs a clock read and a
-/// compare-and-swap, with no lock and no background task.
+/// compare-and-swap, with no lock and no background task. The arithmetic is [`Gcra::step`],
+/// the pure specification every store of a rate limit's state follows; this is the
+/// in-process store.
 ///
 /// - **Guarantee.** In every window of time of length `T`, at most
 ///   `burst + count × T / period` callers are admitted (rounded down), with no extra cell at
@@ -51,10 +53,8 @@ use super::{Clock, Rate, TokioClock, instant_after};
 /// ```
 pub struct RateLimit<C = TokioClock> {
     rate: Rate,
-    /// Nanoseconds between cells.
-    interval: u64,
-    /// How far ahead of now the theoretical arrival time may run: `(burst - 1) × interval`.
-    tolerance: u64,
+    /// The arithmetic: interval and tolerance.
+    gcra: Gcra,
     clock: C,
     /// The theoretical arrival time of the next cell, in the clock's nanoseconds.
     tat: AtomicU64,
@@ -101,9 +101,7 @@ impl<C: Clock> RateLimit<C> {
     pub fn with_clock(rate: Rate, clock: C) -> Self {
         Self {
             rate,
-            interval: rate.interval_nanos(),
-            // `Rate::try_burst` bounds the span, so this does not saturate.
-            tolerance: rate.tolerance_nanos(),
+            gcra: Gcra::from_rate(rate),
             clock,
             tat: AtomicU64::new(0),
         }
@@ -150,18 +148,21 @@ impl<C: Clock> RateLimit<C> {
     fn check_nanos(&self, t: u64) -> Result<Booking, NotUntil> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            let earliest = tat.saturating_sub(self.tolerance);
-            if t < earliest {
-                return Err(NotUntil {
-                    wait: Duration::from_nanos(earliest - t),
-                });
-            }
-            // Overflows only for a clock near the end of its `u64` range (584 years from
-            // its origin): the limit then stops admitting, erring slow.
-            let Some(next) = tat.max(t).checked_add(self.interval) else {
-                return Err(NotUntil {
-                    wait: Duration::from_nanos((u64::MAX - t).max(self.interval)),
-                });
+            let next = match self.gcra.step(tat, t, 1) {
+                Decision::Admit { tat: next } => next,
+                Decision::Wait { nanos } => {
+                    return Err(NotUntil {
+                        wait: Duration::from_nanos(nanos),
+                    });
+                }
+                // One cell always fits a burst, so the cell would end past the clock's `u64`
+                // range (584 years from its origin): the limit then stops admitting, erring
+                // slow.
+                Decision::Never => {
+                    return Err(NotUntil {
+                        wait: Duration::from_nanos((u64::MAX - t).max(self.gcra.interval())),
+                    });
+                }
             };
             match self
                 .tat
@@ -198,12 +199,17 @@ impl<C: Clock> RateLimit<C> {
     fn book(&self, t: u64) -> (Booking, u64) {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            let due = t.max(tat.saturating_sub(self.tolerance));
+            // The cell is due when the step first admits it: now, or after its wait (which
+            // cannot overflow, and after which the step admits or never will).
+            let (due, decision) = match self.gcra.step(tat, t, 1) {
+                Decision::Wait { nanos } => (t + nanos, self.gcra.step(tat, t + nanos, 1)),
+                decision => (t, decision),
+            };
             // Bookings run ahead of the clock by an interval per waiter, so with a rate of
             // one a century a few waiters reach the end of the `u64` range. A cell past it
             // is never due: the caller waits for the end of the range, books nothing, and
             // the limit errs slow.
-            let Some(next) = tat.max(due).checked_add(self.interval) else {
+            let Decision::Admit { tat: next } = decision else {
                 return (
                     Booking {
                         before: tat,
@@ -257,6 +263,14 @@ impl<C> fmt::Debug for RateLimit<C> {
 pub(crate) struct Booking {
     before: u64,
     after: u64,
+}
+
+impl Booking {
+    /// The theoretical arrival time before and after.
+    #[cfg(gate_loom)]
+    pub(crate) fn span(&self) -> (u64, u64) {
+        (self.before, self.after)
+    }
 }
 
 pin_project! {

@@ -95,10 +95,10 @@ impl State {
 
 /// The locked state together with the fast pool.
 ///
-/// An exact guard ([`Gate::lock`](super::Gate)) has closed the fast path and drained the
+/// An exact guard ([`RawGate::lock`](super::RawGate)) has closed the fast path and drained the
 /// pool, so `free` is exact and it may change anything; when dropped it reopens the fast path
 /// with every free permit if nobody waits, the gate is open and no shrink is still draining.
-/// An observing guard ([`Gate::observe`](super::Gate)) only reads.
+/// An observing guard ([`RawGate::observe`](super::RawGate)) only reads.
 pub(crate) struct Locked<'a> {
     state: MutexGuard<'a, State>,
     pool: &'a FastPool,

@@ -84,13 +84,16 @@ pub use admission::{
     Admission, BoxAdmission, BoxPermit, Outcome, OwnedAdmission, Report, Unlimited,
 };
 pub use backpressure::Backpressure;
-pub use batch::{Batch, BatchReport};
+pub use batch::report::BatchReport;
+pub use batch::setup::Batch;
 pub use error::{AcquireError, LimitError, TryAcquireError};
 pub use gate::{Acquire, AcquireOwned, Gate, GateBuilder, OwnedPermit, Permit, WaitLimits};
 pub use limiter::{
     Limiter, LimiterAcquire, LimiterAcquireOwned, LimiterBuilder, LimiterPermit, OwnedLimiterPermit,
 };
-pub use retry::{Backoff, Elapsed, Retry, RetryBuilder, RetryError};
+pub use retry::backoff::Backoff;
+pub use retry::error::{Elapsed, RetryError};
+pub use retry::policy::{Retry, RetryBuilder};
 pub use stats::Stats;
 
 #[cfg(feature = "macros")]

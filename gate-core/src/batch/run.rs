@@ -40,7 +40,7 @@ where
     /// The progress bar's total is the iterator's length when its size hint is exact.
     ///
     /// ```
-    /// use gate_core::{Gate, batch::Batch};
+    /// use gate_core::{Batch, Gate};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -73,7 +73,7 @@ where
     ///
     /// ```
     /// use futures_util::stream;
-    /// use gate_core::{Gate, batch::Batch};
+    /// use gate_core::{Batch, Gate};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {

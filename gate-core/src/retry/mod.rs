@@ -1,13 +1,15 @@
 //! Retry with backoff, jitter, per-attempt timeouts and server hints.
 
-mod backoff;
+pub(crate) mod backoff;
 mod call;
-mod error;
-mod policy;
+pub(crate) mod error;
+pub(crate) mod policy;
 mod schedule;
 
-pub use backoff::Backoff;
-pub(crate) use backoff::Jitter;
-pub use error::{Elapsed, Failure, RetryConfigError, RetryError};
-pub use policy::{Retry, RetryBuilder};
+// `Retry`, `RetryBuilder`, `RetryError`, `Backoff` and `Elapsed` are at the crate's root,
+// and only there; what only a reader of a `RetryError` or a builder's error needs is here.
+pub(crate) use backoff::{Backoff, Jitter};
+pub use error::{Failure, RetryConfigError};
+pub(crate) use error::{Elapsed, RetryError};
+pub(crate) use policy::Retry;
 pub(crate) use schedule::{Failed, Schedule, Stop};

@@ -247,7 +247,7 @@ impl<E: From<Elapsed>> FromElapsed for E {}
 ///
 /// `retry_if` comes after `returned`, so that the compiler knows the error type before it
 /// checks the user's predicate against it.
-#[inline]
+#[inline(always)]
 pub fn next<R, E, P>(
     attempts: &mut Attempts,
     permit: P,
@@ -268,7 +268,7 @@ where
 /// Like [`next`] for an attempt under a per-attempt timeout ([`Attempts::next_timed`]): a
 /// timed-out attempt is always retryable, and if it was the last one the function returns
 /// `E::from(Elapsed)`.
-#[inline]
+#[inline(always)]
 pub fn next_timed<R, E, P>(
     attempts: &mut Attempts,
     permit: P,

@@ -11,9 +11,9 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Attribute, Item, ReturnType, Signature, Type, Visibility};
 
-use crate::args::{AdaptiveKind, Args};
+use crate::args::{AdaptiveKind, Arg, Args};
 use crate::duration::Millis;
-use crate::plan::{Delay, Plan, Policy, Source};
+use crate::plan::{Delay, Plan, Policy, RateSpec, Source};
 
 /// Expands `#[gated(args)] item`. On any error, the item is emitted unchanged next to the
 /// errors, so that the rest of the program (and rust-analyzer) still sees the function.
@@ -267,9 +267,9 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
 /// The function's own limiter, built on the first call into a `static LazyLock` (so, like a
 /// `limit`, shared by every call and every instantiation).
 fn own_limiter(
-    limit: Option<&crate::args::Arg<u64>>,
-    rate: Option<&crate::plan::RateSpec>,
-    adaptive: Option<&crate::args::Arg<AdaptiveKind>>,
+    limit: Option<&Arg<u64>>,
+    rate: Option<&RateSpec>,
+    adaptive: Option<&Arg<AdaptiveKind>>,
     private: &TokenStream,
     name: &str,
 ) -> TokenStream {

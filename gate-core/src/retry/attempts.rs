@@ -172,7 +172,7 @@ impl Attempts {
     /// [`next`](Self::next) with `retry_if` given apart from the policy. `#[gated]` passes
     /// it after the attempt's value, so that the compiler knows the error type before it
     /// checks the user's predicate against it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_with<T, E, P>(
         &mut self,
         permit: P,
@@ -191,7 +191,7 @@ impl Attempts {
     }
 
     /// [`next_timed`](Self::next_timed) with `retry_if` given apart from the policy.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_timed_with<T, E, P>(
         &mut self,
         permit: P,

@@ -1,16 +1,16 @@
 //! Items used by code that `#[gated]` generates. Not public API; may change at any time.
 //!
-//! Every expansion takes its admission as a `&'static` [`Admission`] (a function's own
-//! `static Gate` or `static LazyLock<Limiter>`, or the one it shares through [`Shared`]),
-//! admits each call through [`Admission::admit`], and panics through [`refused`] if it is
+//! Every expansion takes its admission as a `&'static` `Admission` (a function's own
+//! `static Gate` or `static LazyLock<Limiter>`, or the one it shares through `Shared`),
+//! admits each call through `Admission::admit`, and panics through `refused` if it is
 //! refused. One with `retry`, `timeout`, `adaptive` or `backpressure` runs an explicit loop
 //! (so that the body can borrow `&mut self` and the arguments afresh for each attempt) and
-//! hands each attempt's permit to [`next`] or [`next_timed`], which report the attempt through
-//! it and decide, by the public [`Attempts`], whether to stop or how long to back off: the
+//! hands each attempt's permit to `next` or `next_timed`, which report the attempt through
+//! it and decide, by the public `Attempts`, whether to stop or how long to back off: the
 //! same schedule that `Retry::call` uses inside.
 //!
-//! Only what expansions name is here; the bounds on [`Shared`], [`next`], [`next_timed`] and
-//! [`backpressure`] carry the messages a user sees when the function does not fit.
+//! Only what expansions name is here; the bounds on `Shared`, `next`, `next_timed` and
+//! `backpressure` carry the messages a user sees when the function does not fit.
 
 use std::time::Duration as StdDuration;
 

@@ -1,46 +1,84 @@
 //! Items used by code that `#[gated]` generates. Not public API; may change at any time.
 //!
-//! An expansion without `retry` or `timeout` uses only `Gate`, `shared_gate` and `refused`
-//! (or, with a rate or adaptive limit, a `Limiter` built once in a `LazyLock`). One with them
-//! runs an explicit loop (so that the body can borrow `&mut self` and the arguments afresh
-//! for each attempt) and asks `Attempts` after every attempt whether to stop or how long to
-//! back off: the same schedule that `Retry::call` uses inside.
+//! Every expansion takes its admission as a `&'static` `Admission` (a function's own
+//! `static Gate` or `static LazyLock<Limiter>`, or the one it shares through `Shared`),
+//! admits each call through `Admission::admit`, and panics through `refused` if it is
+//! refused. One with `retry`, `timeout`, `adaptive` or `backpressure` runs an explicit loop
+//! (so that the body can borrow `&mut self` and the arguments afresh for each attempt) and
+//! hands each attempt's permit to `next` or `next_timed`, which report the attempt through
+//! it and decide, by the public `Attempts`, whether to stop or how long to back off: the
+//! same schedule that `Retry::call` uses inside.
+//!
+//! Only what expansions name is here; the bounds on `Shared`, `next`, `next_timed` and
+//! `backpressure` carry the messages a user sees when the function does not fit.
 
 use std::time::Duration as StdDuration;
 
-pub use std::future::Future;
 pub use std::sync::LazyLock;
 pub use std::time::Duration;
 
-pub use crate::adaptive::{Aimd, Gradient};
-
-use crate::adaptive::Bounds;
 pub use crate::rate::Rate;
-pub use crate::{
-    AcquireError, Backpressure, Elapsed, Gate, Limiter, LimiterBuilder, LimiterPermit, Retry,
-    RetryBuilder,
-};
+pub use crate::retry::{Attempt, Attempts, Step};
+pub use crate::{Admission, Gate, Limiter, Retry};
 
-use crate::Outcome;
+use crate::adaptive::{Aimd, Bounds, Gradient};
 use crate::rate::{ParseRateError, RateError};
-use crate::retry::{Failed, Schedule};
+use crate::{AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder};
 
-/// The gate named by `#[gated(gate = PATH)]`.
+/// The admission named by `#[gated(gate = PATH)]` or `#[gated(limiter = PATH)]`, shared by
+/// every function that names it: `Shared(&PATH).admission()`.
 ///
-/// It must live for `'static`: that admits a `static` gate, a `LazyLock<Gate>` and a
-/// `LazyLock<Arc<Gate>>` (by deref coercion), and rejects a `const` gate, which would be a
-/// fresh gate at every call and so limit nothing.
-#[inline(always)]
-pub const fn shared_gate(gate: &'static Gate) -> &'static Gate {
-    gate
+/// It must live for `'static`: that admits a `static Gate`, a `static LazyLock<Limiter>`, a
+/// `LazyLock<Arc<_>>` and a `LazyLock` of any other admission, and rejects a `const` gate
+/// ("temporary value dropped while borrowed"), which would be a fresh gate at every call and
+/// so limit nothing.
+///
+/// For an admission, [`admission`](Self::admission) is this inherent method. For anything
+/// else, method lookup falls back to [`NotAnAdmission::admission`], whose bound fails with
+/// one error on the path, and which is typed as an admission, so that no use of it adds
+/// another error.
+#[derive(Debug)]
+pub struct Shared<A: ?Sized + 'static>(pub &'static A);
+
+impl<A: Admission + ?Sized> Shared<A> {
+    /// The admission itself.
+    #[inline(always)]
+    pub const fn admission(&self) -> &'static A {
+        self.0
+    }
 }
 
-/// The limiter named by `#[gated(limiter = PATH)]`: a `static LazyLock<Limiter>` or
-/// `LazyLock<Arc<Limiter>>` (by deref coercion), shared by every function that names it.
-#[inline(always)]
-pub const fn shared_limiter(limiter: &'static Limiter) -> &'static Limiter {
-    limiter
+/// The fallback of [`Shared::admission`] for what is not an admission: a compile error.
+pub trait NotAnAdmission {
+    /// What the path names.
+    type Named: ?Sized;
+
+    /// Never compiles: what the path names is not an admission.
+    fn admission(&self) -> &'static crate::Unlimited
+    where
+        Self::Named: IsAdmission;
 }
+
+impl<A: ?Sized + 'static> NotAnAdmission for Shared<A> {
+    type Named = A;
+
+    fn admission(&self) -> &'static crate::Unlimited
+    where
+        A: IsAdmission,
+    {
+        &crate::Unlimited
+    }
+}
+
+/// What `gate = PATH` and `limiter = PATH` need: any [`Admission`].
+#[diagnostic::on_unimplemented(
+    message = "`#[gated]` needs an admission here, and `{Self}` does not admit callers",
+    label = "not a `Gate`, a `Limiter` or another `gate_core::Admission`",
+    note = "share a `static NAME: Gate` or a `static NAME: LazyLock<Limiter>`, or implement `gate_core::Admission` for `{Self}`"
+)]
+pub trait IsAdmission {}
+
+impl<A: Admission + ?Sized> IsAdmission for A {}
 
 /// The rate of `#[gated(rate = "...", burst = N)]`, evaluated in a `const` spanned at the
 /// literal, so that a malformed rate is a compile error there ("evaluation panicked: ...")
@@ -167,27 +205,30 @@ impl<E: Backpressure> BackpressureError for E {}
     note = "an attempt fails by returning `Err`, which is how `#[gated]` knows to try again; aliases such as `std::io::Result<T>` work too"
 )]
 pub trait Fallible {
+    /// The value of a success.
+    type Ok;
     /// The error an attempt may end with.
     type Error;
 
-    /// The error, if this value is one.
-    fn error(&self) -> Option<&Self::Error>;
+    /// This value as the `Result` it is.
+    fn into_result(self) -> Result<Self::Ok, Self::Error>;
 
-    /// Wraps an error.
-    fn from_error(error: Self::Error) -> Self;
+    /// The value back from its `Result`.
+    fn from_result(result: Result<Self::Ok, Self::Error>) -> Self;
 }
 
 impl<T, E> Fallible for Result<T, E> {
+    type Ok = T;
     type Error = E;
 
-    #[inline]
-    fn error(&self) -> Option<&E> {
-        self.as_ref().err()
+    #[inline(always)]
+    fn into_result(self) -> Self {
+        self
     }
 
-    #[inline]
-    fn from_error(error: E) -> Self {
-        Err(error)
+    #[inline(always)]
+    fn from_result(result: Self) -> Self {
+        result
     }
 }
 
@@ -197,144 +238,56 @@ impl<T, E> Fallible for Result<T, E> {
     label = "the error type here cannot say that an attempt timed out",
     note = "add `impl From<gate_core::Elapsed> for {Self}`: when the last attempt times out, the function returns that error"
 )]
-pub trait FromElapsed {
-    /// The error returned when the last attempt timed out.
-    fn from_elapsed(elapsed: Elapsed) -> Self;
-}
+pub trait FromElapsed: From<Elapsed> {}
 
-impl<E: From<Elapsed>> FromElapsed for E {
-    #[inline]
-    fn from_elapsed(elapsed: Elapsed) -> Self {
-        E::from(elapsed)
+impl<E: From<Elapsed>> FromElapsed for E {}
+
+/// Reports how an attempt went through its permit, then decides what follows it
+/// ([`Attempts::next`], with the function's `retry_if`).
+///
+/// `retry_if` comes after `returned`, so that the compiler knows the error type before it
+/// checks the user's predicate against it.
+#[inline(always)]
+pub fn next<R, E, P>(
+    attempts: &mut Attempts,
+    permit: P,
+    returned: R,
+    policy: &Retry<E>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Error = E>,
+    P: Report,
+{
+    match attempts.next_with(permit, returned.into_result(), policy, retry_if) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
     }
 }
 
-/// How an attempt under a per-attempt timeout ended.
-#[derive(Debug)]
-pub enum Attempt<R> {
-    /// The body finished with this value.
-    Returned(R),
-    /// The body ran past the timeout and was dropped.
-    TimedOut,
-}
-
-/// Runs one attempt, cancelling it if it runs longer than `timeout`.
-pub async fn attempt_timeout<F: Future>(timeout: StdDuration, attempt: F) -> Attempt<F::Output> {
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(returned) => Attempt::Returned(returned),
-        Err(_) => Attempt::TimedOut,
-    }
-}
-
-/// What to do after an attempt.
-#[derive(Debug)]
-pub enum Step<R> {
-    /// Return this from the function: a success, a non-retryable error, or the last error.
-    Done(R),
-    /// Back off this long (with no permit held), then try again.
-    Wait(StdDuration),
-}
-
-/// The state of a retried call between attempts: the `Schedule` that `Retry::call` keeps
-/// too, so both decide when to stop and how long to wait in the same way.
-#[derive(Debug, Default)]
-pub struct Attempts {
-    schedule: Schedule,
-}
-
-impl Attempts {
-    /// Decides what follows an attempt that returned `returned`, as [`Retry::call`] does:
-    /// a success, an error that `retry_if` rejects, and the last allowed attempt end the call;
-    /// otherwise back off.
-    ///
-    /// `retry_if` comes apart from the policy and after `returned`, so that the compiler
-    /// knows the error type before it checks the user's predicate against it.
-    pub fn next<R, E>(
-        &mut self,
-        returned: R,
-        policy: &Retry<E>,
-        retry_if: fn(&E) -> bool,
-    ) -> Step<R>
-    where
-        R: Fallible<Error = E>,
-    {
-        self.schedule.begin();
-        let next = match returned.error() {
-            None => return Step::Done(returned),
-            Some(error) => self.schedule.after(policy, Failed::Error(error), retry_if),
-        };
-        match next {
-            // Stopped, or a server hint longer than the policy waits for: the function
-            // returns the error, which carries the hint.
-            Err(_) => Step::Done(returned),
-            Ok(delay) => Step::Wait(delay),
-        }
-    }
-
-    /// Like [`next`](Self::next) under a per-attempt timeout: a timed-out attempt is always
-    /// retryable, and if it was the last one the function returns `E::from(Elapsed)`.
-    pub fn next_timed<R, E>(
-        &mut self,
-        outcome: Attempt<R>,
-        policy: &Retry<E>,
-        retry_if: fn(&E) -> bool,
-    ) -> Step<R>
-    where
-        R: Fallible<Error = E>,
-        E: FromElapsed,
-    {
-        match outcome {
-            Attempt::Returned(returned) => self.next(returned, policy, retry_if),
-            Attempt::TimedOut => {
-                self.schedule.begin();
-                match self.schedule.after(policy, Failed::TimedOut, retry_if) {
-                    Ok(delay) => Step::Wait(delay),
-                    Err(_) => Step::Done(R::from_error(E::from_elapsed(Elapsed::new()))),
-                }
-            }
-        }
-    }
-
-    /// Like [`next`](Self::next) for an attempt admitted by a limiter: first reports how it
-    /// ended through `permit` (a success, or what `policy` makes of the error), then decides.
-    pub fn next_reported<R, E>(
-        &mut self,
-        permit: LimiterPermit<'_>,
-        returned: R,
-        policy: &Retry<E>,
-        retry_if: fn(&E) -> bool,
-    ) -> Step<R>
-    where
-        R: Fallible<Error = E>,
-    {
-        permit.finish(policy.report(match returned.error() {
-            None => Ok(()),
-            Some(error) => Err(Failed::Error(error)),
-        }));
-        self.next(returned, policy, retry_if)
-    }
-
-    /// Like [`next_timed`](Self::next_timed) for an attempt admitted by a limiter: a
-    /// timed-out attempt is reported as [`Outcome::TimedOut`].
-    pub fn next_timed_reported<R, E>(
-        &mut self,
-        permit: LimiterPermit<'_>,
-        outcome: Attempt<R>,
-        policy: &Retry<E>,
-        retry_if: fn(&E) -> bool,
-    ) -> Step<R>
-    where
-        R: Fallible<Error = E>,
-        E: FromElapsed,
-    {
-        permit.finish(match &outcome {
-            Attempt::Returned(returned) => policy.report(match returned.error() {
-                None => Ok(()),
-                Some(error) => Err(Failed::Error(error)),
-            }),
-            Attempt::TimedOut => Outcome::TimedOut,
-        });
-        self.next_timed(outcome, policy, retry_if)
+/// Like [`next`] for an attempt under a per-attempt timeout ([`Attempts::next_timed`]): a
+/// timed-out attempt is always retryable, and if it was the last one the function returns
+/// `E::from(Elapsed)`.
+#[inline(always)]
+pub fn next_timed<R, E, P>(
+    attempts: &mut Attempts,
+    permit: P,
+    attempt: Attempt<R>,
+    policy: &Retry<E>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Error = E>,
+    E: FromElapsed,
+    P: Report,
+{
+    let attempt = match attempt {
+        Attempt::Returned(returned) => Attempt::Returned(returned.into_result()),
+        Attempt::TimedOut => Attempt::TimedOut,
+    };
+    match attempts.next_timed_with(permit, attempt, policy, retry_if) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
     }
 }
 
@@ -381,27 +334,39 @@ mod tests {
             Step::Done(r) => panic!("stopped with {r:?}"),
         };
         assert_eq!(
-            wait(attempts.next(Err(E::Transient), &p, transient)),
+            wait(next(&mut attempts, (), Err(E::Transient), &p, transient)),
             second
         );
         assert_eq!(
-            wait(attempts.next_timed(Attempt::TimedOut, &p, transient)),
+            wait(next_timed(
+                &mut attempts,
+                (),
+                Attempt::TimedOut,
+                &p,
+                transient
+            )),
             second
         );
         assert!(matches!(
-            attempts.next_timed(Attempt::<Result<(), E>>::TimedOut, &p, transient),
+            next_timed(
+                &mut attempts,
+                (),
+                Attempt::<Result<(), E>>::TimedOut,
+                &p,
+                transient
+            ),
             Step::Done(Err(E::Elapsed))
         ));
 
         let mut attempts = Attempts::default();
-        let fatal = attempts.next(Err::<(), _>(E::Fatal), &p, transient);
+        let fatal = next(&mut attempts, (), Err::<(), _>(E::Fatal), &p, transient);
         assert!(matches!(fatal, Step::Done(Err(E::Fatal))));
         let mut attempts = Attempts::default();
-        let fatal_retried = attempts.next(Err::<(), _>(E::Fatal), &p, always);
+        let fatal_retried = next(&mut attempts, (), Err::<(), _>(E::Fatal), &p, always);
         assert!(matches!(fatal_retried, Step::Wait(_)));
         let mut attempts = Attempts::default();
         assert!(matches!(
-            attempts.next(Ok::<_, E>(7), &p, transient),
+            next(&mut attempts, (), Ok::<_, E>(7), &p, transient),
             Step::Done(Ok(7))
         ));
     }

@@ -34,7 +34,13 @@
 //!
 //! - [`Gate`], [`Permit`], [`OwnedPermit`]: the semaphore.
 //! - [`Retry`], [`Backoff`], [`RetryError`]: retry policies, independent of where permits
-//!   come from ([`Admission`]).
+//!   come from.
+//! - [`Admission`]: where permits come from, the one seam that [`Retry::call`], [`Batch`],
+//!   `#[gated]` and gate-tower's layer go through. [`Gate`], [`Limiter`] and [`Unlimited`]
+//!   implement it; so can a source of your own (a limit shared through Redis, a per-key
+//!   limit), which then works with all of them. [`OwnedAdmission`] is the same through an
+//!   `Arc`, [`Report`] is how a permit tells its source how an attempt ended ([`Outcome`]),
+//!   and [`BoxAdmission`] holds any source behind one type.
 //! - [`Backpressure`]: how an error carries a server's `Retry-After`; with the `http`
 //!   feature, `hint` reads it (and `retry-after-ms`) from response headers.
 //! - [`Stats`]: what a gate has done.

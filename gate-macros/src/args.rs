@@ -10,6 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Path, Token, UnOp};
 
 use crate::duration::{self, Millis};
+use crate::plan::{Delay, Plan, Policy, RateSpec, Source};
 
 /// The argument names, in the order the docs list them. Adding an argument is one entry here,
 /// one field in [`Args`] and one arm in [`Args::parse_one`].
@@ -74,13 +75,13 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    /// Parses and validates the tokens inside `#[gated(...)]`.
+    /// Parses the tokens inside `#[gated(...)]`, checking each value on its own; how the
+    /// arguments fit together is checked by [`plan`](Self::plan).
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
         let mut args = Args::default();
         let mut errors = Errors::default();
         syn::meta::parser(|meta| args.parse_one(meta, &mut errors)).parse2(tokens)?;
         errors.finish()?;
-        args.validate()?;
         Ok(args)
     }
 
@@ -138,73 +139,34 @@ impl Args {
         Ok(())
     }
 
-    /// Checks how the arguments fit together.
-    fn validate(&self) -> syn::Result<()> {
-        let mut errors = Errors::default();
-        self.validate_limits(&mut errors);
-        if self.retry.is_none() {
-            let options = [
-                ("backoff", self.backoff.as_ref().map(|a| a.key)),
-                ("wait", self.wait.as_ref().map(|a| a.key)),
-                ("max_delay", self.max_delay.as_ref().map(|a| a.key)),
-                ("jitter", self.jitter.as_ref().map(|a| a.key)),
-                ("retry_if", self.retry_if.as_ref().map(|a| a.key)),
-            ];
-            for (name, key) in options {
-                if let Some(key) = key {
-                    errors.push(syn::Error::new(
-                        key,
-                        format!("`{name}` configures retries, so it needs `retry = N`"),
-                    ));
-                }
-            }
-        }
-        let exponential = matches!(
-            self.backoff,
-            Some(Arg {
-                value: BackoffKind::Exponential,
-                ..
-            })
-        );
-        if let Some(max) = &self.max_delay
-            && !exponential
-        {
-            errors.push(syn::Error::new(
-                max.key,
-                "`max_delay` caps an exponential backoff; add `backoff = \"exponential\"`",
-            ));
-        }
-        if let (true, Some(backoff)) = (exponential, &self.backoff) {
-            match &self.wait {
-                None => errors.push(syn::Error::new(
-                    backoff.span,
-                    "an exponential backoff needs its first delay: add `wait = \"...\"`, \
-                     such as `wait = \"500ms\"`",
-                )),
-                Some(wait) if wait.value.is_zero() => errors.push(syn::Error::new(
-                    wait.span,
-                    "`wait` must be greater than zero for an exponential backoff",
-                )),
-                Some(wait) => {
-                    if let Some(max) = self.max_delay.as_ref().filter(|m| m.value < wait.value) {
-                        errors.push(syn::Error::new(
-                            max.span,
-                            format!(
-                                "`max_delay` ({}) must not be shorter than `wait` ({})",
-                                max.value, wait.value
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        errors.finish()
+    /// Checks how the arguments fit together, and says what the expansion does with them.
+    /// Independent problems are reported together, in the order of the docs.
+    pub(crate) fn plan(self) -> syn::Result<Plan> {
+        let admission = self.source();
+        let checks = self.check_options();
+        let delay = self.delay();
+        let ((admission, ()), delay) = join(join(admission, checks), delay)?;
+        let policy = self.policy_key().map(|key| Policy {
+            key,
+            retries: self.retry,
+            delay,
+            jitter: self.jitter,
+            timeout: self.timeout,
+            retry_if: self.retry_if,
+            backpressure: self.backpressure.is_some_and(|b| b.value),
+        });
+        Ok(Plan {
+            krate: self.krate.map(|k| k.value),
+            admission,
+            policy,
+        })
     }
 
-    /// Checks which limits the function has: its own (`limit`, `rate`, `adaptive`), or a
-    /// shared `gate` or `limiter`.
-    fn validate_limits(&self, errors: &mut Errors) {
-        if self.limiter.is_some() {
+    /// Which limits the function has: its own (`limit`, `rate`, `adaptive`), or a shared
+    /// `gate` or `limiter`.
+    fn source(&self) -> syn::Result<Source> {
+        let mut errors = Errors::default();
+        if let Some(limiter) = &self.limiter {
             let others = [
                 ("limit", self.limit.as_ref().map(|a| a.key)),
                 ("gate", self.gate.as_ref().map(|a| a.key)),
@@ -223,7 +185,12 @@ impl Args {
                     ));
                 }
             }
-        } else if let Some(gate) = &self.gate {
+            errors.finish()?;
+            return Ok(Source::Shared {
+                path: limiter.clone(),
+            });
+        }
+        if let Some(gate) = &self.gate {
             if self.limit.is_some() {
                 errors.push(syn::Error::new(
                     gate.key,
@@ -248,18 +215,41 @@ impl Args {
                      through `limiter = NAME`",
                 ));
             }
-        } else if self.limit.is_none() && self.rate.is_none() && self.adaptive.is_none() {
-            errors.push(syn::Error::new(
+            errors.finish()?;
+            return Ok(Source::Shared { path: gate.clone() });
+        }
+        if self.rate.is_some() || self.adaptive.is_some() {
+            return Ok(Source::OwnLimiter {
+                limit: self.limit.clone(),
+                rate: self.rate.clone().map(|text| RateSpec {
+                    text,
+                    burst: self.burst.clone(),
+                }),
+                adaptive: self.adaptive.clone(),
+            });
+        }
+        match &self.limit {
+            Some(limit) => Ok(Source::OwnGate {
+                limit: limit.clone(),
+            }),
+            None => Err(syn::Error::new(
                 Span::call_site(),
                 "`#[gated]` needs a limit: `limit = N`, `rate = \"500/min\"` or \
                  `adaptive = \"aimd\"` for limits of its own, or `gate = NAME` or \
                  `limiter = NAME` to share limits you declared",
-            ));
+            )),
         }
+    }
+
+    /// Options that need another: `backpressure` something to act on, `burst` a rate, the
+    /// retry options `retry`.
+    fn check_options(&self) -> syn::Result<()> {
+        let mut errors = Errors::default();
+        let reports = self.limiter.is_some() || self.rate.is_some() || self.adaptive.is_some();
         if let Some(backpressure) = &self.backpressure
             && backpressure.value
             && self.retry.is_none()
-            && !self.uses_limiter()
+            && !reports
         {
             errors.push(syn::Error::new(
                 backpressure.key,
@@ -275,31 +265,73 @@ impl Args {
                  needs `rate = \"...\"`",
             ));
         }
+        if self.retry.is_none() {
+            let options = [
+                ("backoff", self.backoff.as_ref().map(|a| a.key)),
+                ("wait", self.wait.as_ref().map(|a| a.key)),
+                ("max_delay", self.max_delay.as_ref().map(|a| a.key)),
+                ("jitter", self.jitter.as_ref().map(|a| a.key)),
+                ("retry_if", self.retry_if.as_ref().map(|a| a.key)),
+            ];
+            for (name, key) in options {
+                if let Some(key) = key {
+                    errors.push(syn::Error::new(
+                        key,
+                        format!("`{name}` configures retries, so it needs `retry = N`"),
+                    ));
+                }
+            }
+        }
+        errors.finish()
     }
 
-    /// Whether the function has a limiter of its own (a rate or an adaptive limit), rather
-    /// than a plain gate.
-    pub(crate) fn own_limiter(&self) -> bool {
-        self.rate.is_some() || self.adaptive.is_some()
+    /// The delay between attempts: `backoff`, `wait` and `max_delay` together.
+    fn delay(&self) -> syn::Result<Delay> {
+        let exponential = self
+            .backoff
+            .as_ref()
+            .filter(|b| b.value == BackoffKind::Exponential);
+        let Some(backoff) = exponential else {
+            if let Some(max) = &self.max_delay {
+                return Err(syn::Error::new(
+                    max.key,
+                    "`max_delay` caps an exponential backoff; add `backoff = \"exponential\"`",
+                ));
+            }
+            return Ok(self.wait.clone().map_or(Delay::Immediate, Delay::Fixed));
+        };
+        match &self.wait {
+            None => Err(syn::Error::new(
+                backoff.span,
+                "an exponential backoff needs its first delay: add `wait = \"...\"`, \
+                 such as `wait = \"500ms\"`",
+            )),
+            Some(wait) if wait.value.is_zero() => Err(syn::Error::new(
+                wait.span,
+                "`wait` must be greater than zero for an exponential backoff",
+            )),
+            Some(wait) => match self.max_delay.as_ref().filter(|m| m.value < wait.value) {
+                Some(max) => Err(syn::Error::new(
+                    max.span,
+                    format!(
+                        "`max_delay` ({}) must not be shorter than `wait` ({})",
+                        max.value, wait.value
+                    ),
+                )),
+                None => Ok(Delay::Exponential {
+                    wait: wait.clone(),
+                    max: self.max_delay.clone(),
+                }),
+            },
+        }
     }
 
-    /// Whether calls are admitted by a `Limiter` (their own or a shared one),
-    /// and so report how each attempt ended.
-    pub(crate) fn uses_limiter(&self) -> bool {
-        self.limiter.is_some() || self.own_limiter()
-    }
-
-    /// Whether the function runs under a retry policy (retries or a per-attempt timeout),
-    /// and so must return a `Result`.
+    /// The argument that makes the function need a `Result` (and so a retry policy), for
+    /// error messages and for the span of the retry loop.
     ///
     /// An adaptive limit learns from how each attempt ends, and `backpressure` reads the
     /// error, so both need a `Result` too.
-    pub(crate) fn needs_policy(&self) -> bool {
-        self.policy_key().is_some()
-    }
-
-    /// The argument that makes the function need a `Result`, for error messages.
-    pub(crate) fn policy_key(&self) -> Option<(&'static str, Span)> {
+    fn policy_key(&self) -> Option<(&'static str, Span)> {
         let keys = [
             ("retry", self.retry.as_ref().map(|a| a.key)),
             ("timeout", self.timeout.as_ref().map(|a| a.key)),
@@ -314,6 +346,18 @@ impl Args {
         ];
         keys.into_iter()
             .find_map(|(name, key)| key.map(|key| (name, key)))
+    }
+}
+
+/// Both values, or the errors of both.
+fn join<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(mut e), Err(more)) => {
+            e.combine(more);
+            Err(e)
+        }
     }
 }
 
@@ -643,8 +687,12 @@ mod tests {
         Args::parse(tokens)
     }
 
+    fn plan(tokens: TokenStream) -> syn::Result<Plan> {
+        Args::parse(tokens)?.plan()
+    }
+
     fn error(tokens: TokenStream) -> String {
-        let Err(errors) = parse(tokens) else {
+        let Err(errors) = plan(tokens) else {
             panic!("should not parse");
         };
         let errors: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
@@ -679,15 +727,21 @@ mod tests {
 
     #[test]
     fn limit_alone_needs_no_policy() {
-        let args = parse(quote!(limit = 10)).unwrap();
-        assert_eq!(args.limit.as_ref().unwrap().value, 10);
-        assert!(!args.needs_policy());
+        let plan = plan(quote!(limit = 10)).unwrap();
+        assert!(matches!(&plan.admission, Source::OwnGate { limit } if limit.value == 10));
+        assert!(plan.policy.is_none());
         assert!(
-            parse(quote!(limit = 1, timeout = "1s"))
+            self::plan(quote!(limit = 1, timeout = "1s"))
                 .unwrap()
-                .needs_policy()
+                .policy
+                .is_some()
         );
-        assert!(parse(quote!(limit = 1, retry = 1)).unwrap().needs_policy());
+        assert!(
+            self::plan(quote!(limit = 1, retry = 1))
+                .unwrap()
+                .policy
+                .is_some()
+        );
     }
 
     #[test]
@@ -763,7 +817,7 @@ mod tests {
         );
         assert!(e.contains("`jitter` configures retries"), "{e}");
         // A per-attempt timeout makes sense without retries.
-        assert!(parse(quote!(limit = 2, timeout = "1s")).is_ok());
+        assert!(plan(quote!(limit = 2, timeout = "1s")).is_ok());
     }
 
     #[test]
@@ -807,25 +861,36 @@ mod tests {
 
     #[test]
     fn a_rate_or_an_adaptive_limit_is_a_limit_of_its_own() {
-        let args = parse(quote!(rate = "500/min", burst = 10)).unwrap();
-        assert_eq!(args.rate.as_ref().unwrap().value.value(), "500/min");
-        assert_eq!(args.burst.as_ref().unwrap().value, 10);
-        assert!(args.own_limiter() && args.uses_limiter());
-        assert!(!args.needs_policy(), "a rate alone needs no `Result`");
-        let args = parse(quote!(adaptive = "gradient", limit = 50)).unwrap();
-        assert_eq!(
-            args.adaptive.as_ref().unwrap().value,
-            AdaptiveKind::Gradient
-        );
-        assert_eq!(args.policy_key().map(|(key, _)| key), Some("adaptive"));
-        let args = parse(quote!(limit = 5)).unwrap();
+        let args = plan(quote!(rate = "500/min", burst = 10)).unwrap();
+        let Source::OwnLimiter {
+            rate: Some(rate), ..
+        } = &args.admission
+        else {
+            panic!("a rate is a limiter of the function's own");
+        };
+        assert_eq!(rate.text.value.value(), "500/min");
+        assert_eq!(rate.burst.as_ref().unwrap().value, 10);
+        assert!(args.policy.is_none(), "a rate alone needs no `Result`");
+        let args = plan(quote!(adaptive = "gradient", limit = 50)).unwrap();
+        let Source::OwnLimiter {
+            adaptive: Some(adaptive),
+            limit: Some(limit),
+            ..
+        } = &args.admission
+        else {
+            panic!("an adaptive limit is a limiter of the function's own");
+        };
+        assert_eq!(adaptive.value, AdaptiveKind::Gradient);
+        assert_eq!(limit.value, 50);
+        assert_eq!(args.policy.map(|p| p.key.0), Some("adaptive"));
+        let args = plan(quote!(limit = 5)).unwrap();
         assert!(
-            !args.uses_limiter(),
+            matches!(args.admission, Source::OwnGate { .. }),
             "`limit` alone keeps its static `Gate`"
         );
-        let args = parse(quote!(limiter = api::GITHUB, backpressure = true)).unwrap();
-        assert!(args.uses_limiter() && !args.own_limiter());
-        assert_eq!(args.policy_key().map(|(key, _)| key), Some("backpressure"));
+        let args = plan(quote!(limiter = api::GITHUB, backpressure = true)).unwrap();
+        assert!(matches!(args.admission, Source::Shared { .. }));
+        assert_eq!(args.policy.map(|p| p.key.0), Some("backpressure"));
     }
 
     #[test]
@@ -875,11 +940,14 @@ mod tests {
     fn backpressure_needs_something_to_act_on() {
         let e = error(quote!(limit = 1, backpressure = true));
         assert!(e.contains("`backpressure` has nothing to act on"), "{e}");
-        assert!(parse(quote!(limit = 1, retry = 1, backpressure = true)).is_ok());
-        assert!(parse(quote!(rate = "1/s", backpressure = true)).is_ok());
+        assert!(plan(quote!(limit = 1, retry = 1, backpressure = true)).is_ok());
+        assert!(plan(quote!(rate = "1/s", backpressure = true)).is_ok());
         assert!(error(quote!(limit = 1, backpressure = 1)).contains("`true` or `false`"));
-        let off = parse(quote!(rate = "1/s", backpressure = false)).unwrap();
-        assert!(!off.needs_policy(), "`backpressure = false` reads no error");
+        let off = plan(quote!(rate = "1/s", backpressure = false)).unwrap();
+        assert!(
+            off.policy.is_none(),
+            "`backpressure = false` reads no error"
+        );
     }
 
     #[test]

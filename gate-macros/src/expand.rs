@@ -1,31 +1,120 @@
-//! Code generation for `#[gated]`: check the item, then replace only the function's body.
+//! Code generation for `#[gated]`: check the signature, plan, then replace only the body.
+//!
+//! Only the attributes, visibility and signature are parsed; the body stays the tokens it
+//! was, so that a syntax error in it is rustc's one error, not a second one from `#[gated]`.
 
 use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Expr, Item, ItemFn, ReturnType, Stmt, Type};
+use syn::{Attribute, Item, ReturnType, Signature, Type, Visibility};
 
-use crate::args::{AdaptiveKind, Args, BackoffKind};
+use crate::args::{AdaptiveKind, Arg, Args};
 use crate::duration::Millis;
+use crate::plan::{Delay, Plan, Policy, RateSpec, Source};
 
 /// Expands `#[gated(args)] item`. On any error, the item is emitted unchanged next to the
 /// errors, so that the rest of the program (and rust-analyzer) still sees the function.
 pub(crate) fn gated(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match syn::parse2::<ItemFn>(item.clone()) {
+    let function = match syn::parse2::<Function>(item.clone()) {
         Ok(function) => function,
         Err(e) => return with_error(item.clone(), not_a_function(item).unwrap_or(e)),
     };
-    let args = Args::parse(args);
-    let checked = check_signature(&function, args.as_ref().ok());
-    match (args, checked) {
-        (Ok(args), Ok(())) => expand(&args, function),
+    let plan = Args::parse(args).and_then(Args::plan);
+    let checked = check_signature(&function.sig, plan.as_ref().ok());
+    match (plan, checked) {
+        (Ok(plan), Ok(())) => expand(&plan, function),
         (Ok(_), Err(e)) | (Err(e), Ok(())) => with_error(item, e),
         (Err(mut e), Err(more)) => {
             e.combine(more);
             with_error(item, e)
         }
+    }
+}
+
+/// A function as `#[gated]` sees it: its attributes, visibility and signature parsed, its
+/// body kept as the tokens it was.
+struct Function {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    /// The body's braces and everything in them, unparsed.
+    body: Group,
+}
+
+impl Parse for Function {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let mut body: TokenTree = input.parse()?;
+        // A body passed through a `macro_rules!` fragment (`$body:block`) comes in an
+        // invisible group.
+        let body = loop {
+            match body {
+                TokenTree::Group(group) if group.delimiter() == Delimiter::None => {
+                    body = syn::parse2(group.stream())?;
+                }
+                TokenTree::Group(group) if group.delimiter() == Delimiter::Brace => break group,
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "expected the function's body",
+                    ));
+                }
+            }
+        };
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the function's body"));
+        }
+        Ok(Self {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+impl Function {
+    /// The function with `body` (statements, without braces) in place of its own, in braces
+    /// spanned as its own were.
+    fn with_body(self, body: TokenStream) -> TokenStream {
+        let Self {
+            attrs,
+            vis,
+            sig,
+            body: original,
+        } = self;
+        let mut block = Group::new(Delimiter::Brace, body);
+        block.set_span(original.span());
+        quote!(#(#attrs)* #vis #sig #block)
+    }
+
+    /// The body's inner attributes (`#![allow(..)]`), which must stay first in the function's
+    /// block, and its statements, as tokens.
+    fn split_body(&self) -> (TokenStream, TokenStream) {
+        let mut tokens = self.body.stream().into_iter().peekable();
+        let mut inner = TokenStream::new();
+        loop {
+            let mut ahead = tokens.clone();
+            match (ahead.next(), ahead.next(), ahead.next()) {
+                (
+                    Some(TokenTree::Punct(pound)),
+                    Some(TokenTree::Punct(bang)),
+                    Some(TokenTree::Group(group)),
+                ) if pound.as_char() == '#'
+                    && bang.as_char() == '!'
+                    && group.delimiter() == Delimiter::Bracket =>
+                {
+                    inner.extend(tokens.by_ref().take(3));
+                }
+                _ => break,
+            }
+        }
+        (inner, tokens.collect())
     }
 }
 
@@ -66,8 +155,7 @@ fn not_a_function(item: TokenStream) -> Option<syn::Error> {
 }
 
 /// Problems with the function itself, reported together with those of the arguments.
-fn check_signature(function: &ItemFn, args: Option<&Args>) -> syn::Result<()> {
-    let sig = &function.sig;
+fn check_signature(sig: &Signature, plan: Option<&Plan>) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
     if let Some(constness) = &sig.constness {
         errors.push(syn::Error::new(
@@ -86,8 +174,8 @@ fn check_signature(function: &ItemFn, args: Option<&Args>) -> syn::Result<()> {
             "`#[gated]` cannot be used on an `extern` function",
         ));
     }
-    if let (Some((key, span)), ReturnType::Default) = (args.and_then(Args::policy_key), &sig.output)
-    {
+    let policy_key = plan.and_then(|plan| plan.policy.as_ref()).map(|p| p.key);
+    if let (Some((key, span)), ReturnType::Default) = (policy_key, &sig.output) {
         errors.push(syn::Error::new(
             span,
             format!(
@@ -112,56 +200,17 @@ fn local(name: &str) -> syn::Ident {
     format_ident!("__gate_{}", name, span = Span::mixed_site())
 }
 
-fn expand(args: &Args, mut function: ItemFn) -> TokenStream {
-    let private = match &args.krate {
-        Some(krate) => {
-            let path = &krate.value;
-            quote!(#path::__private)
-        }
+fn expand(plan: &Plan, function: Function) -> TokenStream {
+    let private = match &plan.krate {
+        Some(path) => quote!(#path::__private),
         None => quote!(::gate_core::__private),
     };
     let name = function.sig.ident.unraw().to_string();
-    let gate = local("gate");
+    let admission = local("admission");
     let permit = local("permit");
     let error = local("error");
-    let stmts = &function.block.stmts;
-
-    let (admission, admission_type, admission_expr) = if args.uses_limiter() {
-        (
-            local("limiter"),
-            quote!(#private::Limiter),
-            limiter_expr(args, &private, &name),
-        )
-    } else {
-        (gate, quote!(#private::Gate), gate_expr(args, &private))
-    };
-    let admit = quote! {
-        let #permit = match #admission_type::acquire(#admission).await {
-            ::core::result::Result::Ok(#permit) => #permit,
-            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
-        };
-    };
-
-    let body = if args.needs_policy() {
-        expand_policy(args, &function, &private, &admit)
-    } else {
-        quote! {
-            #admit
-            { #(#stmts)* }
-        }
-    };
-    let block = quote! {
-        let #admission: &'static #admission_type = #admission_expr;
-        #body
-    };
-    function.block.stmts = vec![Stmt::Expr(Expr::Verbatim(block), None)];
-    function.into_token_stream()
-}
-
-/// The function's gate: its own `static Gate` (`limit = N`), or the one it shares.
-fn gate_expr(args: &Args, private: &TokenStream) -> TokenStream {
-    match (&args.limit, &args.gate) {
-        (Some(limit), _) => {
+    let admission_expr = match &plan.admission {
+        Source::OwnGate { limit } => {
             let mut n = Literal::u64_unsuffixed(limit.value);
             n.set_span(limit.span);
             quote! {{
@@ -169,29 +218,68 @@ fn gate_expr(args: &Args, private: &TokenStream) -> TokenStream {
                 &__GATE
             }}
         }
-        (None, Some(shared)) => {
-            let path = &shared.value;
-            quote_spanned!(shared.span=> #private::shared_gate(&#path))
+        Source::OwnLimiter {
+            limit,
+            rate,
+            adaptive,
+        } => own_limiter(
+            limit.as_ref(),
+            rate.as_ref(),
+            adaptive.as_ref(),
+            &private,
+            &name,
+        ),
+        Source::Shared { path } => {
+            let value = &path.value;
+            // `admission()` falls back to a trait method, one error on the path, when the
+            // path does not name an admission.
+            let shared = relocate(quote!(#private::Shared(&#value).admission()), path.span);
+            quote! {{
+                use #private::NotAnAdmission as _;
+                #shared
+            }}
         }
-        (None, None) => unreachable!("validated: one of `limit` and `gate`"),
-    }
+    };
+    // Every source is admitted the same way; a function's own gate never refuses.
+    let admit = quote! {
+        let #permit = match #private::Admission::admit(#admission).await {
+            ::core::result::Result::Ok(#permit) => #permit,
+            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
+        };
+    };
+    let (inner_attrs, stmts) = function.split_body();
+    let body = match &plan.policy {
+        // The permit is held until the body's value is returned, then dropped unreported:
+        // without a policy nothing says whether the call succeeded.
+        None => quote! {
+            #admit
+            { #stmts }
+        },
+        Some(policy) => expand_policy(policy, &function.sig, &private, &admit, &stmts),
+    };
+    function.with_body(quote! {
+        #inner_attrs
+        let #admission = #admission_expr;
+        #body
+    })
 }
 
-/// The function's limiter: the one it shares (`limiter = PATH`), or its own, built on the
-/// first call into a `static LazyLock` (so, like a `limit`, shared by every call and every
-/// instantiation).
-fn limiter_expr(args: &Args, private: &TokenStream, name: &str) -> TokenStream {
-    if let Some(shared) = &args.limiter {
-        let path = &shared.value;
-        return quote_spanned!(shared.span=> #private::shared_limiter(&#path));
-    }
-    let limit = args.limit.as_ref().map(|limit| {
+/// The function's own limiter, built on the first call into a `static LazyLock` (so, like a
+/// `limit`, shared by every call and every instantiation).
+fn own_limiter(
+    limit: Option<&Arg<u64>>,
+    rate: Option<&RateSpec>,
+    adaptive: Option<&Arg<AdaptiveKind>>,
+    private: &TokenStream,
+    name: &str,
+) -> TokenStream {
+    let limit = limit.map(|limit| {
         let mut n = Literal::usize_unsuffixed(usize::try_from(limit.value).unwrap_or(usize::MAX));
         n.set_span(limit.span);
         n
     });
     let mut settings = TokenStream::new();
-    match (&args.adaptive, &limit) {
+    match (adaptive, &limit) {
         (Some(adaptive), _) => {
             let algorithm = match adaptive.value {
                 AdaptiveKind::Aimd => quote_spanned!(adaptive.span=> #private::aimd),
@@ -207,19 +295,19 @@ fn limiter_expr(args: &Args, private: &TokenStream, name: &str) -> TokenStream {
         (None, None) => {}
     }
     let mut rate_const = TokenStream::new();
-    if let Some(rate) = &args.rate {
-        let text = &rate.value;
-        let mut burst = Literal::u32_unsuffixed(args.burst.as_ref().map_or(1, |b| b.value));
-        if let Some(b) = &args.burst {
+    if let Some(rate) = rate {
+        let text = &rate.text.value;
+        let mut burst = Literal::u32_unsuffixed(rate.burst.as_ref().map_or(1, |b| b.value));
+        if let Some(b) = &rate.burst {
             burst.set_span(b.span);
         }
         // Evaluated when the program is compiled, by the same `Rate::parse` as at run time;
         // located at the literal, so a malformed rate is a compile error there.
-        let value = relocate(quote!(#private::rate(#text, #burst)), rate.span);
+        let value = relocate(quote!(#private::rate(#text, #burst)), rate.text.span);
         rate_const = quote! {
             const __GATE_RATE: #private::Rate = #value;
         };
-        let konst = relocate(quote!(__GATE_RATE), rate.span);
+        let konst = relocate(quote!(__GATE_RATE), rate.text.span);
         settings.extend(quote!(.rate(#konst)));
     }
     quote! {{
@@ -233,14 +321,17 @@ fn limiter_expr(args: &Args, private: &TokenStream, name: &str) -> TokenStream {
 }
 
 /// The body under a retry policy: an explicit loop, so that each attempt is a fresh `async`
-/// block borrowing the arguments (and `&mut self`) only while it runs.
+/// block borrowing the arguments (and `&mut self`) only while it runs. Each attempt's permit
+/// is handed to `next`, which reports the attempt through it (and so releases it) before
+/// any backoff.
 fn expand_policy(
-    args: &Args,
-    function: &ItemFn,
+    policy: &Policy,
+    sig: &Signature,
     private: &TokenStream,
     admit: &TokenStream,
+    stmts: &TokenStream,
 ) -> TokenStream {
-    let (return_type, return_span) = match &function.sig.output {
+    let (return_type, return_span) = match &sig.output {
         ReturnType::Type(_, ty) => {
             let span = ty.span();
             let mut ty = (**ty).clone();
@@ -252,46 +343,45 @@ fn expand_policy(
     // The arguments of `next` are located at the return type, where "not a `Result`" and
     // "cannot say that an attempt timed out" are reported.
     let at_return = Span::mixed_site().located_at(return_span);
-    let policy = format_ident!("__gate_policy", span = at_return);
+    let policy_ident = format_ident!("__gate_policy", span = at_return);
     let outcome = format_ident!("__gate_outcome", span = at_return);
     let attempts = local("attempts");
     let delay = local("delay");
     let returned = local("returned");
     let fake_return = local("fake_return");
+    let permit = local("permit");
 
     let duration = |ms: Millis, span: Span| {
         let mut ms = Literal::u64_unsuffixed(ms.0);
         ms.set_span(span);
         quote_spanned!(span=> #private::Duration::from_millis(#ms))
     };
-    let mut retries = Literal::u32_unsuffixed(args.retry.as_ref().map_or(0, |r| r.value));
-    if let Some(retry) = &args.retry {
+    let mut retries = Literal::u32_unsuffixed(policy.retries.as_ref().map_or(0, |r| r.value));
+    if let Some(retry) = &policy.retries {
         retries.set_span(retry.span);
     }
-    let mut settings = TokenStream::new();
-    let exponential = matches!(&args.backoff, Some(b) if b.value == BackoffKind::Exponential);
-    match (&args.wait, exponential) {
-        (Some(wait), true) => {
+    let mut settings = match &policy.delay {
+        Delay::Immediate => TokenStream::new(),
+        Delay::Fixed(wait) => {
+            let wait = duration(wait.value, wait.span);
+            quote!(.fixed(#wait))
+        }
+        Delay::Exponential { wait, max } => {
             let base = duration(wait.value, wait.span);
-            let max = match &args.max_delay {
+            let max = match max {
                 Some(max) => duration(max.value, max.span),
                 None => quote!(#private::Duration::MAX),
             };
-            settings.extend(quote!(.exponential(#base, #max)));
+            quote!(.exponential(#base, #max))
         }
-        (Some(wait), false) => {
-            let wait = duration(wait.value, wait.span);
-            settings.extend(quote!(.fixed(#wait)));
-        }
-        (None, _) => {}
-    }
-    if let Some(jitter) = &args.jitter {
+    };
+    if let Some(jitter) = &policy.jitter {
         let on = syn::LitBool::new(jitter.value, jitter.span);
         settings.extend(quote!(.jitter(#on)));
     }
     // Passed to each `next` after the attempt's value, so that a predicate of the wrong type
     // is reported on the predicate, against the now-known error type.
-    let retry_if = match &args.retry_if {
+    let retry_if = match &policy.retry_if {
         Some(retry_if) => retry_if.value.to_token_stream(),
         None => relocate(quote!(#private::always), return_span),
     };
@@ -314,53 +404,40 @@ fn expand_policy(
             return #fake_return;
         }
     };
-    let stmts = &function.block.stmts;
     // Spanned at `async fn` and at `retry`: a body that moves an argument is told "value moved
     // here (the `async`), in previous iteration of loop (the `retry`)".
-    let async_span = function
-        .sig
-        .asyncness
-        .map_or_else(Span::call_site, |a| a.span);
+    let async_span = sig.asyncness.map_or_else(Span::call_site, |a| a.span);
     let async_token = quote_spanned!(async_span=> async);
     let attempt = quote! {
         #async_token {
             #fake_return_edge
-            { #(#stmts)* }
+            { #stmts }
         }
     };
-    let loop_span = args
-        .policy_key()
-        .map_or_else(Span::call_site, |(_, span)| span);
-    let loop_token = quote_spanned!(loop_span=> loop);
-    let (run, method) = match &args.timeout {
+    let loop_token = quote_spanned!(policy.key.1=> loop);
+    let (run, method) = match &policy.timeout {
         Some(timeout) => {
             let limit = duration(timeout.value, timeout.span);
             (
-                quote!(#private::attempt_timeout(#limit, #attempt).await),
-                "next_timed",
+                quote!(#private::Attempt::within(#limit, #attempt).await),
+                format_ident!("next_timed"),
             )
         }
-        None => (quote!(#attempt.await), "next"),
+        None => (quote!(#attempt.await), format_ident!("next")),
     };
-    // With a limiter, each attempt reports how it ended through its permit, which `next`
-    // then takes (and so releases before any backoff).
-    let limiter = args.uses_limiter();
-    let (method, permit) = if limiter {
-        let permit = local("permit");
-        (format_ident!("{method}_reported"), quote!(#permit,))
-    } else {
-        (format_ident!("{method}"), TokenStream::new())
-    };
-    // `Attempts::next(...)` spans the whole return type, from its first token (the path) to
-    // its last (the parentheses), so the errors it raises underline that type.
-    let (first, last) = token_span_range(&function.sig.output);
-    let path = relocate(quote!(#private::Attempts::#method), first);
-    let ours = relocate(quote!(&mut #attempts, #permit #outcome, &#policy,), first);
+    // `next(...)` spans the whole return type, from its first token (the path) to its last
+    // (the parentheses), so the errors it raises underline that type.
+    let (first, last) = token_span_range(&sig.output);
+    let path = relocate(quote!(#private::#method), first);
+    let ours = relocate(
+        quote!(&mut #attempts, #permit, #outcome, &#policy_ident,),
+        first,
+    );
     let mut call_args = Group::new(Delimiter::Parenthesis, quote!(#ours #retry_if));
     call_args.set_span(last);
     let next = quote!(#path #call_args);
     let mut builder = quote!(#private::Retry::builder(#retries) #settings);
-    if matches!(&args.backpressure, Some(b) if b.value) {
+    if policy.backpressure {
         // Located at the return type, where "the error type cannot say it is overloaded"
         // is reported.
         let honor = relocate(quote!(#private::backpressure), first);
@@ -368,8 +445,10 @@ fn expand_policy(
         call.set_span(last);
         builder = quote!(#honor #call);
     }
-    let attempt_then_decide = if limiter {
-        quote! {
+    quote! {
+        let #policy_ident = #private::policy(#builder);
+        let mut #attempts = #private::Attempts::default();
+        #loop_token {
             let #delay = {
                 #admit
                 let #outcome = #run;
@@ -378,24 +457,6 @@ fn expand_policy(
                     #private::Step::Wait(#delay) => #delay,
                 }
             };
-        }
-    } else {
-        quote! {
-            let #outcome = {
-                #admit
-                #run
-            };
-            let #delay = match #next {
-                #private::Step::Done(#returned) => return #returned,
-                #private::Step::Wait(#delay) => #delay,
-            };
-        }
-    };
-    quote! {
-        let #policy = #private::policy(#builder);
-        let mut #attempts = #private::Attempts::default();
-        #loop_token {
-            #attempt_then_decide
             #private::pause(#delay).await;
         }
     }
@@ -494,7 +555,7 @@ mod tests {
             ),
         );
         assert!(
-            out.contains("gate1 :: __private :: shared_gate (& api :: OPENAI)"),
+            out.contains("gate1 :: __private :: Shared (& api :: OPENAI) . admission ()"),
             "{out}"
         );
         assert!(!out.contains("gate_core"), "{out}");
@@ -514,11 +575,11 @@ mod tests {
         assert!(out.contains("loop {"), "{out}");
         assert!(
             out.contains(
-                "attempt_timeout (:: gate_core :: __private :: Duration :: from_millis (1000)"
+                "Attempt :: within (:: gate_core :: __private :: Duration :: from_millis (1000)"
             ),
             "{out}"
         );
-        assert!(out.contains("Attempts :: next_timed"), "{out}");
+        assert!(out.contains("__private :: next_timed ("), "{out}");
         assert!(
             out.contains("__gate_fake_return : Result < _ , E >"),
             "impl Trait becomes _: {out}"
@@ -578,10 +639,13 @@ mod tests {
             !out.contains("concurrency"),
             "`limit` is the maximum: {out}"
         );
-        assert!(out.contains("Limiter :: acquire (__gate_limiter)"), "{out}");
+        assert!(
+            out.contains("__private :: Admission :: admit (__gate_admission)"),
+            "{out}"
+        );
         assert!(
             out.contains(
-                "Attempts :: next_reported (& mut __gate_attempts , __gate_permit , __gate_outcome"
+                "__private :: next (& mut __gate_attempts , __gate_permit , __gate_outcome"
             ),
             "each attempt is reported through its permit: {out}"
         );
@@ -598,14 +662,14 @@ mod tests {
             ),
         );
         assert!(
-            out.contains(":: gate_core :: __private :: shared_limiter (& api :: GITHUB)"),
+            out.contains(":: gate_core :: __private :: Shared (& api :: GITHUB) . admission ()"),
             "{out}"
         );
         assert!(
             out.contains(":: gate_core :: __private :: backpressure (:: gate_core :: __private :: Retry :: builder (0))"),
             "{out}"
         );
-        assert!(out.contains("Attempts :: next_timed_reported"), "{out}");
+        assert!(out.contains("__private :: next_timed ("), "{out}");
         assert!(!out.contains("__GATE_LIMITER"), "{out}");
     }
 
@@ -653,5 +717,78 @@ mod tests {
             out.contains("`retry` needs a function that returns a `Result`"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_gate_and_a_limiter_are_admitted_alike_and_report_each_attempt() {
+        for key in [quote!(gate), quote!(limiter), quote!(limit)] {
+            let value = if key.to_string() == "limit" {
+                quote!(2)
+            } else {
+                quote!(SHARED)
+            };
+            let out = expand_to_string(
+                quote!(#key = #value, retry = 1),
+                quote!(
+                    async fn f() -> Result<(), E> {
+                        Ok(())
+                    }
+                ),
+            );
+            assert!(
+                out.contains(":: gate_core :: __private :: Admission :: admit (__gate_admission)"),
+                "{key}: {out}"
+            );
+            assert!(
+                out.contains(
+                    ":: gate_core :: __private :: next (& mut __gate_attempts , __gate_permit ,"
+                ),
+                "{key}: every attempt's permit is handed over: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_in_the_body_is_left_to_rustc() {
+        // Regression: the whole function was parsed, so a syntax error in the body made
+        // `#[gated]` emit the function unexpanded with a second error of its own.
+        let body: TokenStream = "async fn f() -> u32 { let x = ; x }".parse().unwrap();
+        let out = expand_to_string(quote!(limit = 1), body);
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Admission :: admit"), "expanded anyway: {out}");
+        assert!(
+            out.contains("{ let x = ; x }"),
+            "the body as written: {out}"
+        );
+    }
+
+    #[test]
+    fn inner_attributes_stay_first_in_the_body() {
+        let out = expand_to_string(
+            quote!(limit = 1),
+            quote!(
+                async fn f() -> u32 {
+                    #![allow(unused_variables)]
+                    let x = 1;
+                    2
+                }
+            ),
+        );
+        assert!(
+            out.starts_with(
+                "async fn f () -> u32 { # ! [allow (unused_variables)] let __gate_admission"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("{ let x = 1 ; 2 } }"), "{out}");
+    }
+
+    #[test]
+    fn a_body_from_a_macro_rules_block_fragment_is_unwrapped() {
+        let body = Group::new(Delimiter::None, quote!({ x * 2 }));
+        let item = quote!(async fn double(x: u32) -> u32 #body);
+        let out = expand_to_string(quote!(limit = 2), item);
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.ends_with("{ x * 2 } }"), "{out}");
     }
 }

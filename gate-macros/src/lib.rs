@@ -4,14 +4,29 @@
 mod args;
 mod duration;
 mod expand;
+mod plan;
 
 use proc_macro::TokenStream;
 
 /// Limits how many calls of an `async fn` run at once (and how often they start), and
 /// optionally retries it.
 ///
-/// ```ignore
-/// use gate_core::{gated, Gate};
+/// ```
+/// use gate_core::{Backpressure, Elapsed, Gate, gated};
+/// # use std::time::Duration;
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<Elapsed> for ApiError { fn from(_: Elapsed) -> Self { ApiError } }
+/// # impl Backpressure for ApiError {
+/// #     fn is_overload(&self) -> bool { false }
+/// #     fn retry_after(&self) -> Option<Duration> { None }
+/// # }
+/// # #[derive(Debug, PartialEq)] struct Verdict;
+/// # struct Client;
+/// # impl Client {
+/// #     async fn complete(&self, prompt: &str) -> Result<String, ApiError> { Ok(prompt.into()) }
+/// #     async fn embed(&self, text: &str) -> Result<Vec<f32>, ApiError> { Ok(vec![1.0]) }
+/// #     async fn moderate(&self, text: &str) -> Result<Verdict, ApiError> { Ok(Verdict) }
+/// # }
 ///
 /// #[gated(limit = 10, retry = 3)]
 /// async fn complete(client: &Client, prompt: &str) -> Result<String, ApiError> {
@@ -31,6 +46,12 @@ use proc_macro::TokenStream;
 /// async fn moderate(client: &Client, text: &str) -> Result<Verdict, ApiError> {
 ///     client.moderate(text).await
 /// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// # assert_eq!(complete(&Client, "hi").await.unwrap(), "hi");
+/// # assert_eq!(embed(&Client, "hi").await.unwrap(), [1.0]);
+/// # assert_eq!(moderate(&Client, "hi").await.unwrap(), Verdict);
+/// # }
 /// ```
 ///
 /// Each call waits for a permit of the function's gate, runs the body while holding it, and
@@ -43,11 +64,12 @@ use proc_macro::TokenStream;
 /// A function needs a limit: limits of its own (`limit`, `rate`, `adaptive`, alone or
 /// together), or a shared `gate` or `limiter`. Every other argument is optional.
 ///
-/// With `limit` alone (or `gate`), calls wait on a `Gate`, expanded exactly as shown under
-/// *Equivalent code* below. With `rate` or `adaptive` (or `limiter`), they wait on a `Limiter`: a
+/// Every call is admitted through `gate_core::Admission`, whatever the source: with `limit`
+/// alone, the function's own `static Gate`; with `rate` or `adaptive`, its own `Limiter` (a
 /// concurrency limit, a rate limit, or both, with a pause shared by everyone behind it when
 /// the server pushes back, and an optional adaptive limit that learns from how each attempt
-/// ends.
+/// ends); with `gate` or `limiter`, any admission you declared, your own sources of permits
+/// included. The expansion is shown under *Equivalent code* below.
 ///
 /// # Arguments
 ///
@@ -66,9 +88,17 @@ use proc_macro::TokenStream;
 /// ## `gate = PATH`
 ///
 /// Uses a gate you declared, so that several functions share one limit. It must live as long
-/// as the program: a `static Gate`, a `static LazyLock<Gate>`, or a `static LazyLock<Arc<Gate>>`
-/// (reached by deref). A `const` gate is rejected at compile time ("temporary value dropped
-/// while borrowed"), since it would be a new gate at every call and limit nothing.
+/// as the program: a `static Gate`, a `static LazyLock<Gate>`, or a `static LazyLock<Arc<Gate>>`.
+/// A `const` gate is rejected at compile time ("temporary value dropped while borrowed"),
+/// since it would be a new gate at every call and limit nothing.
+///
+/// `gate` and `limiter` take the same thing, any `'static` `gate_core::Admission`, and expand
+/// to the same code: the macro cannot see the type, and does not need to. They are two names
+/// so that the attribute says what it shares: `gate` a fixed concurrency limit, `limiter`
+/// anything that learns from how attempts end (a `Limiter`, or a source of your own). The one
+/// difference is what each name lets you write beside it: `backpressure = true` without
+/// `retry` is accepted with `limiter`, which reports overloads, and refused with `gate`,
+/// which ignores them.
 ///
 /// A shared gate can refuse a permit, which a function's own gate never does: once it is
 /// closed (`Gate::close`), or, for
@@ -121,19 +151,43 @@ use proc_macro::TokenStream;
 ///
 /// ## `limiter = PATH`
 ///
-/// Uses a `Limiter` you declared, so that several functions share one concurrency limit,
-/// rate, pause and adaptive limit: a `static LazyLock<Limiter>` (or a
-/// `static LazyLock<Arc<Limiter>>`, reached by deref). It sets its own limits, so `limit`,
-/// `gate`, `rate`, `burst` and `adaptive` cannot be used with it.
+/// Uses a limiter you declared, so that several functions share one concurrency limit,
+/// rate, pause and adaptive limit: a `static LazyLock<Limiter>` or a
+/// `static LazyLock<Arc<Limiter>>`. It sets its own limits, so `limit`, `gate`, `rate`,
+/// `burst` and `adaptive` cannot be used with it.
 ///
-/// ```ignore
+/// ```
+/// use std::sync::LazyLock;
+/// use gate_core::rate::Rate;
+/// use gate_core::{Backpressure, Limiter, gated};
+/// # use std::time::Duration;
+/// # #[derive(Debug)] struct ApiError;
+/// # impl Backpressure for ApiError {
+/// #     fn is_overload(&self) -> bool { false }
+/// #     fn retry_after(&self) -> Option<Duration> { None }
+/// # }
+/// # #[derive(Debug)] struct Issue;
+///
 /// static GITHUB: LazyLock<Limiter> = LazyLock::new(|| {
 ///     Limiter::builder().concurrency(8).rate(Rate::per_hour(5_000)).build().unwrap()
 /// });
 ///
 /// #[gated(limiter = GITHUB, retry = 3, backpressure = true)]
-/// async fn issues(repo: &str) -> Result<Vec<Issue>, ApiError> { ... }
+/// async fn issues(repo: &str) -> Result<Vec<Issue>, ApiError> {
+///     # let _ = repo;
+///     Ok(Vec::new())
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// # assert!(issues("gate").await.unwrap().is_empty());
+/// # assert_eq!(GITHUB.stats().admitted, 1);
+/// # }
 /// ```
+///
+/// Any other `'static` admission works the same way: a `static LazyLock<MySource>` for any
+/// `MySource: gate_core::Admission` (a limit shared through Redis, a token budget) needs no
+/// change to the macro. Each attempt of a retried call is reported through its permit
+/// (`gate_core::Report::finish`), so such a source sees every attempt end.
 ///
 /// Like a shared gate, a closed limiter (or one built with `max_wait` or `max_waiters`) can
 /// refuse a permit, and then the call panics (see `gate`).
@@ -234,62 +288,100 @@ use proc_macro::TokenStream;
 ///
 /// `#[gated(limit = 10)]` turns
 ///
-/// ```ignore
+/// ```
+/// # use gate_core::gated;
 /// #[gated(limit = 10)]
 /// async fn fetch(id: u32) -> String {
 ///     format!("item {id}")
 /// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// #     assert_eq!(fetch(1).await, "item 1");
+/// # });
 /// ```
 ///
-/// into what you would write by hand with `Gate::acquire`:
+/// into what you would write by hand with `Admission::admit` (for a `Gate`, the same as
+/// `Gate::acquire`):
 ///
-/// ```ignore
+/// ```
+/// use gate_core::{Admission, Gate};
+///
 /// async fn fetch(id: u32) -> String {
-///     let gate: &'static Gate = {
+///     let gate = {
 ///         static GATE: Gate = Gate::new(10);
 ///         &GATE
 ///     };
-///     let _permit = match gate.acquire().await {
+///     let _permit = match gate.admit().await {
 ///         Ok(permit) => permit,
 ///         Err(error) => panic!("`#[gated]` function `fetch` could not get a permit: {error}"),
 ///     };
 ///     { format!("item {id}") }
 /// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// #     assert_eq!(fetch(1).await, "item 1");
+/// # });
 /// ```
 ///
-/// and `#[gated(gate = OPENAI, retry = 3, wait = "500ms", timeout = "30s")]` on
-/// `async fn embed(text: &str) -> Result<Vec<f32>, ApiError>` into a loop that makes each
-/// attempt a fresh `async` block borrowing the arguments, with the permit held only around
-/// it. `Attempts` stands for what `Retry::call` does between attempts (count them, apply
-/// `retry_if`, compute the backoff):
+/// A `gate = NAME` or `limiter = NAME` takes `&NAME` in place of the `static`, as a
+/// `&'static` admission of any type. `#[gated(gate = OPENAI, retry = 3, wait = "500ms",
+/// timeout = "30s")]` on `async fn embed(text: &str) -> Result<Vec<f32>, ApiError>` becomes
+/// a loop that makes each attempt a fresh `async` block borrowing the arguments, with the
+/// permit held only around it, over `gate_core::retry::Attempts`, the state of the call
+/// between attempts (the same that `Retry::call` keeps):
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+/// use gate_core::retry::{Attempt, Attempts, Step};
+/// use gate_core::{Admission, Elapsed, Gate, Retry};
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<Elapsed> for ApiError { fn from(_: Elapsed) -> Self { ApiError } }
+///
+/// static OPENAI: Gate = Gate::new(10);
+///
 /// async fn embed(text: &str) -> Result<Vec<f32>, ApiError> {
-///     let gate: &'static Gate = &OPENAI;
+///     let gate = &OPENAI;
 ///     let policy = Retry::fixed(3, Duration::from_millis(500));
-///     let mut attempts = Attempts::default();
+///     let mut attempts = Attempts::new();
 ///     loop {
-///         let outcome = {
-///             let _permit = gate.acquire().await.unwrap_or_else(|e| panic!(/* as above */));
-///             // The body, cancelled after 30 s.
-///             tokio::time::timeout(Duration::from_secs(30), async { /* body */ }).await
-///         }; // The permit is released here, before any backoff.
-///         let delay = match attempts.next(outcome, &policy, /* retry_if */) {
-///             Step::Done(result) => return result, // Ok, last error, or E::from(Elapsed)
-///             Step::Wait(delay) => delay,
-///         };
-///         tokio::time::sleep(delay).await;
+///         let permit = gate.admit().await.unwrap_or_else(|e| panic!("... {e}"));
+///         // The body, cancelled after 30 s.
+///         let attempt = Attempt::within(Duration::from_secs(30), async {
+///             Ok(vec![text.len() as f32])
+///         })
+///         .await;
+///         // Reports the attempt through its permit, which releases it, then decides:
+///         // the success, the last error, `ApiError::from(Elapsed)`, or a backoff.
+///         match attempts.next_timed(permit, attempt, &policy) {
+///             Step::Done(returned) => return returned,
+///             Step::Wait(delay) => tokio::time::sleep(delay).await,
+///         }
 ///     }
 /// }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// #     assert_eq!(embed("four").await.unwrap(), [4.0]);
+/// # });
 /// ```
 ///
-/// With a limiter, the same loop takes a `LimiterPermit` and reports each attempt through it
-/// before backing off. `#[gated(rate = "500/min", adaptive = "aimd", limit = 50,
-/// backpressure = true, timeout = "30s")]` on the same function becomes:
+/// With a limiter the loop is the same, and what the permit is told counts: a success, an
+/// overload (which, with `Retry-After`, pauses the limiter) or a timeout. `#[gated(rate =
+/// "500/min", adaptive = "aimd", limit = 50, backpressure = true, timeout = "30s")]` on the
+/// same function gives it a limiter of its own and a policy that honours `Retry-After`:
 ///
-/// ```ignore
+/// ```
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+/// use gate_core::adaptive::Aimd;
+/// use gate_core::rate::Rate;
+/// use gate_core::retry::{Attempt, Attempts, Step};
+/// use gate_core::{Admission, Backpressure, Elapsed, Limiter, Retry};
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<Elapsed> for ApiError { fn from(_: Elapsed) -> Self { ApiError } }
+/// # impl Backpressure for ApiError {
+/// #     fn is_overload(&self) -> bool { false }
+/// #     fn retry_after(&self) -> Option<Duration> { None }
+/// # }
+///
 /// async fn embed(text: &str) -> Result<Vec<f32>, ApiError> {
-///     let limiter: &'static Limiter = {
+///     let limiter = {
 ///         // Checked when the program is compiled.
 ///         const RATE: Rate = match Rate::parse("500/min") {
 ///             Ok(rate) => rate,
@@ -303,31 +395,36 @@ use proc_macro::TokenStream;
 ///         &LIMITER
 ///     };
 ///     let policy = Retry::builder(0).honor_retry_after().build().unwrap();
-///     let mut attempts = Attempts::default();
+///     let mut attempts = Attempts::new();
 ///     loop {
-///         let delay = {
-///             let permit = limiter.acquire().await.unwrap_or_else(|e| panic!(/* as above */));
-///             let outcome = tokio::time::timeout(Duration::from_secs(30), async { /* body */ }).await;
-///             // Ok: `permit.finish(Outcome::Success)`; Err(e): `permit.finish(policy.outcome(&e))`
-///             // (an overload with `Retry-After` pauses the limiter); timed out:
-///             // `permit.finish(Outcome::TimedOut)`. Then, as above:
-///             match attempts.next(permit, outcome, &policy, /* retry_if */) {
-///                 Step::Done(result) => return result,
-///                 Step::Wait(delay) => delay,
-///             }
-///         }; // The permit was released by `finish`, before any backoff.
-///         tokio::time::sleep(delay).await;
+///         let permit = limiter.admit().await.unwrap_or_else(|e| panic!("... {e}"));
+///         let attempt = Attempt::within(Duration::from_secs(30), async {
+///             Ok(vec![text.len() as f32])
+///         })
+///         .await;
+///         match attempts.next_timed(permit, attempt, &policy) {
+///             Step::Done(returned) => return returned,
+///             Step::Wait(delay) => tokio::time::sleep(delay).await,
+///         }
 ///     }
 /// }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// #     assert_eq!(embed("four").await.unwrap(), [4.0]);
+/// # });
 /// ```
 ///
-/// Dropping the call while an attempt runs drops its permit unreported: a cancelled attempt
-/// says nothing about the server.
+/// Without `timeout`, the attempt is the `async` block awaited and `attempts.next` decides.
+/// Without `retry`, `timeout`, `adaptive` or `backpressure`, there is no loop: the permit is
+/// held around the body and dropped unreported, as for `limit = 10` above. Dropping the call
+/// while an attempt runs drops its permit unreported too: a cancelled attempt says nothing
+/// about the server.
 ///
 /// The real expansion uses absolute paths into `gate_core::__private`, names its locals
 /// `__gate_*` with hygiene so that the body can neither see nor shadow them, and adds a
 /// never-taken `return` typed by the function's return type, so that a type error in the
-/// body is reported against your code and your return type.
+/// body is reported against your code and your return type. It parses only the function's
+/// signature: the body is kept as the tokens you wrote, so a syntax error in it is reported
+/// by the compiler alone.
 ///
 /// # Pitfalls
 ///
@@ -340,7 +437,11 @@ use proc_macro::TokenStream;
 /// functions sharing one `gate` or `limiter` that call each other. An `adaptive` limit can
 /// fall to 1 at any time, so recursion under it hangs sooner or later.
 ///
-/// ```ignore
+/// ```no_run
+/// # use gate_core::gated;
+/// # struct Url; struct Page; #[derive(Debug)] struct Error;
+/// # impl Page { fn links(&self) -> Vec<Url> { Vec::new() } }
+/// # async fn fetch(_: &Url) -> Result<Page, Error> { Ok(Page) }
 /// // Hangs: the inner `crawl` waits for the permit its caller holds.
 /// #[gated(limit = 1)]
 /// async fn crawl(url: Url) -> Result<(), Error> {
@@ -354,9 +455,15 @@ use proc_macro::TokenStream;
 /// Hold the permit outside the recursion. Either limit only the leaf, the call that the
 /// limit protects, so that its permit is released before the recursion goes deeper:
 ///
-/// ```ignore
+/// ```
+/// # use gate_core::gated;
+/// # struct Url; struct Page; #[derive(Debug)] struct Error;
+/// # impl Page { fn links(&self) -> Vec<Url> { Vec::new() } }
 /// #[gated(limit = 1)]
-/// async fn fetch(url: &Url) -> Result<Page, Error> { /* the request */ }
+/// async fn fetch(url: &Url) -> Result<Page, Error> {
+///     # let _ = url;
+///     Ok(Page) // the request
+/// }
 ///
 /// async fn crawl(url: Url) -> Result<(), Error> {
 ///     for link in fetch(&url).await?.links() {
@@ -370,7 +477,11 @@ use proc_macro::TokenStream;
 /// gated (or is gated by a separate `gate` of its own, which the outer permit does not
 /// hold):
 ///
-/// ```ignore
+/// ```
+/// # use gate_core::gated;
+/// # struct Url; struct Page; #[derive(Debug)] struct Error;
+/// # impl Page { fn links(&self) -> Vec<Url> { Vec::new() } }
+/// # async fn fetch_page(_: &Url) -> Result<Page, Error> { Ok(Page) }
 /// #[gated(limit = 1)]
 /// async fn crawl(url: Url) -> Result<(), Error> {
 ///     crawl_under_permit(url).await
@@ -396,7 +507,11 @@ use proc_macro::TokenStream;
 /// `backpressure` on a function that does not return a `Result`; `backpressure` on an error
 /// type that does not implement `Backpressure`, or with nothing to act on; retry options
 /// without `retry`; a malformed, negative or zero duration where one is not allowed; a
-/// malformed rate (when the program is compiled, on the literal).
+/// malformed rate (when the program is compiled, on the literal); a `gate` or `limiter` that
+/// is a `const` or not an admission (on the path).
+///
+/// A syntax error inside the body is left to the compiler: `#[gated]` parses only the
+/// signature, so the compiler's error is the only one.
 #[proc_macro_attribute]
 pub fn gated(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::gated(args.into(), item.into()).into()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use gate_core::adaptive::Aimd;
 use gate_core::Batch;
+use gate_core::adaptive::Aimd;
 use gate_core::batch::Summary;
 use gate_core::rate::Rate;
 use gate_core::{Admission, Gate, Limiter, Retry, Unlimited};

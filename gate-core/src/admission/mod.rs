@@ -15,62 +15,6 @@
 //!   once, how it ended ([`Outcome`]) as it is released.
 //! - [`BoxAdmission`]: any owned admission behind one type, for holders that cannot be
 //!   generic (a tower layer).
-//!
-//! # Writing one
-//!
-//! A source that counts the callers it lets through, over a gate:
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::sync::atomic::{AtomicU64, Ordering};
-//! use gate_core::{AcquireError, Admission, Gate, OwnedAdmission, OwnedPermit, Permit, WaitLimits};
-//!
-//! struct Counting {
-//!     gate: Arc<Gate>,
-//!     admitted: AtomicU64,
-//! }
-//!
-//! impl Admission for Counting {
-//!     type Permit<'a> = Permit<'a>;
-//!
-//!     async fn admit_with(&self, limits: WaitLimits) -> Result<Permit<'_>, AcquireError> {
-//!         let permit = self.gate.admit_with(limits).await?;
-//!         self.admitted.fetch_add(1, Ordering::Relaxed);
-//!         Ok(permit)
-//!     }
-//!
-//!     fn try_admit(&self) -> Option<Permit<'_>> {
-//!         let permit = self.gate.try_admit()?;
-//!         self.admitted.fetch_add(1, Ordering::Relaxed);
-//!         Some(permit)
-//!     }
-//! }
-//!
-//! impl OwnedAdmission for Counting {
-//!     type OwnedPermit = OwnedPermit;
-//!
-//!     async fn admit_owned_with(self: Arc<Self>, limits: WaitLimits) -> Result<OwnedPermit, AcquireError> {
-//!         let permit = Arc::clone(&self.gate).admit_owned_with(limits).await?;
-//!         self.admitted.fetch_add(1, Ordering::Relaxed);
-//!         Ok(permit)
-//!     }
-//!
-//!     fn try_admit_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
-//!         let permit = self.gate.try_admit_owned()?;
-//!         self.admitted.fetch_add(1, Ordering::Relaxed);
-//!         Some(permit)
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let source = Counting { gate: Arc::new(Gate::new(2)), admitted: AtomicU64::new(0) };
-//! let policy = gate_core::Retry::new(0);
-//! let answer = policy.call(&source, || async { Ok::<_, ()>(7) }).await;
-//! assert_eq!(answer.ok(), Some(7));
-//! assert_eq!(source.admitted.load(Ordering::Relaxed), 1);
-//! # }
-//! ```
 
 mod boxed;
 mod forward;
@@ -96,8 +40,63 @@ use crate::{AcquireError, Stats, WaitLimits};
 /// [`WaitLimits`], and returns a permit that holds the admission until it is dropped or
 /// [finished](Report::finish) with how the attempt ended.
 ///
-/// Only `admit_with` and `try_admit` are required. See the [module docs](self) for an
-/// example.
+/// Only `admit_with` and `try_admit` are required; the rest have defaults.
+///
+/// # Writing one
+///
+/// A source that counts the callers it lets through, over a gate:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use gate_core::{AcquireError, Admission, Gate, OwnedAdmission, OwnedPermit, Permit, WaitLimits};
+///
+/// struct Counting {
+///     gate: Arc<Gate>,
+///     admitted: AtomicU64,
+/// }
+///
+/// impl Admission for Counting {
+///     type Permit<'a> = Permit<'a>;
+///
+///     async fn admit_with(&self, limits: WaitLimits) -> Result<Permit<'_>, AcquireError> {
+///         let permit = self.gate.admit_with(limits).await?;
+///         self.admitted.fetch_add(1, Ordering::Relaxed);
+///         Ok(permit)
+///     }
+///
+///     fn try_admit(&self) -> Option<Permit<'_>> {
+///         let permit = self.gate.try_admit()?;
+///         self.admitted.fetch_add(1, Ordering::Relaxed);
+///         Some(permit)
+///     }
+/// }
+///
+/// impl OwnedAdmission for Counting {
+///     type OwnedPermit = OwnedPermit;
+///
+///     async fn admit_owned_with(self: Arc<Self>, limits: WaitLimits) -> Result<OwnedPermit, AcquireError> {
+///         let permit = Arc::clone(&self.gate).admit_owned_with(limits).await?;
+///         self.admitted.fetch_add(1, Ordering::Relaxed);
+///         Ok(permit)
+///     }
+///
+///     fn try_admit_owned(self: &Arc<Self>) -> Option<OwnedPermit> {
+///         let permit = self.gate.try_admit_owned()?;
+///         self.admitted.fetch_add(1, Ordering::Relaxed);
+///         Some(permit)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let source = Counting { gate: Arc::new(Gate::new(2)), admitted: AtomicU64::new(0) };
+/// let policy = gate_core::Retry::new(0);
+/// let answer = policy.call(&source, || async { Ok::<_, ()>(7) }).await;
+/// assert_eq!(answer.ok(), Some(7));
+/// assert_eq!(source.admitted.load(Ordering::Relaxed), 1);
+/// # }
+/// ```
 pub trait Admission: Send + Sync {
     /// Held while the caller is admitted; dropping it lets the next caller in.
     type Permit<'a>: Report + Send

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How one attempt made under an [`Admission`](super::Admission) ended, as its permit reports
-/// it to [`Finish::finish`](super::Finish::finish).
+/// it to [`Finish::finish`](super::Report::finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {

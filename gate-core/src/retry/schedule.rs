@@ -1,6 +1,6 @@
 //! [`Schedule`]: what happens between the attempts of one retried call. The one copy of the
 //! stop decision and the delay, used by [`Retry::call`] and by the loop that `#[gated]`
-//! expands to (`__private::Attempts`).
+//! expands to ([`Attempts`](super::Attempts)).
 
 use std::time::Duration;
 

@@ -3,9 +3,10 @@
 //! Every Rust snippet of README.md, compiled, as axum keeps its `examples/readme`. Each
 //! snippet sits here as README prints it, under a `README: <section>` comment, with what it
 //! leaves out (the client, its error, the handler, the gRPC service) written around it;
-//! `examples/tests/readme.rs` checks that README's snippets still appear here word for word.
+//! `examples/tests/readme.rs` checks that README's snippets still appear here word for word
+//! (whitespace aside), and runs this file's [`run`].
 //!
-//! `main` runs them against each other on 127.0.0.1: README's axum router serves an
+//! [`run`] runs them against each other on 127.0.0.1: README's axum router serves an
 //! OpenAI-shaped `POST /v1/chat/completions`, README's `#[gated]` functions and batch call it,
 //! and README's tonic line serves a gRPC service that one call goes through. No network.
 
@@ -32,6 +33,12 @@ use tower::{Service, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run().await
+}
+
+/// Serves README's router and gRPC service on 127.0.0.1 and calls each of README's snippets
+/// once.
+pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // README's axum router, on a free port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
@@ -51,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let succeeded = batch(&client, prompts).await;
     println!("batch: {succeeded} of {total} succeeded");
 
-    // README's tonic line, on a port reserved by binding it, then one call through it.
+    // README's tonic line, on a free port found by binding it, then one call through it.
     let grpc = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let server = tokio::spawn(serve_grpc(Greeter, grpc));
     call_greeter(grpc).await?;

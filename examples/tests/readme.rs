@@ -1,9 +1,15 @@
 //! README's Rust snippets are compiled in `examples/readme.rs`: this checks that each of them
-//! still appears there, so a snippet edited in README.md without its compiled copy fails here.
+//! still appears there, so a snippet edited in README.md without its compiled copy fails here,
+//! and runs them.
 //!
 //! A snippet is compared paragraph by paragraph (README may show in one block what the
 //! compiled copy splits over two functions) and with whitespace removed (rustfmt may break a
 //! line that README keeps whole).
+
+// The example's `main` is not called here: the test calls its `run`.
+#[allow(dead_code)]
+#[path = "../examples/readme.rs"]
+pub mod readme;
 
 const README: &str = include_str!("../../README.md");
 const COMPILED: &str = include_str!("../examples/readme.rs");
@@ -72,4 +78,9 @@ fn the_check_finds_a_changed_snippet_and_ignores_layout_and_other_blocks() {
         missing(&changed, compiled),
         ["let app = Router::new().layer(GateLayer::new(65));"]
     );
+}
+
+#[tokio::test]
+async fn the_readme_snippets_run_against_each_other_on_localhost() {
+    readme::run().await.expect("README's snippets run");
 }

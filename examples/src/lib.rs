@@ -1,7 +1,8 @@
-//! The logic behind the runnable programs in `examples/`, kept in a library so that tests
-//! can run every example (and the demo) with small numbers and check what it printed.
+//! The scaffolding behind the runnable programs in `examples/`: what is not their lesson,
+//! kept in a library as tonic keeps its `common.rs`. Each example file shows the gate code it
+//! teaches; the tests include those files and run them with small numbers and paused time.
 //!
-//! - [`seed`]: the five examples of the asyncio semaphore notes, in Rust.
+//! - [`seed`]: what the seed's five examples share (a gauge, log stamps, a refusing server).
 //! - [`mock`]: an OpenAI-compatible mock API on 127.0.0.1 with rate and concurrency limits.
 //! - [`client`]: a minimal HTTP/1 client for `POST /v1/chat/completions`.
 //! - [`demo`]: the README's first command: the same prompts pushed three ways, then a table.

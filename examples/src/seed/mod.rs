@@ -1,15 +1,14 @@
-//! The five examples of the asyncio semaphore notes (`shared/seed/semaphores-asyncio-notes.md`),
-//! one module each, run by `examples/examples/<name>.rs` and by the tests.
+//! What the seed's five examples (`examples/examples/{basic_gate,api_calls,llm_client,
+//! with_vs_without,adaptive}.rs`) share that is not their lesson: a gauge of how many callers
+//! are inside a section, the time stamp of their log lines, and Example 4's refusing server.
 //!
-//! Every `run` function takes its sizes and durations from a `Config` (whose `Default` is the
-//! seed's) and prints through an [`Out`](crate::Out), so a test can run it with paused time
-//! and read what it printed.
+//! "The seed" is the set of asyncio semaphore notes these examples port to Rust: six workers
+//! at a gate of three, twenty API calls through a gate of five, an LLM client with retries,
+//! the same calls with and without a gate, and an adaptive limit.
 
-pub mod adaptive;
-pub mod api_calls;
-pub mod basic_gate;
-pub mod llm_client;
-pub mod with_vs_without;
+mod refusing;
+
+pub use refusing::{RateLimitExceeded, RefusingServer};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -18,27 +17,28 @@ use tokio::time::Instant;
 
 /// Counts callers inside a section and remembers the most at once.
 #[derive(Debug, Default)]
-pub(crate) struct Gauge {
+pub struct Gauge {
     now: AtomicUsize,
     peak: AtomicUsize,
 }
 
 impl Gauge {
     /// Counts the caller in until the returned guard drops; returns how many are in now.
-    pub(crate) fn enter(self: &Arc<Self>) -> (Inside, usize) {
+    pub fn enter(self: &Arc<Self>) -> (Inside, usize) {
         let now = self.now.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(now, SeqCst);
         (Inside(Arc::clone(self)), now)
     }
 
-    pub(crate) fn peak(&self) -> usize {
+    /// The most callers that were ever inside at once.
+    pub fn peak(&self) -> usize {
         self.peak.load(SeqCst)
     }
 }
 
-/// One caller counted by a [`Gauge`].
+/// One caller counted by a [`Gauge`], until it drops.
 #[derive(Debug)]
-pub(crate) struct Inside(Arc<Gauge>);
+pub struct Inside(Arc<Gauge>);
 
 impl Drop for Inside {
     fn drop(&mut self) {
@@ -47,6 +47,6 @@ impl Drop for Inside {
 }
 
 /// Seconds since `start`, for log lines: `[t=2.0s]`.
-pub(crate) fn stamp(start: Instant) -> String {
+pub fn stamp(start: Instant) -> String {
     format!("[t={:.1}s]", start.elapsed().as_secs_f64())
 }

@@ -8,7 +8,7 @@ use tokio::time::sleep;
 
 use super::*;
 use crate::retry::Failure;
-use crate::{Gate, Unlimited};
+use crate::{Gate, Retry, Unlimited};
 
 /// Counts values alive now and the most ever alive at once.
 #[derive(Debug, Default)]

@@ -7,8 +7,8 @@
 //! - **Lazy.** Items are pulled from an iterator or a [`Stream`](futures_util::Stream) only when
 //!   there is room, so a batch of a million items keeps at most the gate's limit plus a small
 //!   [`window`](Batch::window) of them alive, not a million futures.
-//! - **Retried per item.** With a [`Retry`] policy each item gets its own attempts, one permit
-//!   per attempt, released while backing off ([`Retry::call`]); the batch counts retries and
+//! - **Retried per item.** With a [`Retry`](crate::Retry) policy each item gets its own attempts, one permit
+//!   per attempt, released while backing off ([`Retry::call`](crate::Retry::call)); the batch counts retries and
 //!   failures as they happen.
 //! - **Watched.** With the default `progress` feature, [`Batch::progress`] draws a bar on stderr
 //!   (done / total, rate, ETA, live failures and retries) that hides itself when stderr is not a

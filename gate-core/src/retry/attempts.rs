@@ -57,12 +57,12 @@ pub enum Step<R> {
 /// before it is handed over (the call was cancelled) is not reported.
 ///
 /// The policy's attempt count, backoff, jitter, server hints
-/// ([`honor_retry_after`](super::RetryBuilder::honor_retry_after)) and
-/// [`retry_if`](super::RetryBuilder::retry_if) apply; its
-/// [`timeout`](super::RetryBuilder::timeout) applies only if the loop runs each attempt
+/// ([`honor_retry_after`](crate::RetryBuilder::honor_retry_after)) and
+/// [`retry_if`](crate::RetryBuilder::retry_if) apply; its
+/// [`timeout`](crate::RetryBuilder::timeout) applies only if the loop runs each attempt
 /// through [`Attempt::within`] and asks [`next_timed`](Self::next_timed). Unlike
 /// [`Retry::call`], the loop returns the last error itself, not a
-/// [`RetryError`](super::RetryError); a server hint longer than the policy waits for ends the
+/// [`RetryError`](crate::RetryError); a server hint longer than the policy waits for ends the
 /// call with the error that carries it.
 ///
 /// # Examples

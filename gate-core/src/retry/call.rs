@@ -10,7 +10,7 @@ impl<E> Retry<E> {
     /// releasing it before backing off.
     ///
     /// Returns the first success, or a [`RetryError`] saying how many attempts were made and
-    /// what ended the last one. An error that [`retry_if`](super::RetryBuilder::retry_if)
+    /// what ended the last one. An error that [`retry_if`](crate::RetryBuilder::retry_if)
     /// rejects ends the call at once, and so does a server hint longer than the policy
     /// waits for ([Server hints](Retry#server-hints)); a timed-out attempt is always
     /// retryable.

@@ -67,6 +67,7 @@ mod backpressure;
 pub mod batch;
 mod error;
 mod gate;
+pub mod keyed;
 mod limiter;
 pub mod rate;
 pub mod retry;

@@ -71,8 +71,9 @@ impl Waiter {
         K: Hash + Eq + Clone + Send + Sync,
         S: BuildHasher,
     {
+        let hash = gate.hasher.hash_one(key.get());
         let mut locked = gate.lock();
-        let Ok(slot) = gate.slot(&mut locked, key) else {
+        let Ok(slot) = gate.slot(&mut locked, hash, key) else {
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };

@@ -115,7 +115,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
             }
         }
         Ok(KeyedGate {
-            state: Mutex::new(State::new(self.hasher)),
+            state: Mutex::new(State::new()),
+            hasher: self.hasher,
             limits: Limits {
                 per_key: self.per_key,
                 global: self.global.unwrap_or(usize::MAX),

@@ -46,13 +46,15 @@
 //!
 //! # What it costs
 //!
-//! One lock for the whole gate, taken once to admit and once to release: a key's lookup
-//! hashes it once (a permit remembers its key's slot), and the ring, the queues and the idle
-//! list are intrusive lists of `u32` slots, so every step is O(1). A key in memory costs
-//! 64 bytes with a `u64` key (measured in `gate-core/tests/keyed_memory.rs`; a larger `K`
-//! adds its size, stored once); the tables keep the size of the most keys ever held at
-//! once, at most `max_keys`. Each queued caller costs 32 bytes while it waits, given back
-//! when the queue drains.
+//! One lock for the whole gate, taken once to admit and once to release; a key is hashed
+//! once, before the lock is taken (a permit remembers its key's slot, so a release hashes
+//! nothing), and the ring, the queues and the idle list are intrusive lists of `u32`
+//! slots, so every step under the lock is O(1). A key in memory costs about 75 bytes with
+//! a `u64` key, the tables' growth included (a larger `K` adds its size: it is stored
+//! once); governor's keyed limiter spends about 22 on a rate cell, but keeps every key it
+//! has seen (both measured in `gate-core/tests/keyed_memory.rs`). The tables keep the size
+//! of the most keys ever held at once, at most `max_keys`. Each queued caller costs 32
+//! bytes while it waits, given back when the queue drains.
 //!
 //! Keys are hashed with `S`, by default std's [`RandomState`]: SipHash-1-3 with a random
 //! key per gate, because keys often come from the network (API keys, addresses) and a
@@ -121,7 +123,8 @@ type WeightFn<K> = dyn Fn(&K) -> u32 + Send + Sync;
 /// assert!(gate.try_acquire(&"b").is_ok());
 /// ```
 pub struct KeyedGate<K, S = RandomState> {
-    state: Mutex<State<K, S>>,
+    state: Mutex<State<K>>,
+    hasher: S,
     limits: Limits,
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
@@ -229,7 +232,10 @@ where
 
     /// Whether `key` is held in memory (busy, or idle and kept for reuse).
     pub fn contains_key(&self, key: &K) -> bool {
-        self.lock().state.contains(key)
+        self.lock()
+            .state
+            .lookup(self.hasher.hash_one(key), key)
+            .is_some()
     }
 
     /// Whether no key is held in memory.
@@ -249,7 +255,9 @@ where
 
     /// Permits out right now for `key`.
     pub fn key_in_flight(&self, key: &K) -> usize {
-        self.lock().state.key_in_flight(key)
+        self.lock()
+            .state
+            .key_in_flight(self.hasher.hash_one(key), key)
     }
 
     /// Callers queued right now, across all keys.
@@ -279,9 +287,10 @@ where
 
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
     fn try_take(&self, key: &K) -> Result<u32, KeyedTryAcquireError> {
+        let hash = self.hasher.hash_one(key);
         let mut locked = self.lock();
         let slot = self
-            .slot(&mut locked, KeyArg::Borrowed(key))
+            .slot(&mut locked, hash, KeyArg::Borrowed(key))
             .map_err(|()| KeyedTryAcquireError::TooManyKeys)?;
         if locked.state.try_take(slot, &self.limits) {
             Ok(slot)
@@ -293,15 +302,15 @@ where
         }
     }
 
-    /// The slot of `key`, made if it is new (the key is cloned, and its weight computed,
+    /// The slot of `key` (whose hash is `hash`), made if it is new (the key is cloned, and its weight computed,
     /// with the lock released, then looked up again). Fails only at `max_keys` with no idle
     /// key to evict. The slot stays `Busy` until the caller settles it.
     fn slot<'g>(
         &'g self,
-        locked: &mut LockedGuard<'g, K, S>,
+        locked: &mut LockedGuard<'g, K>,
+        hash: u64,
         key: KeyArg<'_, K>,
     ) -> Result<u32, ()> {
-        let hash = locked.state.hash(key.get());
         if let Some(slot) = locked.state.find(hash, key.get()) {
             return Ok(slot);
         }
@@ -327,7 +336,7 @@ where
         state.release(slot, &self.limits, deferred);
     }
 
-    fn lock(&self) -> LockedGuard<'_, K, S> {
+    fn lock(&self) -> LockedGuard<'_, K> {
         // The lock is never held across user code other than `K`'s `Hash` and `Eq`, so a
         // poisoned lock still guards a consistent state.
         LockedGuard::new(self.state.lock().unwrap_or_else(PoisonError::into_inner))
@@ -371,19 +380,19 @@ impl<K: Clone> KeyArg<'_, K> {
 }
 
 /// The gate's state under its lock, with what to do once the lock is released.
-struct Locked<'a, K, S> {
-    state: MutexGuard<'a, State<K, S>>,
+struct Locked<'a, K> {
+    state: MutexGuard<'a, State<K>>,
     deferred: Deferred<K>,
 }
 
 /// Holds the lock, if any; on drop releases it first, then wakes the woken and drops the
 /// evicted (which may run user code), so that no path forgets either.
-struct LockedGuard<'a, K, S> {
-    locked: Option<Locked<'a, K, S>>,
+struct LockedGuard<'a, K> {
+    locked: Option<Locked<'a, K>>,
 }
 
-impl<'a, K, S> LockedGuard<'a, K, S> {
-    fn new(state: MutexGuard<'a, State<K, S>>) -> Self {
+impl<'a, K> LockedGuard<'a, K> {
+    fn new(state: MutexGuard<'a, State<K>>) -> Self {
         Self {
             locked: Some(Locked {
                 state,
@@ -397,27 +406,27 @@ impl<'a, K, S> LockedGuard<'a, K, S> {
     }
 
     /// The state and the work deferred until the lock is released, apart.
-    fn parts(&mut self) -> (&mut State<K, S>, &mut Deferred<K>) {
+    fn parts(&mut self) -> (&mut State<K>, &mut Deferred<K>) {
         let Locked { state, deferred } = self.locked.as_mut().expect("the gate's lock is held");
         (state, deferred)
     }
 }
 
-impl<'a, K, S> std::ops::Deref for LockedGuard<'a, K, S> {
-    type Target = Locked<'a, K, S>;
+impl<'a, K> std::ops::Deref for LockedGuard<'a, K> {
+    type Target = Locked<'a, K>;
 
     fn deref(&self) -> &Self::Target {
         self.locked.as_ref().expect("the gate's lock is held")
     }
 }
 
-impl<K, S> std::ops::DerefMut for LockedGuard<'_, K, S> {
+impl<K> std::ops::DerefMut for LockedGuard<'_, K> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.locked.as_mut().expect("the gate's lock is held")
     }
 }
 
-impl<K, S> Drop for LockedGuard<'_, K, S> {
+impl<K> Drop for LockedGuard<'_, K> {
     fn drop(&mut self) {
         if let Some(Locked { state, deferred }) = self.locked.take() {
             drop(state);

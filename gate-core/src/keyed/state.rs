@@ -3,7 +3,6 @@
 //! lock and addressed by `u32` slots so that a permit or a waiter names its key without
 //! hashing it again.
 
-use std::hash::{BuildHasher, Hash};
 use std::task::Waker;
 
 use hashbrown::HashTable;
@@ -33,10 +32,13 @@ enum Place {
 struct Entry<K> {
     /// `None` while the slot is free.
     key: Option<K>,
+    /// The key's hash, so that growing the table or evicting the key hashes nothing.
+    hash: u64,
     in_flight: usize,
     /// Its queued callers, first in first out, as a list of waiter slots.
     queue: Links,
-    queued: usize,
+    /// At most the waiters in memory, which fit in a `u32`.
+    queued: u32,
     /// This key's links on the ring or the idle list (see `place`).
     prev: u32,
     next: u32,
@@ -127,11 +129,10 @@ pub(super) struct Limits {
 
 /// Everything behind the keyed gate's lock.
 #[derive(Debug)]
-pub(super) struct State<K, S> {
-    /// The slots of the keys in memory, found by hashing the key held in the slot's entry
-    /// (each key is stored once).
+pub(super) struct State<K> {
+    /// The slots of the keys in memory, found by the hash of the key held in the slot's
+    /// entry (each key is stored once; the gate hashes it before taking the lock).
     table: HashTable<u32>,
-    hasher: S,
     entries: Vec<Entry<K>>,
     /// Free entry slots, linked through `next`.
     free_entry: u32,
@@ -151,11 +152,10 @@ pub(super) struct State<K, S> {
     queued: usize,
 }
 
-impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
-    pub(super) fn new(hasher: S) -> Self {
+impl<K: Eq> State<K> {
+    pub(super) fn new() -> Self {
         Self {
             table: HashTable::new(),
-            hasher,
             entries: Vec::new(),
             free_entry: NIL,
             waiters: Vec::new(),
@@ -192,22 +192,13 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
     }
 
     /// Permits out for `key` (zero for a key not in memory).
-    pub(super) fn key_in_flight(&self, key: &K) -> usize {
-        self.lookup(self.hasher.hash_one(key), key)
+    pub(super) fn key_in_flight(&self, hash: u64, key: &K) -> usize {
+        self.lookup(hash, key)
             .map_or(0, |slot| self.entries[slot as usize].in_flight)
     }
 
-    /// Whether `key` is in memory.
-    pub(super) fn contains(&self, key: &K) -> bool {
-        self.lookup(self.hasher.hash_one(key), key).is_some()
-    }
-
-    /// The hash of `key` in this table.
-    pub(super) fn hash(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    fn lookup(&self, hash: u64, key: &K) -> Option<u32> {
+    /// The slot of `key` (whose hash is `hash`), if it is in memory.
+    pub(super) fn lookup(&self, hash: u64, key: &K) -> Option<u32> {
         let entries = &self.entries;
         self.table
             .find(hash, |&slot| {
@@ -216,7 +207,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
             .copied()
     }
 
-    /// The slot of a key already in memory (`hash` is its [`hash`](Self::hash)), taken off
+    /// The slot of a key already in memory (whose hash is `hash`), taken off
     /// the idle list if it was on it.
     pub(super) fn find(&mut self, hash: u64, key: &K) -> Option<u32> {
         let slot = self.lookup(hash, key)?;
@@ -247,6 +238,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
         }
         let entry = Entry {
             key: Some(key),
+            hash,
             in_flight: 0,
             queue: Links::EMPTY,
             queued: 0,
@@ -266,15 +258,9 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
             self.entries.push(entry);
             slot
         };
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.table.insert_unique(hash, slot, |&slot| {
-            hasher.hash_one(
-                entries[slot as usize]
-                    .key
-                    .as_ref()
-                    .expect("a key in memory"),
-            )
-        });
+        let entries = &self.entries;
+        self.table
+            .insert_unique(hash, slot, |&slot| entries[slot as usize].hash);
         Ok(slot)
     }
 
@@ -294,7 +280,7 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
 
     /// Callers queued for the key in `slot`.
     pub(super) fn key_queued(&self, slot: u32) -> usize {
-        self.entries[slot as usize].queued
+        self.entries[slot as usize].queued as usize
     }
 
     /// Queues a caller at the back of its key's queue; returns its waiter slot.
@@ -473,11 +459,8 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> State<K, S> {
         entry.place = Place::Free;
         entry.next = self.free_entry;
         self.free_entry = slot;
-        if let Some(key) = &key
-            && let Ok(found) = self
-                .table
-                .find_entry(self.hasher.hash_one(key), |&other| other == slot)
-        {
+        let hash = entry.hash;
+        if let Ok(found) = self.table.find_entry(hash, |&other| other == slot) {
             found.remove();
         }
         key

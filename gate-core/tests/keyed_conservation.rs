@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gate_core::keyed::KeyedGate;
+use gate_core::keyed::{KeyedGate, Priority};
 
 const PER_KEY: usize = 5;
 const GLOBAL: usize = 20;
@@ -65,6 +65,14 @@ async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_canc
         KeyedGate::builder(PER_KEY)
             .global(GLOBAL)
             .max_idle(4)
+            // Both rings and uneven turns, so that cancellation meets every path of the
+            // dispatch.
+            .weight(|key: &usize| *key as u32 % 3 + 1)
+            .priority(|key: &usize| match key % 2 {
+                0 => Priority::Batch,
+                _ => Priority::Interactive,
+            })
+            .batch_every(3)
             .build()
             .unwrap(),
     );

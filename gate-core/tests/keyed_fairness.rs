@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gate_core::keyed::KeyedGate;
+use gate_core::keyed::{KeyedGate, Priority};
 use tokio::time::{Instant, sleep};
 
 /// How long each admitted request holds its permit.
@@ -123,5 +123,79 @@ async fn with_equal_weights_two_flooding_tenants_alternate() {
     assert!(
         served.chunks(2).all(|pair| pair == ['a', 'b']),
         "{served:?}"
+    );
+}
+
+/// Queues `count` callers of each key, in order, behind a permit held by `x`; each records
+/// its key when admitted and holds its permit for one service time.
+async fn flood_behind_a_held_permit(
+    gate: &Arc<KeyedGate<char>>,
+    keys: &[(char, usize)],
+) -> Arc<Mutex<Vec<char>>> {
+    let held = gate.try_acquire(&'x').unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut queued = 0;
+    for &(key, count) in keys {
+        for _ in 0..count {
+            let (gate, served) = (Arc::clone(gate), Arc::clone(&served));
+            tokio::spawn(async move {
+                let _permit = gate.acquire(&key).await.unwrap();
+                served.lock().unwrap().push(key);
+                sleep(SERVICE).await;
+            });
+        }
+        queued += count;
+    }
+    settle(gate, 1, queued).await;
+    drop(held);
+    served
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interactive_caller_is_served_before_a_batch_flood_queued_earlier() {
+    let gate = Arc::new(
+        KeyedGate::builder(100)
+            .global(1)
+            .priority(|key: &char| {
+                if *key == 'b' {
+                    Priority::Batch
+                } else {
+                    Priority::Interactive
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let served = flood_behind_a_held_permit(&gate, &[('b', 50), ('i', 1)]).await;
+    sleep(SERVICE / 2).await;
+    assert_eq!(served.lock().unwrap().first(), Some(&'i'));
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_both_classes_wait_one_permit_in_batch_every_goes_to_batch() {
+    let gate = Arc::new(
+        KeyedGate::builder(100)
+            .global(1)
+            .priority(|key: &char| {
+                if *key == 'b' {
+                    Priority::Batch
+                } else {
+                    Priority::Interactive
+                }
+            })
+            .batch_every(4)
+            .build()
+            .unwrap(),
+    );
+    let served = flood_behind_a_held_permit(&gate, &[('b', 60), ('i', 60)]).await;
+    sleep(SERVICE * 40).await;
+    let served = served.lock().unwrap();
+    let first_40 = &served[..40];
+    let batch = first_40.iter().filter(|&&key| key == 'b').count();
+    // Not starved, and not more than its guarded share while interactive callers wait.
+    assert_eq!(batch, 10, "{first_40:?}");
+    assert!(
+        first_40.chunks(4).all(|four| four == ['i', 'i', 'i', 'b']),
+        "{first_40:?}"
     );
 }

@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::state::{Limits, MAX_SLOTS, State};
-use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedGate, WeightFn};
+use super::{
+    DEFAULT_BATCH_EVERY, DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedGate, Priority, PriorityFn,
+    WeightFn,
+};
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Builds a [`KeyedGate`], from [`KeyedGate::builder`].
@@ -20,6 +23,8 @@ pub struct KeyedGateBuilder<K, S = RandomState> {
     max_idle: usize,
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
+    priority: Option<Box<PriorityFn<K>>>,
+    batch_every: u32,
     hasher: S,
 }
 
@@ -32,6 +37,8 @@ impl<K> KeyedGateBuilder<K> {
             max_idle: DEFAULT_MAX_IDLE,
             wait_limits: WaitLimits::UNBOUNDED,
             weight: None,
+            priority: None,
+            batch_every: DEFAULT_BATCH_EVERY,
             hasher: RandomState::new(),
         }
     }
@@ -88,6 +95,25 @@ impl<K, S> KeyedGateBuilder<K, S> {
         self
     }
 
+    /// Which class each key's callers wait in when the global limit binds (default
+    /// [`Priority::Interactive`] for every key): interactive keys first, batch keys when no
+    /// interactive caller waits and every [`batch_every`](Self::batch_every)-th permit
+    /// while one does.
+    ///
+    /// Called once when a key is made, never under the gate's lock.
+    pub fn priority(mut self, priority: impl Fn(&K) -> Priority + Send + Sync + 'static) -> Self {
+        self.priority = Some(Box::new(priority));
+        self
+    }
+
+    /// While callers of both classes wait for the global limit, one permit in `n` goes to
+    /// the batch class (default [`DEFAULT_BATCH_EVERY`]; at least 2, so that interactive
+    /// keys come first; `u32::MAX` all but starves the batch class).
+    pub fn batch_every(mut self, n: u32) -> Self {
+        self.batch_every = n.max(2);
+        self
+    }
+
     /// Hashes keys with `hasher` instead of std's [`RandomState`] (SipHash-1-3, randomly
     /// keyed). Choose a faster one only for keys a client cannot choose.
     pub fn hasher<S2>(self, hasher: S2) -> KeyedGateBuilder<K, S2> {
@@ -98,6 +124,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
             max_idle: self.max_idle,
             wait_limits: self.wait_limits,
             weight: self.weight,
+            priority: self.priority,
+            batch_every: self.batch_every,
             hasher,
         }
     }
@@ -122,9 +150,11 @@ impl<K, S> KeyedGateBuilder<K, S> {
                 global: self.global.unwrap_or(usize::MAX),
                 max_keys: self.max_keys,
                 max_idle: self.max_idle.min(self.max_keys),
+                batch_every: self.batch_every,
             },
             wait_limits: self.wait_limits,
             weight: self.weight,
+            priority: self.priority,
         })
     }
 }
@@ -138,6 +168,8 @@ impl<K, S> fmt::Debug for KeyedGateBuilder<K, S> {
             .field("max_idle", &self.max_idle)
             .field("wait_limits", &self.wait_limits)
             .field("weighted", &self.weight.is_some())
+            .field("prioritised", &self.priority.is_some())
+            .field("batch_every", &self.batch_every)
             .finish_non_exhaustive()
     }
 }

@@ -32,6 +32,12 @@
 //!   a tenant with 10,000 callers queued delays a tenant with one by at most one turn of the
 //!   ring, and with weights 1 and 3 two busy tenants get a quarter and three quarters of the
 //!   permits. A new caller never barges past callers queued for the global limit.
+//! - **Priority classes.** With [`priority`](KeyedGateBuilder::priority), keys are
+//!   [`Interactive`](Priority::Interactive) (the default) or [`Batch`](Priority::Batch):
+//!   when the global limit binds, interactive keys are served first, but while both classes
+//!   wait every [`batch_every`](KeyedGateBuilder::batch_every)-th permit (default
+//!   [`DEFAULT_BATCH_EVERY`]) goes to a batch key, so the batch class is slowed, never
+//!   starved.
 //! - **Bounded memory, without help.** A key with no permits out and nobody queued is
 //!   *idle*: its state is the same as a new key's, so forgetting it loses nothing. Idle keys
 //!   are kept (least recently used first) so that a key that comes back soon is found, not
@@ -77,6 +83,7 @@ mod builder;
 mod error;
 mod handle;
 mod permit;
+mod priority;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
@@ -84,6 +91,7 @@ pub use builder::KeyedGateBuilder;
 pub use error::{KeyedAcquireError, KeyedTryAcquireError};
 pub use handle::KeyHandle;
 pub use permit::{KeyedPermit, OwnedKeyedPermit};
+pub use priority::Priority;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -101,8 +109,15 @@ pub const DEFAULT_MAX_KEYS: usize = 1 << 16;
 /// The default [`max_idle`](KeyedGateBuilder::max_idle): 1,024 idle keys kept for reuse.
 pub const DEFAULT_MAX_IDLE: usize = 1 << 10;
 
+/// The default [`batch_every`](KeyedGateBuilder::batch_every): while both classes wait,
+/// one permit in 8 goes to the batch class.
+pub const DEFAULT_BATCH_EVERY: u32 = 8;
+
 /// How many permits a key's turn of the ring grants, from its key.
 type WeightFn<K> = dyn Fn(&K) -> u32 + Send + Sync;
+
+/// A key's priority class, from its key.
+type PriorityFn<K> = dyn Fn(&K) -> Priority + Send + Sync;
 
 /// A concurrency limit per key, made on first use, under an optional global limit, fair
 /// between keys and bounded in memory. See the [module docs](self) for the rules.
@@ -128,6 +143,7 @@ pub struct KeyedGate<K, S = RandomState> {
     limits: Limits,
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
+    priority: Option<Box<PriorityFn<K>>>,
 }
 
 impl<K> KeyedGate<K>
@@ -318,6 +334,10 @@ where
         drop(mem::replace(locked, LockedGuard::empty()));
         let key = key.into_owned();
         let weight = self.weight.as_ref().map_or(1, |weight| weight(&key));
+        let priority = self
+            .priority
+            .as_ref()
+            .map_or(Priority::Interactive, |priority| priority(&key));
         *locked = self.lock();
         if let Some(slot) = locked.state.find(hash, &key) {
             locked.deferred.drop_key(key);
@@ -325,7 +345,7 @@ where
         }
         let (state, deferred) = locked.parts();
         state
-            .insert(hash, key, weight, &self.limits, deferred)
+            .insert(hash, key, weight, priority.class(), &self.limits, deferred)
             .map_err(|key| deferred.drop_key(key))
     }
 

@@ -1,5 +1,5 @@
 //! The mechanism under [`KeyedGate`](super::KeyedGate): the key table, the per-key queues,
-//! the ring of keys waiting for the global limit, and the list of idle keys, all behind one
+//! the rings of keys waiting for the global limit (one per priority class), and the list of idle keys, all behind one
 //! lock and addressed by `u32` slots so that a permit or a waiter names its key without
 //! hashing it again.
 
@@ -21,7 +21,7 @@ enum Place {
     /// Permits out and nothing that could be granted now: on no list.
     Busy,
     /// Callers queued and room under the key's own limit: waiting for the global limit, in
-    /// the ring that serves keys in turn.
+    /// its class's ring that serves keys in turn.
     Ring,
     /// No permits out and nobody queued: on the idle list, least recently used first.
     Idle,
@@ -43,6 +43,8 @@ struct Entry<K> {
     prev: u32,
     next: u32,
     place: Place,
+    /// Its ring: 0 for interactive keys, 1 for batch keys.
+    class: u8,
     /// Grants per turn of the ring.
     weight: u32,
 }
@@ -58,6 +60,24 @@ impl Links {
     const EMPTY: Self = Self {
         head: NIL,
         tail: NIL,
+    };
+}
+
+/// The keys of one priority class with callers queued and room of their own, served in
+/// turn, and whose turn it is.
+#[derive(Debug)]
+struct Ring {
+    links: Links,
+    /// The key whose turn it is, and how many grants its turn has left.
+    turn: u32,
+    turn_left: u32,
+}
+
+impl Ring {
+    const EMPTY: Self = Self {
+        links: Links::EMPTY,
+        turn: NIL,
+        turn_left: 0,
     };
 }
 
@@ -125,6 +145,8 @@ pub(super) struct Limits {
     pub(super) global: usize,
     pub(super) max_keys: usize,
     pub(super) max_idle: usize,
+    /// While both classes wait, every this many grants one goes to the batch class.
+    pub(super) batch_every: u32,
 }
 
 /// Everything behind the keyed gate's lock.
@@ -141,11 +163,11 @@ pub(super) struct State<K> {
     free_waiter: u32,
     /// Waiter slots in use (queued, or granted and not collected).
     live_waiters: usize,
-    /// Keys with callers queued and room under their own limit, served in turn.
-    ring: Links,
-    /// The key whose turn it is, and how many grants its turn has left.
-    turn: u32,
-    turn_left: u32,
+    /// Keys with callers queued and room under their own limit, served in turn: the
+    /// interactive class's ring, then the batch class's.
+    rings: [Ring; 2],
+    /// Grants in a row to the interactive class while the batch class waited.
+    interactive_run: u32,
     idle: Links,
     idle_len: usize,
     in_flight: usize,
@@ -161,9 +183,8 @@ impl<K: Eq> State<K> {
             waiters: Vec::new(),
             free_waiter: NIL,
             live_waiters: 0,
-            ring: Links::EMPTY,
-            turn: NIL,
-            turn_left: 0,
+            rings: [Ring::EMPTY, Ring::EMPTY],
+            interactive_run: 0,
             idle: Links::EMPTY,
             idle_len: 0,
             in_flight: 0,
@@ -226,6 +247,7 @@ impl<K: Eq> State<K> {
         hash: u64,
         key: K,
         weight: u32,
+        class: u8,
         limits: &Limits,
         deferred: &mut Deferred<K>,
     ) -> Result<u32, K> {
@@ -245,6 +267,7 @@ impl<K: Eq> State<K> {
             prev: NIL,
             next: NIL,
             place: Place::Busy,
+            class: class.min(1),
             weight: weight.max(1),
         };
         let slot = if self.free_entry != NIL {
@@ -407,46 +430,71 @@ impl<K: Eq> State<K> {
         }
     }
 
-    /// Grants permits while the global limit has room and a key in the ring waits: the key
-    /// whose turn it is gets up to its weight of grants, then the next key's turn comes.
+    /// Grants permits while the global limit has room and a key in a ring waits: the
+    /// interactive ring first, except that while both wait every `batch_every`-th grant goes
+    /// to the batch ring; within a ring, the key whose turn it is gets up to its weight of
+    /// grants, then the next key's turn comes.
     ///
-    /// Leaves the ring empty or the global limit full.
+    /// Leaves both rings empty or the global limit full.
     fn dispatch(&mut self, limits: &Limits, deferred: &mut Deferred<K>) {
-        while self.in_flight < limits.global && self.ring.head != NIL {
-            let slot = self.ring.head;
-            if self.turn != slot || self.turn_left == 0 {
-                self.turn = slot;
-                self.turn_left = self.entries[slot as usize].weight;
-            }
-            let entry = &mut self.entries[slot as usize];
-            let id = entry.queue.head;
-            let next = self.waiters[id as usize].next;
-            entry.queue.head = next;
-            if next == NIL {
-                entry.queue.tail = NIL;
-            } else {
-                self.waiters[next as usize].prev = NIL;
-            }
-            let waiter = &mut self.waiters[id as usize];
-            waiter.granted = true;
-            deferred.wake.extend(waiter.waker.take());
-            entry.queued -= 1;
-            entry.in_flight += 1;
-            self.queued -= 1;
-            self.in_flight += 1;
-            self.turn_left -= 1;
-            let still_waiting = entry.queued > 0 && entry.in_flight < limits.per_key;
-            if !still_waiting {
-                // Out of the ring: when it comes back, its turn starts afresh.
-                self.unlink(slot);
-                self.entries[slot as usize].place = Place::Busy;
-                self.turn = NIL;
-            } else if self.turn_left == 0 {
-                // Its turn is over: to the back of the ring.
-                self.unlink(slot);
-                self.push_back(slot, Place::Ring);
-                self.turn = NIL;
-            }
+        while self.in_flight < limits.global {
+            let waiting = self.rings.each_ref().map(|ring| ring.links.head != NIL);
+            let class = match waiting {
+                [false, false] => break,
+                [true, true] if self.interactive_run + 1 < limits.batch_every => {
+                    self.interactive_run += 1;
+                    0
+                }
+                [true, true] => {
+                    self.interactive_run = 0;
+                    1
+                }
+                [interactive, _] => {
+                    self.interactive_run = 0;
+                    usize::from(!interactive)
+                }
+            };
+            self.grant_from(class, limits, deferred);
+        }
+    }
+
+    /// Grants the front caller of the key whose turn it is in ring `class`, not empty.
+    fn grant_from(&mut self, class: usize, limits: &Limits, deferred: &mut Deferred<K>) {
+        let ring = &mut self.rings[class];
+        let slot = ring.links.head;
+        if ring.turn != slot || ring.turn_left == 0 {
+            ring.turn = slot;
+            ring.turn_left = self.entries[slot as usize].weight;
+        }
+        ring.turn_left -= 1;
+        let turn_over = ring.turn_left == 0;
+        let entry = &mut self.entries[slot as usize];
+        let id = entry.queue.head;
+        let next = self.waiters[id as usize].next;
+        entry.queue.head = next;
+        if next == NIL {
+            entry.queue.tail = NIL;
+        } else {
+            self.waiters[next as usize].prev = NIL;
+        }
+        let waiter = &mut self.waiters[id as usize];
+        waiter.granted = true;
+        deferred.wake.extend(waiter.waker.take());
+        entry.queued -= 1;
+        entry.in_flight += 1;
+        self.queued -= 1;
+        self.in_flight += 1;
+        let still_waiting = entry.queued > 0 && entry.in_flight < limits.per_key;
+        if !still_waiting {
+            // Out of the ring: when it comes back, its turn starts afresh.
+            self.unlink(slot);
+            self.entries[slot as usize].place = Place::Busy;
+            self.rings[class].turn = NIL;
+        } else if turn_over {
+            // Its turn is over: to the back of the ring.
+            self.unlink(slot);
+            self.push_back(slot, Place::Ring);
+            self.rings[class].turn = NIL;
         }
     }
 
@@ -479,17 +527,20 @@ impl<K: Eq> State<K> {
         }
     }
 
-    /// The list a key in `place` is on.
-    fn list(&mut self, place: Place) -> Option<&mut Links> {
+    /// The list the key in `slot` is on when in `place`.
+    fn list(&mut self, slot: u32, place: Place) -> Option<&mut Links> {
         match place {
-            Place::Ring => Some(&mut self.ring),
+            Place::Ring => {
+                let class = self.entries[slot as usize].class;
+                Some(&mut self.rings[usize::from(class)].links)
+            }
             Place::Idle => Some(&mut self.idle),
             Place::Busy | Place::Free => None,
         }
     }
 
     fn push_back(&mut self, slot: u32, place: Place) {
-        let list = self.list(place).expect("a key list");
+        let list = self.list(slot, place).expect("a key list");
         let tail = list.tail;
         list.tail = slot;
         if tail == NIL {
@@ -519,7 +570,7 @@ impl<K: Eq> State<K> {
         if next != NIL {
             self.entries[next as usize].prev = prev;
         }
-        let list = self.list(place).expect("a key list");
+        let list = self.list(slot, place).expect("a key list");
         if prev == NIL {
             list.head = next;
         }

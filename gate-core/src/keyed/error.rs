@@ -15,6 +15,8 @@ pub enum KeyedAcquireError {
     TimedOut,
     /// `max_waiters` callers of the same key were already queued.
     QueueFull,
+    /// The key's limiter was closed ([`KeyedLimiter`](super::KeyedLimiter) only).
+    Closed,
 }
 
 impl fmt::Display for KeyedAcquireError {
@@ -23,11 +25,23 @@ impl fmt::Display for KeyedAcquireError {
             Self::TooManyKeys => "too many keys in use",
             Self::TimedOut => "timed out waiting for a permit",
             Self::QueueFull => "too many callers waiting for a permit",
+            Self::Closed => "gate closed",
         })
     }
 }
 
 impl std::error::Error for KeyedAcquireError {}
+
+/// A key's limiter refused as a gate refuses.
+impl From<AcquireError> for KeyedAcquireError {
+    fn from(error: AcquireError) -> Self {
+        match error {
+            AcquireError::Closed => Self::Closed,
+            AcquireError::TimedOut => Self::TimedOut,
+            AcquireError::QueueFull => Self::QueueFull,
+        }
+    }
+}
 
 /// Through the admission seam ([`KeyHandle`](super::KeyHandle)), a refusal for too many keys
 /// reads as [`AcquireError::QueueFull`]: refused at once, for lack of room to wait in.
@@ -36,6 +50,7 @@ impl From<KeyedAcquireError> for AcquireError {
         match error {
             KeyedAcquireError::TooManyKeys | KeyedAcquireError::QueueFull => Self::QueueFull,
             KeyedAcquireError::TimedOut => Self::TimedOut,
+            KeyedAcquireError::Closed => Self::Closed,
         }
     }
 }
@@ -46,7 +61,8 @@ impl From<KeyedAcquireError> for AcquireError {
 pub enum KeyedTryAcquireError {
     /// The key is new and `max_keys` keys, none of them idle, are already held.
     TooManyKeys,
-    /// The key or the global limit is full, or callers are queued ahead.
+    /// The key or the global limit is full, or callers are queued ahead (for a
+    /// [`KeyedLimiter`](super::KeyedLimiter): the key's limiter could not admit at once).
     NoPermits,
 }
 

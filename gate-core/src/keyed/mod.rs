@@ -69,6 +69,15 @@
 //! trusted keys. `K`'s `Hash` and `Eq` run under the gate's lock (as in any locked map) and
 //! must not use the gate; its `Clone`, its drop and the weight function never run under it.
 //!
+//! # A limiter per key
+//!
+//! [`KeyedLimiter`] holds a [`Limiter`](crate::Limiter) per key (a rate, a concurrency or
+//! adaptive limit, a pause), each made from a template on first use, with the same rules
+//! for memory: a key is idle once no permit is out, nobody waits, its bucket is full again
+//! and it is not paused; idle keys are evicted by a sweep that each new key moves on; a
+//! hard cap refuses new keys rather than grow. It has no global limit and no ring: each
+//! key's limiter serves its own callers as a [`Limiter`](crate::Limiter) does.
+//!
 //! # Bound to one key
 //!
 //! [`KeyedGate::handle`] returns a [`KeyHandle`]: one key's view of a shared keyed gate,
@@ -82,6 +91,7 @@ mod acquire;
 mod builder;
 mod error;
 mod handle;
+mod limiter;
 mod permit;
 mod priority;
 mod state;
@@ -90,6 +100,7 @@ pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
 pub use builder::KeyedGateBuilder;
 pub use error::{KeyedAcquireError, KeyedTryAcquireError};
 pub use handle::KeyHandle;
+pub use limiter::{KeyedLimiter, KeyedLimiterBuilder};
 pub use permit::{KeyedPermit, OwnedKeyedPermit};
 pub use priority::Priority;
 

@@ -6,8 +6,10 @@
 //! release), and a `DashMap<u64, Arc<Semaphore>>` looked up (or filled) and, under the
 //! map's read lock, its semaphore's `try_acquire` and drop (which never evicts anything). Keys are `u64`s cycled over 1,000 hot keys, every check admits
 //! (governor's quota is so generous that it never refuses), from one thread and from two.
-//! gate-core is measured with its default hasher (std's SipHash-1-3, randomly keyed) and
-//! with foldhash, to show what the HashDoS-resistant default costs.
+//! gate-core is measured with its default hasher (std's SipHash-1-3, randomly keyed, as
+//! governor's `DashMap` is) and with foldhash, to show what the HashDoS-resistant default
+//! costs; `gate_core_limiter_quanta` is the like-for-like rate check, a `KeyedLimiter` of
+//! rate-only limiters on quanta's clock (governor's default).
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dashmap::DashMap;
-use gate_core::keyed::KeyedGate;
+use gate_core::Limiter;
+use gate_core::keyed::{KeyedGate, KeyedLimiter};
+use gate_core::rate::{QuantaClock, Rate};
 use governor::{Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
@@ -30,6 +34,13 @@ trait Check: Sync {
 }
 
 impl<S: std::hash::BuildHasher + Sync + Send> Check for KeyedGate<u64, S> {
+    #[inline]
+    fn check(&self, key: u64) -> bool {
+        self.try_acquire(&key).is_ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher + Sync + Send> Check for KeyedLimiter<u64, S> {
     #[inline]
     fn check(&self, key: u64) -> bool {
         self.try_acquire(&key).is_ok()
@@ -78,6 +89,16 @@ fn contenders() -> Vec<(&'static str, Box<dyn Check>)> {
         (
             "gate_core_global",
             Box::new(KeyedGate::<u64>::builder(4).global(1_000).build().unwrap()),
+        ),
+        (
+            "gate_core_limiter_quanta",
+            Box::new(KeyedLimiter::<u64>::new(|| {
+                Limiter::builder()
+                    .rate(Rate::per_second(1_000_000_000).burst(1_000))
+                    .clock(QuantaClock::new())
+                    .build()
+                    .unwrap()
+            })),
         ),
         ("governor", Box::new(Governor(RateLimiter::keyed(quota)))),
         ("dashmap_semaphores", Box::new(Semaphores(DashMap::new()))),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 use tokio::time::Instant;
 
-use super::{DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
+use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
 use crate::{Limiter, OwnedLimiterPermit};
 
 /// How many keys each new key's sweep looks at: more than one, so that the keys in memory
@@ -33,10 +33,13 @@ type Template = dyn Fn() -> Limiter + Send + Sync;
 ///   rate limit's bucket is full again (as long after its last admission as the whole burst
 ///   takes to refill), and it is not paused: forgetting it loses nothing a fresh limiter
 ///   from the template would not have. (An adaptive limit's learnt value is lost with it.)
-/// - **Evicted lazily.** Each new key moves a clock sweep over the next 3 keys in memory
-///   (a key used since the sweep last passed gets a second chance: an approximation of
-///   least recently used) and evicts the idle ones, so the keys in memory shrink back
-///   after a burst of new keys. No background task, none of the caller's code.
+/// - **Evicted lazily.** Up to [`max_idle`](KeyedLimiterBuilder::max_idle) keys (default
+///   [`DEFAULT_MAX_IDLE`]) are kept whatever their state, so that keys in steady use keep
+///   their limiters (making one is the costly part of a first use). Beyond that, each new
+///   key moves a clock sweep over the next 3 keys in memory (a key used since the sweep
+///   last passed gets a second chance: an approximation of least recently used) and evicts
+///   the idle ones, so the keys in memory shrink back towards `max_idle` after a burst of
+///   new keys. No background task, none of the caller's code.
 /// - **A hard cap.** At most [`max_keys`](KeyedLimiterBuilder::max_keys) keys (default
 ///   [`DEFAULT_MAX_KEYS`]). A new key at the cap sweeps up to 16 more keys for an idle one
 ///   to evict (a bound on the work a flood of new keys can cause); if none is, it is
@@ -65,6 +68,7 @@ pub struct KeyedLimiter<K, S = RandomState> {
     template: Box<Template>,
     hasher: S,
     max_keys: usize,
+    max_idle: usize,
     /// The zero of the admission times kept per key.
     epoch: Instant,
     table: Mutex<Table<K>>,
@@ -110,6 +114,7 @@ where
         KeyedLimiterBuilder {
             template: Box::new(template),
             max_keys: DEFAULT_MAX_KEYS,
+            max_idle: DEFAULT_MAX_IDLE,
             hasher: RandomState::new(),
             _key: std::marker::PhantomData,
         }
@@ -200,7 +205,9 @@ where
                 Ok(found)
             } else {
                 let now = self.now_nanos();
-                table.sweep(SWEEP, now, &mut evicted);
+                if table.index.len() >= self.max_idle {
+                    table.sweep(SWEEP, now, &mut evicted);
+                }
                 if table.index.len() >= self.max_keys {
                     table.sweep(SWEEP_AT_CAP, now, &mut evicted);
                 }
@@ -325,6 +332,7 @@ impl<K: Eq> Table<K> {
 pub struct KeyedLimiterBuilder<K, S = RandomState> {
     template: Box<Template>,
     max_keys: usize,
+    max_idle: usize,
     hasher: S,
     _key: std::marker::PhantomData<fn(&K)>,
 }
@@ -336,12 +344,20 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
         self
     }
 
+    /// How many keys are kept, idle or not, before new keys start sweeping idle ones out
+    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`).
+    pub fn max_idle(mut self, max_idle: usize) -> Self {
+        self.max_idle = max_idle;
+        self
+    }
+
     /// Hashes keys with `hasher` instead of std's [`RandomState`]; see
     /// [`KeyedGateBuilder::hasher`](super::KeyedGateBuilder::hasher).
     pub fn hasher<S2>(self, hasher: S2) -> KeyedLimiterBuilder<K, S2> {
         KeyedLimiterBuilder {
             template: self.template,
             max_keys: self.max_keys,
+            max_idle: self.max_idle,
             hasher,
             _key: std::marker::PhantomData,
         }
@@ -353,6 +369,7 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
             template: self.template,
             hasher: self.hasher,
             max_keys: self.max_keys,
+            max_idle: self.max_idle.min(self.max_keys),
             epoch: Instant::now(),
             table: Mutex::new(Table {
                 index: HashTable::new(),
@@ -368,6 +385,7 @@ impl<K, S> fmt::Debug for KeyedLimiterBuilder<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiterBuilder")
             .field("max_keys", &self.max_keys)
+            .field("max_idle", &self.max_idle)
             .finish_non_exhaustive()
     }
 }
@@ -376,6 +394,7 @@ impl<K, S> fmt::Debug for KeyedLimiter<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("max_keys", &self.max_keys)
+            .field("max_idle", &self.max_idle)
             .finish_non_exhaustive()
     }
 }

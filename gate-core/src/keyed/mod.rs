@@ -74,8 +74,8 @@
 //! [`KeyedLimiter`] holds a [`Limiter`](crate::Limiter) per key (a rate, a concurrency or
 //! adaptive limit, a pause), each made from a template on first use, with the same rules
 //! for memory: a key is idle once no permit is out, nobody waits, its bucket is full again
-//! and it is not paused; idle keys are evicted by a sweep that each new key moves on; a
-//! hard cap refuses new keys rather than grow. It has no global limit and no ring: each
+//! and it is not paused; beyond `max_idle` keys, idle ones are evicted by a sweep that each
+//! new key moves on; a hard cap refuses new keys rather than grow. It has no global limit and no ring: each
 //! key's limiter serves its own callers as a [`Limiter`](crate::Limiter) does.
 //!
 //! # Bound to one key

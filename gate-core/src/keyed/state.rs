@@ -1,8 +1,9 @@
 //! The mechanism under [`KeyedGate`](super::KeyedGate): the key table, the per-key queues,
-//! the rings of keys waiting for the global limit (one per priority class), and the list of idle keys, all behind one
-//! lock and addressed by `u32` slots so that a permit or a waiter names its key without
-//! hashing it again.
+//! the rings of keys waiting for the global limit (one per priority class), and the list of
+//! idle keys, all behind one lock and addressed by `u32` slots so that a permit or a waiter
+//! names its key without hashing it again.
 
+use std::mem;
 use std::task::Waker;
 
 use hashbrown::HashTable;
@@ -129,12 +130,18 @@ impl<K> Deferred<K> {
         self.evicted(Some(key));
     }
 
-    /// Wakes the woken and drops the rest; call with no lock held.
-    pub(super) fn run(self) {
-        self.wake.into_iter().for_each(Waker::wake);
-        drop(self.evicted);
-        drop(self.more);
-        drop(self.waker);
+    /// Wakes the woken and drops the rest; call with no lock held. Nothing to do is the
+    /// common case, and costs a few compares.
+    #[inline]
+    pub(super) fn run(&mut self) {
+        if !self.wake.is_empty() {
+            self.wake.drain(..).for_each(Waker::wake);
+        }
+        if self.evicted[0].is_some() {
+            drop(mem::take(&mut self.evicted));
+            drop(mem::take(&mut self.more));
+        }
+        drop(self.waker.take());
     }
 }
 

@@ -4,8 +4,9 @@
 //! Each admits one caller of a key and lets it go: `KeyedGate::try_acquire` and the permit's
 //! drop (two turns of the gate's lock), governor's `check_key` (a rate check, nothing to
 //! release), and a `DashMap<u64, Arc<Semaphore>>` looked up (or filled) and, under the
-//! map's read lock, its semaphore's `try_acquire` and drop (which never evicts anything). Keys are `u64`s cycled over 1,000 hot keys, every check admits
-//! (governor's quota is so generous that it never refuses), from one thread and from two.
+//! map's read lock, its semaphore's `try_acquire` and drop (which never evicts anything).
+//! Keys are `u64`s cycled over 1,000 hot keys, every check admits (governor's quota is so
+//! generous that it never refuses), from one thread and from two.
 //! gate-core is measured with its default hasher (std's SipHash-1-3, randomly keyed, as
 //! governor's `DashMap` is) and with foldhash, to show what the HashDoS-resistant default
 //! costs; `gate_core_limiter_quanta` is the like-for-like rate check, a `KeyedLimiter` of

@@ -63,7 +63,7 @@
 //! bytes while it waits, given back when the queue drains.
 //!
 //! An admission and its release take about 620 instructions with the default hasher (540
-//! with foldhash), against 340 for governor's `check_key`, which has nothing to release
+//! with foldhash), against 330 for governor's `check_key`, which has nothing to release
 //! (`benches/examples/keyed_instructions.rs`); in time, from one thread, the two are within
 //! noise of each other (`benches/benches/keyed.rs`).
 //!

@@ -80,6 +80,7 @@ mod gate;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod hint;
+pub mod keyed;
 mod limiter;
 pub mod rate;
 pub mod retry;

@@ -1,0 +1,400 @@
+//! [`KeyedLimiter`]: a [`Limiter`] per key, made from a template on first use, evicted
+//! when idle.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hashbrown::HashTable;
+use tokio::time::Instant;
+
+use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
+use crate::{Limiter, OwnedLimiterPermit};
+
+/// How many keys each new key's sweep looks at: more than one, so that the keys in memory
+/// shrink back after a burst of new keys, not only stop growing.
+const SWEEP: usize = 3;
+
+/// How many keys a new key at the cap looks at for an idle one before it is refused: a
+/// bound on the work an attacker's new keys can cause when every key is busy.
+const SWEEP_AT_CAP: usize = 16;
+
+/// How a template makes each key's limiter.
+type Template = dyn Fn() -> Limiter + Send + Sync;
+
+/// A [`Limiter`] per key (a rate, a concurrency or adaptive limit, a pause: whatever the
+/// template builds), made on first use and evicted once idle, in bounded memory.
+///
+/// - **Idle** means no permit of the key's limiter is out and nobody waits for one, its
+///   rate limit's bucket is full again (as long after its last admission as the whole burst
+///   takes to refill), and it is not paused: forgetting it loses nothing a fresh limiter
+///   from the template would not have. (An adaptive limit's learnt value is lost with it.)
+/// - **Evicted lazily.** Up to [`max_idle`](KeyedLimiterBuilder::max_idle) keys (default
+///   [`DEFAULT_MAX_IDLE`]) are kept whatever their state, so that keys in steady use keep
+///   their limiters (making one is the costly part of a first use). Beyond that, each new
+///   key moves a clock sweep over the next 3 keys in memory (a key used since the sweep
+///   last passed gets a second chance: an approximation of least recently used) and evicts
+///   the idle ones, so the keys in memory shrink back towards `max_idle` after a burst of
+///   new keys. No background task, none of the caller's code.
+/// - **A hard cap.** At most [`max_keys`](KeyedLimiterBuilder::max_keys) keys (default
+///   [`DEFAULT_MAX_KEYS`]). A new key at the cap sweeps up to 16 more keys for an idle one
+///   to evict (a bound on the work a flood of new keys can cause); if none is, it is
+///   refused with [`KeyedAcquireError::TooManyKeys`] rather than grown into.
+///
+/// # Examples
+///
+/// Ten requests a second per API key, five at once:
+///
+/// ```
+/// use gate_core::Limiter;
+/// use gate_core::keyed::KeyedLimiter;
+/// use gate_core::rate::Rate;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let limits: KeyedLimiter<String> = KeyedLimiter::new(|| {
+///     Limiter::builder().rate(Rate::per_second(10)).concurrency(5).build().unwrap()
+/// });
+/// let permit = limits.acquire(&"key-1".to_string()).await.unwrap();
+/// assert_eq!(limits.len(), 1);
+/// drop(permit);
+/// # }
+/// ```
+pub struct KeyedLimiter<K, S = RandomState> {
+    template: Box<Template>,
+    hasher: S,
+    max_keys: usize,
+    max_idle: usize,
+    /// The zero of the admission times kept per key.
+    epoch: Instant,
+    table: Mutex<Table<K>>,
+}
+
+/// The keys in memory, behind the keyed limiter's lock.
+struct Table<K> {
+    index: HashTable<u32>,
+    entries: Vec<Entry<K>>,
+    /// Free slots.
+    free: Vec<u32>,
+    /// Where the clock sweep looks next.
+    hand: usize,
+}
+
+/// One key's limiter, or a free slot (`key` and `limiter` `None`).
+struct Entry<K> {
+    key: Option<K>,
+    hash: u64,
+    limiter: Option<Arc<Limiter>>,
+    /// When the key's limiter last admitted someone, in nanoseconds since `epoch`.
+    admitted: Arc<AtomicU64>,
+    /// How long the key's bucket takes to refill from empty, in nanoseconds.
+    refill: u64,
+    /// Used since the sweep last passed.
+    referenced: bool,
+}
+
+impl<K> KeyedLimiter<K>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+{
+    /// A limiter per key, each built by `template` (called once per new key, never under
+    /// the keyed limiter's lock), with the default cap on keys.
+    pub fn new(template: impl Fn() -> Limiter + Send + Sync + 'static) -> Self {
+        Self::builder(template).build()
+    }
+
+    /// Starts a keyed limiter whose cap on keys or hasher can be set.
+    pub fn builder(
+        template: impl Fn() -> Limiter + Send + Sync + 'static,
+    ) -> KeyedLimiterBuilder<K> {
+        KeyedLimiterBuilder {
+            template: Box::new(template),
+            max_keys: DEFAULT_MAX_KEYS,
+            max_idle: DEFAULT_MAX_IDLE,
+            hasher: RandomState::new(),
+            _key: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, S> KeyedLimiter<K, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    S: BuildHasher,
+{
+    /// Waits for admission by `key`'s limiter, within that limiter's own wait limits.
+    ///
+    /// Fails with [`KeyedAcquireError::TooManyKeys`] at the cap with no idle key to evict,
+    /// and otherwise as the key's limiter fails. Cancel-safe, as [`Limiter::acquire`] is.
+    pub async fn acquire(&self, key: &K) -> Result<OwnedLimiterPermit, KeyedAcquireError> {
+        let (limiter, admitted) = self.find_or_make(key)?;
+        let permit = limiter.acquire_owned().await?;
+        admitted.store(self.now_nanos(), Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// Admits by `key`'s limiter at once if nothing stands in the way there (see
+    /// [`Limiter::try_acquire_owned_uncontended`]); otherwise takes nothing.
+    pub fn try_acquire(&self, key: &K) -> Result<OwnedLimiterPermit, KeyedTryAcquireError> {
+        let (limiter, admitted) = self
+            .find_or_make(key)
+            .map_err(|_| KeyedTryAcquireError::TooManyKeys)?;
+        let permit = limiter
+            .try_acquire_owned_uncontended()
+            .ok_or(KeyedTryAcquireError::NoPermits)?;
+        admitted.store(self.now_nanos(), Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// `key`'s limiter, made if it is new: to pause one key when its server pushes back,
+    /// or to read its statistics. Holding it keeps the key from being evicted.
+    pub fn limiter(&self, key: &K) -> Result<Arc<Limiter>, KeyedAcquireError> {
+        self.find_or_make(key).map(|(limiter, _)| limiter)
+    }
+
+    /// Keys held in memory right now.
+    pub fn len(&self) -> usize {
+        self.lock().index.len()
+    }
+
+    /// Whether no key is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` is held in memory.
+    pub fn contains_key(&self, key: &K) -> bool {
+        let hash = self.hasher.hash_one(key);
+        self.lock().lookup(hash, key).is_some()
+    }
+
+    /// The most keys held in memory at once.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The limiter of `key`, made from the template if it is new (with the lock released:
+    /// the template is user code), after a sweep that evicts idle keys.
+    fn find_or_make(&self, key: &K) -> Result<(Arc<Limiter>, Arc<AtomicU64>), KeyedAcquireError> {
+        let hash = self.hasher.hash_one(key);
+        if let Some(found) = self.lock().touch(hash, key) {
+            return Ok(found);
+        }
+        let limiter = Arc::new((self.template)());
+        let refill = limiter.rate_limit().map_or(0, |limit| {
+            let rate = limit.rate();
+            let full = rate
+                .interval()
+                .checked_mul(rate.burst_size())
+                .unwrap_or(Duration::MAX);
+            u64::try_from(full.as_nanos()).unwrap_or(u64::MAX)
+        });
+        let key = key.clone();
+        let mut evicted = Vec::new();
+        let made = {
+            let mut table = self.lock();
+            if let Some(found) = table.touch(hash, &key) {
+                Ok(found)
+            } else {
+                let now = self.now_nanos();
+                if table.index.len() >= self.max_idle {
+                    table.sweep(SWEEP, now, &mut evicted);
+                }
+                if table.index.len() >= self.max_keys {
+                    table.sweep(SWEEP_AT_CAP, now, &mut evicted);
+                }
+                if table.index.len() >= self.max_keys {
+                    Err(KeyedAcquireError::TooManyKeys)
+                } else {
+                    Ok(table.insert(hash, key, Arc::clone(&limiter), refill, now))
+                }
+            }
+        };
+        // Evicted keys and limiters (and the unused new one) drop here, unlocked.
+        drop(evicted);
+        made
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table<K>> {
+        // User code never runs under the lock except `K`'s `Hash` and `Eq`.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K: Eq> Table<K> {
+    fn lookup(&self, hash: u64, key: &K) -> Option<u32> {
+        let entries = &self.entries;
+        self.index
+            .find(hash, |&slot| {
+                entries[slot as usize].key.as_ref() == Some(key)
+            })
+            .copied()
+    }
+
+    /// The limiter of a key in memory, marked as used.
+    fn touch(&mut self, hash: u64, key: &K) -> Option<(Arc<Limiter>, Arc<AtomicU64>)> {
+        let slot = self.lookup(hash, key)?;
+        let entry = &mut self.entries[slot as usize];
+        entry.referenced = true;
+        Some((
+            Arc::clone(
+                entry
+                    .limiter
+                    .as_ref()
+                    .expect("a key in memory has a limiter"),
+            ),
+            Arc::clone(&entry.admitted),
+        ))
+    }
+
+    fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        limiter: Arc<Limiter>,
+        refill: u64,
+        now: u64,
+    ) -> (Arc<Limiter>, Arc<AtomicU64>) {
+        let admitted = Arc::new(AtomicU64::new(now));
+        let entry = Entry {
+            key: Some(key),
+            hash,
+            limiter: Some(Arc::clone(&limiter)),
+            admitted: Arc::clone(&admitted),
+            refill,
+            referenced: true,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                // `max_keys` is at most `MAX_SLOTS`, so the index fits.
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let entries = &self.entries;
+        self.index
+            .insert_unique(hash, slot, |&slot| entries[slot as usize].hash);
+        (limiter, admitted)
+    }
+
+    /// Moves the clock hand over up to `steps` keys in memory: a key used since the hand
+    /// last passed loses its mark, an unmarked idle key is evicted into `evicted`.
+    fn sweep(&mut self, steps: usize, now: u64, evicted: &mut Vec<(K, Arc<Limiter>)>) {
+        let len = self.entries.len();
+        let mut looked = 0;
+        for _ in 0..len {
+            if looked == steps {
+                break;
+            }
+            self.hand = (self.hand + 1) % len;
+            let slot = self.hand;
+            let entry = &mut self.entries[slot];
+            let Some(limiter) = &entry.limiter else {
+                continue;
+            };
+            looked += 1;
+            if mem::take(&mut entry.referenced) {
+                continue;
+            }
+            let refilled =
+                now.saturating_sub(entry.admitted.load(Ordering::Relaxed)) >= entry.refill;
+            // No permit out and no waiter: only the table holds the limiter (acquirers get
+            // their clones under this lock, so the count cannot rise meanwhile).
+            let idle =
+                Arc::strong_count(limiter) == 1 && refilled && limiter.paused_until().is_none();
+            if idle {
+                let hash = entry.hash;
+                let (key, limiter) = (entry.key.take(), entry.limiter.take());
+                if let Ok(found) = self.index.find_entry(hash, |&other| other as usize == slot) {
+                    found.remove();
+                }
+                self.free.push(slot as u32);
+                evicted.extend(key.zip(limiter));
+            }
+        }
+    }
+}
+
+/// Builds a [`KeyedLimiter`], from [`KeyedLimiter::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct KeyedLimiterBuilder<K, S = RandomState> {
+    template: Box<Template>,
+    max_keys: usize,
+    max_idle: usize,
+    hasher: S,
+    _key: std::marker::PhantomData<fn(&K)>,
+}
+
+impl<K, S> KeyedLimiterBuilder<K, S> {
+    /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.clamp(1, super::state::MAX_SLOTS);
+        self
+    }
+
+    /// How many keys are kept, idle or not, before new keys start sweeping idle ones out
+    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`).
+    pub fn max_idle(mut self, max_idle: usize) -> Self {
+        self.max_idle = max_idle;
+        self
+    }
+
+    /// Hashes keys with `hasher` instead of std's [`RandomState`]; see
+    /// [`KeyedGateBuilder::hasher`](super::KeyedGateBuilder::hasher).
+    pub fn hasher<S2>(self, hasher: S2) -> KeyedLimiterBuilder<K, S2> {
+        KeyedLimiterBuilder {
+            template: self.template,
+            max_keys: self.max_keys,
+            max_idle: self.max_idle,
+            hasher,
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    /// Builds the keyed limiter. No limiter is made until a key is first used.
+    pub fn build(self) -> KeyedLimiter<K, S> {
+        KeyedLimiter {
+            template: self.template,
+            hasher: self.hasher,
+            max_keys: self.max_keys,
+            max_idle: self.max_idle.min(self.max_keys),
+            epoch: Instant::now(),
+            table: Mutex::new(Table {
+                index: HashTable::new(),
+                entries: Vec::new(),
+                free: Vec::new(),
+                hand: 0,
+            }),
+        }
+    }
+}
+
+impl<K, S> fmt::Debug for KeyedLimiterBuilder<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiterBuilder")
+            .field("max_keys", &self.max_keys)
+            .field("max_idle", &self.max_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, S> fmt::Debug for KeyedLimiter<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("max_keys", &self.max_keys)
+            .field("max_idle", &self.max_idle)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,594 @@
+//! The mechanism under [`KeyedGate`](super::KeyedGate): the key table, the per-key queues,
+//! the rings of keys waiting for the global limit (one per priority class), and the list of
+//! idle keys, all behind one lock and addressed by `u32` slots so that a permit or a waiter
+//! names its key without hashing it again.
+
+use std::mem;
+use std::task::Waker;
+
+use hashbrown::HashTable;
+
+/// No slot: the end of a list.
+const NIL: u32 = u32::MAX;
+
+/// The most slots either table may hold (one is kept back for [`NIL`]).
+pub(super) const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
+
+/// Which list a key's `prev`/`next` links belong to. A key is on at most one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The slot holds no key.
+    Free,
+    /// Permits out and nothing that could be granted now: on no list.
+    Busy,
+    /// Callers queued and room under the key's own limit: waiting for the global limit, in
+    /// its class's ring that serves keys in turn.
+    Ring,
+    /// No permits out and nobody queued: on the idle list, least recently used first.
+    Idle,
+}
+
+/// One key's state.
+#[derive(Debug)]
+struct Entry<K> {
+    /// `None` while the slot is free.
+    key: Option<K>,
+    /// The key's hash, so that growing the table or evicting the key hashes nothing.
+    hash: u64,
+    in_flight: usize,
+    /// Its queued callers, first in first out, as a list of waiter slots.
+    queue: Links,
+    /// At most the waiters in memory, which fit in a `u32`.
+    queued: u32,
+    /// This key's links on the ring or the idle list (see `place`).
+    prev: u32,
+    next: u32,
+    place: Place,
+    /// Its ring: 0 for interactive keys, 1 for batch keys.
+    class: u8,
+    /// Grants per turn of the ring.
+    weight: u32,
+}
+
+/// The two ends of an intrusive list of slots.
+#[derive(Debug, Clone, Copy)]
+struct Links {
+    head: u32,
+    tail: u32,
+}
+
+impl Links {
+    const EMPTY: Self = Self {
+        head: NIL,
+        tail: NIL,
+    };
+}
+
+/// The keys of one priority class with callers queued and room of their own, served in
+/// turn, and whose turn it is.
+#[derive(Debug)]
+struct Ring {
+    links: Links,
+    /// The key whose turn it is, and how many grants its turn has left.
+    turn: u32,
+    turn_left: u32,
+}
+
+impl Ring {
+    const EMPTY: Self = Self {
+        links: Links::EMPTY,
+        turn: NIL,
+        turn_left: 0,
+    };
+}
+
+/// One queued caller.
+#[derive(Debug)]
+struct Waiter {
+    /// The key slot it waits on, or the next free waiter slot while free.
+    key: u32,
+    prev: u32,
+    next: u32,
+    waker: Option<Waker>,
+    /// Granted a permit of its key (and of the global limit), not yet collected.
+    granted: bool,
+}
+
+/// What a state change leaves to do once the lock is released: wakers to wake and keys to
+/// drop (a key's drop, like a waker's, may run user code: never under the lock).
+#[derive(Debug)]
+pub(super) struct Deferred<K> {
+    wake: Vec<Waker>,
+    /// One operation drops at most two keys (one evicted to make room, one evicted beyond
+    /// `max_idle` or found made by another caller meanwhile); `more` is never used.
+    evicted: [Option<K>; 2],
+    more: Vec<K>,
+    pub(super) waker: Option<Waker>,
+}
+
+impl<K> Default for Deferred<K> {
+    fn default() -> Self {
+        Self {
+            wake: Vec::new(),
+            evicted: [None, None],
+            more: Vec::new(),
+            waker: None,
+        }
+    }
+}
+
+impl<K> Deferred<K> {
+    fn evicted(&mut self, key: Option<K>) {
+        match &mut self.evicted {
+            [slot @ None, _] | [_, slot @ None] => *slot = key,
+            [Some(_), Some(_)] => self.more.extend(key),
+        }
+    }
+
+    /// Drops `key` once the lock is released.
+    pub(super) fn drop_key(&mut self, key: K) {
+        self.evicted(Some(key));
+    }
+
+    /// Wakes the woken and drops the rest; call with no lock held. Nothing to do is the
+    /// common case, and costs a few compares.
+    #[inline]
+    pub(super) fn run(&mut self) {
+        if !self.wake.is_empty() {
+            self.wake.drain(..).for_each(Waker::wake);
+        }
+        if self.evicted[0].is_some() {
+            drop(mem::take(&mut self.evicted));
+            drop(mem::take(&mut self.more));
+        }
+        drop(self.waker.take());
+    }
+}
+
+/// The limits a state is run with, fixed at construction.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) per_key: usize,
+    pub(super) global: usize,
+    pub(super) max_keys: usize,
+    pub(super) max_idle: usize,
+    /// While both classes wait, every this many grants one goes to the batch class.
+    pub(super) batch_every: u32,
+}
+
+/// Everything behind the keyed gate's lock.
+#[derive(Debug)]
+pub(super) struct State<K> {
+    /// The slots of the keys in memory, found by the hash of the key held in the slot's
+    /// entry (each key is stored once; the gate hashes it before taking the lock).
+    table: HashTable<u32>,
+    entries: Vec<Entry<K>>,
+    /// Free entry slots, linked through `next`.
+    free_entry: u32,
+    waiters: Vec<Waiter>,
+    /// Free waiter slots, linked through `key`.
+    free_waiter: u32,
+    /// Waiter slots in use (queued, or granted and not collected).
+    live_waiters: usize,
+    /// Keys with callers queued and room under their own limit, served in turn: the
+    /// interactive class's ring, then the batch class's.
+    rings: [Ring; 2],
+    /// Grants in a row to the interactive class while the batch class waited.
+    interactive_run: u32,
+    idle: Links,
+    idle_len: usize,
+    in_flight: usize,
+    queued: usize,
+}
+
+impl<K: Eq> State<K> {
+    pub(super) fn new() -> Self {
+        Self {
+            table: HashTable::new(),
+            entries: Vec::new(),
+            free_entry: NIL,
+            waiters: Vec::new(),
+            free_waiter: NIL,
+            live_waiters: 0,
+            rings: [Ring::EMPTY, Ring::EMPTY],
+            interactive_run: 0,
+            idle: Links::EMPTY,
+            idle_len: 0,
+            in_flight: 0,
+            queued: 0,
+        }
+    }
+
+    /// Keys held in memory.
+    pub(super) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Permits out across all keys.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Callers queued across all keys.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Idle keys held in memory.
+    pub(super) fn idle_len(&self) -> usize {
+        self.idle_len
+    }
+
+    /// Permits out for `key` (zero for a key not in memory).
+    pub(super) fn key_in_flight(&self, hash: u64, key: &K) -> usize {
+        self.lookup(hash, key)
+            .map_or(0, |slot| self.entries[slot as usize].in_flight)
+    }
+
+    /// The slot of `key` (whose hash is `hash`), if it is in memory.
+    pub(super) fn lookup(&self, hash: u64, key: &K) -> Option<u32> {
+        let entries = &self.entries;
+        self.table
+            .find(hash, |&slot| {
+                entries[slot as usize].key.as_ref() == Some(key)
+            })
+            .copied()
+    }
+
+    /// The slot of a key already in memory (whose hash is `hash`), taken off
+    /// the idle list if it was on it.
+    pub(super) fn find(&mut self, hash: u64, key: &K) -> Option<u32> {
+        let slot = self.lookup(hash, key)?;
+        if self.entries[slot as usize].place == Place::Idle {
+            self.unlink(slot);
+            self.entries[slot as usize].place = Place::Busy;
+        }
+        Some(slot)
+    }
+
+    /// Puts a key not in memory into a slot (evicting the least recently used idle key if
+    /// at `max_keys`), or, at `max_keys` with no idle key, gives the key back. The new key is
+    /// `Busy` until [`settle`](Self::settle)d.
+    pub(super) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        weight: u32,
+        class: u8,
+        limits: &Limits,
+        deferred: &mut Deferred<K>,
+    ) -> Result<u32, K> {
+        if self.table.len() >= limits.max_keys {
+            if self.idle.head == NIL {
+                return Err(key);
+            }
+            let key = self.evict(self.idle.head);
+            deferred.evicted(key);
+        }
+        let entry = Entry {
+            key: Some(key),
+            hash,
+            in_flight: 0,
+            queue: Links::EMPTY,
+            queued: 0,
+            prev: NIL,
+            next: NIL,
+            place: Place::Busy,
+            class: class.min(1),
+            weight: weight.max(1),
+        };
+        let slot = if self.free_entry != NIL {
+            let slot = self.free_entry;
+            self.free_entry = self.entries[slot as usize].next;
+            self.entries[slot as usize] = entry;
+            slot
+        } else {
+            // `max_keys` is at most `MAX_SLOTS`, so the index fits.
+            let slot = self.entries.len() as u32;
+            self.entries.push(entry);
+            slot
+        };
+        let entries = &self.entries;
+        self.table
+            .insert_unique(hash, slot, |&slot| entries[slot as usize].hash);
+        Ok(slot)
+    }
+
+    /// Takes a permit of the key in `slot` if it has room, nobody of its own is queued ahead,
+    /// and the global limit has room (which, by the ring's invariant, means no other key
+    /// waits for it either).
+    pub(super) fn try_take(&mut self, slot: u32, limits: &Limits) -> bool {
+        let entry = &mut self.entries[slot as usize];
+        if entry.queued == 0 && entry.in_flight < limits.per_key && self.in_flight < limits.global {
+            entry.in_flight += 1;
+            self.in_flight += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Callers queued for the key in `slot`.
+    pub(super) fn key_queued(&self, slot: u32) -> usize {
+        self.entries[slot as usize].queued as usize
+    }
+
+    /// Queues a caller at the back of its key's queue; returns its waiter slot.
+    pub(super) fn enqueue(&mut self, slot: u32, waker: Waker) -> u32 {
+        let waiter = Waiter {
+            key: slot,
+            prev: NIL,
+            next: NIL,
+            waker: Some(waker),
+            granted: false,
+        };
+        let id = if self.free_waiter != NIL {
+            let id = self.free_waiter;
+            self.free_waiter = self.waiters[id as usize].key;
+            self.waiters[id as usize] = waiter;
+            id
+        } else {
+            assert!(
+                self.waiters.len() < MAX_SLOTS,
+                "KeyedGate: more than 2^32 - 2 callers queued"
+            );
+            let id = self.waiters.len() as u32;
+            self.waiters.push(waiter);
+            id
+        };
+        self.live_waiters += 1;
+        let entry = &mut self.entries[slot as usize];
+        let tail = entry.queue.tail;
+        self.waiters[id as usize].prev = tail;
+        if tail == NIL {
+            entry.queue.head = id;
+        } else {
+            self.waiters[tail as usize].next = id;
+        }
+        entry.queue.tail = id;
+        entry.queued += 1;
+        self.queued += 1;
+        id
+    }
+
+    /// Whether the waiter in `id` has been granted its permit.
+    pub(super) fn is_granted(&self, id: u32) -> bool {
+        self.waiters[id as usize].granted
+    }
+
+    /// Stores the waker to wake when `id` is granted; returns the one it replaces.
+    pub(super) fn register(&mut self, id: u32, waker: &Waker) -> Option<Waker> {
+        let slot = &mut self.waiters[id as usize].waker;
+        match slot {
+            Some(old) if old.will_wake(waker) => None,
+            _ => slot.replace(waker.clone()),
+        }
+    }
+
+    /// Frees a granted waiter's slot once its caller has collected the permit; returns the
+    /// key slot whose permit it now holds.
+    pub(super) fn collect(&mut self, id: u32) -> u32 {
+        debug_assert!(self.waiters[id as usize].granted);
+        let slot = self.waiters[id as usize].key;
+        self.free_waiter_slot(id);
+        slot
+    }
+
+    /// Takes a waiter that was not granted off its key's queue (a cancelled or timed-out
+    /// caller) and frees its slot.
+    pub(super) fn cancel(&mut self, id: u32, limits: &Limits, deferred: &mut Deferred<K>) {
+        let waiter = &mut self.waiters[id as usize];
+        debug_assert!(!waiter.granted);
+        let (slot, prev, next) = (waiter.key, waiter.prev, waiter.next);
+        deferred.waker = waiter.waker.take();
+        let entry = &mut self.entries[slot as usize];
+        if prev == NIL {
+            entry.queue.head = next;
+        } else {
+            self.waiters[prev as usize].next = next;
+        }
+        if next == NIL {
+            entry.queue.tail = prev;
+        } else {
+            self.waiters[next as usize].prev = prev;
+        }
+        entry.queued -= 1;
+        self.queued -= 1;
+        self.free_waiter_slot(id);
+        // Taking a caller off a queue frees no permit: nothing else can be granted.
+        self.settle(slot, limits, deferred);
+    }
+
+    /// Gives back a permit of the key in `slot`, and grants what that makes room for.
+    pub(super) fn release(&mut self, slot: u32, limits: &Limits, deferred: &mut Deferred<K>) {
+        self.entries[slot as usize].in_flight -= 1;
+        self.in_flight -= 1;
+        self.settle(slot, limits, deferred);
+        self.dispatch(limits, deferred);
+    }
+
+    /// Puts the key in `slot` on the list its state calls for: the ring if it has callers
+    /// queued and room of its own, the idle list if it has neither permits out nor callers
+    /// (evicting the least recently used idle key beyond `max_idle`), otherwise none.
+    pub(super) fn settle(&mut self, slot: u32, limits: &Limits, deferred: &mut Deferred<K>) {
+        let entry = &self.entries[slot as usize];
+        let place = if entry.queued > 0 && entry.in_flight < limits.per_key {
+            Place::Ring
+        } else if entry.queued == 0 && entry.in_flight == 0 {
+            Place::Idle
+        } else {
+            Place::Busy
+        };
+        if entry.place == place {
+            return;
+        }
+        self.unlink(slot);
+        self.entries[slot as usize].place = place;
+        match place {
+            Place::Ring => self.push_back(slot, Place::Ring),
+            Place::Idle => {
+                self.push_back(slot, Place::Idle);
+                if self.idle_len > limits.max_idle {
+                    let key = self.evict(self.idle.head);
+                    deferred.evicted(key);
+                }
+            }
+            Place::Busy | Place::Free => {}
+        }
+    }
+
+    /// Grants permits while the global limit has room and a key in a ring waits: the
+    /// interactive ring first, except that while both wait every `batch_every`-th grant goes
+    /// to the batch ring; within a ring, the key whose turn it is gets up to its weight of
+    /// grants, then the next key's turn comes.
+    ///
+    /// Leaves both rings empty or the global limit full.
+    fn dispatch(&mut self, limits: &Limits, deferred: &mut Deferred<K>) {
+        while self.in_flight < limits.global {
+            let waiting = self.rings.each_ref().map(|ring| ring.links.head != NIL);
+            let class = match waiting {
+                [false, false] => break,
+                [true, true] if self.interactive_run + 1 < limits.batch_every => {
+                    self.interactive_run += 1;
+                    0
+                }
+                [true, true] => {
+                    self.interactive_run = 0;
+                    1
+                }
+                [interactive, _] => {
+                    self.interactive_run = 0;
+                    usize::from(!interactive)
+                }
+            };
+            self.grant_from(class, limits, deferred);
+        }
+    }
+
+    /// Grants the front caller of the key whose turn it is in ring `class`, not empty.
+    fn grant_from(&mut self, class: usize, limits: &Limits, deferred: &mut Deferred<K>) {
+        let ring = &mut self.rings[class];
+        let slot = ring.links.head;
+        if ring.turn != slot || ring.turn_left == 0 {
+            ring.turn = slot;
+            ring.turn_left = self.entries[slot as usize].weight;
+        }
+        ring.turn_left -= 1;
+        let turn_over = ring.turn_left == 0;
+        let entry = &mut self.entries[slot as usize];
+        let id = entry.queue.head;
+        let next = self.waiters[id as usize].next;
+        entry.queue.head = next;
+        if next == NIL {
+            entry.queue.tail = NIL;
+        } else {
+            self.waiters[next as usize].prev = NIL;
+        }
+        let waiter = &mut self.waiters[id as usize];
+        waiter.granted = true;
+        deferred.wake.extend(waiter.waker.take());
+        entry.queued -= 1;
+        entry.in_flight += 1;
+        self.queued -= 1;
+        self.in_flight += 1;
+        let still_waiting = entry.queued > 0 && entry.in_flight < limits.per_key;
+        if !still_waiting {
+            // Out of the ring: when it comes back, its turn starts afresh.
+            self.unlink(slot);
+            self.entries[slot as usize].place = Place::Busy;
+            self.rings[class].turn = NIL;
+        } else if turn_over {
+            // Its turn is over: to the back of the ring.
+            self.unlink(slot);
+            self.push_back(slot, Place::Ring);
+            self.rings[class].turn = NIL;
+        }
+    }
+
+    /// Removes the idle key in `slot` from memory; returns the key, to be dropped unlocked.
+    fn evict(&mut self, slot: u32) -> Option<K> {
+        debug_assert_eq!(self.entries[slot as usize].place, Place::Idle);
+        self.unlink(slot);
+        let entry = &mut self.entries[slot as usize];
+        let key = entry.key.take();
+        entry.place = Place::Free;
+        entry.next = self.free_entry;
+        self.free_entry = slot;
+        let hash = entry.hash;
+        if let Ok(found) = self.table.find_entry(hash, |&other| other == slot) {
+            found.remove();
+        }
+        key
+    }
+
+    fn free_waiter_slot(&mut self, id: u32) {
+        let waiter = &mut self.waiters[id as usize];
+        waiter.granted = false;
+        waiter.key = self.free_waiter;
+        self.free_waiter = id;
+        self.live_waiters -= 1;
+        if self.live_waiters == 0 && self.waiters.len() > 64 {
+            // Nobody holds a waiter slot: give back the memory of a drained queue.
+            self.waiters = Vec::new();
+            self.free_waiter = NIL;
+        }
+    }
+
+    /// The list the key in `slot` is on when in `place`.
+    fn list(&mut self, slot: u32, place: Place) -> Option<&mut Links> {
+        match place {
+            Place::Ring => {
+                let class = self.entries[slot as usize].class;
+                Some(&mut self.rings[usize::from(class)].links)
+            }
+            Place::Idle => Some(&mut self.idle),
+            Place::Busy | Place::Free => None,
+        }
+    }
+
+    fn push_back(&mut self, slot: u32, place: Place) {
+        let list = self.list(slot, place).expect("a key list");
+        let tail = list.tail;
+        list.tail = slot;
+        if tail == NIL {
+            list.head = slot;
+        }
+        if tail != NIL {
+            self.entries[tail as usize].next = slot;
+        }
+        let entry = &mut self.entries[slot as usize];
+        entry.prev = tail;
+        entry.next = NIL;
+        if place == Place::Idle {
+            self.idle_len += 1;
+        }
+    }
+
+    /// Takes the key in `slot` off whatever list it is on.
+    fn unlink(&mut self, slot: u32) {
+        let entry = &self.entries[slot as usize];
+        let (place, prev, next) = (entry.place, entry.prev, entry.next);
+        if matches!(place, Place::Busy | Place::Free) {
+            return;
+        }
+        if prev != NIL {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        let list = self.list(slot, place).expect("a key list");
+        if prev == NIL {
+            list.head = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        }
+        let entry = &mut self.entries[slot as usize];
+        entry.prev = NIL;
+        entry.next = NIL;
+        if place == Place::Idle {
+            self.idle_len -= 1;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Two levels, atomically: under random cancellation on a multi-thread runtime, neither a
+//! key's limit nor the global one is ever exceeded, and every permit comes back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use gate_core::keyed::{KeyedGate, Priority};
+
+const PER_KEY: usize = 5;
+const GLOBAL: usize = 20;
+const KEYS: usize = 10;
+const TASKS: usize = 4_000;
+
+/// In-flight counts as the callers see them: raised after admission, lowered before release
+/// (by a guard, so an aborted task lowers them too), so they never exceed the real ones.
+struct Counts {
+    per_key: [AtomicUsize; KEYS],
+    global: AtomicUsize,
+    over: AtomicBool,
+}
+
+struct Held<'a> {
+    counts: &'a Counts,
+    key: usize,
+}
+
+impl<'a> Held<'a> {
+    fn enter(counts: &'a Counts, key: usize) -> Self {
+        let mine = counts.per_key[key].fetch_add(1, Ordering::SeqCst) + 1;
+        let all = counts.global.fetch_add(1, Ordering::SeqCst) + 1;
+        if mine > PER_KEY || all > GLOBAL {
+            counts.over.store(true, Ordering::SeqCst);
+        }
+        Self { counts, key }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.counts.per_key[self.key].fetch_sub(1, Ordering::SeqCst);
+        self.counts.global.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// xorshift64*: reproducible choices without a dependency.
+fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move |n| {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+async fn yields(n: u64) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_cancellation() {
+    let gate = Arc::new(
+        KeyedGate::builder(PER_KEY)
+            .global(GLOBAL)
+            .max_idle(4)
+            // Both rings and uneven turns, so that cancellation meets every path of the
+            // dispatch.
+            .weight(|key: &usize| *key as u32 % 3 + 1)
+            .priority(|key: &usize| match key % 2 {
+                0 => Priority::Batch,
+                _ => Priority::Interactive,
+            })
+            .batch_every(3)
+            .build()
+            .unwrap(),
+    );
+    let counts = Arc::new(Counts {
+        per_key: Default::default(),
+        global: AtomicUsize::new(0),
+        over: AtomicBool::new(false),
+    });
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (gate, counts, admitted) = (
+            Arc::clone(&gate),
+            Arc::clone(&counts),
+            Arc::clone(&admitted),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut next = rng(task as u64);
+            let key = next(KEYS as u64) as usize;
+            let patience = next(400);
+            // Cancelled while queued, or just after being granted, as `select!` drops the loser.
+            let permit = if next(2) == 0 {
+                tokio::select! {
+                    permit = gate.acquire(&key) => Some(permit.unwrap()),
+                    () = yields(patience) => None,
+                }
+                .map(|permit| (Some(permit), None))
+            } else {
+                tokio::select! {
+                    permit = Arc::clone(&gate).acquire_owned(key) => Some(permit.unwrap()),
+                    () = yields(patience) => None,
+                }
+                .map(|permit| (None, Some(permit)))
+            };
+            if let Some(_permits) = permit {
+                let _held = Held::enter(&counts, key);
+                admitted.fetch_add(1, Ordering::Relaxed);
+                yields(next(10)).await;
+            }
+        }));
+    }
+    // Some tasks are aborted wherever they are: queued, holding a permit, or done.
+    let mut pick = rng(u64::MAX);
+    for task in &tasks {
+        if pick(8) == 0 {
+            task.abort();
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    assert!(!counts.over.load(Ordering::SeqCst), "a limit was exceeded");
+    let admitted = admitted.load(Ordering::Relaxed);
+    println!("{admitted} of {TASKS} admitted");
+    assert!(admitted > TASKS / 10, "{admitted} admitted");
+    assert_eq!((gate.in_flight(), gate.waiting()), (0, 0));
+    assert!(gate.len() <= 4);
+    // No permit lost at either level: each key gives its whole limit, and the keys together
+    // the global one.
+    let mut held = Vec::new();
+    for key in 0..KEYS {
+        if held.len() + PER_KEY > GLOBAL {
+            held.clear();
+        }
+        for _ in 0..PER_KEY {
+            held.push(gate.try_acquire(&key).unwrap());
+        }
+        assert!(gate.try_acquire(&key).is_err());
+    }
+    held.clear();
+    let all: Vec<_> = (0..GLOBAL)
+        .map(|i| gate.try_acquire(&(i % KEYS)).unwrap())
+        .collect();
+    assert!(gate.try_acquire(&0).is_err());
+    assert_eq!(all.len(), GLOBAL);
+}

@@ -95,6 +95,11 @@ mod permit;
 mod script;
 mod throttle;
 
+/// The tests' own redis-server, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 pub use builder::RedisLimiterBuilder;
 pub use error::{BuildError, Unavailable};
 pub use failure::FailurePolicy;

@@ -262,3 +262,72 @@ return 1
 ",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::support;
+
+    /// gate-core's pure GCRA step (`gate_core::rate::Gcra::step`, on the h11 branch), copied
+    /// here until it is merged: what the Lua step must answer for the same inputs.
+    fn step(tat: u64, now: u64, interval: u64, tolerance: u64, n: u64) -> (i64, u64) {
+        if n == 0 {
+            return (0, tat);
+        }
+        let span = (n as u128 - 1) * interval as u128;
+        if span > tolerance as u128 {
+            return (2, 0);
+        }
+        let earliest = (tat as u128 + span).saturating_sub(tolerance as u128) as u64;
+        if now < earliest {
+            return (1, earliest - now);
+        }
+        (0, (tat.max(now) as u128 + span + interval as u128) as u64)
+    }
+
+    /// One step of a sequence: time moves on by `advance` microseconds (or, when `whole`,
+    /// by `advance % 3` intervals, so that cells fall due exactly), `n` cells are asked.
+    fn steps() -> impl Strategy<Value = Vec<(bool, u64, u64)>> {
+        prop::collection::vec((any::<bool>(), 0..400_000_u64, 0..6_u64), 1..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn the_lua_step_agrees_with_the_pure_step(
+            interval in 1..200_000_u64,
+            burst in 1..8_u64,
+            sequence in steps(),
+        ) {
+            let tolerance = interval * (burst - 1);
+            let server = support::server();
+            let mut conn = server.connection();
+            let key = support::key(&format!("gcra-{interval}-{burst}-{}", sequence.len()));
+            let _: () = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
+            let script = gcra_at();
+            // Redis time is about 2^51 microseconds: start there.
+            let mut now = 1_764_000_000_000_000_u64;
+            let mut tat = 0;
+            for (whole, advance, n) in sequence {
+                now += if whole { advance % 3 * interval } else { advance };
+                let (code, value): (i64, String) = script
+                    .key(&key)
+                    .arg(now)
+                    .arg(interval)
+                    .arg(tolerance)
+                    .arg(n)
+                    .invoke(&mut conn)
+                    .unwrap();
+                let value: u64 = value.parse().unwrap();
+                let expected = step(tat, now, interval, tolerance, n);
+                prop_assert_eq!((code, value), expected, "tat {} now {} n {}", tat, now, n);
+                if code == 0 {
+                    tat = value;
+                }
+            }
+        }
+    }
+}

@@ -24,7 +24,9 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoLimit => f.write_str("a redis limiter needs a rate, a concurrency limit or both"),
+            Self::NoLimit => {
+                f.write_str("a redis limiter needs a rate, a concurrency limit or both")
+            }
             Self::RateTooSlow => f.write_str("the rate's burst span exceeds the maximum"),
             Self::Lease => f.write_str("the lease is outside the accepted range"),
             Self::NoRuntime => f.write_str("a redis limiter must be built inside a tokio runtime"),

@@ -460,9 +460,10 @@ impl Shared {
             .arg(1)
             .arg(interval)
             .arg(tolerance)
-            .arg(self.concurrency.map_or(-1, |limit| {
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            }))
+            .arg(
+                self.concurrency
+                    .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
             .arg(millis(self.backend.lease))
             .arg(u8::from(may_wait))
             .arg(max_waiters)
@@ -470,8 +471,10 @@ impl Shared {
         let reply = self.backend.invoke(&invocation).await?;
         let (verdict, limit) = Verdict::from_reply(reply);
         if let Some(limit) = limit {
-            self.limit
-                .store(usize::try_from(limit).unwrap_or(usize::MAX), Ordering::Relaxed);
+            self.limit.store(
+                usize::try_from(limit).unwrap_or(usize::MAX),
+                Ordering::Relaxed,
+            );
         }
         Ok(verdict)
     }

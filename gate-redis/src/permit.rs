@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gate_core::{OwnedLimiterPermit, Outcome, Report};
+use gate_core::{Outcome, OwnedLimiterPermit, Report};
 
+use crate::FailurePolicy;
 use crate::background::{Command, Lease};
 use crate::limiter::Shared;
-use crate::FailurePolicy;
 
 /// Held while the caller is admitted by a [`RedisLimiter`](crate::RedisLimiter); dropping it
 /// releases the permit in the background, without waiting for Redis.
@@ -66,10 +66,10 @@ impl Report for RedisPermit {
         {
             self.pushback(retry_after);
         }
-        if matches!(self.held, Held::Local(_)) {
-            if let Held::Local(permit) = std::mem::replace(&mut self.held, Held::Open) {
-                permit.finish(outcome);
-            }
+        if matches!(self.held, Held::Local(_))
+            && let Held::Local(permit) = std::mem::replace(&mut self.held, Held::Open)
+        {
+            permit.finish(outcome);
         }
     }
 

@@ -60,7 +60,11 @@ impl Drop for InFlight<'_> {
 async fn concurrency_is_never_exceeded_across_limiters_with_random_cancellation() {
     const LIMIT: usize = 3;
     let key = key("never-exceeded");
-    let limiters = fleet(3, || builder(&key).concurrency(LIMIT).lease(Duration::from_secs(2)));
+    let limiters = fleet(3, || {
+        builder(&key)
+            .concurrency(LIMIT)
+            .lease(Duration::from_secs(2))
+    });
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -86,10 +90,17 @@ async fn concurrency_is_never_exceeded_across_limiters_with_random_cancellation(
             }
         }));
     }
-    tokio::time::timeout(Duration::from_secs(20), futures_util::future::join_all(tasks))
-        .await
-        .expect("every caller is admitted or gives up");
-    assert!(most.load(Ordering::SeqCst) <= LIMIT, "{} in flight", most.load(Ordering::SeqCst));
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(tasks),
+    )
+    .await
+    .expect("every caller is admitted or gives up");
+    assert!(
+        most.load(Ordering::SeqCst) <= LIMIT,
+        "{} in flight",
+        most.load(Ordering::SeqCst)
+    );
     assert!(done.load(Ordering::SeqCst) >= 40);
     assert!(eventually(Duration::from_secs(2), || held(server(), &key) == 0).await);
 }
@@ -98,7 +109,9 @@ async fn concurrency_is_never_exceeded_across_limiters_with_random_cancellation(
 async fn a_waiter_is_woken_by_a_release_in_another_limiter_without_polling() {
     let key = key("woken");
     // A lease of 8 s polls every 2 s: a wake-up far sooner than that came from pub/sub.
-    let limiters = fleet(2, || builder(&key).concurrency(1).lease(Duration::from_secs(8)));
+    let limiters = fleet(2, || {
+        builder(&key).concurrency(1).lease(Duration::from_secs(8))
+    });
     let permit = limiters[0].admit().await.unwrap();
     let waiter = {
         let limiter = Arc::clone(&limiters[1]);
@@ -116,7 +129,10 @@ async fn a_waiter_is_woken_by_a_release_in_another_limiter_without_polling() {
         .unwrap()
         .unwrap();
     let latency = admitted - released;
-    assert!(latency < Duration::from_millis(500), "woken after {latency:?}");
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken after {latency:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,9 +155,12 @@ async fn waiters_are_admitted_in_arrival_order_across_limiters() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     drop(holder);
-    tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(waiters))
-        .await
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiters),
+    )
+    .await
+    .unwrap();
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
 }
 
@@ -149,10 +168,15 @@ async fn waiters_are_admitted_in_arrival_order_across_limiters() {
 async fn a_cancelled_waiter_gives_its_place_back_at_once() {
     let key = key("cancelled");
     // Without the give-back, the cancelled place would block the queue for its lease (5 s).
-    let limiters = fleet(2, || builder(&key).concurrency(1).lease(Duration::from_secs(5)));
+    let limiters = fleet(2, || {
+        builder(&key).concurrency(1).lease(Duration::from_secs(5))
+    });
     let holder = limiters[0].admit().await.unwrap();
     let gave_up = limiters[1]
-        .admit_with(WaitLimits { max_wait: Some(Duration::from_millis(100)), max_waiters: 10 })
+        .admit_with(WaitLimits {
+            max_wait: Some(Duration::from_millis(100)),
+            max_waiters: 10,
+        })
         .await;
     assert_eq!(gave_up.unwrap_err(), AcquireError::TimedOut);
     let next = {
@@ -173,7 +197,10 @@ async fn the_queue_is_bounded_across_limiters() {
     let key = key("queue-full");
     let limiters = fleet(2, || builder(&key).concurrency(1));
     let _holder = limiters[0].admit().await.unwrap();
-    let limits = WaitLimits { max_wait: None, max_waiters: 1 };
+    let limits = WaitLimits {
+        max_wait: None,
+        max_waiters: 1,
+    };
     let first = {
         let limiter = Arc::clone(&limiters[0]);
         tokio::spawn(async move { limiter.admit_with(limits).await.map(drop) })
@@ -189,7 +216,9 @@ async fn the_rate_holds_in_every_window_across_limiters() {
     const RATE: u32 = 40;
     const BURST: u32 = 5;
     let key = key("rate");
-    let limiters = fleet(3, || builder(&key).rate(Rate::per_second(RATE).burst(BURST)));
+    let limiters = fleet(3, || {
+        builder(&key).rate(Rate::per_second(RATE).burst(BURST))
+    });
     let admitted = Arc::new(std::sync::Mutex::new(Vec::new()));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -210,10 +239,20 @@ async fn the_rate_holds_in_every_window_across_limiters() {
     // the windows are widened by a tolerance.
     let slack = Duration::from_millis(30);
     for (i, &from) in times.iter().enumerate() {
-        for window in [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1)] {
-            let count = times[i..].iter().take_while(|&&t| t - from <= window).count();
+        for window in [
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        ] {
+            let count = times[i..]
+                .iter()
+                .take_while(|&&t| t - from <= window)
+                .count();
             let bound = BURST as f64 + RATE as f64 * (window + slack).as_secs_f64();
-            assert!(count as f64 <= bound + 1.0, "{count} admitted in {window:?} (bound {bound})");
+            assert!(
+                count as f64 <= bound + 1.0,
+                "{count} admitted in {window:?} (bound {bound})"
+            );
         }
     }
     // And the fleet was kept busy: close to the rate over the run.
@@ -224,22 +263,36 @@ async fn the_rate_holds_in_every_window_across_limiters() {
 async fn a_pushback_pauses_every_limiter_and_no_longer_than_the_cap() {
     let key = key("pause");
     let limiters = fleet(2, || {
-        builder(&key).concurrency(4).max_pause(Duration::from_millis(400))
+        builder(&key)
+            .concurrency(4)
+            .max_pause(Duration::from_millis(400))
     });
     let permit = limiters[0].admit().await.unwrap();
     // A hostile Retry-After: a century.
-    permit.finish(Outcome::Overload { retry_after: Some(Duration::from_secs(100 * 365 * 86_400)) });
+    permit.finish(Outcome::Overload {
+        retry_after: Some(Duration::from_secs(100 * 365 * 86_400)),
+    });
     let pause_key = format!("gate:{{{key}}}:pause");
     assert!(
         eventually(Duration::from_secs(1), || {
-            redis::cmd("PTTL").arg(&pause_key).query::<i64>(&mut server().connection()).unwrap() > 0
+            redis::cmd("PTTL")
+                .arg(&pause_key)
+                .query::<i64>(&mut server().connection())
+                .unwrap()
+                > 0
         })
         .await
     );
-    let left: i64 = redis::cmd("PTTL").arg(&pause_key).query(&mut server().connection()).unwrap();
+    let left: i64 = redis::cmd("PTTL")
+        .arg(&pause_key)
+        .query(&mut server().connection())
+        .unwrap();
     assert!(left <= 400, "paused for {left} ms");
     assert_eq!(
-        limiters[1].admit_with(WaitLimits::NO_WAIT).await.unwrap_err(),
+        limiters[1]
+            .admit_with(WaitLimits::NO_WAIT)
+            .await
+            .unwrap_err(),
         AcquireError::TimedOut
     );
     let asked = Instant::now();
@@ -247,7 +300,10 @@ async fn a_pushback_pauses_every_limiter_and_no_longer_than_the_cap() {
         .await
         .unwrap()
         .unwrap();
-    assert!(asked.elapsed() >= Duration::from_millis(100), "the pause was not waited for");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(100),
+        "the pause was not waited for"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +315,10 @@ async fn a_crashed_holders_permit_expires_with_its_lease_and_not_before() {
     {
         let key = key.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();
                 std::mem::forget(limiter.admit().await.unwrap());
@@ -276,9 +335,15 @@ async fn a_crashed_holders_permit_expires_with_its_lease_and_not_before() {
         AcquireError::TimedOut,
         "freed before its lease ran out"
     );
-    let _permit = tokio::time::timeout(Duration::from_secs(3), limiter.admit()).await.unwrap().unwrap();
+    let _permit = tokio::time::timeout(Duration::from_secs(3), limiter.admit())
+        .await
+        .unwrap()
+        .unwrap();
     let freed = crashed.elapsed();
-    assert!(freed >= lease / 2 && freed < lease + Duration::from_millis(600), "freed after {freed:?}");
+    assert!(
+        freed >= lease / 2 && freed < lease + Duration::from_millis(600),
+        "freed after {freed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +375,11 @@ async fn set_limit_is_shared_and_wakes_waiters() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     limiters[0].set_limit(2).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let _second = limiters[1].admit().await.unwrap();
     assert_eq!(limiters[1].capacity(), Some(2));
     assert_eq!(held(server(), &key), 2);
@@ -333,7 +402,10 @@ async fn every_key_has_a_ttl() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut conn = server().connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("gate:{{{key}}}:*")).query(&mut conn).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("gate:{{{key}}}:*"))
+        .query(&mut conn)
+        .unwrap();
     assert!(keys.len() >= 5, "{keys:?}");
     for name in keys {
         // -1: no TTL; -2: expired since it was listed (the rate's key lives ~100 ms), fine.

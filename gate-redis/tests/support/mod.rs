@@ -7,14 +7,16 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A redis-server started by this process.
 #[derive(Debug)]
 pub struct Server {
     port: u16,
+    /// The watcher of the running server, reaped when the server stops.
+    watcher: Mutex<Option<Child>>,
 }
 
 /// The server this test binary shares between its tests, started on first use.
@@ -33,7 +35,10 @@ impl Server {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
             listener.local_addr().unwrap().port()
         };
-        let server = Self { port };
+        let server = Self {
+            port,
+            watcher: Mutex::new(None),
+        };
         server.launch();
         server
     }
@@ -52,7 +57,7 @@ impl Server {
              while kill -0 {parent} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done",
             parent = std::process::id()
         );
-        Command::new("sh")
+        let watcher = Command::new("sh")
             .args(["-c", &watcher, "sh"])
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -60,9 +65,14 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
+        *self.watcher.lock().unwrap() = Some(watcher);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers_ping() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,6 +117,10 @@ impl Server {
         while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             assert!(Instant::now() < deadline, "redis-server did not stop");
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(mut watcher) = self.watcher.lock().unwrap().take() {
+            // It exits within 0.2 s of the server.
+            let _ = watcher.wait();
         }
     }
 

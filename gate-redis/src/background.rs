@@ -13,7 +13,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::script::Keys;
+use crate::script::{Keys, RELEASE_BATCH};
 use crate::throttle::Throttle;
 
 /// What the background task is asked to send.
@@ -73,15 +73,17 @@ impl Backend {
         }
     }
 
-    async fn release(&self, id: &str) -> Result<(), crate::Unavailable> {
+    async fn release(&self, ids: &[Arc<str>]) -> Result<(), crate::Unavailable> {
         let keys = &self.keys;
         let mut invocation = self.release.prepare_invoke();
         invocation
             .key(&keys.held)
             .key(&keys.queue)
             .key(&keys.queue_expiry)
-            .arg(id)
             .arg(&keys.channel);
+        for id in ids {
+            invocation.arg(&**id);
+        }
         self.invoke::<i64>(&invocation).await.map(drop)
     }
 
@@ -91,26 +93,23 @@ impl Backend {
         self.invoke::<i64>(&invocation).await.map(drop)
     }
 
-    /// Sends `command`, retrying a failed release a few times: a release that never
-    /// arrives costs the permit for the rest of its lease, never for ever.
-    async fn run(self: Arc<Self>, command: Command) {
-        match command {
-            Command::Release(id) => {
-                for attempt in 0..RELEASE_ATTEMPTS {
-                    match self.release(&id).await {
-                        Ok(()) => return,
-                        Err(error) => {
-                            tracing::debug!(%error, attempt, "gate-redis: release failed");
-                            tokio::time::sleep(self.lease / 8).await;
-                        }
-                    }
+    /// Releases `ids` in one call, sending it again a few times if it fails: a release that
+    /// never arrives costs the permits the rest of their lease, never more.
+    async fn release_all(self: Arc<Self>, ids: Vec<Arc<str>>) {
+        for attempt in 0..RELEASE_ATTEMPTS {
+            match self.release(&ids).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::debug!(%error, attempt, "gate-redis: release failed");
+                    tokio::time::sleep(self.lease / 8).await;
                 }
             }
-            Command::Pause(millis) => {
-                if let Err(error) = self.set_pause(millis).await {
-                    tracing::debug!(%error, "gate-redis: could not share a pause");
-                }
-            }
+        }
+    }
+
+    async fn share_pause(self: Arc<Self>, millis: u64) {
+        if let Err(error) = self.set_pause(millis).await {
+            tracing::debug!(%error, "gate-redis: could not share a pause");
         }
     }
 
@@ -174,19 +173,32 @@ impl Backend {
 /// Times a failed release is sent again, an eighth of the lease apart.
 const RELEASE_ATTEMPTS: u32 = 4;
 
-/// Runs until every sender is gone (the limiter and all its permits): sends each command as
-/// it comes, concurrently, and renews the leases every third of the lease.
+/// Runs until every sender is gone (the limiter and all its permits): sends the commands as
+/// they come, concurrently, the releases that arrived together in one call, and renews the
+/// leases every third of the lease.
 pub(crate) async fn worker(backend: Arc<Backend>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut renewals = tokio::time::interval(backend.lease / 3);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(RELEASE_BATCH);
     loop {
         tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => {
-                    tokio::spawn(Arc::clone(&backend).run(command));
+            received = commands.recv_many(&mut batch, RELEASE_BATCH) => {
+                if received == 0 {
+                    return;
                 }
-                None => return,
-            },
+                let mut released = Vec::with_capacity(received);
+                for command in batch.drain(..) {
+                    match command {
+                        Command::Release(id) => released.push(id),
+                        Command::Pause(millis) => {
+                            tokio::spawn(Arc::clone(&backend).share_pause(millis));
+                        }
+                    }
+                }
+                if !released.is_empty() {
+                    tokio::spawn(Arc::clone(&backend).release_all(released));
+                }
+            }
             _ = renewals.tick() => {
                 tokio::spawn(Arc::clone(&backend).renew_all());
             }

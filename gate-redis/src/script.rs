@@ -120,23 +120,32 @@ local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return {4, paused, -1} end
 
 local limit = -1
+local ticket = false
+local stored = false
 if default_limit >= 0 then
-  limit = tonumber(redis.call('GET', KEYS[6]) or default_limit)
+  stored = redis.call('GET', KEYS[6])
+  limit = tonumber(stored or default_limit)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms)
-  for _, waiter in ipairs(gone) do redis.call('ZREM', KEYS[4], waiter) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now_ms)
   local held = redis.call('ZCARD', KEYS[3])
-  local ticket = redis.call('ZSCORE', KEYS[4], id)
-  local ahead
-  if ticket then
-    ahead = redis.call('ZCOUNT', KEYS[4], '-inf', '(' .. ticket)
-  else
-    ahead = redis.call('ZCARD', KEYS[4])
+  local ahead = redis.call('ZCARD', KEYS[4])
+  if ahead > 0 then
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms)
+    if #gone > 0 then
+      redis.call('ZREM', KEYS[4], unpack(gone))
+      redis.call('ZREM', KEYS[5], unpack(gone))
+    end
+    ticket = redis.call('ZSCORE', KEYS[4], id)
+    if ticket then
+      ahead = redis.call('ZCOUNT', KEYS[4], '-inf', '(' .. ticket)
+    else
+      ahead = redis.call('ZCARD', KEYS[4])
+    end
   end
   if held + ahead >= limit then
     if ticket then
       redis.call('ZADD', KEYS[5], now_ms + lease, id)
+      redis.call('PEXPIRE', KEYS[4], 2 * lease)
+      redis.call('PEXPIRE', KEYS[5], 2 * lease)
       return {1, ahead, limit}
     end
     if not may_wait then return {1, ahead, limit} end
@@ -162,8 +171,11 @@ end
 if default_limit >= 0 then
   redis.call('ZADD', KEYS[3], now_ms + lease, id)
   redis.call('PEXPIRE', KEYS[3], 2 * lease)
-  if redis.call('ZREM', KEYS[4], id) > 0 then redis.call('ZREM', KEYS[5], id) end
-  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], idle) end
+  if ticket then
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+  end
+  if stored then redis.call('PEXPIRE', KEYS[6], idle) end
 end
 return {0, 0, limit}
 ";
@@ -194,19 +206,30 @@ return {{code, string.format('%.0f', value)}}
     ))
 }
 
-/// Releases a permit or a waiter's place and wakes the waiters if it freed anything.
+/// Releases permits or waiters' places, and wakes the waiters if it freed anything while
+/// someone waits (nobody is woken for nothing: a caller that finds the limit full is queued
+/// by the same script that refuses it, so it is in the queue before any later release).
 ///
-/// KEYS: held, queue, queue-expiry. ARGV: id, channel. Returns how many entries it removed.
+/// KEYS: held, queue, queue-expiry. ARGV: channel, then the ids (at most
+/// [`RELEASE_BATCH`]). Returns how many entries it removed.
 pub(crate) fn release() -> Script {
     Script::new(
         r"
-local removed = redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if removed > 0 then redis.call('PUBLISH', ARGV[2], '1') end
+local ids = {unpack(ARGV, 2)}
+local removed = redis.call('ZREM', KEYS[1], unpack(ids))
+if redis.call('ZCARD', KEYS[2]) > 0 then
+  removed = removed + redis.call('ZREM', KEYS[2], unpack(ids))
+  redis.call('ZREM', KEYS[3], unpack(ids))
+  if removed > 0 then redis.call('PUBLISH', ARGV[1], '1') end
+end
 return removed
 ",
     )
 }
+
+/// The most ids one release call carries; the background task sends releases that arrive
+/// together in calls of up to this many.
+pub(crate) const RELEASE_BATCH: usize = 64;
 
 /// Renews the leases of permits still held, and names those that were lost.
 ///

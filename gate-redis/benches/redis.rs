@@ -5,7 +5,8 @@
 //!   same kind of connection; `gate-redis/acquire+release` an admission by a concurrency
 //!   limiter and the drop of its permit (released in the background); `gate-redis/rate` an
 //!   admission by a rate limiter; `peer/redis_rate` one call of a plain GCRA script of the
-//!   redis_rate kind (go-redis/redis_rate's `allowN`), the way a user would run it.
+//!   redis_rate kind (go-redis/redis_rate's `allowN`), the way a user would run it;
+//!   `gate-redis/acquire` the admission alone, its permit dropped outside the timing.
 //! - `throughput`: 16 callers in one process against one key, the same four lines.
 //!
 //! Run with: cargo bench -p gate-redis --bench redis (needs redis-server on PATH).
@@ -26,35 +27,7 @@ use redis::aio::ConnectionManager;
 
 /// go-redis/redis_rate's GCRA script (`allowN`), as published: the peer's way of checking a
 /// rate in Redis, with a float clock and the same one round trip.
-const REDIS_RATE: &str = r#"
-redis.replicate_commands()
-local rate_limit_key = KEYS[1]
-local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local emission_interval = period / rate
-local increment = emission_interval * cost
-local burst_offset = emission_interval * burst
-local jan_1_2017 = 1483228800
-local now = redis.call("TIME")
-now = (now[1] - jan_1_2017) + (now[2] / 1000000)
-local tat = redis.call("GET", rate_limit_key)
-if not tat then tat = now else tat = tonumber(tat) end
-tat = math.max(tat, now)
-local new_tat = tat + increment
-local allow_at = new_tat - burst_offset
-local diff = now - allow_at
-local remaining = diff / emission_interval
-if remaining < 0 then
-  return {0, 0, tostring(diff * -1), tostring(tat - now)}
-end
-local reset_after = new_tat - now
-if reset_after > 0 then
-  redis.call("SET", rate_limit_key, new_tat, "EX", math.ceil(reset_after))
-end
-return {cost, remaining, tostring(-1), tostring(reset_after)}
-"#;
+const REDIS_RATE: &str = include_str!("redis_rate.lua");
 
 /// Callers at once in the throughput group.
 const CALLERS: usize = 16;
@@ -150,6 +123,14 @@ fn benches(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| bench.run(line));
         });
     }
+    // The caller's own wait: the permit is dropped (its release sent) outside the timing.
+    group.bench_function("gate-redis/acquire", |b| {
+        b.to_async(&runtime).iter_batched(
+            || (),
+            |()| async { bench.permits.admit().await.unwrap() },
+            criterion::BatchSize::SmallInput,
+        );
+    });
     group.finish();
 
     let mut group = c.benchmark_group("throughput");

@@ -57,6 +57,13 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 /// arrived (a timeout, a cancellation racing the reply) is at worst held until its lease
 /// expires, never longer.
 ///
+/// # Runtime
+///
+/// The limiter's background task (releases, renewals, the subscription) runs on the tokio
+/// runtime it was built in, and lives as long as the limiter or any of its permits. Build it
+/// in the runtime that uses it: a limiter whose runtime has shut down admits by Redis still,
+/// but its permits are freed only when their leases run out.
+///
 /// # Through gate-core
 ///
 /// It is an [`Admission`](gate_core::Admission) and an
@@ -175,8 +182,9 @@ impl RedisLimiter {
         settings: Settings,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, BuildError> {
+        // Each call is bounded as a whole (connecting included) by `Backend::invoke`.
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(settings.timeout))
+            .set_response_timeout(None)
             .set_connection_timeout(Some(settings.timeout))
             .set_number_of_retries(2)
             .set_max_delay(settings.timeout);
@@ -448,14 +456,16 @@ impl Shared {
         let keys = &self.backend.keys;
         let (interval, tolerance) = self.rate.unwrap_or((0, 0));
         let mut invocation = self.acquire.prepare_invoke();
+        invocation.key(&keys.rate).key(&keys.pause);
+        if self.concurrency.is_some() {
+            invocation
+                .key(&keys.held)
+                .key(&keys.queue)
+                .key(&keys.queue_expiry)
+                .key(&keys.limit)
+                .key(&keys.tickets);
+        }
         invocation
-            .key(&keys.rate)
-            .key(&keys.pause)
-            .key(&keys.held)
-            .key(&keys.queue)
-            .key(&keys.queue_expiry)
-            .key(&keys.limit)
-            .key(&keys.tickets)
             .arg(id)
             .arg(1)
             .arg(interval)

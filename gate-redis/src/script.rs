@@ -100,8 +100,8 @@ end
 
 /// The acquire script's body after its clock: `now_us` is defined before it.
 ///
-/// KEYS: rate, pause, held, queue, queue-expiry, limit, tickets.
-/// ARGV: id, n, interval_us (0: no rate), tolerance_us, default limit (-1: no concurrency),
+/// KEYS: rate, pause, then (with a concurrency part) held, queue, queue-expiry, limit,
+/// tickets. ARGV: id, n, interval_us (0: no rate), tolerance_us, default limit (-1: no concurrency),
 /// lease_ms, may_wait (0 or 1), max_waiters, idle_ttl_ms.
 /// Returns `{code, value, limit}` (see [`Verdict`]).
 const ACQUIRE_LUA: &str = r"
@@ -125,7 +125,6 @@ local stored = false
 if default_limit >= 0 then
   stored = redis.call('GET', KEYS[6])
   limit = tonumber(stored or default_limit)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
   local held = redis.call('ZCARD', KEYS[3])
   local ahead = redis.call('ZCARD', KEYS[4])
   if ahead > 0 then
@@ -140,6 +139,11 @@ if default_limit >= 0 then
     else
       ahead = redis.call('ZCARD', KEYS[4])
     end
+  end
+  if held + ahead >= limit then
+    -- Permits of crashed holders stand in the way only when the limit looks full.
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
+    held = redis.call('ZCARD', KEYS[3])
   end
   if held + ahead >= limit then
     if ticket then

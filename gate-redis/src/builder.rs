@@ -97,14 +97,16 @@ impl RedisLimiterBuilder {
 
     /// The longest one pushback pauses every process for (gate-core's
     /// [`Limiter::DEFAULT_MAX_PAUSE`], 60 s, unless set): a server's `Retry-After` of a day
-    /// pauses the fleet for this long.
+    /// pauses the fleet for this long. At most [`RedisLimiter::MAX_PAUSE`] (one day), which a
+    /// longer value is cut to.
     pub fn max_pause(mut self, max_pause: Duration) -> Self {
         self.max_pause = max_pause;
         self
     }
 
-    /// How long the limit's keys outlive their last use ([`DEFAULT_IDLE_TTL`] unless set);
-    /// a limit nobody uses vanishes from Redis. Keys that hold time-bound state (permits,
+    /// How long the limit's keys outlive their last use ([`DEFAULT_IDLE_TTL`] unless set),
+    /// between two leases and [`RedisLimiter::MAX_IDLE_TTL`] (a year), to which a value out
+    /// of range is brought; a limit nobody uses vanishes from Redis. Keys that hold time-bound state (permits,
     /// places in the queue, the pause, the rate's state) expire with that state, sooner.
     ///
     /// [`DEFAULT_IDLE_TTL`]: RedisLimiter::DEFAULT_IDLE_TTL
@@ -158,8 +160,10 @@ impl RedisLimiterBuilder {
                 concurrency: self.concurrency,
                 lease: self.lease,
                 timeout: self.timeout,
-                max_pause: self.max_pause,
-                idle_ttl: self.idle_ttl.max(self.lease * 2),
+                max_pause: self.max_pause.min(RedisLimiter::MAX_PAUSE),
+                idle_ttl: self
+                    .idle_ttl
+                    .clamp(self.lease * 2, RedisLimiter::MAX_IDLE_TTL),
                 wait_limits: self.wait_limits,
                 on_failure: self.on_failure,
             },

@@ -145,6 +145,12 @@ impl RedisLimiter {
     /// [set](RedisLimiterBuilder::idle_ttl): one hour (at least two leases).
     pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(3_600);
 
+    /// The longest [`max_pause`](RedisLimiterBuilder::max_pause) accepted: one day.
+    pub const MAX_PAUSE: Duration = Duration::from_secs(86_400);
+
+    /// The longest [`idle_ttl`](RedisLimiterBuilder::idle_ttl) accepted: a year.
+    pub const MAX_IDLE_TTL: Duration = Duration::from_secs(365 * 86_400);
+
     /// How long a limiter answers by its [`FailurePolicy`] without asking Redis, after a
     /// call failed: one second.
     pub const RECHECK_AFTER: Duration = Duration::from_secs(1);

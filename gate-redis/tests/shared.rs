@@ -414,3 +414,44 @@ async fn every_key_has_a_ttl() {
     }
     queued.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_settings_are_brought_within_what_redis_accepts() {
+    // A pause cap and an idle TTL of `Duration::MAX` would be refused by Redis (an invalid
+    // expire time), failing every pause and every admission: they are capped instead.
+    let key = key("hostile-settings");
+    let limiter = builder(&key)
+        .concurrency(1)
+        .max_pause(Duration::MAX)
+        .idle_ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    limiter.set_limit(1).await.unwrap();
+    let permit = limiter.admit().await.unwrap();
+    assert!(permit.is_shared());
+    permit.pushback(Duration::MAX);
+    let pause_key = format!("gate:{{{key}}}:pause");
+    assert!(
+        eventually(Duration::from_secs(1), || {
+            redis::cmd("PTTL")
+                .arg(&pause_key)
+                .query::<i64>(&mut server().connection())
+                .unwrap()
+                > 0
+        })
+        .await
+    );
+    let left: i64 = redis::cmd("PTTL")
+        .arg(&pause_key)
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(left <= 86_400_000, "paused for {left} ms");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("gate:{{{key}}}:limit"))
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 365 * 86_400_000,
+        "limit kept for {ttl} ms"
+    );
+}

@@ -1,0 +1,172 @@
+//! A shared limit's cost against the floor measured in the same run, on a redis-server of
+//! the bench's own (127.0.0.1, a free port):
+//!
+//! - `uncontended`: one caller. `floor/evalsha` is a bare `EVALSHA` of a trivial script on the
+//!   same kind of connection; `gate-redis/acquire+release` an admission by a concurrency
+//!   limiter and the drop of its permit (released in the background); `gate-redis/rate` an
+//!   admission by a rate limiter; `peer/redis_rate` one call of a plain GCRA script of the
+//!   redis_rate kind (go-redis/redis_rate's `allowN`), the way a user would run it;
+//!   `gate-redis/acquire` the admission alone, its permit dropped outside the timing.
+//! - `throughput`: 16 callers in one process against one key, the same four lines.
+//!
+//! Run with: cargo bench -p gate-redis --bench redis (needs redis-server on PATH).
+
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gate_core::Admission;
+use gate_core::rate::Rate;
+use gate_redis::RedisLimiter;
+use redis::aio::ConnectionManager;
+
+/// go-redis/redis_rate's GCRA script (`allowN`), as published: the peer's way of checking a
+/// rate in Redis, with a float clock and the same one round trip.
+const REDIS_RATE: &str = include_str!("redis_rate.lua");
+
+/// Callers at once in the throughput group.
+const CALLERS: usize = 16;
+
+struct Bench {
+    conn: ConnectionManager,
+    trivial: redis::Script,
+    redis_rate: redis::Script,
+    permits: Arc<RedisLimiter>,
+    rate: Arc<RedisLimiter>,
+}
+
+impl Bench {
+    async fn new(server: &support::Server) -> Self {
+        let conn = ConnectionManager::new(server.client()).await.unwrap();
+        let permits = RedisLimiter::builder(server.client())
+            .key("bench-permits")
+            .concurrency(1_000)
+            .build()
+            .unwrap();
+        // A rate no bench reaches: every check admits, as the peer's does.
+        let fast = Rate::per_second(1_000_000_000).burst(1_000_000);
+        let rate = RedisLimiter::builder(server.client())
+            .key("bench-rate")
+            .rate(fast)
+            .build()
+            .unwrap();
+        Self {
+            conn,
+            trivial: redis::Script::new("return 1"),
+            redis_rate: redis::Script::new(REDIS_RATE),
+            permits: Arc::new(permits),
+            rate: Arc::new(rate),
+        }
+    }
+
+    async fn floor(&self) {
+        let mut conn = self.conn.clone();
+        let _: i64 = self.trivial.invoke_async(&mut conn).await.unwrap();
+    }
+
+    async fn acquire_release(&self) {
+        drop(self.permits.admit().await.unwrap());
+    }
+
+    async fn rate(&self) {
+        drop(self.rate.admit().await.unwrap());
+    }
+
+    async fn redis_rate(&self) {
+        let mut conn = self.conn.clone();
+        let _: redis::Value = self
+            .redis_rate
+            .key("bench-redis-rate")
+            .arg(1_000_000)
+            .arg(1_000_000_000)
+            .arg(1)
+            .arg(1)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    async fn run(&self, line: &str) {
+        match line {
+            "floor/evalsha" => self.floor().await,
+            "gate-redis/acquire+release" => self.acquire_release().await,
+            "gate-redis/rate" => self.rate().await,
+            _ => self.redis_rate().await,
+        }
+    }
+}
+
+const LINES: [&str; 4] = [
+    "floor/evalsha",
+    "gate-redis/acquire+release",
+    "gate-redis/rate",
+    "peer/redis_rate",
+];
+
+fn benches(c: &mut Criterion) {
+    let server = support::server();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bench = Arc::new(runtime.block_on(Bench::new(server)));
+
+    let mut group = c.benchmark_group("uncontended");
+    for line in LINES {
+        group.bench_function(line, |b| {
+            b.to_async(&runtime).iter(|| bench.run(line));
+        });
+    }
+    // The caller's own wait: the permit is dropped (its release sent) outside the timing.
+    group.bench_function("gate-redis/acquire", |b| {
+        b.to_async(&runtime).iter_batched(
+            || (),
+            |()| async { bench.permits.admit().await.unwrap() },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("throughput");
+    group.throughput(criterion::Throughput::Elements(CALLERS as u64));
+    for line in LINES {
+        group.bench_function(line, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let bench = Arc::clone(&bench);
+                async move {
+                    let started = Instant::now();
+                    let callers: Vec<_> = (0..CALLERS)
+                        .map(|_| {
+                            let bench = Arc::clone(&bench);
+                            tokio::spawn(async move {
+                                for _ in 0..iters {
+                                    bench.run(line).await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for caller in callers {
+                        caller.await.unwrap();
+                    }
+                    started.elapsed()
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = redis;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(redis);

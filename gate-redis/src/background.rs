@@ -1,0 +1,242 @@
+//! The limiter's background work, so that no caller waits for it: releases, pauses and
+//! cancelled places in the queue (sent as soon as asked), lease renewals (one task for all of
+//! a limiter's permits, every third of the lease), and the subscription that wakes waiters
+//! when a permit is released anywhere.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::script::{Keys, RELEASE_BATCH};
+use crate::throttle::Throttle;
+
+/// What the background task is asked to send.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Release a permit, or a waiter's place in the queue, held under this id.
+    Release(Arc<str>),
+    /// Pause the limit for this many milliseconds (already capped).
+    Pause(u64),
+}
+
+/// One permit's lease, as its holder and the renewal task see it.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) id: Arc<str>,
+    /// Set once the lease is known lost: expired in Redis before it was renewed, or not
+    /// renewed in time for this process to know it is still held.
+    pub(crate) lost: AtomicBool,
+    /// When the lease runs out at the latest, as far as this process knows: the time the
+    /// last successful renewal (or the admission) was sent, plus the lease.
+    pub(crate) expires: Mutex<Instant>,
+}
+
+/// The permits this process holds, by id, for the renewal task.
+pub(crate) type Leases = Mutex<HashMap<Arc<str>, Arc<Lease>>>;
+
+/// What the background tasks need of the limiter, apart from the limiter itself, so that
+/// releases sent by the last permit still go out after the limiter is gone.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) client: redis::Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) release: redis::Script,
+    pub(crate) renew: redis::Script,
+    pub(crate) pause: redis::Script,
+    pub(crate) leases: Leases,
+    /// Notified on every release announced on the limit's channel, and whenever the
+    /// subscription is lost (so waiters look again rather than miss a release).
+    pub(crate) wake: Notify,
+    pub(crate) lost_log: Throttle,
+}
+
+impl Backend {
+    /// Runs `invocation` within the timeout.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, crate::Unavailable> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(crate::Unavailable::error(error)),
+            Err(_) => Err(crate::Unavailable::timed_out()),
+        }
+    }
+
+    async fn release(&self, ids: &[Arc<str>]) -> Result<(), crate::Unavailable> {
+        let keys = &self.keys;
+        let mut invocation = self.release.prepare_invoke();
+        invocation
+            .key(&keys.held)
+            .key(&keys.queue)
+            .key(&keys.queue_expiry)
+            .arg(&keys.channel);
+        for id in ids {
+            invocation.arg(&**id);
+        }
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    pub(crate) async fn set_pause(&self, millis: u64) -> Result<(), crate::Unavailable> {
+        let mut invocation = self.pause.prepare_invoke();
+        invocation.key(&self.keys.pause).arg(millis);
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    /// Releases `ids` in one call, sending it again a few times if it fails: a release that
+    /// never arrives costs the permits the rest of their lease, never more.
+    async fn release_all(self: Arc<Self>, ids: Vec<Arc<str>>) {
+        for attempt in 0..RELEASE_ATTEMPTS {
+            match self.release(&ids).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::debug!(%error, attempt, "gate-redis: release failed");
+                    tokio::time::sleep(self.lease / 8).await;
+                }
+            }
+        }
+    }
+
+    async fn share_pause(self: Arc<Self>, millis: u64) {
+        if let Err(error) = self.set_pause(millis).await {
+            tracing::debug!(%error, "gate-redis: could not share a pause");
+        }
+    }
+
+    /// Renews every lease this process holds, in one call, and reports those that were
+    /// lost.
+    async fn renew_all(self: Arc<Self>) {
+        let held: Vec<Arc<Lease>> = self.leases.lock().unwrap().values().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        let sent = Instant::now();
+        let mut invocation = self.renew.prepare_invoke();
+        invocation
+            .key(&self.keys.held)
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
+        for lease in &held {
+            invocation.arg(&*lease.id);
+        }
+        let lost: Vec<Arc<Lease>> = match self.invoke::<Vec<String>>(&invocation).await {
+            Ok(lost) => held
+                .into_iter()
+                .filter(|lease| {
+                    let gone = lost.iter().any(|id| **id == *lease.id);
+                    if !gone {
+                        *lease.expires.lock().unwrap() = sent + self.lease;
+                    }
+                    gone
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "gate-redis: lease renewal failed");
+                let now = Instant::now();
+                held.into_iter()
+                    .filter(|lease| *lease.expires.lock().unwrap() <= now)
+                    .collect()
+            }
+        };
+        if lost.is_empty() {
+            return;
+        }
+        {
+            let mut leases = self.leases.lock().unwrap();
+            for lease in &lost {
+                lease.lost.store(true, Ordering::Release);
+                leases.remove(&lease.id);
+            }
+        }
+        if self.lost_log.allow() {
+            tracing::warn!(
+                key = %self.keys.held,
+                lost = lost.len(),
+                "gate-redis: permits' leases ran out before they were renewed; other processes \
+                 may be admitted in their place (a stall or a partition longer than the lease)"
+            );
+        } else {
+            tracing::debug!(lost = lost.len(), "gate-redis: permits' leases lost");
+        }
+    }
+}
+
+/// Times a failed release is sent again, an eighth of the lease apart.
+const RELEASE_ATTEMPTS: u32 = 4;
+
+/// Runs until every sender is gone (the limiter and all its permits): sends the commands as
+/// they come, concurrently, the releases that arrived together in one call, and renews the
+/// leases every third of the lease.
+pub(crate) async fn worker(backend: Arc<Backend>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut renewals = tokio::time::interval(backend.lease / 3);
+    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(RELEASE_BATCH);
+    loop {
+        tokio::select! {
+            received = commands.recv_many(&mut batch, RELEASE_BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                let mut released = Vec::with_capacity(received);
+                for command in batch.drain(..) {
+                    match command {
+                        Command::Release(id) => released.push(id),
+                        Command::Pause(millis) => {
+                            tokio::spawn(Arc::clone(&backend).share_pause(millis));
+                        }
+                    }
+                }
+                if !released.is_empty() {
+                    tokio::spawn(Arc::clone(&backend).release_all(released));
+                }
+            }
+            _ = renewals.tick() => {
+                tokio::spawn(Arc::clone(&backend).renew_all());
+            }
+        }
+    }
+}
+
+/// Keeps a subscription to the limit's release channel until `stop` fires (the limiter is
+/// dropped), waking the waiters on each message and whenever the subscription is lost.
+pub(crate) async fn subscriber(backend: Arc<Backend>, mut stop: oneshot::Receiver<()>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let subscribed = tokio::time::timeout(backend.timeout, async {
+            let mut pubsub = backend.client.get_async_pubsub().await?;
+            pubsub.subscribe(&backend.keys.channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(pubsub)) = subscribed {
+            backoff = Duration::from_millis(50);
+            // Releases made before the subscription was in place are not lost on anyone.
+            backend.wake.notify_waiters();
+            let mut messages = pubsub.into_on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(_) => backend.wake.notify_waiters(),
+                        None => break,
+                    },
+                    _ = &mut stop => return,
+                }
+            }
+        }
+        backend.wake.notify_waiters();
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = &mut stop => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,173 @@
+//! [`RedisLimiterBuilder`]: a shared limit's name, limits, lease, timeout and failure policy.
+
+use std::time::Duration;
+
+use gate_core::rate::Rate;
+use gate_core::{Limiter, WaitLimits};
+
+use crate::limiter::Settings;
+use crate::{BuildError, FailurePolicy, RedisLimiter};
+
+/// Builds a [`RedisLimiter`]; see [`RedisLimiter::builder`].
+///
+/// Every process that builds a limiter with the same [`key`](Self::key) on the same Redis
+/// shares its limits. The limits themselves travel with each call (a concurrency limit
+/// changed with [`RedisLimiter::set_limit`] is stored in Redis and wins), so processes should
+/// be built with the same rate and limit.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RedisLimiterBuilder {
+    client: redis::Client,
+    key: String,
+    rate: Option<Rate>,
+    concurrency: Option<usize>,
+    lease: Duration,
+    timeout: Duration,
+    max_pause: Duration,
+    idle_ttl: Duration,
+    wait_limits: WaitLimits,
+    on_failure: FailurePolicy,
+}
+
+impl RedisLimiterBuilder {
+    pub(crate) fn new(client: redis::Client) -> Self {
+        Self {
+            client,
+            key: String::from("default"),
+            rate: None,
+            concurrency: None,
+            lease: RedisLimiter::DEFAULT_LEASE,
+            timeout: RedisLimiter::DEFAULT_TIMEOUT,
+            max_pause: Limiter::DEFAULT_MAX_PAUSE,
+            idle_ttl: RedisLimiter::DEFAULT_IDLE_TTL,
+            wait_limits: WaitLimits::UNBOUNDED,
+            on_failure: FailurePolicy::default(),
+        }
+    }
+
+    /// The name of the shared limit (`"default"` unless set): processes that use the same
+    /// name on the same Redis share one limit. Its keys are `gate:{NAME}:...`, hash-tagged
+    /// so that they live in one Redis Cluster slot.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// Admits at most `rate` callers (GCRA, with the rate's burst), counted across every
+    /// process. Rounded up to whole microseconds between cells, so that rounding never lets
+    /// the limit run faster than asked.
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// At most `limit` permits held at once across every process (until
+    /// [`set_limit`](RedisLimiter::set_limit) changes it for all of them). A zero limit
+    /// admits nobody.
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// How long a permit stays held in Redis without renewal ([`DEFAULT_LEASE`]
+    /// unless set). A live holder renews every third of it in the background; a holder that
+    /// crashes frees its permits when the lease runs out, and no sooner. Longer leases
+    /// survive longer stalls; shorter ones free a crashed holder's permits sooner.
+    ///
+    /// [`DEFAULT_LEASE`]: RedisLimiter::DEFAULT_LEASE
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The longest any one Redis call may take ([`DEFAULT_TIMEOUT`] unless set); past it
+    /// the [failure policy](Self::on_failure) applies.
+    ///
+    /// [`DEFAULT_TIMEOUT`]: RedisLimiter::DEFAULT_TIMEOUT
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What to do while Redis cannot be reached ([`FailurePolicy::Closed`] unless set).
+    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
+        self.on_failure = policy;
+        self
+    }
+
+    /// The longest one pushback pauses every process for (gate-core's
+    /// [`Limiter::DEFAULT_MAX_PAUSE`], 60 s, unless set): a server's `Retry-After` of a day
+    /// pauses the fleet for this long. At most [`RedisLimiter::MAX_PAUSE`] (one day), which a
+    /// longer value is cut to.
+    pub fn max_pause(mut self, max_pause: Duration) -> Self {
+        self.max_pause = max_pause;
+        self
+    }
+
+    /// How long the limit's keys outlive their last use ([`DEFAULT_IDLE_TTL`] unless set),
+    /// between two leases and [`RedisLimiter::MAX_IDLE_TTL`] (a year), to which a value out
+    /// of range is brought; a limit nobody uses vanishes from Redis. Keys that hold time-bound state (permits,
+    /// places in the queue, the pause, the rate's state) expire with that state, sooner.
+    ///
+    /// [`DEFAULT_IDLE_TTL`]: RedisLimiter::DEFAULT_IDLE_TTL
+    pub fn idle_ttl(mut self, idle_ttl: Duration) -> Self {
+        self.idle_ttl = idle_ttl;
+        self
+    }
+
+    /// The longest [`admit`](gate_core::Admission::admit) waits in all (unbounded unless
+    /// set), as gate-core's limiters bound it.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.wait_limits.max_wait = Some(max_wait);
+        self
+    }
+
+    /// The most callers queued in Redis, across every process, behind which
+    /// [`admit`](gate_core::Admission::admit) refuses at once (unbounded unless set).
+    pub fn max_waiters(mut self, max_waiters: usize) -> Self {
+        self.wait_limits.max_waiters = max_waiters;
+        self
+    }
+
+    /// Builds the limiter. It connects lazily, on its first admission, so building needs
+    /// no server; it does need a tokio runtime, on which its background task runs.
+    pub fn build(self) -> Result<RedisLimiter, BuildError> {
+        if self.rate.is_none() && self.concurrency.is_none() {
+            return Err(BuildError::NoLimit);
+        }
+        if !(RedisLimiter::MIN_LEASE..=RedisLimiter::MAX_LEASE).contains(&self.lease) {
+            return Err(BuildError::Lease);
+        }
+        let rate = match self.rate {
+            None => None,
+            Some(rate) => {
+                let interval = rate.interval().as_nanos().div_ceil(1_000);
+                let span = interval.saturating_mul(u128::from(rate.burst_size()));
+                if span > RedisLimiter::MAX_RATE_SPAN.as_micros() {
+                    return Err(BuildError::RateTooSlow);
+                }
+                // `span` bounds both, so they fit.
+                let interval = interval as u64;
+                Some((interval, interval * (u64::from(rate.burst_size()) - 1)))
+            }
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        RedisLimiter::from_settings(
+            Settings {
+                client: self.client,
+                key: self.key,
+                rate,
+                concurrency: self.concurrency,
+                lease: self.lease,
+                timeout: self.timeout,
+                max_pause: self.max_pause.min(RedisLimiter::MAX_PAUSE),
+                idle_ttl: self
+                    .idle_ttl
+                    .clamp(self.lease * 2, RedisLimiter::MAX_IDLE_TTL),
+                wait_limits: self.wait_limits,
+                on_failure: self.on_failure,
+            },
+            &runtime,
+        )
+    }
+}

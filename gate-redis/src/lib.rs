@@ -1,0 +1,110 @@
+//! gate's limits kept in Redis: one concurrency limit, one rate and one pause shared by
+//! every process that uses the same key, through the same API as a local limiter.
+//!
+//! An API key's quota belongs to the whole fleet: four replicas each limiting themselves to
+//! 500 a minute send 2,000 a minute. A [`RedisLimiter`] with the same
+//! [key](RedisLimiterBuilder::key) in each of them keeps the fleet at 500.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gate_core::rate::Rate;
+//! use gate_core::{Admission, Limiter};
+//! use gate_redis::{FailurePolicy, RedisLimiter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Built without contacting Redis: it connects on its first admission.
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let limiter = RedisLimiter::builder(client)
+//!     .key("openai:org-1")
+//!     .rate(Rate::per_minute(500).burst(20))
+//!     .concurrency(16)
+//!     .lease(Duration::from_secs(10))
+//!     .timeout(Duration::from_millis(250))
+//!     // 4 replicas expected: each keeps a quarter while Redis is away.
+//!     .on_failure(FailurePolicy::local(Limiter::new(16 / 4)))
+//!     .build()?;
+//! assert_eq!(limiter.capacity(), Some(16));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! It is an [`Admission`](gate_core::Admission) and an
+//! [`OwnedAdmission`](gate_core::OwnedAdmission), so it goes wherever a
+//! [`Limiter`](gate_core::Limiter) goes:
+//!
+//! ```no_run
+//! # use gate_core::rate::Rate;
+//! # use gate_redis::RedisLimiter;
+//! # async fn call_the_api() -> Result<String, std::io::Error> { Ok(String::new()) }
+//! # #[tokio::main]
+//! # async fn main() {
+//! # let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+//! # let limiter = RedisLimiter::builder(client).rate(Rate::per_second(10)).build().unwrap();
+//! let answer = gate_core::Retry::new(3).call(&limiter, || call_the_api()).await;
+//! # let _ = answer;
+//! # }
+//! ```
+//!
+//! # How it decides
+//!
+//! Redis decides, with Redis's clock: every admission is one Lua script, run atomically on
+//! the limit's keys and reading the time from `TIME` inside the script, so no client clock
+//! and no read-compute-write from a client is involved. An uncontended admission is one
+//! round trip (`EVALSHA`, loading the script on `NOSCRIPT`); a release is sent in the
+//! background. See [`RedisLimiter`] for the order of admission, the leases and the queue.
+//!
+//! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:pause`, `:held`, `:queue`,
+//! `:queue-expiry`, `:limit` and `:tickets`, and its channel `gate:{NAME}:released`. The
+//! hash tag `{NAME}` keeps them in one Redis Cluster slot. Every key has a TTL: a limit
+//! nobody uses vanishes.
+//!
+//! # What Redis can and cannot promise
+//!
+//! - **One Redis, or a cluster slot with no failover:** the limits hold exactly across every
+//!   process. Concurrency is never exceeded while holders renew their leases; rate
+//!   admissions in any window of length `T` number at most `burst + rate × T`.
+//! - **Replication is asynchronous:** a failover to a replica can lose the last updates (a
+//!   permit just taken, the latest rate cells, a pause). Over-admission after a failover is
+//!   bounded by what was lost: at most the permits held (each freed at the latest when its
+//!   holder releases it or its lease ends) and the rate cells taken in the replication lag.
+//! - **A holder that stalls longer than its lease** (a pause, a partition) loses its permit,
+//!   and another process may be admitted in its place; the holder is told
+//!   ([`RedisPermit::lease_lost`]). A crashed holder's permits are freed when their lease
+//!   runs out, and no sooner.
+//! - **While Redis is unreachable** (no answer within the
+//!   [timeout](RedisLimiterBuilder::timeout)), admissions follow the [`FailurePolicy`]:
+//!   closed by default, open, or a local limiter. Nothing hangs past the timeout, and
+//!   sharing resumes by itself once Redis answers again.
+//!
+//! A pushback ([`Report::pushback`](gate_core::Report::pushback), or a permit finished with
+//! [`Outcome::Overload`](gate_core::Outcome::Overload) and a `retry_after`) pauses every
+//! process, capped at the [`max_pause`](RedisLimiterBuilder::max_pause) (60 s by default).
+//!
+//! Refusing because Redis is unreachable is reported as
+//! [`AcquireError::Closed`](gate_core::AcquireError::Closed): gate-core's error has no
+//! variant of its own for a store that cannot be reached.
+
+mod admission;
+mod background;
+mod builder;
+mod error;
+mod failure;
+mod limiter;
+mod permit;
+mod script;
+mod throttle;
+
+/// The tests' own redis-server, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+pub use builder::RedisLimiterBuilder;
+pub use error::{BuildError, Unavailable};
+pub use failure::FailurePolicy;
+pub use limiter::RedisLimiter;
+pub use permit::RedisPermit;
+
+/// The redis-rs crate this one is built on, for [`redis::Client`].
+pub use redis;

@@ -1,0 +1,538 @@
+//! [`RedisLimiter`]: a concurrency limit, a rate and a pause kept in Redis and shared by
+//! every process that uses the same key.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gate_core::{AcquireError, WaitLimits};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::background::{self, Backend, Command, Lease};
+use crate::permit::Held;
+use crate::script::{self, Keys, Verdict};
+use crate::throttle::Throttle;
+use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavailable};
+
+/// A limit kept in Redis, shared by every process that builds one with the same
+/// [key](RedisLimiterBuilder::key): one concurrency limit, one rate and one pause for the
+/// whole fleet, through the same [`Admission`](gate_core::Admission) API as a local
+/// [`Limiter`](gate_core::Limiter). See the [crate docs](crate) for what Redis can and cannot
+/// promise.
+///
+/// # Admission
+///
+/// Each admission is one script run atomically in Redis, with Redis's clock, in this order:
+///
+/// 1. **Pause.** While a pushback from any process holds (a key with a TTL), nobody is
+///    admitted; the caller waits for the pause to end.
+/// 2. **Concurrency.** Expired permits (of holders that crashed) are dropped; if fewer than
+///    the limit are held and no earlier waiter is owed the free permit, one is taken.
+///    Otherwise the caller joins the queue in Redis, in arrival order across all processes,
+///    and waits to be woken by a release (announced by pub/sub, about one round trip after
+///    it), with a slow fallback poll every quarter lease for lost messages.
+/// 3. **Rate.** The rate's cells are taken with GCRA, all at once, only together with the
+///    permit: a caller refused by the rate takes neither, and waits until the cells are due.
+///
+/// An uncontended admission is one round trip; releasing never makes the caller wait for
+/// one (it is sent in the background).
+///
+/// # Leases
+///
+/// A permit is held in Redis under a lease ([`lease`](RedisLimiterBuilder::lease)), renewed
+/// by one background task for all of the limiter's permits every third of it. A holder that
+/// crashes keeps its permits until the lease runs out, and no longer; one that stalls or is
+/// cut off longer than the lease loses them, and its permits say so
+/// ([`RedisPermit::lease_lost`], and a warning in the log at most once a minute).
+///
+/// # Cancellation
+///
+/// Dropping an admission's future gives back its place in the queue and any permit it may
+/// have been granted, in the background. A permit granted by a call whose answer never
+/// arrived (a timeout, a cancellation racing the reply) is at worst held until its lease
+/// expires, never longer.
+///
+/// # Runtime
+///
+/// The limiter's background task (releases, renewals, the subscription) runs on the tokio
+/// runtime it was built in, and lives as long as the limiter or any of its permits. Build it
+/// in the runtime that uses it: a limiter whose runtime has shut down admits by Redis still,
+/// but its permits are freed only when their leases run out.
+///
+/// # Through gate-core
+///
+/// It is an [`Admission`](gate_core::Admission) and an
+/// [`OwnedAdmission`](gate_core::OwnedAdmission), so it works with
+/// [`Retry::call`](gate_core::Retry::call), [`Batch`](gate_core::Batch), `#[gated(limiter =
+/// X)]` (with `X` a `static LazyLock<RedisLimiter>`) and gate-tower's layer. Its
+/// [`try_admit`](gate_core::Admission::try_admit) always misses (every admission needs a round
+/// trip), so callers go through `admit_with`, and it keeps no [`Stats`](gate_core::Stats)
+/// (`snapshot` is `None`). The concurrency limit is not adapted automatically: a process that
+/// wants to change it for everyone calls [`set_limit`](Self::set_limit).
+#[derive(Clone)]
+pub struct RedisLimiter {
+    shared: Arc<Shared>,
+}
+
+/// What the builder checked, for [`RedisLimiter::from_settings`].
+pub(crate) struct Settings {
+    pub(crate) client: redis::Client,
+    pub(crate) key: String,
+    /// The rate's interval and tolerance, in microseconds.
+    pub(crate) rate: Option<(u64, u64)>,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) lease: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) max_pause: Duration,
+    pub(crate) idle_ttl: Duration,
+    pub(crate) wait_limits: WaitLimits,
+    pub(crate) on_failure: FailurePolicy,
+}
+
+/// The limiter's state, shared by its clones and its permits.
+pub(crate) struct Shared {
+    pub(crate) backend: Arc<Backend>,
+    acquire: redis::Script,
+    set_limit: redis::Script,
+    key: String,
+    rate: Option<(u64, u64)>,
+    /// The limit given to the builder, used while Redis holds none set by `set_limit`.
+    concurrency: Option<usize>,
+    /// The concurrency limit Redis answered with last.
+    limit: AtomicUsize,
+    pub(crate) max_pause: Duration,
+    idle_ttl: Duration,
+    wait_limits: WaitLimits,
+    pub(crate) on_failure: FailurePolicy,
+    /// Until when Redis is not asked, after a failed call.
+    down_until: Mutex<Option<Instant>>,
+    down_log: Throttle,
+    commands: mpsc::UnboundedSender<Command>,
+    runtime: tokio::runtime::Handle,
+    /// Whether the subscription to releases was started (on the first admission).
+    subscribed: AtomicBool,
+    /// Dropped with the limiter, which stops the subscription.
+    stop: Mutex<Option<oneshot::Receiver<()>>>,
+    _stop: oneshot::Sender<()>,
+    nonce: u64,
+    ids: AtomicU64,
+}
+
+impl RedisLimiter {
+    /// The lease of a permit unless [set](RedisLimiterBuilder::lease): 10 seconds, long
+    /// enough to ride out a Redis failover or a long GC pause, short enough that a crashed
+    /// holder's permits come back soon.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+    /// The shortest lease accepted: 100 ms (renewals every third of it must be able to
+    /// make a round trip).
+    pub const MIN_LEASE: Duration = Duration::from_millis(100);
+
+    /// The longest lease accepted: one day.
+    pub const MAX_LEASE: Duration = Duration::from_secs(86_400);
+
+    /// The longest one Redis call may take unless [set](RedisLimiterBuilder::timeout):
+    /// 250 ms, some hundred round trips on a local network, so that only a Redis that is
+    /// down, failing over or overloaded hits it.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+    /// How long the keys of an unused limit stay in Redis unless
+    /// [set](RedisLimiterBuilder::idle_ttl): one hour (at least two leases).
+    pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(3_600);
+
+    /// The longest [`max_pause`](RedisLimiterBuilder::max_pause) accepted: one day.
+    pub const MAX_PAUSE: Duration = Duration::from_secs(86_400);
+
+    /// The longest [`idle_ttl`](RedisLimiterBuilder::idle_ttl) accepted: a year.
+    pub const MAX_IDLE_TTL: Duration = Duration::from_secs(365 * 86_400);
+
+    /// How long a limiter answers by its [`FailurePolicy`] without asking Redis, after a
+    /// call failed: one second.
+    pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+    /// The longest burst span (`burst × interval`) a rate may have: about 35 years, so that
+    /// the script's arithmetic stays exact in Lua's doubles.
+    pub const MAX_RATE_SPAN: Duration = Duration::from_secs(1 << 30);
+
+    /// A builder for a limiter on the Redis that `client` connects to.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::rate::Rate;
+    /// use gate_redis::{FailurePolicy, RedisLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let limiter = RedisLimiter::builder(client)
+    ///     .key("openai:org-1")
+    ///     .rate(Rate::per_minute(500))
+    ///     .concurrency(20)
+    ///     .lease(Duration::from_secs(30))
+    ///     .on_failure(FailurePolicy::Open)
+    ///     .build()?;
+    /// assert_eq!(limiter.key(), "openai:org-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(client: redis::Client) -> RedisLimiterBuilder {
+        RedisLimiterBuilder::new(client)
+    }
+
+    pub(crate) fn from_settings(
+        settings: Settings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, BuildError> {
+        // Each call is bounded as a whole (connecting included) by `Backend::invoke`.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(settings.timeout);
+        let conn = {
+            let _enter = runtime.enter();
+            ConnectionManager::new_lazy_with_config(settings.client.clone(), config)
+                .map_err(BuildError::Redis)?
+        };
+        let backend = Arc::new(Backend {
+            client: settings.client,
+            conn,
+            keys: Keys::new(&settings.key),
+            timeout: settings.timeout,
+            lease: settings.lease,
+            release: script::release(),
+            renew: script::renew(),
+            pause: script::pause(),
+            leases: Mutex::default(),
+            wake: Notify::new(),
+            lost_log: Throttle::default(),
+        });
+        let (commands, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(background::worker(Arc::clone(&backend), receiver));
+        let (stop_sender, stop) = oneshot::channel();
+        let nonce = RandomState::new().hash_one(std::process::id());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                backend,
+                acquire: script::acquire(),
+                set_limit: script::set_limit(),
+                key: settings.key,
+                rate: settings.rate,
+                concurrency: settings.concurrency,
+                limit: AtomicUsize::new(settings.concurrency.unwrap_or(0)),
+                max_pause: settings.max_pause,
+                idle_ttl: settings.idle_ttl,
+                wait_limits: settings.wait_limits,
+                on_failure: settings.on_failure,
+                down_until: Mutex::new(None),
+                down_log: Throttle::default(),
+                commands,
+                runtime: runtime.clone(),
+                subscribed: AtomicBool::new(false),
+                stop: Mutex::new(Some(stop)),
+                _stop: stop_sender,
+                nonce,
+                ids: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The name of the shared limit.
+    pub fn key(&self) -> &str {
+        &self.shared.key
+    }
+
+    /// The concurrency limit Redis answered with last (the builder's until the first
+    /// admission, then whatever [`set_limit`](Self::set_limit) stored), or `None` for a
+    /// limiter with a rate only.
+    pub fn limit(&self) -> Option<usize> {
+        self.shared.concurrency?;
+        Some(self.shared.limit.load(Ordering::Relaxed))
+    }
+
+    /// Sets the concurrency limit for every process that shares this key, until the key
+    /// goes unused for the [idle TTL](RedisLimiterBuilder::idle_ttl) (then each falls back
+    /// to the limit it was built with). Raising it wakes the waiters in every process;
+    /// lowering it takes no permit back: holders finish, and nobody is admitted until fewer
+    /// than the new limit are held.
+    pub async fn set_limit(&self, limit: usize) -> Result<(), Unavailable> {
+        let shared = &self.shared;
+        let keys = &shared.backend.keys;
+        let mut invocation = shared.set_limit.prepare_invoke();
+        invocation
+            .key(&keys.limit)
+            .arg(limit)
+            .arg(millis(shared.idle_ttl))
+            .arg(&keys.channel);
+        shared.backend.invoke::<i64>(&invocation).await?;
+        shared.limit.store(limit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pauses every process that shares this key for `duration`, capped at the
+    /// [`max_pause`](RedisLimiterBuilder::max_pause), unless a longer pause already holds;
+    /// waits for Redis to store it. A permit's [`pushback`](gate_core::Report::pushback) does
+    /// the same in the background.
+    pub async fn pause_for(&self, duration: Duration) -> Result<(), Unavailable> {
+        let millis = self.shared.pause_millis(duration);
+        if let FailurePolicy::Local(local) = &self.shared.on_failure {
+            local.pause_for(duration);
+        }
+        self.shared.backend.set_pause(millis).await
+    }
+
+    /// The bounds [`admit`](gate_core::Admission::admit) waits within.
+    pub fn wait_limits(&self) -> WaitLimits {
+        self.shared.wait_limits
+    }
+
+    /// Waits for admission within `limits` (see [`Admission::admit_with`]).
+    ///
+    /// [`Admission::admit_with`]: gate_core::Admission::admit_with
+    pub async fn acquire_with(&self, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {
+        Arc::clone(&self.shared).admit(limits).await
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("key", &self.shared.key)
+            .field("concurrency", &self.limit())
+            .field("rate", &self.shared.rate.is_some())
+            .field("lease", &self.shared.backend.lease)
+            .field("on_failure", &self.shared.on_failure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A waiter's id, given back in the background unless admission succeeded: its place in
+/// the queue, or a permit granted by a call whose answer was never read.
+struct Pending<'a> {
+    shared: &'a Shared,
+    id: Option<Arc<str>>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.shared.send(Command::Release(id));
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn send(&self, command: Command) {
+        // The worker is gone only with the runtime: the lease then frees the permit.
+        let _ = self.commands.send(command);
+    }
+
+    pub(crate) fn pause_millis(&self, duration: Duration) -> u64 {
+        millis(duration.min(self.max_pause)).max(1)
+    }
+
+    fn next_id(&self) -> Arc<str> {
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{:016x}-{n}", self.nonce))
+    }
+
+    /// Starts the subscription to releases, once.
+    fn subscribe(&self) {
+        if self.concurrency.is_none() || self.subscribed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            self.runtime
+                .spawn(background::subscriber(Arc::clone(&self.backend), stop));
+        }
+    }
+
+    /// Whether Redis is to be asked, or a recent failure says to answer by the policy.
+    fn redis_is_down(&self) -> bool {
+        let mut down = self.down_until.lock().unwrap();
+        match *down {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *down = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn redis_failed(&self, error: &Unavailable) {
+        *self.down_until.lock().unwrap() = Some(Instant::now() + RedisLimiter::RECHECK_AFTER);
+        if self.down_log.allow() {
+            tracing::warn!(
+                key = %self.key,
+                %error,
+                policy = ?self.on_failure,
+                "gate-redis: redis is unreachable; admitting by the failure policy until it answers"
+            );
+        } else {
+            tracing::debug!(key = %self.key, %error, "gate-redis: redis call failed");
+        }
+    }
+
+    pub(crate) async fn admit(
+        self: Arc<Self>,
+        limits: WaitLimits,
+    ) -> Result<RedisPermit, AcquireError> {
+        match limits.max_wait {
+            Some(max_wait) if !max_wait.is_zero() => {
+                match tokio::time::timeout(max_wait, self.admit_within(limits)).await {
+                    Ok(admitted) => admitted,
+                    Err(_) => Err(AcquireError::TimedOut),
+                }
+            }
+            _ => self.admit_within(limits).await,
+        }
+    }
+
+    /// Admission, with the caller's time bound applied outside.
+    async fn admit_within(
+        self: &Arc<Self>,
+        limits: WaitLimits,
+    ) -> Result<RedisPermit, AcquireError> {
+        if self.redis_is_down() {
+            return self.fall_back(limits).await;
+        }
+        self.subscribe();
+        let may_wait = limits.max_wait != Some(Duration::ZERO) && limits.max_waiters > 0;
+        let id = self.next_id();
+        let mut pending = Pending {
+            shared: self,
+            id: self.concurrency.map(|_| Arc::clone(&id)),
+        };
+        let poll = self.backend.lease / 4;
+        let mut queued = false;
+        loop {
+            let notified = self.backend.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let sent = Instant::now();
+            let verdict = match self.call_acquire(&id, may_wait, limits.max_waiters).await {
+                Ok(verdict) => verdict,
+                Err(error) => {
+                    self.redis_failed(&error);
+                    drop(pending);
+                    return self.fall_back(limits).await;
+                }
+            };
+            let wait = match verdict {
+                Verdict::Admitted => {
+                    pending.id = None;
+                    return Ok(self.admitted(id, sent));
+                }
+                Verdict::QueueFull => return Err(AcquireError::QueueFull),
+                Verdict::Never => return Err(AcquireError::TimedOut),
+                _ if !may_wait => return Err(AcquireError::TimedOut),
+                Verdict::Full { .. } => {
+                    queued = true;
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep(poll) => {}
+                    }
+                    continue;
+                }
+                Verdict::RateWait { micros } => Duration::from_micros(micros),
+                Verdict::Paused { millis } => Duration::from_millis(millis),
+            };
+            // A queued waiter looks again before its place in the queue expires.
+            let wait = if queued { wait.min(poll) } else { wait };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn call_acquire(
+        &self,
+        id: &str,
+        may_wait: bool,
+        max_waiters: usize,
+    ) -> Result<Verdict, Unavailable> {
+        let keys = &self.backend.keys;
+        let (interval, tolerance) = self.rate.unwrap_or((0, 0));
+        let mut invocation = self.acquire.prepare_invoke();
+        invocation.key(&keys.rate).key(&keys.pause);
+        if self.concurrency.is_some() {
+            invocation
+                .key(&keys.held)
+                .key(&keys.queue)
+                .key(&keys.queue_expiry)
+                .key(&keys.limit)
+                .key(&keys.tickets);
+        }
+        invocation
+            .arg(id)
+            .arg(1)
+            .arg(interval)
+            .arg(tolerance)
+            .arg(
+                self.concurrency
+                    .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
+            .arg(millis(self.backend.lease))
+            .arg(u8::from(may_wait))
+            .arg(max_waiters)
+            .arg(millis(self.idle_ttl));
+        let reply = self.backend.invoke(&invocation).await?;
+        let (verdict, limit) = Verdict::from_reply(reply);
+        if let Some(limit) = limit {
+            self.limit.store(
+                usize::try_from(limit).unwrap_or(usize::MAX),
+                Ordering::Relaxed,
+            );
+        }
+        Ok(verdict)
+    }
+
+    /// The permit for `id`, admitted by a call sent at `sent`.
+    fn admitted(self: &Arc<Self>, id: Arc<str>, sent: Instant) -> RedisPermit {
+        let lease = self.concurrency.map(|_| {
+            let lease = Arc::new(Lease {
+                id: Arc::clone(&id),
+                lost: AtomicBool::new(false),
+                // Counted from before the call was sent: never later than Redis's expiry.
+                expires: Mutex::new(sent + self.backend.lease),
+            });
+            self.backend
+                .leases
+                .lock()
+                .unwrap()
+                .insert(id, Arc::clone(&lease));
+            lease
+        });
+        RedisPermit::new(Arc::clone(self), Held::Shared(lease))
+    }
+
+    /// Admission by the failure policy, while Redis cannot be reached.
+    async fn fall_back(self: &Arc<Self>, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {
+        match &self.on_failure {
+            FailurePolicy::Closed => Err(AcquireError::Closed),
+            FailurePolicy::Open => Ok(RedisPermit::new(Arc::clone(self), Held::Open)),
+            FailurePolicy::Local(local) => {
+                // The caller's time bound is applied around the whole admission.
+                let limits = WaitLimits {
+                    max_wait: limits.max_wait.filter(|wait| wait.is_zero()),
+                    max_waiters: limits.max_waiters,
+                };
+                let permit = Arc::clone(local).acquire_owned_with(limits).await?;
+                Ok(RedisPermit::new(Arc::clone(self), Held::Local(permit)))
+            }
+        }
+    }
+}
+
+/// Whole milliseconds of `duration`, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,104 @@
+//! [`RedisPermit`]: one admission by a [`RedisLimiter`](crate::RedisLimiter).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use gate_core::{Outcome, OwnedLimiterPermit, Report};
+
+use crate::FailurePolicy;
+use crate::background::{Command, Lease};
+use crate::limiter::Shared;
+
+/// Held while the caller is admitted by a [`RedisLimiter`](crate::RedisLimiter); dropping it
+/// releases the permit in the background, without waiting for Redis.
+///
+/// [Finishing](Report::finish) it with [`Outcome::Overload`] and a `retry_after`, or a
+/// [`pushback`](Report::pushback), pauses every process that shares the limit.
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct RedisPermit {
+    shared: Arc<Shared>,
+    held: Held,
+}
+
+/// Where the permit came from.
+pub(crate) enum Held {
+    /// From Redis: the lease of a permit of the concurrency limit, if the limit has one.
+    Shared(Option<Arc<Lease>>),
+    /// From the local limiter of [`FailurePolicy::Local`], while Redis was unreachable.
+    Local(OwnedLimiterPermit),
+    /// Admitted without limit by [`FailurePolicy::Open`], while Redis was unreachable.
+    Open,
+}
+
+impl RedisPermit {
+    pub(crate) fn new(shared: Arc<Shared>, held: Held) -> Self {
+        Self { shared, held }
+    }
+
+    /// Whether Redis admitted this permit; `false` for one handed out by the
+    /// [`FailurePolicy`] while Redis could not be reached.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.held, Held::Shared(_))
+    }
+
+    /// Whether this permit's lease was lost: Redis dropped it before this process renewed
+    /// it (a stall or a partition longer than the lease), or this process could not renew it
+    /// in time to know it is still held. Another process may then have been admitted in its
+    /// place, so work that must not overlap should stop. Checked by the renewal task every
+    /// third of the lease; always `false` for a permit not held in Redis.
+    pub fn lease_lost(&self) -> bool {
+        match &self.held {
+            Held::Shared(Some(lease)) => lease.lost.load(Ordering::Acquire),
+            _ => false,
+        }
+    }
+}
+
+impl Report for RedisPermit {
+    /// Pauses every process sharing the limit if the server said how long to stay away, then
+    /// releases the permit; a local fallback permit also reports to its limiter.
+    fn finish(mut self, outcome: Outcome) {
+        if let Outcome::Overload {
+            retry_after: Some(retry_after),
+        } = outcome
+        {
+            self.pushback(retry_after);
+        }
+        if matches!(self.held, Held::Local(_))
+            && let Held::Local(permit) = std::mem::replace(&mut self.held, Held::Open)
+        {
+            permit.finish(outcome);
+        }
+    }
+
+    /// Pauses every process sharing the limit for `retry_after`, capped at the limiter's
+    /// `max_pause`, in the background (and the local fallback limiter, if there is one).
+    fn pushback(&self, retry_after: Duration) {
+        if let FailurePolicy::Local(local) = &self.shared.on_failure {
+            local.pause_for(retry_after);
+        }
+        self.shared
+            .send(Command::Pause(self.shared.pause_millis(retry_after)));
+    }
+}
+
+impl Drop for RedisPermit {
+    fn drop(&mut self) {
+        if let Held::Shared(Some(lease)) = &self.held {
+            let removed = self.shared.backend.leases.lock().unwrap().remove(&lease.id);
+            drop(removed);
+            self.shared.send(Command::Release(Arc::clone(&lease.id)));
+        }
+    }
+}
+
+impl fmt::Debug for RedisPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisPermit")
+            .field("shared", &self.is_shared())
+            .field("lease_lost", &self.lease_lost())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,457 @@
+//! A limit shared through a real redis-server by several limiters (each with its own
+//! connections, as separate processes have): concurrency, the queue, the rate, the pause,
+//! leases and `set_limit`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gate_core::rate::Rate;
+use gate_core::{AcquireError, Admission, Outcome, Report, WaitLimits};
+use gate_redis::{RedisLimiter, RedisLimiterBuilder};
+use support::{eventually, held, key, server};
+use tokio::time::Instant;
+
+fn builder(key: &str) -> RedisLimiterBuilder {
+    RedisLimiter::builder(server().client()).key(key)
+}
+
+/// `n` limiters on one key, as `n` processes would build them.
+fn fleet(n: usize, build: impl Fn() -> RedisLimiterBuilder) -> Vec<Arc<RedisLimiter>> {
+    (0..n).map(|_| Arc::new(build().build().unwrap())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_is_held_in_redis_and_released_in_the_background_on_drop() {
+    let key = key("held");
+    let limiter = builder(&key).concurrency(2).build().unwrap();
+    let permit = limiter.admit().await.unwrap();
+    assert!(permit.is_shared());
+    assert_eq!(held(server(), &key), 1);
+    let second = limiter.admit().await.unwrap();
+    assert_eq!(held(server(), &key), 2);
+    let refused = limiter.admit_with(WaitLimits::NO_WAIT).await;
+    assert_eq!(refused.unwrap_err(), AcquireError::TimedOut);
+    drop(permit);
+    second.finish(Outcome::Success);
+    assert!(eventually(Duration::from_secs(2), || held(server(), &key) == 0).await);
+}
+
+/// One caller counted in flight while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(in_flight: &'a AtomicUsize, most: &AtomicUsize) -> Self {
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        Self(in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_never_exceeded_across_limiters_with_random_cancellation() {
+    const LIMIT: usize = 3;
+    let key = key("never-exceeded");
+    let limiters = fleet(3, || {
+        builder(&key)
+            .concurrency(LIMIT)
+            .lease(Duration::from_secs(2))
+    });
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..60_u64 {
+        let limiter = Arc::clone(&limiters[task as usize % limiters.len()]);
+        let (in_flight, most, done) = (in_flight.clone(), most.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let work = async {
+                let permit = limiter.admit().await.unwrap();
+                // Counted out before the permit goes, even when cancelled while holding it.
+                let counted = InFlight::enter(&in_flight, &most);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                drop(counted);
+                drop(permit);
+                done.fetch_add(1, Ordering::SeqCst);
+            };
+            // Every third caller gives up after a pseudo-random 1 to 13 ms, wherever it is.
+            if task % 3 == 0 {
+                let _ = tokio::time::timeout(Duration::from_millis(1 + task * 7 % 13), work).await;
+            } else {
+                work.await;
+            }
+        }));
+    }
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(tasks),
+    )
+    .await
+    .expect("every caller is admitted or gives up");
+    assert!(
+        most.load(Ordering::SeqCst) <= LIMIT,
+        "{} in flight",
+        most.load(Ordering::SeqCst)
+    );
+    assert!(done.load(Ordering::SeqCst) >= 40);
+    assert!(eventually(Duration::from_secs(2), || held(server(), &key) == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_a_release_in_another_limiter_without_polling() {
+    let key = key("woken");
+    // A lease of 8 s polls every 2 s: a wake-up far sooner than that came from pub/sub.
+    let limiters = fleet(2, || {
+        builder(&key).concurrency(1).lease(Duration::from_secs(8))
+    });
+    let permit = limiters[0].admit().await.unwrap();
+    let waiter = {
+        let limiter = Arc::clone(&limiters[1]);
+        tokio::spawn(async move {
+            let permit = limiter.admit().await.unwrap();
+            (Instant::now(), permit)
+        })
+    };
+    // The waiter is queued and subscribed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    drop(permit);
+    let (admitted, _permit) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    let latency = admitted - released;
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken after {latency:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_admitted_in_arrival_order_across_limiters() {
+    let key = key("order");
+    let limiters = fleet(3, || builder(&key).concurrency(1));
+    let holder = limiters[0].admit().await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for i in 0..6 {
+        let limiter = Arc::clone(&limiters[i % 3]);
+        let order = Arc::clone(&order);
+        waiters.push(tokio::spawn(async move {
+            let permit = limiter.admit().await.unwrap();
+            order.lock().unwrap().push(i);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(permit);
+        }));
+        // Each waiter is in the queue before the next arrives.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    drop(holder);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiters),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_waiter_gives_its_place_back_at_once() {
+    let key = key("cancelled");
+    // Without the give-back, the cancelled place would block the queue for its lease (5 s).
+    let limiters = fleet(2, || {
+        builder(&key).concurrency(1).lease(Duration::from_secs(5))
+    });
+    let holder = limiters[0].admit().await.unwrap();
+    let gave_up = limiters[1]
+        .admit_with(WaitLimits {
+            max_wait: Some(Duration::from_millis(100)),
+            max_waiters: 10,
+        })
+        .await;
+    assert_eq!(gave_up.unwrap_err(), AcquireError::TimedOut);
+    let next = {
+        let limiter = Arc::clone(&limiters[1]);
+        tokio::spawn(async move { limiter.admit().await.map(drop) })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(holder);
+    tokio::time::timeout(Duration::from_secs(1), next)
+        .await
+        .expect("the next waiter is not stuck behind the cancelled one")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_across_limiters() {
+    let key = key("queue-full");
+    let limiters = fleet(2, || builder(&key).concurrency(1));
+    let _holder = limiters[0].admit().await.unwrap();
+    let limits = WaitLimits {
+        max_wait: None,
+        max_waiters: 1,
+    };
+    let first = {
+        let limiter = Arc::clone(&limiters[0]);
+        tokio::spawn(async move { limiter.admit_with(limits).await.map(drop) })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = limiters[1].admit_with(limits).await;
+    assert_eq!(second.unwrap_err(), AcquireError::QueueFull);
+    first.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_holds_in_every_window_across_limiters() {
+    const RATE: u32 = 40;
+    const BURST: u32 = 5;
+    let key = key("rate");
+    let limiters = fleet(3, || {
+        builder(&key).rate(Rate::per_second(RATE).burst(BURST))
+    });
+    let admitted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..12 {
+        let limiter = Arc::clone(&limiters[task % 3]);
+        let admitted = Arc::clone(&admitted);
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < Duration::from_millis(1_200) {
+                let _permit = limiter.admit().await.unwrap();
+                admitted.lock().unwrap().push(Instant::now());
+            }
+        }));
+    }
+    futures_util::future::join_all(tasks).await;
+    let mut times = admitted.lock().unwrap().clone();
+    times.sort();
+    // Times are read on arrival of the answer, up to a scheduling delay after Redis decided:
+    // the windows are widened by a tolerance.
+    let slack = Duration::from_millis(30);
+    for (i, &from) in times.iter().enumerate() {
+        for window in [
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        ] {
+            let count = times[i..]
+                .iter()
+                .take_while(|&&t| t - from <= window)
+                .count();
+            let bound = BURST as f64 + RATE as f64 * (window + slack).as_secs_f64();
+            assert!(
+                count as f64 <= bound + 1.0,
+                "{count} admitted in {window:?} (bound {bound})"
+            );
+        }
+    }
+    // And the fleet was kept busy: close to the rate over the run.
+    assert!(times.len() >= 40, "only {} admitted", times.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushback_pauses_every_limiter_and_no_longer_than_the_cap() {
+    let key = key("pause");
+    let limiters = fleet(2, || {
+        builder(&key)
+            .concurrency(4)
+            .max_pause(Duration::from_millis(400))
+    });
+    let permit = limiters[0].admit().await.unwrap();
+    // A hostile Retry-After: a century.
+    permit.finish(Outcome::Overload {
+        retry_after: Some(Duration::from_secs(100 * 365 * 86_400)),
+    });
+    let pause_key = format!("gate:{{{key}}}:pause");
+    assert!(
+        eventually(Duration::from_secs(1), || {
+            redis::cmd("PTTL")
+                .arg(&pause_key)
+                .query::<i64>(&mut server().connection())
+                .unwrap()
+                > 0
+        })
+        .await
+    );
+    let left: i64 = redis::cmd("PTTL")
+        .arg(&pause_key)
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(left <= 400, "paused for {left} ms");
+    assert_eq!(
+        limiters[1]
+            .admit_with(WaitLimits::NO_WAIT)
+            .await
+            .unwrap_err(),
+        AcquireError::TimedOut
+    );
+    let asked = Instant::now();
+    let _permit = tokio::time::timeout(Duration::from_secs(2), limiters[1].admit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() >= Duration::from_millis(100),
+        "the pause was not waited for"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_holders_permit_expires_with_its_lease_and_not_before() {
+    let key = key("crashed");
+    let lease = Duration::from_millis(800);
+    // The "crashed" holder: its runtime (and so its renewals and release) ends with the
+    // permit still held.
+    {
+        let key = key.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();
+                std::mem::forget(limiter.admit().await.unwrap());
+            });
+        })
+        .join()
+        .unwrap();
+    }
+    let crashed = Instant::now();
+    let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();
+    tokio::time::sleep(lease / 2).await;
+    assert_eq!(
+        limiter.admit_with(WaitLimits::NO_WAIT).await.unwrap_err(),
+        AcquireError::TimedOut,
+        "freed before its lease ran out"
+    );
+    let _permit = tokio::time::timeout(Duration::from_secs(3), limiter.admit())
+        .await
+        .unwrap()
+        .unwrap();
+    let freed = crashed.elapsed();
+    assert!(
+        freed >= lease / 2 && freed < lease + Duration::from_millis(600),
+        "freed after {freed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_keeps_its_permit_past_the_lease_and_is_told_when_it_is_lost() {
+    let key = key("renewed");
+    let lease = Duration::from_millis(300);
+    let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();
+    let permit = limiter.admit().await.unwrap();
+    tokio::time::sleep(lease * 3).await;
+    assert_eq!(held(server(), &key), 1, "renewed in the background");
+    assert!(!permit.lease_lost());
+    // As Redis would after a stall longer than the lease: the permit is gone.
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("gate:{{{key}}}:held"))
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || permit.lease_lost()).await);
+    assert_eq!(held(server(), &key), 0, "a lost lease is not taken back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_limit_is_shared_and_wakes_waiters() {
+    let key = key("set-limit");
+    let limiters = fleet(2, || builder(&key).concurrency(1));
+    let _first = limiters[0].admit().await.unwrap();
+    let waiter = {
+        let limiter = Arc::clone(&limiters[1]);
+        tokio::spawn(async move { limiter.admit().await.map(drop) })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    limiters[0].set_limit(2).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let _second = limiters[1].admit().await.unwrap();
+    assert_eq!(limiters[1].capacity(), Some(2));
+    assert_eq!(held(server(), &key), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_has_a_ttl() {
+    let key = key("ttl");
+    let limiter = builder(&key)
+        .concurrency(1)
+        .rate(Rate::per_second(10))
+        .lease(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    limiter.set_limit(1).await.unwrap();
+    let _holder = limiter.admit().await.unwrap();
+    let queued = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.admit().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conn = server().connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("gate:{{{key}}}:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(keys.len() >= 5, "{keys:?}");
+    for name in keys {
+        // -1: no TTL; -2: expired since it was listed (the rate's key lives ~100 ms), fine.
+        let ttl: i64 = redis::cmd("PTTL").arg(&name).query(&mut conn).unwrap();
+        assert!(ttl != -1, "{name} has no TTL");
+    }
+    queued.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_settings_are_brought_within_what_redis_accepts() {
+    // A pause cap and an idle TTL of `Duration::MAX` would be refused by Redis (an invalid
+    // expire time), failing every pause and every admission: they are capped instead.
+    let key = key("hostile-settings");
+    let limiter = builder(&key)
+        .concurrency(1)
+        .max_pause(Duration::MAX)
+        .idle_ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    limiter.set_limit(1).await.unwrap();
+    let permit = limiter.admit().await.unwrap();
+    assert!(permit.is_shared());
+    permit.pushback(Duration::MAX);
+    let pause_key = format!("gate:{{{key}}}:pause");
+    assert!(
+        eventually(Duration::from_secs(1), || {
+            redis::cmd("PTTL")
+                .arg(&pause_key)
+                .query::<i64>(&mut server().connection())
+                .unwrap()
+                > 0
+        })
+        .await
+    );
+    let left: i64 = redis::cmd("PTTL")
+        .arg(&pause_key)
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(left <= 86_400_000, "paused for {left} ms");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("gate:{{{key}}}:limit"))
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 365 * 86_400_000,
+        "limit kept for {ttl} ms"
+    );
+}

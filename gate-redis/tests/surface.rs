@@ -1,16 +1,21 @@
 //! A `RedisLimiter` plugs in wherever a local limiter does, with nothing changed in them:
 //! `Retry::call` (whose overload reports pause every process), `Batch` (sized by the shared
-//! limit) and `BoxAdmission` (what a tower layer holds).
+//! limit), `BoxAdmission`, gate-tower's `GateLayer::with_admission` and
+//! `#[gated(limiter = X)]`.
 
 mod support;
 
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use gate_core::{Admission, Backpressure, Batch, BoxAdmission, Outcome, Report, Retry};
 use gate_redis::RedisLimiter;
+use gate_tower::GateLayer;
+use http::{Request, Response, StatusCode};
 use support::{eventually, held, key, server};
+use tower::{Layer, ServiceExt, service_fn};
 
 #[derive(Debug, PartialEq)]
 struct Overloaded;
@@ -112,4 +117,56 @@ async fn a_boxed_redis_limiter_admits_and_releases() {
     assert_eq!(held(server(), &key), 1);
     permit.finish(Outcome::Success);
     assert!(eventually(Duration::from_secs(1), || held(server(), &key) == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_over_a_redis_limiter_holds_the_shared_permit_while_the_call_runs() {
+    let key = key("surface-layer");
+    let limiter = RedisLimiter::builder(server().client())
+        .key(&key)
+        .concurrency(1)
+        .build()
+        .unwrap();
+    let layer = GateLayer::with_admission(Arc::new(limiter));
+    let held_key = key.clone();
+    let service = layer.layer(service_fn(move |_: Request<String>| {
+        let held_key = held_key.clone();
+        async move {
+            let held = held(server(), &held_key);
+            let response = Response::builder()
+                .header("x-held", held)
+                .body(String::new());
+            Ok::<_, Infallible>(response.unwrap())
+        }
+    }));
+    let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["x-held"],
+        "1",
+        "the call ran holding the permit in Redis"
+    );
+    drop(response);
+    assert!(eventually(Duration::from_secs(1), || held(server(), &key) == 0).await);
+}
+
+static GATED_KEY: LazyLock<String> = LazyLock::new(|| key("surface-gated"));
+
+static SHARED: LazyLock<RedisLimiter> = LazyLock::new(|| {
+    RedisLimiter::builder(server().client())
+        .key(GATED_KEY.as_str())
+        .concurrency(2)
+        .build()
+        .unwrap()
+});
+
+#[gate_core::gated(limiter = SHARED, retry = 1, wait = "10ms")]
+async fn held_while_called() -> Result<usize, ()> {
+    Ok(held(server(), &GATED_KEY))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_function_draws_from_a_redis_limiter() {
+    assert_eq!(held_while_called().await, Ok(1));
+    assert!(eventually(Duration::from_secs(1), || held(server(), &GATED_KEY) == 0).await);
 }

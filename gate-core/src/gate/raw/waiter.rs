@@ -217,7 +217,18 @@ impl Waiter {
 
     /// Gives back whatever this waiter holds: its place in the queue, or permits granted to
     /// it that nobody collected. Called when the future holding it is dropped.
+    ///
+    /// The usual case, a waiter that never queued or already collected its permits, is a
+    /// check inlined into the future's drop; giving a place back is out of line.
+    #[inline]
     pub(crate) fn cancel(&mut self, gate: &RawGate) {
+        if matches!(self.phase, Phase::Queued { .. }) {
+            self.cancel_queued(gate);
+        }
+    }
+
+    #[inline(never)]
+    fn cancel_queued(&mut self, gate: &RawGate) {
         let Phase::Queued { key, cell } = std::mem::replace(&mut self.phase, Phase::Done) else {
             return;
         };

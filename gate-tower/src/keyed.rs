@@ -77,10 +77,30 @@ impl<B> ExtractKey<B> for Header {
 }
 
 /// Keys requests by the client's IP address (not its port: one client, many connections),
-/// read from the request's extensions: axum's `ConnectInfo<SocketAddr>` (with the `axum`
-/// feature; serve with `into_make_service_with_connect_info::<SocketAddr>()`), or a
-/// `SocketAddr` that the server put there. Behind a proxy this is the proxy's address: key
-/// by its forwarding header instead, with a closure that trusts only your proxy's.
+/// read from a `SocketAddr` in the request's extensions, which the server put there. Behind
+/// a proxy this is the proxy's address: key by its forwarding header instead, with a
+/// closure that trusts only your proxy's.
+///
+/// axum keeps the address in a `ConnectInfo<SocketAddr>` instead (served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`); key by it with a closure, which
+/// spares this crate a dependency on axum:
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+/// use std::sync::Arc;
+/// use axum::{Router, body::Body, extract::ConnectInfo, http::Request, routing::get};
+/// use gate_core::keyed::KeyedGate;
+/// use gate_tower::KeyedGateLayer;
+///
+/// let client_ip = |request: &Request<Body>| {
+///     let info = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+///     Some(info.0.ip())
+/// };
+/// let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// let layer = KeyedGateLayer::new(Arc::new(KeyedGate::new(4)), client_ip, unknown);
+/// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+/// let service = app.into_make_service_with_connect_info::<SocketAddr>();
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientIp {
     _p: (),
@@ -97,12 +117,7 @@ impl<B> ExtractKey<B> for ClientIp {
     type Key = IpAddr;
 
     fn extract_key(&self, request: &Request<B>) -> Option<IpAddr> {
-        let extensions = request.extensions();
-        #[cfg(feature = "axum")]
-        if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-            return Some(info.0.ip());
-        }
-        extensions.get::<SocketAddr>().map(SocketAddr::ip)
+        request.extensions().get::<SocketAddr>().map(SocketAddr::ip)
     }
 }
 
@@ -504,5 +519,63 @@ impl<S: fmt::Debug, K: fmt::Debug, E> fmt::Debug for KeyedGateService<S, K, E> {
             .field("service", &self.service)
             .field("default_key", &self.default_key)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request<()> {
+        Request::new(())
+    }
+
+    #[test]
+    fn a_header_key_is_its_bytes_within_the_bound() {
+        let header = Header::new(HeaderName::from_static("x-api-key"));
+        let mut request = request();
+        assert_eq!(header.extract_key(&request), None);
+        let raw = HeaderValue::from_bytes(b"k\xff").unwrap();
+        request.headers_mut().insert("x-api-key", raw.clone());
+        assert_eq!(header.extract_key(&request), Some(raw));
+        let longest = HeaderValue::try_from("k".repeat(MAX_KEY_LEN)).unwrap();
+        request.headers_mut().insert("x-api-key", longest.clone());
+        assert_eq!(header.extract_key(&request), Some(longest));
+        let long = HeaderValue::try_from("k".repeat(MAX_KEY_LEN + 1)).unwrap();
+        request.headers_mut().insert("x-api-key", long);
+        assert_eq!(header.extract_key(&request), None);
+        request
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static(""));
+        assert_eq!(header.extract_key(&request), None);
+    }
+
+    #[test]
+    fn the_client_ip_drops_the_port() {
+        let mut request = request();
+        assert_eq!(ClientIp::new().extract_key(&request), None);
+        request
+            .extensions_mut()
+            .insert(SocketAddr::from(([192, 0, 2, 7], 4433)));
+        let ip = IpAddr::from([192, 0, 2, 7]);
+        assert_eq!(ClientIp::new().extract_key(&request), Some(ip));
+    }
+
+    #[test]
+    fn a_path_key_leaves_out_the_query() {
+        let mut request = request();
+        *request.uri_mut() = "/v1/chat?model=x".parse().unwrap();
+        assert_eq!(
+            Path::new().extract_key(&request).as_deref(),
+            Some("/v1/chat")
+        );
+        *request.uri_mut() = format!("/{}", "p".repeat(MAX_KEY_LEN)).parse().unwrap();
+        assert_eq!(Path::new().extract_key(&request), None);
+    }
+
+    #[test]
+    fn a_closure_is_an_extractor() {
+        let by_method = |request: &Request<()>| Some(request.method().clone());
+        assert_eq!(by_method.extract_key(&request()), Some(http::Method::GET));
     }
 }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::routing::get;
 use bytes::Bytes;
 use gate_core::Limiter;
 use gate_core::keyed::{KeyedGate, KeyedLimiter};
 use gate_core::rate::Rate;
 use gate_tower::KeyedGateLayer;
-use gate_tower::keyed::{ClientIp, Header};
+use gate_tower::keyed::Header;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -251,11 +252,14 @@ async fn requests_without_a_key_share_the_default_bucket() {
 }
 
 #[tokio::test]
-async fn client_ip_reads_axum_connect_info() {
+async fn a_closure_keys_by_axum_connect_info() {
     let gate = Arc::new(KeyedGate::new(1));
     let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let layer =
-        KeyedGateLayer::new(Arc::clone(&gate), ClientIp::new(), unknown).max_wait(Duration::ZERO);
+    let client_ip = |request: &Request<Body>| {
+        let info = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+        Some(info.0.ip())
+    };
+    let layer = KeyedGateLayer::new(Arc::clone(&gate), client_ip, unknown).max_wait(Duration::ZERO);
     let app = Router::new()
         .route("/", get(|| async { "hello" }))
         .layer(layer);

@@ -17,7 +17,7 @@ use crate::body::{Hold, ResponseBody};
 use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
 use crate::queue::SUMMARY_PERIOD;
-use crate::refusal::{self, BoxError, Overloaded, Protocol, Reject, Respond};
+use crate::refusal::{self, BoxError, Overloaded, Protocol, RateLimited, Reject, Respond};
 use crate::report::GatePermit;
 use crate::source::{Acquiring, Source};
 
@@ -102,6 +102,8 @@ struct Refusal {
     /// What the request spoke, which decides the shape of the answer.
     protocol: Protocol,
     retry_after: Duration,
+    /// Refused by a rate limit, which the answer describes.
+    rate: Option<RateLimited>,
 }
 
 impl<S, Req, M> ResponseFuture<S, Req, M>
@@ -161,6 +163,29 @@ where
                 refusal: Refusal {
                     protocol,
                     retry_after: refused(reason, source, policy),
+                    rate: None,
+                },
+                drain: Some(Box::pin(Drain::new(request))),
+            },
+            hold: policy.hold(),
+            _mode: PhantomData,
+        }
+    }
+
+    /// A call refused at once by its key's rate limit; `request` is kept to be drained.
+    pub(crate) fn rate_limited(
+        rate: RateLimited,
+        source: &Source,
+        policy: &Policy,
+        protocol: Protocol,
+        request: Req,
+    ) -> Self {
+        Self {
+            state: State::Refused {
+                refusal: Refusal {
+                    protocol,
+                    retry_after: rate_refused(&rate, source),
+                    rate: Some(rate),
                 },
                 drain: Some(Box::pin(Drain::new(request))),
             },
@@ -203,6 +228,7 @@ where
                     let refusal = Refusal {
                         protocol: waiting.protocol.clone(),
                         retry_after: refused(reason, &waiting.source, &waiting.policy),
+                        rate: None,
                     };
                     state.set(State::Refused {
                         refusal: refusal.clone(),
@@ -241,6 +267,29 @@ where
         let result = ready!(future.poll(cx));
         Poll::Ready(Ok((result, permit.take())))
     }
+}
+
+/// What a rate refusal does: an event at `DEBUG`, counted and summarised with the
+/// layer's other refusals; the wait it advises is the time until its key's next cell.
+#[cold]
+fn rate_refused(rate: &RateLimited, source: &Source) -> Duration {
+    tracing::debug!(
+        target: "gate_tower",
+        wait = ?rate.wait(),
+        "request refused: rate limited",
+    );
+    let queue = source.queue();
+    queue.reject();
+    if let Some(refused) = queue.summary().refused() {
+        tracing::warn!(
+            target: "gate_tower",
+            refused,
+            limit = ?source.capacity(),
+            period = ?SUMMARY_PERIOD,
+            "requests refused since the last summary: gate is full",
+        );
+    }
+    rate.wait()
 }
 
 /// What every refusal does: an event at `DEBUG`, a summary at `WARN` at most every
@@ -312,7 +361,10 @@ where
                         }
                         *drain = None;
                     }
-                    let response = refusal::refusal(&refusal.protocol, refusal.retry_after);
+                    let response = match &refusal.rate {
+                        None => refusal::refusal(&refusal.protocol, refusal.retry_after),
+                        Some(rate) => refusal::rate_limited(&refusal.protocol, rate),
+                    };
                     return Poll::Ready(Ok(response));
                 }
                 Err(Stop::NotReady(error)) => return Poll::Ready(Err(error)),

@@ -341,7 +341,7 @@ impl GateLayer<Respond> {
         Self::with_limiter(Arc::new(limiter))
     }
 
-    fn from_source(source: Source, max_waiters: usize) -> Self {
+    pub(crate) fn from_source(source: Source, max_waiters: usize) -> Self {
         Self {
             source,
             policy: Policy {
@@ -529,7 +529,7 @@ impl<M> fmt::Debug for GateLayer<M> {
 /// The default `max_waiters` of a layer drawing from a gate of `limit` permits: 64 per
 /// permit, at least 1,024 and at most 65,536. A memory cap, not the queue's real bound,
 /// which is time.
-fn queue_cap(limit: usize) -> usize {
+pub(crate) fn queue_cap(limit: usize) -> usize {
     limit.saturating_mul(64).clamp(1024, 65_536)
 }
 

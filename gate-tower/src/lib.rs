@@ -111,6 +111,7 @@
 pub mod body;
 mod drain;
 pub mod future;
+pub mod keyed;
 mod layer;
 mod pushback;
 mod queue;
@@ -119,6 +120,7 @@ mod report;
 mod service;
 mod source;
 
+pub use keyed::{KeyedGateLayer, KeyedGateService};
 pub use layer::GateLayer;
 pub use pushback::Pushback;
 pub use refusal::{BoxError, Overloaded, Reject, Respond};

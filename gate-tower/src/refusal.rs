@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gate_core::Backpressure;
+use gate_core::rate::Rate;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
@@ -178,6 +179,84 @@ pub(crate) fn refusal<B>(protocol: &Protocol, retry_after: Duration) -> Response
     }
 }
 
+/// The body of a plain HTTP request refused by a rate limit.
+const RATE_MESSAGE: &str = "rate limit exceeded: retry later\n";
+
+/// The name of the policy the `RateLimit` and `RateLimit-Policy` fields describe.
+pub(crate) const RATE_POLICY: &str = "default";
+
+/// The largest integer a structured field carries (RFC 9651: 15 digits).
+const MAX_SF_INTEGER: u64 = 999_999_999_999_999;
+
+/// A refusal by a rate limit: how long until the next cell is due, and the rate, as the
+/// `RateLimit-Policy` field states it (`quota` requests per `window` seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLimited {
+    wait: Duration,
+    quota: u64,
+    window: u64,
+}
+
+impl RateLimited {
+    /// A refusal by `rate`, whose next cell is due in `wait`. The window is the rate's
+    /// period in whole seconds (rounded up, at least 1), and the quota the rate's count
+    /// over that window (rounded down, at least 1): `10/s` is `q=10;w=1`, `500/min` is
+    /// `q=500;w=60`, `5 per 100 ms` is `q=50;w=1`. Both are capped to what a structured
+    /// field's integer holds.
+    pub(crate) fn new(rate: Rate, wait: Duration) -> Self {
+        const SECOND: u128 = 1_000_000_000;
+        let period = rate.period().as_nanos().max(1);
+        let window = period.div_ceil(SECOND).max(1);
+        let quota = (u128::from(rate.count()) * window * SECOND / period).max(1);
+        let cap = |n: u128| u64::try_from(n).map_or(MAX_SF_INTEGER, |n| n.min(MAX_SF_INTEGER));
+        Self {
+            wait,
+            quota: cap(quota),
+            window: cap(window),
+        }
+    }
+
+    /// How long until the rate admits again.
+    pub(crate) fn wait(&self) -> Duration {
+        self.wait
+    }
+}
+
+/// The answer to a request refused by a rate limit, asking the client to come back when the
+/// next cell is due (capped to [`MAX_ADVERTISED_WAIT`]).
+///
+/// Plain HTTP gets `429 Too Many Requests` with `Retry-After` in whole seconds (rounded up)
+/// and the fields of draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy:
+/// "default";q=<quota>;w=<window>` and `RateLimit: "default";r=0;t=<seconds to wait>`.
+/// gRPC and gRPC-Web get the same `RESOURCE_EXHAUSTED` answer as a concurrency refusal, with
+/// the wait as `grpc-retry-pushback-ms`.
+#[cold]
+pub(crate) fn rate_limited<B>(
+    protocol: &Protocol,
+    rate: &RateLimited,
+) -> Response<ResponseBody<B>> {
+    if *protocol != Protocol::Http {
+        return refusal(protocol, rate.wait);
+    }
+    let seconds = whole_seconds(rate.wait.min(MAX_ADVERTISED_WAIT));
+    let body = Bytes::from_static(RATE_MESSAGE.as_bytes());
+    let mut response = Response::new(ResponseBody::refused(Some(body)));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    let policy = format!("\"{RATE_POLICY}\";q={};w={}", rate.quota, rate.window);
+    let state = format!("\"{RATE_POLICY}\";r=0;t={seconds}");
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        let value = HeaderValue::try_from(value).expect("digits and a quoted token");
+        headers.insert(name, value);
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
 /// A gRPC-Web trailers frame: the flag byte `0x80`, the length (four bytes, big-endian), and
 /// the trailers as an HTTP/1 header block.
 fn grpc_web_trailers(pushback_ms: u64) -> Vec<u8> {
@@ -247,6 +326,41 @@ mod tests {
         assert_eq!(response.headers()[RETRY_AFTER], "2147484");
         let response = refusal::<()>(&Protocol::Grpc, Duration::MAX);
         assert_eq!(response.headers()["grpc-retry-pushback-ms"], "2147483647");
+    }
+
+    #[test]
+    fn a_rate_refusal_states_the_policy_in_whole_seconds() {
+        let cases = [
+            (Rate::per_second(10), 10, 1),
+            (Rate::per_minute(500), 500, 60),
+            (Rate::new(5, Duration::from_millis(100)).unwrap(), 50, 1),
+            (Rate::new(3, Duration::from_millis(1500)).unwrap(), 4, 2),
+        ];
+        for (rate, quota, window) in cases {
+            let refused = RateLimited::new(rate, Duration::from_millis(1));
+            assert_eq!((refused.quota, refused.window), (quota, window), "{rate:?}");
+        }
+        let refused = RateLimited::new(Rate::per_minute(500), Duration::from_millis(2500));
+        let response = rate_limited::<()>(&Protocol::Http, &refused);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"default\";q=500;w=60"
+        );
+        assert_eq!(response.headers()["ratelimit"], "\"default\";r=0;t=3");
+        let response = rate_limited::<()>(&Protocol::Grpc, &refused);
+        assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "2500");
+    }
+
+    // A wait past the advertised cap (a rate of one a century) is capped, not overflowed.
+    #[test]
+    fn a_rate_refusal_caps_its_wait() {
+        let refused = RateLimited::new(Rate::per_second(1), Duration::MAX);
+        let response = rate_limited::<()>(&Protocol::Http, &refused);
+        assert_eq!(response.headers()[RETRY_AFTER], "2147484");
+        assert_eq!(response.headers()["ratelimit"], "\"default\";r=0;t=2147484");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use gate_core::{Gate, Limiter, Stats};
+use gate_core::{Gate, Limiter, Stats, WaitLimits};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -15,7 +15,7 @@ use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
 use crate::refusal::{BoxError, Protocol, Reject, Respond};
-use crate::source::Source;
+use crate::source::{Acquiring, KeyedAdmit, Source};
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
@@ -137,7 +137,7 @@ impl<S, M> GateService<S, M> {
     /// `protocol` reads what a request speaks, which only a refusal needs to know: the
     /// uncontended path never asks.
     #[inline]
-    fn start<Req>(
+    pub(crate) fn start<Req>(
         &mut self,
         request: Req,
         protocol: fn(&Req) -> Protocol,
@@ -163,7 +163,21 @@ impl<S, M> GateService<S, M> {
     where
         S: Service<Req> + Clone,
     {
-        let mut acquire = self.source.acquire(self.policy.limits);
+        let acquire = self.source.acquire(self.policy.limits);
+        self.start_waiting(request, protocol, acquire)
+    }
+
+    /// Starts a call that waits for `acquire`: polls it once, since the source may still
+    /// admit at once or refuse, and otherwise hands it to the response future.
+    pub(crate) fn start_waiting<Req>(
+        &mut self,
+        request: Req,
+        protocol: fn(&Req) -> Protocol,
+        mut acquire: Acquiring,
+    ) -> ResponseFuture<S, Req, M>
+    where
+        S: Service<Req> + Clone,
+    {
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut acquire).poll(&mut cx) {
             Poll::Ready(Ok(permit)) => {
@@ -180,6 +194,37 @@ impl<S, M> GateService<S, M> {
                 let service = self.inner.clone();
                 let source = self.source.clone();
                 ResponseFuture::new(acquire, service, request, source, self.policy, protocol)
+            }
+        }
+    }
+}
+
+impl<S> GateService<S, Respond> {
+    /// Starts a keyed layer's call, from what its key's admission said.
+    pub(crate) fn start_keyed<Req>(
+        &mut self,
+        request: Req,
+        protocol: fn(&Req) -> Protocol,
+        admit: impl FnOnce(WaitLimits) -> KeyedAdmit,
+    ) -> ResponseFuture<S, Req, Respond>
+    where
+        S: Service<Req> + Clone,
+    {
+        match admit(self.policy.limits) {
+            KeyedAdmit::Now(permit) => {
+                ResponseFuture::called(self.inner.call(request), permit, &self.policy)
+            }
+            KeyedAdmit::Wait(future) => {
+                self.start_waiting(request, protocol, Acquiring::keyed(future))
+            }
+            KeyedAdmit::Refused(reason) => {
+                self.source.queue().reject();
+                let protocol = protocol(&request);
+                ResponseFuture::refused(reason, &self.source, &self.policy, protocol, request)
+            }
+            KeyedAdmit::RateLimited(rate) => {
+                let protocol = protocol(&request);
+                ResponseFuture::rate_limited(rate, &self.source, &self.policy, protocol, request)
             }
         }
     }

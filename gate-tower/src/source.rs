@@ -15,6 +15,7 @@ use gate_core::{
 use pin_project_lite::pin_project;
 
 use crate::queue::{Entered, Queue};
+use crate::refusal::RateLimited;
 use crate::report::GatePermit;
 
 /// What a layer, every service it wraps and every clone of those draw their permits from,
@@ -173,8 +174,21 @@ impl AnySource {
     }
 }
 
+/// What a keyed layer's admission says of one request before any waiting.
+pub(crate) enum KeyedAdmit {
+    /// Admitted at once.
+    Now(GatePermit),
+    /// To wait in its key's queue.
+    Wait(AnyAdmit),
+    /// Refused at once: its key is new and no room is left for keys, or its key's queue
+    /// is full.
+    Refused(AcquireError),
+    /// Refused at once: its key's rate has no cell free within `max_wait`.
+    RateLimited(RateLimited),
+}
+
 /// Admission through a [`BoxAdmission`], as it hands it out.
-type AnyAdmit = Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>>;
+pub(crate) type AnyAdmit = Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>>;
 
 pin_project! {
     /// Waiting for one permit of a [`Source`]. Cancel-safe, as gate-core's futures are.
@@ -185,6 +199,17 @@ pin_project! {
         // The fat pointer costs the gates' path nothing: a response future that waits keeps
         // this enum behind a box.
         Any { future: AnyAdmit, queued: Queued },
+        // A keyed layer's request, waiting in its key's queue: the keyed gate bounds that
+        // queue per key, and the layer's queue (one for all keys) is not entered, so that
+        // one key's flood cannot refuse another key's request.
+        Keyed { future: AnyAdmit },
+    }
+}
+
+impl Acquiring {
+    /// Waiting for a permit of a keyed layer's request, in its key's queue.
+    pub(crate) fn keyed(future: AnyAdmit) -> Self {
+        Self::Keyed { future }
     }
 }
 
@@ -236,6 +261,7 @@ impl Future for Acquiring {
                 .poll(future.poll(cx))
                 .map_ok(|permit| GatePermit::Static { _permit: permit }),
             AcquiringProj::Any { future, queued } => poll_any(future, queued, cx),
+            AcquiringProj::Keyed { future } => future.as_mut().poll(cx).map_ok(GatePermit::Any),
         }
     }
 }
@@ -257,6 +283,7 @@ impl fmt::Debug for Acquiring {
             Self::Owned { future, .. } => f.debug_tuple("Owned").field(future).finish(),
             Self::Static { future, .. } => f.debug_tuple("Static").field(future).finish(),
             Self::Any { .. } => f.write_str("Any"),
+            Self::Keyed { .. } => f.write_str("Keyed"),
         }
     }
 }

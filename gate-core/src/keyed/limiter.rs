@@ -13,7 +13,7 @@ use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
-use crate::{Limiter, OwnedLimiterPermit};
+use crate::{Limiter, OwnedLimiterPermit, WaitLimits};
 
 /// How many keys each new key's sweep looks at: more than one, so that the keys in memory
 /// shrink back after a burst of new keys, not only stop growing.
@@ -133,6 +133,20 @@ where
     pub async fn acquire(&self, key: &K) -> Result<OwnedLimiterPermit, KeyedAcquireError> {
         let (limiter, admitted) = self.find_or_make(key)?;
         let permit = limiter.acquire_owned().await?;
+        admitted.store(self.now_nanos(), Ordering::Relaxed);
+        Ok(permit)
+    }
+
+    /// Like [`acquire`](Self::acquire), within `limits` instead of the key's limiter's own
+    /// (as [`Limiter::acquire_with`]): for a caller, such as a tower layer, that bounds its
+    /// waits itself.
+    pub async fn acquire_with(
+        &self,
+        key: &K,
+        limits: WaitLimits,
+    ) -> Result<OwnedLimiterPermit, KeyedAcquireError> {
+        let (limiter, admitted) = self.find_or_make(key)?;
+        let permit = limiter.acquire_owned_with(limits).await?;
         admitted.store(self.now_nanos(), Ordering::Relaxed);
         Ok(permit)
     }

@@ -136,6 +136,31 @@ impl<C: Clock> RateLimit<C> {
         self.check_nanos(self.clock.now_nanos()).map(drop)
     }
 
+    /// How long from now until a cell is free (zero if one is free now), without taking it:
+    /// what a server refusing a rate-limited caller tells it to wait. A cell that would end
+    /// past the clock's range reads as the longest wait [`check`](Self::check) would give.
+    ///
+    /// ```
+    /// use gate_core::rate::{Rate, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limit = RateLimit::new(Rate::per_second(10));
+    /// assert_eq!(limit.wait_time().as_millis(), 0);
+    /// limit.check().unwrap();
+    /// assert_eq!(limit.wait_time().as_millis(), 100);
+    /// assert_eq!(limit.wait_time().as_millis(), 100);
+    /// # }
+    /// ```
+    pub fn wait_time(&self) -> Duration {
+        let t = self.clock.now_nanos();
+        match self.gcra.step(self.tat.load(Ordering::Acquire), t, 1) {
+            Decision::Admit { .. } => Duration::ZERO,
+            Decision::Wait { nanos } => Duration::from_nanos(nanos),
+            Decision::Never => Duration::from_nanos((u64::MAX - t).max(self.gcra.interval())),
+        }
+    }
+
     /// Like [`check`](Self::check), returning the booking, which
     /// [`cancel_booking`](Self::cancel_booking) gives back if the caller cannot use it.
     #[inline]

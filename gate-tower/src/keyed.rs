@@ -1,0 +1,581 @@
+//! [`KeyedGateLayer`]: a limit per key (an API key, a client address, a path), the key read
+//! from each request, and the extractors that read it.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use gate_core::keyed::{KeyedGate, KeyedLimiter, KeyedTryAcquireError};
+use gate_core::{AcquireError, BoxPermit, Stats, Unlimited, WaitLimits};
+use http::{HeaderName, HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::future::ResponseFuture;
+use crate::layer::{GateLayer, queue_cap};
+use crate::refusal::{Protocol, RateLimited};
+use crate::report::GatePermit;
+use crate::service::GateService;
+use crate::source::{KeyedAdmit, Source};
+
+/// The longest key [`Header`] and [`Path`] take from a request, in bytes: a longer value is
+/// no key, and the request goes to the default bucket. Keys are held in memory for as long
+/// as their key is (up to the keyed gate's `max_keys`), so a client must not choose their
+/// size.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Reads the key a request is limited by. `None` sends the request to the layer's default
+/// bucket.
+///
+/// Implemented by [`Header`], [`ClientIp`], [`Path`], and any
+/// `Fn(&Request<B>) -> Option<K>`.
+pub trait ExtractKey<B> {
+    /// The key.
+    type Key;
+
+    /// The key of `request`, if it has one.
+    fn extract_key(&self, request: &Request<B>) -> Option<Self::Key>;
+}
+
+impl<B, K, F> ExtractKey<B> for F
+where
+    F: Fn(&Request<B>) -> Option<K>,
+{
+    type Key = K;
+
+    fn extract_key(&self, request: &Request<B>) -> Option<K> {
+        self(request)
+    }
+}
+
+/// Keys requests by the value of a header, such as an API key: the first value of that
+/// name, if it is not empty and at most [`MAX_KEY_LEN`] bytes (its bytes as they are, UTF-8
+/// or not).
+#[derive(Debug, Clone)]
+pub struct Header {
+    name: HeaderName,
+}
+
+impl Header {
+    /// Keys requests by header `name`.
+    pub const fn new(name: HeaderName) -> Self {
+        Self { name }
+    }
+}
+
+impl<B> ExtractKey<B> for Header {
+    type Key = HeaderValue;
+
+    fn extract_key(&self, request: &Request<B>) -> Option<HeaderValue> {
+        let value = request.headers().get(&self.name)?;
+        (!value.is_empty() && value.len() <= MAX_KEY_LEN).then(|| value.clone())
+    }
+}
+
+/// Keys requests by the client's IP address (not its port: one client, many connections),
+/// read from a `SocketAddr` in the request's extensions, which the server put there. Behind
+/// a proxy this is the proxy's address: key by its forwarding header instead, with a
+/// closure that trusts only your proxy's.
+///
+/// axum keeps the address in a `ConnectInfo<SocketAddr>` instead (served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`); key by it with a closure, which
+/// spares this crate a dependency on axum:
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+/// use std::sync::Arc;
+/// use axum::{Router, body::Body, extract::ConnectInfo, http::Request, routing::get};
+/// use gate_core::keyed::KeyedGate;
+/// use gate_tower::KeyedGateLayer;
+///
+/// let client_ip = |request: &Request<Body>| {
+///     let info = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+///     Some(info.0.ip())
+/// };
+/// let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// let layer = KeyedGateLayer::new(Arc::new(KeyedGate::new(4)), client_ip, unknown);
+/// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+/// let service = app.into_make_service_with_connect_info::<SocketAddr>();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientIp {
+    _p: (),
+}
+
+impl ClientIp {
+    /// Keys requests by their client's IP address.
+    pub const fn new() -> Self {
+        Self { _p: () }
+    }
+}
+
+impl<B> ExtractKey<B> for ClientIp {
+    type Key = IpAddr;
+
+    fn extract_key(&self, request: &Request<B>) -> Option<IpAddr> {
+        request.extensions().get::<SocketAddr>().map(SocketAddr::ip)
+    }
+}
+
+/// Keys requests by their URI's path (without the query), if it is at most
+/// [`MAX_KEY_LEN`] bytes. Paths come from clients: bound what they can make with the keyed
+/// gate's `max_keys`, or key by a route's fixed part with a closure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path {
+    _p: (),
+}
+
+impl Path {
+    /// Keys requests by their path.
+    pub const fn new() -> Self {
+        Self { _p: () }
+    }
+}
+
+impl<B> ExtractKey<B> for Path {
+    type Key = String;
+
+    fn extract_key(&self, request: &Request<B>) -> Option<String> {
+        let path = request.uri().path();
+        (path.len() <= MAX_KEY_LEN).then(|| path.to_owned())
+    }
+}
+
+/// Where a keyed layer's permits come from, with its key type erased from the hasher's.
+trait Keys<K>: Send + Sync {
+    /// Admits `key` at once, refuses it, or says what to wait for within `limits`.
+    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit;
+}
+
+/// A [`KeyedGate`]: a concurrency limit per key.
+struct Gates<K, H>(Arc<KeyedGate<K, H>>);
+
+impl<K, H> Keys<K> for Gates<K, H>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    H: BuildHasher + Send + Sync + 'static,
+{
+    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit {
+        match self.0.try_acquire_owned(&key) {
+            Ok(permit) => KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
+            Err(KeyedTryAcquireError::TooManyKeys) => KeyedAdmit::Refused(AcquireError::QueueFull),
+            Err(_) => {
+                let acquire = Arc::clone(&self.0).acquire_owned_with(key, limits);
+                KeyedAdmit::Wait(Box::pin(async move {
+                    acquire
+                        .await
+                        .map(BoxPermit::new)
+                        .map_err(AcquireError::from)
+                }))
+            }
+        }
+    }
+}
+
+/// A [`KeyedLimiter`]: a limiter per key, whose rate refusals are answered `429`.
+struct Limiters<K, H>(Arc<KeyedLimiter<K, H>>);
+
+impl<K, H> Keys<K> for Limiters<K, H>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    H: BuildHasher + Send + Sync + 'static,
+{
+    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit {
+        match self.0.try_acquire(&key) {
+            Ok(permit) => return KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
+            Err(KeyedTryAcquireError::TooManyKeys) => {
+                return KeyedAdmit::Refused(AcquireError::QueueFull);
+            }
+            Err(_) => {}
+        }
+        let limiter = match self.0.limiter(&key) {
+            Ok(limiter) => limiter,
+            Err(error) => return KeyedAdmit::Refused(error.into()),
+        };
+        if let (Some(max_wait), Some(rate)) = (limits.max_wait, limiter.rate_limit()) {
+            let wait = rate.wait_time();
+            if wait > max_wait {
+                return KeyedAdmit::RateLimited(RateLimited::new(rate.rate(), wait));
+            }
+        }
+        drop(limiter);
+        let keyed = Arc::clone(&self.0);
+        KeyedAdmit::Wait(Box::pin(async move {
+            keyed
+                .acquire_with(&key, limits)
+                .await
+                .map(BoxPermit::new)
+                .map_err(AcquireError::from)
+        }))
+    }
+}
+
+/// A [`Layer`] that limits requests per key, the key read from each request by an
+/// [`ExtractKey`] (a [`Header`] such as an API key, the [`ClientIp`], the [`Path`], or a
+/// closure), so that one tenant's flood cannot starve the others.
+///
+/// - **Per key, from a keyed gate or limiter.** [`new`](Self::new) draws from a
+///   [`KeyedGate`]: a concurrency limit per key, under its optional global limit, served in
+///   turn between keys when the global limit binds. [`with_limiter`](Self::with_limiter)
+///   draws from a [`KeyedLimiter`]: a [`Limiter`](gate_core::Limiter) per key (a rate, a
+///   concurrency limit, or both). Both keep memory bounded as their docs say. Cloning the
+///   layer shares them.
+/// - **The default bucket.** A request the extractor finds no key in goes to the key given
+///   as `default_key`: all keyless requests share its one limit, as if they had sent that
+///   key. Pick a key no client can send (an empty header value is no key, so
+///   `HeaderValue::from_static("")` is a safe default for [`Header`]).
+/// - **Waiting is bounded** as in [`GateLayer`]: [`max_wait`](Self::max_wait) (default 1 s)
+///   for each request, and [`max_waiters`](Self::max_waiters) *per key* (a flooding key fills
+///   its own queue, not the others'). The layer's refusal of a request predicted not to get
+///   in within `max_wait`, which in a [`GateLayer`] reads the one queue's drain rate, does
+///   not apply: with all keys in one estimate, a flood of one key would get the other keys'
+///   requests refused at the door. A keyed limiter's keys wait within the layer's bounds,
+///   not their template's.
+/// - **Refusals are answered.** A request refused for concurrency (its key's queue full,
+///   `max_wait` passed, or a new key when the gate holds `max_keys` busy keys) gets
+///   `503 Service Unavailable` with `Retry-After`, as from a [`GateLayer`]. A request whose
+///   key's rate has no cell free within `max_wait` is refused at once with
+///   `429 Too Many Requests`, `Retry-After` (the seconds until the next cell, rounded up),
+///   and the fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers):
+///   `RateLimit-Policy: "default";q=<count>;w=<seconds>` (the rate, its period rounded up to
+///   whole seconds) and `RateLimit: "default";r=0;t=<seconds>`. gRPC requests get
+///   `RESOURCE_EXHAUSTED` in both cases, with `grpc-retry-pushback-ms`. Waits advertised are
+///   capped at `i32::MAX` milliseconds, as [`GateLayer::retry_after`] says.
+/// - **Everything else is [`GateLayer`]'s:** a permit per request taken in `call`, held until
+///   the response body ends (see [`hold_until_body_end`](Self::hold_until_body_end)) or its
+///   reader stalls, refused bodies read before answering, refusals logged at `DEBUG` with a
+///   periodic `WARN` summary, nothing leaked on cancellation or panic.
+///
+/// # Examples
+///
+/// Two requests at a time per API key, eight in all; requests without an `x-api-key` share
+/// one bucket:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use axum::{Router, body::Body, http::{HeaderValue, Request, StatusCode}, routing::get};
+/// use gate_core::keyed::KeyedGate;
+/// use gate_tower::KeyedGateLayer;
+/// use gate_tower::keyed::Header;
+/// use tower::ServiceExt;
+///
+/// let tenants = Arc::new(KeyedGate::builder(2).global(8).build().unwrap());
+/// let layer = KeyedGateLayer::new(
+///     Arc::clone(&tenants),
+///     Header::new("x-api-key".parse().unwrap()),
+///     HeaderValue::from_static(""),
+/// )
+/// .max_wait(Duration::ZERO);
+/// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+///
+/// // Tenant "a" has both its permits out: its next request is refused, "b"'s is served.
+/// let a = HeaderValue::from_static("a");
+/// let _busy = (tenants.try_acquire(&a).unwrap(), tenants.try_acquire(&a).unwrap());
+/// let request = |key| Request::get("/").header("x-api-key", key).body(Body::empty()).unwrap();
+/// let refused = app.clone().oneshot(request("a")).await.unwrap();
+/// assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// let served = app.oneshot(request("b")).await.unwrap();
+/// assert_eq!(served.status(), StatusCode::OK);
+/// # }
+/// ```
+///
+/// Ten requests a second per client address, answered `429` beyond that, keyed by a closure:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+/// use std::sync::Arc;
+/// use axum::{Router, body::Body, http::{Request, StatusCode}, routing::get};
+/// use gate_core::{Limiter, keyed::KeyedLimiter, rate::Rate};
+/// use gate_tower::KeyedGateLayer;
+/// use tower::ServiceExt;
+///
+/// let clients = Arc::new(KeyedLimiter::new(|| Limiter::with_rate(Rate::per_second(10))));
+/// let layer = KeyedGateLayer::with_limiter(
+///     clients,
+///     |request: &Request<Body>| request.extensions().get::<SocketAddr>().map(|a| a.ip()),
+///     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+/// );
+/// let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+///
+/// let from = |port| {
+///     let mut request = Request::new(Body::empty());
+///     request.extensions_mut().insert(SocketAddr::from(([192, 0, 2, 1], port)));
+///     request
+/// };
+/// assert_eq!(app.clone().oneshot(from(1000)).await.unwrap().status(), StatusCode::OK);
+/// // The same client on another connection: its next cell is 100 ms away, within the 1 s
+/// // `max_wait`, so it waits and is served.
+/// assert_eq!(app.clone().oneshot(from(1001)).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
+pub struct KeyedGateLayer<K, E> {
+    layer: GateLayer,
+    keys: Arc<dyn Keys<K>>,
+    extract: E,
+    default_key: K,
+}
+
+impl<K, E> KeyedGateLayer<K, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A layer drawing from `gate`, a concurrency limit per key, shared with whoever else
+    /// holds it; `extract` reads each request's key, and requests without one go to
+    /// `default_key`'s bucket.
+    pub fn new<H>(gate: Arc<KeyedGate<K, H>>, extract: E, default_key: K) -> Self
+    where
+        H: BuildHasher + Send + Sync + 'static,
+    {
+        let handle = Arc::new(gate.handle(default_key.clone()));
+        let max_waiters = queue_cap(gate.per_key_limit());
+        let layer = GateLayer::from_source(Source::admission(handle), max_waiters);
+        Self::from_parts(layer, Arc::new(Gates(gate)), extract, default_key)
+    }
+
+    /// A layer drawing from `limiter`, a [`Limiter`](gate_core::Limiter) per key; see
+    /// [`new`](Self::new) for `extract` and `default_key`. A request whose key's rate has
+    /// no cell free within [`max_wait`](Self::max_wait) is answered `429` at once; a key's
+    /// limiter also learns from its responses, as a
+    /// [`GateLayer::with_limiter`] limiter does (an upstream's `Retry-After` pauses that key).
+    pub fn with_limiter<H>(limiter: Arc<KeyedLimiter<K, H>>, extract: E, default_key: K) -> Self
+    where
+        H: BuildHasher + Send + Sync + 'static,
+    {
+        let source = Source::admission(Arc::new(Unlimited));
+        let layer = GateLayer::from_source(source, queue_cap(1));
+        Self::from_parts(layer, Arc::new(Limiters(limiter)), extract, default_key)
+    }
+
+    fn from_parts(layer: GateLayer, keys: Arc<dyn Keys<K>>, extract: E, default_key: K) -> Self {
+        Self {
+            layer,
+            keys,
+            extract,
+            default_key,
+        }
+    }
+}
+
+impl<K, E> KeyedGateLayer<K, E> {
+    /// How long a request may wait for its key's permit; see [`GateLayer::max_wait`]. With
+    /// a keyed limiter, also how long a request may be kept for its key's next rate cell
+    /// before it is answered `429` instead.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.layer = self.layer.max_wait(max_wait);
+        self
+    }
+
+    /// How many requests *of one key* may wait for a permit (default 64 per permit of the
+    /// per-key limit, at least 1,024); see [`GateLayer::max_waiters`].
+    pub fn max_waiters(mut self, max_waiters: usize) -> Self {
+        self.layer = self.layer.max_waiters(max_waiters);
+        self
+    }
+
+    /// A fixed `Retry-After` for concurrency refusals; see [`GateLayer::retry_after`]. Rate
+    /// refusals always advertise the time until the key's next cell.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.layer = self.layer.retry_after(retry_after);
+        self
+    }
+
+    /// Whether a response keeps its permit until its body ends; see
+    /// [`GateLayer::hold_until_body_end`].
+    pub fn hold_until_body_end(mut self, hold: bool) -> Self {
+        self.layer = self.layer.hold_until_body_end(hold);
+        self
+    }
+
+    /// How long a response body holding a permit may wait for its reader; see
+    /// [`GateLayer::body_idle_timeout`].
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.layer = self.layer.body_idle_timeout(idle);
+        self
+    }
+
+    /// The bounds on waiting each request gets (`max_waiters` per key).
+    pub fn wait_limits(&self) -> WaitLimits {
+        self.layer.wait_limits()
+    }
+
+    /// The refusals this layer made at once (`rejected`: a key's queue full, a new key with
+    /// no room for it, a rate refusal), and for a keyed gate a key's `limit`. How many
+    /// requests each key has in flight or waiting is the keyed gate's to say
+    /// ([`KeyedGate::key_in_flight`], [`KeyedGate::waiting`]).
+    pub fn stats(&self) -> Stats {
+        self.layer.stats()
+    }
+}
+
+impl<S, K: Clone, E: Clone> Layer<S> for KeyedGateLayer<K, E> {
+    type Service = KeyedGateService<S, K, E>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedGateService {
+            service: self.layer.layer(inner),
+            keys: Arc::clone(&self.keys),
+            extract: self.extract.clone(),
+            default_key: self.default_key.clone(),
+        }
+    }
+}
+
+impl<K: Clone, E: Clone> Clone for KeyedGateLayer<K, E> {
+    fn clone(&self) -> Self {
+        Self {
+            layer: self.layer.clone(),
+            keys: Arc::clone(&self.keys),
+            extract: self.extract.clone(),
+            default_key: self.default_key.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, E> fmt::Debug for KeyedGateLayer<K, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedGateLayer")
+            .field("layer", &self.layer)
+            .field("default_key", &self.default_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limits the requests through `S` per key; built by [`KeyedGateLayer`], which documents
+/// the behaviour. Its calls are [`GateService`]'s, each drawing from its request's key.
+pub struct KeyedGateService<S, K, E> {
+    service: GateService<S>,
+    keys: Arc<dyn Keys<K>>,
+    extract: E,
+    default_key: K,
+}
+
+impl<S, K, E> KeyedGateService<S, K, E> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        self.service.get_ref()
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.service.get_mut()
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.service.into_inner()
+    }
+}
+
+impl<S, K, E, ReqBody, ResBody> Service<Request<ReqBody>> for KeyedGateService<S, K, E>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: http_body::Body,
+    E: ExtractKey<ReqBody, Key = K>,
+    K: Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.service.get_mut().poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let key = self
+            .extract
+            .extract_key(&request)
+            .unwrap_or_else(|| self.default_key.clone());
+        let keys = &self.keys;
+        self.service.start_keyed(
+            request,
+            |request| Protocol::of(request.headers()),
+            |limits| keys.admit(key, limits),
+        )
+    }
+}
+
+impl<S: Clone, K: Clone, E: Clone> Clone for KeyedGateService<S, K, E> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            keys: Arc::clone(&self.keys),
+            extract: self.extract.clone(),
+            default_key: self.default_key.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K: fmt::Debug, E> fmt::Debug for KeyedGateService<S, K, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedGateService")
+            .field("service", &self.service)
+            .field("default_key", &self.default_key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request<()> {
+        Request::new(())
+    }
+
+    #[test]
+    fn a_header_key_is_its_bytes_within_the_bound() {
+        let header = Header::new(HeaderName::from_static("x-api-key"));
+        let mut request = request();
+        assert_eq!(header.extract_key(&request), None);
+        let raw = HeaderValue::from_bytes(b"k\xff").unwrap();
+        request.headers_mut().insert("x-api-key", raw.clone());
+        assert_eq!(header.extract_key(&request), Some(raw));
+        let longest = HeaderValue::try_from("k".repeat(MAX_KEY_LEN)).unwrap();
+        request.headers_mut().insert("x-api-key", longest.clone());
+        assert_eq!(header.extract_key(&request), Some(longest));
+        let long = HeaderValue::try_from("k".repeat(MAX_KEY_LEN + 1)).unwrap();
+        request.headers_mut().insert("x-api-key", long);
+        assert_eq!(header.extract_key(&request), None);
+        request
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static(""));
+        assert_eq!(header.extract_key(&request), None);
+    }
+
+    #[test]
+    fn the_client_ip_drops_the_port() {
+        let mut request = request();
+        assert_eq!(ClientIp::new().extract_key(&request), None);
+        request
+            .extensions_mut()
+            .insert(SocketAddr::from(([192, 0, 2, 7], 4433)));
+        let ip = IpAddr::from([192, 0, 2, 7]);
+        assert_eq!(ClientIp::new().extract_key(&request), Some(ip));
+    }
+
+    #[test]
+    fn a_path_key_leaves_out_the_query() {
+        let mut request = request();
+        *request.uri_mut() = "/v1/chat?model=x".parse().unwrap();
+        assert_eq!(
+            Path::new().extract_key(&request).as_deref(),
+            Some("/v1/chat")
+        );
+        *request.uri_mut() = format!("/{}", "p".repeat(MAX_KEY_LEN)).parse().unwrap();
+        assert_eq!(Path::new().extract_key(&request), None);
+    }
+
+    #[test]
+    fn a_closure_is_an_extractor() {
+        let by_method = |request: &Request<()>| Some(request.method().clone());
+        assert_eq!(by_method.extract_key(&request()), Some(http::Method::GET));
+    }
+}

@@ -158,18 +158,12 @@ where
         protocol: Protocol,
         request: Req,
     ) -> Self {
-        Self {
-            state: State::Refused {
-                refusal: Refusal {
-                    protocol,
-                    retry_after: refused(reason, source, policy),
-                    rate: None,
-                },
-                drain: Some(Box::pin(Drain::new(request))),
-            },
-            hold: policy.hold(),
-            _mode: PhantomData,
-        }
+        let refusal = Refusal {
+            protocol,
+            retry_after: refused(reason, source, policy),
+            rate: None,
+        };
+        Self::refusing(refusal, policy, request)
     }
 
     /// A call refused at once by its key's rate limit; `request` is kept to be drained.
@@ -180,13 +174,19 @@ where
         protocol: Protocol,
         request: Req,
     ) -> Self {
+        let refusal = Refusal {
+            protocol,
+            retry_after: rate_refused(&rate, source),
+            rate: Some(rate),
+        };
+        Self::refusing(refusal, policy, request)
+    }
+
+    /// A call answered with `refusal` once what is left of `request`'s body is drained.
+    fn refusing(refusal: Refusal, policy: &Policy, request: Req) -> Self {
         Self {
             state: State::Refused {
-                refusal: Refusal {
-                    protocol,
-                    retry_after: rate_refused(&rate, source),
-                    rate: Some(rate),
-                },
+                refusal,
                 drain: Some(Box::pin(Drain::new(request))),
             },
             hold: policy.hold(),

@@ -24,6 +24,22 @@ use std::time::Duration;
 ///   hours a spent daily quota may announce;
 /// - `#[gated(backpressure = true)]` goes through both, with those defaults.
 ///
+/// # Errors that waiting cannot fix
+///
+/// Some answers look like overload but are not: OpenAI sends a 429 with the code
+/// `insufficient_quota` when the account's credit is spent, and a 429 `Request too large
+/// ... tokens per min` (or a 400 `context_length_exceeded`) when one request is larger than
+/// the window could ever hold. Retrying them only burns attempts (and, in a batch, hours).
+/// An error that says so returns `true` from [`is_permanent`](Self::is_permanent); a
+/// [`Retry`](crate::Retry) built with
+/// [`honor_retry_after`](crate::RetryBuilder::honor_retry_after) then ends the call at
+/// once, before its `retry_if` is asked, and
+/// [`RetryError::is_permanent`](crate::RetryError::is_permanent) says why. It is reported
+/// as [`Outcome::Failed`](crate::Outcome::Failed), not as an overload, even if
+/// [`is_overload`](Self::is_overload) is true too: a spent quota says nothing about load, so
+/// it neither pauses a [`Limiter`](crate::Limiter) nor shrinks an adaptive limit.
+/// `hint::ApiErrorKind` (feature `http`) sorts OpenAI's and Anthropic's error codes this way.
+///
 /// ```
 /// use std::time::Duration;
 /// use gate_core::Backpressure;
@@ -56,5 +72,13 @@ pub trait Backpressure {
     /// return (see [Hints are untrusted](Self#hints-are-untrusted)).
     fn retry_after(&self) -> Option<Duration> {
         None
+    }
+
+    /// Whether retrying cannot help: a spent quota or credit, a request larger than the
+    /// server ever accepts (see
+    /// [Errors that waiting cannot fix](Self#errors-that-waiting-cannot-fix)). `false`
+    /// unless implemented.
+    fn is_permanent(&self) -> bool {
+        false
     }
 }

@@ -1,6 +1,7 @@
 //! What a server's response says about when to come back and what is left of its quota:
 //! `Retry-After`, OpenAI's `retry-after-ms`, gRPC's `grpc-retry-pushback-ms`, and the
-//! rate-limit headers of OpenAI and Anthropic ([`ServerLimits`]), read from [`http`] headers.
+//! rate-limit headers of OpenAI and Anthropic ([`ServerLimits`]), read from [`http`] headers;
+//! and whether an LLM provider's error is worth retrying at all ([`ApiErrorKind`]).
 //!
 //! Available with the `http` feature, off by default (it adds the `http` crate and nothing
 //! else):
@@ -69,12 +70,14 @@
 //! # let _ = wait;
 //! ```
 
+mod api_error;
 mod date;
 mod number;
 mod reset;
 mod retry_after;
 mod server_limits;
 
+pub use api_error::ApiErrorKind;
 pub use retry_after::{
     GRPC_RETRY_PUSHBACK_MS, RETRY_AFTER_MS, grpc_retry_pushback, parse_grpc_retry_pushback,
     parse_retry_after, parse_retry_after_ms, retry_after, retry_after_at,

@@ -62,6 +62,7 @@ pub struct Retry<E> {
     pub(crate) max_retry_after: Duration,
     pub(crate) retry_if: fn(&E) -> bool,
     pub(crate) retry_after: fn(&E) -> Option<Duration>,
+    pub(crate) permanent: fn(&E) -> bool,
     pub(crate) outcome: fn(&E) -> Outcome,
 }
 
@@ -79,12 +80,18 @@ fn no_hint<E>(_: &E) -> Option<Duration> {
     None
 }
 
+fn never<E>(_: &E) -> bool {
+    false
+}
+
 fn failed<E>(_: &E) -> Outcome {
     Outcome::Failed
 }
 
+/// A permanent error is a failure, not an overload, whatever else it says: it must not
+/// pause a limiter or shrink an adaptive limit.
 fn backpressure<E: Backpressure>(error: &E) -> Outcome {
-    if error.is_overload() {
+    if error.is_overload() && !error.is_permanent() {
         Outcome::Overload {
             retry_after: error.retry_after(),
         }
@@ -104,6 +111,7 @@ impl<E> Retry<E> {
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             retry_if: always::<E>,
             retry_after: no_hint::<E>,
+            permanent: never::<E>,
             outcome: failed::<E>,
         }
     }
@@ -166,9 +174,17 @@ impl<E> Retry<E> {
         (self.retry_after)(error)
     }
 
+    /// Whether `error` ends the call at once because retrying cannot help: its
+    /// [`Backpressure::is_permanent`], when the policy
+    /// [honours server hints](RetryBuilder::honor_retry_after); `false` otherwise.
+    pub fn is_permanent(&self, error: &E) -> bool {
+        (self.permanent)(error)
+    }
+
     /// What `error` tells an [`Admission`](crate::Admission) about the server's load:
     /// [`Outcome::Overload`] for an overload error when the policy
-    /// [honours server hints](RetryBuilder::honor_retry_after), [`Outcome::Failed`] otherwise.
+    /// [honours server hints](RetryBuilder::honor_retry_after), unless the error is
+    /// [permanent](Backpressure::is_permanent); [`Outcome::Failed`] otherwise.
     pub fn outcome(&self, error: &E) -> Outcome {
         (self.outcome)(error)
     }
@@ -269,11 +285,55 @@ impl<E> RetryBuilder<E> {
     /// Also reports overload errors to the [`Admission`](crate::Admission) each attempt ran
     /// under, so a [`Limiter`](crate::Limiter) shared by many callers pauses them all and an
     /// adaptive limit backs off.
+    ///
+    /// And ends the call at once on an error that says retrying cannot help
+    /// ([`Backpressure::is_permanent`]: a spent quota, a request too large for any window),
+    /// before `retry_if` is asked; it is reported as a failure, not an overload, and
+    /// [`RetryError::is_permanent`](crate::RetryError::is_permanent) says so.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::{Backpressure, Limiter, Retry};
+    ///
+    /// #[derive(Debug)]
+    /// enum ApiError {
+    ///     RateLimited,
+    ///     InsufficientQuota,
+    /// }
+    ///
+    /// impl Backpressure for ApiError {
+    ///     fn is_overload(&self) -> bool {
+    ///         true // both came as a 429
+    ///     }
+    ///     fn is_permanent(&self) -> bool {
+    ///         matches!(self, ApiError::InsufficientQuota)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(4);
+    /// let policy = Retry::builder(5)
+    ///     .fixed(Duration::from_secs(1))
+    ///     .honor_retry_after()
+    ///     .build()
+    ///     .unwrap();
+    /// let err = policy
+    ///     .call(&limiter, || async { Err::<(), _>(ApiError::InsufficientQuota) })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.attempts(), 1);
+    /// assert!(err.is_permanent());
+    /// assert_eq!(limiter.paused_until(), None);
+    /// # let _ = ApiError::RateLimited;
+    /// # }
+    /// ```
     pub const fn honor_retry_after(mut self) -> Self
     where
         E: Backpressure,
     {
         self.policy.retry_after = <E as Backpressure>::retry_after;
+        self.policy.permanent = <E as Backpressure>::is_permanent;
         self.policy.outcome = backpressure::<E>;
         self
     }

@@ -1,6 +1,9 @@
-//! [`Backpressure`]: how an error says "the server is overloaded, come back later".
+//! [`Backpressure`]: how an error says "the server is overloaded, come back later"; and
+//! [`Signal`], the same said as a value.
 
 use std::time::Duration;
+
+use crate::Outcome;
 
 /// Implemented by error types that can carry a server's overload signal.
 ///
@@ -80,5 +83,83 @@ pub trait Backpressure {
     /// unless implemented.
     fn is_permanent(&self) -> bool {
         false
+    }
+}
+
+/// What an error says about the server, as a value: what [`Backpressure`]'s three methods
+/// return. A policy built with
+/// [`honor_retry_after_with`](crate::RetryBuilder::honor_retry_after_with) reads errors
+/// through a function returning it, for error types that cannot implement [`Backpressure`]
+/// (another crate's, under the orphan rule); it implements [`Backpressure`] itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Signal {
+    /// The server is overloaded ([`Backpressure::is_overload`]).
+    pub overload: bool,
+    /// How long the server asked callers to stay away ([`Backpressure::retry_after`]); an
+    /// untrusted hint, capped where it is honoured.
+    pub retry_after: Option<Duration>,
+    /// Retrying cannot help ([`Backpressure::is_permanent`]).
+    pub permanent: bool,
+}
+
+impl Signal {
+    /// Nothing about load: an ordinary failure.
+    pub const NONE: Self = Self {
+        overload: false,
+        retry_after: None,
+        permanent: false,
+    };
+
+    /// Retrying cannot help: a spent quota, a request too large for any window.
+    pub const PERMANENT: Self = Self {
+        overload: false,
+        retry_after: None,
+        permanent: true,
+    };
+
+    /// The server is overloaded, and maybe said for how long to stay away.
+    pub const fn overload(retry_after: Option<Duration>) -> Self {
+        Self {
+            overload: true,
+            retry_after,
+            permanent: false,
+        }
+    }
+
+    /// What `error` says through its [`Backpressure`] methods.
+    pub fn of<E: Backpressure + ?Sized>(error: &E) -> Self {
+        Self {
+            overload: error.is_overload(),
+            retry_after: error.retry_after(),
+            permanent: error.is_permanent(),
+        }
+    }
+
+    /// What an attempt that failed so tells its [`Admission`](crate::Admission): an
+    /// overload, with its hint, unless the error is permanent, which is a plain failure
+    /// whatever else it says (a spent quota must not pause a limiter or shrink an adaptive
+    /// limit).
+    pub const fn outcome(self) -> Outcome {
+        if self.overload && !self.permanent {
+            Outcome::Overload {
+                retry_after: self.retry_after,
+            }
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+impl Backpressure for Signal {
+    fn is_overload(&self) -> bool {
+        self.overload
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    fn is_permanent(&self) -> bool {
+        self.permanent
     }
 }

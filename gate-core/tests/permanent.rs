@@ -153,3 +153,58 @@ async fn gated_backpressure_stops_at_once_too() {
     assert_eq!(GATED_CALLS.load(Ordering::Relaxed), 1);
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
+
+/// Stands in for another crate's error type, which cannot implement `Backpressure` here.
+#[derive(Debug)]
+struct Foreign {
+    status: u16,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foreign_error_is_read_through_a_signal_function() {
+    use gate_core::Signal;
+    let policy = Retry::builder(3)
+        .fixed(Duration::from_millis(10))
+        .honor_retry_after_with(|e: &Foreign| match e.status {
+            429 => Signal::overload(Some(Duration::from_secs(2))),
+            402 => Signal::PERMANENT,
+            _ => Signal::NONE,
+        })
+        .build()
+        .unwrap();
+    let limiter = adaptive();
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let answer = policy
+        .call(&limiter, || {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Err(Foreign { status: 429 })
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+    assert_eq!(answer.unwrap(), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "the hint is waited out"
+    );
+    assert!(limiter.limit().unwrap() < 10, "and the overload reported");
+
+    let err = policy
+        .call(&limiter, || async { Err::<(), _>(Foreign { status: 402 }) })
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent());
+    assert_eq!(err.attempts(), 1);
+    let err = policy
+        .run(|| async { Err::<(), _>(Foreign { status: 500 }) })
+        .await
+        .unwrap_err();
+    assert_eq!((err.attempts(), err.is_permanent()), (4, false));
+    assert_eq!(policy.outcome(&Foreign { status: 500 }), Outcome::Failed);
+}

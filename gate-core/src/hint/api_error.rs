@@ -1,5 +1,9 @@
 //! [`ApiErrorKind`]: what an LLM provider's error object says about retrying it.
 
+use std::time::Duration;
+
+use crate::Signal;
+
 /// What an OpenAI or Anthropic error says about retrying: wait and retry, or give up.
 ///
 /// Both providers answer a failed call with a JSON error object: OpenAI's
@@ -112,6 +116,19 @@ impl ApiErrorKind {
     /// Whether retrying cannot help ([`Backpressure::is_permanent`](crate::Backpressure::is_permanent)).
     pub const fn is_permanent(self) -> bool {
         matches!(self, Self::QuotaExhausted | Self::TooLarge)
+    }
+
+    /// This kind as a [`Signal`], with the server's hint if one was had elsewhere (a client
+    /// that drops the response's headers has none), for
+    /// [`honor_retry_after_with`](crate::RetryBuilder::honor_retry_after_with).
+    pub const fn signal(self, retry_after: Option<Duration>) -> Signal {
+        if self.is_permanent() {
+            Signal::PERMANENT
+        } else if self.is_overload() {
+            Signal::overload(retry_after)
+        } else {
+            Signal::NONE
+        }
     }
 }
 
@@ -256,5 +273,9 @@ mod tests {
         assert_eq!(kind(None, None, None, ""), Other);
         assert!(!Other.is_overload() && !Other.is_permanent());
         assert!(Overloaded.is_overload() && TooLarge.is_permanent());
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(RateLimited.signal(second), Signal::overload(second));
+        assert_eq!(QuotaExhausted.signal(second), Signal::PERMANENT);
+        assert_eq!(Other.signal(second), Signal::NONE);
     }
 }

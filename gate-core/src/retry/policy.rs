@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Backoff, RetryConfigError};
-use crate::{Backpressure, Outcome};
+use crate::{Backpressure, Outcome, Signal};
 
 /// A retry policy: the first attempt plus up to `retries` more.
 ///
@@ -61,9 +61,8 @@ pub struct Retry<E> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_retry_after: Duration,
     pub(crate) retry_if: fn(&E) -> bool,
-    pub(crate) retry_after: fn(&E) -> Option<Duration>,
-    pub(crate) permanent: fn(&E) -> bool,
-    pub(crate) outcome: fn(&E) -> Outcome,
+    /// What an error says about the server: nothing unless the policy honours hints.
+    pub(crate) signal: fn(&E) -> Signal,
 }
 
 /// The longest server hint a policy waits for unless
@@ -76,28 +75,8 @@ fn always<E>(_: &E) -> bool {
     true
 }
 
-fn no_hint<E>(_: &E) -> Option<Duration> {
-    None
-}
-
-fn never<E>(_: &E) -> bool {
-    false
-}
-
-fn failed<E>(_: &E) -> Outcome {
-    Outcome::Failed
-}
-
-/// A permanent error is a failure, not an overload, whatever else it says: it must not
-/// pause a limiter or shrink an adaptive limit.
-fn backpressure<E: Backpressure>(error: &E) -> Outcome {
-    if error.is_overload() && !error.is_permanent() {
-        Outcome::Overload {
-            retry_after: error.retry_after(),
-        }
-    } else {
-        Outcome::Failed
-    }
+fn no_signal<E>(_: &E) -> Signal {
+    Signal::NONE
 }
 
 impl<E> Retry<E> {
@@ -110,9 +89,7 @@ impl<E> Retry<E> {
             timeout: None,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             retry_if: always::<E>,
-            retry_after: no_hint::<E>,
-            permanent: never::<E>,
-            outcome: failed::<E>,
+            signal: no_signal::<E>,
         }
     }
 
@@ -171,14 +148,14 @@ impl<E> Retry<E> {
     /// The least time to wait after `error`, if the error carries a server's hint and the
     /// policy honours it.
     pub fn hint(&self, error: &E) -> Option<Duration> {
-        (self.retry_after)(error)
+        (self.signal)(error).retry_after
     }
 
     /// Whether `error` ends the call at once because retrying cannot help: its
     /// [`Backpressure::is_permanent`], when the policy
     /// [honours server hints](RetryBuilder::honor_retry_after); `false` otherwise.
     pub fn is_permanent(&self, error: &E) -> bool {
-        (self.permanent)(error)
+        (self.signal)(error).permanent
     }
 
     /// What `error` tells an [`Admission`](crate::Admission) about the server's load:
@@ -186,7 +163,7 @@ impl<E> Retry<E> {
     /// [honours server hints](RetryBuilder::honor_retry_after), unless the error is
     /// [permanent](Backpressure::is_permanent); [`Outcome::Failed`] otherwise.
     pub fn outcome(&self, error: &E) -> Outcome {
-        (self.outcome)(error)
+        (self.signal)(error).outcome()
     }
 }
 
@@ -332,9 +309,36 @@ impl<E> RetryBuilder<E> {
     where
         E: Backpressure,
     {
-        self.policy.retry_after = <E as Backpressure>::retry_after;
-        self.policy.permanent = <E as Backpressure>::is_permanent;
-        self.policy.outcome = backpressure::<E>;
+        self.policy.signal = Signal::of::<E>;
+        self
+    }
+
+    /// [`honor_retry_after`](Self::honor_retry_after) for an error type that does not
+    /// implement [`Backpressure`], and cannot: one of another crate, which the orphan rule
+    /// keeps you from implementing a trait of this crate for. `read` says what each error
+    /// means, as a [`Signal`]; a closure that captures nothing will do.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::{Retry, Signal};
+    ///
+    /// /// Stands in for another crate's error type.
+    /// #[derive(Debug)]
+    /// struct ClientError { status: u16 }
+    ///
+    /// let policy = Retry::builder(3)
+    ///     .honor_retry_after_with(|e: &ClientError| match e.status {
+    ///         429 | 503 => Signal::overload(None),
+    ///         402 => Signal::PERMANENT,
+    ///         _ => Signal::NONE,
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(policy.is_permanent(&ClientError { status: 402 }));
+    /// assert!(!policy.is_permanent(&ClientError { status: 429 }));
+    /// ```
+    pub const fn honor_retry_after_with(mut self, read: fn(&E) -> Signal) -> Self {
+        self.policy.signal = read;
         self
     }
 

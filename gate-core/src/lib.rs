@@ -88,6 +88,7 @@ pub mod rate;
 pub mod retry;
 pub mod stats;
 mod sync;
+mod token_usage;
 
 pub use admission::{
     Admission, BoxAdmission, BoxPermit, Outcome, OwnedAdmission, Report, Unlimited,
@@ -104,6 +105,7 @@ pub use retry::backoff::Backoff;
 pub use retry::error::{Elapsed, RetryError};
 pub use retry::policy::{Retry, RetryBuilder};
 pub use stats::Stats;
+pub use token_usage::TokenUsage;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]

@@ -263,6 +263,13 @@ impl<E> RetryBuilder<E> {
     /// under, so a [`Limiter`](crate::Limiter) shared by many callers pauses them all and an
     /// adaptive limit backs off.
     ///
+    /// Over a bare [`Gate`](crate::Gate), which learns nothing, a hint delays only the caller
+    /// that got it, and the permit it frees goes to the next caller in the queue, who is
+    /// refused too: with every call started at once against a server that allows fewer, that
+    /// is a retry storm (the demo measured 407 retries for 150 prompts, against 1 for a
+    /// `Limiter`). Put a rate-limited server behind a `Limiter`, whose pause holds back
+    /// everyone.
+    ///
     /// And ends the call at once on an error that says retrying cannot help
     /// ([`Backpressure::is_permanent`]: a spent quota, a request too large for any window),
     /// before `retry_if` is asked; it is reported as a failure, not an overload, and

@@ -26,7 +26,7 @@ use super::retry_after::{parse_retry_after, parse_retry_after_ms};
 ///
 /// Every field is `None` when its header is missing or malformed, so any client can feed
 /// any response and use what is there. A [`Limiter`](crate::Limiter) corrects its own
-/// budgets from it with `Limiter::observe`: the server's view wins when it says fewer remain.
+/// budgets from it with [`Limiter::observe`](crate::Limiter::observe): the server's view wins when it says fewer remain.
 ///
 /// # Hostile values
 ///

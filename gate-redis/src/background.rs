@@ -26,6 +26,10 @@ pub(crate) enum Command {
     /// Settle a token reservation: charge this many more token cells (positive) or give
     /// them back (negative), already bounded.
     Settle(i64),
+    /// Lower the shared buckets to what a server said remains: the observe script's
+    /// arguments. Sent by `RedisLimiter::observe`, with the `http` feature.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    Observe([i64; 6]),
 }
 
 /// One permit's lease, as its holder and the renewal task see it.
@@ -56,6 +60,7 @@ pub(crate) struct Backend {
     pub(crate) renew: redis::Script,
     pub(crate) pause: redis::Script,
     pub(crate) settle: redis::Script,
+    pub(crate) observe: redis::Script,
     /// The token budget's interval in microseconds (0 without one).
     pub(crate) token_interval: u64,
     pub(crate) leases: Leases,
@@ -129,6 +134,17 @@ impl Backend {
                     tokio::time::sleep(self.lease / 8).await;
                 }
             }
+        }
+    }
+
+    async fn lower_buckets(self: Arc<Self>, args: [i64; 6]) {
+        let mut invocation = self.observe.prepare_invoke();
+        invocation.key(&self.keys.rate).key(&self.keys.tokens);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        if let Err(error) = self.invoke::<i64>(&invocation).await {
+            tracing::debug!(%error, "gate-redis: could not share what the server said remains");
         }
     }
 
@@ -220,6 +236,9 @@ pub(crate) async fn worker(backend: Arc<Backend>, mut commands: mpsc::UnboundedR
                         }
                         Command::Settle(cells) => {
                             tokio::spawn(Arc::clone(&backend).settle_tokens(cells));
+                        }
+                        Command::Observe(args) => {
+                            tokio::spawn(Arc::clone(&backend).lower_buckets(args));
                         }
                     }
                 }

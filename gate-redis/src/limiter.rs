@@ -216,6 +216,7 @@ impl RedisLimiter {
             renew: script::renew(),
             pause: script::pause(),
             settle: script::settle(),
+            observe: script::observe(),
             token_interval: settings.tokens.map_or(0, |(interval, _)| interval),
             leases: Mutex::default(),
             wake: Notify::new(),
@@ -323,6 +324,17 @@ impl RedisLimiter {
         Arc::clone(&self.shared).admit(limits, Some(estimate)).await
     }
 
+    /// Corrects the shared limits from what a response's rate-limit headers say, for every
+    /// process, as gate-core's [`Limiter::observe`](gate_core::Limiter::observe) does for
+    /// one: the request rate's and the token budget's free cells are lowered to at most the
+    /// server's `remaining` (never raised), and a `retry_after` pauses the fleet within
+    /// [`max_pause`](RedisLimiterBuilder::max_pause). Sent in the background; the local
+    /// fallback limiter, if there is one, is corrected too.
+    #[cfg(feature = "http")]
+    pub fn observe(&self, limits: &gate_core::hint::ServerLimits) {
+        self.shared.observe(limits);
+    }
+
     /// The most tokens one reservation may ask for: the budget's bucket, or `None` without
     /// a budget.
     pub fn token_capacity(&self) -> Option<u64> {
@@ -411,6 +423,38 @@ impl Shared {
             );
         } else {
             tracing::debug!(key = %self.key, %error, "gate-redis: redis call failed");
+        }
+    }
+
+    #[cfg(feature = "http")]
+    fn observe(&self, limits: &gate_core::hint::ServerLimits) {
+        if let FailurePolicy::Local(local) = &self.on_failure {
+            local.observe(limits);
+        }
+        let remaining = |limit: Option<(u64, u64)>, remaining: Option<u64>| {
+            let (Some((interval, tolerance)), Some(remaining)) = (limit, remaining) else {
+                return [-1, 0, 0];
+            };
+            let capacity = tolerance / interval.max(1) + 1;
+            let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            [
+                clamp(remaining.min(capacity)),
+                clamp(interval),
+                clamp(tolerance),
+            ]
+        };
+        let requests = remaining(self.rate, limits.requests.remaining);
+        let tokens = remaining(
+            self.tokens,
+            limits.tokens.remaining.or(limits.input_tokens.remaining),
+        );
+        if requests[0] >= 0 || tokens[0] >= 0 {
+            let [a, b, c] = requests;
+            let [d, e, f] = tokens;
+            self.send(Command::Observe([a, b, c, d, e, f]));
+        }
+        if let Some(retry_after) = limits.retry_after {
+            self.send(Command::Pause(self.pause_millis(retry_after)));
         }
     }
 

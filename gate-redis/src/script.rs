@@ -264,6 +264,31 @@ return 1
     ))
 }
 
+/// Lowers the free cells of the request rate and of the token budget to at most what a
+/// server said remains (never raises them): the theoretical arrival time at which exactly
+/// that many fit now, if it is later than the stored one.
+///
+/// KEYS: rate, tokens. ARGV: requests remaining (-1: unknown), rate interval_us, rate
+/// tolerance_us, tokens remaining (-1: unknown), token interval_us, token tolerance_us.
+pub(crate) fn observe() -> Script {
+    Script::new(&format!(
+        "{REDIS_CLOCK}
+local function lower(key, remaining, interval, tolerance)
+  if remaining < 0 or interval <= 0 then return end
+  if remaining >= math.floor(tolerance / interval) + 1 then return end
+  local target = now_us + tolerance + interval - remaining * interval
+  local tat = tonumber(redis.call('GET', key) or 0)
+  if target > tat then
+    redis.call('SET', key, string.format('%.0f', target), 'PX', math.floor((target - now_us) / 1000) + 1)
+  end
+end
+lower(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+lower(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return 1
+"
+    ))
+}
+
 /// Releases permits or waiters' places, and wakes the waiters if it freed anything while
 /// someone waits (nobody is woken for nothing: a caller that finds the limit full is queued
 /// by the same script that refuses it, so it is in the queue before any later release).

@@ -221,3 +221,32 @@ fn redis_now_micros() -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
     secs * 1_000_000 + micros
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_process_hears_from_the_server_holds_for_all() {
+    use gate_core::hint::ServerLimits;
+
+    let key = key("tokens-observe");
+    let (a, b) = (budget(&key), budget(&key));
+    let said = |remaining: &'static str| {
+        ServerLimits::from_pairs([("x-ratelimit-remaining-tokens", remaining.as_bytes())])
+    };
+    // More than we think: not believed. Fewer: believed, by every process.
+    a.observe(&said("99999999999999999999999"));
+    a.observe(&said("600"));
+    assert!(
+        eventually(Duration::from_secs(2), || stored_tat(&key).is_some()).await,
+        "the correction reached Redis"
+    );
+    let start = Instant::now();
+    let _permit = b
+        .admit_tokens_with(3_000, WaitLimits::UNBOUNDED)
+        .await
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(900)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+}

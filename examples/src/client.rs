@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use gate_core::{Backpressure, hint};
+use gate_core::{Backpressure, Elapsed, TokenUsage, hint};
 use http::{HeaderMap, StatusCode, header};
 use reqwest::Url;
 use serde::Deserialize;
@@ -96,8 +96,18 @@ pub enum ApiError {
     },
     /// The connection failed.
     Transport(String),
+    /// The attempt ran past its timeout (a retry policy's, or [`Attempt::within`]'s).
+    ///
+    /// [`Attempt::within`]: gate_core::retry::Attempt::within
+    TimedOut,
     /// A 200 whose body was not a chat completion.
     Malformed(String),
+}
+
+impl From<Elapsed> for ApiError {
+    fn from(_: Elapsed) -> Self {
+        Self::TimedOut
+    }
 }
 
 impl ApiError {
@@ -137,6 +147,7 @@ impl fmt::Display for ApiError {
             Self::Server(status) => write!(f, "server error {status}"),
             Self::Rejected { status, message } => write!(f, "rejected with {status}: {message}"),
             Self::Transport(e) => write!(f, "transport error: {e}"),
+            Self::TimedOut => f.write_str("timed out"),
             Self::Malformed(e) => write!(f, "malformed response: {e}"),
         }
     }
@@ -167,6 +178,12 @@ pub struct Completion {
     pub usage: Option<Usage>,
     /// The response's headers.
     pub headers: HeaderMap,
+}
+
+impl TokenUsage for Completion {
+    fn tokens_used(&self) -> Option<u64> {
+        self.usage.map(|u| u.total_tokens)
+    }
 }
 
 /// A response's `usage`.

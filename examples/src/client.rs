@@ -166,6 +166,10 @@ impl Backpressure for ApiError {
             _ => None,
         }
     }
+
+    fn is_permanent(&self) -> bool {
+        matches!(self, Self::QuotaExceeded { .. } | Self::TooLarge { .. })
+    }
 }
 
 /// A chat completion's text, its usage, and the response's headers (for the server's
@@ -445,7 +449,7 @@ mod tests {
         );
         let large = br#"{"error":{"message":"Request too large for m on tokens per min (TPM): Limit 10, Requested 20.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
         let e = too_many_requests(large, &h);
-        assert!(matches!(e, ApiError::TooLarge { .. }) && !e.is_transient());
+        assert!(matches!(e, ApiError::TooLarge { .. }) && !e.is_transient() && e.is_permanent());
         let rate = br#"{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
         let e = too_many_requests(rate, &h);
         assert_eq!(
@@ -455,6 +459,7 @@ mod tests {
             }
         );
         assert!(e.is_transient() && e.is_overload() && e.is_too_many_requests());
+        assert!(!e.is_permanent());
         // Not JSON at all: still a rate limit.
         assert!(matches!(
             too_many_requests(b"<html>", &h),

@@ -626,3 +626,49 @@ fn go_durations_parse() {
     assert_eq!(go_duration("20ms"), Duration::from_millis(20));
     assert_eq!(go_duration("1h2m3s"), Duration::from_secs(3_723));
 }
+
+#[tokio::test]
+async fn async_openai_streams_from_the_mock() {
+    use async_openai::Client;
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessage, ChatCompletionStreamOptions,
+        CreateChatCompletionRequestArgs,
+    };
+    use futures_util::StreamExt;
+
+    let server = MockServer::start(roomy()).await.unwrap();
+    let config = OpenAIConfig::new()
+        .with_api_base(server.base_url())
+        .with_api_key("mock");
+    let client = Client::with_config(config);
+    let prompt = "Write a haiku about crabs";
+    let request = CreateChatCompletionRequestArgs::default()
+        .model("gpt-4o-mini")
+        .messages([ChatCompletionRequestUserMessage::from(prompt).into()])
+        .max_completion_tokens(40u32)
+        .stream_options(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        })
+        .build()
+        .unwrap();
+    let mut stream = client.chat().create_stream(request).await.unwrap();
+    let (mut text, mut chunks, mut usage) = (String::new(), 0, None);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("every chunk parses");
+        chunks += 1;
+        for choice in &chunk.choices {
+            text.push_str(choice.delta.content.as_deref().unwrap_or_default());
+        }
+        usage = usage.or(chunk.usage);
+    }
+    let usage = usage.expect("the last chunk has the usage");
+    assert!(chunks > 3, "{chunks} chunks");
+    assert!(text.starts_with("Mock haiku about crabs:"), "{text}");
+    assert_eq!(u64::from(usage.total_tokens), usage_for(prompt, 40));
+    assert_eq!(
+        u64::from(usage.completion_tokens),
+        text.split_whitespace().count() as u64
+    );
+}

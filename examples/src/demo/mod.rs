@@ -2,7 +2,8 @@
 //! ways, each with a progress bar, then a table of what each way got done.
 //!
 //! By default it starts a mock OpenAI-compatible API on 127.0.0.1 ([`crate::mock`]), so it
-//! needs no key and no network. `--base-url` points the same client at a real endpoint.
+//! needs no key and no network; the token-budget row runs against a second mock, the same but
+//! for a token limit that binds ([`Config::token_server`]). `--base-url` points the same client at a real endpoint.
 //! Run `cargo run --release --example demo -- --help` for the flags.
 
 mod strategies;

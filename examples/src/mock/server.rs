@@ -236,16 +236,24 @@ impl Shared {
             let stats = &mut limits.stats;
             stats.peak_concurrency = stats.peak_concurrency.max(limits.serving);
             stats.tokens_charged = stats.tokens_charged.saturating_add(charge);
-            stats.admissions.push(Admitted {
-                at: now.saturating_duration_since(limits.epoch),
-                charged: charge,
-                refunded: 0,
-                finished: None,
-            });
+            let logged = stats.admissions.len() < MAX_LOGGED;
+            if logged {
+                stats.admissions.push(Admitted {
+                    at: now.saturating_duration_since(limits.epoch),
+                    charged: charge,
+                    refunded: 0,
+                    finished: None,
+                });
+            }
             Ok(Serving {
                 shared: Arc::clone(self),
                 generation: limits.generation,
-                index: stats.admissions.len() - 1,
+                // Past the log's end once it is full: the refund is then not logged.
+                index: if logged {
+                    stats.admissions.len() - 1
+                } else {
+                    usize::MAX
+                },
                 charged: charge,
                 used: charge,
             })
@@ -410,7 +418,9 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     }
     let reply = Reply::to(&request, max_tokens);
     serving.used = prompt_tokens + reply.tokens();
-    let latency = shared.config.latency.mul_f64(spread(n));
+    // Saturating: a latency of centuries from the command line is served as centuries.
+    let latency = Duration::try_from_secs_f64(shared.config.latency.as_secs_f64() * spread(n))
+        .unwrap_or(Duration::MAX);
     let id = format!("chatcmpl-mock-{n}");
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -541,6 +551,10 @@ impl RateHeaders {
         put("x-ratelimit-reset-tokens", duration(self.reset_tokens));
     }
 }
+
+/// The most admissions [`ServerStats::admissions`] logs (about 40 MiB); later ones are
+/// counted but not logged, so a mock left running for weeks does not fill memory.
+const MAX_LOGGED: usize = 1 << 20;
 
 const LIMITS_PAGE: &str = "Visit https://platform.openai.com/account/rate-limits to learn more.";
 

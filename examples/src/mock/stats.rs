@@ -36,7 +36,8 @@ pub struct ServerStats {
     pub tokens_refunded: u64,
     /// Tokens the 200 answers reported in their `usage` (prompt + completion).
     pub completed_tokens: u64,
-    /// Every admitted request, in order of admission.
+    /// Every admitted request, in order of admission (the first 2^20 of them: a mock left
+    /// running for weeks stops logging rather than fill memory).
     pub admissions: Vec<Admitted>,
 }
 

@@ -203,16 +203,15 @@ pub async fn process_api_requests(
         last_update_time = current_time;
 
         // if enough capacity available, call API
-        if let Some(request) = &mut next_request {
-            if available_request_capacity >= 1.0
-                && available_token_capacity >= request.token_consumption
-            {
-                available_request_capacity -= 1.0;
-                available_token_capacity -= request.token_consumption;
-                request.attempts_left -= 1;
-                let request = next_request.take().expect("just matched");
-                tokio::spawn(call_api(request, Arc::clone(&shared)));
-            }
+        if let Some(request) = &mut next_request
+            && available_request_capacity >= 1.0
+            && available_token_capacity >= request.token_consumption
+        {
+            available_request_capacity -= 1.0;
+            available_token_capacity -= request.token_consumption;
+            request.attempts_left -= 1;
+            let request = next_request.take().expect("just matched");
+            tokio::spawn(call_api(request, Arc::clone(&shared)));
         }
 
         // if all tasks are finished, break
@@ -317,10 +316,8 @@ fn with_metadata(mut data: Value, request: &ApiRequest) -> Value {
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Number(n)) => n.as_f64() != Some(0.0),
     };
-    if truthy {
-        if let (Value::Array(items), Some(metadata)) = (&mut data, &request.metadata) {
-            items.push(metadata.clone());
-        }
+    if truthy && let (Value::Array(items), Some(metadata)) = (&mut data, &request.metadata) {
+        items.push(metadata.clone());
     }
     data
 }

@@ -138,10 +138,10 @@ fn read_journal(journal: File, written: u64) -> io::Result<BTreeMap<u64, String>
         let Some(index) = index_of(&line) else {
             continue; // cut short
         };
-        if index >= written {
-            if let Ok(text) = String::from_utf8(line) {
-                held.entry(index).or_insert(text);
-            }
+        if index >= written
+            && let Ok(text) = String::from_utf8(line)
+        {
+            held.entry(index).or_insert(text);
         }
     }
     Ok(held)

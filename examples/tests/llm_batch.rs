@@ -236,6 +236,41 @@ async fn a_line_the_server_rejects_is_an_error_line_and_exit_status_1() {
 }
 
 #[tokio::test]
+async fn a_line_larger_than_the_token_budget_fails_at_once_without_a_request() {
+    let dir = testdir("too-large");
+    let server = MockServer::start(fast_mock()).await.unwrap();
+    let args = Args {
+        tpm: 10_000,
+        ..args(&dir, &server)
+    };
+    let huge = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                      "max_tokens": 20_000});
+    write_input(&args.input, [request(0), huge.to_string(), request(2)]);
+    let finished = run(&args, &Stop::new(), false).await.unwrap();
+    let lines = output(&args.output);
+    assert_eq!(
+        lines[1]["error"]["type"], "request_too_large",
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[1]["error"]["attempts"], 0);
+    assert_eq!(lines[1]["error"]["status"], Value::Null);
+    assert!(
+        lines[1]["error"]["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 10000"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(server.stats().requests, 2, "only the two others were sent");
+    assert_eq!(
+        (finished.summary.succeeded, finished.summary.failed),
+        (2, 1)
+    );
+}
+
+#[tokio::test]
 async fn the_command_line_exits_0_1_or_2() {
     let words = |line: &str| {
         line.split_whitespace()

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use gate_core::adaptive::Aimd;
-use gate_core::hint::{self, ServerLimits};
+use gate_core::hint;
 use gate_core::rate::Rate;
 use gate_core::retry::{Attempt, Attempts, Step};
 use gate_core::{AcquireError, Limiter, Retry};
@@ -53,6 +53,32 @@ pub fn limiter(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Limi
         .max_pause(MAX_HINT)
         .build()
         .expect("an adaptive limit within Gate::MAX_PERMITS")
+}
+
+/// The server's view wins: when `x-ratelimit-remaining-requests` or
+/// `x-ratelimit-remaining-tokens` (OpenAI's headers, on every response) say fewer remain
+/// than the limiter's buckets think (another client shares the key, or the server counts
+/// differently), the buckets are lowered to match; never raised. A value that is not a
+/// plain number is ignored.
+pub fn observe(limiter: &Limiter, headers: &http::HeaderMap) {
+    let remaining = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    if let (Some(bucket), Some(n)) = (
+        limiter.rate_limit(),
+        remaining("x-ratelimit-remaining-requests"),
+    ) {
+        bucket.lower_remaining_to(n);
+    }
+    if let (Some(bucket), Some(n)) = (
+        limiter.token_limit(),
+        remaining("x-ratelimit-remaining-tokens"),
+    ) {
+        bucket.lower_remaining_to(n);
+    }
 }
 
 /// `count` per `period`, at least 1 in at least a nanosecond.
@@ -236,7 +262,7 @@ impl Runner {
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let headers = response.headers();
-        self.limiter.observe(&ServerLimits::from_headers(headers));
+        observe(&self.limiter, headers);
         let retry_after = hint::retry_after(headers);
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
@@ -271,5 +297,69 @@ impl Runner {
             total_tokens: usage["total_tokens"].as_u64(),
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_remaining_counts_lower_the_buckets_and_never_raise_them() {
+        let limiter = limiter(600, 180_000, Duration::from_secs(60), 8);
+        let (requests, tokens) = (
+            limiter.rate_limit().unwrap(),
+            limiter.token_limit().unwrap(),
+        );
+        assert_eq!((requests.remaining(), tokens.remaining()), (600, 180_000));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("599"),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static(" 1000 "),
+        );
+        observe(&limiter, &headers);
+        assert_eq!((requests.remaining(), tokens.remaining()), (599, 1_000));
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static("5000"),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("-3"),
+        );
+        observe(&limiter, &headers);
+        assert_eq!(tokens.remaining(), 1_000, "never raised");
+        assert_eq!(requests.remaining(), 599, "not a number: ignored");
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        observe(&limiter, &HeaderMap::new());
+        observe(&limiter, &headers);
+        assert_eq!(tokens.remaining(), 1_000);
+        // 3,000 tokens a second come back (within the rounding of a cell's nanoseconds).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!((3_999..=4_000).contains(&tokens.remaining()));
+    }
+
+    #[test]
+    fn the_policy_shrinks_its_backoff_with_the_period() {
+        let minute = policy(5, Duration::from_secs(60));
+        assert_eq!(minute.max_attempts(), 6);
+        assert_eq!(
+            minute.backoff().delay(1),
+            Duration::from_millis(500),
+            "the first retry"
+        );
+        let fast = policy(5, Duration::from_secs(6));
+        assert_eq!(fast.backoff().delay(1), Duration::from_millis(50));
+        assert_eq!(fast.max_retry_after(), MAX_HINT);
+        assert!(!fast.is_retryable(&CallError::Malformed("x".into())));
     }
 }

@@ -19,7 +19,7 @@ use gate_core::rate::Rate;
 
 use crate::Out;
 use crate::client::{ChatClient, ClientError};
-use crate::mock::{MockConfig, MockServer, ServerStats};
+use crate::mock::{MockConfig, MockServer, ServerStats, usage_for};
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -270,6 +270,10 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
     match &mock {
         Some(mock) => {
             let s = mock.config();
+            let tokens = prompts
+                .iter()
+                .map(|p| usage_for(p, client.max_tokens()))
+                .sum();
             out.line(format!(
                 "Mock OpenAI-compatible API on {}: {} requests/s (burst {}), {} at once, ~{}ms per completion; 429 + Retry-After beyond either limit.",
                 mock.base_url(),
@@ -281,7 +285,7 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             out.line(format!(
                 "The fastest any client could finish {} prompts: {}.\n",
                 config.prompts,
-                table::secs(s.ideal_makespan(config.prompts))
+                table::secs(s.ideal_makespan(config.prompts, tokens))
             ));
         }
         None => out.line(format!(
@@ -312,7 +316,8 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
         let s = &pushed.summary;
         let server = mock.as_ref().map(MockServer::stats);
         let efficiency = mock.as_ref().filter(|_| s.failed == 0).map(|mock| {
-            let ideal = mock.config().ideal_makespan(s.total);
+            let tokens = server.as_ref().map_or(0, |seen| seen.completed_tokens);
+            let ideal = mock.config().ideal_makespan(s.total, tokens);
             if s.elapsed.is_zero() {
                 1.0
             } else {

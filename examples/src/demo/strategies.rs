@@ -195,7 +195,7 @@ where
             let rate_limited = &rate_limited;
             async move {
                 let answer = client.complete(&prompt).await;
-                if let Err(ApiError::RateLimited { .. }) = answer {
+                if answer.as_ref().is_err_and(ApiError::is_too_many_requests) {
                     rate_limited.fetch_add(1, Relaxed);
                 }
                 answer

@@ -24,7 +24,7 @@ pub mod args;
 pub mod cli;
 pub mod cookbook;
 pub mod error;
-// pub mod harness;
+pub mod harness;
 pub mod input;
 pub mod output;
 pub mod progress;

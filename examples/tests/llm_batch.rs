@@ -271,6 +271,40 @@ async fn a_line_larger_than_the_token_budget_fails_at_once_without_a_request() {
 }
 
 #[tokio::test]
+async fn insufficient_quota_stops_the_batch_and_is_not_retried() {
+    let dir = testdir("quota");
+    let config = MockConfig {
+        max_concurrent: 1,
+        // About ten requests' worth.
+        quota: Some(600),
+        ..fast_mock()
+    };
+    let server = MockServer::start(config).await.unwrap();
+    let args = Args {
+        concurrency: 1,
+        ..args(&dir, &server)
+    };
+    write_input(&args.input, (0..50).map(request));
+    let finished = run(&args, &Stop::new(), false).await.unwrap();
+    let summary = finished.summary;
+    assert_eq!(
+        summary.stopped,
+        Some(Stopped::InsufficientQuota),
+        "{summary:?}"
+    );
+    assert_eq!(summary.exit_code(), 1);
+    assert_eq!(summary.failed, 1, "one line says why; the others are left");
+    let lines = output(&args.output);
+    let last = lines.last().unwrap();
+    assert_eq!(last["error"]["type"], "insufficient_quota", "{last}");
+    assert_eq!(last["error"]["attempts"], 1, "not retried");
+    assert!(lines.len() < 50);
+    let stats = server.stats();
+    assert_eq!(stats.rejected_quota, 1, "{stats:?}");
+    assert_eq!(stats.requests, lines.len() as u64);
+}
+
+#[tokio::test]
 async fn the_command_line_exits_0_1_or_2() {
     let words = |line: &str| {
         line.split_whitespace()

@@ -37,7 +37,7 @@ pub const MAX_BODY: usize = 64 << 20;
 /// would leave the server's burst unused, and the makespan longer than the limits allow.
 /// What keeps the start from being a flood (the Cookbook script's flaw) is the concurrency
 /// limit; what keeps the buckets honest when other clients share the key is
-/// [`Limiter::observe`], which lowers them to what the server's headers say remains.
+/// [`observe`], which lowers them to what the server's headers say remains.
 pub fn limiter(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Limiter {
     let concurrency = concurrency.max(1);
     let aimd = Aimd::builder()

@@ -333,3 +333,99 @@ async fn the_command_line_exits_0_1_or_2() {
     assert_eq!(cli::main(words(&line), Some("sk-test".into())).await, 0);
     assert_complete(&output(&dir.join("out.jsonl")), 5);
 }
+
+/// A server that answers at once, except the line whose prompt says "stall", which waits
+/// until released; it counts the requests it has received.
+mod stalling {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::routing::post;
+    use serde_json::{Value, json};
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    pub(crate) struct Server {
+        pub(crate) requests: AtomicU64,
+        pub(crate) release: Notify,
+    }
+
+    async fn complete(State(server): State<Arc<Server>>, body: String) -> axum::Json<Value> {
+        server.requests.fetch_add(1, Ordering::SeqCst);
+        if body.contains("stall") {
+            server.release.notified().await;
+        }
+        axum::Json(json!({
+            "object": "chat.completion",
+            "choices": [{"message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }))
+    }
+
+    pub(crate) async fn start() -> (String, Arc<Server>) {
+        let server = Arc::new(Server::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(Arc::clone(&server));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, server)
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_line_holds_back_reading_at_the_window_not_the_whole_input() {
+    let dir = testdir("window");
+    let (base_url, server) = stalling::start().await;
+    let args = Args {
+        input: dir.join("in.jsonl"),
+        output: dir.join("out.jsonl"),
+        base_url,
+        rpm: 1_000_000,
+        tpm: 100_000_000,
+        concurrency: 16,
+        retries: 0,
+        resume: false,
+        api_key: None,
+        period: Duration::from_secs(60),
+    };
+    let n = 2_000;
+    write_input(
+        &args.input,
+        (0..n).map(|i| {
+            if i == 0 {
+                request(0).replace("haiku", "stall")
+            } else {
+                request(i)
+            }
+        }),
+    );
+    let window = examples::llm_batch::window(args.concurrency) as u64;
+    let run = tokio::spawn({
+        let args = args.clone();
+        async move { run(&args, &Stop::new(), false).await }
+    });
+    // Every line within the window is sent and answered; none beyond it is read.
+    let requests = || server.requests.load(Ordering::SeqCst);
+    while requests() < window {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(requests(), window, "lines read past the window");
+    assert_eq!(
+        std::fs::read_to_string(&args.output).unwrap(),
+        "",
+        "line 0 first"
+    );
+    server.release.notify_one();
+    let finished = run.await.unwrap().unwrap();
+    assert_eq!(finished.summary.succeeded, n as u64);
+    let lines = output(&args.output);
+    assert_eq!(lines.len(), n);
+    assert!(lines.iter().enumerate().all(|(i, l)| l["index"] == i));
+}

@@ -5,7 +5,8 @@
 //! prompts, a server enforcing RPM 600, TPM 180,000 and 8 at once, the same limits given to
 //! both. Prints what each answered, the share of requests refused, and the makespan against
 //! the fastest the server's limits allow. `--speedup K` runs the same schedule K times
-//! faster (the tests use 10); `--no-cookbook` runs `llm_batch` alone. The Cookbook's older
+//! faster (the tests use 10); `--tpm N` and `--prompts N` change the budget and the batch;
+//! `--no-cookbook` runs `llm_batch` alone. The Cookbook's older
 //! revision pauses 15 s after each rate-limit error: at full speed its two rows take
 //! minutes.
 
@@ -22,7 +23,7 @@ const VARIANTS: [(f64, PauseOn); 4] = [
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: llm_batch_bench [--speedup K] [--no-cookbook]");
+    eprintln!("usage: llm_batch_bench [--speedup K] [--tpm N] [--prompts N] [--no-cookbook]");
     std::process::exit(2);
 }
 
@@ -37,6 +38,14 @@ async fn main() -> std::io::Result<()> {
             "--speedup" => match args.next().and_then(|k| k.parse::<f64>().ok()) {
                 Some(k) if k > 0.0 => scenario = scenario.speedup(k),
                 _ => usage(),
+            },
+            "--tpm" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => scenario.tpm = n,
+                _ => usage(),
+            },
+            "--prompts" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => scenario.prompts = n,
+                None => usage(),
             },
             _ => usage(),
         }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use gate_core::hint::ApiErrorKind;
 use gate_core::{Backpressure, Elapsed};
 use serde_json::{Value, json};
 
@@ -68,26 +69,27 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Classifies a non-2xx answer from its status and body.
+    /// Classifies a non-2xx answer from its status and its error object's `type`, `code`
+    /// and `message`, by [`ApiErrorKind::classify`]: a 429 is a rate limit unless it says
+    /// `insufficient_quota` or "Request too large"; 503 and 529 are overload.
     pub fn from_response(status: u16, retry_after: Option<Duration>, body: Value) -> Self {
         let error = &body["error"];
-        let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
-        let (code, kind, message) = (text("code"), text("type"), text("message"));
-        match status {
-            429 if code == "insufficient_quota" || kind == "insufficient_quota" => {
-                Self::QuotaExhausted { body }
-            }
-            429 if code == "request_too_large" || message.starts_with("Request too large") => {
-                Self::TooLarge { status, body }
-            }
-            429 => Self::RateLimited { retry_after, body },
-            413 => Self::TooLarge { status, body },
-            503 | 529 => Self::Unavailable {
+        let kind = ApiErrorKind::classify(
+            Some(status),
+            error["type"].as_str(),
+            error["code"].as_str(),
+            error["message"].as_str().unwrap_or_default(),
+        );
+        match kind {
+            ApiErrorKind::QuotaExhausted => Self::QuotaExhausted { body },
+            ApiErrorKind::TooLarge => Self::TooLarge { status, body },
+            ApiErrorKind::RateLimited if status == 429 => Self::RateLimited { retry_after, body },
+            ApiErrorKind::Overloaded | ApiErrorKind::RateLimited => Self::Unavailable {
                 status,
                 retry_after,
                 body,
             },
-            500..=599 => Self::Server { status, body },
+            _ if status >= 500 => Self::Server { status, body },
             _ => Self::Rejected { status, body },
         }
     }
@@ -209,6 +211,10 @@ impl Backpressure for CallError {
             _ => None,
         }
     }
+
+    fn is_permanent(&self) -> bool {
+        matches!(self, Self::QuotaExhausted { .. } | Self::TooLarge { .. })
+    }
 }
 
 #[cfg(test)]
@@ -259,12 +265,18 @@ mod tests {
             CallError::from_response(413, None, Value::Null).kind(),
             "request_too_large"
         );
+        let context = CallError::from_response(400, None, error("context_length_exceeded", "", ""));
+        assert!(context.is_permanent() && context.kind() == "request_too_large");
+        assert!(quota.is_permanent() && !limited.is_permanent());
     }
 
     #[test]
     fn other_statuses_by_class() {
         let of = |status| CallError::from_response(status, None, Value::Null);
         assert!(of(503).is_overload() && of(529).is_overload());
+        // An overload error type on another status (Anthropic's) is overload too.
+        let busy = CallError::from_response(500, None, error("", "overloaded_error", ""));
+        assert!(busy.is_overload() && busy.is_retryable());
         assert!(of(500).is_retryable() && !of(500).is_overload() && !of(500).is_uncharged());
         assert!(!of(400).is_retryable() && !of(404).is_429());
         assert!(CallError::Transport("reset".into()).is_retryable());

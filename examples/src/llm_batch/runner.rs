@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use gate_core::adaptive::Aimd;
-use gate_core::hint;
+use gate_core::hint::{self, ServerLimits};
 use gate_core::rate::Rate;
 use gate_core::retry::{Attempt, Attempts, Step};
 use gate_core::{AcquireError, Limiter, Retry};
@@ -55,28 +55,17 @@ pub fn limiter(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Limi
         .expect("an adaptive limit within Gate::MAX_PERMITS")
 }
 
-/// The server's view wins: when `x-ratelimit-remaining-requests` or
-/// `x-ratelimit-remaining-tokens` (OpenAI's headers, on every response) say fewer remain
-/// than the limiter's buckets think (another client shares the key, or the server counts
-/// differently), the buckets are lowered to match; never raised. A value that is not a
-/// plain number is ignored.
-pub fn observe(limiter: &Limiter, headers: &http::HeaderMap) {
-    let remaining = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-    };
-    if let (Some(bucket), Some(n)) = (
-        limiter.rate_limit(),
-        remaining("x-ratelimit-remaining-requests"),
-    ) {
+/// The server's view wins: when the response's `x-ratelimit-remaining-requests` or
+/// `x-ratelimit-remaining-tokens` (read by [`ServerLimits`], on every response, 429s
+/// included) say fewer remain than the limiter's buckets think (another client shares the
+/// key, or the server counts differently), the buckets are lowered to match; never raised.
+/// A missing or malformed header changes nothing. (The server's `Retry-After` pauses the
+/// limiter through the retry policy's report of the attempt.)
+pub fn observe(limiter: &Limiter, limits: &ServerLimits) {
+    if let (Some(bucket), Some(n)) = (limiter.rate_limit(), limits.requests.remaining) {
         bucket.lower_remaining_to(n);
     }
-    if let (Some(bucket), Some(n)) = (
-        limiter.token_limit(),
-        remaining("x-ratelimit-remaining-tokens"),
-    ) {
+    if let (Some(bucket), Some(n)) = (limiter.token_limit(), limits.tokens.remaining) {
         bucket.lower_remaining_to(n);
     }
 }
@@ -262,7 +251,7 @@ impl Runner {
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let headers = response.headers();
-        observe(&self.limiter, headers);
+        observe(&self.limiter, &ServerLimits::from_headers(headers));
         let retry_after = hint::retry_after(headers);
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
@@ -323,7 +312,8 @@ mod tests {
             "x-ratelimit-remaining-tokens",
             HeaderValue::from_static(" 1000 "),
         );
-        observe(&limiter, &headers);
+        let observe = |headers: &HeaderMap| observe(&limiter, &ServerLimits::from_headers(headers));
+        observe(&headers);
         assert_eq!((requests.remaining(), tokens.remaining()), (599, 1_000));
         headers.insert(
             "x-ratelimit-remaining-tokens",
@@ -333,15 +323,15 @@ mod tests {
             "x-ratelimit-remaining-requests",
             HeaderValue::from_static("-3"),
         );
-        observe(&limiter, &headers);
+        observe(&headers);
         assert_eq!(tokens.remaining(), 1_000, "never raised");
         assert_eq!(requests.remaining(), 599, "not a number: ignored");
         headers.insert(
             "x-ratelimit-remaining-tokens",
             HeaderValue::from_bytes(b"\xff").unwrap(),
         );
-        observe(&limiter, &HeaderMap::new());
-        observe(&limiter, &headers);
+        observe(&HeaderMap::new());
+        observe(&headers);
         assert_eq!(tokens.remaining(), 1_000);
         // 3,000 tokens a second come back (within the rounding of a cell's nanoseconds).
         tokio::time::advance(Duration::from_secs(1)).await;

@@ -153,9 +153,13 @@ impl Input {
     }
 }
 
-/// Counts the lines of `path` without keeping them (for the progress bar's total).
-pub fn count_lines(path: &Path) -> std::io::Result<u64> {
+/// Counts the lines of `path` without keeping them (for the progress bar's total); `None`
+/// for what is not a regular file (a pipe can be read only once).
+pub fn count_lines(path: &Path) -> std::io::Result<Option<u64>> {
     use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Ok(None);
+    }
     let mut file = std::fs::File::open(path)?;
     let mut buffer = vec![0u8; 1 << 16];
     let (mut lines, mut last) = (0u64, b'\n');
@@ -168,7 +172,7 @@ pub fn count_lines(path: &Path) -> std::io::Result<u64> {
         last = buffer[n - 1];
     }
     // A last line without its newline is a line too.
-    Ok(lines + u64::from(last != b'\n'))
+    Ok(Some(lines + u64::from(last != b'\n')))
 }
 
 #[cfg(test)]
@@ -246,7 +250,7 @@ mod tests {
             "{\"messages\":[]}\nnot json\n{\"messages\":[],\"max_tokens\":3}",
         )
         .unwrap();
-        assert_eq!(count_lines(&path).unwrap(), 3);
+        assert_eq!(count_lines(&path).unwrap(), Some(3));
         let mut input = Input::open(&path).await.unwrap();
         assert_eq!(input.next_line().await.unwrap().unwrap().index, 0);
         assert_eq!(input.next_line().await.unwrap().unwrap_err().line, 2);
@@ -255,9 +259,10 @@ mod tests {
         assert!(input.next_line().await.is_none());
         assert_eq!(input.position(), 3);
         std::fs::write(&path, "a\nb\n").unwrap();
-        assert_eq!(count_lines(&path).unwrap(), 2);
+        assert_eq!(count_lines(&path).unwrap(), Some(2));
         std::fs::write(&path, "").unwrap();
-        assert_eq!(count_lines(&path).unwrap(), 0);
+        assert_eq!(count_lines(&path).unwrap(), Some(0));
+        assert_eq!(count_lines(&dir).unwrap(), None, "not a regular file");
     }
 
     /// A fresh directory under the system's temporary one.

@@ -112,7 +112,7 @@ pub async fn run(args: &Args, stop: &Stop, progress: bool) -> Result<Finished, R
         Arc::clone(&counters),
         stop.clone(),
     );
-    let bar = progress.then(|| Progress::stderr(total, skipped.min(total), &counters));
+    let bar = progress.then(|| Progress::stderr(total, skipped, &counters));
     let window = window(args.concurrency);
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();

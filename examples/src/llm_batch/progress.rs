@@ -12,6 +12,10 @@ use super::summary::Counters;
 const TEMPLATE: &str = "{wide_bar:.cyan/blue} {pos}/{len} [{elapsed_precise}] ETA {eta} | \
                         {rpm} req/min, {tpm} tok/min | {failed} failed, {refused} 429";
 
+/// For an input whose length is not known beforehand (a pipe): no bar, no ETA.
+const SPINNER_TEMPLATE: &str = "{spinner} {pos} done [{elapsed_precise}] | \
+                                {rpm} req/min, {tpm} tok/min | {failed} failed, {refused} 429";
+
 /// A bar tied to a run's counters; hidden when stderr is not a terminal.
 #[derive(Debug)]
 pub struct Progress {
@@ -19,8 +23,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A bar of `total` lines, `done` of them answered already, on stderr.
-    pub fn stderr(total: u64, done: u64, counters: &Arc<Counters>) -> Self {
+    /// A bar of `total` lines (a spinner if unknown), `done` of them answered already, on
+    /// stderr.
+    pub fn stderr(total: Option<u64>, done: u64, counters: &Arc<Counters>) -> Self {
         let progress = Self::with_target(total, done, counters, ProgressDrawTarget::stderr());
         if !progress.bar.is_hidden() {
             // Keep the per-minute figures moving while nothing finishes.
@@ -31,7 +36,7 @@ impl Progress {
 
     /// The same bar drawn to `target`.
     pub fn with_target(
-        total: u64,
+        total: Option<u64>,
         done: u64,
         counters: &Arc<Counters>,
         target: ProgressDrawTarget,
@@ -50,8 +55,13 @@ impl Progress {
                 let _ = write!(w, "{}", read(&counters));
             }
         };
-        let style = ProgressStyle::with_template(TEMPLATE)
-            .expect("the template is valid")
+        let template = if total.is_some() {
+            TEMPLATE
+        } else {
+            SPINNER_TEMPLATE
+        };
+        let style = ProgressStyle::with_template(template)
+            .expect("the templates are valid")
             .progress_chars("=> ")
             .with_key(
                 "rpm",
@@ -60,7 +70,7 @@ impl Progress {
             .with_key("tpm", per_minute(Counters::tokens))
             .with_key("failed", count(|c| c.failed.load(Relaxed)))
             .with_key("refused", count(|c| c.refused_429.load(Relaxed)));
-        let bar = ProgressBar::with_draw_target(Some(total), target).with_style(style);
+        let bar = ProgressBar::with_draw_target(total, target).with_style(style);
         bar.set_position(done);
         bar.reset_eta();
         Self { bar }
@@ -128,7 +138,7 @@ mod tests {
         let screen = Screen::default();
         let counters = Arc::new(Counters::default());
         let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
-        let progress = Progress::with_target(10, 4, &counters, target);
+        let progress = Progress::with_target(Some(10), 4, &counters, target);
         counters.failed.store(1, Relaxed);
         counters.refused_429.store(3, Relaxed);
         progress.inc();
@@ -138,5 +148,12 @@ mod tests {
         assert!(line.contains("tok/min"), "{line:?}");
         assert!(line.contains("1 failed, 3 429"), "{line:?}");
         progress.finish();
+
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let spinner = Progress::with_target(None, 0, &counters, target);
+        spinner.inc();
+        let line = screen.0.lock().unwrap().clone();
+        assert!(line.contains(" 1 done "), "{line:?}");
+        assert!(!line.contains("ETA"), "{line:?}");
     }
 }

@@ -335,27 +335,26 @@ async fn the_command_line_exits_0_1_or_2() {
 }
 
 /// A server that answers at once, except the line whose prompt says "stall", which waits
-/// until released; it counts the requests it has received.
+/// while `stalling` is set; it counts the requests it has received.
 mod stalling {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
 
     use axum::Router;
     use axum::extract::State;
     use axum::routing::post;
     use serde_json::{Value, json};
-    use tokio::sync::Notify;
 
-    #[derive(Default)]
     pub(crate) struct Server {
         pub(crate) requests: AtomicU64,
-        pub(crate) release: Notify,
+        pub(crate) stalling: AtomicBool,
     }
 
     async fn complete(State(server): State<Arc<Server>>, body: String) -> axum::Json<Value> {
         server.requests.fetch_add(1, Ordering::SeqCst);
-        if body.contains("stall") {
-            server.release.notified().await;
+        while body.contains("stall") && server.stalling.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         axum::Json(json!({
             "object": "chat.completion",
@@ -365,7 +364,10 @@ mod stalling {
     }
 
     pub(crate) async fn start() -> (String, Arc<Server>) {
-        let server = Arc::new(Server::default());
+        let server = Arc::new(Server {
+            requests: AtomicU64::new(0),
+            stalling: AtomicBool::new(true),
+        });
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
             .with_state(Arc::clone(&server));
@@ -422,9 +424,81 @@ async fn a_stalled_line_holds_back_reading_at_the_window_not_the_whole_input() {
         "",
         "line 0 first"
     );
-    server.release.notify_one();
+    server.stalling.store(false, Ordering::SeqCst);
     let finished = run.await.unwrap().unwrap();
     assert_eq!(finished.summary.succeeded, n as u64);
+    let lines = output(&args.output);
+    assert_eq!(lines.len(), n);
+    assert!(lines.iter().enumerate().all(|(i, l)| l["index"] == i));
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_drops_what_is_in_flight_and_keeps_what_is_answered() {
+    let dir = testdir("abort");
+    let (base_url, server) = stalling::start().await;
+    let args = Args {
+        input: dir.join("in.jsonl"),
+        output: dir.join("out.jsonl"),
+        base_url,
+        rpm: 1_000_000,
+        tpm: 100_000_000,
+        concurrency: 8,
+        retries: 0,
+        resume: false,
+        api_key: None,
+        period: Duration::from_secs(60),
+    };
+    let n = 50;
+    write_input(
+        &args.input,
+        (0..n).map(|i| {
+            if i == 0 {
+                request(0).replace("haiku", "stall")
+            } else {
+                request(i)
+            }
+        }),
+    );
+    let stop = Stop::new();
+    let run_task = tokio::spawn({
+        let (args, stop) = (args.clone(), stop.clone());
+        async move { run(&args, &stop, false).await }
+    });
+    let journal = dir.join("out.jsonl.pending");
+    let held = || std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+    // Line 0 hangs on the server; the 49 others are answered and held for it.
+    while held() < n - 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.stop(Stopped::Interrupted);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !run_task.is_finished(),
+        "a first stop waits for what is on the wire"
+    );
+    stop.abort(Stopped::Interrupted);
+    let finished = tokio::time::timeout(Duration::from_secs(5), run_task)
+        .await
+        .expect("an abort ends the run at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.summary.stopped, Some(Stopped::Interrupted));
+    assert_eq!(finished.summary.succeeded, n as u64 - 1);
+    assert_eq!(std::fs::read_to_string(&args.output).unwrap(), "");
+    assert_eq!(held(), n - 1, "the answers are kept");
+
+    // Resumed, only line 0, dropped on the wire, is sent again.
+    server.stalling.store(false, Ordering::SeqCst);
+    let resumed = Args {
+        resume: true,
+        ..args.clone()
+    };
+    let again = run(&resumed, &Stop::new(), false).await.unwrap();
+    assert_eq!(
+        (again.summary.skipped, again.summary.succeeded),
+        (n as u64 - 1, 1)
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), n as u64 + 1);
     let lines = output(&args.output);
     assert_eq!(lines.len(), n);
     assert!(lines.iter().enumerate().all(|(i, l)| l["index"] == i));

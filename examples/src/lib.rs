@@ -7,9 +7,12 @@
 //!   limits, headers and errors (`cargo run --example mock_llm` serves it alone).
 //! - [`client`]: a small reqwest client for `POST /v1/chat/completions`.
 //! - [`demo`]: the README's first command: the same prompts pushed three ways, then a table.
+//! - [`llm_batch`]: the batch tool (JSONL in, JSONL out in input order, RPM + TPM budgets,
+//!   resume after a crash) and the OpenAI Cookbook's script beside it as the baseline.
 
 pub mod client;
 pub mod demo;
+pub mod llm_batch;
 pub mod mock;
 mod out;
 pub mod seed;

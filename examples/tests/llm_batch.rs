@@ -54,6 +54,8 @@ fn args(dir: &Path, server: &MockServer) -> Args {
         concurrency: 8,
         retries: 5,
         resume: false,
+        redis: None,
+        key: "default".into(),
         api_key: None,
         period: Duration::from_secs(60),
     }
@@ -393,6 +395,8 @@ async fn a_stalled_line_holds_back_reading_at_the_window_not_the_whole_input() {
         concurrency: 16,
         retries: 0,
         resume: false,
+        redis: None,
+        key: "default".into(),
         api_key: None,
         period: Duration::from_secs(60),
     };
@@ -445,6 +449,8 @@ async fn a_second_ctrl_c_drops_what_is_in_flight_and_keeps_what_is_answered() {
         concurrency: 8,
         retries: 0,
         resume: false,
+        redis: None,
+        key: "default".into(),
         api_key: None,
         period: Duration::from_secs(60),
     };

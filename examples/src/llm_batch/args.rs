@@ -11,7 +11,7 @@ llm_batch: push a JSONL file of chat-completions requests through an OpenAI-comp
 within its request and token quotas, writing one result per line, in input order.
 
 Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
-                 [--concurrency N] [--retries N] [--resume]
+                 [--concurrency N] [--retries N] [--resume] [--redis URL [--key NAME]]
 
   --input FILE      one chat-completions request body per line; an optional \"metadata\"
                     field is not sent and is echoed in the output
@@ -24,6 +24,10 @@ Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
   --retries N       retries per line after its first attempt (default 5)
   --resume          continue an output left by an interrupted or killed run: lines already
                     answered are not sent again
+  --redis URL       share the quota (requests, tokens, concurrency, pauses) with every
+                    llm_batch that uses the same Redis and --key, e.g. redis://127.0.0.1/;
+                    --rpm, --tpm and --concurrency are then the whole fleet's
+  --key NAME        the shared quota's name (default: default), e.g. the API key's project
 
 The API key is read from OPENAI_API_KEY (optional, e.g. for a local mock).
 The last line on stdout is a JSON summary. Exit status: 0 when every line succeeded,
@@ -48,6 +52,10 @@ pub struct Args {
     pub retries: u32,
     /// `--resume`: continue the output of an earlier run.
     pub resume: bool,
+    /// `--redis`: the Redis that shares the quota with other processes, if any.
+    pub redis: Option<String>,
+    /// `--key`: the shared quota's name.
+    pub key: String,
     /// From `OPENAI_API_KEY`, sent as `Authorization: Bearer` when set.
     pub api_key: Option<String>,
     /// The period `rpm` and `tpm` count over: a minute. Not a flag: harnesses shorten it,
@@ -72,6 +80,8 @@ impl Args {
         let mut concurrency = None;
         let mut retries = None;
         let mut resume = false;
+        let mut redis = None;
+        let mut key = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -93,6 +103,8 @@ impl Args {
                 "--tpm" => set(&mut tpm, &flag, positive(&flag, &value()?)?)?,
                 "--concurrency" => set(&mut concurrency, &flag, positive(&flag, &value()?)?)?,
                 "--retries" => set(&mut retries, &flag, number(&flag, &value()?)?)?,
+                "--redis" => set(&mut redis, &flag, redis_url(value()?)?)?,
+                "--key" => set(&mut key, &flag, value()?)?,
                 "--resume" if inline.is_none() => resume = true,
                 "--resume" => return Err(UsageError::new("`--resume` takes no value")),
                 other => {
@@ -112,9 +124,24 @@ impl Args {
             concurrency: concurrency.unwrap_or(Self::DEFAULT_CONCURRENCY),
             retries: retries.unwrap_or(Self::DEFAULT_RETRIES),
             resume,
+            key: match (&redis, key) {
+                (None, Some(_)) => return Err(UsageError::new("`--key` needs `--redis`")),
+                (_, key) => key.unwrap_or_else(|| String::from("default")),
+            },
+            redis,
             api_key: None,
             period: Duration::from_secs(60),
         })
+    }
+}
+
+/// A `redis://` URL.
+fn redis_url(value: String) -> Result<String, UsageError> {
+    match reqwest::Url::parse(&value) {
+        Ok(url) if url.scheme() == "redis" && url.has_host() => Ok(value),
+        _ => Err(UsageError::new(format!(
+            "`--redis` needs a redis:// URL, got `{value}`"
+        ))),
     }
 }
 
@@ -209,10 +236,18 @@ mod tests {
                 concurrency: 8,
                 retries: 0,
                 resume: true,
+                redis: None,
+                key: "default".into(),
                 api_key: None,
                 period: Duration::from_secs(60),
             }
         );
+        let shared = parse(&format!(
+            "{REQUIRED} --tpm 1 --redis redis://127.0.0.1:6379/ --key org-1"
+        ))
+        .unwrap();
+        assert_eq!(shared.redis.as_deref(), Some("redis://127.0.0.1:6379/"));
+        assert_eq!(shared.key, "org-1");
         let defaults = parse(&format!("{REQUIRED} --tpm 1")).unwrap();
         assert_eq!(defaults.concurrency, Args::DEFAULT_CONCURRENCY);
         assert_eq!(defaults.retries, Args::DEFAULT_RETRIES);
@@ -253,6 +288,14 @@ mod tests {
         assert_eq!(
             invalid(&format!("{REQUIRED} --tpm 1 --concurrency -3")),
             "`--concurrency` needs a whole number, got `-3`"
+        );
+        assert_eq!(
+            invalid(&format!("{REQUIRED} --tpm 1 --key org-1")),
+            "`--key` needs `--redis`"
+        );
+        assert_eq!(
+            invalid(&format!("{REQUIRED} --tpm 1 --redis http://h/")),
+            "`--redis` needs a redis:// URL, got `http://h/`"
         );
         assert_eq!(parse("--rpm 1 --help"), Err(UsageError::Help));
         let url = |url: &str| invalid(&format!("--input i --output o --base-url {url}"));

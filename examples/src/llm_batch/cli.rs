@@ -52,7 +52,7 @@ pub async fn main(args: impl IntoIterator<Item = String>, api_key: Option<String
             let _ = stdout.flush();
             finished.summary.exit_code()
         }
-        Err(e @ (RunError::Resume(_) | RunError::Input(_))) => {
+        Err(e @ (RunError::Resume(_) | RunError::Input(_) | RunError::Redis(_))) => {
             eprintln!("llm_batch: {e}");
             2
         }

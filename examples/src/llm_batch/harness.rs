@@ -218,6 +218,8 @@ pub async fn run_llm_batch(scenario: &Scenario, dir: &Path) -> io::Result<Figure
         concurrency: scenario.concurrency,
         retries: Args::DEFAULT_RETRIES,
         resume: false,
+        redis: None,
+        key: "default".into(),
         api_key: None,
         period: scenario.minute(),
     };

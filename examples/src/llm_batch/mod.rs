@@ -4,9 +4,10 @@
 //!
 //! - [`args`]: the command line. [`cli`]: the program (parse, run, print, exit status).
 //! - [`input`]: the requests, read lazily, each with its token estimate.
-//! - [`runner`]: one line through the [`Limiter`](gate_core::Limiter) (adaptive
+//! - [`runner`]: one line through the [`quota`] (a [`Limiter`](gate_core::Limiter): adaptive
 //!   concurrency, request rate, token budget settled from `usage`, corrected from the
-//!   server's `x-ratelimit-*` headers) and the retry policy. [`error`] classifies failures.
+//!   server's `x-ratelimit-*` headers; or, with `--redis`, the same shared by every process
+//!   through gate-redis) and the retry policy. [`error`] classifies failures.
 //! - [`output`]: the ordered writer and its journal; [`resume`]: reading them back.
 //! - [`summary`] and [`progress`]: what the run did, at the end and while it runs.
 //! - [`cookbook`]: the OpenAI Cookbook's `api_request_parallel_processor.py`, reimplemented
@@ -28,6 +29,7 @@ pub mod harness;
 pub mod input;
 pub mod output;
 pub mod progress;
+pub mod quota;
 pub mod resume;
 pub mod runner;
 pub mod stop;
@@ -45,6 +47,7 @@ use args::Args;
 use input::{Input, InputError, parse_line};
 use output::OrderedWriter;
 use progress::Progress;
+use quota::Quota;
 use resume::{ResumeError, Resumed};
 use runner::Runner;
 use stop::Stop;
@@ -75,6 +78,8 @@ pub enum RunError {
     Output(io::Error),
     /// The output cannot be resumed or would be overwritten.
     Resume(ResumeError),
+    /// `--redis` names no usable Redis.
+    Redis(gate_redis::BuildError),
 }
 
 impl fmt::Display for RunError {
@@ -83,6 +88,7 @@ impl fmt::Display for RunError {
             Self::Input(e) => write!(f, "cannot read the input: {e}"),
             Self::Output(e) => write!(f, "cannot write the output: {e}"),
             Self::Resume(e) => e.fmt(f),
+            Self::Redis(e) => write!(f, "cannot use --redis: {e}"),
         }
     }
 }
@@ -103,11 +109,23 @@ pub async fn run(args: &Args, stop: &Stop, progress: bool) -> Result<Finished, R
     let mut input = Input::open(&args.input).await.map_err(RunError::Input)?;
     let mut writer = OrderedWriter::open(&args.output, resumed.written, resumed.held)
         .map_err(RunError::Output)?;
+    let quota = match &args.redis {
+        None => Quota::local(args.rpm, args.tpm, args.period, args.concurrency),
+        Some(url) => Quota::shared(
+            url,
+            &args.key,
+            args.rpm,
+            args.tpm,
+            args.period,
+            args.concurrency,
+        )
+        .map_err(RunError::Redis)?,
+    };
     let counters = Arc::new(Counters::default());
     let runner = Runner::new(
         &args.base_url,
         args.api_key.clone(),
-        runner::limiter(args.rpm, args.tpm, args.period, args.concurrency),
+        quota,
         runner::policy(args.retries, args.period),
         Arc::clone(&counters),
         stop.clone(),

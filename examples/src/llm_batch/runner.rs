@@ -4,77 +4,29 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use gate_core::adaptive::Aimd;
 use gate_core::hint::{self, ServerLimits};
-use gate_core::rate::Rate;
 use gate_core::retry::{Attempt, Attempts, Step};
-use gate_core::{AcquireError, Limiter, Retry};
+use gate_core::{AcquireError, Report, Retry};
 use serde_json::{Map, Value, json};
 
 use super::error::CallError;
 use super::input::Line;
 use super::output::Record;
+use super::quota::Quota;
 use super::stop::Stop;
 use super::summary::{Counters, Stopped};
 
-/// The longest `Retry-After` honoured, by a retry and by the limiter's pause alike: a
-/// token window refills within a minute, so a longer hint is a mistake or a spent daily
-/// quota, and ends the line (which `--resume` can send again later).
-pub const MAX_HINT: Duration = Duration::from_secs(120);
+pub use super::quota::MAX_HINT;
 
 /// The longest one attempt may take before it is cancelled and retried.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long a line waits before asking again for admission from a shared quota whose
+/// Redis is out of reach.
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
 /// The largest response body read; a longer one is a transport error.
 pub const MAX_BODY: usize = 64 << 20;
-
-/// The limits the requests go out under: one [`Limiter`] with a request rate of `rpm` and a
-/// token budget of `tpm` per `period` (a minute), and an AIMD concurrency limit of at most
-/// `concurrency`, starting at 8 or less.
-///
-/// Both buckets hold a whole period's worth, as OpenAI's do (its headers count
-/// `x-ratelimit-remaining-requests` down from the minute's limit): a client that held less
-/// would leave the server's burst unused, and the makespan longer than the limits allow.
-/// What keeps the start from being a flood (the Cookbook script's flaw) is the concurrency
-/// limit; what keeps the buckets honest when other clients share the key is
-/// [`observe`], which lowers them to what the server's headers say remains.
-pub fn limiter(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Limiter {
-    let concurrency = concurrency.max(1);
-    let aimd = Aimd::builder()
-        .initial(concurrency.min(8))
-        .min(1)
-        .max(concurrency)
-        .build()
-        .expect("1 <= initial <= max");
-    Limiter::builder()
-        .adaptive(aimd)
-        .rate(per(rpm, period).burst(rpm))
-        .tokens(per(tpm, period))
-        .max_pause(MAX_HINT)
-        .build()
-        .expect("an adaptive limit within Gate::MAX_PERMITS")
-}
-
-/// The server's view wins: when the response's `x-ratelimit-remaining-requests` or
-/// `x-ratelimit-remaining-tokens` (read by [`ServerLimits`], on every response, 429s
-/// included) say fewer remain than the limiter's buckets think (another client shares the
-/// key, or the server counts differently), the buckets are lowered to match; never raised.
-/// A missing or malformed header changes nothing. (The server's `Retry-After` pauses the
-/// limiter through the retry policy's report of the attempt.)
-pub fn observe(limiter: &Limiter, limits: &ServerLimits) {
-    if let (Some(bucket), Some(n)) = (limiter.rate_limit(), limits.requests.remaining) {
-        bucket.lower_remaining_to(n);
-    }
-    if let (Some(bucket), Some(n)) = (limiter.token_limit(), limits.tokens.remaining) {
-        bucket.lower_remaining_to(n);
-    }
-}
-
-/// `count` per `period`, at least 1 in at least a nanosecond.
-fn per(count: u32, period: Duration) -> Rate {
-    Rate::new(count.max(1), period.max(Duration::from_nanos(1)))
-        .expect("a positive count over a positive period")
-}
 
 /// The retry policy: `retries` retries of what may pass next time (429 rate limits, 5xx,
 /// transport errors, timeouts), with exponential backoff from 500 ms to 30 s (for a
@@ -106,13 +58,13 @@ struct Answer {
     total_tokens: Option<u64>,
 }
 
-/// Sends lines to `{base_url}/chat/completions` under one limiter.
+/// Sends lines to `{base_url}/chat/completions` under one [`Quota`].
 #[derive(Debug)]
 pub struct Runner {
     http: reqwest::Client,
     endpoint: String,
     api_key: Option<String>,
-    limiter: Limiter,
+    quota: Quota,
     policy: Retry<CallError>,
     counters: Arc<Counters>,
     stop: Stop,
@@ -124,7 +76,7 @@ impl Runner {
     pub fn new(
         base_url: &str,
         api_key: Option<String>,
-        limiter: Limiter,
+        quota: Quota,
         policy: Retry<CallError>,
         counters: Arc<Counters>,
         stop: Stop,
@@ -137,16 +89,16 @@ impl Runner {
             http,
             endpoint: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key,
-            limiter,
+            quota,
             policy,
             counters,
             stop,
         }
     }
 
-    /// The limiter the requests go through.
-    pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+    /// The limits the requests go through.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
     }
 
     /// Runs `line` to its record: admitted for its estimated tokens, settled with the
@@ -160,10 +112,19 @@ impl Runner {
             let admitted = tokio::select! {
                 biased;
                 () = self.stop.stopped() => return None,
-                admitted = self.limiter.acquire_tokens(line.estimate) => admitted,
+                admitted = self.quota.admit(line.estimate) => admitted,
             };
             let mut permit = match admitted {
                 Ok(permit) => permit,
+                // A shared quota refuses while Redis is out of reach (it fails closed): the
+                // line waits for Redis to come back rather than fail.
+                Err(AcquireError::Unavailable) => {
+                    tokio::select! {
+                        biased;
+                        () = self.stop.stopped() => return None,
+                        () = tokio::time::sleep(UNAVAILABLE_RETRY) => continue,
+                    }
+                }
                 Err(AcquireError::TooLarge {
                     requested,
                     capacity,
@@ -177,7 +138,7 @@ impl Runner {
                     };
                     return Some(self.failed(line, &error, attempts.made()));
                 }
-                // The limiter is never closed and the estimate is never 0: nothing else
+                // The estimate is never 0 and a local limiter is never closed: nothing else
                 // can happen, but a line must still end in a record.
                 Err(e) => {
                     let error = CallError::Transport(format!("not admitted: {e}"));
@@ -251,7 +212,7 @@ impl Runner {
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let headers = response.headers();
-        observe(&self.limiter, &ServerLimits::from_headers(headers));
+        self.quota.observe(&ServerLimits::from_headers(headers));
         let retry_after = hint::retry_after(headers);
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
@@ -297,7 +258,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_servers_remaining_counts_lower_the_buckets_and_never_raise_them() {
-        let limiter = limiter(600, 180_000, Duration::from_secs(60), 8);
+        let quota = Quota::local(600, 180_000, Duration::from_secs(60), 8);
+        let limiter = quota.limiter().unwrap();
         let (requests, tokens) = (
             limiter.rate_limit().unwrap(),
             limiter.token_limit().unwrap(),
@@ -312,7 +274,7 @@ mod tests {
             "x-ratelimit-remaining-tokens",
             HeaderValue::from_static(" 1000 "),
         );
-        let observe = |headers: &HeaderMap| observe(&limiter, &ServerLimits::from_headers(headers));
+        let observe = |headers: &HeaderMap| quota.observe(&ServerLimits::from_headers(headers));
         observe(&headers);
         assert_eq!((requests.remaining(), tokens.remaining()), (599, 1_000));
         headers.insert(

@@ -1,0 +1,160 @@
+//! [`Quota`]: where a line's admission comes from: this process's own [`Limiter`], or a
+//! [`RedisLimiter`] that every `llm_batch` with the same `--redis` and `--key` shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gate_core::adaptive::Aimd;
+use gate_core::hint::ServerLimits;
+use gate_core::rate::Rate;
+use gate_core::{
+    AcquireError, Admission, Limiter, Outcome, OwnedAdmission, OwnedLimiterPermit, Report,
+    WaitLimits,
+};
+use gate_redis::{BuildError, FailurePolicy, RedisLimiter, RedisPermit};
+
+/// The longest `Retry-After` honoured, by a retry and by the limiter's pause alike: a
+/// token window refills within a minute, so a longer hint is a mistake or a spent daily
+/// quota, and ends the line (which `--resume` can send again later).
+pub const MAX_HINT: Duration = Duration::from_secs(120);
+
+/// The limits the lines go out under.
+#[derive(Debug, Clone)]
+pub enum Quota {
+    /// This process alone: adaptive concurrency, request rate and token budget, in memory.
+    Local(Arc<Limiter>),
+    /// Shared by every process that uses the same Redis and key: one concurrency limit,
+    /// one request rate, one token budget and one pause for the fleet.
+    Shared(Arc<RedisLimiter>),
+}
+
+impl Quota {
+    /// One [`Limiter`] with a request rate of `rpm` and a token budget of `tpm` per `period`
+    /// (a minute), and an AIMD concurrency limit of at most `concurrency`, starting at 8 or
+    /// less.
+    ///
+    /// Both buckets hold a whole period's worth, as OpenAI's do (its headers count
+    /// `x-ratelimit-remaining-requests` down from the minute's limit): a client that held
+    /// less would leave the server's burst unused, and the makespan longer than the limits
+    /// allow. What keeps the start from being a flood (the Cookbook script's flaw) is the
+    /// concurrency limit; what keeps the buckets honest when other clients share the key is
+    /// [`observe`](Self::observe).
+    pub fn local(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        let aimd = Aimd::builder()
+            .initial(concurrency.min(8))
+            .min(1)
+            .max(concurrency)
+            .build()
+            .expect("1 <= initial <= max");
+        let limiter = Limiter::builder()
+            .adaptive(aimd)
+            .rate(per(rpm, period).burst(rpm))
+            .tokens(per(tpm, period))
+            .max_pause(MAX_HINT)
+            .build()
+            .expect("an adaptive limit within Gate::MAX_PERMITS");
+        Self::Local(Arc::new(limiter))
+    }
+
+    /// The same limits kept in Redis at `url` under `key`, shared by every process that
+    /// names them: `concurrency` is the fleet's (a fixed limit: each process cannot adapt
+    /// a share it does not own), and while Redis is unreachable a process admits nobody
+    /// (gate-redis's default, fail closed: the quota is the fleet's, no process can keep
+    /// it alone), then resumes when Redis answers.
+    ///
+    /// Needs a tokio runtime.
+    pub fn shared(
+        url: &str,
+        key: &str,
+        rpm: u32,
+        tpm: u32,
+        period: Duration,
+        concurrency: usize,
+    ) -> Result<Self, BuildError> {
+        let client = redis::Client::open(url).map_err(BuildError::Redis)?;
+        let limiter = RedisLimiter::builder(client)
+            .key(format!("llm_batch:{key}"))
+            .concurrency(concurrency.max(1))
+            .rate(per(rpm, period).burst(rpm))
+            .tokens(per(tpm, period))
+            .max_pause(MAX_HINT)
+            .on_failure(FailurePolicy::Closed)
+            .build()?;
+        Ok(Self::Shared(Arc::new(limiter)))
+    }
+
+    /// The in-process limiter, if the quota is not shared.
+    pub fn limiter(&self) -> Option<&Limiter> {
+        match self {
+            Self::Local(limiter) => Some(limiter),
+            Self::Shared(_) => None,
+        }
+    }
+
+    /// Waits for a line's admission with `tokens` reserved.
+    pub async fn admit(&self, tokens: u64) -> Result<QuotaPermit, AcquireError> {
+        match self {
+            Self::Local(limiter) => Arc::clone(limiter)
+                .admit_owned_tokens_with(tokens, limiter.wait_limits())
+                .await
+                .map(QuotaPermit::Local),
+            Self::Shared(limiter) => limiter
+                .admit_tokens_with(tokens, WaitLimits::UNBOUNDED)
+                .await
+                .map(QuotaPermit::Shared),
+        }
+    }
+
+    /// The server's view wins: what a response's rate-limit headers say remains lowers the
+    /// buckets (never raises them), for this process or, shared, for every process. (The
+    /// server's `Retry-After` pauses through the retry policy's report of the attempt.)
+    pub fn observe(&self, limits: &ServerLimits) {
+        let limits = ServerLimits {
+            retry_after: None,
+            ..*limits
+        };
+        match self {
+            Self::Local(limiter) => limiter.observe(&limits),
+            Self::Shared(limiter) => limiter.observe(&limits),
+        }
+    }
+}
+
+/// `count` per `period`, at least 1 in at least a nanosecond.
+fn per(count: u32, period: Duration) -> Rate {
+    Rate::new(count.max(1), period.max(Duration::from_nanos(1)))
+        .expect("a positive count over a positive period")
+}
+
+/// One line's admission, from either kind of [`Quota`].
+#[derive(Debug)]
+pub enum QuotaPermit {
+    /// From this process's limiter.
+    Local(OwnedLimiterPermit),
+    /// From the limiter shared through Redis.
+    Shared(RedisPermit),
+}
+
+impl Report for QuotaPermit {
+    fn finish(self, outcome: Outcome) {
+        match self {
+            Self::Local(permit) => permit.finish(outcome),
+            Self::Shared(permit) => permit.finish(outcome),
+        }
+    }
+
+    fn pushback(&self, retry_after: Duration) {
+        match self {
+            Self::Local(permit) => Report::pushback(permit, retry_after),
+            Self::Shared(permit) => permit.pushback(retry_after),
+        }
+    }
+
+    fn settle(&mut self, used: u64) {
+        match self {
+            Self::Local(permit) => permit.settle(used),
+            Self::Shared(permit) => permit.settle(used),
+        }
+    }
+}

@@ -104,37 +104,67 @@ pub const fn rate(text: &str, burst: u32) -> Rate {
     }
 }
 
+/// The token budget of `#[gated(tokens = "...")]`, evaluated like [`rate`]: a malformed
+/// budget is a compile error on its literal. A burst in the text (`"180000/min (burst
+/// 30000)"`) sets the bucket's size, as for `LimiterBuilder::tokens`.
+#[track_caller]
+pub const fn tokens(text: &str) -> Rate {
+    match Rate::parse(text) {
+        Ok(rate) => rate,
+        Err(error) => panic!("{}", tokens_error(error)),
+    }
+}
+
+/// The messages for what `Rate::parse` refuses, for the argument `$key` (a `const` panic
+/// message cannot be formatted, so each argument has its own table).
+macro_rules! rate_errors {
+    ($error:expr, $key:literal, $example:literal, $what:literal) => {
+        match $error {
+            ParseRateError::MissingSlash => concat!(
+                "invalid `", $key, "`: expected a count per period, such as ", $example,
+                ", \"10/s\" or \"100/10s\""
+            ),
+            ParseRateError::InvalidCount => concat!(
+                "invalid `", $key, "`: the count before `/` must be a whole number, such as ",
+                $example
+            ),
+            ParseRateError::InvalidPeriod => concat!(
+                "invalid `", $key,
+                "`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
+            ),
+            ParseRateError::UnknownUnit => concat!(
+                "invalid `", $key,
+                "`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as ",
+                $example
+            ),
+            ParseRateError::Rate(RateError::ZeroCount) => concat!(
+                "invalid `", $key, "`: the count must be at least 1; nothing would ever be admitted"
+            ),
+            ParseRateError::Rate(RateError::TooFast) => concat!(
+                "invalid `", $key, "`: a rate cannot exceed one ", $what, " per nanosecond"
+            ),
+            ParseRateError::Rate(RateError::PeriodTooLong) => concat!(
+                "invalid `", $key, "`: the period must be shorter than 146 years"
+            ),
+            ParseRateError::Rate(RateError::BurstTooLong) => concat!(
+                "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
+            ),
+            ParseRateError::InvalidBurst => concat!(
+                "invalid `", $key,
+                "`: expected a burst like \"(burst 5)\" after the period, at least 1"
+            ),
+        }
+    };
+}
+
 /// What is wrong with a `rate = "..."` literal, as a `const` panic message can say it.
 const fn rate_error(error: ParseRateError) -> &'static str {
-    match error {
-        ParseRateError::MissingSlash => {
-            "invalid `rate`: expected a count per period, such as \"500/min\", \"10/s\" or \"100/10s\""
-        }
-        ParseRateError::InvalidCount => {
-            "invalid `rate`: the count before `/` must be a whole number, such as \"500/min\""
-        }
-        ParseRateError::InvalidPeriod => {
-            "invalid `rate`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
-        }
-        ParseRateError::UnknownUnit => {
-            "invalid `rate`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as \"500/min\""
-        }
-        ParseRateError::Rate(RateError::ZeroCount) => {
-            "invalid `rate`: the count must be at least 1; nothing would ever be admitted"
-        }
-        ParseRateError::Rate(RateError::TooFast) => {
-            "invalid `rate`: a rate cannot exceed one admission per nanosecond"
-        }
-        ParseRateError::Rate(RateError::PeriodTooLong) => {
-            "invalid `rate`: the period must be shorter than 146 years"
-        }
-        ParseRateError::Rate(RateError::BurstTooLong) => {
-            "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
-        }
-        ParseRateError::InvalidBurst => {
-            "invalid `rate`: expected a burst like \"(burst 5)\" after the period, at least 1"
-        }
-    }
+    rate_errors!(error, "rate", "\"500/min\"", "admission")
+}
+
+/// What is wrong with a `tokens = "..."` literal.
+const fn tokens_error(error: ParseRateError) -> &'static str {
+    rate_errors!(error, "tokens", "\"180000/min\"", "token")
 }
 
 /// `#[gated(adaptive = "aimd")]`: AIMD between 1 and `max` (`limit = N`), or between 1 and
@@ -233,14 +263,25 @@ impl<T, E> Fallible for Result<T, E> {
 }
 
 /// An error type that can report a timed-out attempt: any `E: From<Elapsed>`.
+///
+/// The note leads with `timeout_error`, which works for any error type: for another
+/// crate's (async-openai's `OpenAIError`), the orphan rule forbids the `From` impl.
 #[diagnostic::on_unimplemented(
-    message = "`#[gated(timeout = ...)]` needs the error type `{Self}` to implement `From<gate_core::Elapsed>`",
+    message = "`#[gated(timeout = ...)]` needs the error of a timed-out attempt, and `{Self}` has no `From<gate_core::Elapsed>`",
     label = "the error type here cannot say that an attempt timed out",
-    note = "add `impl From<gate_core::Elapsed> for {Self}`: when the last attempt times out, the function returns that error"
+    note = "name the error with `timeout_error = |elapsed: gate_core::Elapsed| ...` (a `fn(Elapsed) -> {Self}`), which works for another crate's error type too",
+    note = "or, if `{Self}` is defined in your crate, add `impl From<gate_core::Elapsed> for {Self}`"
 )]
 pub trait FromElapsed: From<Elapsed> {}
 
 impl<E: From<Elapsed>> FromElapsed for E {}
+
+/// The `timeout_error` of a function without one: `E::from(Elapsed)`, whose bound says what
+/// to write when `E` has no such `From`.
+#[inline(always)]
+pub fn from_elapsed<E: FromElapsed>(elapsed: Elapsed) -> E {
+    E::from(elapsed)
+}
 
 /// Reports how an attempt went through its permit, then decides what follows it
 /// ([`Attempts::next`], with the function's `retry_if`).
@@ -265,27 +306,28 @@ where
     }
 }
 
-/// Like [`next`] for an attempt under a per-attempt timeout ([`Attempts::next_timed`]): a
-/// timed-out attempt is always retryable, and if it was the last one the function returns
-/// `E::from(Elapsed)`.
+/// Like [`next`] for an attempt under a per-attempt timeout
+/// ([`Attempts::next_timed_or_else`]): a timed-out attempt is always retryable, and if it
+/// was the last one the function returns `timed_out(Elapsed)` (the function's
+/// `timeout_error`, else [`from_elapsed`]).
 #[inline(always)]
 pub fn next_timed<R, E, P>(
     attempts: &mut Attempts,
     permit: P,
     attempt: Attempt<R>,
     policy: &Retry<E>,
+    timed_out: fn(Elapsed) -> E,
     retry_if: fn(&E) -> bool,
 ) -> Step<R>
 where
     R: Fallible<Error = E>,
-    E: FromElapsed,
     P: Report,
 {
     let attempt = match attempt {
         Attempt::Returned(returned) => Attempt::Returned(returned.into_result()),
         Attempt::TimedOut => Attempt::TimedOut,
     };
-    match attempts.next_timed_with(permit, attempt, policy, retry_if) {
+    match attempts.next_timed_with(permit, attempt, policy, retry_if, timed_out) {
         Step::Done(returned) => Step::Done(R::from_result(returned)),
         Step::Wait(delay) => Step::Wait(delay),
     }
@@ -343,6 +385,7 @@ mod tests {
                 (),
                 Attempt::TimedOut,
                 &p,
+                from_elapsed,
                 transient
             )),
             second
@@ -353,9 +396,24 @@ mod tests {
                 (),
                 Attempt::<Result<(), E>>::TimedOut,
                 &p,
+                from_elapsed,
                 transient
             ),
             Step::Done(Err(E::Elapsed))
+        ));
+        // `timeout_error` makes the last timeout's error, whatever `From` says.
+        let mut attempts = Attempts::default();
+        let once = policy(Retry::builder(0));
+        assert!(matches!(
+            next_timed(
+                &mut attempts,
+                (),
+                Attempt::<Result<(), E>>::TimedOut,
+                &once,
+                |_| E::Fatal,
+                transient
+            ),
+            Step::Done(Err(E::Fatal))
         ));
 
         let mut attempts = Attempts::default();

@@ -262,10 +262,33 @@ use proc_macro::TokenStream;
 ///
 /// Cancels an attempt that runs longer than this (greater than zero) and counts it as a
 /// failed attempt, which is always retried. The time spent waiting for a permit does not
-/// count. The function must return a `Result` whose error type implements
-/// `From<gate_core::Elapsed>`: when the last attempt times out, the function returns
-/// `E::from(Elapsed)`. Works with or without `retry` (without, it is one attempt). Under a
-/// limiter, a timed-out attempt is reported as `Outcome::TimedOut`, a sign of overload.
+/// count. The function must return a `Result` whose error type can say "timed out": when
+/// the last attempt times out, the function returns `E::from(Elapsed)`, or what
+/// `timeout_error` makes. Works with or without `retry` (without, it is one attempt). Under
+/// a limiter, a timed-out attempt is reported as `Outcome::TimedOut`, a sign of overload.
+///
+/// ## `timeout_error = path::to::function`
+///
+/// Makes the error a timed-out last attempt returns: a `fn(gate_core::Elapsed) -> E` (or a
+/// closure that captures nothing), in place of `E::from`. For an error type of another
+/// crate, such as async-openai's `OpenAIError`, the orphan rule forbids
+/// `impl From<Elapsed> for OpenAIError` in your crate; this needs no impl. Needs `timeout`.
+///
+/// ```
+/// use gate_core::{Elapsed, gated};
+/// # mod other_crate { #[derive(Debug)] pub enum ApiError { Timeout(String) } }
+/// use other_crate::ApiError; // no `From<Elapsed>`, and none can be written here
+/// # struct Client;
+/// # impl Client { async fn chat(&self, p: &str) -> Result<String, ApiError> { Ok(p.into()) } }
+///
+/// #[gated(limit = 8, retry = 2, timeout = "30s",
+///         timeout_error = |elapsed: Elapsed| ApiError::Timeout(elapsed.to_string()))]
+/// async fn chat(client: &Client, prompt: &str) -> Result<String, ApiError> {
+///     client.chat(prompt).await
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() { assert_eq!(chat(&Client, "hi").await.unwrap(), "hi"); }
+/// ```
 ///
 /// ## `retry_if = path::to::predicate`
 ///
@@ -413,8 +436,10 @@ use proc_macro::TokenStream;
 /// # });
 /// ```
 ///
-/// Without `timeout`, the attempt is the `async` block awaited and `attempts.next` decides.
-/// Without `retry`, `timeout`, `adaptive` or `backpressure`, there is no loop: the permit is
+/// Without `timeout`, the attempt is the `async` block awaited and `attempts.next` decides;
+/// with `timeout_error = f`, `attempts.next_timed_or_else(permit, attempt, &policy, f)`
+/// decides. Without `retry`, `timeout`, `adaptive`, `backpressure` or `cost`, there is no
+/// loop: the permit is
 /// held around the body and dropped unreported, as for `limit = 10` above. Dropping the call
 /// while an attempt runs drops its permit unreported too: a cancelled attempt says nothing
 /// about the server.
@@ -502,13 +527,18 @@ use proc_macro::TokenStream;
 /// or has no body; an item that is not a function; an unknown argument (with the valid ones,
 /// and "did you mean" for a close misspelling); a duplicate argument; `limit = 0` or a
 /// `limit` that is not an integer; both of `limit` and `gate`, or no limit at all; `rate` or
-/// `adaptive` with `gate`; `limiter` with `limit`, `gate`, `rate`, `burst` or `adaptive`;
-/// an unknown adaptive algorithm; `burst` without `rate`; `retry`, `timeout`, `adaptive` or
-/// `backpressure` on a function that does not return a `Result`; `backpressure` on an error
-/// type that does not implement `Backpressure`, or with nothing to act on; retry options
-/// without `retry`; a malformed, negative or zero duration where one is not allowed; a
-/// malformed rate (when the program is compiled, on the literal); a `gate` or `limiter` that
-/// is a `const` or not an admission (on the path).
+/// `adaptive`, `tokens` or `cost` with `gate`; `limiter` with `limit`, `gate`, `rate`,
+/// `burst`, `tokens` or `adaptive`; an unknown adaptive algorithm; `burst` without `rate`;
+/// `tokens` without `cost`, `cost` without `tokens` or `limiter`, `cost = 0`, a cost that is
+/// not a `u64` (on the expression), `usage` without `cost`; `retry`, `timeout`, `adaptive`,
+/// `backpressure` or `cost` on a function that does not return a `Result`; `backpressure` on
+/// an error type that does not implement `Backpressure`, or with nothing to act on; `cost`
+/// on an `Ok` type that does not implement `TokenUsage`, without `usage`; `timeout` on an
+/// error type without `From<Elapsed>` and without `timeout_error` (the message names
+/// `timeout_error` first), `timeout_error` without `timeout`; retry options without
+/// `retry`; a malformed, negative or zero duration where one is not allowed; a malformed
+/// rate or token budget (when the program is compiled, on the literal); a `gate` or
+/// `limiter` that is a `const` or not an admission (on the path).
 ///
 /// A syntax error inside the body is left to the compiler: `#[gated]` parses only the
 /// signature, so the compiler's error is the only one.

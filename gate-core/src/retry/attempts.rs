@@ -166,7 +166,39 @@ impl Attempts {
         P: Report,
         E: From<Elapsed>,
     {
-        self.next_timed_with(permit, attempt, policy, policy.retry_if)
+        self.next_timed_with(permit, attempt, policy, policy.retry_if, E::from)
+    }
+
+    /// Like [`next_timed`](Self::next_timed), with the error a timed-out last attempt ends
+    /// the call with made by `timed_out`, for an error type that cannot implement
+    /// `From<Elapsed>`: another crate's (the orphan rule forbids that impl in yours).
+    /// `#[gated(timeout_error = ..)]` expands to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::retry::{Attempt, Attempts, Step};
+    /// use gate_core::Retry;
+    ///
+    /// // Stands for another crate's error: no `From<Elapsed>` can be written for it here.
+    /// let policy: Retry<std::io::Error> = Retry::new(0);
+    /// let mut attempts = Attempts::new();
+    /// let step = attempts.next_timed_or_else((), Attempt::<Result<(), _>>::TimedOut, &policy, |elapsed| {
+    ///     std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)
+    /// });
+    /// let Step::Done(Err(error)) = step else { panic!("the only attempt timed out") };
+    /// assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    /// ```
+    pub fn next_timed_or_else<T, E, P>(
+        &mut self,
+        permit: P,
+        attempt: Attempt<Result<T, E>>,
+        policy: &Retry<E>,
+        timed_out: impl FnOnce(Elapsed) -> E,
+    ) -> Step<Result<T, E>>
+    where
+        P: Report,
+    {
+        self.next_timed_with(permit, attempt, policy, policy.retry_if, timed_out)
     }
 
     /// [`next`](Self::next) with `retry_if` given apart from the policy. `#[gated]` passes
@@ -190,7 +222,8 @@ impl Attempts {
         self.decide(returned, policy, retry_if)
     }
 
-    /// [`next_timed`](Self::next_timed) with `retry_if` given apart from the policy.
+    /// [`next_timed_or_else`](Self::next_timed_or_else) with `retry_if` given apart from the
+    /// policy.
     #[inline(always)]
     pub(crate) fn next_timed_with<T, E, P>(
         &mut self,
@@ -198,10 +231,10 @@ impl Attempts {
         attempt: Attempt<Result<T, E>>,
         policy: &Retry<E>,
         retry_if: fn(&E) -> bool,
+        timed_out: impl FnOnce(Elapsed) -> E,
     ) -> Step<Result<T, E>>
     where
         P: Report,
-        E: From<Elapsed>,
     {
         match attempt {
             Attempt::Returned(returned) => self.next_with(permit, returned, policy, retry_if),
@@ -210,7 +243,7 @@ impl Attempts {
                 self.schedule.begin();
                 match self.schedule.after(policy, Failed::TimedOut, retry_if) {
                     Ok(delay) => Step::Wait(delay),
-                    Err(_) => Step::Done(Err(E::from(Elapsed::new()))),
+                    Err(_) => Step::Done(Err(timed_out(Elapsed::new()))),
                 }
             }
         }

@@ -12,15 +12,35 @@ pub enum AcquireError {
     TimedOut,
     /// The queue already held `max_waiters` callers, so this one was refused at once.
     QueueFull,
+    /// A reservation of zero tokens from a token budget
+    /// ([`Limiter::acquire_tokens`](crate::Limiter::acquire_tokens)): an estimate of
+    /// nothing is a bug in the estimate, not a free call.
+    ZeroCost,
+    /// A reservation larger than the token budget can ever hold: it would wait for ever,
+    /// so it fails at once. Split the request, or give the budget a larger burst.
+    TooLarge {
+        /// The tokens asked for.
+        requested: u64,
+        /// The most the budget admits at once.
+        capacity: u64,
+    },
 }
 
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Closed => "gate closed",
-            Self::TimedOut => "timed out waiting for a permit",
-            Self::QueueFull => "too many callers waiting for a permit",
-        })
+        match self {
+            Self::Closed => f.write_str("gate closed"),
+            Self::TimedOut => f.write_str("timed out waiting for a permit"),
+            Self::QueueFull => f.write_str("too many callers waiting for a permit"),
+            Self::ZeroCost => f.write_str("a reservation of zero tokens"),
+            Self::TooLarge {
+                requested,
+                capacity,
+            } => write!(
+                f,
+                "a reservation of {requested} tokens exceeds the budget's capacity of {capacity}"
+            ),
+        }
     }
 }
 

@@ -86,6 +86,7 @@ pub mod rate;
 pub mod retry;
 pub mod stats;
 mod sync;
+mod token_usage;
 
 pub use admission::{
     Admission, BoxAdmission, BoxPermit, Outcome, OwnedAdmission, Report, Unlimited,
@@ -102,6 +103,7 @@ pub use retry::backoff::Backoff;
 pub use retry::error::{Elapsed, RetryError};
 pub use retry::policy::{Retry, RetryBuilder};
 pub use stats::Stats;
+pub use token_usage::TokenUsage;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]

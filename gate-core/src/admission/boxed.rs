@@ -61,6 +61,15 @@ impl BoxAdmission {
     ) -> Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>> {
         self.inner.admit_with(limits)
     }
+
+    /// Like [`Admission::admit_tokens_with`], as a future whose type can be named.
+    pub fn admit_tokens_boxed(
+        &self,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>> {
+        self.inner.admit_tokens_with(tokens, limits)
+    }
 }
 
 impl Admission for BoxAdmission {
@@ -71,6 +80,14 @@ impl Admission for BoxAdmission {
         limits: WaitLimits,
     ) -> impl Future<Output = Result<BoxPermit, AcquireError>> + Send {
         self.inner.admit_with(limits)
+    }
+
+    fn admit_tokens_with(
+        &self,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<BoxPermit, AcquireError>> + Send {
+        self.inner.admit_tokens_with(tokens, limits)
     }
 
     #[inline]
@@ -101,6 +118,14 @@ impl OwnedAdmission for BoxAdmission {
         self.inner.admit_with(limits)
     }
 
+    fn admit_owned_tokens_with(
+        self: Arc<Self>,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<BoxPermit, AcquireError>> + Send + 'static {
+        self.inner.admit_tokens_with(tokens, limits)
+    }
+
     #[inline]
     fn try_admit_owned(self: &Arc<Self>) -> Option<BoxPermit> {
         self.inner.try_admit()
@@ -117,6 +142,7 @@ impl fmt::Debug for BoxAdmission {
 /// for the `Arc` of one, so that its owned methods have the `Arc` they take.
 trait Erased: Send + Sync {
     fn admit_with(&self, limits: WaitLimits) -> BoxAdmit;
+    fn admit_tokens_with(&self, tokens: u64, limits: WaitLimits) -> BoxAdmit;
     fn try_admit(&self) -> Option<BoxPermit>;
     fn wait_limits(&self) -> WaitLimits;
     fn capacity(&self) -> Option<usize>;
@@ -127,6 +153,11 @@ trait Erased: Send + Sync {
 impl<A: OwnedAdmission> Erased for Arc<A> {
     fn admit_with(&self, limits: WaitLimits) -> BoxAdmit {
         let admit = Arc::clone(self).admit_owned_with(limits);
+        Box::pin(async move { admit.await.map(BoxPermit::new) })
+    }
+
+    fn admit_tokens_with(&self, tokens: u64, limits: WaitLimits) -> BoxAdmit {
+        let admit = Arc::clone(self).admit_owned_tokens_with(tokens, limits);
         Box::pin(async move { admit.await.map(BoxPermit::new) })
     }
 
@@ -207,6 +238,11 @@ impl Report for BoxPermit {
     fn pushback(&self, retry_after: Duration) {
         self.inner.pushback(retry_after);
     }
+
+    #[inline]
+    fn settle(&mut self, used: u64) {
+        self.inner.settle(used);
+    }
 }
 
 impl fmt::Debug for BoxPermit {
@@ -223,6 +259,7 @@ trait ErasedPermit: Send {
     fn note(&mut self, outcome: Outcome);
     fn noted(&self) -> Option<Outcome>;
     fn pushback(&self, retry_after: Duration);
+    fn settle(&mut self, used: u64);
 }
 
 /// A permit and the outcome to report when it drops; nothing is reported if none was noted.
@@ -260,6 +297,12 @@ impl<P: Report + Send> ErasedPermit for Noted<P> {
     fn pushback(&self, retry_after: Duration) {
         if let Some(permit) = &self.permit {
             permit.pushback(retry_after);
+        }
+    }
+
+    fn settle(&mut self, used: u64) {
+        if let Some(permit) = &mut self.permit {
+            permit.settle(used);
         }
     }
 }

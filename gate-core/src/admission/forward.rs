@@ -29,6 +29,15 @@ macro_rules! forward {
             }
 
             #[inline]
+            fn admit_tokens_with(
+                &self,
+                tokens: u64,
+                limits: WaitLimits,
+            ) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send {
+                (**self).admit_tokens_with(tokens, limits)
+            }
+
+            #[inline]
             fn try_admit(&self) -> Option<Self::Permit<'_>> {
                 (**self).try_admit()
             }

@@ -20,6 +20,15 @@ impl Admission for Limiter {
     }
 
     #[inline]
+    fn admit_tokens_with(
+        &self,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<LimiterPermit<'_>, AcquireError>> + Send {
+        self.acquire_tokens_with(tokens, limits)
+    }
+
+    #[inline]
     fn try_admit(&self) -> Option<LimiterPermit<'_>> {
         self.try_acquire_uncontended()
     }
@@ -51,6 +60,15 @@ impl OwnedAdmission for Limiter {
     }
 
     #[inline]
+    fn admit_owned_tokens_with(
+        self: Arc<Self>,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<OwnedLimiterPermit, AcquireError>> + Send + 'static {
+        self.acquire_owned_tokens_with(tokens, limits)
+    }
+
+    #[inline]
     fn try_admit_owned(self: &Arc<Self>) -> Option<OwnedLimiterPermit> {
         self.try_acquire_owned_uncontended()
     }
@@ -65,6 +83,11 @@ impl Report for LimiterPermit<'_> {
     fn pushback(&self, retry_after: Duration) {
         self.limiter().pause_for(retry_after);
     }
+
+    #[inline]
+    fn settle(&mut self, used: u64) {
+        LimiterPermit::settle(self, used);
+    }
 }
 
 impl Report for OwnedLimiterPermit {
@@ -75,5 +98,9 @@ impl Report for OwnedLimiterPermit {
 
     fn pushback(&self, retry_after: Duration) {
         self.limiter().pause_for(retry_after);
+    }
+    #[inline]
+    fn settle(&mut self, used: u64) {
+        OwnedLimiterPermit::settle(self, used);
     }
 }

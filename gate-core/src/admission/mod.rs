@@ -123,6 +123,23 @@ pub trait Admission: Send + Sync {
     /// spurious (a gate answers from its lock-free path only).
     fn try_admit(&self) -> Option<Self::Permit<'_>>;
 
+    /// Waits for admission of an attempt that will spend about `tokens` tokens of a token
+    /// budget, within `limits`: a [`Limiter`](crate::Limiter) with a
+    /// [budget](crate::LimiterBuilder::tokens) reserves them (see
+    /// [`Limiter::acquire_tokens`](crate::Limiter::acquire_tokens)), and the permit
+    /// [settles](Report::settle) them with what the attempt used.
+    ///
+    /// A source without a token budget (a gate, the default) ignores `tokens` and admits as
+    /// [`admit_with`](Self::admit_with) does.
+    fn admit_tokens_with(
+        &self,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send {
+        let _ = tokens;
+        self.admit_with(limits)
+    }
+
     /// Waits for admission within the source's own [`wait_limits`](Self::wait_limits).
     fn admit(&self) -> impl Future<Output = Result<Self::Permit<'_>, AcquireError>> + Send {
         self.admit_with(self.wait_limits())
@@ -164,6 +181,17 @@ pub trait OwnedAdmission: Admission + 'static {
     /// Like [`Admission::try_admit`], through an `Arc` (cloned only on admission).
     fn try_admit_owned(self: &Arc<Self>) -> Option<Self::OwnedPermit>;
 
+    /// Like [`Admission::admit_tokens_with`], through an `Arc`. A source without a token
+    /// budget (the default) ignores `tokens`.
+    fn admit_owned_tokens_with(
+        self: Arc<Self>,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<Self::OwnedPermit, AcquireError>> + Send + 'static {
+        let _ = tokens;
+        self.admit_owned_with(limits)
+    }
+
     /// Like [`Admission::admit`], through an `Arc`.
     fn admit_owned(
         self: Arc<Self>,
@@ -192,5 +220,13 @@ pub trait Report {
     /// ignore it, as the default does.
     fn pushback(&self, retry_after: Duration) {
         let _ = retry_after;
+    }
+
+    /// The attempt used `used` tokens (as its response reports): a source with a token
+    /// budget refunds what was reserved beyond it and charges what was used over it (see
+    /// [`LimiterPermit::settle`](crate::LimiterPermit::settle), whose rules apply: not
+    /// settled, the reservation stays charged). Others ignore it, as the default does.
+    fn settle(&mut self, used: u64) {
+        let _ = used;
     }
 }

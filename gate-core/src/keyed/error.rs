@@ -17,6 +17,9 @@ pub enum KeyedAcquireError {
     QueueFull,
     /// The key's limiter was closed ([`KeyedLimiter`](super::KeyedLimiter) only).
     Closed,
+    /// The key's limiter refused the reservation itself: a token cost of zero, or above
+    /// its budget's capacity ([`KeyedLimiter`](super::KeyedLimiter) only).
+    Cost(AcquireError),
 }
 
 impl fmt::Display for KeyedAcquireError {
@@ -26,6 +29,7 @@ impl fmt::Display for KeyedAcquireError {
             Self::TimedOut => "timed out waiting for a permit",
             Self::QueueFull => "too many callers waiting for a permit",
             Self::Closed => "gate closed",
+            Self::Cost(error) => return error.fmt(f),
         })
     }
 }
@@ -39,6 +43,7 @@ impl From<AcquireError> for KeyedAcquireError {
             AcquireError::Closed => Self::Closed,
             AcquireError::TimedOut => Self::TimedOut,
             AcquireError::QueueFull => Self::QueueFull,
+            cost @ (AcquireError::ZeroCost | AcquireError::TooLarge { .. }) => Self::Cost(cost),
         }
     }
 }
@@ -51,6 +56,7 @@ impl From<KeyedAcquireError> for AcquireError {
             KeyedAcquireError::TooManyKeys | KeyedAcquireError::QueueFull => Self::QueueFull,
             KeyedAcquireError::TimedOut => Self::TimedOut,
             KeyedAcquireError::Closed => Self::Closed,
+            KeyedAcquireError::Cost(error) => error,
         }
     }
 }

@@ -28,14 +28,17 @@ pub struct LimiterAcquire<'a> {
     /// `None` once the permit has been handed out.
     limiter: Option<&'a Limiter>,
     limits: WaitLimits,
+    /// The tokens to reserve, if the caller said.
+    estimate: Option<u64>,
     waiting: Option<Waiting<'a>>,
 }
 
 impl<'a> LimiterAcquire<'a> {
-    pub(super) fn new(limiter: &'a Limiter, limits: WaitLimits) -> Self {
+    pub(super) fn new(limiter: &'a Limiter, limits: WaitLimits, estimate: Option<u64>) -> Self {
         Self {
             limiter: Some(limiter),
             limits,
+            estimate,
             waiting: None,
         }
     }
@@ -49,16 +52,21 @@ impl<'a> Future for LimiterAcquire<'a> {
         let limiter = self
             .limiter
             .expect("LimiterAcquire polled after completion");
-        let limits = self.limits;
-        let admitted = ready!(poll_admission(
+        let (limits, estimate) = (self.limits, self.estimate);
+        let (admitted, tokens) = ready!(poll_admission(
             limiter,
             limits,
+            estimate,
             &mut self.waiting,
             cx,
-            || { Box::pin(limiter.wait_for_admission(limits)) }
-        ));
+            |tokens| { Box::pin(limiter.wait_for_admission(limits, tokens)) }
+        ))?;
         self.limiter = None;
-        Poll::Ready(admitted.map(|admitted| LimiterPermit { limiter, admitted }))
+        Poll::Ready(Ok(LimiterPermit {
+            limiter,
+            admitted,
+            tokens,
+        }))
     }
 }
 
@@ -77,14 +85,17 @@ pub struct LimiterAcquireOwned {
     /// `None` once the permit has been handed out.
     limiter: Option<Arc<Limiter>>,
     limits: WaitLimits,
+    /// The tokens to reserve, if the caller said.
+    estimate: Option<u64>,
     waiting: Option<Waiting<'static>>,
 }
 
 impl LimiterAcquireOwned {
-    pub(super) fn new(limiter: Arc<Limiter>, limits: WaitLimits) -> Self {
+    pub(super) fn new(limiter: Arc<Limiter>, limits: WaitLimits, estimate: Option<u64>) -> Self {
         Self {
             limiter: Some(limiter),
             limits,
+            estimate,
             waiting: None,
         }
     }
@@ -100,19 +111,24 @@ impl Future for LimiterAcquireOwned {
             .limiter
             .as_ref()
             .expect("LimiterAcquireOwned polled after completion");
-        let limits = this.limits;
-        let admitted = ready!(poll_admission(
+        let (limits, estimate) = (this.limits, this.estimate);
+        let (admitted, tokens) = ready!(poll_admission(
             limiter,
             limits,
+            estimate,
             &mut this.waiting,
             cx,
-            || {
+            |tokens| {
                 let limiter = Arc::clone(limiter);
-                Box::pin(async move { limiter.wait_for_admission(limits).await })
+                Box::pin(async move { limiter.wait_for_admission(limits, tokens).await })
             }
-        ));
+        ))?;
         let limiter = this.limiter.take().expect("checked above");
-        Poll::Ready(admitted.map(|admitted| OwnedLimiterPermit { limiter, admitted }))
+        Poll::Ready(Ok(OwnedLimiterPermit {
+            limiter,
+            admitted,
+            tokens,
+        }))
     }
 }
 
@@ -124,26 +140,32 @@ impl fmt::Debug for LimiterAcquireOwned {
     }
 }
 
-/// Polls an admission: on the first poll, admits in place if nothing stands in the way,
-/// refuses if `limits` allow no wait, or else starts the wait (`wait` boxes it) and polls
-/// that.
+/// Polls an admission: on the first poll, refuses a token `estimate` the budget cannot take,
+/// admits in place if nothing stands in the way, refuses if `limits` allow no wait, or else
+/// starts the wait (`wait` boxes it, for the tokens to book) and polls that. Resolves to the
+/// admission and the tokens it reserved.
 #[inline]
 fn poll_admission<'w>(
     limiter: &Limiter,
     limits: WaitLimits,
+    estimate: Option<u64>,
     waiting: &mut Option<Waiting<'w>>,
     cx: &mut Context<'_>,
-    wait: impl FnOnce() -> Waiting<'w>,
-) -> Poll<Result<Admitted, AcquireError>> {
+    wait: impl FnOnce(u64) -> Waiting<'w>,
+) -> Poll<Result<(Admitted, u64), AcquireError>> {
+    let tokens = limiter.token_cost(estimate)?;
     let waiting = match waiting {
         Some(waiting) => waiting,
-        None => match limiter.try_admit() {
-            Some(admitted) => return Poll::Ready(Ok(admitted)),
+        None => match limiter.try_admit(tokens) {
+            Some(admitted) => return Poll::Ready(Ok((admitted, tokens))),
             None if limits.max_wait == Some(Duration::ZERO) => {
                 return Poll::Ready(Err(limiter.refuse_at_once()));
             }
-            None => waiting.insert(wait()),
+            None => waiting.insert(wait(tokens)),
         },
     };
-    waiting.as_mut().poll(cx)
+    waiting
+        .as_mut()
+        .poll(cx)
+        .map_ok(|admitted| (admitted, tokens))
 }

@@ -16,6 +16,7 @@ use crate::{Gate, LimitError, WaitLimits};
 pub struct LimiterBuilder {
     concurrency: Option<usize>,
     rate: Option<Rate>,
+    tokens: Option<Rate>,
     clock: Option<LimiterClock>,
     adaptive: Option<Box<dyn LimitAlgorithm>>,
     wait_limits: WaitLimits,
@@ -27,6 +28,7 @@ impl LimiterBuilder {
         Self {
             concurrency: None,
             rate: None,
+            tokens: None,
             clock: None,
             adaptive: None,
             wait_limits: WaitLimits::UNBOUNDED,
@@ -44,6 +46,37 @@ impl LimiterBuilder {
     /// At most `rate` attempts start per period (see [`Rate`] for the guarantee).
     pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// A token budget beside the request rate: at most `rate` tokens are spent per period,
+    /// counted as [`Limiter::acquire_tokens`] reserves them and
+    /// [`LimiterPermit::settle`](crate::LimiterPermit::settle) corrects them (an LLM API's
+    /// tokens per minute).
+    ///
+    /// The bucket holds the rate's [burst](Rate::burst) if one above 1 was given, and
+    /// otherwise the whole period's count: `"180000/min"` is a bucket of 180,000 tokens
+    /// that refills at 3,000 a second, as LLM providers define a quota of tokens per
+    /// minute. Give a smaller burst (`"180000/min (burst 30000)"`) to start slower than a
+    /// full minute's worth. A reservation above the bucket's size can never be admitted
+    /// and fails at once with [`AcquireError::TooLarge`](crate::AcquireError::TooLarge).
+    ///
+    /// ```
+    /// use gate_core::Limiter;
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .rate("500/min".parse().unwrap())
+    ///     .tokens("180000/min".parse().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(limiter.token_limit().unwrap().capacity(), 180_000);
+    /// ```
+    pub fn tokens(mut self, rate: Rate) -> Self {
+        let rate = match rate.burst_size() {
+            1 => rate.try_burst(rate.count()).unwrap_or(rate),
+            _ => rate,
+        };
+        self.tokens = Some(rate);
         self
     }
 
@@ -162,7 +195,10 @@ impl LimiterBuilder {
         Ok(Limiter {
             gate,
             limited: limit.is_some(),
-            rate: self.rate.map(|rate| RateLimit::with_clock(rate, clock)),
+            rate: self
+                .rate
+                .map(|rate| RateLimit::with_clock(rate, clock.clone())),
+            tokens: self.tokens.map(|rate| RateLimit::with_clock(rate, clock)),
             pause: Pause::new(),
             max_pause: self.max_pause,
             wait_limits: self.wait_limits,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
-use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
+use crate::rate::{Booking, Clock, LimiterClock, Rate, RateLimit};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::{AcquireError, Gate, Outcome, Stats, WaitLimits};
 pub(crate) use pause::Pause;
@@ -31,6 +31,9 @@ use permit::Admitted;
 ///   end, through [`Gate::set_limit`], so permits are never lost or duplicated.
 /// - **Rate** is a [`RateLimit`] (GCRA): in every window of length `T`, at most
 ///   `burst + rate × T` attempts start.
+/// - **Tokens** (an LLM API's tokens per minute) are a second, weighted [`RateLimit`]:
+///   each attempt reserves its estimate on admission ([`acquire_tokens`](Self::acquire_tokens))
+///   and [settles](LimiterPermit::settle) it with what the response reports it used.
 /// - **Backpressure.** When an attempt ends in an overload signal carrying `Retry-After`
 ///   (reported by [`Retry::call`](crate::Retry::call) for a policy that
 ///   [honours it](crate::RetryBuilder::honor_retry_after), or by
@@ -55,7 +58,9 @@ use permit::Admitted;
 ///
 /// A caller (1) waits out any pause, (2) queues for a concurrency permit, (3) waits out any
 /// pause that began while it queued, then (4) books the next rate cell and sleeps until it is
-/// due; if a pause began meanwhile, it waits that out and books a fresh cell. The rate cell
+/// due, and (5) with a [token budget](LimiterBuilder::tokens), books its estimate of tokens
+/// and sleeps until they are due; if a pause began meanwhile, it gives the tokens back,
+/// waits the pause out and books afresh. The rate cell
 /// comes last so that the rate guarantee holds for the moments attempts actually start: a
 /// cell taken earlier and held while queueing for a permit would let cells bank up and
 /// release as a burst. Only attempts past step 4 count as running for an adaptive limit, so
@@ -122,6 +127,8 @@ pub struct Limiter {
     /// Whether the gate limits anything (otherwise it is at `Gate::MAX_PERMITS`).
     limited: bool,
     rate: Option<RateLimit<LimiterClock>>,
+    /// The token budget: weighted cells, reserved on admission and settled after.
+    tokens: Option<RateLimit<LimiterClock>>,
     pause: Pause,
     /// The longest pause any hint may cause.
     max_pause: Duration,
@@ -195,6 +202,13 @@ impl Adaptive {
             let _ = gate.set_limit(limit);
         }
     }
+}
+
+/// The cells [`Limiter::try_book_cells`] booked, to give back if the permit is not there.
+#[derive(Clone, Copy)]
+struct Cells {
+    request: Option<Booking>,
+    tokens: Option<Booking>,
 }
 
 /// One caller counted in [`Adaptive::held_waiting`] until dropped (or cancelled).
@@ -274,7 +288,74 @@ impl Limiter {
     /// ```
     #[inline]
     pub fn acquire_with(&self, limits: WaitLimits) -> LimiterAcquire<'_> {
-        LimiterAcquire::new(self, limits)
+        LimiterAcquire::new(self, limits, None)
+    }
+
+    /// Waits for admission of an attempt that will spend about `estimate` tokens of the
+    /// [token budget](LimiterBuilder::tokens), within the limiter's own
+    /// [`wait_limits`](Self::wait_limits).
+    ///
+    /// The tokens are the last step of the [order of admission](Self#order-of-admission):
+    /// after the request's rate cell, the caller books `estimate` token cells at once
+    /// (weighted GCRA) and sleeps until they are due. Once the response says what it used,
+    /// [`settle`](LimiterPermit::settle) the permit: the unused part goes back, the excess
+    /// is charged, so later callers wait for what was really spent. Not settled, the
+    /// estimate stays charged.
+    ///
+    /// A limiter without a token budget ignores `estimate`. With one, an estimate of 0
+    /// fails at once with [`AcquireError::ZeroCost`], and one above the budget's
+    /// [capacity](RateLimit::capacity) with [`AcquireError::TooLarge`]: it could never be
+    /// admitted, so it is not left to wait for ever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::{AcquireError, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let api = Limiter::builder().tokens("6000/min".parse().unwrap()).build().unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let mut permit = api.acquire_tokens(5_000).await.unwrap();
+    /// // The answer used 1,000 tokens: 4,000 go back to the bucket.
+    /// permit.settle(1_000);
+    /// drop(permit);
+    /// // 5,000 free: admitted at once.
+    /// let _second = api.acquire_tokens(5_000).await.unwrap();
+    /// assert_eq!(start.elapsed(), Duration::ZERO);
+    /// // 6,000 is the whole bucket; 6,001 could never fit.
+    /// assert_eq!(
+    ///     api.acquire_tokens(6_001).await.unwrap_err(),
+    ///     AcquireError::TooLarge { requested: 6_001, capacity: 6_000 },
+    /// );
+    /// # }
+    /// ```
+    #[inline]
+    pub fn acquire_tokens(&self, estimate: u64) -> LimiterAcquire<'_> {
+        self.acquire_tokens_with(estimate, self.wait_limits)
+    }
+
+    /// Like [`acquire_tokens`](Self::acquire_tokens), within `limits` instead of the
+    /// limiter's own (see [`acquire_with`](Self::acquire_with)).
+    #[inline]
+    pub fn acquire_tokens_with(&self, estimate: u64, limits: WaitLimits) -> LimiterAcquire<'_> {
+        LimiterAcquire::new(self, limits, Some(estimate))
+    }
+
+    /// Like [`acquire_tokens`](Self::acquire_tokens), through an `Arc`.
+    #[inline]
+    pub fn acquire_owned_tokens(self: Arc<Self>, estimate: u64) -> LimiterAcquireOwned {
+        let limits = self.wait_limits;
+        self.acquire_owned_tokens_with(estimate, limits)
+    }
+
+    /// Like [`acquire_tokens_with`](Self::acquire_tokens_with), through an `Arc`.
+    #[inline]
+    pub fn acquire_owned_tokens_with(
+        self: Arc<Self>,
+        estimate: u64,
+        limits: WaitLimits,
+    ) -> LimiterAcquireOwned {
+        LimiterAcquireOwned::new(self, limits, Some(estimate))
     }
 
     /// Like [`acquire`](Self::acquire), through an `Arc`, so the future and the permit are
@@ -288,7 +369,7 @@ impl Limiter {
     /// Like [`acquire_with`](Self::acquire_with), through an `Arc`.
     #[inline]
     pub fn acquire_owned_with(self: Arc<Self>, limits: WaitLimits) -> LimiterAcquireOwned {
-        LimiterAcquireOwned::new(self, limits)
+        LimiterAcquireOwned::new(self, limits, None)
     }
 
     /// The bounds on waiting that [`acquire`](Self::acquire) uses, from
@@ -304,9 +385,10 @@ impl Limiter {
     /// a miss is not counted anywhere.
     #[inline]
     pub fn try_acquire_uncontended(&self) -> Option<LimiterPermit<'_>> {
-        self.try_admit().map(|admitted| LimiterPermit {
+        self.try_admit(0).map(|admitted| LimiterPermit {
             limiter: self,
             admitted,
+            tokens: 0,
         })
     }
 
@@ -314,40 +396,107 @@ impl Limiter {
     /// which is cloned only on admission.
     #[inline]
     pub fn try_acquire_owned_uncontended(self: &Arc<Self>) -> Option<OwnedLimiterPermit> {
-        self.try_admit().map(|admitted| OwnedLimiterPermit {
+        self.try_admit(0).map(|admitted| OwnedLimiterPermit {
             limiter: Arc::clone(self),
             admitted,
+            tokens: 0,
         })
     }
 
-    /// Admits at once if nothing stands in the way: no pause, a rate cell due now, a permit
-    /// free on the gate's lock-free path. Otherwise takes nothing and returns `None`.
+    /// Admits at once if nothing stands in the way: no pause, a rate cell and `tokens`
+    /// token cells due now, a permit free on the gate's lock-free path. Otherwise takes
+    /// nothing and returns `None`.
     ///
-    /// Both are taken at the same instant, so the order of admission does not arise. The
-    /// rate cell is taken first: a cell can be given back (if nobody booked after it; else
+    /// All are taken at the same instant, so the order of admission does not arise. The
+    /// cells are taken first: a cell can be given back (if nobody booked after it; else
     /// it goes unused, erring slow), while a permit given back would count as an admission
     /// in the gate's statistics.
     #[inline]
-    fn try_admit(&self) -> Option<Admitted> {
+    fn try_admit(&self, tokens: u64) -> Option<Admitted> {
         if self.pause.is_set() {
             return None;
         }
-        let Some(rate) = &self.rate else {
+        if self.rate.is_none() && tokens == 0 {
             let free = self.gate.raw().try_take_fast(1)?;
             return Some(self.admitted(Some(free)));
-        };
+        }
         // Skip the booking (and giving it back) when the permit is clearly not there.
         if !self.gate.raw().has_fast_permit() {
             return None;
         }
-        let booking = rate.try_book()?;
+        let cells = self.try_book_cells(tokens)?;
         match self.gate.raw().try_take_fast(1) {
             Some(free) => Some(self.admitted(Some(free))),
             None => {
-                rate.cancel_booking(booking);
+                self.cancel_cells(cells);
                 None
             }
         }
+    }
+
+    /// Books a request cell (if there is a rate) and `tokens` token cells (if more than
+    /// none), both due now, or neither.
+    #[inline]
+    fn try_book_cells(&self, tokens: u64) -> Option<Cells> {
+        let request = match &self.rate {
+            Some(rate) => Some(rate.try_book()?),
+            None => None,
+        };
+        let tokens = match (&self.tokens, tokens) {
+            (Some(budget), 1..) => match budget.try_book_n(tokens) {
+                Some(booking) => Some(booking),
+                None => {
+                    self.cancel_cells(Cells {
+                        request,
+                        tokens: None,
+                    });
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        Some(Cells { request, tokens })
+    }
+
+    /// Gives booked cells back, the last booked first.
+    fn cancel_cells(&self, cells: Cells) {
+        if let (Some(budget), Some(booking)) = (&self.tokens, cells.tokens) {
+            budget.cancel_booking(booking);
+        }
+        if let (Some(rate), Some(booking)) = (&self.rate, cells.request) {
+            rate.cancel_booking(booking);
+        }
+    }
+
+    /// The token cells an acquire for `estimate` books: none without a budget or an
+    /// estimate, else the estimate, if the budget can ever hold it.
+    #[inline]
+    fn token_cost(&self, estimate: Option<u64>) -> Result<u64, AcquireError> {
+        let (Some(budget), Some(estimate)) = (&self.tokens, estimate) else {
+            return Ok(0);
+        };
+        let capacity = budget.capacity();
+        match estimate {
+            0 => Err(AcquireError::ZeroCost),
+            requested if requested > capacity => Err(AcquireError::TooLarge {
+                requested,
+                capacity,
+            }),
+            tokens => Ok(tokens),
+        }
+    }
+
+    /// Settles a reservation of `reserved` tokens with what the attempt `used`.
+    fn settle(&self, reserved: &mut u64, used: u64) {
+        let Some(budget) = &self.tokens else {
+            return;
+        };
+        match used.cmp(reserved) {
+            std::cmp::Ordering::Less => budget.refund(*reserved - used),
+            std::cmp::Ordering::Greater => budget.charge(used - *reserved),
+            std::cmp::Ordering::Equal => {}
+        }
+        *reserved = used;
     }
 
     /// Refuses a caller who could not be admitted at once and may not wait at all.
@@ -359,11 +508,16 @@ impl Limiter {
 
     /// Admission that has to wait, in the [order](Self#order-of-admission) described above,
     /// for at most `limits.max_wait` in all.
-    async fn wait_for_admission(&self, limits: WaitLimits) -> Result<Admitted, AcquireError> {
+    async fn wait_for_admission(
+        &self,
+        limits: WaitLimits,
+        tokens: u64,
+    ) -> Result<Admitted, AcquireError> {
         let Some(max_wait) = limits.max_wait else {
-            return self.wait_in_order(limits.max_waiters).await;
+            return self.wait_in_order(limits.max_waiters, tokens).await;
         };
-        match tokio::time::timeout(max_wait, self.wait_in_order(limits.max_waiters)).await {
+        let admission = self.wait_in_order(limits.max_waiters, tokens);
+        match tokio::time::timeout(max_wait, admission).await {
             Ok(admitted) => admitted,
             Err(_) => {
                 self.gate.raw().record_timed_out();
@@ -372,8 +526,13 @@ impl Limiter {
         }
     }
 
-    /// Steps 1 to 4 of admission, queueing for a permit behind at most `max_waiters`.
-    async fn wait_in_order(&self, max_waiters: usize) -> Result<Admitted, AcquireError> {
+    /// Steps 1 to 4 of admission (and the token cells), queueing for a permit behind at most
+    /// `max_waiters`.
+    async fn wait_in_order(
+        &self,
+        max_waiters: usize,
+        tokens: u64,
+    ) -> Result<Admitted, AcquireError> {
         if self.pause.is_set() {
             self.pause.wait().await;
         }
@@ -382,24 +541,34 @@ impl Limiter {
             max_waiters,
         };
         let permit = self.gate.raw().acquire(1, limits).await?;
-        if self.rate.is_some() || self.pause.is_set() {
+        if self.rate.is_some() || tokens > 0 || self.pause.is_set() {
             let _held = self.adaptive.as_ref().map(Adaptive::hold_waiting);
-            self.wait_for_rate().await;
+            self.wait_for_rate(tokens).await;
         }
         // From here the limiter's permit guard gives it back.
         permit.keep();
         Ok(self.admitted(None))
     }
 
-    /// Steps 3 and 4 of admission: a pause that began while queueing, then the rate cell.
-    async fn wait_for_rate(&self) {
+    /// Steps 3 and 4 of admission: a pause that began while queueing, then the rate cell,
+    /// then the token cells.
+    async fn wait_for_rate(&self, tokens: u64) {
+        let budget = self.tokens.as_ref().filter(|_| tokens > 0);
         loop {
             self.pause.wait().await;
             if let Some(rate) = &self.rate {
                 rate.until_ready().await;
             }
+            if let Some(budget) = budget {
+                budget.until_ready_n(tokens).await;
+            }
             if !self.pause.is_active() {
                 return;
+            }
+            // A pause began meanwhile: the tokens go back until the caller books again (the
+            // request cell is spent, erring slow).
+            if let Some(budget) = budget {
+                budget.refund(tokens);
             }
         }
     }
@@ -497,6 +666,12 @@ impl Limiter {
         self.rate.as_ref()
     }
 
+    /// The [token budget](LimiterBuilder::tokens), if there is one: its
+    /// [`remaining`](RateLimit::remaining) tokens and [`capacity`](RateLimit::capacity).
+    pub fn token_limit(&self) -> Option<&RateLimit<LimiterClock>> {
+        self.tokens.as_ref()
+    }
+
     /// The gate behind the concurrency limit (at [`Gate::MAX_PERMITS`] if there is none).
     pub fn gate(&self) -> &Gate {
         &self.gate
@@ -528,6 +703,7 @@ impl fmt::Debug for Limiter {
         f.debug_struct("Limiter")
             .field("limit", &self.limit())
             .field("rate", &self.rate.as_ref().map(RateLimit::rate))
+            .field("tokens", &self.tokens.as_ref().map(RateLimit::rate))
             .field("paused_until", &self.paused_until())
             .field("adaptive", &algorithm)
             .finish_non_exhaustive()

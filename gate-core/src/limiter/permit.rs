@@ -42,9 +42,36 @@ pub struct LimiterPermit<'a> {
     /// Holds one permit of the limiter's gate, given back on drop.
     pub(super) limiter: &'a Limiter,
     pub(super) admitted: Admitted,
+    /// Tokens reserved from the limiter's budget.
+    pub(super) tokens: u64,
 }
 
 impl LimiterPermit<'_> {
+    /// Tokens this attempt holds reserved from the limiter's
+    /// [token budget](crate::LimiterBuilder::tokens): the estimate it was admitted with, or
+    /// what the last [`settle`](Self::settle) said. 0 without a budget.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Settles the reservation with the tokens the attempt `used`, as the response reports
+    /// them (an LLM API's `usage.total_tokens`): what was reserved and not used goes back to
+    /// the budget, what was used beyond it is charged, so that later callers wait for what
+    /// was really spent. May be called again; each call corrects the last. Does nothing
+    /// without a budget.
+    ///
+    /// # Settling by rule
+    ///
+    /// A permit finished or dropped without `settle` leaves its estimate charged: a request
+    /// that reached the server is taken to have cost what it was estimated at. An attempt
+    /// the server refused without charging for it (a 429, as OpenAI does not count refused
+    /// requests) should `settle(0)`; one that failed on the way, as the caller's code
+    /// knows, may settle what it knows.
+    #[inline]
+    pub fn settle(&mut self, used: u64) {
+        self.limiter.settle(&mut self.tokens, used);
+    }
+
     /// Reports how the attempt ended and releases the permit.
     #[inline]
     pub fn finish(self, outcome: Outcome) {
@@ -78,9 +105,22 @@ pub struct OwnedLimiterPermit {
     /// Holds one permit of the limiter's gate, given back on drop.
     pub(super) limiter: Arc<Limiter>,
     pub(super) admitted: Admitted,
+    /// Tokens reserved from the limiter's budget.
+    pub(super) tokens: u64,
 }
 
 impl OwnedLimiterPermit {
+    /// Like [`LimiterPermit::tokens`].
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Like [`LimiterPermit::settle`].
+    #[inline]
+    pub fn settle(&mut self, used: u64) {
+        self.limiter.settle(&mut self.tokens, used);
+    }
+
     /// Reports how the attempt ended and releases the permit.
     #[inline]
     pub fn finish(self, outcome: Outcome) {

@@ -92,7 +92,7 @@ impl RateLimit {
     /// that earlier time: the limit never admits more because a clock went backwards.
     #[inline]
     pub fn check_at(&self, now: Instant) -> Result<(), NotUntil> {
-        self.check_nanos(self.clock.nanos(now)).map(drop)
+        self.check_nanos(self.clock.nanos(now), 1).map(drop)
     }
 }
 
@@ -133,7 +133,7 @@ impl<C: Clock> RateLimit<C> {
     /// ```
     #[inline]
     pub fn check(&self) -> Result<(), NotUntil> {
-        self.check_nanos(self.clock.now_nanos()).map(drop)
+        self.check_nanos(self.clock.now_nanos(), 1).map(drop)
     }
 
     /// How long from now until a cell is free (zero if one is free now), without taking it:
@@ -165,24 +165,30 @@ impl<C: Clock> RateLimit<C> {
     /// [`cancel_booking`](Self::cancel_booking) gives back if the caller cannot use it.
     #[inline]
     pub(crate) fn try_book(&self) -> Option<Booking> {
-        self.check_nanos(self.clock.now_nanos()).ok()
+        self.try_book_n(1)
     }
 
-    /// Takes a cell if one is free at `t`, in the clock's nanoseconds.
+    /// Like [`try_book`](Self::try_book), for `n` cells at once.
     #[inline]
-    fn check_nanos(&self, t: u64) -> Result<Booking, NotUntil> {
+    pub(crate) fn try_book_n(&self, n: u64) -> Option<Booking> {
+        self.check_nanos(self.clock.now_nanos(), n).ok()
+    }
+
+    /// Takes `n` cells if they are free at `t`, in the clock's nanoseconds.
+    #[inline]
+    fn check_nanos(&self, t: u64, n: u64) -> Result<Booking, NotUntil> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            let next = match self.gcra.step(tat, t, 1) {
+            let next = match self.gcra.step(tat, t, n) {
                 Decision::Admit { tat: next } => next,
                 Decision::Wait { nanos } => {
                     return Err(NotUntil {
                         wait: Duration::from_nanos(nanos),
                     });
                 }
-                // One cell always fits a burst, so the cell would end past the clock's `u64`
-                // range (584 years from its origin): the limit then stops admitting, erring
-                // slow.
+                // More cells than the burst (callers check against the capacity first), or
+                // cells that would end past the clock's `u64` range (584 years from its
+                // origin): the limit then stops admitting, erring slow.
                 Decision::Never => {
                     return Err(NotUntil {
                         wait: Duration::from_nanos((u64::MAX - t).max(self.gcra.interval())),
@@ -212,22 +218,133 @@ impl<C: Clock> RateLimit<C> {
     /// caller has booked since; otherwise the cell goes unused (the limit only ever errs on
     /// the slow side).
     pub fn until_ready(&self) -> UntilReady<'_, C> {
+        self.until_ready_n(1)
+    }
+
+    /// Like [`until_ready`](Self::until_ready), for `n` cells at once (tokens): books them
+    /// together and sleeps until the last of them is due.
+    ///
+    /// `n` must be at most [`capacity`](Self::capacity): more never fit, and the future
+    /// then waits until the end of the clock's range (584 years). Check first, as
+    /// [`Limiter::acquire_tokens`](crate::Limiter::acquire_tokens) does.
+    pub fn until_ready_n(&self, n: u64) -> UntilReady<'_, C> {
         UntilReady {
             limit: self,
+            cells: n,
             booking: None,
             sleep: None,
         }
     }
 
-    /// Books the next free cell at or after `t`. Returns the booking (the state before and
-    /// after) and when the cell is due, in the clock's nanoseconds.
-    fn book(&self, t: u64) -> (Booking, u64) {
+    /// The most cells one check can take: the burst (for a token budget, the bucket's
+    /// size). `u64::MAX` for a limit with no interval between cells.
+    pub fn capacity(&self) -> u64 {
+        self.gcra.burst()
+    }
+
+    /// Cells free now: how many one check could take at once, at most
+    /// [`capacity`](Self::capacity).
+    ///
+    /// ```
+    /// use gate_core::rate::{Rate, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let tokens = RateLimit::new(Rate::per_minute(6_000).burst(6_000));
+    /// assert_eq!(tokens.remaining(), 6_000);
+    /// tokens.charge(1_500);
+    /// assert_eq!(tokens.remaining(), 4_500);
+    /// tokens.refund(500);
+    /// assert_eq!(tokens.remaining(), 5_000);
+    /// // 100 a second come back.
+    /// tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(tokens.remaining(), 5_100);
+    /// # }
+    /// ```
+    pub fn remaining(&self) -> u64 {
+        remaining_at(
+            &self.gcra,
+            self.tat.load(Ordering::Acquire),
+            self.clock.now_nanos(),
+        )
+    }
+
+    /// Takes `n` cells whether or not they are free: what an attempt used beyond its
+    /// reservation. The cells are owed: later callers wait until they are paid back. The
+    /// debt saturates at the end of the clock's range.
+    pub fn charge(&self, n: u64) {
+        let t = self.clock.now_nanos();
+        let span = u128::from(n) * u128::from(self.gcra.interval());
+        self.update(|tat| {
+            let next = u128::from(tat.max(t)) + span;
+            u64::try_from(next).unwrap_or(u64::MAX)
+        });
+    }
+
+    /// Gives `n` cells back: what an attempt reserved and did not use. Never makes more
+    /// than [`capacity`](Self::capacity) free.
+    pub fn refund(&self, n: u64) {
+        let span = n.saturating_mul(self.gcra.interval());
+        self.update(|tat| tat.saturating_sub(span));
+    }
+
+    /// Lowers the cells free now to at most `remaining` (a server said that is all that is
+    /// left); never raises them. The free cells then come back at the limit's own rate.
+    ///
+    /// ```
+    /// use gate_core::rate::{Rate, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let tokens = RateLimit::new(Rate::per_minute(6_000).burst(6_000));
+    /// tokens.lower_remaining_to(1_000);
+    /// assert_eq!(tokens.remaining(), 1_000);
+    /// tokens.lower_remaining_to(4_000); // more than we think: ignored
+    /// assert_eq!(tokens.remaining(), 1_000);
+    /// # }
+    /// ```
+    pub fn lower_remaining_to(&self, remaining: u64) {
+        if remaining >= self.capacity() {
+            return;
+        }
+        let t = self.clock.now_nanos();
+        // The TAT at which exactly `remaining` cells fit at `t`: the last of them is due
+        // now, `tat + (remaining - 1) × interval - tolerance = t`, or one interval past
+        // now for none.
+        let interval = u128::from(self.gcra.interval());
+        let target = (u128::from(t) + u128::from(self.gcra.tolerance()) + interval)
+            .saturating_sub(u128::from(remaining) * interval);
+        let target = u64::try_from(target).unwrap_or(u64::MAX);
+        self.update(|tat| tat.max(target));
+    }
+
+    /// Replaces the TAT with `f(tat)` atomically.
+    fn update(&self, f: impl Fn(u64) -> u64) {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            // The cell is due when the step first admits it: now, or after its wait (which
-            // cannot overflow, and after which the step admits or never will).
-            let (due, decision) = match self.gcra.step(tat, t, 1) {
-                Decision::Wait { nanos } => (t + nanos, self.gcra.step(tat, t + nanos, 1)),
+            let next = f(tat);
+            if next == tat {
+                return;
+            }
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Books the next free `n` cells at or after `t`. Returns the booking (the state before
+    /// and after) and when the last cell is due, in the clock's nanoseconds.
+    fn book(&self, t: u64, n: u64) -> (Booking, u64) {
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            // The cells are due when the step first admits them: now, or after its wait
+            // (which cannot overflow, and after which the step admits or never will).
+            let (due, decision) = match self.gcra.step(tat, t, n) {
+                Decision::Wait { nanos } => (t + nanos, self.gcra.step(tat, t + nanos, n)),
                 decision => (t, decision),
             };
             // Bookings run ahead of the clock by an interval per waiter, so with a rate of
@@ -259,6 +376,22 @@ impl<C: Clock> RateLimit<C> {
                 Err(actual) => tat = actual,
             }
         }
+    }
+}
+
+/// Cells free at `t` for a TAT of `tat`: the most `n` that [`Gcra::step`] would admit.
+fn remaining_at(gcra: &Gcra, tat: u64, t: u64) -> u64 {
+    let Some(room) = (u128::from(t) + u128::from(gcra.tolerance())).checked_sub(u128::from(tat))
+    else {
+        return 0;
+    };
+    match room.checked_div(u128::from(gcra.interval())) {
+        // The cells must also end within the clock's range, which `step` checks; near its
+        // end the count errs high by what `step` would refuse.
+        Some(spans) => u64::try_from(spans + 1)
+            .unwrap_or(u64::MAX)
+            .min(gcra.burst()),
+        None => u64::MAX,
     }
 }
 
@@ -307,6 +440,7 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct UntilReady<'a, C = TokioClock> {
         limit: &'a RateLimit<C>,
+        cells: u64,
         booking: Option<Booking>,
         #[pin]
         sleep: Option<Sleep>,
@@ -331,7 +465,7 @@ impl<C: Clock> Future for UntilReady<'_, C> {
             let t = this.limit.clock.now_nanos();
             // Read after the clock, so the due instant errs late, never early.
             let now = Instant::now();
-            let (booking, due) = this.limit.book(t);
+            let (booking, due) = this.limit.book(t, *this.cells);
             if due <= t {
                 return Poll::Ready(now);
             }
@@ -419,7 +553,7 @@ mod tests {
         let longest = Rate::new(1, Duration::from_nanos(u64::MAX / 4)).unwrap();
         let span = u64::MAX / 4;
         let limit = RateLimit::with_clock(longest, Manual(AtomicU64::new(0)));
-        let dues: Vec<u64> = (0..8).map(|_| limit.book(0).1).collect();
+        let dues: Vec<u64> = (0..8).map(|_| limit.book(0, 1).1).collect();
         assert_eq!(dues[..4], [0, span, 2 * span, 3 * span]);
         assert!(dues[4..].iter().all(|&due| due >= 4 * span), "{dues:?}");
         assert!(limit.check().is_err());
@@ -450,17 +584,17 @@ mod tests {
     fn bookings_follow_one_another_and_can_be_returned() {
         let limit = RateLimit::new(Rate::per_second(10));
         let now = 0;
-        let (_, first) = limit.book(now);
-        let (second_booking, second) = limit.book(now);
+        let (_, first) = limit.book(now, 1);
+        let (second_booking, second) = limit.book(now, 1);
         assert_eq!((first, second), (0, 100_000_000));
         // The last booking goes back; the next caller gets its cell.
         limit.cancel_booking(second_booking);
-        let (third_booking, third) = limit.book(now);
+        let (third_booking, third) = limit.book(now, 1);
         assert_eq!(third, 100_000_000);
         // A booking with a later one behind it cannot go back: the cell is lost, not doubled.
-        let (_, fourth) = limit.book(now);
+        let (_, fourth) = limit.book(now, 1);
         limit.cancel_booking(third_booking);
         assert_eq!(fourth, 200_000_000);
-        assert_eq!(limit.book(now).1, 300_000_000);
+        assert_eq!(limit.book(now, 1).1, 300_000_000);
     }
 }

@@ -15,7 +15,6 @@ pub use clock::QuantaClock;
 pub(crate) use clock::instant_after;
 pub use clock::{Clock, LimiterClock, TokioClock};
 pub use gcra::{Decision, Gcra};
-#[cfg(gate_loom)]
 pub(crate) use limit::Booking;
 pub use limit::{NotUntil, RateLimit, UntilReady};
 pub use quota::{ParseRateError, Rate, RateError};

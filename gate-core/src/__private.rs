@@ -2,16 +2,20 @@
 //!
 //! Every expansion takes its admission as a `&'static` `Admission` (a function's own
 //! `static Gate` or `static LazyLock<Limiter>`, or the one it shares through `Shared`),
-//! admits each call through `Admission::admit`, and panics through `refused` if it is
-//! refused. One with `retry`, `timeout`, `adaptive` or `backpressure` runs an explicit loop
-//! (so that the body can borrow `&mut self` and the arguments afresh for each attempt) and
-//! hands each attempt's permit to `next` or `next_timed`, which report the attempt through
-//! it and decide, by the public `Attempts`, whether to stop or how long to back off: the
-//! same schedule that `Retry::call` uses inside.
+//! admits each call through `Admission::admit` (with a `cost`, `admit_tokens`), and panics
+//! through `refused` if it is refused. One with `retry`, `timeout`, `adaptive`,
+//! `backpressure` or `cost` runs an explicit loop (so that the body can borrow `&mut self`
+//! and the arguments afresh for each attempt), settles each success's reservation through
+//! `settle` or `settle_timed` if it has a cost, and hands each attempt's permit to `next` or
+//! `next_timed`, which report the attempt through it and decide, by the public `Attempts`,
+//! whether to stop or how long to back off: the same schedule that `Retry::call` uses
+//! inside.
 //!
-//! Only what expansions name is here; the bounds on `Shared`, `next`, `next_timed` and
-//! `backpressure` carry the messages a user sees when the function does not fit.
+//! Only what expansions name is here; the bounds on `Shared`, `next`, `from_elapsed`,
+//! `tokens_used` and `backpressure` carry the messages a user sees when the function does
+//! not fit.
 
+use std::future::Future;
 use std::time::Duration as StdDuration;
 
 pub use std::sync::LazyLock;
@@ -23,7 +27,9 @@ pub use crate::{Admission, Gate, Limiter, Retry};
 
 use crate::adaptive::{Aimd, Bounds, Gradient};
 use crate::rate::{ParseRateError, RateError};
-use crate::{AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder};
+use crate::{
+    AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder, TokenUsage,
+};
 
 /// The admission named by `#[gated(gate = PATH)]` or `#[gated(limiter = PATH)]`, shared by
 /// every function that names it: `Shared(&PATH).admission()`.
@@ -203,6 +209,66 @@ pub fn refused(error: AcquireError, function: &'static str) -> ! {
     panic!("`#[gated]` function `{function}` could not get a permit: {error}")
 }
 
+/// Admits an attempt of `#[gated(cost = ..)]` that reserves `cost` tokens, within the
+/// source's own wait limits (a source without a token budget ignores `cost`).
+#[inline(always)]
+pub fn admit_tokens<A: Admission + ?Sized>(
+    admission: &A,
+    cost: u64,
+) -> impl Future<Output = Result<A::Permit<'_>, AcquireError>> + Send {
+    admission.admit_tokens_with(cost, admission.wait_limits())
+}
+
+/// A type whose values say how many tokens the call that made them used: any
+/// `T: TokenUsage`.
+///
+/// The note leads with `usage`, which works for any type: for another crate's (an
+/// async-openai response), the orphan rule forbids the `TokenUsage` impl.
+#[diagnostic::on_unimplemented(
+    message = "`#[gated(cost = ...)]` settles each call from what its `Ok` value says it used, and `{Self}` does not implement `gate_core::TokenUsage`",
+    label = "the `Ok` type here cannot say how many tokens the call used",
+    note = "read it with `usage = |value| ...` (a `fn(&{Self}) -> Option<u64>`), which works for another crate's type too; `usage = |_| None` keeps every estimate charged",
+    note = "or, if `{Self}` is defined in your crate, add `impl gate_core::TokenUsage for {Self}`"
+)]
+pub trait ReportsUsage: TokenUsage {}
+
+impl<T: TokenUsage + ?Sized> ReportsUsage for T {}
+
+/// The `usage` of a function without one: `TokenUsage::tokens_used`, whose bound says what
+/// to write when the `Ok` type has none.
+#[inline(always)]
+pub fn tokens_used<T: ReportsUsage>(value: &T) -> Option<u64> {
+    value.tokens_used()
+}
+
+/// Settles an attempt's reservation with what its success reports it used (`usage`); a
+/// failure, or a success that reports nothing, keeps the estimate charged.
+#[inline(always)]
+pub fn settle<R, P>(permit: &mut P, returned: &R, usage: fn(&R::Ok) -> Option<u64>)
+where
+    R: Fallible,
+    P: Report,
+{
+    if let Some(value) = returned.ok_ref()
+        && let Some(used) = usage(value)
+    {
+        permit.settle(used);
+    }
+}
+
+/// [`settle`] for an attempt under a per-attempt timeout: one that timed out keeps its
+/// estimate charged.
+#[inline(always)]
+pub fn settle_timed<R, P>(permit: &mut P, attempt: &Attempt<R>, usage: fn(&R::Ok) -> Option<u64>)
+where
+    R: Fallible,
+    P: Report,
+{
+    if let Attempt::Returned(returned) = attempt {
+        settle(permit, returned, usage);
+    }
+}
+
 /// Builds the retry policy that `#[gated]` has already validated when the macro ran.
 pub fn policy<E>(builder: RetryBuilder<E>) -> Retry<E> {
     match builder.build() {
@@ -230,7 +296,7 @@ impl<E: Backpressure> BackpressureError for E {}
 /// A return type whose values say whether the call failed: `Result<T, E>` under any alias
 /// (`std::io::Result<T>`, `anyhow::Result<T>`), decided by the type system, not by spelling.
 #[diagnostic::on_unimplemented(
-    message = "`#[gated]` with `retry`, `timeout`, `adaptive` or `backpressure` needs a function that returns a `Result`, not `{Self}`",
+    message = "`#[gated]` with `retry`, `timeout`, `adaptive`, `backpressure` or `cost` needs a function that returns a `Result`, not `{Self}`",
     label = "this is not a `Result`",
     note = "an attempt fails by returning `Err`, which is how `#[gated]` knows to try again; aliases such as `std::io::Result<T>` work too"
 )]
@@ -245,6 +311,9 @@ pub trait Fallible {
 
     /// The value back from its `Result`.
     fn from_result(result: Result<Self::Ok, Self::Error>) -> Self;
+
+    /// The success's value, if this is one.
+    fn ok_ref(&self) -> Option<&Self::Ok>;
 }
 
 impl<T, E> Fallible for Result<T, E> {
@@ -259,6 +328,11 @@ impl<T, E> Fallible for Result<T, E> {
     #[inline(always)]
     fn from_result(result: Self) -> Self {
         result
+    }
+
+    #[inline(always)]
+    fn ok_ref(&self) -> Option<&T> {
+        self.as_ref().ok()
     }
 }
 

@@ -332,3 +332,27 @@ async fn call_tokens_refuses_a_cost_the_budget_can_never_hold_at_once() {
     let answer = policy.call_tokens(&gate, 6_001, || async { Ok::<_, Busy>(Used(1)) });
     assert_eq!(answer.await.map(|used| used.0).ok(), Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn call_tokens_gives_a_refused_attempt_its_reservation_back() {
+    let limiter = token_budget(6_000);
+    let policy = Retry::builder(1).honor_retry_after().build().unwrap();
+    let calls = AtomicU32::new(0);
+    let answer = policy
+        .call_tokens(&limiter, 1_000, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(TooManyRequests {
+                        retry_after: Duration::from_secs(1),
+                    })
+                } else {
+                    Ok(Used(10))
+                }
+            }
+        })
+        .await;
+    assert!(answer.is_ok());
+    // The 429 was settled at 0; one second of refill was capped by the full bucket.
+    assert_eq!(limiter.token_limit().unwrap().remaining(), 6_000 - 10);
+}

@@ -174,8 +174,10 @@ use proc_macro::TokenStream;
 /// `gate_core::TokenUsage`, or `usage` reads it (below). Settling refunds what the call did
 /// not use and charges what it used beyond its estimate. A success that reports `None`, a
 /// failed attempt (an `Err`, a timeout) and an attempt cancelled with its call keep the
-/// estimate charged: the request may have reached the server, which counts it. A call
-/// cancelled while it waits for tokens has reserved none.
+/// estimate charged: the request may have reached the server, which counts it. With
+/// `backpressure = true`, an error that says the server refused (a 429,
+/// `Backpressure::is_overload`) is settled at 0 instead: a server does not charge a request
+/// it refused. A call cancelled while it waits for tokens has reserved none.
 ///
 /// A cost the budget can never admit, larger than its bucket (or a computed cost of 0), is
 /// refused at once rather than waited for ever: as for every refusal, the call **panics**,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use gate_core::rate::Rate;
-use gate_core::{Limiter, TokenUsage, gated};
+use gate_core::{Backpressure, Limiter, TokenUsage, gated};
 use tokio::time::Instant;
 
 /// A response that says how many tokens it used, or not.
@@ -221,4 +221,52 @@ async fn usage_reads_what_a_foreign_type_reports() {
         6_000 - 42 - 1_000,
         "`|_| None` keeps the estimate"
     );
+}
+
+/// A 429: the server refused the request, and did not charge for it.
+#[derive(Debug, PartialEq)]
+struct TooManyRequests;
+
+impl Backpressure for TooManyRequests {
+    fn is_overload(&self) -> bool {
+        true
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+static REFUSED: LazyLock<Limiter> = LazyLock::new(budget);
+
+#[gated(limiter = REFUSED, retry = 1, backpressure = true, cost = 1_000)]
+async fn refused_once(attempts: &AtomicU32) -> Result<Reply, TooManyRequests> {
+    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+        Err(TooManyRequests)
+    } else {
+        Ok(Reply { used: Some(10) })
+    }
+}
+
+static FAILED: LazyLock<Limiter> = LazyLock::new(budget);
+
+#[gated(limiter = FAILED, retry = 1, cost = 1_000)]
+async fn failed_once(attempts: &AtomicU32) -> Result<Reply, TooManyRequests> {
+    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+        Err(TooManyRequests)
+    } else {
+        Ok(Reply { used: Some(10) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_backpressure_a_refusal_gives_its_reservation_back() {
+    let attempts = AtomicU32::new(0);
+    refused_once(&attempts).await.unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(remaining(&REFUSED), 6_000 - 10, "the 429 was settled at 0");
+    // Without `backpressure`, nothing says the error was a refusal: it stays charged.
+    let attempts = AtomicU32::new(0);
+    failed_once(&attempts).await.unwrap();
+    assert_eq!(remaining(&FAILED), 6_000 - 1_000 - 10);
 }

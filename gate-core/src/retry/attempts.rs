@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Elapsed, Failed, Retry, Schedule};
+use super::{Elapsed, Failed, Retry, Schedule, finish};
 use crate::Report;
 
 /// How an attempt run under a per-attempt timeout ([`Attempt::within`]) ended.
@@ -54,7 +54,10 @@ pub enum Step<R> {
 /// [`next`](Self::next), which reports how the attempt went through it
 /// ([`Report::finish`]: a success, what the policy makes of the error, or a timeout) and so
 /// releases it before the caller backs off, as [`Retry::call`] does. An attempt dropped
-/// before it is handed over (the call was cancelled) is not reported.
+/// before it is handed over (the call was cancelled) is not reported. An overload is
+/// settled at 0 tokens before it is reported ([`Report::settle`]): a server does not charge
+/// a request it refused, so a reservation from a token budget goes back; settle a success
+/// by hand before handing its permit over.
 ///
 /// The policy's attempt count, backoff, jitter, server hints
 /// ([`honor_retry_after`](crate::RetryBuilder::honor_retry_after)) and
@@ -215,10 +218,13 @@ impl Attempts {
     where
         P: Report,
     {
-        permit.finish(policy.report(match &returned {
-            Ok(_) => Ok(()),
-            Err(error) => Err(Failed::Error(error)),
-        }));
+        finish(
+            permit,
+            policy.report(match &returned {
+                Ok(_) => Ok(()),
+                Err(error) => Err(Failed::Error(error)),
+            }),
+        );
         self.decide(returned, policy, retry_if)
     }
 
@@ -239,7 +245,7 @@ impl Attempts {
         match attempt {
             Attempt::Returned(returned) => self.next_with(permit, returned, policy, retry_if),
             Attempt::TimedOut => {
-                permit.finish(policy.report(Err(Failed::TimedOut)));
+                finish(permit, policy.report(Err(Failed::TimedOut)));
                 self.schedule.begin();
                 match self.schedule.after(policy, Failed::TimedOut, retry_if) {
                     Ok(delay) => Step::Wait(delay),

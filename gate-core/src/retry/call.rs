@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop};
+use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop, finish};
 use crate::{Admission, Gate, Report, TokenUsage, Unlimited};
 
 impl<E> Retry<E> {
@@ -33,6 +33,10 @@ impl<E> Retry<E> {
     ///
     /// A success that reports nothing, a failed attempt and a timed-out one keep the
     /// estimate charged: the request may have reached the server, which counts it. An
+    /// overload under a policy that honours it
+    /// ([`honor_retry_after`](crate::RetryBuilder::honor_retry_after): an error whose
+    /// [`Backpressure::is_overload`](crate::Backpressure::is_overload) says the server
+    /// refused, a 429) is settled at 0: a server does not charge a request it refused. An
     /// attempt cancelled with the call gives its permit back and keeps its estimate charged
     /// too; a call cancelled while it waits for tokens has reserved none.
     ///
@@ -135,7 +139,7 @@ impl<E> Retry<E> {
                     permit.settle(used);
                 }
                 // Each attempt is reported on its own; a cancelled attempt never gets here.
-                permit.finish(self.report(ended(&ran)));
+                finish(permit, self.report(ended(&ran)));
                 ran
             };
             let stop = match ended(&ran) {

@@ -5,11 +5,11 @@
 //! admits each call through `Admission::admit` (with a `cost`, `admit_tokens`), and panics
 //! through `refused` if it is refused. One with `retry`, `timeout`, `adaptive`,
 //! `backpressure` or `cost` runs an explicit loop (so that the body can borrow `&mut self`
-//! and the arguments afresh for each attempt), settles each success's reservation through
-//! `settle` or `settle_timed` if it has a cost, and hands each attempt's permit to `next` or
-//! `next_timed`, which report the attempt through it and decide, by the public `Attempts`,
-//! whether to stop or how long to back off: the same schedule that `Retry::call` uses
-//! inside.
+//! and the arguments afresh for each attempt) and hands each attempt's permit to `next` or
+//! `next_timed` (with a cost, `next_settled` or `next_timed_settled`, which settle a
+//! success's reservation first), which report the attempt through it and decide, by the
+//! public `Attempts`, whether to stop or how long to back off: the same schedule that
+//! `Retry::call` uses inside.
 //!
 //! Only what expansions name is here; the bounds on `Shared`, `next`, `from_elapsed`,
 //! `tokens_used` and `backpressure` carry the messages a user sees when the function does
@@ -121,10 +121,11 @@ pub const fn tokens(text: &str) -> Rate {
     }
 }
 
-/// The messages for what `Rate::parse` refuses, for the argument `$key` (a `const` panic
-/// message cannot be formatted, so each argument has its own table).
+/// The messages for what `Rate::parse` refuses, for the argument `$key` whose burst is set
+/// by `$burst` (a `const` panic message cannot be formatted, so each argument has its own
+/// table).
 macro_rules! rate_errors {
-    ($error:expr, $key:literal, $example:literal, $what:literal) => {
+    ($error:expr, $key:literal, $burst:literal, $example:literal, $what:literal) => {
         match $error {
             ParseRateError::MissingSlash => concat!(
                 "invalid `", $key, "`: expected a count per period, such as ", $example,
@@ -153,7 +154,8 @@ macro_rules! rate_errors {
                 "invalid `", $key, "`: the period must be shorter than 146 years"
             ),
             ParseRateError::Rate(RateError::BurstTooLong) => concat!(
-                "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
+                "invalid `", $burst,
+                "`: the burst must span less than 146 years (`burst` times the interval)"
             ),
             ParseRateError::InvalidBurst => concat!(
                 "invalid `", $key,
@@ -165,12 +167,12 @@ macro_rules! rate_errors {
 
 /// What is wrong with a `rate = "..."` literal, as a `const` panic message can say it.
 const fn rate_error(error: ParseRateError) -> &'static str {
-    rate_errors!(error, "rate", "\"500/min\"", "admission")
+    rate_errors!(error, "rate", "burst", "\"500/min\"", "admission")
 }
 
 /// What is wrong with a `tokens = "..."` literal.
 const fn tokens_error(error: ParseRateError) -> &'static str {
-    rate_errors!(error, "tokens", "\"180000/min\"", "token")
+    rate_errors!(error, "tokens", "tokens", "\"180000/min\"", "token")
 }
 
 /// `#[gated(adaptive = "aimd")]`: AIMD between 1 and `max` (`limit = N`), or between 1 and
@@ -241,34 +243,6 @@ pub fn tokens_used<T: ReportsUsage>(value: &T) -> Option<u64> {
     value.tokens_used()
 }
 
-/// Settles an attempt's reservation with what its success reports it used (`usage`); a
-/// failure, or a success that reports nothing, keeps the estimate charged.
-#[inline(always)]
-pub fn settle<R, P>(permit: &mut P, returned: &R, usage: fn(&R::Ok) -> Option<u64>)
-where
-    R: Fallible,
-    P: Report,
-{
-    if let Some(value) = returned.ok_ref()
-        && let Some(used) = usage(value)
-    {
-        permit.settle(used);
-    }
-}
-
-/// [`settle`] for an attempt under a per-attempt timeout: one that timed out keeps its
-/// estimate charged.
-#[inline(always)]
-pub fn settle_timed<R, P>(permit: &mut P, attempt: &Attempt<R>, usage: fn(&R::Ok) -> Option<u64>)
-where
-    R: Fallible,
-    P: Report,
-{
-    if let Attempt::Returned(returned) = attempt {
-        settle(permit, returned, usage);
-    }
-}
-
 /// Builds the retry policy that `#[gated]` has already validated when the macro ran.
 pub fn policy<E>(builder: RetryBuilder<E>) -> Retry<E> {
     match builder.build() {
@@ -311,9 +285,6 @@ pub trait Fallible {
 
     /// The value back from its `Result`.
     fn from_result(result: Result<Self::Ok, Self::Error>) -> Self;
-
-    /// The success's value, if this is one.
-    fn ok_ref(&self) -> Option<&Self::Ok>;
 }
 
 impl<T, E> Fallible for Result<T, E> {
@@ -328,11 +299,6 @@ impl<T, E> Fallible for Result<T, E> {
     #[inline(always)]
     fn from_result(result: Self) -> Self {
         result
-    }
-
-    #[inline(always)]
-    fn ok_ref(&self) -> Option<&T> {
-        self.as_ref().ok()
     }
 }
 
@@ -399,6 +365,68 @@ where
 {
     let attempt = match attempt {
         Attempt::Returned(returned) => Attempt::Returned(returned.into_result()),
+        Attempt::TimedOut => Attempt::TimedOut,
+    };
+    match attempts.next_timed_with(permit, attempt, policy, retry_if, timed_out) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
+    }
+}
+
+/// [`next`] for a function with a `cost`: a success that says what it used (`usage`)
+/// settles the attempt's reservation first; a failure, or a success that says nothing,
+/// keeps the estimate charged (an overload is settled at 0 by `Attempts`).
+#[inline(always)]
+pub fn next_settled<R, T, E, P>(
+    attempts: &mut Attempts,
+    mut permit: P,
+    returned: R,
+    policy: &Retry<E>,
+    usage: fn(&T) -> Option<u64>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Ok = T, Error = E>,
+    P: Report,
+{
+    let returned = returned.into_result();
+    if let Ok(value) = &returned
+        && let Some(used) = usage(value)
+    {
+        permit.settle(used);
+    }
+    match attempts.next_with(permit, returned, policy, retry_if) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
+    }
+}
+
+/// [`next_timed`] for a function with a `cost`, settling as [`next_settled`] does; an
+/// attempt that timed out keeps its estimate charged.
+#[inline(always)]
+pub fn next_timed_settled<R, T, E, P>(
+    attempts: &mut Attempts,
+    mut permit: P,
+    attempt: Attempt<R>,
+    policy: &Retry<E>,
+    timed_out: fn(Elapsed) -> E,
+    usage: fn(&T) -> Option<u64>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Ok = T, Error = E>,
+    P: Report,
+{
+    let attempt = match attempt {
+        Attempt::Returned(returned) => {
+            let returned = returned.into_result();
+            if let Ok(value) = &returned
+                && let Some(used) = usage(value)
+            {
+                permit.settle(used);
+            }
+            Attempt::Returned(returned)
+        }
         Attempt::TimedOut => Attempt::TimedOut,
     };
     match attempts.next_timed_with(permit, attempt, policy, retry_if, timed_out) {
@@ -501,6 +529,75 @@ mod tests {
             next(&mut attempts, (), Ok::<_, E>(7), &p, transient),
             Step::Done(Ok(7))
         ));
+    }
+
+    /// A permit that remembers what it was settled at.
+    struct Settled<'a>(&'a std::cell::Cell<Option<u64>>);
+
+    impl Report for Settled<'_> {
+        fn finish(self, _: crate::Outcome) {}
+
+        fn settle(&mut self, used: u64) {
+            self.0.set(Some(used));
+        }
+    }
+
+    #[test]
+    fn a_success_that_says_what_it_used_is_settled_and_nothing_else_is() {
+        let p = policy(Retry::builder(1));
+        let settled = std::cell::Cell::new(None);
+        let used = |n: &u64| Some(*n);
+        let mut attempts = Attempts::default();
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Ok::<u64, E>(42),
+            &p,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), Some(42));
+        let mut attempts = Attempts::default();
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Ok::<u64, E>(42),
+            &p,
+            |_| None,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a success that says nothing");
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Err::<u64, E>(E::Transient),
+            &p,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a failure keeps its estimate");
+        let mut attempts = Attempts::default();
+        let timed = Attempt::Returned(Ok::<u64, E>(7));
+        let _ = next_timed_settled(
+            &mut attempts,
+            Settled(&settled),
+            timed,
+            &p,
+            from_elapsed,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), Some(7));
+        let _ = next_timed_settled(
+            &mut attempts,
+            Settled(&settled),
+            Attempt::<Result<u64, E>>::TimedOut,
+            &p,
+            from_elapsed,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a timeout keeps its estimate");
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
     };
     // Every source is admitted the same way; a function's own gate never refuses. With a
     // `cost`, each attempt reserves it (a source without a token budget ignores it), and
-    // the permit is settled before it is reported.
+    // `next_settled` settles the permit before it reports it.
     let cost = plan.policy.as_ref().and_then(|policy| policy.cost.as_ref());
     let cost_ident = local("cost");
     let admit = match cost {
@@ -255,7 +255,7 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
             };
         },
         Some(_) => quote! {
-            let mut #permit = match #private::admit_tokens(#admission, #cost_ident).await {
+            let #permit = match #private::admit_tokens(#admission, #cost_ident).await {
                 ::core::result::Result::Ok(#permit) => #permit,
                 ::core::result::Result::Err(#error) => #private::refused(#error, #name),
             };
@@ -448,20 +448,20 @@ fn expand_policy(
         }
     };
     let loop_token = quote_spanned!(policy.key.1=> loop);
-    let (run, method, settle) = match &policy.timeout {
+    let (run, method) = match &policy.timeout {
         Some(timeout) => {
             let limit = duration(timeout.value, timeout.span);
             (
                 quote!(#private::Attempt::within(#limit, #attempt).await),
-                format_ident!("next_timed"),
-                format_ident!("settle_timed"),
+                "next_timed",
             )
         }
-        None => (
-            quote!(#attempt.await),
-            format_ident!("next"),
-            format_ident!("settle"),
-        ),
+        None => (quote!(#attempt.await), "next"),
+    };
+    // With a cost, `next_settled` settles a success's reservation before it is reported.
+    let method = match &policy.cost {
+        Some(_) => format_ident!("{method}_settled"),
+        None => format_ident!("{method}"),
     };
     // `next(...)` spans the whole return type, from its first token (the path) to its last
     // (the parentheses), so the errors it raises underline that type.
@@ -480,19 +480,15 @@ fn expand_policy(
         };
         ours.extend(quote!(#timed_out,));
     }
-    // Before the attempt is reported: a success that says what it used settles the
-    // reservation; the default's bound (`T: TokenUsage`) is reported on the return type.
-    let settle = policy.cost.as_ref().map(|cost| {
+    // Read from a success to settle its reservation; the default's bound
+    // (`T: TokenUsage`) is reported on the return type.
+    if let Some(cost) = &policy.cost {
         let usage = match &cost.usage {
             Some(usage) => usage.value.to_token_stream(),
             None => relocate(quote!(#private::tokens_used), first),
         };
-        let path = relocate(quote!(#private::#settle), first);
-        let ours = relocate(quote!(&mut #permit, &#outcome,), first);
-        let mut args = Group::new(Delimiter::Parenthesis, quote!(#ours #usage));
-        args.set_span(last);
-        quote!(#path #args;)
-    });
+        ours.extend(quote!(#usage,));
+    }
     let mut call_args = Group::new(Delimiter::Parenthesis, quote!(#ours #retry_if));
     call_args.set_span(last);
     let next = quote!(#path #call_args);
@@ -512,7 +508,6 @@ fn expand_policy(
             let #delay = {
                 #admit
                 let #outcome = #run;
-                #settle
                 match #next {
                     #private::Step::Done(#returned) => return #returned,
                     #private::Step::Wait(#delay) => #delay,
@@ -781,14 +776,13 @@ mod tests {
         let looped = out.find("loop {").expect("a cost needs the attempt loop");
         assert!(cost < looped, "once per call, not per attempt: {out}");
         assert!(
-            out.contains("let mut __gate_permit = match :: gate_core :: __private :: admit_tokens (__gate_admission , __gate_cost) . await"),
+            out.contains("let __gate_permit = match :: gate_core :: __private :: admit_tokens (__gate_admission , __gate_cost) . await"),
             "{out}"
         );
-        let settle = out
-            .find(":: gate_core :: __private :: settle (& mut __gate_permit , & __gate_outcome , :: gate_core :: __private :: tokens_used) ;")
-            .expect("settled from `TokenUsage`");
-        let next = out.find(":: gate_core :: __private :: next (").unwrap();
-        assert!(settle < next, "settled before it is reported: {out}");
+        assert!(
+            out.contains(":: gate_core :: __private :: next_settled (& mut __gate_attempts , __gate_permit , __gate_outcome , & __gate_policy , :: gate_core :: __private :: tokens_used , :: gate_core :: __private :: always)"),
+            "settled from `TokenUsage` as it is reported: {out}"
+        );
 
         let out = expand_to_string(
             quote!(limiter = L, cost = n, usage = read_usage, timeout = "1s"),
@@ -799,7 +793,7 @@ mod tests {
             ),
         );
         assert!(
-            out.contains(":: gate_core :: __private :: settle_timed (& mut __gate_permit , & __gate_outcome , read_usage) ;"),
+            out.contains(":: gate_core :: __private :: next_timed_settled (& mut __gate_attempts , __gate_permit , __gate_outcome , & __gate_policy , :: gate_core :: __private :: from_elapsed , read_usage , :: gate_core :: __private :: always)"),
             "{out}"
         );
         assert!(!out.contains("__GATE_TOKENS"), "{out}");
@@ -812,7 +806,7 @@ mod tests {
             ),
         );
         assert!(!out.contains("settle"), "no cost, nothing to settle: {out}");
-        assert!(!out.contains("let mut __gate_permit"), "{out}");
+        assert!(!out.contains("admit_tokens"), "{out}");
     }
 
     #[test]

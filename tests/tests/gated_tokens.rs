@@ -95,7 +95,7 @@ static FLAKY: LazyLock<Limiter> = LazyLock::new(budget);
 
 /// Fails `failures` times, then succeeds having used 10 tokens; counts how often its cost
 /// is computed.
-#[gated(limiter = FLAKY, retry = 2, cost = estimate(&estimates, 1_000))]
+#[gated(limiter = FLAKY, retry = 2, cost = estimate(estimates, 1_000))]
 async fn flaky(
     estimates: &AtomicU32,
     attempts: &AtomicU32,

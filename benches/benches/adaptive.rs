@@ -5,13 +5,14 @@
 //! limiter only counts those (one atomic add); `limiter_aimd_full` pins the limit at 1, so
 //! every attempt fills the gate and its sample goes through the algorithm's lock. The
 //! latency-based limit also reads the clock twice per attempt: tokio's by default, the
-//! time-stamp counter in `limiter_gradient_quanta`.
+//! time-stamp counter in `limiter_gradient_quanta`. `limiter_rate_tokens_settle` is a token
+//! budget's reserve + settle beside `limiter_rate`, the same limiter without the budget.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gate_core::adaptive::{Aimd, Gradient, LimitAlgorithm};
-use gate_core::rate::QuantaClock;
+use gate_core::rate::{QuantaClock, Rate};
 use gate_core::{Gate, Limiter, LimiterBuilder, Outcome};
 
 fn acquire_release(c: &mut Criterion) {
@@ -51,6 +52,34 @@ fn acquire_release(c: &mut Criterion) {
             })
         });
     }
+
+    // A token budget: reserve an estimate on admission, settle it from the usage. Generous
+    // limits (a billion tokens a second, 6 spent per attempt), so that every reservation is
+    // admitted at once.
+    let plain = Limiter::builder()
+        .concurrency(64)
+        .rate(Rate::per_second(1_000_000_000).burst(1_000))
+        .build()
+        .unwrap();
+    group.bench_function("limiter_rate", |b| {
+        b.to_async(&rt).iter(|| async {
+            let permit = plain.acquire().await.unwrap();
+            permit.finish(Outcome::Success);
+        })
+    });
+    let budget = Limiter::builder()
+        .concurrency(64)
+        .rate(Rate::per_second(1_000_000_000).burst(1_000))
+        .tokens(Rate::per_second(1_000_000_000).burst(1_000_000_000))
+        .build()
+        .unwrap();
+    group.bench_function("limiter_rate_tokens_settle", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut permit = budget.acquire_tokens(10).await.unwrap();
+            permit.settle(4);
+            permit.finish(Outcome::Success);
+        })
+    });
 
     group.finish();
 }

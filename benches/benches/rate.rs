@@ -1,4 +1,5 @@
-//! The rate check against governor's `check()`, in the same run.
+//! The rate check against governor's `check()`, and the weighted check against its
+//! `check_n()`, in the same run.
 //!
 //! Both limiters get the same quota and are checked from one thread in a tight loop. The
 //! quota is so generous that every check succeeds, so this measures the admitting path:
@@ -65,5 +66,34 @@ fn check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, check);
+/// Weighted checks, as a token budget makes them: 10 cells at once (so that the quota, a
+/// billion cells a second, is never spent and every check admits), against governor's
+/// `check_n`, on both clocks.
+fn check_n(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate_check_n");
+    let n = 10;
+    let rate = Rate::per_second(PER_SECOND).burst(100_000);
+    let ours = RateLimit::new(rate);
+    group.bench_function("gate_core", |b| {
+        b.iter(|| black_box(ours.check_n(black_box(n))).is_ok())
+    });
+    let ours_quanta = RateLimit::with_clock(rate, QuantaClock::new());
+    group.bench_function("gate_core_quanta", |b| {
+        b.iter(|| black_box(ours_quanta.check_n(black_box(n))).is_ok())
+    });
+    let quota = Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap())
+        .allow_burst(NonZeroU32::new(100_000).unwrap());
+    let cells = NonZeroU32::new(10).unwrap();
+    let governor = RateLimiter::direct(quota);
+    group.bench_function("governor_quanta", |b| {
+        b.iter(|| black_box(governor.check_n(black_box(cells))).is_ok())
+    });
+    let monotonic = RateLimiter::direct_with_clock(quota, MonotonicClock);
+    group.bench_function("governor_monotonic", |b| {
+        b.iter(|| black_box(monotonic.check_n(black_box(cells))).is_ok())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, check, check_n);
 criterion_main!(benches);

@@ -75,7 +75,9 @@ impl RateCell {
 
     /// Books a cell if one is free now.
     pub fn try_book(&self) -> Option<Booking> {
-        self.0.try_book().map(Booking)
+        self.0
+            .try_book_n_at(self.0.clock().now_nanos(), 1)
+            .map(Booking)
     }
 
     /// Gives `booking` back if nobody has booked after it.

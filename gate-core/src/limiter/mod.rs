@@ -438,12 +438,18 @@ impl Limiter {
     /// none), both due now, or neither.
     #[inline]
     fn try_book_cells(&self, tokens: u64) -> Option<Cells> {
-        let request = match &self.rate {
-            Some(rate) => Some(rate.try_book()?),
-            None => None,
+        let (request, t) = match &self.rate {
+            Some(rate) => {
+                // Both limits read the limiter's one clock: one read serves both.
+                let t = rate.clock().now_nanos();
+                (Some(rate.try_book_n_at(t, 1)?), Some(t))
+            }
+            None => (None, None),
         };
         let tokens = match (&self.tokens, tokens) {
-            (Some(budget), 1..) => match budget.try_book_n(tokens) {
+            (Some(budget), 1..) => match budget
+                .try_book_n_at(t.unwrap_or_else(|| budget.clock().now_nanos()), tokens)
+            {
                 Some(booking) => Some(booking),
                 None => {
                     self.cancel_cells(Cells {

@@ -136,6 +136,34 @@ impl<C: Clock> RateLimit<C> {
         self.check_nanos(self.clock.now_nanos(), 1).map(drop)
     }
 
+    /// Takes `n` cells at once if they are all free now (a token budget's weighted check),
+    /// else takes none. `n = 0` always succeeds.
+    ///
+    /// `n` above [`capacity`](Self::capacity) can never fit: the error then says
+    /// `Duration::MAX`, so compare with the capacity first rather than sleep on it.
+    ///
+    /// ```
+    /// use gate_core::rate::{Rate, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let tokens = RateLimit::new(Rate::per_second(1_000).burst(1_000));
+    /// assert!(tokens.check_n(600).is_ok());
+    /// // 400 left; 600 more are there in 200ms.
+    /// assert_eq!(tokens.check_n(600).unwrap_err().wait_time().as_millis(), 200);
+    /// assert_eq!(tokens.check_n(1_001).unwrap_err().wait_time(), std::time::Duration::MAX);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn check_n(&self, n: u64) -> Result<(), NotUntil> {
+        if n > self.capacity() {
+            return Err(NotUntil {
+                wait: Duration::MAX,
+            });
+        }
+        self.check_nanos(self.clock.now_nanos(), n).map(drop)
+    }
+
     /// How long from now until a cell is free (zero if one is free now), without taking it:
     /// what a server refusing a rate-limited caller tells it to wait. A cell that would end
     /// past the clock's range reads as the longest wait [`check`](Self::check) would give.
@@ -161,17 +189,12 @@ impl<C: Clock> RateLimit<C> {
         }
     }
 
-    /// Like [`check`](Self::check), returning the booking, which
+    /// Like [`check_n`](Self::check_n) at `t`, a time read from this limit's clock (so that
+    /// two limits on one clock share one read), returning the booking, which
     /// [`cancel_booking`](Self::cancel_booking) gives back if the caller cannot use it.
     #[inline]
-    pub(crate) fn try_book(&self) -> Option<Booking> {
-        self.try_book_n(1)
-    }
-
-    /// Like [`try_book`](Self::try_book), for `n` cells at once.
-    #[inline]
-    pub(crate) fn try_book_n(&self, n: u64) -> Option<Booking> {
-        self.check_nanos(self.clock.now_nanos(), n).ok()
+    pub(crate) fn try_book_n_at(&self, t: u64, n: u64) -> Option<Booking> {
+        self.check_nanos(t, n).ok()
     }
 
     /// Takes `n` cells if they are free at `t`, in the clock's nanoseconds.

@@ -8,6 +8,7 @@
 mod client;
 mod fixture;
 mod server;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -447,6 +448,38 @@ async fn the_seed_scenario() {
                 oracle_makespan.as_secs_f64() / 120.0,
             ),
             ("peak_concurrency", peak as f64),
+        ],
+    );
+}
+
+/// Issue #13's scenario: 1,000 prompts of realistic lengths against an API allowing 500
+/// requests and 150,000 tokens a minute; the tokens bind. gate (request rate + token budget
+/// + AIMD, reserve the estimate, settle from usage) and the Cookbook's algorithm, given the
+/// same limits, in the same run.
+#[tokio::test(start_paused = true)]
+async fn a_token_quota_binds() {
+    let prompts = tokens::prompts(1000, SEED);
+    let server = tokens::QuotaServer::new(500, 150_000);
+    let ideal = server.ideal_makespan(&prompts);
+    let gate = tokens::gate(&server, &prompts).await;
+    let server = tokens::QuotaServer::new(500, 150_000);
+    let cookbook = tokens::cookbook(&server, &prompts, 500.0, 150_000.0).await;
+    let server = tokens::QuotaServer::new(500, 150_000);
+    let headroom = tokens::cookbook(&server, &prompts, 375.0, 112_500.0).await;
+    let over = |run: &tokens::Run| run.makespan.as_secs_f64() / ideal.as_secs_f64();
+    fixture::check(
+        "token_quota",
+        &[
+            ("succeeded", gate.succeeded as f64),
+            ("refused_fraction", gate.refused_fraction),
+            ("makespan_over_ideal", over(&gate)),
+            ("ideal_makespan_s", ideal.as_secs_f64()),
+            ("cookbook_succeeded", cookbook.succeeded as f64),
+            ("cookbook_refused_fraction", cookbook.refused_fraction),
+            ("cookbook_makespan_over_ideal", over(&cookbook)),
+            ("cookbook75_succeeded", headroom.succeeded as f64),
+            ("cookbook75_refused_fraction", headroom.refused_fraction),
+            ("cookbook75_makespan_over_ideal", over(&headroom)),
         ],
     );
 }

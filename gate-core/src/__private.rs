@@ -128,37 +128,54 @@ macro_rules! rate_errors {
     ($error:expr, $key:literal, $burst:literal, $example:literal, $what:literal) => {
         match $error {
             ParseRateError::MissingSlash => concat!(
-                "invalid `", $key, "`: expected a count per period, such as ", $example,
+                "invalid `",
+                $key,
+                "`: expected a count per period, such as ",
+                $example,
                 ", \"10/s\" or \"100/10s\""
             ),
             ParseRateError::InvalidCount => concat!(
-                "invalid `", $key, "`: the count before `/` must be a whole number, such as ",
+                "invalid `",
+                $key,
+                "`: the count before `/` must be a whole number, such as ",
                 $example
             ),
             ParseRateError::InvalidPeriod => concat!(
-                "invalid `", $key,
+                "invalid `",
+                $key,
                 "`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
             ),
             ParseRateError::UnknownUnit => concat!(
-                "invalid `", $key,
+                "invalid `",
+                $key,
                 "`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as ",
                 $example
             ),
             ParseRateError::Rate(RateError::ZeroCount) => concat!(
-                "invalid `", $key, "`: the count must be at least 1; nothing would ever be admitted"
+                "invalid `",
+                $key,
+                "`: the count must be at least 1; nothing would ever be admitted"
             ),
             ParseRateError::Rate(RateError::TooFast) => concat!(
-                "invalid `", $key, "`: a rate cannot exceed one ", $what, " per nanosecond"
+                "invalid `",
+                $key,
+                "`: a rate cannot exceed one ",
+                $what,
+                " per nanosecond"
             ),
             ParseRateError::Rate(RateError::PeriodTooLong) => concat!(
-                "invalid `", $key, "`: the period must be shorter than 146 years"
+                "invalid `",
+                $key,
+                "`: the period must be shorter than 146 years"
             ),
             ParseRateError::Rate(RateError::BurstTooLong) => concat!(
-                "invalid `", $burst,
+                "invalid `",
+                $burst,
                 "`: the burst must span less than 146 years (`burst` times the interval)"
             ),
             ParseRateError::InvalidBurst => concat!(
-                "invalid `", $key,
+                "invalid `",
+                $key,
                 "`: expected a burst like \"(burst 5)\" after the period, at least 1"
             ),
         }

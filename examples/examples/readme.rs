@@ -67,20 +67,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-// README: What Python's `asyncio.Semaphore(10)` + tenacity + `tqdm_asyncio.gather` becomes
-#[rustfmt::skip]
-use gate_core::{gated, Gate};
-
-// One gate for every caller of the API, like a module-level asyncio.Semaphore(10).
-static OPENAI: Gate = Gate::new(10);
-
-// tenacity's @retry(stop=stop_after_attempt(4), wait=wait_fixed(2)) around `async with sem:`,
-// plus asyncio.wait_for(..., 30) per attempt. The permit is held for one attempt and
-// released while the call backs off, so a failing caller never blocks healthy ones.
-#[gated(gate = OPENAI, retry = 3, wait = "2s", timeout = "30s")]
-async fn complete(client: &Client, prompt: &str) -> Result<String, ApiError> {
-    client.chat(prompt).await
-}
+// README: Calling a rate-limited API
+use gate_core::gated;
 
 // The real problem: 500 requests a minute, a concurrency nobody knows, 429s beyond it.
 // AIMD finds the concurrency, the rate is never exceeded, and one 429's Retry-After pauses
@@ -94,6 +82,20 @@ async fn complete(client: &Client, prompt: &str) -> Result<String, ApiError> {
 )]
 async fn moderate(client: &Client, text: &str) -> Result<Verdict, ApiError> {
     client.moderate(text).await
+}
+
+// README: What Python's `asyncio.Semaphore(10)` + tenacity + `tqdm_asyncio.gather` becomes
+use gate_core::Gate;
+
+// One gate for every caller of the API, like a module-level asyncio.Semaphore(10).
+static OPENAI: Gate = Gate::new(10);
+
+// tenacity's @retry(stop=stop_after_attempt(4), wait=wait_fixed(2)) around `async with sem:`,
+// plus asyncio.wait_for(..., 30) per attempt. The permit is held for one attempt and
+// released while the call backs off, so a failing caller never blocks healthy ones.
+#[gated(gate = OPENAI, retry = 3, wait = "2s", timeout = "30s")]
+async fn complete(client: &Client, prompt: &str) -> Result<String, ApiError> {
+    client.chat(prompt).await
 }
 
 // README: `tqdm_asyncio.gather(*coros)` is a `Batch`

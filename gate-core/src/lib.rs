@@ -41,8 +41,10 @@
 //!   limit), which then works with all of them. [`OwnedAdmission`] is the same through an
 //!   `Arc`, [`Report`] is how a permit tells its source how an attempt ended ([`Outcome`]),
 //!   and [`BoxAdmission`] holds any source behind one type.
-//! - [`Backpressure`]: how an error carries a server's `Retry-After`; with the `http`
-//!   feature, `hint` reads it (and `retry-after-ms`) from response headers.
+//! - [`Backpressure`]: how an error carries a server's `Retry-After`, or says that retrying
+//!   cannot help; [`Signal`] is the same as a value, for another crate's error type. With
+//!   the `http` feature, `hint` reads `Retry-After`, `retry-after-ms` and the rate-limit
+//!   headers of OpenAI and Anthropic from responses, and sorts their error codes.
 //! - [`Stats`]: what a gate has done.
 //! - [`Limiter`]: a concurrency limit, a rate limit ([`rate`]), or both, with a pause shared
 //!   by everyone when the server pushes back, and adaptive limits ([`adaptive`]).
@@ -91,7 +93,7 @@ mod token_usage;
 pub use admission::{
     Admission, BoxAdmission, BoxPermit, Outcome, OwnedAdmission, Report, Unlimited,
 };
-pub use backpressure::Backpressure;
+pub use backpressure::{Backpressure, Signal};
 pub use batch::report::BatchReport;
 pub use batch::setup::Batch;
 pub use error::{AcquireError, LimitError, TryAcquireError};

@@ -262,3 +262,47 @@ async fn the_server_view_lowers_what_is_left_and_never_raises_it() {
     tokens.refund(u64::MAX);
     assert_eq!(tokens.remaining(), 6_000);
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn the_server_headers_correct_the_limiter_and_never_raise_it() {
+    use gate_core::hint::ServerLimits;
+
+    let api = Limiter::builder()
+        .rate("600/min (burst 600)".parse().unwrap())
+        .tokens("6000/min".parse().unwrap())
+        .build()
+        .unwrap();
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        ServerLimits::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
+    };
+    // Anthropic's input tokens stand in when there is no combined window.
+    api.observe(&headers(&[(
+        "anthropic-ratelimit-input-tokens-remaining",
+        "4000",
+    )]));
+    assert_eq!(api.token_limit().unwrap().remaining(), 4_000);
+    // OpenAI's say fewer: believed; then more: not believed.
+    api.observe(&headers(&[
+        ("x-ratelimit-remaining-tokens", "1000"),
+        ("x-ratelimit-remaining-requests", "2"),
+    ]));
+    api.observe(&headers(&[
+        ("x-ratelimit-remaining-tokens", "5999"),
+        ("x-ratelimit-remaining-requests", "599"),
+    ]));
+    assert_eq!(api.token_limit().unwrap().remaining(), 1_000);
+    assert_eq!(api.rate_limit().unwrap().remaining(), 2);
+    // So a reservation of 2,000 waits for 1,000 more, 10 s at 100 a second.
+    let start = Instant::now();
+    let _permit = api.acquire_tokens(2_000).await.unwrap();
+    assert!((secs(start) - 10.0).abs() < 0.01, "{}", secs(start));
+    // Hostile values: a count beyond u64 saturates (no effect), a Retry-After of 10^12 s
+    // pauses for the cap.
+    api.observe(&headers(&[
+        ("x-ratelimit-remaining-tokens", "99999999999999999999999"),
+        ("retry-after", "1000000000000"),
+    ]));
+    let paused = api.paused_until().unwrap() - Instant::now();
+    assert_eq!(paused, Limiter::DEFAULT_MAX_PAUSE);
+}

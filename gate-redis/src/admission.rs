@@ -15,7 +15,15 @@ impl Admission for RedisLimiter {
         &self,
         limits: WaitLimits,
     ) -> impl Future<Output = Result<RedisPermit, AcquireError>> + Send {
-        Arc::clone(self.shared()).admit(limits)
+        Arc::clone(self.shared()).admit(limits, None)
+    }
+
+    fn admit_tokens_with(
+        &self,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<RedisPermit, AcquireError>> + Send {
+        Arc::clone(self.shared()).admit(limits, Some(tokens))
     }
 
     /// Always `None`: every admission takes a round trip to Redis, which `admit_with` makes.
@@ -40,7 +48,15 @@ impl OwnedAdmission for RedisLimiter {
         self: Arc<Self>,
         limits: WaitLimits,
     ) -> impl Future<Output = Result<RedisPermit, AcquireError>> + Send + 'static {
-        Arc::clone(self.shared()).admit(limits)
+        Arc::clone(self.shared()).admit(limits, None)
+    }
+
+    fn admit_owned_tokens_with(
+        self: Arc<Self>,
+        tokens: u64,
+        limits: WaitLimits,
+    ) -> impl Future<Output = Result<RedisPermit, AcquireError>> + Send + 'static {
+        Arc::clone(self.shared()).admit(limits, Some(tokens))
     }
 
     /// Always `None`, as [`Admission::try_admit`].

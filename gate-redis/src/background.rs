@@ -23,6 +23,13 @@ pub(crate) enum Command {
     Release(Arc<str>),
     /// Pause the limit for this many milliseconds (already capped).
     Pause(u64),
+    /// Settle a token reservation: charge this many more token cells (positive) or give
+    /// them back (negative), already bounded.
+    Settle(i64),
+    /// Lower the shared buckets to what a server said remains: the observe script's
+    /// arguments. Sent by `RedisLimiter::observe`, with the `http` feature.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    Observe([i64; 6]),
 }
 
 /// One permit's lease, as its holder and the renewal task see it.
@@ -52,6 +59,10 @@ pub(crate) struct Backend {
     pub(crate) release: redis::Script,
     pub(crate) renew: redis::Script,
     pub(crate) pause: redis::Script,
+    pub(crate) settle: redis::Script,
+    pub(crate) observe: redis::Script,
+    /// The token budget's interval in microseconds (0 without one).
+    pub(crate) token_interval: u64,
     pub(crate) leases: Leases,
     /// Notified on every release announced on the limit's channel, and whenever the
     /// subscription is lost (so waiters look again rather than miss a release).
@@ -104,6 +115,36 @@ impl Backend {
                     tokio::time::sleep(self.lease / 8).await;
                 }
             }
+        }
+    }
+
+    /// Settles a token reservation by `cells`, sending it again a few times if it fails: a
+    /// settlement that never arrives leaves the reservation as it was taken.
+    async fn settle_tokens(self: Arc<Self>, cells: i64) {
+        for attempt in 0..RELEASE_ATTEMPTS {
+            let mut invocation = self.settle.prepare_invoke();
+            invocation
+                .key(&self.keys.tokens)
+                .arg(cells)
+                .arg(self.token_interval);
+            match self.invoke::<i64>(&invocation).await {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::debug!(%error, attempt, "gate-redis: settlement failed");
+                    tokio::time::sleep(self.lease / 8).await;
+                }
+            }
+        }
+    }
+
+    async fn lower_buckets(self: Arc<Self>, args: [i64; 6]) {
+        let mut invocation = self.observe.prepare_invoke();
+        invocation.key(&self.keys.rate).key(&self.keys.tokens);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        if let Err(error) = self.invoke::<i64>(&invocation).await {
+            tracing::debug!(%error, "gate-redis: could not share what the server said remains");
         }
     }
 
@@ -192,6 +233,12 @@ pub(crate) async fn worker(backend: Arc<Backend>, mut commands: mpsc::UnboundedR
                         Command::Release(id) => released.push(id),
                         Command::Pause(millis) => {
                             tokio::spawn(Arc::clone(&backend).share_pause(millis));
+                        }
+                        Command::Settle(cells) => {
+                            tokio::spawn(Arc::clone(&backend).settle_tokens(cells));
+                        }
+                        Command::Observe(args) => {
+                            tokio::spawn(Arc::clone(&backend).lower_buckets(args));
                         }
                     }
                 }

@@ -20,6 +20,7 @@ pub struct RedisLimiterBuilder {
     client: redis::Client,
     key: String,
     rate: Option<Rate>,
+    tokens: Option<Rate>,
     concurrency: Option<usize>,
     lease: Duration,
     timeout: Duration,
@@ -35,6 +36,7 @@ impl RedisLimiterBuilder {
             client,
             key: String::from("default"),
             rate: None,
+            tokens: None,
             concurrency: None,
             lease: RedisLimiter::DEFAULT_LEASE,
             timeout: RedisLimiter::DEFAULT_TIMEOUT,
@@ -58,6 +60,25 @@ impl RedisLimiterBuilder {
     /// the limit run faster than asked.
     pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// A token budget shared by every process: at most `rate` tokens a period, reserved on
+    /// admission ([`RedisLimiter::acquire_tokens_with`], or
+    /// [`Admission::admit_tokens_with`](gate_core::Admission::admit_tokens_with)) and
+    /// settled by the permit with what the attempt used, as gate-core's
+    /// [`LimiterBuilder::tokens`](gate_core::LimiterBuilder::tokens) (same rules, same
+    /// bucket: the rate's burst if above 1, else the whole period's count).
+    ///
+    /// Kept in microseconds of Redis time, so the interval between tokens is rounded up to
+    /// a whole microsecond: at most a million tokens a second (60 million a minute) are
+    /// told apart, and rounding never lets the budget run faster than asked.
+    pub fn tokens(mut self, rate: Rate) -> Self {
+        let rate = match rate.burst_size() {
+            1 => rate.try_burst(rate.count()).unwrap_or(rate),
+            _ => rate,
+        };
+        self.tokens = Some(rate);
         self
     }
 
@@ -132,31 +153,21 @@ impl RedisLimiterBuilder {
     /// Builds the limiter. It connects lazily, on its first admission, so building needs
     /// no server; it does need a tokio runtime, on which its background task runs.
     pub fn build(self) -> Result<RedisLimiter, BuildError> {
-        if self.rate.is_none() && self.concurrency.is_none() {
+        if self.rate.is_none() && self.tokens.is_none() && self.concurrency.is_none() {
             return Err(BuildError::NoLimit);
         }
         if !(RedisLimiter::MIN_LEASE..=RedisLimiter::MAX_LEASE).contains(&self.lease) {
             return Err(BuildError::Lease);
         }
-        let rate = match self.rate {
-            None => None,
-            Some(rate) => {
-                let interval = rate.interval().as_nanos().div_ceil(1_000);
-                let span = interval.saturating_mul(u128::from(rate.burst_size()));
-                if span > RedisLimiter::MAX_RATE_SPAN.as_micros() {
-                    return Err(BuildError::RateTooSlow);
-                }
-                // `span` bounds both, so they fit.
-                let interval = interval as u64;
-                Some((interval, interval * (u64::from(rate.burst_size()) - 1)))
-            }
-        };
+        let rate = self.rate.map(micros).transpose()?;
+        let tokens = self.tokens.map(micros).transpose()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         RedisLimiter::from_settings(
             Settings {
                 client: self.client,
                 key: self.key,
                 rate,
+                tokens,
                 concurrency: self.concurrency,
                 lease: self.lease,
                 timeout: self.timeout,
@@ -170,4 +181,17 @@ impl RedisLimiterBuilder {
             &runtime,
         )
     }
+}
+
+/// A rate's interval and tolerance in whole microseconds (rounded up), if its burst span
+/// stays within [`RedisLimiter::MAX_RATE_SPAN`].
+fn micros(rate: Rate) -> Result<(u64, u64), BuildError> {
+    let interval = rate.interval().as_nanos().div_ceil(1_000);
+    let span = interval.saturating_mul(u128::from(rate.burst_size()));
+    if span > RedisLimiter::MAX_RATE_SPAN.as_micros() {
+        return Err(BuildError::RateTooSlow);
+    }
+    // `span` bounds both, so they fit.
+    let interval = interval as u64;
+    Ok((interval, interval * (u64::from(rate.burst_size()) - 1)))
 }

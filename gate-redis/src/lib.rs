@@ -1,5 +1,6 @@
-//! gate's limits kept in Redis: one concurrency limit, one rate and one pause shared by
-//! every process that uses the same key, through the same API as a local limiter.
+//! gate's limits kept in Redis: one concurrency limit, one rate, one token budget and one
+//! pause shared by every process that uses the same key, through the same API as a local
+//! limiter.
 //!
 //! An API key's quota belongs to the whole fleet: four replicas each limiting themselves to
 //! 500 a minute send 2,000 a minute. A [`RedisLimiter`] with the same
@@ -54,7 +55,7 @@
 //! round trip (`EVALSHA`, loading the script on `NOSCRIPT`); a release is sent in the
 //! background. See [`RedisLimiter`] for the order of admission, the leases and the queue.
 //!
-//! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:pause`, `:held`, `:queue`,
+//! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:tokens`, `:pause`, `:held`, `:queue`,
 //! `:queue-expiry`, `:limit` and `:tickets`, and its channel `gate:{NAME}:released`. The
 //! hash tag `{NAME}` keeps them in one Redis Cluster slot. Every key has a TTL: a limit
 //! nobody uses vanishes.
@@ -82,8 +83,8 @@
 //! process, capped at the [`max_pause`](RedisLimiterBuilder::max_pause) (60 s by default).
 //!
 //! Refusing because Redis is unreachable is reported as
-//! [`AcquireError::Closed`](gate_core::AcquireError::Closed): gate-core's error has no
-//! variant of its own for a store that cannot be reached.
+//! [`AcquireError::Unavailable`](gate_core::AcquireError::Unavailable), apart from a limiter
+//! that was closed: a later admission asks Redis again.
 
 mod admission;
 mod background;

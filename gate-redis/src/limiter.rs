@@ -36,8 +36,12 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 ///    Otherwise the caller joins the queue in Redis, in arrival order across all processes,
 ///    and waits to be woken by a release (announced by pub/sub, about one round trip after
 ///    it), with a slow fallback poll every quarter lease for lost messages.
-/// 3. **Rate.** The rate's cells are taken with GCRA, all at once, only together with the
-///    permit: a caller refused by the rate takes neither, and waits until the cells are due.
+/// 3. **Rate and tokens.** The rate's cell and, with a
+///    [token budget](RedisLimiterBuilder::tokens), the caller's estimate of tokens are taken
+///    with GCRA, all at once, only together with the permit: a caller refused by either
+///    takes nothing, and waits until the cells are due. The permit
+///    [settles](gate_core::Report::settle) the tokens with what the attempt used, in the
+///    background: the unused part goes back to every process, the excess is owed by all.
 ///
 /// An uncontended admission is one round trip; releasing never makes the caller wait for
 /// one (it is sent in the background).
@@ -85,6 +89,8 @@ pub(crate) struct Settings {
     pub(crate) key: String,
     /// The rate's interval and tolerance, in microseconds.
     pub(crate) rate: Option<(u64, u64)>,
+    /// The token budget's interval and tolerance, in microseconds.
+    pub(crate) tokens: Option<(u64, u64)>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) lease: Duration,
     pub(crate) timeout: Duration,
@@ -101,6 +107,7 @@ pub(crate) struct Shared {
     set_limit: redis::Script,
     key: String,
     rate: Option<(u64, u64)>,
+    tokens: Option<(u64, u64)>,
     /// The limit given to the builder, used while Redis holds none set by `set_limit`.
     concurrency: Option<usize>,
     /// The concurrency limit Redis answered with last.
@@ -208,6 +215,9 @@ impl RedisLimiter {
             release: script::release(),
             renew: script::renew(),
             pause: script::pause(),
+            settle: script::settle(),
+            observe: script::observe(),
+            token_interval: settings.tokens.map_or(0, |(interval, _)| interval),
             leases: Mutex::default(),
             wake: Notify::new(),
             lost_log: Throttle::default(),
@@ -223,6 +233,7 @@ impl RedisLimiter {
                 set_limit: script::set_limit(),
                 key: settings.key,
                 rate: settings.rate,
+                tokens: settings.tokens,
                 concurrency: settings.concurrency,
                 limit: AtomicUsize::new(settings.concurrency.unwrap_or(0)),
                 max_pause: settings.max_pause,
@@ -295,7 +306,39 @@ impl RedisLimiter {
     ///
     /// [`Admission::admit_with`]: gate_core::Admission::admit_with
     pub async fn acquire_with(&self, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {
-        Arc::clone(&self.shared).admit(limits).await
+        Arc::clone(&self.shared).admit(limits, None).await
+    }
+
+    /// Waits for admission of an attempt that will spend about `estimate` tokens of the
+    /// shared [token budget](RedisLimiterBuilder::tokens), within `limits`; the permit
+    /// [settles](gate_core::Report::settle) the reservation in the background. The same
+    /// rules as gate-core's [`Limiter::acquire_tokens`](gate_core::Limiter::acquire_tokens):
+    /// without a budget the estimate is ignored; with one, 0 fails at once with
+    /// [`AcquireError::ZeroCost`] and more than the bucket holds with
+    /// [`AcquireError::TooLarge`].
+    pub async fn acquire_tokens_with(
+        &self,
+        estimate: u64,
+        limits: WaitLimits,
+    ) -> Result<RedisPermit, AcquireError> {
+        Arc::clone(&self.shared).admit(limits, Some(estimate)).await
+    }
+
+    /// Corrects the shared limits from what a response's rate-limit headers say, for every
+    /// process, as gate-core's [`Limiter::observe`](gate_core::Limiter::observe) does for
+    /// one: the request rate's and the token budget's free cells are lowered to at most the
+    /// server's `remaining` (never raised), and a `retry_after` pauses the fleet within
+    /// [`max_pause`](RedisLimiterBuilder::max_pause). Sent in the background; the local
+    /// fallback limiter, if there is one, is corrected too.
+    #[cfg(feature = "http")]
+    pub fn observe(&self, limits: &gate_core::hint::ServerLimits) {
+        self.shared.observe(limits);
+    }
+
+    /// The most tokens one reservation may ask for: the budget's bucket, or `None` without
+    /// a budget.
+    pub fn token_capacity(&self) -> Option<u64> {
+        self.shared.token_capacity()
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -383,18 +426,93 @@ impl Shared {
         }
     }
 
+    #[cfg(feature = "http")]
+    fn observe(&self, limits: &gate_core::hint::ServerLimits) {
+        if let FailurePolicy::Local(local) = &self.on_failure {
+            local.observe(limits);
+        }
+        let remaining = |limit: Option<(u64, u64)>, remaining: Option<u64>| {
+            let (Some((interval, tolerance)), Some(remaining)) = (limit, remaining) else {
+                return [-1, 0, 0];
+            };
+            let capacity = tolerance / interval.max(1) + 1;
+            let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            [
+                clamp(remaining.min(capacity)),
+                clamp(interval),
+                clamp(tolerance),
+            ]
+        };
+        let requests = remaining(self.rate, limits.requests.remaining);
+        let tokens = remaining(
+            self.tokens,
+            limits.tokens.remaining.or(limits.input_tokens.remaining),
+        );
+        if requests[0] >= 0 || tokens[0] >= 0 {
+            let [a, b, c] = requests;
+            let [d, e, f] = tokens;
+            self.send(Command::Observe([a, b, c, d, e, f]));
+        }
+        if let Some(retry_after) = limits.retry_after {
+            self.send(Command::Pause(self.pause_millis(retry_after)));
+        }
+    }
+
+    /// The token budget's bucket: `tolerance / interval + 1` cells.
+    pub(crate) fn token_capacity(&self) -> Option<u64> {
+        self.tokens
+            .map(|(interval, tolerance)| tolerance / interval.max(1) + 1)
+    }
+
+    /// The token cells an admission for `estimate` books, as gate-core's limiter decides
+    /// it: none without a budget or an estimate, else the estimate if the bucket holds it.
+    fn token_cost(&self, estimate: Option<u64>) -> Result<u64, AcquireError> {
+        let (Some(capacity), Some(estimate)) = (self.token_capacity(), estimate) else {
+            return Ok(0);
+        };
+        match estimate {
+            0 => Err(AcquireError::ZeroCost),
+            requested if requested > capacity => Err(AcquireError::TooLarge {
+                requested,
+                capacity,
+            }),
+            tokens => Ok(tokens),
+        }
+    }
+
+    /// Settles a reservation of `reserved` tokens with what the attempt `used`, in the
+    /// background: the difference, bounded so that the script's arithmetic stays exact.
+    pub(crate) fn settle(&self, reserved: &mut u64, used: u64) {
+        let Some((interval, _)) = self.tokens else {
+            return;
+        };
+        // A debt of more than `MAX_RATE_SPAN` is not kept: the budget errs as far as that.
+        let most =
+            i64::try_from(RedisLimiter::MAX_RATE_SPAN.as_micros() / u128::from(interval.max(1)))
+                .unwrap_or(i64::MAX);
+        let cells = i128::from(used) - i128::from(*reserved);
+        let cells = i64::try_from(cells.clamp(-i128::from(most), i128::from(most)))
+            .expect("clamped to an i64");
+        *reserved = used;
+        if cells != 0 {
+            self.send(Command::Settle(cells));
+        }
+    }
+
     pub(crate) async fn admit(
         self: Arc<Self>,
         limits: WaitLimits,
+        estimate: Option<u64>,
     ) -> Result<RedisPermit, AcquireError> {
+        let tokens = self.token_cost(estimate)?;
         match limits.max_wait {
             Some(max_wait) if !max_wait.is_zero() => {
-                match tokio::time::timeout(max_wait, self.admit_within(limits)).await {
+                match tokio::time::timeout(max_wait, self.admit_within(limits, tokens)).await {
                     Ok(admitted) => admitted,
                     Err(_) => Err(AcquireError::TimedOut),
                 }
             }
-            _ => self.admit_within(limits).await,
+            _ => self.admit_within(limits, tokens).await,
         }
     }
 
@@ -402,9 +520,10 @@ impl Shared {
     async fn admit_within(
         self: &Arc<Self>,
         limits: WaitLimits,
+        tokens: u64,
     ) -> Result<RedisPermit, AcquireError> {
         if self.redis_is_down() {
-            return self.fall_back(limits).await;
+            return self.fall_back(limits, tokens).await;
         }
         self.subscribe();
         let may_wait = limits.max_wait != Some(Duration::ZERO) && limits.max_waiters > 0;
@@ -420,18 +539,19 @@ impl Shared {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let sent = Instant::now();
-            let verdict = match self.call_acquire(&id, may_wait, limits.max_waiters).await {
+            let acquire = self.call_acquire(&id, may_wait, limits.max_waiters, tokens);
+            let verdict = match acquire.await {
                 Ok(verdict) => verdict,
                 Err(error) => {
                     self.redis_failed(&error);
                     drop(pending);
-                    return self.fall_back(limits).await;
+                    return self.fall_back(limits, tokens).await;
                 }
             };
             let wait = match verdict {
                 Verdict::Admitted => {
                     pending.id = None;
-                    return Ok(self.admitted(id, sent));
+                    return Ok(self.admitted(id, sent, tokens));
                 }
                 Verdict::QueueFull => return Err(AcquireError::QueueFull),
                 Verdict::Never => return Err(AcquireError::TimedOut),
@@ -458,11 +578,16 @@ impl Shared {
         id: &str,
         may_wait: bool,
         max_waiters: usize,
+        tokens: u64,
     ) -> Result<Verdict, Unavailable> {
         let keys = &self.backend.keys;
         let (interval, tolerance) = self.rate.unwrap_or((0, 0));
+        let (token_interval, token_tolerance) = self.tokens.unwrap_or((0, 0));
         let mut invocation = self.acquire.prepare_invoke();
-        invocation.key(&keys.rate).key(&keys.pause);
+        invocation
+            .key(&keys.rate)
+            .key(&keys.pause)
+            .key(&keys.tokens);
         if self.concurrency.is_some() {
             invocation
                 .key(&keys.held)
@@ -483,7 +608,10 @@ impl Shared {
             .arg(millis(self.backend.lease))
             .arg(u8::from(may_wait))
             .arg(max_waiters)
-            .arg(millis(self.idle_ttl));
+            .arg(millis(self.idle_ttl))
+            .arg(tokens)
+            .arg(token_interval)
+            .arg(token_tolerance);
         let reply = self.backend.invoke(&invocation).await?;
         let (verdict, limit) = Verdict::from_reply(reply);
         if let Some(limit) = limit {
@@ -495,8 +623,8 @@ impl Shared {
         Ok(verdict)
     }
 
-    /// The permit for `id`, admitted by a call sent at `sent`.
-    fn admitted(self: &Arc<Self>, id: Arc<str>, sent: Instant) -> RedisPermit {
+    /// The permit for `id`, admitted by a call sent at `sent` with `tokens` reserved.
+    fn admitted(self: &Arc<Self>, id: Arc<str>, sent: Instant, tokens: u64) -> RedisPermit {
         let lease = self.concurrency.map(|_| {
             let lease = Arc::new(Lease {
                 id: Arc::clone(&id),
@@ -511,22 +639,32 @@ impl Shared {
                 .insert(id, Arc::clone(&lease));
             lease
         });
-        RedisPermit::new(Arc::clone(self), Held::Shared(lease))
+        RedisPermit::new(Arc::clone(self), Held::Shared(lease), tokens)
     }
 
     /// Admission by the failure policy, while Redis cannot be reached.
-    async fn fall_back(self: &Arc<Self>, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {
+    /// The local limiter is asked for the same `tokens` (and applies its own budget, if it
+    /// has one); an open admission reserves none.
+    async fn fall_back(
+        self: &Arc<Self>,
+        limits: WaitLimits,
+        tokens: u64,
+    ) -> Result<RedisPermit, AcquireError> {
         match &self.on_failure {
-            FailurePolicy::Closed => Err(AcquireError::Closed),
-            FailurePolicy::Open => Ok(RedisPermit::new(Arc::clone(self), Held::Open)),
+            FailurePolicy::Closed => Err(AcquireError::Unavailable),
+            FailurePolicy::Open => Ok(RedisPermit::new(Arc::clone(self), Held::Open, 0)),
             FailurePolicy::Local(local) => {
                 // The caller's time bound is applied around the whole admission.
                 let limits = WaitLimits {
                     max_wait: limits.max_wait.filter(|wait| wait.is_zero()),
                     max_waiters: limits.max_waiters,
                 };
-                let permit = Arc::clone(local).acquire_owned_with(limits).await?;
-                Ok(RedisPermit::new(Arc::clone(self), Held::Local(permit)))
+                let local = Arc::clone(local);
+                let permit = match tokens {
+                    0 => local.acquire_owned_with(limits).await?,
+                    tokens => local.acquire_owned_tokens_with(tokens, limits).await?,
+                };
+                Ok(RedisPermit::new(Arc::clone(self), Held::Local(permit), 0))
             }
         }
     }

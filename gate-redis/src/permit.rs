@@ -20,6 +20,8 @@ use crate::limiter::Shared;
 pub struct RedisPermit {
     shared: Arc<Shared>,
     held: Held,
+    /// Tokens reserved from the shared budget (a local fallback permit keeps its own).
+    tokens: u64,
 }
 
 /// Where the permit came from.
@@ -33,8 +35,21 @@ pub(crate) enum Held {
 }
 
 impl RedisPermit {
-    pub(crate) fn new(shared: Arc<Shared>, held: Held) -> Self {
-        Self { shared, held }
+    pub(crate) fn new(shared: Arc<Shared>, held: Held, tokens: u64) -> Self {
+        Self {
+            shared,
+            held,
+            tokens,
+        }
+    }
+
+    /// Tokens this attempt holds reserved from the shared budget: the estimate, or what the
+    /// last [`settle`](Report::settle) said (for a local fallback permit, its limiter's).
+    pub fn tokens(&self) -> u64 {
+        match &self.held {
+            Held::Local(permit) => permit.tokens(),
+            _ => self.tokens,
+        }
     }
 
     /// Whether Redis admitted this permit; `false` for one handed out by the
@@ -81,6 +96,17 @@ impl Report for RedisPermit {
         }
         self.shared
             .send(Command::Pause(self.shared.pause_millis(retry_after)));
+    }
+
+    /// Settles the token reservation with what the attempt `used`, in the background
+    /// (gate-core's [rules](gate_core::LimiterPermit::settle): not settled, the estimate
+    /// stays charged); a local fallback permit settles with its limiter.
+    fn settle(&mut self, used: u64) {
+        match &mut self.held {
+            Held::Shared(_) => self.shared.settle(&mut self.tokens, used),
+            Held::Local(permit) => permit.settle(used),
+            Held::Open => {}
+        }
     }
 }
 

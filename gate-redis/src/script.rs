@@ -13,6 +13,8 @@ pub(crate) struct Keys {
     pub(crate) rate: String,
     /// Present while the limit is paused; its TTL is the pause.
     pub(crate) pause: String,
+    /// The token budget's GCRA theoretical arrival time, in microseconds of Redis time.
+    pub(crate) tokens: String,
     /// Sorted set of held permits, scored by lease expiry (milliseconds of Redis time).
     pub(crate) held: String,
     /// Sorted set of waiters, scored by arrival ticket.
@@ -33,6 +35,7 @@ impl Keys {
         Self {
             rate: key("rate"),
             pause: key("pause"),
+            tokens: key("tokens"),
             held: key("held"),
             queue: key("queue"),
             queue_expiry: key("queue-expiry"),
@@ -100,9 +103,11 @@ end
 
 /// The acquire script's body after its clock: `now_us` is defined before it.
 ///
-/// KEYS: rate, pause, then (with a concurrency part) held, queue, queue-expiry, limit,
-/// tickets. ARGV: id, n, interval_us (0: no rate), tolerance_us, default limit (-1: no concurrency),
-/// lease_ms, may_wait (0 or 1), max_waiters, idle_ttl_ms.
+/// KEYS: rate, pause, tokens, then (with a concurrency part) held, queue, queue-expiry,
+/// limit, tickets. ARGV: id, n, interval_us (0: no rate), tolerance_us, default limit (-1: no
+/// concurrency), lease_ms, may_wait (0 or 1), max_waiters, idle_ttl_ms, token cells (0:
+/// none), token interval_us (0: no budget), token tolerance_us. The request's and the
+/// tokens' cells are taken together or not at all.
 /// Returns `{code, value, limit}` (see [`Verdict`]).
 const ACQUIRE_LUA: &str = r"
 local id = ARGV[1]
@@ -114,6 +119,9 @@ local lease = tonumber(ARGV[6])
 local may_wait = ARGV[7] == '1'
 local max_waiters = tonumber(ARGV[8])
 local idle = tonumber(ARGV[9])
+local token_n = tonumber(ARGV[10])
+local token_interval = tonumber(ARGV[11])
+local token_tolerance = tonumber(ARGV[12])
 local now_ms = math.floor(now_us / 1000)
 
 local paused = redis.call('PTTL', KEYS[2])
@@ -123,63 +131,78 @@ local limit = -1
 local ticket = false
 local stored = false
 if default_limit >= 0 then
-  stored = redis.call('GET', KEYS[6])
+  stored = redis.call('GET', KEYS[7])
   limit = tonumber(stored or default_limit)
-  local held = redis.call('ZCARD', KEYS[3])
-  local ahead = redis.call('ZCARD', KEYS[4])
+  local held = redis.call('ZCARD', KEYS[4])
+  local ahead = redis.call('ZCARD', KEYS[5])
   if ahead > 0 then
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now_ms)
     if #gone > 0 then
-      redis.call('ZREM', KEYS[4], unpack(gone))
       redis.call('ZREM', KEYS[5], unpack(gone))
+      redis.call('ZREM', KEYS[6], unpack(gone))
     end
-    ticket = redis.call('ZSCORE', KEYS[4], id)
+    ticket = redis.call('ZSCORE', KEYS[5], id)
     if ticket then
-      ahead = redis.call('ZCOUNT', KEYS[4], '-inf', '(' .. ticket)
+      ahead = redis.call('ZCOUNT', KEYS[5], '-inf', '(' .. ticket)
     else
-      ahead = redis.call('ZCARD', KEYS[4])
+      ahead = redis.call('ZCARD', KEYS[5])
     end
   end
   if held + ahead >= limit then
     -- Permits of crashed holders stand in the way only when the limit looks full.
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
-    held = redis.call('ZCARD', KEYS[3])
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)
+    held = redis.call('ZCARD', KEYS[4])
   end
   if held + ahead >= limit then
     if ticket then
-      redis.call('ZADD', KEYS[5], now_ms + lease, id)
-      redis.call('PEXPIRE', KEYS[4], 2 * lease)
+      redis.call('ZADD', KEYS[6], now_ms + lease, id)
       redis.call('PEXPIRE', KEYS[5], 2 * lease)
+      redis.call('PEXPIRE', KEYS[6], 2 * lease)
       return {1, ahead, limit}
     end
     if not may_wait then return {1, ahead, limit} end
     if ahead >= max_waiters then return {2, ahead, limit} end
-    local seq = redis.call('INCR', KEYS[7])
-    redis.call('PEXPIRE', KEYS[7], idle)
-    redis.call('ZADD', KEYS[4], seq, id)
-    redis.call('ZADD', KEYS[5], now_ms + lease, id)
-    redis.call('PEXPIRE', KEYS[4], 2 * lease)
+    local seq = redis.call('INCR', KEYS[8])
+    redis.call('PEXPIRE', KEYS[8], idle)
+    redis.call('ZADD', KEYS[5], seq, id)
+    redis.call('ZADD', KEYS[6], now_ms + lease, id)
     redis.call('PEXPIRE', KEYS[5], 2 * lease)
+    redis.call('PEXPIRE', KEYS[6], 2 * lease)
     return {1, ahead, limit}
   end
 end
 
+local rate_tat = false
 if interval > 0 then
   local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
   local code, value = gcra(tat, now_us, interval, tolerance, n)
   if code == 2 then return {5, 0, limit} end
   if code == 1 then return {3, value, limit} end
-  redis.call('SET', KEYS[1], string.format('%.0f', value), 'PX', math.floor((value - now_us) / 1000) + 1)
+  rate_tat = value
+end
+local token_tat = false
+if token_interval > 0 and token_n > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[3]) or 0)
+  local code, value = gcra(tat, now_us, token_interval, token_tolerance, token_n)
+  if code == 2 then return {5, 0, limit} end
+  if code == 1 then return {3, value, limit} end
+  token_tat = value
+end
+if rate_tat then
+  redis.call('SET', KEYS[1], string.format('%.0f', rate_tat), 'PX', math.floor((rate_tat - now_us) / 1000) + 1)
+end
+if token_tat then
+  redis.call('SET', KEYS[3], string.format('%.0f', token_tat), 'PX', math.floor((token_tat - now_us) / 1000) + 1)
 end
 
 if default_limit >= 0 then
-  redis.call('ZADD', KEYS[3], now_ms + lease, id)
-  redis.call('PEXPIRE', KEYS[3], 2 * lease)
+  redis.call('ZADD', KEYS[4], now_ms + lease, id)
+  redis.call('PEXPIRE', KEYS[4], 2 * lease)
   if ticket then
-    redis.call('ZREM', KEYS[4], id)
     redis.call('ZREM', KEYS[5], id)
+    redis.call('ZREM', KEYS[6], id)
   end
-  if stored then redis.call('PEXPIRE', KEYS[6], idle) end
+  if stored then redis.call('PEXPIRE', KEYS[7], idle) end
 end
 return {0, 0, limit}
 ";
@@ -190,7 +213,8 @@ local time = redis.call('TIME')
 local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 ";
 
-/// The acquire script: pause, then a permit in arrival order, then rate cells, all or nothing.
+/// The acquire script: pause, then a permit in arrival order, then rate cells and token
+/// cells, all or nothing.
 pub(crate) fn acquire() -> Script {
     Script::new(&format!("{GCRA_LUA}{REDIS_CLOCK}{ACQUIRE_LUA}"))
 }
@@ -206,6 +230,61 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
 local code, value = gcra(tat, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 if code == 0 then redis.call('SET', KEYS[1], string.format('%.0f', value)) end
 return {{code, string.format('%.0f', value)}}
+"
+    ))
+}
+
+/// Settles a token reservation: charges `ARGV[1]` more cells (a positive count: used beyond
+/// the reservation, owed from now on) or gives `-ARGV[1]` back (a negative one: reserved and
+/// not used). The state's TTL follows the new theoretical arrival time; a state refunded
+/// into the past is a full bucket and is deleted.
+///
+/// KEYS: tokens. ARGV: cells, token interval_us. Returns 1.
+pub(crate) fn settle() -> Script {
+    Script::new(&format!(
+        "{REDIS_CLOCK}
+local cells = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+local next
+if cells >= 0 then
+  local start = tat
+  if now_us > start then start = now_us end
+  next = start + cells * interval
+else
+  next = tat + cells * interval
+end
+if next <= now_us then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.floor((next - now_us) / 1000) + 1)
+end
+return 1
+"
+    ))
+}
+
+/// Lowers the free cells of the request rate and of the token budget to at most what a
+/// server said remains (never raises them): the theoretical arrival time at which exactly
+/// that many fit now, if it is later than the stored one.
+///
+/// KEYS: rate, tokens. ARGV: requests remaining (-1: unknown), rate interval_us, rate
+/// tolerance_us, tokens remaining (-1: unknown), token interval_us, token tolerance_us.
+pub(crate) fn observe() -> Script {
+    Script::new(&format!(
+        "{REDIS_CLOCK}
+local function lower(key, remaining, interval, tolerance)
+  if remaining < 0 or interval <= 0 then return end
+  if remaining >= math.floor(tolerance / interval) + 1 then return end
+  local target = now_us + tolerance + interval - remaining * interval
+  local tat = tonumber(redis.call('GET', key) or 0)
+  if target > tat then
+    redis.call('SET', key, string.format('%.0f', target), 'PX', math.floor((target - now_us) / 1000) + 1)
+  end
+end
+lower(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+lower(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return 1
 "
     ))
 }

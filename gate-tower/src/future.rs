@@ -13,6 +13,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::Answer;
 use crate::body::{Hold, ResponseBody};
 use crate::drain::{self, Drain};
 use crate::layer::{GateLayer, Policy};
@@ -400,6 +401,7 @@ fn report(permit: Option<GatePermit>, outcome: Outcome) {
 impl<S, Req> Future for ResponseFuture<S, Req, Reject>
 where
     S: Service<Req>,
+    S::Response: Answer,
     S::Error: Into<BoxError>,
 {
     type Output = Result<S::Response, BoxError>;
@@ -407,8 +409,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(match ready!(self.poll_called(cx)) {
             Ok((result, permit)) => {
+                // Regression: an HTTP client's 429 or 503 counted as a success here, so a
+                // client-side layer in this mode never paused nor backed off.
                 let outcome = match &result {
-                    Ok(_) => Outcome::Success,
+                    Ok(response) => response.outcome(),
                     Err(_) => Outcome::Failed,
                 };
                 report(permit, outcome);

@@ -233,9 +233,11 @@ impl GateLayer<Respond> {
     /// yielded its last frame, failed, or been dropped (a body dropped unread still reports
     /// its head's outcome: the server did answer); otherwise with the response head.
     ///
-    /// In [`Reject`] mode ([`refuse_with_error`](Self::refuse_with_error)) the response type
-    /// is not HTTP's, so an `Ok` reports `Success` and an `Err` reports `Failed`; use the
-    /// default mode on HTTP and gRPC clients and servers.
+    /// In [`Reject`] mode ([`refuse_with_error`](Self::refuse_with_error)) the inner service
+    /// may answer anything that implements [`Answer`](crate::Answer): an HTTP response is
+    /// read by the same table (its head only, since the permit goes with the head in this
+    /// mode), so a client-side layer in front of an HTTP client learns from 429s and 503s in
+    /// either mode; other values are successes, and an `Err` reports `Failed`.
     ///
     /// Refusals by the layer's own bounds are counted in [`stats`](Self::stats) with the
     /// limiter's gate's.
@@ -362,6 +364,12 @@ impl GateLayer<Respond> {
     /// becomes [`BoxError`](crate::BoxError). HTTP and gRPC servers (axum, tonic) want the
     /// default mode instead: there a refusal is a response the client understands, while an
     /// error would only close the stream or become an opaque `UNKNOWN` status.
+    ///
+    /// The inner service's response type must implement [`Answer`](crate::Answer), which
+    /// says what a response tells the limiter: HTTP responses are read for 429s and 503s
+    /// (so a client-side layer in this mode learns from its upstream), plain values are
+    /// successes, and a type of your own takes a one-line impl. The permit is released when
+    /// the inner service answers.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -51,8 +51,8 @@
 //!   requests get a trailers-only `RESOURCE_EXHAUSTED` response, and gRPC-Web requests the
 //!   same status in a gRPC-Web trailers frame. The hint is the queue's drain time. Other
 //!   tower services can fail with an [`Overloaded`] error instead
-//!   ([`GateLayer::refuse_with_error`]). Refusals log at `DEBUG`, with a periodic `WARN`
-//!   summary.
+//!   ([`GateLayer::refuse_with_error`]), and still learn from HTTP responses ([`Answer`]).
+//!   Refusals log at `DEBUG`, with a periodic `WARN` summary.
 //! - By default a response holds its permit until its [`body::ResponseBody`] has been sent
 //!   or dropped, so streamed responses count until their last chunk; a body its client has
 //!   stopped reading gives the permit back after [`GateLayer::body_idle_timeout`].
@@ -108,6 +108,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
 pub mod body;
 mod drain;
 pub mod future;
@@ -120,6 +121,7 @@ mod report;
 mod service;
 mod source;
 
+pub use answer::Answer;
 pub use keyed::{KeyedGateLayer, KeyedGateService};
 pub use layer::GateLayer;
 pub use pushback::Pushback;

@@ -11,6 +11,7 @@ use gate_core::{Gate, Limiter, Stats, WaitLimits};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::Answer;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
@@ -251,6 +252,7 @@ where
 impl<S, Req> Service<Req> for GateService<S, Reject>
 where
     S: Service<Req> + Clone,
+    S::Response: Answer,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;

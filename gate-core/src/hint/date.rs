@@ -56,7 +56,7 @@ fn number(text: &str) -> Option<u64> {
 }
 
 /// How many days `month` (1 to 12) of `year` has in the proleptic Gregorian calendar.
-fn days_in_month(year: u64, month: u64) -> u64 {
+pub(super) fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
         2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
             29
@@ -70,7 +70,7 @@ fn days_in_month(year: u64, month: u64) -> u64 {
 /// Days from 1970-01-01 to the given date of the proleptic Gregorian calendar, for years
 /// from 1970 on (Howard Hinnant's `days_from_civil`), in `u128` so that no `u64` year
 /// overflows it.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u128 {
+pub(super) fn days_from_civil(year: u64, month: u64, day: u64) -> u128 {
     let year = u128::from(if month <= 2 { year - 1 } else { year });
     let (month, day) = (u128::from(month), u128::from(day));
     let era = year / 400;

@@ -3,6 +3,8 @@
 
 mod acquire;
 mod builder;
+#[cfg(feature = "http")]
+mod observe;
 mod pause;
 mod permit;
 

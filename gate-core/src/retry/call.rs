@@ -11,9 +11,9 @@ impl<E> Retry<E> {
     ///
     /// Returns the first success, or a [`RetryError`] saying how many attempts were made and
     /// what ended the last one. An error that [`retry_if`](crate::RetryBuilder::retry_if)
-    /// rejects ends the call at once, and so does a server hint longer than the policy
-    /// waits for ([Server hints](Retry#server-hints)); a timed-out attempt is always
-    /// retryable.
+    /// rejects ends the call at once, and so do a server hint longer than the policy
+    /// waits for ([Server hints](Retry#server-hints)) and an error that says retrying cannot
+    /// help ([`RetryError::is_permanent`]); a timed-out attempt is always retryable.
     pub async fn call<A, F, Fut, T>(&self, admission: &A, op: F) -> Result<T, RetryError<E>>
     where
         A: Admission + ?Sized,
@@ -162,6 +162,7 @@ impl<E> Retry<E> {
             let error = RetryError::new(schedule.made(), failure);
             return Err(match stop {
                 Stop::Done => error,
+                Stop::Permanent => error.permanent(),
                 Stop::HintTooLong(hint, max) => error.with_hint_too_long(hint, max),
             });
         }

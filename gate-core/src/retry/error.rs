@@ -48,6 +48,8 @@ pub struct RetryError<E> {
     failure: Failure<E>,
     /// The server's hint that ended the call, and the policy's cap it exceeded.
     hint_too_long: Option<(Duration, Duration)>,
+    /// The call stopped because the error said retrying cannot help.
+    permanent: bool,
 }
 
 impl<E> RetryError<E> {
@@ -56,7 +58,23 @@ impl<E> RetryError<E> {
             attempts,
             failure,
             hint_too_long: None,
+            permanent: false,
         }
+    }
+
+    /// The call stopped, maybe with retries left, because the error said retrying cannot
+    /// help.
+    pub(crate) fn permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
+    /// Whether the call stopped at once because its last error said retrying cannot help
+    /// ([`Backpressure::is_permanent`](crate::Backpressure::is_permanent): a spent quota, a
+    /// request too large for any window), under a policy that
+    /// [honours server hints](crate::RetryBuilder::honor_retry_after).
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 
     /// The call stopped, with retries left, because the last error's server hint was
@@ -105,6 +123,9 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
             Failure::Error(e) => write!(f, "failed after {attempts} attempt{plural}: {e}")?,
             Failure::TimedOut(e) => write!(f, "failed after {attempts} attempt{plural}: {e}")?,
             Failure::Gate(e) => write!(f, "gave up after {attempts} attempt{plural}: {e}")?,
+        }
+        if self.permanent {
+            f.write_str(" (not retried: retrying cannot help)")?;
         }
         if let Some((hint, max)) = self.hint_too_long {
             write!(

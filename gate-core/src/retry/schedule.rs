@@ -21,6 +21,8 @@ pub(crate) enum Failed<'a, E> {
 pub(crate) enum Stop {
     /// `retry_if` rejected the error, or that was the last allowed attempt.
     Done,
+    /// The error said retrying cannot help ([`Retry::is_permanent`]).
+    Permanent,
     /// The error's server hint was longer than the policy waits for (the hint, the cap).
     HintTooLong(Duration, Duration),
 }
@@ -49,7 +51,8 @@ impl Schedule {
     /// After the counted attempt failed: why the call stops, or how long to back off before
     /// the next attempt.
     ///
-    /// An error that `retry_if` rejects stops the call; a timed-out attempt is always
+    /// A permanent error ([`Retry::is_permanent`]) stops the call before `retry_if` is asked;
+    /// an error that `retry_if` rejects stops it too; a timed-out attempt is always
     /// retryable. The last allowed attempt ([`Retry::max_attempts`]) stops it too, for any
     /// count up to `u32::MAX`. The delay is the backoff for this retry, jittered if the
     /// policy says so, and at least the error's server hint if the policy honours hints; a
@@ -61,6 +64,7 @@ impl Schedule {
         retry_if: fn(&E) -> bool,
     ) -> Result<Duration, Stop> {
         let hint = match failed {
+            Failed::Error(error) if policy.is_permanent(error) => return Err(Stop::Permanent),
             Failed::Error(error) if !retry_if(error) => return Err(Stop::Done),
             Failed::Error(error) => policy.hint(error),
             Failed::TimedOut => None,

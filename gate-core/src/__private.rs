@@ -2,16 +2,20 @@
 //!
 //! Every expansion takes its admission as a `&'static` `Admission` (a function's own
 //! `static Gate` or `static LazyLock<Limiter>`, or the one it shares through `Shared`),
-//! admits each call through `Admission::admit`, and panics through `refused` if it is
-//! refused. One with `retry`, `timeout`, `adaptive` or `backpressure` runs an explicit loop
-//! (so that the body can borrow `&mut self` and the arguments afresh for each attempt) and
-//! hands each attempt's permit to `next` or `next_timed`, which report the attempt through
-//! it and decide, by the public `Attempts`, whether to stop or how long to back off: the
-//! same schedule that `Retry::call` uses inside.
+//! admits each call through `Admission::admit` (with a `cost`, `admit_tokens`), and panics
+//! through `refused` if it is refused. One with `retry`, `timeout`, `adaptive`,
+//! `backpressure` or `cost` runs an explicit loop (so that the body can borrow `&mut self`
+//! and the arguments afresh for each attempt) and hands each attempt's permit to `next` or
+//! `next_timed` (with a cost, `next_settled` or `next_timed_settled`, which settle a
+//! success's reservation first), which report the attempt through it and decide, by the
+//! public `Attempts`, whether to stop or how long to back off: the same schedule that
+//! `Retry::call` uses inside.
 //!
-//! Only what expansions name is here; the bounds on `Shared`, `next`, `next_timed` and
-//! `backpressure` carry the messages a user sees when the function does not fit.
+//! Only what expansions name is here; the bounds on `Shared`, `next`, `from_elapsed`,
+//! `tokens_used` and `backpressure` carry the messages a user sees when the function does
+//! not fit.
 
+use std::future::Future;
 use std::time::Duration as StdDuration;
 
 pub use std::sync::LazyLock;
@@ -23,7 +27,9 @@ pub use crate::{Admission, Gate, Limiter, Retry};
 
 use crate::adaptive::{Aimd, Bounds, Gradient};
 use crate::rate::{ParseRateError, RateError};
-use crate::{AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder};
+use crate::{
+    AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder, TokenUsage,
+};
 
 /// The admission named by `#[gated(gate = PATH)]` or `#[gated(limiter = PATH)]`, shared by
 /// every function that names it: `Shared(&PATH).admission()`.
@@ -104,37 +110,86 @@ pub const fn rate(text: &str, burst: u32) -> Rate {
     }
 }
 
+/// The token budget of `#[gated(tokens = "...")]`, evaluated like [`rate`]: a malformed
+/// budget is a compile error on its literal. A burst in the text (`"180000/min (burst
+/// 30000)"`) sets the bucket's size, as for `LimiterBuilder::tokens`.
+#[track_caller]
+pub const fn tokens(text: &str) -> Rate {
+    match Rate::parse(text) {
+        Ok(rate) => rate,
+        Err(error) => panic!("{}", tokens_error(error)),
+    }
+}
+
+/// The messages for what `Rate::parse` refuses, for the argument `$key` whose burst is set
+/// by `$burst` (a `const` panic message cannot be formatted, so each argument has its own
+/// table).
+macro_rules! rate_errors {
+    ($error:expr, $key:literal, $burst:literal, $example:literal, $what:literal) => {
+        match $error {
+            ParseRateError::MissingSlash => concat!(
+                "invalid `",
+                $key,
+                "`: expected a count per period, such as ",
+                $example,
+                ", \"10/s\" or \"100/10s\""
+            ),
+            ParseRateError::InvalidCount => concat!(
+                "invalid `",
+                $key,
+                "`: the count before `/` must be a whole number, such as ",
+                $example
+            ),
+            ParseRateError::InvalidPeriod => concat!(
+                "invalid `",
+                $key,
+                "`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
+            ),
+            ParseRateError::UnknownUnit => concat!(
+                "invalid `",
+                $key,
+                "`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as ",
+                $example
+            ),
+            ParseRateError::Rate(RateError::ZeroCount) => concat!(
+                "invalid `",
+                $key,
+                "`: the count must be at least 1; nothing would ever be admitted"
+            ),
+            ParseRateError::Rate(RateError::TooFast) => concat!(
+                "invalid `",
+                $key,
+                "`: a rate cannot exceed one ",
+                $what,
+                " per nanosecond"
+            ),
+            ParseRateError::Rate(RateError::PeriodTooLong) => concat!(
+                "invalid `",
+                $key,
+                "`: the period must be shorter than 146 years"
+            ),
+            ParseRateError::Rate(RateError::BurstTooLong) => concat!(
+                "invalid `",
+                $burst,
+                "`: the burst must span less than 146 years (`burst` times the interval)"
+            ),
+            ParseRateError::InvalidBurst => concat!(
+                "invalid `",
+                $key,
+                "`: expected a burst like \"(burst 5)\" after the period, at least 1"
+            ),
+        }
+    };
+}
+
 /// What is wrong with a `rate = "..."` literal, as a `const` panic message can say it.
 const fn rate_error(error: ParseRateError) -> &'static str {
-    match error {
-        ParseRateError::MissingSlash => {
-            "invalid `rate`: expected a count per period, such as \"500/min\", \"10/s\" or \"100/10s\""
-        }
-        ParseRateError::InvalidCount => {
-            "invalid `rate`: the count before `/` must be a whole number, such as \"500/min\""
-        }
-        ParseRateError::InvalidPeriod => {
-            "invalid `rate`: the period's multiple must be a whole number of at least 1, such as \"100/10s\""
-        }
-        ParseRateError::UnknownUnit => {
-            "invalid `rate`: unknown unit after `/`; expected `ms`, `s`, `min`, `h` or `d`, such as \"500/min\""
-        }
-        ParseRateError::Rate(RateError::ZeroCount) => {
-            "invalid `rate`: the count must be at least 1; nothing would ever be admitted"
-        }
-        ParseRateError::Rate(RateError::TooFast) => {
-            "invalid `rate`: a rate cannot exceed one admission per nanosecond"
-        }
-        ParseRateError::Rate(RateError::PeriodTooLong) => {
-            "invalid `rate`: the period must be shorter than 146 years"
-        }
-        ParseRateError::Rate(RateError::BurstTooLong) => {
-            "invalid `burst`: the burst must span less than 146 years (`burst` times the interval)"
-        }
-        ParseRateError::InvalidBurst => {
-            "invalid `rate`: expected a burst like \"(burst 5)\" after the period, at least 1"
-        }
-    }
+    rate_errors!(error, "rate", "burst", "\"500/min\"", "admission")
+}
+
+/// What is wrong with a `tokens = "..."` literal.
+const fn tokens_error(error: ParseRateError) -> &'static str {
+    rate_errors!(error, "tokens", "tokens", "\"180000/min\"", "token")
 }
 
 /// `#[gated(adaptive = "aimd")]`: AIMD between 1 and `max` (`limit = N`), or between 1 and
@@ -173,6 +228,38 @@ pub fn refused(error: AcquireError, function: &'static str) -> ! {
     panic!("`#[gated]` function `{function}` could not get a permit: {error}")
 }
 
+/// Admits an attempt of `#[gated(cost = ..)]` that reserves `cost` tokens, within the
+/// source's own wait limits (a source without a token budget ignores `cost`).
+#[inline(always)]
+pub fn admit_tokens<A: Admission + ?Sized>(
+    admission: &A,
+    cost: u64,
+) -> impl Future<Output = Result<A::Permit<'_>, AcquireError>> + Send {
+    admission.admit_tokens_with(cost, admission.wait_limits())
+}
+
+/// A type whose values say how many tokens the call that made them used: any
+/// `T: TokenUsage`.
+///
+/// The note leads with `usage`, which works for any type: for another crate's (an
+/// async-openai response), the orphan rule forbids the `TokenUsage` impl.
+#[diagnostic::on_unimplemented(
+    message = "`#[gated(cost = ...)]` settles each call from what its `Ok` value says it used, and `{Self}` does not implement `gate_core::TokenUsage`",
+    label = "the `Ok` type here cannot say how many tokens the call used",
+    note = "read it with `usage = |value| ...` (a `fn(&{Self}) -> Option<u64>`), which works for another crate's type too; `usage = |_| None` keeps every estimate charged",
+    note = "or, if `{Self}` is defined in your crate, add `impl gate_core::TokenUsage for {Self}`"
+)]
+pub trait ReportsUsage: TokenUsage {}
+
+impl<T: TokenUsage + ?Sized> ReportsUsage for T {}
+
+/// The `usage` of a function without one: `TokenUsage::tokens_used`, whose bound says what
+/// to write when the `Ok` type has none.
+#[inline(always)]
+pub fn tokens_used<T: ReportsUsage>(value: &T) -> Option<u64> {
+    value.tokens_used()
+}
+
 /// Builds the retry policy that `#[gated]` has already validated when the macro ran.
 pub fn policy<E>(builder: RetryBuilder<E>) -> Retry<E> {
     match builder.build() {
@@ -200,7 +287,7 @@ impl<E: Backpressure> BackpressureError for E {}
 /// A return type whose values say whether the call failed: `Result<T, E>` under any alias
 /// (`std::io::Result<T>`, `anyhow::Result<T>`), decided by the type system, not by spelling.
 #[diagnostic::on_unimplemented(
-    message = "`#[gated]` with `retry`, `timeout`, `adaptive` or `backpressure` needs a function that returns a `Result`, not `{Self}`",
+    message = "`#[gated]` with `retry`, `timeout`, `adaptive`, `backpressure` or `cost` needs a function that returns a `Result`, not `{Self}`",
     label = "this is not a `Result`",
     note = "an attempt fails by returning `Err`, which is how `#[gated]` knows to try again; aliases such as `std::io::Result<T>` work too"
 )]
@@ -233,14 +320,25 @@ impl<T, E> Fallible for Result<T, E> {
 }
 
 /// An error type that can report a timed-out attempt: any `E: From<Elapsed>`.
+///
+/// The note leads with `timeout_error`, which works for any error type: for another
+/// crate's (async-openai's `OpenAIError`), the orphan rule forbids the `From` impl.
 #[diagnostic::on_unimplemented(
-    message = "`#[gated(timeout = ...)]` needs the error type `{Self}` to implement `From<gate_core::Elapsed>`",
+    message = "`#[gated(timeout = ...)]` needs the error of a timed-out attempt, and `{Self}` has no `From<gate_core::Elapsed>`",
     label = "the error type here cannot say that an attempt timed out",
-    note = "add `impl From<gate_core::Elapsed> for {Self}`: when the last attempt times out, the function returns that error"
+    note = "name the error with `timeout_error = |elapsed: gate_core::Elapsed| ...` (a `fn(Elapsed) -> {Self}`), which works for another crate's error type too",
+    note = "or, if `{Self}` is defined in your crate, add `impl From<gate_core::Elapsed> for {Self}`"
 )]
 pub trait FromElapsed: From<Elapsed> {}
 
 impl<E: From<Elapsed>> FromElapsed for E {}
+
+/// The `timeout_error` of a function without one: `E::from(Elapsed)`, whose bound says what
+/// to write when `E` has no such `From`.
+#[inline(always)]
+pub fn from_elapsed<E: FromElapsed>(elapsed: Elapsed) -> E {
+    E::from(elapsed)
+}
 
 /// Reports how an attempt went through its permit, then decides what follows it
 /// ([`Attempts::next`], with the function's `retry_if`).
@@ -265,27 +363,90 @@ where
     }
 }
 
-/// Like [`next`] for an attempt under a per-attempt timeout ([`Attempts::next_timed`]): a
-/// timed-out attempt is always retryable, and if it was the last one the function returns
-/// `E::from(Elapsed)`.
+/// Like [`next`] for an attempt under a per-attempt timeout
+/// ([`Attempts::next_timed_or_else`]): a timed-out attempt is always retryable, and if it
+/// was the last one the function returns `timed_out(Elapsed)` (the function's
+/// `timeout_error`, else [`from_elapsed`]).
 #[inline(always)]
 pub fn next_timed<R, E, P>(
     attempts: &mut Attempts,
     permit: P,
     attempt: Attempt<R>,
     policy: &Retry<E>,
+    timed_out: fn(Elapsed) -> E,
     retry_if: fn(&E) -> bool,
 ) -> Step<R>
 where
     R: Fallible<Error = E>,
-    E: FromElapsed,
     P: Report,
 {
     let attempt = match attempt {
         Attempt::Returned(returned) => Attempt::Returned(returned.into_result()),
         Attempt::TimedOut => Attempt::TimedOut,
     };
-    match attempts.next_timed_with(permit, attempt, policy, retry_if) {
+    match attempts.next_timed_with(permit, attempt, policy, retry_if, timed_out) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
+    }
+}
+
+/// [`next`] for a function with a `cost`: a success that says what it used (`usage`)
+/// settles the attempt's reservation first; a failure, or a success that says nothing,
+/// keeps the estimate charged (an overload is settled at 0 by `Attempts`).
+#[inline(always)]
+pub fn next_settled<R, T, E, P>(
+    attempts: &mut Attempts,
+    mut permit: P,
+    returned: R,
+    policy: &Retry<E>,
+    usage: fn(&T) -> Option<u64>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Ok = T, Error = E>,
+    P: Report,
+{
+    let returned = returned.into_result();
+    if let Ok(value) = &returned
+        && let Some(used) = usage(value)
+    {
+        permit.settle(used);
+    }
+    match attempts.next_with(permit, returned, policy, retry_if) {
+        Step::Done(returned) => Step::Done(R::from_result(returned)),
+        Step::Wait(delay) => Step::Wait(delay),
+    }
+}
+
+/// [`next_timed`] for a function with a `cost`, settling as [`next_settled`] does; an
+/// attempt that timed out keeps its estimate charged.
+#[inline(always)]
+pub fn next_timed_settled<R, T, E, P>(
+    attempts: &mut Attempts,
+    mut permit: P,
+    attempt: Attempt<R>,
+    policy: &Retry<E>,
+    timed_out: fn(Elapsed) -> E,
+    usage: fn(&T) -> Option<u64>,
+    retry_if: fn(&E) -> bool,
+) -> Step<R>
+where
+    R: Fallible<Ok = T, Error = E>,
+    P: Report,
+{
+    let attempt = match attempt {
+        Attempt::Returned(returned) => {
+            let returned = returned.into_result();
+            if let Ok(value) = &returned
+                && let Some(used) = usage(value)
+            {
+                permit.settle(used);
+            }
+            Attempt::Returned(returned)
+        }
+        Attempt::TimedOut => Attempt::TimedOut,
+    };
+    match attempts.next_timed_with(permit, attempt, policy, retry_if, timed_out) {
         Step::Done(returned) => Step::Done(R::from_result(returned)),
         Step::Wait(delay) => Step::Wait(delay),
     }
@@ -343,6 +504,7 @@ mod tests {
                 (),
                 Attempt::TimedOut,
                 &p,
+                from_elapsed,
                 transient
             )),
             second
@@ -353,9 +515,24 @@ mod tests {
                 (),
                 Attempt::<Result<(), E>>::TimedOut,
                 &p,
+                from_elapsed,
                 transient
             ),
             Step::Done(Err(E::Elapsed))
+        ));
+        // `timeout_error` makes the last timeout's error, whatever `From` says.
+        let mut attempts = Attempts::default();
+        let once = policy(Retry::builder(0));
+        assert!(matches!(
+            next_timed(
+                &mut attempts,
+                (),
+                Attempt::<Result<(), E>>::TimedOut,
+                &once,
+                |_| E::Fatal,
+                transient
+            ),
+            Step::Done(Err(E::Fatal))
         ));
 
         let mut attempts = Attempts::default();
@@ -369,6 +546,75 @@ mod tests {
             next(&mut attempts, (), Ok::<_, E>(7), &p, transient),
             Step::Done(Ok(7))
         ));
+    }
+
+    /// A permit that remembers what it was settled at.
+    struct Settled<'a>(&'a std::cell::Cell<Option<u64>>);
+
+    impl Report for Settled<'_> {
+        fn finish(self, _: crate::Outcome) {}
+
+        fn settle(&mut self, used: u64) {
+            self.0.set(Some(used));
+        }
+    }
+
+    #[test]
+    fn a_success_that_says_what_it_used_is_settled_and_nothing_else_is() {
+        let p = policy(Retry::builder(1));
+        let settled = std::cell::Cell::new(None);
+        let used = |n: &u64| Some(*n);
+        let mut attempts = Attempts::default();
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Ok::<u64, E>(42),
+            &p,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), Some(42));
+        let mut attempts = Attempts::default();
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Ok::<u64, E>(42),
+            &p,
+            |_| None,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a success that says nothing");
+        let _ = next_settled(
+            &mut attempts,
+            Settled(&settled),
+            Err::<u64, E>(E::Transient),
+            &p,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a failure keeps its estimate");
+        let mut attempts = Attempts::default();
+        let timed = Attempt::Returned(Ok::<u64, E>(7));
+        let _ = next_timed_settled(
+            &mut attempts,
+            Settled(&settled),
+            timed,
+            &p,
+            from_elapsed,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), Some(7));
+        let _ = next_timed_settled(
+            &mut attempts,
+            Settled(&settled),
+            Attempt::<Result<u64, E>>::TimedOut,
+            &p,
+            from_elapsed,
+            used,
+            always,
+        );
+        assert_eq!(settled.take(), None, "a timeout keeps its estimate");
     }
 
     #[test]

@@ -261,3 +261,98 @@ async fn the_retried_call_future_is_send() {
     let out = assert_send(gate.call(&policy, flaky(0, &calls))).await;
     assert_eq!(out, Ok(1));
 }
+
+/// A reply that says how many tokens it used.
+#[derive(Debug)]
+struct Used(u64);
+
+impl gate_core::TokenUsage for Used {
+    fn tokens_used(&self) -> Option<u64> {
+        Some(self.0)
+    }
+}
+
+fn token_budget(tokens_a_minute: u32) -> gate_core::Limiter {
+    gate_core::Limiter::builder()
+        .concurrency(2)
+        .tokens(gate_core::rate::Rate::per_minute(tokens_a_minute))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_tokens_reserves_each_attempt_and_settles_the_success() {
+    let limiter = token_budget(6_000);
+    let bucket = limiter.token_limit().unwrap();
+    let policy = Retry::new(2);
+    let calls = AtomicU32::new(0);
+    let answer = policy
+        .call_tokens(&limiter, 1_000, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { if n < 3 { Err(Busy(n)) } else { Ok(Used(25)) } }
+        })
+        .await;
+    assert_eq!(answer.map(|used| used.0).ok(), Some(25));
+    // The two failures keep their estimates; the success is settled at what it used.
+    assert_eq!(bucket.remaining(), 6_000 - 2 * 1_000 - 25);
+    assert_eq!(limiter.gate().available_permits(), 2);
+    // `call` over the same limiter reserves no tokens.
+    assert_eq!(
+        policy.call(&limiter, || async { Ok::<_, Busy>(1) }).await,
+        Ok(1)
+    );
+    assert_eq!(bucket.remaining(), 6_000 - 2 * 1_000 - 25);
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_tokens_refuses_a_cost_the_budget_can_never_hold_at_once() {
+    let limiter = token_budget(6_000);
+    let policy = Retry::fixed(3, Duration::from_secs(1));
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let error = policy
+        .call_tokens(&limiter, 6_001, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Busy>(Used(1)) }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.failure(),
+        &Failure::Gate(AcquireError::TooLarge {
+            requested: 6_001,
+            capacity: 6_000
+        })
+    );
+    assert_eq!(error.attempts(), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // Over a gate, which has no token budget, the cost is ignored.
+    let gate = Gate::new(1);
+    let answer = policy.call_tokens(&gate, 6_001, || async { Ok::<_, Busy>(Used(1)) });
+    assert_eq!(answer.await.map(|used| used.0).ok(), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_tokens_gives_a_refused_attempt_its_reservation_back() {
+    let limiter = token_budget(6_000);
+    let policy = Retry::builder(1).honor_retry_after().build().unwrap();
+    let calls = AtomicU32::new(0);
+    let answer = policy
+        .call_tokens(&limiter, 1_000, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(TooManyRequests {
+                        retry_after: Duration::from_secs(1),
+                    })
+                } else {
+                    Ok(Used(10))
+                }
+            }
+        })
+        .await;
+    assert!(answer.is_ok());
+    // The 429 was settled at 0; one second of refill was capped by the full bucket.
+    assert_eq!(limiter.token_limit().unwrap().remaining(), 6_000 - 10);
+}

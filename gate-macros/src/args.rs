@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Path, Token, UnOp};
 
 use crate::duration::{self, Millis};
-use crate::plan::{Delay, Plan, Policy, RateSpec, Source};
+use crate::plan::{Delay, Plan, Policy, RateSpec, Source, TokenCost};
 
 /// The argument names, in the order the docs list them. Adding an argument is one entry here,
 /// one field in [`Args`] and one arm in [`Args::parse_one`].
@@ -20,6 +20,9 @@ pub(crate) const KEYS: &[&str] = &[
     "limiter",
     "rate",
     "burst",
+    "tokens",
+    "cost",
+    "usage",
     "adaptive",
     "retry",
     "backoff",
@@ -27,6 +30,7 @@ pub(crate) const KEYS: &[&str] = &[
     "max_delay",
     "jitter",
     "timeout",
+    "timeout_error",
     "retry_if",
     "backpressure",
     "crate",
@@ -62,6 +66,9 @@ pub(crate) struct Args {
     pub(crate) limiter: Option<Arg<Path>>,
     pub(crate) rate: Option<Arg<syn::LitStr>>,
     pub(crate) burst: Option<Arg<u32>>,
+    pub(crate) tokens: Option<Arg<syn::LitStr>>,
+    pub(crate) cost: Option<Arg<Expr>>,
+    pub(crate) usage: Option<Arg<Expr>>,
     pub(crate) adaptive: Option<Arg<AdaptiveKind>>,
     pub(crate) retry: Option<Arg<u32>>,
     pub(crate) backoff: Option<Arg<BackoffKind>>,
@@ -69,6 +76,7 @@ pub(crate) struct Args {
     pub(crate) max_delay: Option<Arg<Millis>>,
     pub(crate) jitter: Option<Arg<bool>>,
     pub(crate) timeout: Option<Arg<Millis>>,
+    pub(crate) timeout_error: Option<Arg<Expr>>,
     pub(crate) retry_if: Option<Arg<Expr>>,
     pub(crate) backpressure: Option<Arg<bool>>,
     pub(crate) krate: Option<Arg<Path>>,
@@ -98,6 +106,8 @@ impl Args {
                 "jitter" => "jitter = true",
                 "backpressure" => "backpressure = true",
                 "rate" => "rate = \"500/min\"",
+                "tokens" => "tokens = \"180000/min\"",
+                "cost" => "cost = estimate(&prompt)",
                 "adaptive" => "adaptive = \"aimd\"",
                 _ => "key = value",
             };
@@ -117,6 +127,9 @@ impl Args {
             "limiter" => key.set(&mut self.limiter, &value, parse_limiter),
             "rate" => key.set(&mut self.rate, &value, parse_rate),
             "burst" => key.set(&mut self.burst, &value, parse_burst),
+            "tokens" => key.set(&mut self.tokens, &value, parse_tokens),
+            "cost" => key.set(&mut self.cost, &value, parse_cost),
+            "usage" => key.set(&mut self.usage, &value, parse_usage),
             "adaptive" => key.set(&mut self.adaptive, &value, parse_adaptive),
             "retry" => key.set(&mut self.retry, &value, parse_retry),
             "backoff" => key.set(&mut self.backoff, &value, parse_backoff),
@@ -129,6 +142,7 @@ impl Args {
                 parse_bool(e, "backpressure")
             }),
             "timeout" => key.set(&mut self.timeout, &value, parse_timeout),
+            "timeout_error" => key.set(&mut self.timeout_error, &value, parse_timeout_error),
             "retry_if" => key.set(&mut self.retry_if, &value, parse_retry_if),
             "crate" => key.set(&mut self.krate, &value, parse_crate),
             _ => Err(unknown_argument(key.name, key_span)),
@@ -152,7 +166,12 @@ impl Args {
             delay,
             jitter: self.jitter,
             timeout: self.timeout,
+            timeout_error: self.timeout_error,
             retry_if: self.retry_if,
+            cost: self.cost.map(|expr| TokenCost {
+                expr,
+                usage: self.usage,
+            }),
             backpressure: self.backpressure.is_some_and(|b| b.value),
         });
         Ok(Plan {
@@ -172,6 +191,7 @@ impl Args {
                 ("gate", self.gate.as_ref().map(|a| a.key)),
                 ("rate", self.rate.as_ref().map(|a| a.key)),
                 ("burst", self.burst.as_ref().map(|a| a.key)),
+                ("tokens", self.tokens.as_ref().map(|a| a.key)),
                 ("adaptive", self.adaptive.as_ref().map(|a| a.key)),
             ];
             for (name, key) in others {
@@ -215,16 +235,33 @@ impl Args {
                      through `limiter = NAME`",
                 ));
             }
+            if let Some(tokens) = &self.tokens {
+                errors.push(syn::Error::new(
+                    tokens.key,
+                    "`tokens` cannot be used with `gate`: a `Gate` limits concurrency only; \
+                     share a `static LazyLock<Limiter>` built with `.tokens(..)` through \
+                     `limiter = NAME`",
+                ));
+            } else if let Some(cost) = &self.cost {
+                errors.push(syn::Error::new(
+                    cost.key,
+                    "`cost` is charged to a token budget, and a `Gate` has none: add \
+                     `tokens = \"180000/min\"` with `limit = N` in place of `gate`, or share \
+                     a `static LazyLock<Limiter>` built with `.tokens(..)` through \
+                     `limiter = NAME`",
+                ));
+            }
             errors.finish()?;
             return Ok(Source::Shared { path: gate.clone() });
         }
-        if self.rate.is_some() || self.adaptive.is_some() {
+        if self.rate.is_some() || self.adaptive.is_some() || self.tokens.is_some() {
             return Ok(Source::OwnLimiter {
                 limit: self.limit.clone(),
                 rate: self.rate.clone().map(|text| RateSpec {
                     text,
                     burst: self.burst.clone(),
                 }),
+                tokens: self.tokens.clone(),
                 adaptive: self.adaptive.clone(),
             });
         }
@@ -234,18 +271,22 @@ impl Args {
             }),
             None => Err(syn::Error::new(
                 Span::call_site(),
-                "`#[gated]` needs a limit: `limit = N`, `rate = \"500/min\"` or \
-                 `adaptive = \"aimd\"` for limits of its own, or `gate = NAME` or \
+                "`#[gated]` needs a limit: `limit = N`, `rate = \"500/min\"`, \
+                 `tokens = \"180000/min\"` or `adaptive = \"aimd\"` for limits of its own, or `gate = NAME` or \
                  `limiter = NAME` to share limits you declared",
             )),
         }
     }
 
-    /// Options that need another: `backpressure` something to act on, `burst` a rate, the
-    /// retry options `retry`.
+    /// Options that need another: `backpressure` something to act on, `burst` a rate,
+    /// `tokens` and `cost` each other (or `cost` a shared limiter), `usage` a cost,
+    /// `timeout_error` a timeout, the retry options `retry`.
     fn check_options(&self) -> syn::Result<()> {
         let mut errors = Errors::default();
-        let reports = self.limiter.is_some() || self.rate.is_some() || self.adaptive.is_some();
+        let reports = self.limiter.is_some()
+            || self.rate.is_some()
+            || self.adaptive.is_some()
+            || self.tokens.is_some();
         if let Some(backpressure) = &self.backpressure
             && backpressure.value
             && self.retry.is_none()
@@ -263,6 +304,41 @@ impl Args {
                 burst.key,
                 "`burst` sets how many calls a rate limit lets through back to back, so it \
                  needs `rate = \"...\"`",
+            ));
+        }
+        if let (Some(tokens), None) = (&self.tokens, &self.cost) {
+            errors.push(syn::Error::new(
+                tokens.key,
+                "`tokens` sets a token budget, so each call needs its cost: add \
+                 `cost = EXPR`, a `u64` estimate computed from the arguments, such as \
+                 `cost = estimate(&prompt)`",
+            ));
+        }
+        // With `gate`, `cost` is reported by `source`; a `limiter` may have a token budget.
+        if let Some(cost) = &self.cost
+            && self.tokens.is_none()
+            && self.limiter.is_none()
+            && self.gate.is_none()
+        {
+            errors.push(syn::Error::new(
+                cost.key,
+                "`cost` is charged to a token budget: add `tokens = \"180000/min\"`, or \
+                 share a `static LazyLock<Limiter>` built with `.tokens(..)` through \
+                 `limiter = NAME`",
+            ));
+        }
+        if let (Some(usage), None) = (&self.usage, &self.cost) {
+            errors.push(syn::Error::new(
+                usage.key,
+                "`usage` reads what a call used, to settle its `cost`, so it needs \
+                 `tokens = \"...\"` and `cost = EXPR`",
+            ));
+        }
+        if let (Some(timeout_error), None) = (&self.timeout_error, &self.timeout) {
+            errors.push(syn::Error::new(
+                timeout_error.key,
+                "`timeout_error` makes the error of an attempt that timed out, so it needs \
+                 `timeout = \"...\"`",
             ));
         }
         if self.retry.is_none() {
@@ -329,8 +405,8 @@ impl Args {
     /// The argument that makes the function need a `Result` (and so a retry policy), for
     /// error messages and for the span of the retry loop.
     ///
-    /// An adaptive limit learns from how each attempt ends, and `backpressure` reads the
-    /// error, so both need a `Result` too.
+    /// An adaptive limit learns from how each attempt ends, `backpressure` reads the error,
+    /// and `cost` is settled from the `Ok` value, so they need a `Result` too.
     fn policy_key(&self) -> Option<(&'static str, Span)> {
         let keys = [
             ("retry", self.retry.as_ref().map(|a| a.key)),
@@ -343,6 +419,7 @@ impl Args {
                     .filter(|a| a.value)
                     .map(|a| a.key),
             ),
+            ("cost", self.cost.as_ref().map(|a| a.key)),
         ];
         keys.into_iter()
             .find_map(|(name, key)| key.map(|key| (name, key)))
@@ -567,6 +644,58 @@ fn parse_rate(value: &Expr) -> syn::Result<syn::LitStr> {
     string_literal(value, "rate", "rate = \"500/min\"").cloned()
 }
 
+/// Like `rate`, checked by `Rate::parse` in a `const` at the literal.
+fn parse_tokens(value: &Expr) -> syn::Result<syn::LitStr> {
+    string_literal(value, "tokens", "tokens = \"180000/min\"").cloned()
+}
+
+/// Any expression, typed `u64` by the expansion; only a literal that can never be admitted
+/// is refused here.
+fn parse_cost(value: &Expr) -> syn::Result<Expr> {
+    let zero = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit.base10_digits().bytes().all(|b| b == b'0'),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => matches!(**expr, Expr::Lit(_)),
+        _ => false,
+    };
+    if zero {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`cost` must be at least 1: a token budget refuses a call that costs nothing",
+        ));
+    }
+    Ok(value.clone())
+}
+
+fn parse_usage(value: &Expr) -> syn::Result<Expr> {
+    match value {
+        Expr::Path(_) | Expr::Closure(_) => Ok(value.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`usage` must be the path of a `fn(&T) -> Option<u64>` (`T` the `Ok` type), \
+             or a closure that captures nothing, such as \
+             `usage = |response| response.usage.map(|u| u.total_tokens)`",
+        )),
+    }
+}
+
+fn parse_timeout_error(value: &Expr) -> syn::Result<Expr> {
+    match value {
+        Expr::Path(_) | Expr::Closure(_) => Ok(value.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`timeout_error` must be the path of a `fn(gate_core::Elapsed) -> E` (`E` the \
+             error type), or a closure that captures nothing, such as \
+             `timeout_error = |_| ApiError::Timeout`",
+        )),
+    }
+}
+
 fn parse_burst(value: &Expr) -> syn::Result<u32> {
     positive_int(value, "burst", "burst = 10")
 }
@@ -770,7 +899,9 @@ mod tests {
     fn a_duplicate_is_reported_on_its_second_occurrence_for_every_key() {
         let valid = |key: &str| match key {
             "limit" | "retry" => "1",
-            "gate" | "retry_if" => "f",
+            "gate" | "retry_if" | "usage" | "timeout_error" => "f",
+            "tokens" => "\"1000/min\"",
+            "cost" => "n",
             "backoff" => "\"fixed\"",
             "wait" | "max_delay" | "timeout" => "\"1s\"",
             "jitter" | "backpressure" => "true",
@@ -948,6 +1079,100 @@ mod tests {
             off.policy.is_none(),
             "`backpressure = false` reads no error"
         );
+    }
+
+    #[test]
+    fn tokens_and_a_cost_give_the_function_a_budget_settled_from_each_success() {
+        let plan = plan(quote!(
+            limit = 8,
+            rate = "500/min",
+            tokens = "180000/min",
+            cost = estimate(&prompt)
+        ))
+        .unwrap();
+        let Source::OwnLimiter {
+            tokens: Some(tokens),
+            limit: Some(limit),
+            rate: Some(_),
+            ..
+        } = &plan.admission
+        else {
+            panic!("a token budget is a limiter of the function's own");
+        };
+        assert_eq!(tokens.value.value(), "180000/min");
+        assert_eq!(limit.value, 8);
+        let policy = plan.policy.expect("a cost is settled from a `Result`");
+        assert_eq!(policy.key.0, "cost");
+        let cost = policy.cost.unwrap();
+        assert!(matches!(cost.expr.value, Expr::Call(_)));
+        assert!(cost.usage.is_none());
+        assert!(
+            self::plan(quote!(tokens = "1000/min", cost = 1))
+                .map(|p| matches!(p.admission, Source::OwnLimiter { .. }))
+                .unwrap(),
+            "`tokens` alone is a limit"
+        );
+        let shared = self::plan(quote!(limiter = L, cost = n, usage = |r| r.used)).unwrap();
+        assert!(matches!(shared.admission, Source::Shared { .. }));
+        assert!(shared.policy.unwrap().cost.unwrap().usage.is_some());
+    }
+
+    #[test]
+    fn tokens_and_cost_need_each_other_each_on_its_key() {
+        let e = error(quote!(limit = 1, tokens = "1000/min"));
+        assert!(
+            e.contains("`tokens` sets a token budget, so each call needs its cost"),
+            "{e}"
+        );
+        let e = error(quote!(limit = 1, cost = n));
+        assert!(
+            e.starts_with("`cost` is charged to a token budget: add `tokens"),
+            "{e}"
+        );
+        let e = error(quote!(gate = G, cost = n));
+        assert!(e.contains("and a `Gate` has none"), "{e}");
+        assert_eq!(e.lines().count(), 1, "reported once: {e}");
+        let e = error(quote!(gate = G, tokens = "1/s", cost = n));
+        assert!(e.contains("`tokens` cannot be used with `gate`"), "{e}");
+        let e = error(quote!(limiter = L, tokens = "1/s", cost = n));
+        assert!(e.contains("`tokens` cannot be used with `limiter`"), "{e}");
+        let e = error(quote!(limit = 1, usage = f));
+        assert!(e.contains("`usage` reads what a call used"), "{e}");
+        assert_eq!(
+            error(quote!(tokens = "1/s", cost = 0)),
+            "`cost` must be at least 1: a token budget refuses a call that costs nothing"
+        );
+        assert!(error(quote!(tokens = "1/s", cost = -2)).contains("at least 1"));
+        assert!(error(quote!(tokens = 1000, cost = 1)).contains("`tokens` takes a string"));
+        assert!(error(quote!(tokens = "1/s", cost = 1, usage = 3)).contains("`usage` must be"));
+    }
+
+    #[test]
+    fn a_timeout_error_needs_a_timeout_and_names_a_function() {
+        let plan = plan(quote!(
+            limit = 1,
+            timeout = "1s",
+            timeout_error = |_| E::Timeout
+        ))
+        .unwrap();
+        assert!(matches!(
+            plan.policy.unwrap().timeout_error.unwrap().value,
+            Expr::Closure(_)
+        ));
+        let e = error(quote!(limit = 1, retry = 1, timeout_error = timed_out));
+        assert!(
+            e.contains(
+                "`timeout_error` makes the error of an attempt that timed out, so it needs `timeout"
+            ),
+            "{e}"
+        );
+        let e = error(quote!(limit = 1, timeout = "1s", timeout_error = "timeout"));
+        assert!(
+            e.contains("`timeout_error` must be the path of a `fn(gate_core::Elapsed) -> E`"),
+            "{e}"
+        );
+        let e = error(quote!(limit = 1, timeout = "1s", timeout_eror = f));
+        assert!(e.contains("did you mean `timeout_error`?"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use syn::{Attribute, Item, ReturnType, Signature, Type, Visibility};
 
 use crate::args::{AdaptiveKind, Arg, Args};
 use crate::duration::Millis;
-use crate::plan::{Delay, Plan, Policy, RateSpec, Source};
+use crate::plan::{Delay, Plan, Policy, RateSpec, Source, TokenCost};
 
 /// Expands `#[gated(args)] item`. On any error, the item is emitted unchanged next to the
 /// errors, so that the rest of the program (and rust-analyzer) still sees the function.
@@ -221,10 +221,12 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
         Source::OwnLimiter {
             limit,
             rate,
+            tokens,
             adaptive,
         } => own_limiter(
             limit.as_ref(),
             rate.as_ref(),
+            tokens.as_ref(),
             adaptive.as_ref(),
             &private,
             &name,
@@ -240,13 +242,32 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
             }}
         }
     };
-    // Every source is admitted the same way; a function's own gate never refuses.
-    let admit = quote! {
-        let #permit = match #private::Admission::admit(#admission).await {
-            ::core::result::Result::Ok(#permit) => #permit,
-            ::core::result::Result::Err(#error) => #private::refused(#error, #name),
-        };
+    // Every source is admitted the same way; a function's own gate never refuses. With a
+    // `cost`, each attempt reserves it (a source without a token budget ignores it), and
+    // `next_settled` settles the permit before it reports it.
+    let cost = plan.policy.as_ref().and_then(|policy| policy.cost.as_ref());
+    let cost_ident = local("cost");
+    let admit = match cost {
+        None => quote! {
+            let #permit = match #private::Admission::admit(#admission).await {
+                ::core::result::Result::Ok(#permit) => #permit,
+                ::core::result::Result::Err(#error) => #private::refused(#error, #name),
+            };
+        },
+        Some(_) => quote! {
+            let #permit = match #private::admit_tokens(#admission, #cost_ident).await {
+                ::core::result::Result::Ok(#permit) => #permit,
+                ::core::result::Result::Err(#error) => #private::refused(#error, #name),
+            };
+        },
     };
+    // Evaluated once per call, before the first admission: every attempt reserves the same
+    // estimate. Typed at the key, so a cost of another type is reported on the expression.
+    let cost_stmt = cost.map(|TokenCost { expr, .. }| {
+        let ty = quote_spanned!(expr.key=> u64);
+        let value = &expr.value;
+        quote!(let #cost_ident: #ty = #value;)
+    });
     let (inner_attrs, stmts) = function.split_body();
     let body = match &plan.policy {
         // The permit is held until the body's value is returned, then dropped unreported:
@@ -260,6 +281,7 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
     function.with_body(quote! {
         #inner_attrs
         let #admission = #admission_expr;
+        #cost_stmt
         #body
     })
 }
@@ -269,6 +291,7 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
 fn own_limiter(
     limit: Option<&Arg<u64>>,
     rate: Option<&RateSpec>,
+    tokens: Option<&Arg<syn::LitStr>>,
     adaptive: Option<&Arg<AdaptiveKind>>,
     private: &TokenStream,
     name: &str,
@@ -309,6 +332,16 @@ fn own_limiter(
         };
         let konst = relocate(quote!(__GATE_RATE), rate.text.span);
         settings.extend(quote!(.rate(#konst)));
+    }
+    if let Some(tokens) = tokens {
+        let text = &tokens.value;
+        // Checked like the rate, by `Rate::parse`, on the literal.
+        let value = relocate(quote!(#private::tokens(#text)), tokens.span);
+        rate_const.extend(quote! {
+            const __GATE_TOKENS: #private::Rate = #value;
+        });
+        let konst = relocate(quote!(__GATE_TOKENS), tokens.span);
+        settings.extend(quote!(.tokens(#konst)));
     }
     quote! {{
         #rate_const
@@ -420,19 +453,42 @@ fn expand_policy(
             let limit = duration(timeout.value, timeout.span);
             (
                 quote!(#private::Attempt::within(#limit, #attempt).await),
-                format_ident!("next_timed"),
+                "next_timed",
             )
         }
-        None => (quote!(#attempt.await), format_ident!("next")),
+        None => (quote!(#attempt.await), "next"),
+    };
+    // With a cost, `next_settled` settles a success's reservation before it is reported.
+    let method = match &policy.cost {
+        Some(_) => format_ident!("{method}_settled"),
+        None => format_ident!("{method}"),
     };
     // `next(...)` spans the whole return type, from its first token (the path) to its last
     // (the parentheses), so the errors it raises underline that type.
     let (first, last) = token_span_range(&sig.output);
     let path = relocate(quote!(#private::#method), first);
-    let ours = relocate(
+    let mut ours = relocate(
         quote!(&mut #attempts, #permit, #outcome, &#policy_ident,),
         first,
     );
+    // Like `retry_if`, after the attempt's value, so that the error type is known; the
+    // default's bound (`E: From<Elapsed>`) is reported on the return type.
+    if policy.timeout.is_some() {
+        let timed_out = match &policy.timeout_error {
+            Some(timeout_error) => timeout_error.value.to_token_stream(),
+            None => relocate(quote!(#private::from_elapsed), first),
+        };
+        ours.extend(quote!(#timed_out,));
+    }
+    // Read from a success to settle its reservation; the default's bound
+    // (`T: TokenUsage`) is reported on the return type.
+    if let Some(cost) = &policy.cost {
+        let usage = match &cost.usage {
+            Some(usage) => usage.value.to_token_stream(),
+            None => relocate(quote!(#private::tokens_used), first),
+        };
+        ours.extend(quote!(#usage,));
+    }
     let mut call_args = Group::new(Delimiter::Parenthesis, quote!(#ours #retry_if));
     call_args.set_span(last);
     let next = quote!(#path #call_args);
@@ -671,6 +727,86 @@ mod tests {
         );
         assert!(out.contains("__private :: next_timed ("), "{out}");
         assert!(!out.contains("__GATE_LIMITER"), "{out}");
+    }
+
+    #[test]
+    fn a_timeout_error_is_passed_before_retry_if_in_place_of_from_elapsed() {
+        let item = quote!(
+            async fn f() -> Result<(), OpenAIError> {
+                Ok(())
+            }
+        );
+        let out = expand_to_string(
+            quote!(limit = 1, timeout = "1s", timeout_error = timed_out),
+            item.clone(),
+        );
+        assert!(
+            out.contains("& __gate_policy , timed_out , :: gate_core :: __private :: always)"),
+            "{out}"
+        );
+        assert!(!out.contains("from_elapsed"), "{out}");
+        let out = expand_to_string(quote!(limit = 1, timeout = "1s"), item);
+        assert!(
+            out.contains("& __gate_policy , :: gate_core :: __private :: from_elapsed , :: gate_core :: __private :: always)"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_cost_is_reserved_by_each_attempt_and_settled_before_it_is_reported() {
+        let out = expand_to_string(
+            quote!(limit = 8, tokens = "180000/min", cost = estimate(&prompt)),
+            quote!(
+                async fn f(prompt: &str) -> Result<Reply, E> {
+                    ask(prompt).await
+                }
+            ),
+        );
+        assert!(
+            out.contains("const __GATE_TOKENS : :: gate_core :: __private :: Rate = :: gate_core :: __private :: tokens (\"180000/min\") ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains(". concurrency (8) . tokens (__GATE_TOKENS)"),
+            "{out}"
+        );
+        let cost = out
+            .find("let __gate_cost : u64 = estimate (& prompt) ;")
+            .expect("the cost is computed");
+        let looped = out.find("loop {").expect("a cost needs the attempt loop");
+        assert!(cost < looped, "once per call, not per attempt: {out}");
+        assert!(
+            out.contains("let __gate_permit = match :: gate_core :: __private :: admit_tokens (__gate_admission , __gate_cost) . await"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: gate_core :: __private :: next_settled (& mut __gate_attempts , __gate_permit , __gate_outcome , & __gate_policy , :: gate_core :: __private :: tokens_used , :: gate_core :: __private :: always)"),
+            "settled from `TokenUsage` as it is reported: {out}"
+        );
+
+        let out = expand_to_string(
+            quote!(limiter = L, cost = n, usage = read_usage, timeout = "1s"),
+            quote!(
+                async fn f(n: u64) -> Result<Reply, E> {
+                    ask(n).await
+                }
+            ),
+        );
+        assert!(
+            out.contains(":: gate_core :: __private :: next_timed_settled (& mut __gate_attempts , __gate_permit , __gate_outcome , & __gate_policy , :: gate_core :: __private :: from_elapsed , read_usage , :: gate_core :: __private :: always)"),
+            "{out}"
+        );
+        assert!(!out.contains("__GATE_TOKENS"), "{out}");
+        let out = expand_to_string(
+            quote!(limit = 1, retry = 1),
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(!out.contains("settle"), "no cost, nothing to settle: {out}");
+        assert!(!out.contains("admit_tokens"), "{out}");
     }
 
     #[test]

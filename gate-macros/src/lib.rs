@@ -61,17 +61,37 @@ use proc_macro::TokenStream;
 /// as written. The generated future is `Send` whenever the original body's is, and the
 /// success path allocates nothing.
 ///
-/// A function needs a limit: limits of its own (`limit`, `rate`, `adaptive`, alone or
-/// together), or a shared `gate` or `limiter`. Every other argument is optional.
+/// A function needs a limit: limits of its own (`limit`, `rate`, `tokens`, `adaptive`, alone
+/// or together), or a shared `gate` or `limiter`. Every other argument is optional.
 ///
 /// Every call is admitted through `gate_core::Admission`, whatever the source: with `limit`
-/// alone, the function's own `static Gate`; with `rate` or `adaptive`, its own `Limiter` (a
-/// concurrency limit, a rate limit, or both, with a pause shared by everyone behind it when
-/// the server pushes back, and an optional adaptive limit that learns from how each attempt
-/// ends); with `gate` or `limiter`, any admission you declared, your own sources of permits
-/// included. The expansion is shown under *Equivalent code* below.
+/// alone, the function's own `static Gate`; with `rate`, `tokens` or `adaptive`, its own
+/// `Limiter` (a concurrency limit, a rate limit, a token budget, with a pause shared by
+/// everyone behind it when the server pushes back, and an optional adaptive limit that
+/// learns from how each attempt ends); with `gate` or `limiter`, any admission you declared,
+/// your own sources of permits included. The expansion is shown under *Equivalent code*
+/// below.
 ///
 /// # Arguments
+///
+/// | Argument | What it does | Needs |
+/// |---|---|---|
+/// | `limit = N` | at most `N` calls at once (a `static Gate` of its own) | |
+/// | `gate = PATH` | shares a gate you declared | |
+/// | `rate = "500/min"` | at most so many calls start per period | |
+/// | `burst = N` | lets `N` calls of the rate start back to back | `rate` |
+/// | `tokens = "180000/min"` | a token budget: each call reserves its `cost` | `cost` |
+/// | `cost = EXPR` | the call's token estimate, a `u64` from the arguments | `tokens` or `limiter` |
+/// | `usage = f` | reads the tokens used from the `Ok` value, in place of `TokenUsage` | `cost` |
+/// | `adaptive = "aimd"` | a concurrency limit that finds the server's capacity | |
+/// | `limiter = PATH` | shares a `Limiter` (or any admission) you declared | |
+/// | `backpressure = true` | honours `Retry-After`, pauses the limiter | `Backpressure` |
+/// | `retry = N` | up to `N` retries after the first attempt | a `Result` |
+/// | `backoff`, `wait`, `max_delay`, `jitter` | the delay between attempts | `retry` |
+/// | `timeout = "30s"` | cancels an attempt past it | `From<Elapsed>` or `timeout_error` |
+/// | `timeout_error = f` | makes a timeout's error, for another crate's error type | `timeout` |
+/// | `retry_if = f` | which errors to retry | `retry` |
+/// | `crate = "path"` | where `gate-core` is, if renamed | |
 ///
 /// ## `limit = N`
 ///
@@ -132,8 +152,122 @@ use proc_macro::TokenStream;
 /// The burst may be written in the rate's text instead, as `Rate`'s `Display` writes it
 /// (`rate = "10/s (burst 4)"`), but not in both places.
 ///
-/// ## `adaptive = "aimd" | "gradient"`
+/// ## `tokens = "COUNT/PERIOD"` and `cost = EXPR`
 ///
+/// A token budget beside the request rate, as LLM APIs count them (OpenAI: tokens per
+/// minute, charged from `prompt + max_tokens` when a request is admitted): the function's
+/// limiter gets `LimiterBuilder::tokens`, a bucket that holds the whole period's count
+/// (180,000 for `"180000/min"`), or the burst if the text gives one (`"180000/min (burst
+/// 30000)"`). The text is checked like a `rate`'s, on the literal, when the program is
+/// compiled. `tokens` works alone or with `limit`, `rate` and `adaptive`.
+///
+/// `cost` is what one call is expected to spend, a `u64` expression over the arguments
+/// (`cost = estimate(&prompt)`, `cost = prompt.len() as u64 / 4 + max_tokens`), **evaluated
+/// once per call**, before the first attempt; every attempt reserves it as it is admitted
+/// (`Limiter::acquire_tokens`), after the pause, the permit and the rate. `cost` is needed
+/// with `tokens`, and works alone with a `limiter = NAME` built with `.tokens(..)`; a shared
+/// limiter without a token budget ignores it (as every source without one does: a `Gate`,
+/// `Unlimited`), so `cost` with `gate` is a compile error.
+///
+/// Each success is **settled** with what it reports it used, so that later calls wait for
+/// the tokens really spent, not the estimate: the function's `Ok` type implements
+/// `gate_core::TokenUsage`, or `usage` reads it (below). Settling refunds what the call did
+/// not use and charges what it used beyond its estimate. A success that reports `None`, a
+/// failed attempt (an `Err`, a timeout) and an attempt cancelled with its call keep the
+/// estimate charged: the request may have reached the server, which counts it. With
+/// `backpressure = true`, an error that says the server refused (a 429,
+/// `Backpressure::is_overload`) is settled at 0 instead: a server does not charge a request
+/// it refused. A call cancelled while it waits for tokens has reserved none.
+///
+/// A cost the budget can never admit, larger than its bucket (or a computed cost of 0), is
+/// refused at once rather than waited for ever: as for every refusal, the call **panics**,
+/// `` `#[gated]` function `NAME` could not get a permit: ... `` with the reason. Where an
+/// estimate may exceed the bucket, cap it (`cost = estimate(&p).min(180_000)`: settling
+/// charges the excess after the call), or check it before calling.
+///
+/// `cost` needs a function that returns a `Result` (an `Ok` value to settle from); the `Ok`
+/// type not implementing `TokenUsage` is a compile error on the return type that names
+/// `usage`.
+///
+/// ```
+/// use gate_core::{TokenUsage, gated};
+/// # #[derive(Debug)] struct ApiError;
+/// # struct Client;
+/// # impl Client {
+/// #     async fn chat(&self, p: &str) -> Result<Completion, ApiError> {
+/// #         Ok(Completion { text: p.into(), total_tokens: 3 })
+/// #     }
+/// # }
+///
+/// struct Completion {
+///     text: String,
+///     total_tokens: u64,
+/// }
+///
+/// impl TokenUsage for Completion {
+///     fn tokens_used(&self) -> Option<u64> {
+///         Some(self.total_tokens)
+///     }
+/// }
+///
+/// /// About 4 characters a token, plus the most the answer may take.
+/// fn estimate(prompt: &str) -> u64 {
+///     prompt.len() as u64 / 4 + 256
+/// }
+///
+/// #[gated(limit = 8, rate = "500/min", tokens = "180000/min", cost = estimate(prompt))]
+/// async fn chat(client: &Client, prompt: &str) -> Result<Completion, ApiError> {
+///     client.chat(prompt).await
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() { assert_eq!(chat(&Client, "hi").await.unwrap().text, "hi"); }
+/// ```
+///
+/// ## `usage = path::to::function`
+///
+/// Reads how many tokens a success used: a `fn(&T) -> Option<u64>`, `T` the `Ok` type (or a
+/// closure that captures nothing), in place of `TokenUsage::tokens_used`. For a response
+/// type of another crate, such as async-openai's `CreateChatCompletionResponse`, the orphan
+/// rule forbids `impl TokenUsage` in your crate; this needs no impl. `usage = |_| None`
+/// settles nothing and keeps every estimate charged. Needs `cost`.
+///
+/// ```
+/// # use std::sync::LazyLock;
+/// # use gate_core::rate::Rate;
+/// # use gate_core::{Limiter, gated};
+/// # mod other_crate {
+/// #     #[derive(Debug)] pub struct ApiError;
+/// #     pub struct Usage { pub total_tokens: u32 }
+/// #     pub struct Response { pub usage: Option<Usage> }
+/// # }
+/// use other_crate::{ApiError, Response}; // no `TokenUsage`, and none can be written here
+/// # async fn send(_: &str) -> Result<Response, ApiError> {
+/// #     Ok(Response { usage: Some(other_crate::Usage { total_tokens: 7 }) })
+/// # }
+///
+/// static OPENAI: LazyLock<Limiter> = LazyLock::new(|| {
+///     Limiter::builder()
+///         .concurrency(8)
+///         .rate(Rate::per_minute(500))
+///         .tokens(Rate::per_minute(180_000))
+///         .build()
+///         .unwrap()
+/// });
+///
+/// #[gated(limiter = OPENAI, cost = prompt.len() as u64 / 4 + 256,
+///         usage = |r: &Response| r.usage.as_ref().map(|u| u64::from(u.total_tokens)))]
+/// async fn chat(prompt: &str) -> Result<Response, ApiError> {
+///     send(prompt).await
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// #     chat("hello").await.unwrap();
+/// #     assert_eq!(OPENAI.token_limit().unwrap().remaining(), 180_000 - 7);
+/// # }
+/// ```
+///
+/// ## `adaptive = "aimd" | "gradient"`
+//////
 /// A concurrency limit that finds the server's capacity from how each attempt ends, through
 /// `gate_core::adaptive`: `"aimd"` (`Aimd`) for servers that refuse when overloaded (429,
 /// 503), `"gradient"` (`Gradient`) for servers that slow down.
@@ -154,7 +288,8 @@ use proc_macro::TokenStream;
 /// Uses a limiter you declared, so that several functions share one concurrency limit,
 /// rate, pause and adaptive limit: a `static LazyLock<Limiter>` or a
 /// `static LazyLock<Arc<Limiter>>`. It sets its own limits, so `limit`, `gate`, `rate`,
-/// `burst` and `adaptive` cannot be used with it.
+/// `burst`, `tokens` and `adaptive` cannot be used with it; `cost` reserves from its token
+/// budget.
 ///
 /// ```
 /// use std::sync::LazyLock;
@@ -262,10 +397,33 @@ use proc_macro::TokenStream;
 ///
 /// Cancels an attempt that runs longer than this (greater than zero) and counts it as a
 /// failed attempt, which is always retried. The time spent waiting for a permit does not
-/// count. The function must return a `Result` whose error type implements
-/// `From<gate_core::Elapsed>`: when the last attempt times out, the function returns
-/// `E::from(Elapsed)`. Works with or without `retry` (without, it is one attempt). Under a
-/// limiter, a timed-out attempt is reported as `Outcome::TimedOut`, a sign of overload.
+/// count. The function must return a `Result` whose error type can say "timed out": when
+/// the last attempt times out, the function returns `E::from(Elapsed)`, or what
+/// `timeout_error` makes. Works with or without `retry` (without, it is one attempt). Under
+/// a limiter, a timed-out attempt is reported as `Outcome::TimedOut`, a sign of overload.
+///
+/// ## `timeout_error = path::to::function`
+///
+/// Makes the error a timed-out last attempt returns: a `fn(gate_core::Elapsed) -> E` (or a
+/// closure that captures nothing), in place of `E::from`. For an error type of another
+/// crate, such as async-openai's `OpenAIError`, the orphan rule forbids
+/// `impl From<Elapsed> for OpenAIError` in your crate; this needs no impl. Needs `timeout`.
+///
+/// ```
+/// use gate_core::{Elapsed, gated};
+/// # mod other_crate { #[derive(Debug)] pub enum ApiError { Timeout(String) } }
+/// use other_crate::ApiError; // no `From<Elapsed>`, and none can be written here
+/// # struct Client;
+/// # impl Client { async fn chat(&self, p: &str) -> Result<String, ApiError> { Ok(p.into()) } }
+///
+/// #[gated(limit = 8, retry = 2, timeout = "30s",
+///         timeout_error = |elapsed: Elapsed| ApiError::Timeout(elapsed.to_string()))]
+/// async fn chat(client: &Client, prompt: &str) -> Result<String, ApiError> {
+///     client.chat(prompt).await
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() { assert_eq!(chat(&Client, "hi").await.unwrap(), "hi"); }
+/// ```
 ///
 /// ## `retry_if = path::to::predicate`
 ///
@@ -413,8 +571,26 @@ use proc_macro::TokenStream;
 /// # });
 /// ```
 ///
-/// Without `timeout`, the attempt is the `async` block awaited and `attempts.next` decides.
-/// Without `retry`, `timeout`, `adaptive` or `backpressure`, there is no loop: the permit is
+/// With `cost = EXPR`, the cost is computed once, before the loop (`let cost: u64 = EXPR;`),
+/// each attempt is admitted with `limiter.admit_tokens_with(cost, limiter.wait_limits())`
+/// (`Admission::admit_tokens_with`) into a `mut permit`, and a success settles it before
+/// `attempts` is asked:
+///
+/// ```
+/// # use gate_core::{Report, TokenUsage};
+/// # fn settle<T: TokenUsage, E>(permit: &mut impl Report, returned: &Result<T, E>) {
+/// if let Ok(value) = returned
+///     && let Some(used) = value.tokens_used() // or the function's `usage`
+/// {
+///     permit.settle(used);
+/// }
+/// # }
+/// ```
+///
+/// Without `timeout`, the attempt is the `async` block awaited and `attempts.next` decides;
+/// with `timeout_error = f`, `attempts.next_timed_or_else(permit, attempt, &policy, f)`
+/// decides. Without `retry`, `timeout`, `adaptive`, `backpressure` or `cost`, there is no
+/// loop: the permit is
 /// held around the body and dropped unreported, as for `limit = 10` above. Dropping the call
 /// while an attempt runs drops its permit unreported too: a cancelled attempt says nothing
 /// about the server.
@@ -502,13 +678,18 @@ use proc_macro::TokenStream;
 /// or has no body; an item that is not a function; an unknown argument (with the valid ones,
 /// and "did you mean" for a close misspelling); a duplicate argument; `limit = 0` or a
 /// `limit` that is not an integer; both of `limit` and `gate`, or no limit at all; `rate` or
-/// `adaptive` with `gate`; `limiter` with `limit`, `gate`, `rate`, `burst` or `adaptive`;
-/// an unknown adaptive algorithm; `burst` without `rate`; `retry`, `timeout`, `adaptive` or
-/// `backpressure` on a function that does not return a `Result`; `backpressure` on an error
-/// type that does not implement `Backpressure`, or with nothing to act on; retry options
-/// without `retry`; a malformed, negative or zero duration where one is not allowed; a
-/// malformed rate (when the program is compiled, on the literal); a `gate` or `limiter` that
-/// is a `const` or not an admission (on the path).
+/// `adaptive`, `tokens` or `cost` with `gate`; `limiter` with `limit`, `gate`, `rate`,
+/// `burst`, `tokens` or `adaptive`; an unknown adaptive algorithm; `burst` without `rate`;
+/// `tokens` without `cost`, `cost` without `tokens` or `limiter`, `cost = 0`, a cost that is
+/// not a `u64` (on the expression), `usage` without `cost`; `retry`, `timeout`, `adaptive`,
+/// `backpressure` or `cost` on a function that does not return a `Result`; `backpressure` on
+/// an error type that does not implement `Backpressure`, or with nothing to act on; `cost`
+/// on an `Ok` type that does not implement `TokenUsage`, without `usage`; `timeout` on an
+/// error type without `From<Elapsed>` and without `timeout_error` (the message names
+/// `timeout_error` first), `timeout_error` without `timeout`; retry options without
+/// `retry`; a malformed, negative or zero duration where one is not allowed; a malformed
+/// rate or token budget (when the program is compiled, on the literal); a `gate` or
+/// `limiter` that is a `const` or not an admission (on the path).
 ///
 /// A syntax error inside the body is left to the compiler: `#[gated]` parses only the
 /// signature, so the compiler's error is the only one.

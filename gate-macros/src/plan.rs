@@ -32,6 +32,8 @@ pub(crate) enum Source {
         /// The concurrency limit, or with `adaptive` the most it may grow to.
         limit: Option<Arg<u64>>,
         rate: Option<RateSpec>,
+        /// `tokens = "..."`: the token budget beside the request rate.
+        tokens: Option<Arg<LitStr>>,
         adaptive: Option<Arg<AdaptiveKind>>,
     },
     /// `gate = PATH` or `limiter = PATH`: a `'static` admission declared elsewhere.
@@ -57,9 +59,23 @@ pub(crate) struct Policy {
     pub(crate) jitter: Option<Arg<bool>>,
     /// `timeout = "..."`: each attempt is cancelled past it.
     pub(crate) timeout: Option<Arg<Millis>>,
+    /// `timeout_error = ...`: the `fn(Elapsed) -> E` that makes a timeout's error, in place
+    /// of `E::from`. Only with `timeout`.
+    pub(crate) timeout_error: Option<Arg<Expr>>,
     pub(crate) retry_if: Option<Arg<Expr>>,
     /// `backpressure = true`: the policy honours `Retry-After`.
     pub(crate) backpressure: bool,
+    /// `cost = ...`: each attempt reserves it from a token budget (the function's own
+    /// `tokens`, or a shared limiter's) and is settled from its `Ok` value.
+    pub(crate) cost: Option<TokenCost>,
+}
+
+/// `cost = EXPR` and how a success says what it used.
+pub(crate) struct TokenCost {
+    /// The estimate, a `u64` expression over the arguments, evaluated once per call.
+    pub(crate) expr: Arg<Expr>,
+    /// `usage = ...`: a `fn(&T) -> Option<u64>` in place of `TokenUsage::tokens_used`.
+    pub(crate) usage: Option<Arg<Expr>>,
 }
 
 /// How long to wait between attempts.

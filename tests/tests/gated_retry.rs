@@ -1,5 +1,5 @@
 //! `#[gated(retry = N, ...)]` on paused time: attempt counts, delays, the permit being released
-//! while backing off, per-attempt timeouts, and `retry_if`.
+//! while backing off, per-attempt timeouts (and `timeout_error`), and `retry_if`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -209,6 +209,34 @@ async fn a_timeout_without_retry_makes_one_attempt() {
         timeout_alone(Duration::from_secs(5)).await,
         Err(ApiError::TimedOut)
     );
+}
+
+/// Stands for another crate's error type (async-openai's `OpenAIError`): `From<Elapsed>`
+/// cannot be written for it here, so the timeout's error is named.
+fn io_timed_out(elapsed: Elapsed) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)
+}
+
+#[gated(limit = 1, retry = 2, timeout = "1s", timeout_error = io_timed_out)]
+async fn foreign_error(calls: &AtomicU32, slow_until: u32) -> std::io::Result<u32> {
+    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if n < slow_until {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    Ok(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_error_makes_the_error_of_a_last_attempt_that_timed_out() {
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let error = foreign_error(&calls, 100).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(error.to_string(), "attempt timed out");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "each timeout is retried");
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    let calls = AtomicU32::new(0);
+    assert_eq!(foreign_error(&calls, 3).await.unwrap(), 3);
 }
 
 #[gated(limit = 1, retry = 5, retry_if = is_transient)]

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Elapsed, Failed, Retry, Schedule};
+use super::{Elapsed, Failed, Retry, Schedule, finish};
 use crate::Report;
 
 /// How an attempt run under a per-attempt timeout ([`Attempt::within`]) ended.
@@ -54,7 +54,10 @@ pub enum Step<R> {
 /// [`next`](Self::next), which reports how the attempt went through it
 /// ([`Report::finish`]: a success, what the policy makes of the error, or a timeout) and so
 /// releases it before the caller backs off, as [`Retry::call`] does. An attempt dropped
-/// before it is handed over (the call was cancelled) is not reported.
+/// before it is handed over (the call was cancelled) is not reported. An overload is
+/// settled at 0 tokens before it is reported ([`Report::settle`]): a server does not charge
+/// a request it refused, so a reservation from a token budget goes back; settle a success
+/// by hand before handing its permit over.
 ///
 /// The policy's attempt count, backoff, jitter, server hints
 /// ([`honor_retry_after`](crate::RetryBuilder::honor_retry_after)) and
@@ -166,7 +169,39 @@ impl Attempts {
         P: Report,
         E: From<Elapsed>,
     {
-        self.next_timed_with(permit, attempt, policy, policy.retry_if)
+        self.next_timed_with(permit, attempt, policy, policy.retry_if, E::from)
+    }
+
+    /// Like [`next_timed`](Self::next_timed), with the error a timed-out last attempt ends
+    /// the call with made by `timed_out`, for an error type that cannot implement
+    /// `From<Elapsed>`: another crate's (the orphan rule forbids that impl in yours).
+    /// `#[gated(timeout_error = ..)]` expands to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::retry::{Attempt, Attempts, Step};
+    /// use gate_core::Retry;
+    ///
+    /// // Stands for another crate's error: no `From<Elapsed>` can be written for it here.
+    /// let policy: Retry<std::io::Error> = Retry::new(0);
+    /// let mut attempts = Attempts::new();
+    /// let step = attempts.next_timed_or_else((), Attempt::<Result<(), _>>::TimedOut, &policy, |elapsed| {
+    ///     std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)
+    /// });
+    /// let Step::Done(Err(error)) = step else { panic!("the only attempt timed out") };
+    /// assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    /// ```
+    pub fn next_timed_or_else<T, E, P>(
+        &mut self,
+        permit: P,
+        attempt: Attempt<Result<T, E>>,
+        policy: &Retry<E>,
+        timed_out: impl FnOnce(Elapsed) -> E,
+    ) -> Step<Result<T, E>>
+    where
+        P: Report,
+    {
+        self.next_timed_with(permit, attempt, policy, policy.retry_if, timed_out)
     }
 
     /// [`next`](Self::next) with `retry_if` given apart from the policy. `#[gated]` passes
@@ -183,14 +218,18 @@ impl Attempts {
     where
         P: Report,
     {
-        permit.finish(policy.report(match &returned {
-            Ok(_) => Ok(()),
-            Err(error) => Err(Failed::Error(error)),
-        }));
+        finish(
+            permit,
+            policy.report(match &returned {
+                Ok(_) => Ok(()),
+                Err(error) => Err(Failed::Error(error)),
+            }),
+        );
         self.decide(returned, policy, retry_if)
     }
 
-    /// [`next_timed`](Self::next_timed) with `retry_if` given apart from the policy.
+    /// [`next_timed_or_else`](Self::next_timed_or_else) with `retry_if` given apart from the
+    /// policy.
     #[inline(always)]
     pub(crate) fn next_timed_with<T, E, P>(
         &mut self,
@@ -198,19 +237,19 @@ impl Attempts {
         attempt: Attempt<Result<T, E>>,
         policy: &Retry<E>,
         retry_if: fn(&E) -> bool,
+        timed_out: impl FnOnce(Elapsed) -> E,
     ) -> Step<Result<T, E>>
     where
         P: Report,
-        E: From<Elapsed>,
     {
         match attempt {
             Attempt::Returned(returned) => self.next_with(permit, returned, policy, retry_if),
             Attempt::TimedOut => {
-                permit.finish(policy.report(Err(Failed::TimedOut)));
+                finish(permit, policy.report(Err(Failed::TimedOut)));
                 self.schedule.begin();
                 match self.schedule.after(policy, Failed::TimedOut, retry_if) {
                     Ok(delay) => Step::Wait(delay),
-                    Err(_) => Step::Done(Err(E::from(Elapsed::new()))),
+                    Err(_) => Step::Done(Err(timed_out(Elapsed::new()))),
                 }
             }
         }

@@ -2,8 +2,8 @@
 
 use std::future::Future;
 
-use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop};
-use crate::{Admission, Gate, Report, Unlimited};
+use super::{Elapsed, Failed, Failure, Retry, RetryError, Schedule, Stop, finish};
+use crate::{Admission, Gate, Report, TokenUsage, Unlimited};
 
 impl<E> Retry<E> {
     /// Runs `op` under this policy, taking a permit from `admission` for each attempt and
@@ -14,7 +14,98 @@ impl<E> Retry<E> {
     /// rejects ends the call at once, and so do a server hint longer than the policy
     /// waits for ([Server hints](Retry#server-hints)) and an error that says retrying cannot
     /// help ([`RetryError::is_permanent`]); a timed-out attempt is always retryable.
-    pub async fn call<A, F, Fut, T>(&self, admission: &A, mut op: F) -> Result<T, RetryError<E>>
+    pub async fn call<A, F, Fut, T>(&self, admission: &A, op: F) -> Result<T, RetryError<E>>
+    where
+        A: Admission + ?Sized,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.attempt_each(admission, None, op, |_| None).await
+    }
+
+    /// Like [`call`](Self::call), for an operation that spends tokens of a token budget
+    /// (a [`Limiter`](crate::Limiter) built with
+    /// [`tokens`](crate::LimiterBuilder::tokens)): each attempt reserves `cost`, the
+    /// estimate, as it is admitted ([`Admission::admit_tokens_with`], within the source's
+    /// own [`wait_limits`](Admission::wait_limits)), and a success is settled with what it
+    /// reports ([`TokenUsage::tokens_used`], through [`Report::settle`]) before it is
+    /// reported, so that later callers wait for the tokens really spent.
+    ///
+    /// A success that reports nothing, a failed attempt and a timed-out one keep the
+    /// estimate charged: the request may have reached the server, which counts it. An
+    /// overload under a policy that honours it
+    /// ([`honor_retry_after`](crate::RetryBuilder::honor_retry_after): an error whose
+    /// [`Backpressure::is_overload`](crate::Backpressure::is_overload) says the server
+    /// refused, a 429) is settled at 0: a server does not charge a request it refused. An
+    /// attempt cancelled with the call gives its permit back and keeps its estimate charged
+    /// too; a call cancelled while it waits for tokens has reserved none.
+    ///
+    /// A cost the budget can never admit (larger than its bucket, or zero) is refused at
+    /// once: the call returns [`Failure::Gate`] with
+    /// [`AcquireError::TooLarge`](crate::AcquireError::TooLarge) or
+    /// [`AcquireError::ZeroCost`](crate::AcquireError::ZeroCost), without waiting. A source
+    /// without a token budget ignores `cost`.
+    ///
+    /// For a response type of another crate, which cannot implement [`TokenUsage`] in
+    /// yours, wrap it in a type of your own inside `op`, or write the loop with
+    /// [`Attempts`](crate::retry::Attempts) and settle the permit by hand.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gate_core::rate::Rate;
+    /// use gate_core::{Limiter, Retry, TokenUsage};
+    ///
+    /// struct Completion { total_tokens: u64 }
+    ///
+    /// impl TokenUsage for Completion {
+    ///     fn tokens_used(&self) -> Option<u64> {
+    ///         Some(self.total_tokens)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .concurrency(8)
+    ///     .tokens(Rate::per_minute(180_000))
+    ///     .build()
+    ///     .unwrap();
+    /// let policy = Retry::fixed(3, Duration::from_secs(1));
+    /// // Reserves the estimate (prompt and `max_tokens`), then settles at what was used.
+    /// let reply = policy
+    ///     .call_tokens(&limiter, 1_500, || async { Ok::<_, ()>(Completion { total_tokens: 420 }) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(reply.total_tokens, 420);
+    /// assert_eq!(limiter.token_limit().unwrap().remaining(), 180_000 - 420);
+    /// # }
+    /// ```
+    pub async fn call_tokens<A, F, Fut, T>(
+        &self,
+        admission: &A,
+        cost: u64,
+        op: F,
+    ) -> Result<T, RetryError<E>>
+    where
+        A: Admission + ?Sized,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: TokenUsage,
+    {
+        self.attempt_each(admission, Some(cost), op, T::tokens_used)
+            .await
+    }
+
+    /// The loop of [`call`](Self::call) and [`call_tokens`](Self::call_tokens): each
+    /// attempt admitted (reserving `cost` if given), run, settled from `usage` if it
+    /// succeeded, and reported.
+    async fn attempt_each<A, F, Fut, T>(
+        &self,
+        admission: &A,
+        cost: Option<u64>,
+        mut op: F,
+        usage: impl Fn(&T) -> Option<u64>,
+    ) -> Result<T, RetryError<E>>
     where
         A: Admission + ?Sized,
         F: FnMut() -> Fut,
@@ -23,7 +114,15 @@ impl<E> Retry<E> {
         let mut schedule = Schedule::default();
         loop {
             let ran = {
-                let permit = match admission.admit().await {
+                let admitted = match cost {
+                    None => admission.admit().await,
+                    Some(cost) => {
+                        admission
+                            .admit_tokens_with(cost, admission.wait_limits())
+                            .await
+                    }
+                };
+                let mut permit = match admitted {
                     Ok(permit) => permit,
                     Err(e) => return Err(RetryError::new(schedule.made(), Failure::Gate(e))),
                 };
@@ -34,8 +133,13 @@ impl<E> Retry<E> {
                         .await
                         .map_err(|_| Elapsed::new()),
                 };
+                if let Ok(Ok(value)) = &ran
+                    && let Some(used) = usage(value)
+                {
+                    permit.settle(used);
+                }
                 // Each attempt is reported on its own; a cancelled attempt never gets here.
-                permit.finish(self.report(ended(&ran)));
+                finish(permit, self.report(ended(&ran)));
                 ran
             };
             let stop = match ended(&ran) {

@@ -8,8 +8,9 @@ use crate::AcquireError;
 
 /// An attempt ran longer than the policy's per-attempt timeout and was cancelled.
 ///
-/// `#[gated(timeout = ...)]` functions need `E: From<Elapsed>` to report it in their own
-/// error type.
+/// `#[gated(timeout = ...)]` functions report it in their own error type, through
+/// `E: From<Elapsed>` or, for an error type of another crate (where the orphan rule forbids
+/// that impl), through `timeout_error = fn(Elapsed) -> E`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Elapsed(());
 

@@ -18,4 +18,4 @@ pub(crate) use backoff::{Backoff, Jitter};
 pub(crate) use error::{Elapsed, RetryError};
 pub use error::{Failure, RetryConfigError};
 pub(crate) use policy::Retry;
-pub(crate) use schedule::{Failed, Schedule, Stop};
+pub(crate) use schedule::{Failed, Schedule, Stop, finish};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Jitter, Retry};
-use crate::Outcome;
+use crate::{Outcome, Report};
 
 /// How an attempt that did not succeed ended.
 #[derive(Debug)]
@@ -87,6 +87,18 @@ impl Schedule {
             None => delay,
         })
     }
+}
+
+/// Reports an attempt's `outcome` through its permit, which releases it. An overload (the
+/// server refused, as a 429 or a 503 says) is settled at 0 tokens first: the server did not
+/// charge for a request it refused, so its reservation goes back to the token budget. Every
+/// other outcome leaves the reservation as it is (see [`Report::settle`]).
+#[inline(always)]
+pub(crate) fn finish<P: Report>(mut permit: P, outcome: Outcome) {
+    if let Outcome::Overload { .. } = outcome {
+        permit.settle(0);
+    }
+    permit.finish(outcome);
 }
 
 impl<E> Retry<E> {

@@ -1,4 +1,6 @@
-//! With `timeout`, the error type must be able to say "timed out": `E: From<Elapsed>`.
+//! With `timeout`, the error type must be able to say "timed out": `E: From<Elapsed>`, or
+//! `timeout_error = ..`, which the message names first (the `From` impl is impossible for
+//! another crate's error type).
 
 use gate_core::gated;
 

@@ -5,7 +5,7 @@
 //! rate + adaptive limiter, and a token budget against a mock whose tokens a minute bind),
 //! with a progress bar each, then a table of what each got done.
 //! It starts a mock API on 127.0.0.1: no API key, no network. `-- --help` lists the flags;
-//! `-- --base-url http://HOST/v1` points the same client at a real endpoint (plain HTTP).
+//! `-- --base-url https://HOST/v1` points the same client at a real endpoint.
 
 use examples::Out;
 use examples::demo::{Config, DemoError, run};

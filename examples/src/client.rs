@@ -1,10 +1,8 @@
 //! A small client for OpenAI-compatible `POST {base_url}/chat/completions`, on reqwest.
 //!
-//! TLS is not compiled in (the mock needs none, and a TLS stack is a large build): an
-//! `https://` base URL is refused with [`ClientError::TlsNotCompiledIn`]. Reach an https
-//! endpoint through a local plain-HTTP proxy, or point at a local server. Proxies from the
-//! environment (`HTTP_PROXY`, ...) apply, except to loopback addresses, which are always
-//! reached directly.
+//! `http://` and `https://` (rustls, with the platform's certificate verifier) base URLs.
+//! Proxies from the environment (`HTTPS_PROXY`, ...) apply, except to loopback addresses,
+//! which are always reached directly.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -38,8 +36,6 @@ pub struct ChatClient {
 pub enum ClientError {
     /// The URL does not parse.
     InvalidUrl(String),
-    /// The URL is `https://`, and this build speaks plain HTTP only.
-    TlsNotCompiledIn(String),
     /// The HTTP client could not be built.
     Build(String),
 }
@@ -48,11 +44,6 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidUrl(url) => write!(f, "invalid base url `{url}`"),
-            Self::TlsNotCompiledIn(url) => write!(
-                f,
-                "`{url}` needs TLS, which this build does not include; use an http:// endpoint \
-                 (a local server, or a local proxy in front of the https one)"
-            ),
             Self::Build(e) => write!(f, "cannot build the http client: {e}"),
         }
     }
@@ -211,12 +202,9 @@ impl ChatClient {
         model: impl Into<String>,
     ) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/');
-        if base.starts_with("https://") {
-            return Err(ClientError::TlsNotCompiledIn(base_url.to_owned()));
-        }
         let endpoint = Url::parse(&format!("{base}/chat/completions"))
             .map_err(|_| ClientError::InvalidUrl(base_url.to_owned()))?;
-        if endpoint.scheme() != "http" || endpoint.host().is_none() {
+        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host().is_none() {
             return Err(ClientError::InvalidUrl(base_url.to_owned()));
         }
         let mut http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
@@ -389,10 +377,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn https_is_refused_with_a_clear_reason() {
-        let err = ChatClient::new("https://api.openai.com/v1", None, "m").unwrap_err();
-        assert!(matches!(err, ClientError::TlsNotCompiledIn(_)));
-        assert!(err.to_string().contains("TLS"));
+    fn http_and_https_are_accepted_and_nothing_else() {
+        let tls = ChatClient::new("https://api.openai.com/v1", None, "m").unwrap();
+        assert_eq!(
+            tls.endpoint().as_str(),
+            "https://api.openai.com/v1/chat/completions"
+        );
         assert!(ChatClient::new("not a url", None, "m").is_err());
         assert!(ChatClient::new("ftp://127.0.0.1/v1", None, "m").is_err());
         let ok = ChatClient::new("http://127.0.0.1:9/v1/", None, "m").unwrap();

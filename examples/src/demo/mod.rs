@@ -89,8 +89,7 @@ Options:
   --server-tpm N           mock of the token-budget row: tokens a minute (36000)
   --server-token-bucket N  mock of the token-budget row: tokens back to back (600)
   --fast                   ten times faster: mock latency / 10, rates x 10, client waits / 10
-  --base-url URL           a real endpoint instead, like http://localhost:8000/v1
-                           (plain HTTP: TLS is not compiled in)
+  --base-url URL           a real endpoint instead, like https://api.openai.com/v1
   --api-key-env VAR        environment variable holding the key (OPENAI_API_KEY)
   --model NAME             model to ask (gpt-4o-mini)
   --rate N                 requests per second the client is allowed (the mock's rate)

@@ -290,3 +290,66 @@ pub async fn run_cookbook(
         in_order,
     ))
 }
+
+/// Runs `replicas` copies of `llm_batch` at once (in this process, each with its own limiter
+/// and its own share of the prompts, as separate processes would) against one fresh mock,
+/// every copy given the whole quota: without `redis` each keeps it alone, so the fleet asks
+/// for `replicas` times the quota; with `redis` (a URL and a key) they share it.
+pub async fn run_fleet(
+    scenario: &Scenario,
+    dir: &Path,
+    replicas: usize,
+    redis: Option<(&str, &str)>,
+) -> io::Result<Figures> {
+    let server = MockServer::start(scenario.mock()).await?;
+    let replicas = replicas.max(1);
+    let all = requests(scenario.prompts);
+    let mut runs = Vec::new();
+    for replica in 0..replicas {
+        let share: Vec<_> = all
+            .iter()
+            .skip(replica)
+            .step_by(replicas)
+            .cloned()
+            .collect();
+        let input = dir.join(format!("fleet-{replica}-in.jsonl"));
+        let output = dir.join(format!("fleet-{replica}-out.jsonl"));
+        let _ = std::fs::remove_file(&output);
+        write_input(&input, &share)?;
+        let args = Args {
+            input,
+            output,
+            base_url: server.base_url(),
+            rpm: scenario.rpm,
+            tpm: scenario.tpm,
+            concurrency: scenario.concurrency,
+            retries: Args::DEFAULT_RETRIES,
+            resume: false,
+            redis: redis.map(|(url, _)| url.to_owned()),
+            key: redis.map_or_else(|| String::from("default"), |(_, key)| key.to_owned()),
+            api_key: None,
+            period: scenario.minute(),
+        };
+        runs.push(async move { super::run(&args, &Stop::new(), false).await });
+    }
+    let start = Instant::now();
+    let finished = futures_util::future::join_all(runs).await;
+    let makespan = start.elapsed();
+    let mut answered = 0;
+    for run in finished {
+        answered += run.map_err(io::Error::other)?.summary.succeeded;
+    }
+    let tool = if redis.is_some() {
+        "fleet, shared quota"
+    } else {
+        "fleet, each alone"
+    };
+    Ok(Figures::new(
+        tool,
+        scenario,
+        answered,
+        &server.stats(),
+        makespan,
+        true,
+    ))
+}

@@ -6,13 +6,35 @@
 //! with a progress bar each, then a table of what each got done.
 //! It starts a mock API on 127.0.0.1: no API key, no network. `-- --help` lists the flags;
 //! `-- --base-url https://HOST/v1` points the same client at a real endpoint.
+//!
+//! `-- --replicas N` runs a fleet of N worker processes against one mock instead, each
+//! keeping the whole quota to itself and then sharing it through Redis (gate-redis); it
+//! starts a redis-server of its own, so needs one on PATH.
 
 use examples::Out;
-use examples::demo::{Config, DemoError, run};
+use examples::demo::{Config, DemoError, replicas, run};
 
 #[tokio::main]
 async fn main() {
-    let config = match Config::from_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--replicas N`: a fleet of worker processes, each alone, then sharing the quota
+    // through Redis. The workers are this program again.
+    if args.first().map(String::as_str) == Some(replicas::WORKER_FLAG) {
+        std::process::exit(i32::from(replicas::worker(args[1..].to_vec()).await));
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--replicas") {
+        let n = args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        if n == 0 {
+            eprintln!("`--replicas` needs a number of worker processes, at least 1");
+            std::process::exit(2);
+        }
+        if let Err(e) = replicas::run(n, &Out::stdout()).await.map(drop) {
+            eprintln!("demo: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(DemoError::Help) => {
             println!("{}", examples::demo::USAGE);

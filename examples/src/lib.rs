@@ -7,6 +7,7 @@
 //!   limits, headers and errors (`cargo run --example mock_llm` serves it alone).
 //! - [`client`]: a small reqwest client for `POST /v1/chat/completions`.
 //! - [`demo`]: the README's first command: the same prompts pushed three ways, then a table.
+//! - [`redis_server`]: a redis-server of the demo's own, for `demo --replicas`.
 //! - [`llm_batch`]: the batch tool (JSONL in, JSONL out in input order, RPM + TPM budgets,
 //!   resume after a crash) and the OpenAI Cookbook's script beside it as the baseline.
 
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod llm_batch;
 pub mod mock;
 mod out;
+pub mod redis_server;
 pub mod seed;
 
 pub use out::Out;

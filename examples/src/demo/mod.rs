@@ -6,6 +6,7 @@
 //! for a token limit that binds ([`Config::token_server`]). `--base-url` points the same client at a real endpoint.
 //! Run `cargo run --release --example demo -- --help` for the flags.
 
+pub mod replicas;
 mod strategies;
 mod table;
 
@@ -96,6 +97,9 @@ Options:
   --tpm N                  tokens a minute the client is allowed (the mock's)
   --only a,b               strategies to run: no-limit, fixed, retry-after, adaptive, tokens
   --no-progress            no progress bars
+  --replicas N             instead: N worker processes against one mock, each keeping the
+                           quota to itself, then sharing it through Redis (needs
+                           redis-server on PATH)
   -h, --help               this text";
 
 /// Why the demo could not run.

@@ -42,17 +42,34 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 4;
 pub(crate) struct RawGate {
     state: Mutex<State>,
     pool: FastPool,
+    /// What traces and metrics call this gate; `None` for an unnamed one.
+    name: Option<&'static str>,
 }
 
 impl RawGate {
     const_unless_loom! {
         /// A raw gate of `limit` permits, all free; `limit` must be at most [`MAX_PERMITS`].
+        #[cfg(test)]
         pub(crate) const fn new(limit: usize) -> Self {
+            Self::named(limit, None)
+        }
+    }
+
+    const_unless_loom! {
+        /// Like [`new`](Self::new), with the name traces and metrics give the gate.
+        pub(crate) const fn named(limit: usize, name: Option<&'static str>) -> Self {
             Self {
                 state: Mutex::new(State::new(limit)),
                 pool: FastPool::new(limit),
+                name,
             }
         }
+    }
+
+    /// The gate's name, if it was given one.
+    #[inline]
+    pub(crate) fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// Waits for `n` permits (at most [`MAX_PERMITS`]) within `limits`; resolves to a guard
@@ -276,8 +293,11 @@ impl RawGate {
     /// as a struct called `name`: the `Debug` of the types built on a raw gate.
     pub(crate) fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.observe();
-        f.debug_struct(name)
-            .field("limit", &state.limit)
+        let mut f = f.debug_struct(name);
+        if let Some(name) = self.name {
+            f.field("name", &name);
+        }
+        f.field("limit", &state.limit)
             .field("in_flight", &state.in_flight())
             .field("waiting", &state.waiters.len())
             .field("closed", &state.closed)

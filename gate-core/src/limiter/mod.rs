@@ -678,6 +678,7 @@ impl Limiter {
         self.gate.name()
     }
 
+    #[cfg(feature = "metrics")]
     /// How many attempts were reported as overloaded (a 429 or 503, with or without a
     /// `Retry-After`): the server's pushback, as the limiter saw it.
     pub(crate) fn pushback_seen(&self) -> u64 {
@@ -685,6 +686,7 @@ impl Limiter {
     }
 
     /// Whether a pause is in force now.
+    #[cfg(feature = "metrics")]
     pub(crate) fn is_paused(&self) -> bool {
         self.pause.is_active()
     }

@@ -44,6 +44,9 @@ pub(crate) struct RawGate {
     pool: FastPool,
     /// What traces and metrics call this gate; `None` for an unnamed one.
     name: Option<&'static str>,
+    /// The wait times already published as metrics.
+    #[cfg(feature = "metrics")]
+    published: Mutex<crate::stats::Published>,
 }
 
 impl RawGate {
@@ -62,6 +65,8 @@ impl RawGate {
                 state: Mutex::new(State::new(limit)),
                 pool: FastPool::new(limit),
                 name,
+                #[cfg(feature = "metrics")]
+                published: Mutex::new(crate::stats::Published::new()),
             }
         }
     }
@@ -230,6 +235,7 @@ impl RawGate {
                 admitted: state.stats.admitted + self.pool.admitted(),
                 rejected: state.stats.rejected,
                 timed_out: state.stats.timed_out,
+                cancelled: state.stats.cancelled,
                 wait: WaitStats::default(),
             };
             let mut wait = state.stats.wait.clone();
@@ -238,6 +244,30 @@ impl RawGate {
         };
         stats.wait = WaitStats::from_histogram(&wait, stats.admitted);
         stats
+    }
+
+    /// The gate's state for publishing as metrics, read under one lock: its counters (no
+    /// wait quantiles) and the waits recorded since the last call, added to `waits`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish(&self, waits: &mut Vec<(std::time::Duration, u64)>) -> Stats {
+        // Only publishers take this lock, always before the gate's.
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = self.observe();
+        let fast = self.pool.admitted();
+        published.news(&state.stats.wait, fast, waits);
+        Stats {
+            limit: state.limit,
+            in_flight: state.in_flight(),
+            waiting: state.waiters.len(),
+            admitted: state.stats.admitted + fast,
+            rejected: state.stats.rejected,
+            timed_out: state.stats.timed_out,
+            cancelled: state.stats.cancelled,
+            wait: WaitStats::default(),
+        }
     }
 
     /// Grants permits to the queue as far as they go, waking each admitted waiter after the

@@ -48,7 +48,10 @@ fn observed_acquire(c: &mut Criterion) {
     });
     group.finish();
     named.publish_metrics();
-    assert!(handle.render().contains("gate_admissions"), "the recorder saw the gate");
+    assert!(
+        handle.render().contains("gate_admissions"),
+        "the recorder saw the gate"
+    );
 }
 
 criterion_group!(benches, observed_acquire);

@@ -31,10 +31,10 @@ use bytes::Bytes;
 use futures_util::stream;
 use gate_tower::GateLayer;
 use http::{Request, StatusCode};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 
 /// Handlers running right now, and the most ever seen at once.

@@ -80,5 +80,8 @@ async fn metrics_show_the_gate_under_load() {
         "{after}"
     );
     assert_eq!(value(&after, r#"gate_in_flight{gate_name="axum"}"#), 0.0);
-    assert_eq!(value(&after, r#"gate_wait_duration_count{gate_name="axum"}"#), ok as f64);
+    assert_eq!(
+        value(&after, r#"gate_wait_duration_count{gate_name="axum"}"#),
+        ok as f64
+    );
 }

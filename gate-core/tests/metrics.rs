@@ -91,7 +91,10 @@ async fn a_gate_publishes_its_gauges_counters_and_waits() {
     assert!(admitted.poll().is_pending());
     let mut cancelled = tokio_test::task::spawn(gate.acquire());
     assert!(cancelled.poll().is_pending());
-    assert_eq!(gate.try_acquire().unwrap_err(), gate_core::TryAcquireError::NoPermits);
+    assert_eq!(
+        gate.try_acquire().unwrap_err(),
+        gate_core::TryAcquireError::NoPermits
+    );
     assert_eq!(gate.acquire().await.unwrap_err(), AcquireError::QueueFull);
 
     gate.publish_metrics();
@@ -198,7 +201,10 @@ async fn a_limiter_without_a_concurrency_limit_publishes_no_limit() {
     limiter.publish_metrics();
     let values = read(&snapshotter);
     assert!(!values.contains_key(&series("gate.limit", &[("gate.name", "rate-only")])));
-    assert!(values.contains_key(&series("gate.rate.remaining", &[("gate.name", "rate-only")])));
+    assert!(values.contains_key(&series(
+        "gate.rate.remaining",
+        &[("gate.name", "rate-only")]
+    )));
 }
 
 #[derive(Debug, PartialEq)]

@@ -31,7 +31,8 @@ impl Visit for Captured {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.fields.insert(field.name().to_owned(), value.to_owned());
+        self.fields
+            .insert(field.name().to_owned(), value.to_owned());
     }
 }
 
@@ -178,8 +179,16 @@ async fn retries_are_debug_events_with_attempt_and_delay() {
     assert_eq!(
         seen,
         [
-            ("1".to_owned(), Some("40ms".to_owned()), "retried".to_owned()),
-            ("2".to_owned(), Some("40ms".to_owned()), "retried".to_owned()),
+            (
+                "1".to_owned(),
+                Some("40ms".to_owned()),
+                "retried".to_owned()
+            ),
+            (
+                "2".to_owned(),
+                Some("40ms".to_owned()),
+                "retried".to_owned()
+            ),
             ("3".to_owned(), None, "gave_up".to_owned()),
         ]
     );

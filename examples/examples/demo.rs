@@ -1,8 +1,9 @@
 //! Run with: cargo run --release --example demo
 //!
 //! The same batch of prompts pushed at a rate- and concurrency-limited OpenAI-compatible API
-//! in several ways (no limit, the seed's gate + fixed retry, a gate honouring Retry-After, and
-//! a rate + adaptive limiter), with a progress bar each, then a table of what each got done.
+//! in several ways (no limit, the seed's gate + fixed retry, a gate honouring Retry-After, a
+//! rate + adaptive limiter, and a token budget against a mock whose tokens a minute bind),
+//! with a progress bar each, then a table of what each got done.
 //! It starts a mock API on 127.0.0.1: no API key, no network. `-- --help` lists the flags;
 //! `-- --base-url http://HOST/v1` points the same client at a real endpoint (plain HTTP).
 

@@ -60,6 +60,7 @@ impl Default for Config {
                 // in 6 stalls past the timeout.
                 error_one_in: Some(8),
                 stall_one_in: Some((6, Duration::from_secs(2))),
+                ..MockConfig::default()
             },
         }
     }

@@ -3,12 +3,16 @@
 //! teaches; the tests include those files and run them with small numbers and paused time.
 //!
 //! - [`seed`]: what the seed's five examples share (a gauge, log stamps, a refusing server).
-//! - [`mock`]: an OpenAI-compatible mock API on 127.0.0.1 with rate and concurrency limits.
-//! - [`client`]: a minimal HTTP/1 client for `POST /v1/chat/completions`.
+//! - [`mock`]: a mock OpenAI API on 127.0.0.1 with OpenAI's request, token and concurrency
+//!   limits, headers and errors (`cargo run --example mock_llm` serves it alone).
+//! - [`client`]: a small reqwest client for `POST /v1/chat/completions`.
 //! - [`demo`]: the README's first command: the same prompts pushed three ways, then a table.
+//! - [`llm_batch`]: the batch tool (JSONL in, JSONL out in input order, RPM + TPM budgets,
+//!   resume after a crash) and the OpenAI Cookbook's script beside it as the baseline.
 
 pub mod client;
 pub mod demo;
+pub mod llm_batch;
 pub mod mock;
 mod out;
 pub mod seed;

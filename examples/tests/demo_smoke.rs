@@ -93,6 +93,44 @@ async fn demo_with_small_numbers_adds_up() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_budget_loses_nothing_against_a_binding_token_limit() {
+    let config = Config::from_args(args(&[
+        "--prompts",
+        "40",
+        "--only",
+        "tokens",
+        "--no-progress",
+    ]))
+    .expect("valid flags");
+    let report = demo::run(&config, &Out::silent())
+        .await
+        .expect("the demo runs");
+    let [row] = report.rows.as_slice() else {
+        panic!("one row: {:?}", report.rows)
+    };
+    let seen = row.server.as_ref().expect("mock stats");
+    let limits = config.token_server();
+    assert_eq!(
+        limits.binding_limit(40, seen.completed_tokens),
+        "tokens",
+        "the token limit binds: {limits:?}"
+    );
+    assert_eq!((row.succeeded, row.failed), (40, 0), "{row:?}");
+    assert!(row.rate_limited <= 1, "{row:?}");
+    let efficiency = row.efficiency.expect("nothing lost");
+    assert!(
+        efficiency >= 0.95,
+        "{efficiency} of the binding limit: {row:?}"
+    );
+    // The mock kept its own limit whatever the client did.
+    for secs in [1, 2] {
+        let window = std::time::Duration::from_secs(secs);
+        let bound = limits.token_burst + (limits.token_rate_per_sec * secs as f64) as u64;
+        assert!(seen.most_tokens_in(window) <= bound, "{secs}s");
+    }
+}
+
 #[test]
 fn flags_are_checked() {
     assert!(matches!(

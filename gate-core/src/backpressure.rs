@@ -90,7 +90,7 @@ pub trait Backpressure {
 /// return. A policy built with
 /// [`honor_retry_after_with`](crate::RetryBuilder::honor_retry_after_with) reads errors
 /// through a function returning it, for error types that cannot implement [`Backpressure`]
-/// (another crate's, under the orphan rule); it implements [`Backpressure`] itself.
+/// (another crate's, under the orphan rule).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Signal {
     /// The server is overloaded ([`Backpressure::is_overload`]).
@@ -147,19 +147,5 @@ impl Signal {
         } else {
             Outcome::Failed
         }
-    }
-}
-
-impl Backpressure for Signal {
-    fn is_overload(&self) -> bool {
-        self.overload
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-
-    fn is_permanent(&self) -> bool {
-        self.permanent
     }
 }

@@ -12,6 +12,10 @@ pub enum AcquireError {
     TimedOut,
     /// The queue already held `max_waiters` callers, so this one was refused at once.
     QueueFull,
+    /// The store that keeps a shared limit (gate-redis's Redis) could not be reached, and
+    /// the source's failure policy is to refuse rather than admit without it. A later
+    /// admission may succeed: the store is asked again.
+    Unavailable,
     /// A reservation of zero tokens from a token budget
     /// ([`Limiter::acquire_tokens`](crate::Limiter::acquire_tokens)): an estimate of
     /// nothing is a bug in the estimate, not a free call.
@@ -32,6 +36,7 @@ impl fmt::Display for AcquireError {
             Self::Closed => f.write_str("gate closed"),
             Self::TimedOut => f.write_str("timed out waiting for a permit"),
             Self::QueueFull => f.write_str("too many callers waiting for a permit"),
+            Self::Unavailable => f.write_str("the shared limit's store could not be reached"),
             Self::ZeroCost => f.write_str("a reservation of zero tokens"),
             Self::TooLarge {
                 requested,

@@ -21,8 +21,8 @@ use gate_core::Limiter;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum FailurePolicy {
-    /// Refuse: admissions fail with [`AcquireError::Closed`](gate_core::AcquireError::Closed)
-    /// (gate-core has no variant for an unreachable store; see the crate docs).
+    /// Refuse: admissions fail with
+    /// [`AcquireError::Unavailable`](gate_core::AcquireError::Unavailable).
     #[default]
     Closed,
     /// Admit everyone, without limit, until Redis answers again.

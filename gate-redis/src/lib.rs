@@ -83,8 +83,8 @@
 //! process, capped at the [`max_pause`](RedisLimiterBuilder::max_pause) (60 s by default).
 //!
 //! Refusing because Redis is unreachable is reported as
-//! [`AcquireError::Closed`](gate_core::AcquireError::Closed): gate-core's error has no
-//! variant of its own for a store that cannot be reached.
+//! [`AcquireError::Unavailable`](gate_core::AcquireError::Unavailable), apart from a limiter
+//! that was closed: a later admission asks Redis again.
 
 mod admission;
 mod background;

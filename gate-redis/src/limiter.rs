@@ -651,7 +651,7 @@ impl Shared {
         tokens: u64,
     ) -> Result<RedisPermit, AcquireError> {
         match &self.on_failure {
-            FailurePolicy::Closed => Err(AcquireError::Closed),
+            FailurePolicy::Closed => Err(AcquireError::Unavailable),
             FailurePolicy::Open => Ok(RedisPermit::new(Arc::clone(self), Held::Open, 0)),
             FailurePolicy::Local(local) => {
                 // The caller's time bound is applied around the whole admission.

@@ -2,7 +2,8 @@
 //! ways, each with a progress bar, then a table of what each way got done.
 //!
 //! By default it starts a mock OpenAI-compatible API on 127.0.0.1 ([`crate::mock`]), so it
-//! needs no key and no network. `--base-url` points the same client at a real endpoint.
+//! needs no key and no network; the token-budget row runs against a second mock, the same but
+//! for a token limit that binds ([`Config::token_server`]). `--base-url` points the same client at a real endpoint.
 //! Run `cargo run --release --example demo -- --help` for the flags.
 
 mod strategies;
@@ -19,7 +20,7 @@ use gate_core::rate::Rate;
 
 use crate::Out;
 use crate::client::{ChatClient, ClientError};
-use crate::mock::{MockConfig, MockServer, ServerStats};
+use crate::mock::{MockConfig, MockServer, ServerStats, usage_for};
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -36,6 +37,14 @@ pub struct Config {
     pub model: String,
     /// The rate limit the client believes it has (defaults to the mock's).
     pub client_rate: Option<u32>,
+    /// Tokens a minute the mock allows for the strategies that run against a binding token
+    /// limit ([`Strategy::binds_on_tokens`]); the other strategies' mock does not bind on
+    /// tokens.
+    pub server_tpm: u64,
+    /// Tokens that mock lets be charged back to back (its token bucket).
+    pub server_token_bucket: u64,
+    /// The tokens a minute the client believes it has (defaults to the mock's).
+    pub client_tpm: Option<u64>,
     /// Scale of client-side waits and timeouts (`--fast` makes everything 10 times quicker).
     pub time_scale: f64,
     /// Strategies to run, in order.
@@ -54,6 +63,9 @@ impl Default for Config {
             api_key_env: "OPENAI_API_KEY".into(),
             model: "gpt-4o-mini".into(),
             client_rate: None,
+            server_tpm: 36_000,
+            server_token_bucket: 600,
+            client_tpm: None,
             time_scale: 1.0,
             strategies: Strategy::ALL.to_vec(),
             progress: true,
@@ -74,13 +86,16 @@ Options:
   --server-burst N         mock: requests it admits back to back (8)
   --server-concurrency N   mock: requests it serves at once (8)
   --latency-ms N           mock: mean time per completion (250)
-  --fast                   ten times faster: mock latency / 10, rate x 10, client waits / 10
+  --server-tpm N           mock of the token-budget row: tokens a minute (36000)
+  --server-token-bucket N  mock of the token-budget row: tokens back to back (600)
+  --fast                   ten times faster: mock latency / 10, rates x 10, client waits / 10
   --base-url URL           a real endpoint instead, like http://localhost:8000/v1
                            (plain HTTP: TLS is not compiled in)
   --api-key-env VAR        environment variable holding the key (OPENAI_API_KEY)
   --model NAME             model to ask (gpt-4o-mini)
   --rate N                 requests per second the client is allowed (the mock's rate)
-  --only a,b               strategies to run: no-limit, fixed, retry-after, adaptive
+  --tpm N                  tokens a minute the client is allowed (the mock's)
+  --only a,b               strategies to run: no-limit, fixed, retry-after, adaptive, tokens
   --no-progress            no progress bars
   -h, --help               this text";
 
@@ -141,6 +156,11 @@ impl Config {
                 "--api-key-env" => config.api_key_env = value(&flag)?,
                 "--model" => config.model = value(&flag)?,
                 "--rate" => config.client_rate = Some(number(&flag, &value(&flag)?)?),
+                "--server-tpm" => config.server_tpm = number(&flag, &value(&flag)?)?,
+                "--server-token-bucket" => {
+                    config.server_token_bucket = number(&flag, &value(&flag)?)?
+                }
+                "--tpm" => config.client_tpm = Some(number(&flag, &value(&flag)?)?),
                 "--only" => {
                     config.strategies = value(&flag)?
                         .split(',')
@@ -150,9 +170,10 @@ impl Config {
                                 "fixed" => Strategy::FixedGate,
                                 "retry-after" => Strategy::GateRetryAfter,
                                 "adaptive" => Strategy::RateAdaptive,
+                                "tokens" => Strategy::TokenBudget,
                                 other => {
                                     return Err(DemoError::Usage(format!(
-                                        "unknown strategy `{other}`; expected no-limit, fixed, retry-after or adaptive"
+                                        "unknown strategy `{other}`; expected no-limit, fixed, retry-after, adaptive or tokens"
                                     )));
                                 }
                             })
@@ -165,20 +186,52 @@ impl Config {
         if fast {
             config = config.fast();
         }
-        if config.server.rate_per_sec < 1.0 || config.server.max_concurrent == 0 {
+        if config.server.rate_per_sec < 1.0
+            || config.server.max_concurrent == 0
+            || config.server_tpm == 0
+            || config.server_token_bucket == 0
+        {
             return Err(DemoError::Usage(
-                "the server's rate and concurrency must be at least 1".into(),
+                "the server's rates, token bucket and concurrency must be at least 1".into(),
             ));
         }
         Ok(config)
     }
 
-    /// Ten times faster: the mock's latency / 10 and rate × 10, client waits / 10.
+    /// Ten times faster: the mock's latency / 10 and rates × 10 (its token buckets as they
+    /// were), client waits / 10.
     pub fn fast(mut self) -> Self {
         self.server.latency /= 10;
         self.server.rate_per_sec *= 10.0;
+        self.server.token_rate_per_sec *= 10.0;
+        self.server_tpm = self.server_tpm.saturating_mul(10);
         self.time_scale /= 10.0;
         self
+    }
+
+    /// The mock for the strategies that [bind on tokens](Strategy::binds_on_tokens): the
+    /// same as [`server`](Self::server) but with [`server_tpm`](Self::server_tpm) tokens a
+    /// minute and a bucket of [`server_token_bucket`](Self::server_token_bucket).
+    pub fn token_server(&self) -> MockConfig {
+        MockConfig {
+            token_rate_per_sec: self.server_tpm as f64 / 60.0,
+            token_burst: self.server_token_bucket,
+            ..self.server.clone()
+        }
+    }
+
+    /// The client's token budget: the server's tokens a minute, and its bucket less 2%.
+    ///
+    /// The 2% is for the network: a request reaches the server a moment after the client
+    /// charged it, and a server whose bucket is full meanwhile does not refill, so a client
+    /// with exactly the server's bucket runs that moment's tokens ahead of it and gets the
+    /// odd 429 at the limit.
+    fn client_tokens(&self) -> Rate {
+        let per_min = self.client_tpm.unwrap_or(self.server_tpm);
+        let per_min = u32::try_from(per_min).unwrap_or(u32::MAX).max(1);
+        let bucket = self.server_token_bucket - (self.server_token_bucket / 50).max(1);
+        let bucket = u32::try_from(bucket).unwrap_or(u32::MAX).max(2);
+        Rate::per_minute(per_min).burst(bucket)
     }
 
     fn client_rate(&self) -> Rate {
@@ -256,6 +309,21 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
         (None, None) => unreachable!("a mock is started when no base url is given"),
     };
     let client = ChatClient::new(&base_url, api_key, &config.model).map_err(DemoError::Client)?;
+    // The strategies that budget tokens run against a mock whose token limit binds.
+    let token_mock = match &config.base_url {
+        None if config.strategies.iter().any(|s| s.binds_on_tokens()) => Some(
+            MockServer::start(config.token_server())
+                .await
+                .map_err(DemoError::Io)?,
+        ),
+        _ => None,
+    };
+    let token_client = match &token_mock {
+        Some(mock) => {
+            ChatClient::new(&mock.base_url(), None, &config.model).map_err(DemoError::Client)?
+        }
+        None => client.clone(),
+    };
 
     let topics = ["ocean", "mountain", "forest", "desert", "city"];
     let prompts: Vec<Arc<str>> = (0..config.prompts)
@@ -267,11 +335,15 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
         })
         .collect();
 
+    let tokens: u64 = prompts
+        .iter()
+        .map(|p| usage_for(p, client.max_tokens()))
+        .sum();
     match &mock {
         Some(mock) => {
             let s = mock.config();
             out.line(format!(
-                "Mock OpenAI-compatible API on {}: {} requests/s (burst {}), {} at once, ~{}ms per completion; 429 + Retry-After beyond either limit.",
+                "Mock OpenAI-compatible API on {}: {} requests/s (burst {}), {} at once, ~{}ms per completion; 429 + Retry-After beyond any limit.",
                 mock.base_url(),
                 s.rate_per_sec,
                 s.burst,
@@ -281,8 +353,18 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             out.line(format!(
                 "The fastest any client could finish {} prompts: {}.\n",
                 config.prompts,
-                table::secs(s.ideal_makespan(config.prompts))
+                table::secs(s.ideal_makespan(config.prompts, tokens))
             ));
+            if let Some(token_mock) = &token_mock {
+                let t = token_mock.config();
+                out.line(format!(
+                    "The token-budget row runs against the same mock limited to {} tokens a minute ({} back to back), charged as prompt + max_tokens on admission and refunded down to the usage: {} tokens in all, the fastest {}.\n",
+                    t.token_rate_per_sec * 60.0,
+                    t.token_burst,
+                    tokens,
+                    table::secs(t.ideal_makespan(config.prompts, tokens))
+                ));
+            }
         }
         None => out.line(format!(
             "Endpoint {} (model {}, key from ${}: {}).\n",
@@ -300,19 +382,26 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
     let knobs = Knobs {
         time_scale: config.time_scale,
         rate: config.client_rate(),
+        tokens: config.client_tokens(),
         progress: config.progress,
     };
     let mut rows = Vec::new();
     for &strategy in &config.strategies {
-        if let Some(mock) = &mock {
+        let (mock, client) = if strategy.binds_on_tokens() {
+            (token_mock.as_ref().or(mock.as_ref()), &token_client)
+        } else {
+            (mock.as_ref(), &client)
+        };
+        if let Some(mock) = mock {
             mock.reset();
         }
         out.line(format!("▶ {}: {}", strategy.name(), strategy.description()));
-        let pushed = strategy.run(&prompts, &client, &knobs).await;
+        let pushed = strategy.run(&prompts, client, &knobs).await;
         let s = &pushed.summary;
-        let server = mock.as_ref().map(MockServer::stats);
-        let efficiency = mock.as_ref().filter(|_| s.failed == 0).map(|mock| {
-            let ideal = mock.config().ideal_makespan(s.total);
+        let server = mock.map(MockServer::stats);
+        let efficiency = mock.filter(|_| s.failed == 0).map(|mock| {
+            let tokens = server.as_ref().map_or(0, |seen| seen.completed_tokens);
+            let ideal = mock.config().ideal_makespan(s.total, tokens);
             if s.elapsed.is_zero() {
                 1.0
             } else {
@@ -343,6 +432,9 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             "efficiency: the fastest any client could finish every prompt within the server's limits, \
              divided by the time taken; \"-\" where prompts were lost.",
         );
+    }
+    if let Some(token_mock) = token_mock {
+        token_mock.shutdown().await;
     }
     if let Some(mock) = mock {
         mock.shutdown().await;

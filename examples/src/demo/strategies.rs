@@ -10,7 +10,8 @@ use gate_core::Batch;
 use gate_core::adaptive::Aimd;
 use gate_core::batch::Summary;
 use gate_core::rate::Rate;
-use gate_core::{Admission, Gate, Limiter, Retry, Unlimited};
+use gate_core::retry::{Attempt, Attempts, Step};
+use gate_core::{AcquireError, Admission, Gate, Limiter, Retry, Unlimited};
 
 use crate::client::{ApiError, ChatClient};
 
@@ -28,15 +29,21 @@ pub enum Strategy {
     /// The client's published rate limit, a concurrency limit found by AIMD, and
     /// `Retry-After` honoured by every caller at once (a [`Limiter`]).
     RateAdaptive,
+    /// A [`Limiter`] with the published request rate and token budget: each attempt reserves
+    /// its estimate (prompt characters / 4 + `max_tokens`, OpenAI's own count) and settles
+    /// with the `usage` the response reports; AIMD concurrency and `Retry-After` as above.
+    /// Run against a mock whose token limit binds.
+    TokenBudget,
 }
 
 impl Strategy {
     /// Every strategy, in the order the demo runs them.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::NoLimit,
         Strategy::FixedGate,
         Strategy::GateRetryAfter,
         Strategy::RateAdaptive,
+        Strategy::TokenBudget,
     ];
 
     /// The name in the table.
@@ -46,6 +53,7 @@ impl Strategy {
             Self::FixedGate => "gate 10 + fixed retry",
             Self::GateRetryAfter => "gate 10 + Retry-After",
             Self::RateAdaptive => "rate + adaptive + Retry-After",
+            Self::TokenBudget => "rate + tokens + adaptive",
         }
     }
 
@@ -62,6 +70,10 @@ impl Strategy {
             Self::RateAdaptive => {
                 "Limiter: the published rate, AIMD concurrency, Retry-After pauses every caller"
             }
+            Self::TokenBudget => {
+                "Limiter: the published rate and tokens a minute, reserve prompt + max_tokens, \
+                 settle with the usage, AIMD concurrency, Retry-After"
+            }
         }
     }
 
@@ -69,7 +81,13 @@ impl Strategy {
     /// server's, its concurrency limit adapts), so it should finish every prompt with hardly
     /// a 429. The others find the limits by hitting them, and may run out of attempts.
     pub fn stays_within_limits(self) -> bool {
-        matches!(self, Self::RateAdaptive)
+        matches!(self, Self::RateAdaptive | Self::TokenBudget)
+    }
+
+    /// Whether the strategy runs against the mock whose token limit binds
+    /// ([`Config::token_server`](super::Config::token_server)).
+    pub fn binds_on_tokens(self) -> bool {
+        matches!(self, Self::TokenBudget)
     }
 
     /// Pushes `prompts` through `client` this way.
@@ -131,6 +149,21 @@ impl Strategy {
                 )
                 .await
             }
+            Self::TokenBudget => {
+                let aimd = Aimd::builder()
+                    .initial(4)
+                    .max(256)
+                    .build()
+                    .expect("valid AIMD settings");
+                let limiter = Limiter::builder()
+                    .rate(knobs.rate)
+                    .tokens(knobs.tokens)
+                    .adaptive(aimd)
+                    .build()
+                    .expect("valid limiter");
+                let policy = backoff_policy(knobs, timeout);
+                push_tokens(&limiter, &policy, label, prompts, client, knobs).await
+            }
         }
     }
 }
@@ -148,6 +181,9 @@ pub struct Knobs {
     pub time_scale: f64,
     /// The rate limit the client was told it has (a provider publishes it per tier).
     pub rate: Rate,
+    /// The token budget the client was told it has (tokens a minute, and how many may be
+    /// spent at once).
+    pub tokens: Rate,
     /// Whether to draw progress bars.
     pub progress: bool,
 }
@@ -195,13 +231,85 @@ where
             let rate_limited = &rate_limited;
             async move {
                 let answer = client.complete(&prompt).await;
-                if let Err(ApiError::RateLimited { .. }) = answer {
+                if answer.as_ref().is_err_and(ApiError::is_too_many_requests) {
                     rate_limited.fetch_add(1, Relaxed);
                 }
                 answer
             }
         })
         .await;
+    Pushed {
+        summary: report.summary,
+        rate_limited: rate_limited.load(Relaxed),
+    }
+}
+
+/// Pushes `prompts` with a token budget: each attempt reserves the prompt's estimate from
+/// `limiter`, settles it with the usage the response reports (0 for a 429, which the server
+/// does not charge), and is retried under `policy` ([`Attempts`]). A [`Batch`] drives the
+/// prompts and draws the progress bar; the retries happen inside each item, so the
+/// summary's attempts are counted here.
+async fn push_tokens(
+    limiter: &Limiter,
+    policy: &Retry<ApiError>,
+    label: &'static str,
+    prompts: &[Arc<str>],
+    client: &ChatClient,
+    knobs: &Knobs,
+) -> Pushed {
+    let rate_limited = AtomicU64::new(0);
+    let attempts_made = AtomicU64::new(0);
+    let timeout = Duration::from_secs(30).mul_f64(knobs.time_scale);
+    let mut report = Batch::new(Unlimited)
+        .max_in_flight(usize::MAX)
+        .retry(Retry::new(0))
+        .label(label)
+        .progress(knobs.progress)
+        .run(prompts.iter().cloned(), |prompt| {
+            let (rate_limited, attempts_made) = (&rate_limited, &attempts_made);
+            async move {
+                let estimate = client.estimate(&prompt);
+                let mut attempts = Attempts::new();
+                loop {
+                    let mut permit =
+                        limiter
+                            .acquire_tokens(estimate)
+                            .await
+                            .map_err(|e| match e {
+                                AcquireError::TooLarge { .. } => ApiError::TooLarge {
+                                    message: e.to_string(),
+                                },
+                                _ => ApiError::Transport(format!("not admitted: {e}")),
+                            })?;
+                    attempts_made.fetch_add(1, Relaxed);
+                    let attempt = Attempt::within(timeout, client.chat(&prompt)).await;
+                    let attempt = match attempt {
+                        Attempt::Returned(Ok(completion)) => {
+                            if let Some(usage) = completion.usage {
+                                permit.settle(usage.total_tokens);
+                            }
+                            Attempt::Returned(Ok(completion.content))
+                        }
+                        Attempt::Returned(Err(e)) => {
+                            if e.is_too_many_requests() {
+                                rate_limited.fetch_add(1, Relaxed);
+                                permit.settle(0);
+                            }
+                            Attempt::Returned(Err(e))
+                        }
+                        Attempt::TimedOut => Attempt::TimedOut,
+                    };
+                    match attempts.next_timed(permit, attempt, policy) {
+                        Step::Done(returned) => return returned,
+                        Step::Wait(delay) => tokio::time::sleep(delay).await,
+                    }
+                }
+            }
+        })
+        .await;
+    let summary = &mut report.summary;
+    summary.attempts = attempts_made.load(Relaxed);
+    summary.retries = summary.attempts.saturating_sub(summary.total as u64);
     Pushed {
         summary: report.summary,
         rate_limited: rate_limited.load(Relaxed),

@@ -17,8 +17,9 @@ pub enum KeyedAcquireError {
     QueueFull,
     /// The key's limiter was closed ([`KeyedLimiter`](super::KeyedLimiter) only).
     Closed,
-    /// The key's limiter refused the reservation itself: a token cost of zero, or above
-    /// its budget's capacity ([`KeyedLimiter`](super::KeyedLimiter) only).
+    /// The key's limiter refused for a reason of its own: a token cost of zero or above its
+    /// budget's capacity, or a shared store out of reach ([`KeyedLimiter`](super::KeyedLimiter)
+    /// only).
     Cost(AcquireError),
 }
 
@@ -43,7 +44,9 @@ impl From<AcquireError> for KeyedAcquireError {
             AcquireError::Closed => Self::Closed,
             AcquireError::TimedOut => Self::TimedOut,
             AcquireError::QueueFull => Self::QueueFull,
-            cost @ (AcquireError::ZeroCost | AcquireError::TooLarge { .. }) => Self::Cost(cost),
+            other @ (AcquireError::Unavailable
+            | AcquireError::ZeroCost
+            | AcquireError::TooLarge { .. }) => Self::Cost(other),
         }
     }
 }

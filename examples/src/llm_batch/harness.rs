@@ -1,0 +1,290 @@
+//! Both tools against the mock, in the issue's setting: 240 varied prompts, a server
+//! enforcing RPM 600, TPM 180,000 (charging `prompt + max_tokens` on admission, refunding
+//! the unused part on completion) and 8 at once, and the same limits given to each client.
+//! What `cargo run --release --example llm_batch_bench` prints and the tests assert.
+//!
+//! [`Scenario::speedup`] runs the same schedule `k` times faster (the mock's rates × `k`,
+//! its latency / `k`, the clients' minute / `k`; bucket sizes, prompts and concurrency
+//! unchanged), so a test can run it in seconds with the same ratios.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::args::Args;
+use super::cookbook::{self, PauseOn};
+use super::stop::Stop;
+use crate::mock::{MockConfig, MockServer, ServerStats};
+
+/// The limits, the prompts and the pace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Prompts in the batch.
+    pub prompts: usize,
+    /// The server's requests per minute, and the clients'.
+    pub rpm: u32,
+    /// The server's tokens per minute, and the clients'.
+    pub tpm: u32,
+    /// The server's concurrency limit, and `llm_batch`'s `--concurrency`.
+    pub concurrency: usize,
+    /// The mock's mean latency (before the speed-up).
+    pub latency: Duration,
+    /// How many times faster than real time.
+    pub speedup: f64,
+}
+
+impl Scenario {
+    /// The issue's: 240 prompts, RPM 600, TPM 180,000, 8 at once, 250 ms a completion.
+    pub fn issue() -> Self {
+        Self {
+            prompts: 240,
+            rpm: 600,
+            tpm: 180_000,
+            concurrency: 8,
+            latency: Duration::from_millis(250),
+            speedup: 1.0,
+        }
+    }
+
+    /// The same schedule `k` times faster.
+    pub fn speedup(mut self, k: f64) -> Self {
+        self.speedup = k;
+        self
+    }
+
+    /// The clients' minute.
+    pub fn minute(&self) -> Duration {
+        Duration::from_secs(60).div_f64(self.speedup)
+    }
+
+    /// The mock's configuration: the limits per (sped-up) minute, each bucket a minute's
+    /// worth, as OpenAI's.
+    pub fn mock(&self) -> MockConfig {
+        let mut config = MockConfig::per_minute(self.rpm, u64::from(self.tpm), self.concurrency);
+        config.latency = self.latency.div_f64(self.speedup);
+        config.rate_per_sec *= self.speedup;
+        config.token_rate_per_sec *= self.speedup;
+        config
+    }
+
+    /// The fastest the server's limits allow for the whole batch.
+    pub fn ideal(&self) -> Duration {
+        let tokens = requests(self.prompts)
+            .iter()
+            .map(|r| {
+                let prompt = r["messages"][0]["content"].as_str().unwrap_or_default();
+                crate::mock::usage_for(prompt, r["max_tokens"].as_u64().unwrap_or(0))
+            })
+            .sum();
+        self.mock().ideal_makespan(self.prompts, tokens)
+    }
+}
+
+/// `n` chat-completions requests of varied length: prompts from about 200 to 1,400 tokens
+/// and `max_tokens` from 100 to 400, in an order that mixes them, each with
+/// `"metadata": {"id": i}`.
+pub fn requests(n: usize) -> Vec<Map<String, Value>> {
+    const WORDS: [&str; 8] = [
+        "gate", "token", "budget", "quota", "minute", "server", "prompt", "answer",
+    ];
+    (0..n)
+        .map(|i| {
+            let target = 800 + (i * 37 % 50) * 100;
+            let mut content = format!("Prompt {i}: write about");
+            let mut w = i;
+            while content.len() < target {
+                content.push(' ');
+                content.push_str(WORDS[w % WORDS.len()]);
+                w = w.wrapping_mul(31).wrapping_add(7);
+            }
+            let body = json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": content}],
+                "max_tokens": 100 + (i * 13 % 4) * 100,
+                "metadata": {"id": i},
+            });
+            match body {
+                Value::Object(body) => body,
+                _ => unreachable!("an object literal"),
+            }
+        })
+        .collect()
+}
+
+/// What one run got done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Which tool.
+    pub tool: &'static str,
+    /// Prompts in the batch.
+    pub prompts: usize,
+    /// Prompts answered with a completion.
+    pub answered: u64,
+    /// Requests the server received.
+    pub requests: u64,
+    /// Requests it refused with 429.
+    pub refused: u64,
+    /// From the first request to the last answer written.
+    pub makespan: Duration,
+    /// The fastest the server's limits allow.
+    pub ideal: Duration,
+    /// Whether the output's lines are in input order.
+    pub in_order: bool,
+}
+
+impl Figures {
+    fn new(
+        tool: &'static str,
+        scenario: &Scenario,
+        answered: u64,
+        stats: &ServerStats,
+        makespan: Duration,
+        in_order: bool,
+    ) -> Self {
+        Self {
+            tool,
+            prompts: scenario.prompts,
+            answered,
+            requests: stats.requests,
+            refused: stats.rejected(),
+            makespan,
+            ideal: scenario.ideal(),
+            in_order,
+        }
+    }
+
+    /// Refused requests, as a percentage of those the server received.
+    pub fn refused_pct(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        100.0 * self.refused as f64 / self.requests as f64
+    }
+
+    /// How far the makespan is above the ideal, in percent.
+    pub fn over_ideal_pct(&self) -> f64 {
+        100.0 * (self.makespan.as_secs_f64() / self.ideal.as_secs_f64().max(1e-9) - 1.0)
+    }
+
+    /// The table's header, for [`Display`](fmt::Display) rows.
+    pub const HEADER: &'static str = "tool                      answered  requests  refused   makespan    ideal  vs ideal  in order";
+}
+
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<24} {:>5}/{:<4} {:>8} {:>6.1}% {:>9.2}s {:>7.2}s {:>+8.1}%  {}",
+            self.tool,
+            self.answered,
+            self.prompts,
+            self.requests,
+            self.refused_pct(),
+            self.makespan.as_secs_f64(),
+            self.ideal.as_secs_f64(),
+            self.over_ideal_pct(),
+            if self.in_order { "yes" } else { "no" },
+        )
+    }
+}
+
+fn write_input(path: &Path, requests: &[Map<String, Value>]) -> io::Result<()> {
+    let mut text = String::new();
+    for request in requests {
+        text.push_str(&Value::Object(request.clone()).to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+}
+
+/// Runs `llm_batch` (in this process) over the scenario's prompts against a fresh mock,
+/// with files in `dir`.
+pub async fn run_llm_batch(scenario: &Scenario, dir: &Path) -> io::Result<Figures> {
+    let server = MockServer::start(scenario.mock()).await?;
+    let input = dir.join("llm_batch-in.jsonl");
+    let output = dir.join("llm_batch-out.jsonl");
+    let _ = std::fs::remove_file(&output);
+    write_input(&input, &requests(scenario.prompts))?;
+    let args = Args {
+        input,
+        output: output.clone(),
+        base_url: server.base_url(),
+        rpm: scenario.rpm,
+        tpm: scenario.tpm,
+        concurrency: scenario.concurrency,
+        retries: Args::DEFAULT_RETRIES,
+        resume: false,
+        api_key: None,
+        period: scenario.minute(),
+    };
+    let start = Instant::now();
+    let finished = super::run(&args, &Stop::new(), false)
+        .await
+        .map_err(io::Error::other)?;
+    let makespan = start.elapsed();
+    let indices: Vec<u64> = std::fs::read_to_string(&output)?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok()?["index"].as_u64())
+        .collect();
+    let in_order = indices.iter().copied().eq(0..scenario.prompts as u64);
+    Ok(Figures::new(
+        "llm_batch",
+        scenario,
+        finished.summary.succeeded,
+        &server.stats(),
+        makespan,
+        in_order,
+    ))
+}
+
+/// Runs the Cookbook's algorithm over the scenario's prompts against a fresh mock, with the
+/// same limits times `headroom` (1.0, or its advised 0.75), with files in `dir`.
+pub async fn run_cookbook(
+    scenario: &Scenario,
+    dir: &Path,
+    headroom: f64,
+    pause_on: PauseOn,
+) -> io::Result<Figures> {
+    let server = MockServer::start(scenario.mock()).await?;
+    let output = dir.join("cookbook-out.jsonl");
+    let _ = std::fs::remove_file(&output);
+    let config = cookbook::Config {
+        request_url: format!("{}/chat/completions", server.base_url()),
+        api_key: None,
+        max_requests_per_minute: f64::from(scenario.rpm) * headroom,
+        max_tokens_per_minute: f64::from(scenario.tpm) * headroom,
+        max_attempts: 5,
+        pause_on,
+        minute: scenario.minute(),
+    };
+    let start = Instant::now();
+    let status =
+        cookbook::process_api_requests(requests(scenario.prompts), &output, config).await?;
+    let makespan = start.elapsed();
+    let ids: Vec<u64> = std::fs::read_to_string(&output)?
+        .lines()
+        .filter_map(|line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            line.get(2)?["id"].as_u64()
+        })
+        .collect();
+    let in_order = ids.iter().copied().eq(0..scenario.prompts as u64);
+    let tool = match (pause_on, headroom < 1.0) {
+        (PauseOn::ErrorCode429, false) => "cookbook",
+        (PauseOn::ErrorCode429, true) => "cookbook, 75% headroom",
+        (PauseOn::RateLimitMessage, false) => "cookbook (older pause)",
+        (PauseOn::RateLimitMessage, true) => "cookbook (older), 75%",
+    };
+    Ok(Figures::new(
+        tool,
+        scenario,
+        status.num_tasks_succeeded,
+        &server.stats(),
+        makespan,
+        in_order,
+    ))
+}

@@ -1,0 +1,355 @@
+//! [`Runner`]: one line through the limiter and the API, retried, to its [`Record`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use gate_core::adaptive::Aimd;
+use gate_core::hint::{self, ServerLimits};
+use gate_core::rate::Rate;
+use gate_core::retry::{Attempt, Attempts, Step};
+use gate_core::{AcquireError, Limiter, Retry};
+use serde_json::{Map, Value, json};
+
+use super::error::CallError;
+use super::input::Line;
+use super::output::Record;
+use super::stop::Stop;
+use super::summary::{Counters, Stopped};
+
+/// The longest `Retry-After` honoured, by a retry and by the limiter's pause alike: a
+/// token window refills within a minute, so a longer hint is a mistake or a spent daily
+/// quota, and ends the line (which `--resume` can send again later).
+pub const MAX_HINT: Duration = Duration::from_secs(120);
+
+/// The longest one attempt may take before it is cancelled and retried.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The largest response body read; a longer one is a transport error.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// The limits the requests go out under: one [`Limiter`] with a request rate of `rpm` and a
+/// token budget of `tpm` per `period` (a minute), and an AIMD concurrency limit of at most
+/// `concurrency`, starting at 8 or less.
+///
+/// Both buckets hold a whole period's worth, as OpenAI's do (its headers count
+/// `x-ratelimit-remaining-requests` down from the minute's limit): a client that held less
+/// would leave the server's burst unused, and the makespan longer than the limits allow.
+/// What keeps the start from being a flood (the Cookbook script's flaw) is the concurrency
+/// limit; what keeps the buckets honest when other clients share the key is
+/// [`observe`], which lowers them to what the server's headers say remains.
+pub fn limiter(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Limiter {
+    let concurrency = concurrency.max(1);
+    let aimd = Aimd::builder()
+        .initial(concurrency.min(8))
+        .min(1)
+        .max(concurrency)
+        .build()
+        .expect("1 <= initial <= max");
+    Limiter::builder()
+        .adaptive(aimd)
+        .rate(per(rpm, period).burst(rpm))
+        .tokens(per(tpm, period))
+        .max_pause(MAX_HINT)
+        .build()
+        .expect("an adaptive limit within Gate::MAX_PERMITS")
+}
+
+/// The server's view wins: when the response's `x-ratelimit-remaining-requests` or
+/// `x-ratelimit-remaining-tokens` (read by [`ServerLimits`], on every response, 429s
+/// included) say fewer remain than the limiter's buckets think (another client shares the
+/// key, or the server counts differently), the buckets are lowered to match; never raised.
+/// A missing or malformed header changes nothing. (The server's `Retry-After` pauses the
+/// limiter through the retry policy's report of the attempt.)
+pub fn observe(limiter: &Limiter, limits: &ServerLimits) {
+    if let (Some(bucket), Some(n)) = (limiter.rate_limit(), limits.requests.remaining) {
+        bucket.lower_remaining_to(n);
+    }
+    if let (Some(bucket), Some(n)) = (limiter.token_limit(), limits.tokens.remaining) {
+        bucket.lower_remaining_to(n);
+    }
+}
+
+/// `count` per `period`, at least 1 in at least a nanosecond.
+fn per(count: u32, period: Duration) -> Rate {
+    Rate::new(count.max(1), period.max(Duration::from_nanos(1)))
+        .expect("a positive count over a positive period")
+}
+
+/// The retry policy: `retries` retries of what may pass next time (429 rate limits, 5xx,
+/// transport errors, timeouts), with exponential backoff from 500 ms to 30 s (for a
+/// `period` of a minute; shorter in proportion), full jitter, and never sooner than the
+/// server's `Retry-After` (up to [`MAX_HINT`]).
+pub fn policy(retries: u32, period: Duration) -> Retry<CallError> {
+    let scale = period.as_secs_f64() / 60.0;
+    Retry::builder(retries)
+        .exponential(
+            Duration::from_millis(500).mul_f64(scale),
+            Duration::from_secs(30).mul_f64(scale),
+        )
+        .jitter(true)
+        .honor_retry_after()
+        .max_retry_after(MAX_HINT)
+        .retry_if(CallError::is_retryable)
+        .timeout(ATTEMPT_TIMEOUT)
+        .build()
+        .expect("a valid policy")
+}
+
+/// A 2xx answer.
+#[derive(Debug)]
+struct Answer {
+    body: Value,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    /// `usage.total_tokens`, if the response reports it.
+    total_tokens: Option<u64>,
+}
+
+/// Sends lines to `{base_url}/chat/completions` under one limiter.
+#[derive(Debug)]
+pub struct Runner {
+    http: reqwest::Client,
+    endpoint: String,
+    api_key: Option<String>,
+    limiter: Limiter,
+    policy: Retry<CallError>,
+    counters: Arc<Counters>,
+    stop: Stop,
+}
+
+impl Runner {
+    /// A runner for `base_url` (checked by the caller), counting into `counters` and
+    /// stopping on `stop`.
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        limiter: Limiter,
+        policy: Retry<CallError>,
+        counters: Arc<Counters>,
+        stop: Stop,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client without TLS always builds");
+        Self {
+            http,
+            endpoint: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            api_key,
+            limiter,
+            policy,
+            counters,
+            stop,
+        }
+    }
+
+    /// The limiter the requests go through.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Runs `line` to its record: admitted for its estimated tokens, settled with the
+    /// tokens the server reports (0 for a 429, which the server did not charge; the
+    /// estimate stays charged for an attempt that got no usage back), the server's
+    /// rate-limit headers fed to the limiter, retried by the policy. `None` if the run was
+    /// stopped before the line was answered: the line is left for `--resume`.
+    pub async fn run(&self, line: Line) -> Option<Record> {
+        let mut attempts = Attempts::new();
+        loop {
+            let admitted = tokio::select! {
+                biased;
+                () = self.stop.stopped() => return None,
+                admitted = self.limiter.acquire_tokens(line.estimate) => admitted,
+            };
+            let mut permit = match admitted {
+                Ok(permit) => permit,
+                Err(AcquireError::TooLarge {
+                    requested,
+                    capacity,
+                }) => {
+                    let error = CallError::TooLarge {
+                        status: 0,
+                        body: json!({"error": {"message": format!(
+                            "the request is estimated at {requested} tokens, more than the \
+                             {capacity} that --tpm allows in a minute"
+                        )}}),
+                    };
+                    return Some(self.failed(line, &error, attempts.made()));
+                }
+                // The limiter is never closed and the estimate is never 0: nothing else
+                // can happen, but a line must still end in a record.
+                Err(e) => {
+                    let error = CallError::Transport(format!("not admitted: {e}"));
+                    return Some(self.failed(line, &error, attempts.made()));
+                }
+            };
+            self.counters.attempts.fetch_add(1, Relaxed);
+            let attempt = Attempt::within(ATTEMPT_TIMEOUT, self.attempt(&line.body)).await;
+            match &attempt {
+                Attempt::Returned(Ok(answer)) => {
+                    if let Some(used) = answer.total_tokens {
+                        permit.settle(used);
+                    }
+                }
+                Attempt::Returned(Err(error)) => {
+                    if error.is_429() {
+                        self.counters.refused_429.fetch_add(1, Relaxed);
+                    }
+                    if error.is_uncharged() {
+                        permit.settle(0);
+                    }
+                }
+                Attempt::TimedOut => {}
+            }
+            match attempts.next_timed(permit, attempt, &self.policy) {
+                Step::Done(Ok(answer)) => {
+                    self.counters.succeeded.fetch_add(1, Relaxed);
+                    self.counters
+                        .add_usage(answer.prompt_tokens, answer.completion_tokens);
+                    return Some(Record {
+                        index: line.index,
+                        metadata: line.metadata,
+                        result: Ok(answer.body),
+                    });
+                }
+                Step::Done(Err(error)) => {
+                    if matches!(error, CallError::QuotaExhausted { .. }) {
+                        self.stop.stop(Stopped::InsufficientQuota);
+                    }
+                    return Some(self.failed(line, &error, attempts.made()));
+                }
+                Step::Wait(delay) => {
+                    tokio::select! {
+                        biased;
+                        () = self.stop.stopped() => return None,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn failed(&self, line: Line, error: &CallError, attempts: u32) -> Record {
+        self.counters.failed.fetch_add(1, Relaxed);
+        Record {
+            index: line.index,
+            metadata: line.metadata,
+            result: Err(error.to_json(attempts)),
+        }
+    }
+
+    /// One request: sends `body`, feeds the response's rate-limit headers to the limiter,
+    /// reads at most [`MAX_BODY`] of the body.
+    async fn attempt(&self, body: &Map<String, Value>) -> Result<Answer, CallError> {
+        let mut request = self.http.post(&self.endpoint).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let headers = response.headers();
+        observe(&self.limiter, &ServerLimits::from_headers(headers));
+        let retry_after = hint::retry_after(headers);
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(CallError::Transport(format!(
+                    "response body over {MAX_BODY} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let parsed = serde_json::from_slice::<Value>(&bytes);
+        if !(200..300).contains(&status) {
+            let body = parsed.unwrap_or_else(|_| {
+                json!({"error": {"message": String::from_utf8_lossy(&bytes[..bytes.len().min(500)])}})
+            });
+            return Err(CallError::from_response(status, retry_after, body));
+        }
+        let body = match parsed {
+            Ok(body @ Value::Object(_)) => body,
+            Ok(_) => return Err(CallError::Malformed("not a JSON object".into())),
+            Err(e) => return Err(CallError::Malformed(e.to_string())),
+        };
+        let usage = &body["usage"];
+        Ok(Answer {
+            prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
+            completion_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
+            total_tokens: usage["total_tokens"].as_u64(),
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_remaining_counts_lower_the_buckets_and_never_raise_them() {
+        let limiter = limiter(600, 180_000, Duration::from_secs(60), 8);
+        let (requests, tokens) = (
+            limiter.rate_limit().unwrap(),
+            limiter.token_limit().unwrap(),
+        );
+        assert_eq!((requests.remaining(), tokens.remaining()), (600, 180_000));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("599"),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static(" 1000 "),
+        );
+        let observe = |headers: &HeaderMap| observe(&limiter, &ServerLimits::from_headers(headers));
+        observe(&headers);
+        assert_eq!((requests.remaining(), tokens.remaining()), (599, 1_000));
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static("5000"),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("-3"),
+        );
+        observe(&headers);
+        assert_eq!(tokens.remaining(), 1_000, "never raised");
+        assert_eq!(requests.remaining(), 599, "not a number: ignored");
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        observe(&HeaderMap::new());
+        observe(&headers);
+        assert_eq!(tokens.remaining(), 1_000);
+        // 3,000 tokens a second come back (within the rounding of a cell's nanoseconds).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!((3_999..=4_000).contains(&tokens.remaining()));
+    }
+
+    #[test]
+    fn the_policy_shrinks_its_backoff_with_the_period() {
+        let minute = policy(5, Duration::from_secs(60));
+        assert_eq!(minute.max_attempts(), 6);
+        assert_eq!(
+            minute.backoff().delay(1),
+            Duration::from_millis(500),
+            "the first retry"
+        );
+        let fast = policy(5, Duration::from_secs(6));
+        assert_eq!(fast.backoff().delay(1), Duration::from_millis(50));
+        assert_eq!(fast.max_retry_after(), MAX_HINT);
+        assert!(!fast.is_retryable(&CallError::Malformed("x".into())));
+    }
+}

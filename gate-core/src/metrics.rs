@@ -183,7 +183,7 @@ fn publish_gate(gate: &Gate, name: &'static str, limited: bool) {
     }
     let histogram = metrics::histogram!(WAIT_DURATION, &label);
     for (wait, count) in waits {
-        histogram.record_many(secs(wait), count as usize);
+        histogram.record_many(secs(wait), usize::try_from(count).unwrap_or(usize::MAX));
     }
 }
 

@@ -31,17 +31,21 @@
 //! | [`IN_FLIGHT`] | gauge | `{permit}` | permits held |
 //! | [`WAITING`] | gauge | `{caller}` | callers queued for permits |
 //! | [`ADMISSIONS`] | counter | `{caller}` | by `outcome`: `admitted`, `rejected`, `timed_out`, `cancelled` |
-//! | [`WAIT_DURATION`] | histogram | `s` | time admitted callers waited (zero for most) |
+//! | [`WAIT_DURATION`] | histogram | `s` | time admitted callers who queued waited |
 //! | [`PUSHBACK`] | counter | `{response}` | attempts reported as overloaded (limiters) |
 //! | [`PAUSED`] | gauge | `1` | 1 while a server's `Retry-After` pauses the limiter, else 0 |
 //! | [`RATE_REMAINING`] | gauge | `{request}` | requests the rate limit would admit at once |
 //! | [`TOKENS_REMAINING`] | gauge | `{token}` | tokens left in the token budget |
 //! | [`RETRIES`] | counter | `{retry}` | by `outcome`: `retried`, `gave_up`, `permanent`, `hint_too_long` |
 //!
-//! The wait histogram is published from the gate's own log-linear histogram: each wait
-//! stands at the middle of its bucket (within 12.5% of its value), and in a long queue one
-//! waiter in [`SAMPLE_EVERY`](crate::stats::SAMPLE_EVERY) is timed for the others, as in
-//! [`Stats::wait`]. Callers admitted at once count as waits of zero.
+//! The wait histogram holds the callers who queued, not those admitted at once: its count
+//! is how many waited, and `gate.admissions{outcome="admitted"}` less that count is how many
+//! got in at once. Publishing a sample per admission would cost the exporter a record per
+//! acquire, on the publishing thread but for every acquire all the same; this way it costs
+//! in proportion to the waits. It is published from the gate's own log-linear histogram:
+//! each wait stands at the middle of its bucket (within 12.5% of its value), and in a long
+//! queue one waiter in [`SAMPLE_EVERY`](crate::stats::SAMPLE_EVERY) is timed for the
+//! others, as in [`Stats::wait`]; a wait under a microsecond counts as admitted at once.
 //!
 //! # Why the `metrics` facade
 //!
@@ -83,7 +87,7 @@ pub const IN_FLIGHT: &str = "gate.in_flight";
 pub const WAITING: &str = "gate.waiting";
 /// Counter: acquisitions, by `outcome` (`admitted`, `rejected`, `timed_out`, `cancelled`).
 pub const ADMISSIONS: &str = "gate.admissions";
-/// Histogram, in seconds: how long admitted callers waited.
+/// Histogram, in seconds: how long admitted callers who had to queue waited.
 pub const WAIT_DURATION: &str = "gate.wait.duration";
 /// Counter: attempts reported to a limiter as overloaded (a 429 or 503).
 pub const PUSHBACK: &str = "gate.pushback";
@@ -108,7 +112,7 @@ pub fn describe() {
     describe_histogram!(
         WAIT_DURATION,
         Unit::Seconds,
-        "How long admitted callers waited for their permits"
+        "How long admitted callers who queued waited for their permits"
     );
     describe_counter!(
         PUSHBACK,
@@ -128,7 +132,8 @@ pub fn describe() {
 impl Gate {
     /// Writes the gate's state to the installed `metrics` recorder, labelled with its
     /// [name](Gate::name): limit, in flight and waiting (gauges), admissions by outcome
-    /// (counters), and the waits recorded since the last call (histogram). Does nothing for
+    /// (counters), and the waits of callers who queued since the last call (histogram).
+    /// Does nothing for
     /// an unnamed gate. See [`metrics`](crate::metrics) for the names and why this is
     /// called on scrape rather than recorded per acquire.
     ///

@@ -104,7 +104,10 @@ async fn a_gate_publishes_its_gauges_counters_and_waits() {
     assert_eq!(gauge(&values, "gate.waiting", "api"), 2.0);
     assert_eq!(admissions(&values, "api", "admitted"), 2);
     assert_eq!(admissions(&values, "api", "rejected"), 2);
-    assert_eq!(waits(&values, "api"), [0.0, 0.0], "two admitted at once");
+    assert!(
+        waits(&values, "api").is_empty(),
+        "two admitted at once: no wait"
+    );
 
     advance(Duration::from_millis(100)).await;
     drop(cancelled);

@@ -96,21 +96,12 @@ impl Published {
 
     /// Adds to `out` the waits `histogram` recorded since the last call, as a value for
     /// each bucket (its midpoint) and how many waits landed there, and remembers them.
-    /// `extra_zeros` waits of zero not yet in the histogram (the lock-free path's admissions)
-    /// count as recorded in its first bucket.
-    pub(crate) fn news(
-        &mut self,
-        histogram: &Histogram,
-        extra_zeros: u64,
-        out: &mut Vec<(Duration, u64)>,
-    ) {
+    /// Waits under a microsecond (the first bucket: callers admitted at once) are left out,
+    /// so that publishing costs in proportion to the callers that waited.
+    pub(crate) fn news(&mut self, histogram: &Histogram, out: &mut Vec<(Duration, u64)>) {
         let seen = self.counts.get_or_insert_with(|| Box::new([0; BUCKETS]));
-        for (i, (&now, seen)) in histogram.counts.iter().zip(seen.iter_mut()).enumerate() {
-            let now = if i == 0 {
-                now.saturating_add(extra_zeros)
-            } else {
-                now
-            };
+        let buckets = histogram.counts.iter().zip(seen.iter_mut()).enumerate();
+        for (i, (&now, seen)) in buckets.skip(1) {
             let new = now.saturating_sub(*seen);
             if new > 0 {
                 *seen = now;
@@ -198,20 +189,21 @@ mod tests {
         h.record_zeros(2);
         h.record_weighted(Duration::from_millis(100), 3);
         let mut out = Vec::new();
-        published.news(&h, 5, &mut out);
-        assert_eq!(out[0], (Duration::ZERO, 7));
-        assert_eq!(out.len(), 2);
-        let (value, n) = out[1];
+        published.news(&h, &mut out);
+        // The zeros are left out; the waits stand at the middle of their bucket.
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (value, n) = out[0];
         assert_eq!(n, 3);
         let micros = value.as_micros() as f64;
-        assert!((micros - 100_000.0).abs() <= 25_000.0, "{value:?}");
+        assert!((micros - 100_000.0).abs() <= 12_500.0, "{value:?}");
         // Nothing new: nothing published; then only what was added.
         out.clear();
-        published.news(&h, 5, &mut out);
+        published.news(&h, &mut out);
         assert!(out.is_empty());
         h.record_zero();
-        published.news(&h, 6, &mut out);
-        assert_eq!(out, [(Duration::ZERO, 2)]);
+        h.record_weighted(Duration::from_micros(5), 1);
+        published.news(&h, &mut out);
+        assert_eq!(out, [(Duration::from_micros(5), 1)]);
     }
 
     #[test]

@@ -247,7 +247,8 @@ impl RawGate {
     }
 
     /// The gate's state for publishing as metrics, read under one lock: its counters (no
-    /// wait quantiles) and the waits recorded since the last call, added to `waits`.
+    /// wait quantiles) and the waits of callers who queued recorded since the last call,
+    /// added to `waits`.
     #[cfg(feature = "metrics")]
     pub(crate) fn publish(&self, waits: &mut Vec<(std::time::Duration, u64)>) -> Stats {
         // Only publishers take this lock, always before the gate's.
@@ -257,7 +258,7 @@ impl RawGate {
             .unwrap_or_else(PoisonError::into_inner);
         let state = self.observe();
         let fast = self.pool.admitted();
-        published.news(&state.stats.wait, fast, waits);
+        published.news(&state.stats.wait, waits);
         Stats {
             limit: state.limit,
             in_flight: state.in_flight(),

@@ -193,3 +193,23 @@ async fn retries_are_debug_events_with_attempt_and_delay() {
         ]
     );
 }
+
+/// One call at a time, through the function's own gate.
+#[cfg(feature = "macros")]
+#[gate_core::gated(limit = 1)]
+async fn one_at_a_time(wait: Duration) {
+    tokio::time::sleep(wait).await;
+}
+
+#[cfg(feature = "macros")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_gated_function_s_own_gate_is_named_after_its_path() {
+    let (capture, _guard) = capture();
+    let first = one_at_a_time(Duration::from_millis(30));
+    let second = one_at_a_time(Duration::ZERO);
+    tokio::join!(first, second);
+    let spans = waits(&capture);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0].fields["gate.name"], "trace::one_at_a_time");
+    assert_eq!(spans[0].fields["waited"], "30ms");
+}

@@ -6,7 +6,10 @@
 //! - `GET /`        answers at once;
 //! - `GET /slow`    takes 200 ms;
 //! - `GET /tokens`  streams five tokens, 100 ms apart, and holds its permit until the last;
-//! - `GET /stats`   shows the gate's statistics (it is outside the gate).
+//! - `GET /stats`   shows the gate's statistics (it is outside the gate);
+//! - `GET /metrics` the gate's metrics in Prometheus's text format (outside the gate too, so
+//!   a scrape is answered while the gate is full), through gate-core's `metrics` feature and
+//!   `metrics-exporter-prometheus` (without its HTTP listener: the route renders them).
 //!
 //! It serves on 127.0.0.1:3000 until stopped, logging at `INFO`: refusing is normal under
 //! overload, so each refusal is a `DEBUG` event and only a summary with their count comes at
@@ -31,13 +34,14 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 
 /// Handlers running right now, and the most ever seen at once.
 #[derive(Debug, Default)]
-struct InFlight {
-    now: AtomicUsize,
-    max: AtomicUsize,
+pub(crate) struct InFlight {
+    pub(crate) now: AtomicUsize,
+    pub(crate) max: AtomicUsize,
 }
 
 impl InFlight {
@@ -69,8 +73,27 @@ async fn tokens() -> Body {
     }))
 }
 
-fn app(layer: GateLayer, in_flight: Arc<InFlight>) -> Router {
+/// The layer of the example: a gate named `axum` of 4 permits, 8 more waiting for at most a
+/// second.
+pub(crate) fn layer() -> GateLayer {
+    GateLayer::named("axum", 4)
+        .max_wait(Duration::from_secs(1))
+        .max_waiters(8)
+}
+
+/// Installs a Prometheus recorder as the program's `metrics` recorder and describes gate's
+/// metrics to it; the handle renders them.
+pub(crate) fn install_metrics() -> PrometheusHandle {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("the only metrics recorder");
+    gate_core::metrics::describe();
+    handle
+}
+
+pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: PrometheusHandle) -> Router {
     let stats_layer = layer.clone();
+    let metrics_layer = layer.clone();
     let gated = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/slow", get(slow))
@@ -82,17 +105,26 @@ fn app(layer: GateLayer, in_flight: Arc<InFlight>) -> Router {
             "/stats",
             get(move || async move { format!("{:#?}\n", stats_layer.stats()) }),
         )
+        .route(
+            "/metrics",
+            get(move || async move {
+                // The gate writes its state to the recorder now, on scrape: nothing is
+                // recorded per request.
+                if let Some(gate) = metrics_layer.gate() {
+                    gate.publish_metrics();
+                }
+                metrics.render()
+            }),
+        )
         .merge(gated)
 }
 
 #[tokio::main]
 async fn main() {
     let smoke = std::env::args().any(|arg| arg == "--smoke");
-    let layer = GateLayer::new(4)
-        .max_wait(Duration::from_secs(1))
-        .max_waiters(8);
+    let layer = layer();
     let in_flight = Arc::new(InFlight::default());
-    let app = app(layer.clone(), Arc::clone(&in_flight));
+    let app = app(layer.clone(), Arc::clone(&in_flight), install_metrics());
 
     if !smoke {
         // `DEBUG` would show every refusal: under a load test, one line per request.
@@ -102,7 +134,7 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
             .await
             .unwrap();
-        println!("listening on http://127.0.0.1:3000 (try /slow, /tokens, /stats)");
+        println!("listening on http://127.0.0.1:3000 (try /slow, /tokens, /stats, /metrics)");
         axum::serve(listener, app).await.unwrap();
         return;
     }
@@ -131,7 +163,7 @@ async fn main() {
 }
 
 /// Sends `n` GETs to `path` at once; returns how many got 200 and how many 503.
-async fn burst(addr: SocketAddr, path: &str, n: usize) -> (usize, usize) {
+pub(crate) async fn burst(addr: SocketAddr, path: &str, n: usize) -> (usize, usize) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut requests = JoinSet::new();
     for _ in 0..n {

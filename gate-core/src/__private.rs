@@ -31,6 +31,21 @@ use crate::{
     AcquireError, Backpressure, Elapsed, LimiterBuilder, Report, RetryBuilder, TokenUsage,
 };
 
+crate::sync::const_unless_loom! {
+    /// A function's own gate of `limit` permits, named `name` (the function's path).
+    ///
+    /// # Panics
+    ///
+    /// If `limit` exceeds [`Gate::MAX_PERMITS`], as [`Gate::new`] does.
+    #[track_caller]
+    pub const fn named_gate(limit: usize, name: &'static str) -> Gate {
+        if limit > Gate::MAX_PERMITS {
+            panic!("Gate::new: the limit exceeds Gate::MAX_PERMITS; use a smaller limit");
+        }
+        Gate::with_limits(limit, crate::WaitLimits::UNBOUNDED, Some(name))
+    }
+}
+
 /// The admission named by `#[gated(gate = PATH)]` or `#[gated(limiter = PATH)]`, shared by
 /// every function that names it: `Shared(&PATH).admission()`.
 ///

@@ -84,6 +84,10 @@ mod gate;
 pub mod hint;
 pub mod keyed;
 mod limiter;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod observe;
 pub mod rate;
 pub mod retry;
 pub mod stats;

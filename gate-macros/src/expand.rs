@@ -214,7 +214,7 @@ fn expand(plan: &Plan, function: Function) -> TokenStream {
             let mut n = Literal::u64_unsuffixed(limit.value);
             n.set_span(limit.span);
             quote! {{
-                static __GATE: #private::Gate = #private::Gate::new(#n);
+                static __GATE: #private::Gate = #private::named_gate(#n, ::core::concat!(::core::module_path!(), "::", #name));
                 &__GATE
             }}
         }
@@ -588,7 +588,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("static __GATE : :: gate_core :: __private :: Gate = :: gate_core :: __private :: Gate :: new (10) ;"),
+            out.contains("static __GATE : :: gate_core :: __private :: Gate = :: gate_core :: __private :: named_gate (10 , :: core :: concat ! (:: core :: module_path ! () , \"::\" , \"fetch\")) ;"),
             "{out}"
         );
         assert!(

@@ -277,6 +277,7 @@ fn rate_refused(rate: &RateLimited, source: &Source) -> Duration {
     tracing::debug!(
         target: "gate_tower",
         wait = ?rate.wait(),
+        gate.name = source.name(),
         "request refused: rate limited",
     );
     let queue = source.queue();
@@ -285,6 +286,7 @@ fn rate_refused(rate: &RateLimited, source: &Source) -> Duration {
         tracing::warn!(
             target: "gate_tower",
             refused,
+            gate.name = source.name(),
             limit = ?source.capacity(),
             period = ?SUMMARY_PERIOD,
             "requests refused since the last summary: gate is full",
@@ -303,6 +305,7 @@ fn refused(reason: AcquireError, source: &Source, policy: &Policy) -> Duration {
     tracing::debug!(
         target: "gate_tower",
         %reason,
+        gate.name = source.name(),
         max_wait = ?policy.limits.max_wait,
         max_waiters = policy.limits.max_waiters,
         "request refused: gate is full",
@@ -312,6 +315,7 @@ fn refused(reason: AcquireError, source: &Source, policy: &Policy) -> Duration {
         tracing::warn!(
             target: "gate_tower",
             refused,
+            gate.name = source.name(),
             limit = ?source.capacity(),
             period = ?SUMMARY_PERIOD,
             "requests refused since the last summary: gate is full",

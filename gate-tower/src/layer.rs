@@ -165,6 +165,30 @@ impl GateLayer<Respond> {
         Self::with_gate(Arc::new(Gate::new(limit)))
     }
 
+    /// A layer with a new gate of `limit` permits named `name`: the `gate.name` of its logs,
+    /// of the gate's `gate.wait` spans and of its metrics (see
+    /// [`GateBuilder::name`](gate_core::GateBuilder::name)). A layer over a shared gate or
+    /// limiter carries that one's name.
+    ///
+    /// ```
+    /// use gate_tower::GateLayer;
+    ///
+    /// let layer = GateLayer::named("search", 16);
+    /// assert_eq!(layer.name(), Some("search"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `limit` exceeds [`Gate::MAX_PERMITS`].
+    #[track_caller]
+    pub fn named(name: &'static str, limit: usize) -> Self {
+        let gate = Gate::builder(limit)
+            .name(name)
+            .build()
+            .expect("GateLayer::named: the limit exceeds Gate::MAX_PERMITS");
+        Self::with_gate(Arc::new(gate))
+    }
+
     /// A layer drawing from `gate`, shared with whoever else holds it. The gate's own
     /// `max_wait` and `max_waiters` are not used: the layer's are.
     pub fn with_gate(gate: Arc<Gate>) -> Self {
@@ -480,6 +504,12 @@ impl<M> GateLayer<M> {
     /// admission ([`with_admission`](GateLayer::with_admission)) has none.
     pub fn gate(&self) -> Option<&Gate> {
         self.source.gate()
+    }
+
+    /// The name of the gate or limiter this layer draws from, if it has one: the
+    /// `gate.name` of the layer's logs.
+    pub fn name(&self) -> Option<&'static str> {
+        self.source.name()
     }
 
     /// The limiter this layer draws from, if it was built with one

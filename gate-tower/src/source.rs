@@ -75,6 +75,12 @@ impl Source {
     }
 
     /// The gate behind the concurrency limit, if there is one: the layer's, or a limiter's.
+    /// The name of the gate this source draws from, if it has a named one: the label of
+    /// the layer's logs.
+    pub(crate) fn name(&self) -> Option<&'static str> {
+        self.gate().and_then(Gate::name)
+    }
+
     pub(crate) fn gate(&self) -> Option<&Gate> {
         match &self.admission {
             Kind::Owned(gate) => Some(gate),

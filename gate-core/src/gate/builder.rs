@@ -14,6 +14,7 @@ use crate::LimitError;
 pub struct GateBuilder {
     limit: usize,
     wait_limits: WaitLimits,
+    name: Option<&'static str>,
 }
 
 impl GateBuilder {
@@ -21,7 +22,24 @@ impl GateBuilder {
         Self {
             limit,
             wait_limits: WaitLimits::UNBOUNDED,
+            name: None,
         }
+    }
+
+    /// Names the gate: the `gate.name` of its `gate.wait` spans (with the `tracing`
+    /// feature) and the label of its metrics (with the `metrics` feature; an unnamed gate
+    /// has none). See [`Gate::name`].
+    ///
+    /// A name is a `&'static str`, so that naming costs nothing on the hot path (it is
+    /// copied, never cloned or counted) and a named gate can still be a `static`. Gates are
+    /// few and long-lived; a name made at run time can be leaked once
+    /// ([`String::leak`]) for a gate that lives as long as the program.
+    ///
+    /// Errors do not carry the name: an [`AcquireError`](crate::AcquireError) stays a
+    /// one-byte `Copy` enum, and the caller that gets one knows which gate it asked.
+    pub const fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
     }
 
     /// The longest any acquire waits before failing with
@@ -46,7 +64,7 @@ impl GateBuilder {
                     requested: self.limit,
                 });
             }
-            Ok(Gate::with_limits(self.limit, self.wait_limits))
+            Ok(Gate::with_limits(self.limit, self.wait_limits, self.name))
         }
     }
 }

@@ -128,7 +128,7 @@ impl Gate {
             if limit > Self::MAX_PERMITS {
                 panic!("Gate::new: the limit exceeds Gate::MAX_PERMITS; use a smaller limit");
             }
-            Self::with_limits(limit, WaitLimits::UNBOUNDED)
+            Self::with_limits(limit, WaitLimits::UNBOUNDED, None)
         }
     }
 
@@ -138,15 +138,19 @@ impl Gate {
             if limit > Self::MAX_PERMITS {
                 return Err(LimitError { requested: limit });
             }
-            Ok(Self::with_limits(limit, WaitLimits::UNBOUNDED))
+            Ok(Self::with_limits(limit, WaitLimits::UNBOUNDED, None))
         }
     }
 
     const_unless_loom! {
-        /// A gate with the given bounds; `limit` must already be checked.
-        pub(super) const fn with_limits(limit: usize, wait_limits: WaitLimits) -> Self {
+        /// A gate with the given bounds and name; `limit` must already be checked.
+        pub(crate) const fn with_limits(
+            limit: usize,
+            wait_limits: WaitLimits,
+            name: Option<&'static str>,
+        ) -> Self {
             Self {
-                raw: RawGate::new(limit),
+                raw: RawGate::named(limit, name),
                 wait_limits,
             }
         }
@@ -368,6 +372,19 @@ impl Gate {
     /// ```
     pub fn stats(&self) -> Stats {
         self.raw.stats()
+    }
+
+    /// The gate's name, given by [`GateBuilder::name`] (or by `#[gated]`, which names a
+    /// function's own gate after the function's path); `None` for an unnamed gate.
+    ///
+    /// ```
+    /// let gate = gate_core::Gate::builder(4).name("openai").build().unwrap();
+    /// assert_eq!(gate.name(), Some("openai"));
+    /// assert_eq!(gate_core::Gate::new(4).name(), None);
+    /// ```
+    #[inline]
+    pub fn name(&self) -> Option<&'static str> {
+        self.raw.name()
     }
 
     /// The bounds on waiting that [`acquire`](Self::acquire) uses.

@@ -7,7 +7,7 @@ use super::pause::Pause;
 use super::{Adaptive, Limiter};
 use crate::adaptive::LimitAlgorithm;
 use crate::rate::{Clock, LimiterClock, Rate, RateLimit};
-use crate::sync::AtomicUsize;
+use crate::sync::{AtomicU64, AtomicUsize};
 use crate::{Gate, LimitError, WaitLimits};
 
 /// Configures a [`Limiter`], from [`Limiter::builder`].
@@ -21,6 +21,7 @@ pub struct LimiterBuilder {
     adaptive: Option<Box<dyn LimitAlgorithm>>,
     wait_limits: WaitLimits,
     max_pause: Duration,
+    name: Option<&'static str>,
 }
 
 impl LimiterBuilder {
@@ -33,7 +34,16 @@ impl LimiterBuilder {
             adaptive: None,
             wait_limits: WaitLimits::UNBOUNDED,
             max_pause: Limiter::DEFAULT_MAX_PAUSE,
+            name: None,
         }
+    }
+
+    /// Names the limiter: the `gate.name` of its spans and metrics, as
+    /// [`GateBuilder::name`](crate::GateBuilder::name) names a gate (a `&'static str`,
+    /// free to copy on the hot path). See [`Limiter::name`].
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
     }
 
     /// At most `limit` attempts run at once. Replaces an adaptive limit set before.
@@ -182,6 +192,9 @@ impl LimiterBuilder {
         if let Some(max_wait) = self.wait_limits.max_wait {
             gate = gate.max_wait(max_wait);
         }
+        if let Some(name) = self.name {
+            gate = gate.name(name);
+        }
         let gate = gate.max_waiters(self.wait_limits.max_waiters).build()?;
         let clock = self.clock.unwrap_or_else(LimiterClock::tokio);
         let adaptive = self.adaptive.map(|algorithm| Adaptive {
@@ -203,6 +216,7 @@ impl LimiterBuilder {
             max_pause: self.max_pause,
             wait_limits: self.wait_limits,
             adaptive,
+            pushback: AtomicU64::new(0),
         })
     }
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::rate::{Booking, Clock, LimiterClock, Rate, RateLimit};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{AcquireError, Gate, Outcome, Stats, WaitLimits};
 pub(crate) use pause::Pause;
 use permit::Admitted;
@@ -137,6 +137,9 @@ pub struct Limiter {
     /// The bounds on waiting of [`acquire`](Self::acquire).
     wait_limits: WaitLimits,
     adaptive: Option<Adaptive>,
+    /// Attempts reported as overloaded (server pushback), for metrics: counted only on
+    /// that rare path.
+    pushback: AtomicU64,
 }
 
 /// The adaptive part of a limiter: the algorithm and what it needs to know.
@@ -604,11 +607,11 @@ impl Limiter {
     /// Learns from an attempt's end: pauses on `Retry-After`, feeds the adaptive limit.
     #[inline]
     fn report(&self, admitted: &Admitted, outcome: Outcome) {
-        if let Outcome::Overload {
-            retry_after: Some(retry_after),
-        } = outcome
-        {
-            self.pause_for(retry_after);
+        if let Outcome::Overload { retry_after } = outcome {
+            self.pushback.fetch_add(1, Ordering::Relaxed);
+            if let Some(retry_after) = retry_after {
+                self.pause_for(retry_after);
+            }
         }
         if let Some(adaptive) = &self.adaptive {
             adaptive.report(admitted, outcome, &self.gate);
@@ -664,6 +667,30 @@ impl Limiter {
         self.pause.until(Instant::now())
     }
 
+    /// The limiter's name, given by [`LimiterBuilder::name`]; `None` for an unnamed one.
+    ///
+    /// ```
+    /// let limiter = gate_core::Limiter::builder().concurrency(4).name("openai").build().unwrap();
+    /// assert_eq!(limiter.name(), Some("openai"));
+    /// ```
+    #[inline]
+    pub fn name(&self) -> Option<&'static str> {
+        self.gate.name()
+    }
+
+    #[cfg(feature = "metrics")]
+    /// How many attempts were reported as overloaded (a 429 or 503, with or without a
+    /// `Retry-After`): the server's pushback, as the limiter saw it.
+    pub(crate) fn pushback_seen(&self) -> u64 {
+        self.pushback.load(Ordering::Relaxed)
+    }
+
+    /// Whether a pause is in force now.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn is_paused(&self) -> bool {
+        self.pause.is_active()
+    }
+
     /// The concurrency limit in force, if there is one.
     pub fn limit(&self) -> Option<usize> {
         self.limited.then(|| self.gate.limit())
@@ -709,6 +736,7 @@ impl fmt::Debug for Limiter {
             )
         });
         f.debug_struct("Limiter")
+            .field("name", &self.name())
             .field("limit", &self.limit())
             .field("rate", &self.rate.as_ref().map(RateLimit::rate))
             .field("tokens", &self.tokens.as_ref().map(RateLimit::rate))

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{Jitter, Retry};
+use crate::observe::{self, RetryDecision};
 use crate::{Outcome, Report};
 
 /// How an attempt that did not succeed ended.
@@ -57,7 +58,28 @@ impl Schedule {
     /// count up to `u32::MAX`. The delay is the backoff for this retry, jittered if the
     /// policy says so, and at least the error's server hint if the policy honours hints; a
     /// hint above the policy's `max_retry_after` stops the call instead.
+    ///
+    /// The decision is traced and counted ([`observe::retry`]).
     pub(crate) fn after<E>(
+        &mut self,
+        policy: &Retry<E>,
+        failed: Failed<'_, E>,
+        retry_if: fn(&E) -> bool,
+    ) -> Result<Duration, Stop> {
+        let next = self.decide(policy, failed, retry_if);
+        observe::retry(
+            self.made,
+            match next {
+                Ok(delay) => RetryDecision::Retried(delay),
+                Err(Stop::Done) => RetryDecision::GaveUp,
+                Err(Stop::Permanent) => RetryDecision::Permanent,
+                Err(Stop::HintTooLong(..)) => RetryDecision::HintTooLong,
+            },
+        );
+        next
+    }
+
+    fn decide<E>(
         &mut self,
         policy: &Retry<E>,
         failed: Failed<'_, E>,

@@ -80,6 +80,47 @@ impl Histogram {
     }
 }
 
+/// The counts of a histogram as last published, to publish only what was recorded since.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// Allocated at the first publication, so that a gate never published pays nothing.
+    counts: Option<Box<[u64; BUCKETS]>>,
+}
+
+#[cfg(feature = "metrics")]
+impl Published {
+    pub(crate) const fn new() -> Self {
+        Self { counts: None }
+    }
+
+    /// Adds to `out` the waits `histogram` recorded since the last call, as a value for
+    /// each bucket (its midpoint) and how many waits landed there, and remembers them.
+    /// Waits under a microsecond (the first bucket: callers admitted at once) are left out,
+    /// so that publishing costs in proportion to the callers that waited.
+    pub(crate) fn news(&mut self, histogram: &Histogram, out: &mut Vec<(Duration, u64)>) {
+        let seen = self.counts.get_or_insert_with(|| Box::new([0; BUCKETS]));
+        let buckets = histogram.counts.iter().zip(seen.iter_mut()).enumerate();
+        for (i, (&now, seen)) in buckets.skip(1) {
+            let new = now.saturating_sub(*seen);
+            if new > 0 {
+                *seen = now;
+                out.push((Duration::from_micros(midpoint(i)), new));
+            }
+        }
+    }
+}
+
+/// The middle of bucket `i`, the value a published wait that landed there stands at.
+#[cfg(feature = "metrics")]
+fn midpoint(i: usize) -> u64 {
+    let lower = match i {
+        0 => 0,
+        i => upper_edge(i - 1).saturating_add(1),
+    };
+    lower + (upper_edge(i) - lower) / 2
+}
+
 /// Bucket of `v`: values below `SUB` get one bucket each; above, the top `SUB_BITS + 1`
 /// bits pick it.
 fn index(v: u64) -> usize {
@@ -138,6 +179,31 @@ mod tests {
         let p99 = h.quantile(0.99).as_millis();
         assert!((99..=100).contains(&p99), "p99 = {p99}");
         assert_eq!(h.quantile(1.0), Duration::from_millis(100));
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn publishing_reports_each_wait_once_near_its_value() {
+        let mut h = Histogram::new();
+        let mut published = Published::new();
+        h.record_zeros(2);
+        h.record_weighted(Duration::from_millis(100), 3);
+        let mut out = Vec::new();
+        published.news(&h, &mut out);
+        // The zeros are left out; the waits stand at the middle of their bucket.
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (value, n) = out[0];
+        assert_eq!(n, 3);
+        let micros = value.as_micros() as f64;
+        assert!((micros - 100_000.0).abs() <= 12_500.0, "{value:?}");
+        // Nothing new: nothing published; then only what was added.
+        out.clear();
+        published.news(&h, &mut out);
+        assert!(out.is_empty());
+        h.record_zero();
+        h.record_weighted(Duration::from_micros(5), 1);
+        published.news(&h, &mut out);
+        assert_eq!(out, [(Duration::from_micros(5), 1)]);
     }
 
     #[test]

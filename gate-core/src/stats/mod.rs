@@ -6,6 +6,8 @@
 mod histogram;
 
 pub(crate) use histogram::Histogram;
+#[cfg(feature = "metrics")]
+pub(crate) use histogram::Published;
 
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub struct Stats {
     pub rejected: u64,
     /// Acquisitions that gave up because their deadline passed.
     pub timed_out: u64,
+    /// Callers dropped while they waited in the queue (a request whose client went away,
+    /// a `select!` that took another branch).
+    pub cancelled: u64,
     /// How long admitted callers waited.
     pub wait: WaitStats,
 }
@@ -80,6 +85,7 @@ pub(crate) struct Recorder {
     pub(crate) admitted: u64,
     pub(crate) rejected: u64,
     pub(crate) timed_out: u64,
+    pub(crate) cancelled: u64,
     pub(crate) wait: Histogram,
     /// Waiters queued untimed since the last timed one.
     untimed: u64,
@@ -91,6 +97,7 @@ impl Recorder {
             admitted: 0,
             rejected: 0,
             timed_out: 0,
+            cancelled: 0,
             wait: Histogram::new(),
             untimed: 0,
         }

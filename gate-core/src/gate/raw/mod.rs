@@ -42,17 +42,39 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 4;
 pub(crate) struct RawGate {
     state: Mutex<State>,
     pool: FastPool,
+    /// What traces and metrics call this gate; `None` for an unnamed one.
+    name: Option<&'static str>,
+    /// The wait times already published as metrics.
+    #[cfg(feature = "metrics")]
+    published: Mutex<crate::stats::Published>,
 }
 
 impl RawGate {
     const_unless_loom! {
         /// A raw gate of `limit` permits, all free; `limit` must be at most [`MAX_PERMITS`].
+        #[cfg(test)]
         pub(crate) const fn new(limit: usize) -> Self {
+            Self::named(limit, None)
+        }
+    }
+
+    const_unless_loom! {
+        /// Like [`new`](Self::new), with the name traces and metrics give the gate.
+        pub(crate) const fn named(limit: usize, name: Option<&'static str>) -> Self {
             Self {
                 state: Mutex::new(State::new(limit)),
                 pool: FastPool::new(limit),
+                name,
+                #[cfg(feature = "metrics")]
+                published: Mutex::new(crate::stats::Published::new()),
             }
         }
+    }
+
+    /// The gate's name, if it was given one.
+    #[inline]
+    pub(crate) fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// Waits for `n` permits (at most [`MAX_PERMITS`]) within `limits`; resolves to a guard
@@ -213,6 +235,7 @@ impl RawGate {
                 admitted: state.stats.admitted + self.pool.admitted(),
                 rejected: state.stats.rejected,
                 timed_out: state.stats.timed_out,
+                cancelled: state.stats.cancelled,
                 wait: WaitStats::default(),
             };
             let mut wait = state.stats.wait.clone();
@@ -221,6 +244,31 @@ impl RawGate {
         };
         stats.wait = WaitStats::from_histogram(&wait, stats.admitted);
         stats
+    }
+
+    /// The gate's state for publishing as metrics, read under one lock: its counters (no
+    /// wait quantiles) and the waits of callers who queued recorded since the last call,
+    /// added to `waits`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish(&self, waits: &mut Vec<(std::time::Duration, u64)>) -> Stats {
+        // Only publishers take this lock, always before the gate's.
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = self.observe();
+        let fast = self.pool.admitted();
+        published.news(&state.stats.wait, waits);
+        Stats {
+            limit: state.limit,
+            in_flight: state.in_flight(),
+            waiting: state.waiters.len(),
+            admitted: state.stats.admitted + fast,
+            rejected: state.stats.rejected,
+            timed_out: state.stats.timed_out,
+            cancelled: state.stats.cancelled,
+            wait: WaitStats::default(),
+        }
     }
 
     /// Grants permits to the queue as far as they go, waking each admitted waiter after the
@@ -276,8 +324,11 @@ impl RawGate {
     /// as a struct called `name`: the `Debug` of the types built on a raw gate.
     pub(crate) fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.observe();
-        f.debug_struct(name)
-            .field("limit", &state.limit)
+        let mut f = f.debug_struct(name);
+        if let Some(name) = self.name {
+            f.field("name", &name);
+        }
+        f.field("limit", &state.limit)
             .field("in_flight", &state.in_flight())
             .field("waiting", &state.waiters.len())
             .field("closed", &state.closed)

@@ -13,6 +13,7 @@ use tokio::time::{Instant, Sleep};
 use super::state::Locked;
 use super::wait_list::{Key, Status, Timing, WaitCell};
 use super::{Held, RawGate};
+use crate::observe::{WaitEnd, WaitTrace};
 use crate::sync::Arc;
 use crate::{AcquireError, WaitLimits};
 
@@ -37,6 +38,8 @@ pub(crate) struct Waiter {
     /// Created only once the waiter has to queue with a deadline, so the fast path touches no
     /// timer, and boxed, so the future stays small for the common case that never needs it.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The `gate.wait` span of a waiter that queued (zero-sized without `tracing`).
+    trace: WaitTrace,
 }
 
 impl Waiter {
@@ -49,6 +52,7 @@ impl Waiter {
             limits,
             phase: Phase::Idle,
             deadline: None,
+            trace: WaitTrace::default(),
         }
     }
 
@@ -71,6 +75,19 @@ impl Waiter {
 
     #[inline(never)]
     fn poll_slow(
+        &mut self,
+        gate: &RawGate,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, AcquireError>> {
+        let poll = self.poll_steps(gate, cx);
+        // With no lock held: closes the span of a waiter that queued.
+        if let Poll::Ready(result) = &poll {
+            self.trace.end(WaitEnd::of(result));
+        }
+        poll
+    }
+
+    fn poll_steps(
         &mut self,
         gate: &RawGate,
         cx: &mut Context<'_>,
@@ -148,6 +165,7 @@ impl Waiter {
         let (key, cell) = state.waiters.push_back(needed, timing, waker);
         drop(state);
         self.phase = Phase::Queued { key, cell };
+        self.trace.queued(gate.name(), needed);
         match self.limits.max_wait {
             // `sleep` saturates a deadline too far to represent.
             Some(max_wait) => self.arm_deadline(gate, cx, Box::pin(tokio::time::sleep(max_wait))),
@@ -233,6 +251,7 @@ impl Waiter {
             return;
         };
         if cell.status() == Status::Closed {
+            self.trace.end(WaitEnd::Closed);
             return;
         }
         let mut state = gate.lock();
@@ -244,6 +263,7 @@ impl Waiter {
             Status::Queued => {
                 let was_front = state.waiters.is_front(key);
                 let waker = state.waiters.remove(key);
+                state.stats.cancelled += 1;
                 if was_front {
                     gate.grant_and_wake(state);
                 } else {
@@ -254,6 +274,7 @@ impl Waiter {
             }
             Status::Closed => {}
         }
+        self.trace.end(WaitEnd::Cancelled);
     }
 }
 

@@ -21,8 +21,10 @@
 //!   not rate) or a `context_length_exceeded` stops at once instead of being retried.
 //!
 //! A per-attempt timeout is the policy's `.timeout(..)`, reported as
-//! `Failure::TimedOut`: no `From<Elapsed>` for `OpenAIError` is needed, unlike
-//! `#[gated(timeout = "30s")]` on a function returning `Result<_, OpenAIError>`.
+//! `Failure::TimedOut`: no `From<Elapsed>` for `OpenAIError` is needed. On a `#[gated]`
+//! function returning `Result<_, OpenAIError>`, `timeout = "30s"` takes
+//! `timeout_error = |e: Elapsed| ..` to say which `OpenAIError` a timed-out attempt is,
+//! since the orphan rule forbids that `From` impl.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

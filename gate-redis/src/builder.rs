@@ -74,11 +74,7 @@ impl RedisLimiterBuilder {
     /// a whole microsecond: at most a million tokens a second (60 million a minute) are
     /// told apart, and rounding never lets the budget run faster than asked.
     pub fn tokens(mut self, rate: Rate) -> Self {
-        let rate = match rate.burst_size() {
-            1 => rate.try_burst(rate.count()).unwrap_or(rate),
-            _ => rate,
-        };
-        self.tokens = Some(rate);
+        self.tokens = Some(rate.token_bucket());
         self
     }
 

@@ -82,11 +82,7 @@ impl LimiterBuilder {
     /// assert_eq!(limiter.token_limit().unwrap().capacity(), 180_000);
     /// ```
     pub fn tokens(mut self, rate: Rate) -> Self {
-        let rate = match rate.burst_size() {
-            1 => rate.try_burst(rate.count()).unwrap_or(rate),
-            _ => rate,
-        };
-        self.tokens = Some(rate);
+        self.tokens = Some(rate.token_bucket());
         self
     }
 

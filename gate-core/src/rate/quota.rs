@@ -151,6 +151,28 @@ impl Rate {
         self.burst
     }
 
+    /// The rate as a token budget holds it: with the burst given, if above 1, and otherwise
+    /// with a burst of the whole period's count (`"180000/min"` is a bucket of 180,000
+    /// refilling at 3,000 a second, as LLM providers define tokens per minute). A burst of
+    /// one token would admit no real request. Used by every token budget
+    /// ([`LimiterBuilder::tokens`](crate::LimiterBuilder::tokens), gate-redis's).
+    ///
+    /// ```
+    /// use gate_core::rate::Rate;
+    ///
+    /// assert_eq!(Rate::per_minute(180_000).token_bucket().burst_size(), 180_000);
+    /// assert_eq!(Rate::per_minute(180_000).burst(500).token_bucket().burst_size(), 500);
+    /// ```
+    pub const fn token_bucket(self) -> Self {
+        match self.burst {
+            1 => match self.try_burst(self.count) {
+                Ok(rate) => rate,
+                Err(_) => self,
+            },
+            _ => self,
+        }
+    }
+
     /// The steady spacing of admissions, `period / count`, rounded up to a whole nanosecond
     /// so that rounding never lets the limit run faster than asked.
     pub const fn interval(&self) -> Duration {

@@ -1,7 +1,7 @@
-//! The limiter's background work, so that no caller waits for it: releases, pauses and
+//! The limiters' background work, so that no caller waits for it: releases, pauses and
 //! cancelled places in the queue (sent as soon as asked), lease renewals (one task for all of
-//! a limiter's permits, every third of the lease), and the subscription that wakes waiters
-//! when a permit is released anywhere.
+//! the permits of every limit on one connection, every third of the lease), and the
+//! subscription that wakes waiters when a permit is released anywhere.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +30,12 @@ pub(crate) enum Command {
     /// arguments. Sent by `RedisLimiter::observe`, with the `http` feature.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Observe([i64; 6]),
+    /// The limit now holds permits under leases (it held none): renew them from now on.
+    Held,
 }
+
+/// Where the limits on one connection send their commands, each with the limit it is for.
+pub(crate) type Commands = mpsc::UnboundedSender<(Arc<Backend>, Command)>;
 
 /// One permit's lease, as its holder and the renewal task see it.
 #[derive(Debug)]
@@ -47,27 +52,29 @@ pub(crate) struct Lease {
 /// The permits this process holds, by id, for the renewal task.
 pub(crate) type Leases = Mutex<HashMap<Arc<str>, Arc<Lease>>>;
 
-/// What the background tasks need of the limiter, apart from the limiter itself, so that
-/// releases sent by the last permit still go out after the limiter is gone.
+/// What the background tasks need of one limit, apart from the limiter itself, so that
+/// releases sent by the last permit still go out after the limiter is gone. The connection
+/// and the scripts are handles shared by every limit on the connection.
 #[derive(Debug)]
 pub(crate) struct Backend {
-    pub(crate) client: redis::Client,
     pub(crate) conn: ConnectionManager,
     pub(crate) keys: Keys,
     pub(crate) timeout: Duration,
     pub(crate) lease: Duration,
-    pub(crate) release: redis::Script,
-    pub(crate) renew: redis::Script,
-    pub(crate) pause: redis::Script,
-    pub(crate) settle: redis::Script,
-    pub(crate) observe: redis::Script,
+    pub(crate) release: Arc<redis::Script>,
+    pub(crate) renew: Arc<redis::Script>,
+    pub(crate) pause: Arc<redis::Script>,
+    pub(crate) settle: Arc<redis::Script>,
+    pub(crate) observe: Arc<redis::Script>,
     /// The token budget's interval in microseconds (0 without one).
     pub(crate) token_interval: u64,
     pub(crate) leases: Leases,
     /// Notified on every release announced on the limit's channel, and whenever the
-    /// subscription is lost (so waiters look again rather than miss a release).
-    pub(crate) wake: Notify,
-    pub(crate) lost_log: Throttle,
+    /// subscription is lost (so waiters look again rather than miss a release). A keyed
+    /// limiter's keys share a few of these, by the hash of their channel.
+    pub(crate) wake: Arc<Notify>,
+    /// Shared by the limits on the connection: one warning a minute for all of them.
+    pub(crate) lost_log: Arc<Throttle>,
 }
 
 impl Backend {
@@ -214,72 +221,111 @@ impl Backend {
 /// Times a failed release is sent again, an eighth of the lease apart.
 const RELEASE_ATTEMPTS: u32 = 4;
 
-/// Runs until every sender is gone (the limiter and all its permits): sends the commands as
-/// they come, concurrently, the releases that arrived together in one call, and renews the
-/// leases every third of the lease.
-pub(crate) async fn worker(backend: Arc<Backend>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut renewals = tokio::time::interval(backend.lease / 3);
+/// Runs until every sender is gone (every limit on the connection and all their permits):
+/// sends the commands as they come, concurrently, the releases of one limit that arrived
+/// together in one call, and renews the leases of every limit that holds some every third of
+/// the lease.
+pub(crate) async fn worker(
+    lease: Duration,
+    mut commands: mpsc::UnboundedReceiver<(Arc<Backend>, Command)>,
+) {
+    let mut renewals = tokio::time::interval(lease / 3);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
+    // The limits that hold permits under leases, by address: kept until a renewal finds
+    // them holding none (a limit that takes one again says so with `Command::Held`).
+    let mut holding: HashMap<usize, Arc<Backend>> = HashMap::new();
     loop {
         tokio::select! {
             received = commands.recv_many(&mut batch, RELEASE_BATCH) => {
                 if received == 0 {
                     return;
                 }
-                let mut released = Vec::with_capacity(received);
-                for command in batch.drain(..) {
+                let mut released: Vec<(Arc<Backend>, Vec<Arc<str>>)> = Vec::new();
+                for (backend, command) in batch.drain(..) {
                     match command {
-                        Command::Release(id) => released.push(id),
+                        Command::Release(id) => {
+                            match released.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &backend)) {
+                                Some((_, ids)) => ids.push(id),
+                                None => released.push((backend, vec![id])),
+                            }
+                        }
+                        Command::Held => {
+                            holding.insert(Arc::as_ptr(&backend) as usize, backend);
+                        }
                         Command::Pause(millis) => {
-                            tokio::spawn(Arc::clone(&backend).share_pause(millis));
+                            tokio::spawn(backend.share_pause(millis));
                         }
                         Command::Settle(cells) => {
-                            tokio::spawn(Arc::clone(&backend).settle_tokens(cells));
+                            tokio::spawn(backend.settle_tokens(cells));
                         }
                         Command::Observe(args) => {
-                            tokio::spawn(Arc::clone(&backend).lower_buckets(args));
+                            tokio::spawn(backend.lower_buckets(args));
                         }
                     }
                 }
-                if !released.is_empty() {
-                    tokio::spawn(Arc::clone(&backend).release_all(released));
+                for (backend, ids) in released {
+                    tokio::spawn(backend.release_all(ids));
                 }
             }
             _ = renewals.tick() => {
-                tokio::spawn(Arc::clone(&backend).renew_all());
+                // Checked here, in the one task that adds to `holding`, so that a limit that
+                // takes a permit after this check is added back by its `Held`.
+                holding.retain(|_, backend| !backend.leases.lock().unwrap().is_empty());
+                for backend in holding.values() {
+                    tokio::spawn(Arc::clone(backend).renew_all());
+                }
             }
         }
     }
 }
 
-/// Keeps a subscription to the limit's release channel until `stop` fires (the limiter is
-/// dropped), waking the waiters on each message and whenever the subscription is lost.
-pub(crate) async fn subscriber(backend: Arc<Backend>, mut stop: oneshot::Receiver<()>) {
+/// What a subscription listens to.
+#[derive(Debug)]
+pub(crate) enum Topic {
+    /// One limit's release channel.
+    Channel(String),
+    /// The release channels of every key of a keyed limiter.
+    Pattern(String),
+}
+
+/// Keeps a subscription to `topic` until `stop` fires (its limiter is dropped), calling
+/// `wake` with the channel of each message, and with `None` whenever the subscription is
+/// lost or made again (so that waiters look again rather than miss a release).
+pub(crate) async fn subscriber(
+    client: redis::Client,
+    timeout: Duration,
+    topic: Topic,
+    wake: impl Fn(Option<&str>) + Send + 'static,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let subscribed = tokio::time::timeout(backend.timeout, async {
-            let mut pubsub = backend.client.get_async_pubsub().await?;
-            pubsub.subscribe(&backend.keys.channel).await?;
+        let subscribed = tokio::time::timeout(timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            match &topic {
+                Topic::Channel(channel) => pubsub.subscribe(channel).await?,
+                Topic::Pattern(pattern) => pubsub.psubscribe(pattern).await?,
+            }
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
         if let Ok(Ok(pubsub)) = subscribed {
             backoff = Duration::from_millis(50);
             // Releases made before the subscription was in place are not lost on anyone.
-            backend.wake.notify_waiters();
+            wake(None);
             let mut messages = pubsub.into_on_message();
             loop {
                 tokio::select! {
                     message = messages.next() => match message {
-                        Some(_) => backend.wake.notify_waiters(),
+                        Some(message) => wake(Some(message.get_channel_name())),
                         None => break,
                     },
                     _ = &mut stop => return,
                 }
             }
         }
-        backend.wake.notify_waiters();
+        wake(None);
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             _ = &mut stop => return,

@@ -149,6 +149,14 @@ impl RedisLimiterBuilder {
     /// Builds the limiter. It connects lazily, on its first admission, so building needs
     /// no server; it does need a tokio runtime, on which its background task runs.
     pub fn build(self) -> Result<RedisLimiter, BuildError> {
+        let settings = self.into_settings()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        RedisLimiter::from_settings(settings, &runtime)
+    }
+
+    /// The settings checked and brought within range, for a limiter or a keyed limiter's
+    /// template.
+    pub(crate) fn into_settings(self) -> Result<Settings, BuildError> {
         if self.rate.is_none() && self.tokens.is_none() && self.concurrency.is_none() {
             return Err(BuildError::NoLimit);
         }
@@ -157,25 +165,21 @@ impl RedisLimiterBuilder {
         }
         let rate = self.rate.map(micros).transpose()?;
         let tokens = self.tokens.map(micros).transpose()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        RedisLimiter::from_settings(
-            Settings {
-                client: self.client,
-                key: self.key,
-                rate,
-                tokens,
-                concurrency: self.concurrency,
-                lease: self.lease,
-                timeout: self.timeout,
-                max_pause: self.max_pause.min(RedisLimiter::MAX_PAUSE),
-                idle_ttl: self
-                    .idle_ttl
-                    .clamp(self.lease * 2, RedisLimiter::MAX_IDLE_TTL),
-                wait_limits: self.wait_limits,
-                on_failure: self.on_failure,
-            },
-            &runtime,
-        )
+        Ok(Settings {
+            client: self.client,
+            key: self.key,
+            rate,
+            tokens,
+            concurrency: self.concurrency,
+            lease: self.lease,
+            timeout: self.timeout,
+            max_pause: self.max_pause.min(RedisLimiter::MAX_PAUSE),
+            idle_ttl: self
+                .idle_ttl
+                .clamp(self.lease * 2, RedisLimiter::MAX_IDLE_TTL),
+            wait_limits: self.wait_limits,
+            on_failure: self.on_failure,
+        })
     }
 }
 

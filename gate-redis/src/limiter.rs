@@ -13,7 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::background::{self, Backend, Command, Lease};
+use crate::background::{self, Backend, Command, Commands, Lease, Topic};
 use crate::permit::Held;
 use crate::script::{self, Keys, Verdict};
 use crate::throttle::Throttle;
@@ -103,8 +103,8 @@ pub(crate) struct Settings {
 /// The limiter's state, shared by its clones and its permits.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<Backend>,
-    acquire: redis::Script,
-    set_limit: redis::Script,
+    acquire: Arc<redis::Script>,
+    set_limit: Arc<redis::Script>,
     key: String,
     rate: Option<(u64, u64)>,
     tokens: Option<(u64, u64)>,
@@ -116,18 +116,137 @@ pub(crate) struct Shared {
     idle_ttl: Duration,
     wait_limits: WaitLimits,
     pub(crate) on_failure: FailurePolicy,
-    /// Until when Redis is not asked, after a failed call.
-    down_until: Mutex<Option<Instant>>,
-    down_log: Throttle,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Until when Redis is not asked, after a failed call: shared by the limits on one
+    /// connection, so that a Redis found down costs one timeout, not one per key.
+    down_until: Arc<Mutex<Option<Instant>>>,
+    down_log: Arc<Throttle>,
+    commands: Commands,
     runtime: tokio::runtime::Handle,
     /// Whether the subscription to releases was started (on the first admission).
     subscribed: AtomicBool,
-    /// Dropped with the limiter, which stops the subscription.
-    stop: Mutex<Option<oneshot::Receiver<()>>>,
-    _stop: oneshot::Sender<()>,
+    /// The limit's own subscription, not yet started; `None` for a key of a keyed limiter,
+    /// whose one subscription serves all its keys.
+    subscription: Mutex<Option<Subscription>>,
+    /// Dropped with the limiter, which stops its own subscription.
+    _stop: Option<oneshot::Sender<()>>,
     nonce: u64,
     ids: AtomicU64,
+}
+
+/// A limit's own subscription to its release channel, started on its first admission.
+pub(crate) struct Subscription {
+    pub(crate) client: redis::Client,
+    pub(crate) stop: oneshot::Receiver<()>,
+}
+
+/// What the limits on one connection share: the connection, the scripts, the background
+/// task, and what the last call said of Redis's health. A [`RedisLimiter`] has one of its
+/// own; the keys of a [`RedisKeyedLimiter`](crate::RedisKeyedLimiter) share one.
+pub(crate) struct Hub {
+    conn: ConnectionManager,
+    acquire: Arc<redis::Script>,
+    set_limit: Arc<redis::Script>,
+    release: Arc<redis::Script>,
+    renew: Arc<redis::Script>,
+    pause: Arc<redis::Script>,
+    settle: Arc<redis::Script>,
+    observe: Arc<redis::Script>,
+    commands: Commands,
+    runtime: tokio::runtime::Handle,
+    down_until: Arc<Mutex<Option<Instant>>>,
+    down_log: Arc<Throttle>,
+    lost_log: Arc<Throttle>,
+    nonce: u64,
+}
+
+impl Hub {
+    /// Connects lazily to the Redis of `settings` and starts the background task on
+    /// `runtime`, which runs until every limit made by [`limit`](Self::limit) and all their
+    /// permits are gone.
+    pub(crate) fn new(
+        settings: &Settings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, BuildError> {
+        // Each call is bounded as a whole (connecting included) by `Backend::invoke`.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(settings.timeout);
+        let conn = {
+            let _enter = runtime.enter();
+            ConnectionManager::new_lazy_with_config(settings.client.clone(), config)
+                .map_err(BuildError::Redis)?
+        };
+        let (commands, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(background::worker(settings.lease, receiver));
+        Ok(Self {
+            conn,
+            acquire: Arc::new(script::acquire()),
+            set_limit: Arc::new(script::set_limit()),
+            release: Arc::new(script::release()),
+            renew: Arc::new(script::renew()),
+            pause: Arc::new(script::pause()),
+            settle: Arc::new(script::settle()),
+            observe: Arc::new(script::observe()),
+            commands,
+            runtime: runtime.clone(),
+            down_until: Arc::default(),
+            down_log: Arc::default(),
+            lost_log: Arc::default(),
+            nonce: RandomState::new().hash_one(std::process::id()),
+        })
+    }
+
+    /// The state of the limit named `key` on this connection, with the limits of
+    /// `settings`; its waiters are woken through `wake`, which its own `subscription` (if it
+    /// has one) notifies.
+    pub(crate) fn limit(
+        &self,
+        settings: &Settings,
+        key: String,
+        wake: Arc<Notify>,
+        subscription: Option<Subscription>,
+    ) -> Shared {
+        let backend = Arc::new(Backend {
+            conn: self.conn.clone(),
+            keys: Keys::new(&key),
+            timeout: settings.timeout,
+            lease: settings.lease,
+            release: Arc::clone(&self.release),
+            renew: Arc::clone(&self.renew),
+            pause: Arc::clone(&self.pause),
+            settle: Arc::clone(&self.settle),
+            observe: Arc::clone(&self.observe),
+            token_interval: settings.tokens.map_or(0, |(interval, _)| interval),
+            leases: Mutex::default(),
+            wake,
+            lost_log: Arc::clone(&self.lost_log),
+        });
+        Shared {
+            backend,
+            acquire: Arc::clone(&self.acquire),
+            set_limit: Arc::clone(&self.set_limit),
+            key,
+            rate: settings.rate,
+            tokens: settings.tokens,
+            concurrency: settings.concurrency,
+            limit: AtomicUsize::new(settings.concurrency.unwrap_or(0)),
+            max_pause: settings.max_pause,
+            idle_ttl: settings.idle_ttl,
+            wait_limits: settings.wait_limits,
+            on_failure: settings.on_failure.clone(),
+            down_until: Arc::clone(&self.down_until),
+            down_log: Arc::clone(&self.down_log),
+            commands: self.commands.clone(),
+            runtime: self.runtime.clone(),
+            subscribed: AtomicBool::new(false),
+            subscription: Mutex::new(subscription),
+            _stop: None,
+            nonce: self.nonce,
+            ids: AtomicU64::new(0),
+        }
+    }
 }
 
 impl RedisLimiter {
@@ -195,62 +314,23 @@ impl RedisLimiter {
         settings: Settings,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, BuildError> {
-        // Each call is bounded as a whole (connecting included) by `Backend::invoke`.
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(settings.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(settings.timeout);
-        let conn = {
-            let _enter = runtime.enter();
-            ConnectionManager::new_lazy_with_config(settings.client.clone(), config)
-                .map_err(BuildError::Redis)?
-        };
-        let backend = Arc::new(Backend {
-            client: settings.client,
-            conn,
-            keys: Keys::new(&settings.key),
-            timeout: settings.timeout,
-            lease: settings.lease,
-            release: script::release(),
-            renew: script::renew(),
-            pause: script::pause(),
-            settle: script::settle(),
-            observe: script::observe(),
-            token_interval: settings.tokens.map_or(0, |(interval, _)| interval),
-            leases: Mutex::default(),
-            wake: Notify::new(),
-            lost_log: Throttle::default(),
-        });
-        let (commands, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(background::worker(Arc::clone(&backend), receiver));
+        let hub = Hub::new(&settings, runtime)?;
         let (stop_sender, stop) = oneshot::channel();
-        let nonce = RandomState::new().hash_one(std::process::id());
-        Ok(Self {
-            shared: Arc::new(Shared {
-                backend,
-                acquire: script::acquire(),
-                set_limit: script::set_limit(),
-                key: settings.key,
-                rate: settings.rate,
-                tokens: settings.tokens,
-                concurrency: settings.concurrency,
-                limit: AtomicUsize::new(settings.concurrency.unwrap_or(0)),
-                max_pause: settings.max_pause,
-                idle_ttl: settings.idle_ttl,
-                wait_limits: settings.wait_limits,
-                on_failure: settings.on_failure,
-                down_until: Mutex::new(None),
-                down_log: Throttle::default(),
-                commands,
-                runtime: runtime.clone(),
-                subscribed: AtomicBool::new(false),
-                stop: Mutex::new(Some(stop)),
-                _stop: stop_sender,
-                nonce,
-                ids: AtomicU64::new(0),
-            }),
-        })
+        let subscription = Subscription {
+            client: settings.client.clone(),
+            stop,
+        };
+        let key = settings.key.clone();
+        let shared = hub.limit(&settings, key, Arc::new(Notify::new()), Some(subscription));
+        Ok(Self::from_arc(Arc::new(Shared {
+            _stop: Some(stop_sender),
+            ..shared
+        })))
+    }
+
+    /// The limiter over a limit's state (a key of a keyed limiter's, say).
+    pub(crate) fn from_arc(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// The name of the shared limit.
@@ -376,7 +456,7 @@ impl Drop for Pending<'_> {
 impl Shared {
     pub(crate) fn send(&self, command: Command) {
         // The worker is gone only with the runtime: the lease then frees the permit.
-        let _ = self.commands.send(command);
+        let _ = self.commands.send((Arc::clone(&self.backend), command));
     }
 
     pub(crate) fn pause_millis(&self, duration: Duration) -> u64 {
@@ -393,9 +473,17 @@ impl Shared {
         if self.concurrency.is_none() || self.subscribed.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(stop) = self.stop.lock().unwrap().take() {
-            self.runtime
-                .spawn(background::subscriber(Arc::clone(&self.backend), stop));
+        if let Some(Subscription { client, stop }) = self.subscription.lock().unwrap().take() {
+            let backend = Arc::clone(&self.backend);
+            let channel = Topic::Channel(backend.keys.channel.clone());
+            let wake = move |_: Option<&str>| backend.wake.notify_waiters();
+            self.runtime.spawn(background::subscriber(
+                client,
+                self.backend.timeout,
+                channel,
+                wake,
+                stop,
+            ));
         }
     }
 
@@ -632,11 +720,15 @@ impl Shared {
                 // Counted from before the call was sent: never later than Redis's expiry.
                 expires: Mutex::new(sent + self.backend.lease),
             });
-            self.backend
-                .leases
-                .lock()
-                .unwrap()
-                .insert(id, Arc::clone(&lease));
+            let first = {
+                let mut leases = self.backend.leases.lock().unwrap();
+                let first = leases.is_empty();
+                leases.insert(id, Arc::clone(&lease));
+                first
+            };
+            if first {
+                self.send(Command::Held);
+            }
             lease
         });
         RedisPermit::new(Arc::clone(self), Held::Shared(lease), tokens)

@@ -91,6 +91,7 @@ mod background;
 mod builder;
 mod error;
 mod failure;
+mod keyed;
 mod limiter;
 mod permit;
 mod script;
@@ -104,6 +105,7 @@ mod support;
 pub use builder::RedisLimiterBuilder;
 pub use error::{BuildError, Unavailable};
 pub use failure::FailurePolicy;
+pub use keyed::{RedisKeyHandle, RedisKeyedLimiter, RedisKeyedLimiterBuilder};
 pub use limiter::RedisLimiter;
 pub use permit::RedisPermit;
 

@@ -381,12 +381,13 @@ where
 /// The inner service's response, its body carrying the permit if it is held to the end.
 #[inline(always)]
 fn respond<B>(
-    response: Response<B>,
+    mut response: Response<B>,
     mut permit: Option<GatePermit>,
     hold: Hold,
 ) -> Response<ResponseBody<B>> {
     if let Some(permit) = &mut permit {
         permit.observe_head(response.status(), response.headers());
+        permit.advertise(response.headers_mut());
     }
     if hold == Hold::Head {
         drop(permit.take());

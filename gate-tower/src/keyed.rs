@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use gate_core::keyed::{KeyedGate, KeyedLimiter, KeyedTryAcquireError};
-use gate_core::{AcquireError, BoxPermit, Stats, Unlimited, WaitLimits};
+use gate_core::rate::{Clock, RateLimit};
+use gate_core::{AcquireError, BoxPermit, OwnedLimiterPermit, Stats, Unlimited, WaitLimits};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -17,8 +18,8 @@ use tower_service::Service;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, queue_cap};
-use crate::refusal::{Protocol, RateLimited};
-use crate::report::GatePermit;
+use crate::refusal::{Protocol, RateLeft, RateLimited};
+use crate::report::{GatePermit, Rated};
 use crate::service::GateService;
 use crate::source::{KeyedAdmit, Source};
 
@@ -147,8 +148,9 @@ impl<B> ExtractKey<B> for Path {
 
 /// Where a keyed layer's permits come from, with its key type erased from the hasher's.
 trait Keys<K>: Send + Sync {
-    /// Admits `key` at once, refuses it, or says what to wait for within `limits`.
-    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit;
+    /// Admits `key` at once, refuses it, or says what to wait for within `limits`; with
+    /// `advertise`, a permit carries what its key's rate had left, for the response.
+    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit;
 }
 
 /// A [`KeyedGate`]: a concurrency limit per key.
@@ -159,7 +161,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     H: BuildHasher + Send + Sync + 'static,
 {
-    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit {
+    fn admit(&self, key: K, limits: WaitLimits, _advertise: bool) -> KeyedAdmit {
         match self.0.try_acquire_owned(&key) {
             Ok(permit) => KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
             Err(KeyedTryAcquireError::TooManyKeys) => KeyedAdmit::Refused(AcquireError::QueueFull),
@@ -168,7 +170,7 @@ where
                 KeyedAdmit::Wait(Box::pin(async move {
                     acquire
                         .await
-                        .map(BoxPermit::new)
+                        .map(|permit| GatePermit::Any(BoxPermit::new(permit)))
                         .map_err(AcquireError::from)
                 }))
             }
@@ -184,9 +186,9 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     H: BuildHasher + Send + Sync + 'static,
 {
-    fn admit(&self, key: K, limits: WaitLimits) -> KeyedAdmit {
+    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
         match self.0.try_acquire(&key) {
-            Ok(permit) => return KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
+            Ok(permit) => return KeyedAdmit::Now(rated(permit, advertise)),
             Err(KeyedTryAcquireError::TooManyKeys) => {
                 return KeyedAdmit::Refused(AcquireError::QueueFull);
             }
@@ -208,10 +210,38 @@ where
             keyed
                 .acquire_with(&key, limits)
                 .await
-                .map(BoxPermit::new)
+                .map(|permit| rated(permit, advertise))
                 .map_err(AcquireError::from)
         }))
     }
+}
+
+/// A keyed limiter's permit, with what its key's rate had left if that is to be advertised
+/// (and the key has a rate).
+fn rated(permit: OwnedLimiterPermit, advertise: bool) -> GatePermit {
+    let left = advertise
+        .then(|| permit.limiter().rate_limit().map(rate_left))
+        .flatten();
+    let permit = BoxPermit::new(permit);
+    match left {
+        Some(left) => GatePermit::Rated(Box::new(Rated { permit, left })),
+        None => GatePermit::Any(permit),
+    }
+}
+
+/// What `rate` has left now: the cells free, and when the next is free again (now if the
+/// bucket is full; the wait for the next cell if none is left; otherwise at most one
+/// interval between cells, which is what is advertised).
+fn rate_left<C: Clock>(rate: &RateLimit<C>) -> RateLeft {
+    let remaining = rate.remaining();
+    let next = if remaining >= rate.capacity() {
+        Duration::ZERO
+    } else if remaining == 0 {
+        rate.wait_time()
+    } else {
+        rate.rate().interval()
+    };
+    RateLeft::new(rate.rate(), next, remaining)
 }
 
 /// A [`Layer`] that limits requests per key, the key read from each request by an
@@ -245,6 +275,17 @@ where
 ///   whole seconds) and `RateLimit: "default";r=0;t=<seconds>`. gRPC requests get
 ///   `RESOURCE_EXHAUSTED` in both cases, with `grpc-retry-pushback-ms`. Waits advertised are
 ///   capped at `i32::MAX` milliseconds, as [`GateLayer::retry_after`] says.
+/// - **Admitted requests are told what is left.** With a keyed limiter whose keys have a
+///   rate, an admitted request's response carries the same two fields: `RateLimit-Policy`
+///   as above and `RateLimit: "default";r=<remaining>;t=<seconds>`, where `r` is what the
+///   key's rate had left once this request took its cell, and `t` the seconds until its
+///   next cell is free (rounded up: the wait for it when none is left, one interval between
+///   cells while some are, 0 with the bucket full). The draft lets a server send the fields
+///   on any response; they are sent by default because they are what lets a client slow
+///   down before it is refused, and [`rate_limit_headers(false)`](Self::rate_limit_headers)
+///   turns them off. A response whose inner service set either field keeps its own and
+///   gets neither of the layer's (a policy of one limit beside the state of another would
+///   mislead). A keyed gate has no rate and sends none.
 /// - **Everything else is [`GateLayer`]'s:** a permit per request taken in `call`, held until
 ///   the response body ends (see [`hold_until_body_end`](Self::hold_until_body_end)) or its
 ///   reader stalls, refused bodies read before answering, refusals logged at `DEBUG` with a
@@ -320,6 +361,7 @@ pub struct KeyedGateLayer<K, E> {
     keys: Arc<dyn Keys<K>>,
     extract: E,
     default_key: K,
+    advertise: bool,
 }
 
 impl<K, E> KeyedGateLayer<K, E>
@@ -359,6 +401,7 @@ where
             keys,
             extract,
             default_key,
+            advertise: true,
         }
     }
 }
@@ -400,6 +443,14 @@ impl<K, E> KeyedGateLayer<K, E> {
         self
     }
 
+    /// Whether an admitted request's response carries the `RateLimit` and
+    /// `RateLimit-Policy` fields of its key's rate (on unless turned off; only a keyed
+    /// limiter whose keys have a rate has any to send). See the layer's docs.
+    pub fn rate_limit_headers(mut self, advertise: bool) -> Self {
+        self.advertise = advertise;
+        self
+    }
+
     /// The bounds on waiting each request gets (`max_waiters` per key).
     pub fn wait_limits(&self) -> WaitLimits {
         self.layer.wait_limits()
@@ -423,6 +474,7 @@ impl<S, K: Clone, E: Clone> Layer<S> for KeyedGateLayer<K, E> {
             keys: Arc::clone(&self.keys),
             extract: self.extract.clone(),
             default_key: self.default_key.clone(),
+            advertise: self.advertise,
         }
     }
 }
@@ -434,6 +486,7 @@ impl<K: Clone, E: Clone> Clone for KeyedGateLayer<K, E> {
             keys: Arc::clone(&self.keys),
             extract: self.extract.clone(),
             default_key: self.default_key.clone(),
+            advertise: self.advertise,
         }
     }
 }
@@ -443,6 +496,7 @@ impl<K: fmt::Debug, E> fmt::Debug for KeyedGateLayer<K, E> {
         f.debug_struct("KeyedGateLayer")
             .field("layer", &self.layer)
             .field("default_key", &self.default_key)
+            .field("rate_limit_headers", &self.advertise)
             .finish_non_exhaustive()
     }
 }
@@ -454,6 +508,7 @@ pub struct KeyedGateService<S, K, E> {
     keys: Arc<dyn Keys<K>>,
     extract: E,
     default_key: K,
+    advertise: bool,
 }
 
 impl<S, K, E> KeyedGateService<S, K, E> {
@@ -493,11 +548,11 @@ where
             .extract
             .extract_key(&request)
             .unwrap_or_else(|| self.default_key.clone());
-        let keys = &self.keys;
+        let (keys, advertise) = (&self.keys, self.advertise);
         self.service.start_keyed(
             request,
             |request| Protocol::of(request.headers()),
-            |limits| keys.admit(key, limits),
+            |limits| keys.admit(key, limits, advertise),
         )
     }
 }
@@ -509,6 +564,7 @@ impl<S: Clone, K: Clone, E: Clone> Clone for KeyedGateService<S, K, E> {
             keys: Arc::clone(&self.keys),
             extract: self.extract.clone(),
             default_key: self.default_key.clone(),
+            advertise: self.advertise,
         }
     }
 }

@@ -244,17 +244,62 @@ pub(crate) fn rate_limited<B>(
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = response.headers_mut();
     headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-    let policy = format!("\"{RATE_POLICY}\";q={};w={}", rate.quota, rate.window);
-    let state = format!("\"{RATE_POLICY}\";r=0;t={seconds}");
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        let value = HeaderValue::try_from(value).expect("digits and a quoted token");
-        headers.insert(name, value);
-    }
+    insert_rate_fields(headers, rate, 0);
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// What a key's rate had left when a request was admitted, for the `RateLimit` fields of its
+/// response: the rate (as a refusal states it), the cells left, and the time until the
+/// next cell is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLeft {
+    rate: RateLimited,
+    remaining: u64,
+}
+
+impl RateLeft {
+    /// `remaining` cells of `rate` free, the next one free again in `next`.
+    pub(crate) fn new(rate: Rate, next: Duration, remaining: u64) -> Self {
+        Self {
+            rate: RateLimited::new(rate, next),
+            remaining,
+        }
+    }
+}
+
+/// Adds the fields of draft-ietf-httpapi-ratelimit-headers to an admitted request's response:
+/// `RateLimit-Policy: "default";q=<quota>;w=<window>` and `RateLimit:
+/// "default";r=<remaining>;t=<seconds until the next cell>`, the same syntax as a rate
+/// refusal's. A response that already has either field (the inner service describes a
+/// limit of its own) keeps its fields, and gets neither.
+#[cold]
+pub(crate) fn advertise_rate(headers: &mut HeaderMap, left: &RateLeft) {
+    if headers.contains_key(RATELIMIT) || headers.contains_key(RATELIMIT_POLICY) {
+        return;
+    }
+    insert_rate_fields(headers, &left.rate, left.remaining.min(MAX_SF_INTEGER));
+}
+
+/// The `RateLimit` field's name.
+const RATELIMIT: &str = "ratelimit";
+
+/// The `RateLimit-Policy` field's name.
+const RATELIMIT_POLICY: &str = "ratelimit-policy";
+
+/// Inserts `RateLimit-Policy` for `rate` and `RateLimit` with `remaining` cells and the
+/// seconds until `rate.wait` passes (rounded up, capped to [`MAX_ADVERTISED_WAIT`]).
+fn insert_rate_fields(headers: &mut HeaderMap, rate: &RateLimited, remaining: u64) {
+    let seconds = whole_seconds(rate.wait.min(MAX_ADVERTISED_WAIT));
+    let policy = format!("\"{RATE_POLICY}\";q={};w={}", rate.quota, rate.window);
+    let state = format!("\"{RATE_POLICY}\";r={remaining};t={seconds}");
+    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+        let value = HeaderValue::try_from(value).expect("digits and a quoted token");
+        headers.insert(name, value);
+    }
 }
 
 /// A gRPC-Web trailers frame: the flag byte `0x80`, the length (four bytes, big-endian), and
@@ -406,5 +451,27 @@ mod tests {
             assert_eq!(base64(plain.as_bytes()), encoded.as_bytes(), "{plain}");
         }
         assert_eq!(base64(&[0xff, 0xfe, 0x80]), b"//6A");
+    }
+
+    #[test]
+    fn an_admitted_responses_fields_are_capped_and_never_set_over_the_inner_services() {
+        // A bucket of `u64::MAX` cells and a wait of `Duration::MAX` still make integers a
+        // structured field holds.
+        let left = RateLeft::new(Rate::per_second(1), Duration::MAX, u64::MAX);
+        let mut headers = HeaderMap::new();
+        advertise_rate(&mut headers, &left);
+        let capped = whole_seconds(MAX_ADVERTISED_WAIT);
+        let state = format!("\"default\";r={MAX_SF_INTEGER};t={capped}");
+        assert_eq!(headers["ratelimit"], state.as_str());
+        assert_eq!(headers["ratelimit-policy"], "\"default\";q=1;w=1");
+
+        let left = RateLeft::new(Rate::per_minute(6), Duration::from_secs(10), 2);
+        for theirs in ["ratelimit", "ratelimit-policy"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(theirs, HeaderValue::from_static("\"upstream\";r=9"));
+            advertise_rate(&mut headers, &left);
+            assert_eq!(headers.len(), 1, "{theirs}: {headers:?}");
+            assert_eq!(headers[theirs], "\"upstream\";r=9");
+        }
     }
 }

@@ -5,6 +5,7 @@ use gate_core::{BoxPermit, Outcome, OwnedPermit, Permit, Report};
 use http::{HeaderMap, StatusCode};
 
 use crate::pushback::{self, Pushback};
+use crate::refusal::{self, RateLeft};
 
 /// One permit of a [`Source`](crate::source::Source), released when dropped.
 ///
@@ -14,18 +15,51 @@ use crate::pushback::{self, Pushback};
 /// the futures and bodies holding them, stay small.
 #[derive(Debug)]
 pub(crate) enum GatePermit {
-    Owned { _permit: OwnedPermit },
-    Static { _permit: Permit<'static> },
+    Owned {
+        _permit: OwnedPermit,
+    },
+    Static {
+        _permit: Permit<'static>,
+    },
     Any(BoxPermit),
+    /// A keyed limiter's permit, with what its key's rate had left, which the response
+    /// advertises. Boxed, so that the other permits stay as small as they were.
+    Rated(Box<Rated>),
+}
+
+/// A permit and what its key's rate had left when it was granted.
+#[derive(Debug)]
+pub(crate) struct Rated {
+    pub(crate) permit: BoxPermit,
+    pub(crate) left: RateLeft,
 }
 
 impl GatePermit {
+    /// A source's permit that learns from the answer, if this is one.
+    #[inline]
+    fn boxed(&mut self) -> Option<&mut BoxPermit> {
+        match self {
+            Self::Any(permit) => Some(permit),
+            Self::Rated(rated) => Some(&mut rated.permit),
+            Self::Owned { .. } | Self::Static { .. } => None,
+        }
+    }
+
+    /// Adds the `RateLimit` fields of what the key's rate had left to an admitted request's
+    /// response, for a keyed limiter's permit; nothing for any other.
+    #[inline]
+    pub(crate) fn advertise(&self, headers: &mut HeaderMap) {
+        if let Self::Rated(rated) = self {
+            refusal::advertise_rate(headers, &rated.left);
+        }
+    }
+
     /// Notes the outcome a response head says. An overload with a `Retry-After` is passed on
     /// at once (the source pauses everyone sharing it), even if the permit is held until the
     /// body ends.
     #[inline]
     pub(crate) fn observe_head(&mut self, status: StatusCode, headers: &HeaderMap) {
-        if let Self::Any(permit) = self {
+        if let Some(permit) = self.boxed() {
             observe(permit, pushback::outcome_of_head(status, headers));
         }
     }
@@ -33,7 +67,7 @@ impl GatePermit {
     /// Notes an overload signalled in gRPC trailers, which outranks the head's success.
     #[inline]
     pub(crate) fn observe_trailers(&mut self, trailers: &HeaderMap) {
-        if let Self::Any(permit) = self {
+        if let Some(permit) = self.boxed() {
             observe_trailers(permit, trailers);
         }
     }
@@ -41,7 +75,7 @@ impl GatePermit {
     /// Notes how the call ended, replacing what was noted before.
     #[inline]
     pub(crate) fn set_outcome(&mut self, outcome: Outcome) {
-        if let Self::Any(permit) = self {
+        if let Some(permit) = self.boxed() {
             observe(permit, outcome);
         }
     }
@@ -50,7 +84,7 @@ impl GatePermit {
     /// said the server was overloaded.
     #[inline]
     pub(crate) fn fail(&mut self) {
-        if let Self::Any(permit) = self {
+        if let Some(permit) = self.boxed() {
             fail(permit);
         }
     }

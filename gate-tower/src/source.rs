@@ -185,7 +185,7 @@ pub(crate) enum KeyedAdmit {
     /// Admitted at once.
     Now(GatePermit),
     /// To wait in its key's queue.
-    Wait(AnyAdmit),
+    Wait(KeyedWait),
     /// Refused at once: its key is new and no room is left for keys, or its key's queue
     /// is full.
     Refused(AcquireError),
@@ -195,6 +195,9 @@ pub(crate) enum KeyedAdmit {
 
 /// Admission through a [`BoxAdmission`], as it hands it out.
 pub(crate) type AnyAdmit = Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>>;
+
+/// A keyed layer's request waiting in its key's queue.
+pub(crate) type KeyedWait = Pin<Box<dyn Future<Output = Result<GatePermit, AcquireError>> + Send>>;
 
 pin_project! {
     /// Waiting for one permit of a [`Source`]. Cancel-safe, as gate-core's futures are.
@@ -208,13 +211,13 @@ pin_project! {
         // A keyed layer's request, waiting in its key's queue: the keyed gate bounds that
         // queue per key, and the layer's queue (one for all keys) is not entered, so that
         // one key's flood cannot refuse another key's request.
-        Keyed { future: AnyAdmit },
+        Keyed { future: KeyedWait },
     }
 }
 
 impl Acquiring {
     /// Waiting for a permit of a keyed layer's request, in its key's queue.
-    pub(crate) fn keyed(future: AnyAdmit) -> Self {
+    pub(crate) fn keyed(future: KeyedWait) -> Self {
         Self::Keyed { future }
     }
 }
@@ -267,7 +270,7 @@ impl Future for Acquiring {
                 .poll(future.poll(cx))
                 .map_ok(|permit| GatePermit::Static { _permit: permit }),
             AcquiringProj::Any { future, queued } => poll_any(future, queued, cx),
-            AcquiringProj::Keyed { future } => future.as_mut().poll(cx).map_ok(GatePermit::Any),
+            AcquiringProj::Keyed { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -280,3 +280,147 @@ async fn a_closure_keys_by_axum_connect_info() {
     let (status, _, _) = fetch(&client, addr, &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A keyed limiter of six a minute per key, in bursts of three: one cell every 10 s.
+fn six_a_minute() -> Arc<KeyedLimiter<HeaderValue>> {
+    Arc::new(KeyedLimiter::new(|| {
+        Limiter::with_rate(Rate::per_minute(6).burst(3))
+    }))
+}
+
+#[tokio::test]
+async fn an_admitted_request_carries_what_its_keys_rate_had_left() {
+    let layer =
+        KeyedGateLayer::with_limiter(six_a_minute(), api_key(), no_key()).max_wait(Duration::ZERO);
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(layer);
+    let addr = serve(app).await;
+    let client = client();
+
+    // Three cells in the bucket: each admission leaves one fewer, and the next comes back
+    // within one interval (10 s); the last one waits for it.
+    for remaining in [2, 1, 0] {
+        let (status, headers, _) = fetch(&client, addr, &[("x-api-key", "a")]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["ratelimit-policy"], r#""default";q=6;w=60"#);
+        let state = format!(r#""default";r={remaining};t=10"#);
+        assert_eq!(headers["ratelimit"], state.as_str());
+    }
+    let (status, headers, _) = fetch(&client, addr, &[("x-api-key", "a")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit"], r#""default";r=0;t=10"#);
+    // Another key has its whole bucket.
+    let (_, headers, _) = fetch(&client, addr, &[("x-api-key", "b")]).await;
+    assert_eq!(headers["ratelimit"], r#""default";r=2;t=10"#);
+}
+
+#[tokio::test]
+async fn the_inner_services_own_ratelimit_fields_are_kept() {
+    let upstream = || async {
+        (
+            [("ratelimit", r#""upstream";r=41;t=3"#)],
+            "hello from upstream",
+        )
+    };
+    let layer = KeyedGateLayer::with_limiter(six_a_minute(), api_key(), no_key());
+    let app = Router::new().route("/", get(upstream)).layer(layer);
+    let addr = serve(app).await;
+    let (status, headers, _) = fetch(&client(), addr, &[("x-api-key", "a")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["ratelimit"], r#""upstream";r=41;t=3"#);
+    assert_eq!(headers.get_all("ratelimit").iter().count(), 1);
+    // Not a policy of ours beside a state of theirs.
+    assert!(!headers.contains_key("ratelimit-policy"));
+}
+
+#[tokio::test]
+async fn ratelimit_fields_on_success_can_be_turned_off_and_a_gate_sends_none() {
+    let layer =
+        KeyedGateLayer::with_limiter(six_a_minute(), api_key(), no_key()).rate_limit_headers(false);
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(layer);
+    let addr = serve(app).await;
+    let (status, headers, _) = fetch(&client(), addr, &[("x-api-key", "a")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.contains_key("ratelimit"));
+    assert!(!headers.contains_key("ratelimit-policy"));
+
+    // A keyed gate limits concurrency, not a rate: it has nothing to advertise.
+    let gate = Arc::new(KeyedGate::new(2));
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(KeyedGateLayer::new(gate, api_key(), no_key()));
+    let addr = serve(app).await;
+    let (status, headers, _) = fetch(&client(), addr, &[("x-api-key", "a")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.contains_key("ratelimit"));
+}
+
+/// Whether `value` is a structured-field item `"default"` with exactly the integer
+/// parameters `keys`, in order (RFC 9651's syntax for these fields).
+fn is_rate_item(value: &str, keys: &[&str]) -> bool {
+    let Some(params) = value.strip_prefix(r#""default""#) else {
+        return false;
+    };
+    let params: Vec<&str> = params.split(';').collect();
+    params[0].is_empty()
+        && params.len() == keys.len() + 1
+        && params[1..].iter().zip(keys).all(|(param, key)| {
+            param.split_once('=').is_some_and(|(name, n)| {
+                name == *key
+                    && !n.is_empty()
+                    && n.len() <= 15
+                    && n.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+}
+
+#[tokio::test]
+async fn the_ratelimit_fields_read_as_a_plain_http_client_sees_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let layer = KeyedGateLayer::with_limiter(six_a_minute(), api_key(), no_key());
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(layer);
+    let addr = serve(app).await;
+    // What `curl -i -H 'x-api-key: a' http://ADDR/` sends, and the bytes it gets back.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\
+         x-api-key: a\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "hello");
+    let mut lines = head.split("\r\n");
+    assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"));
+    let fields: Vec<(String, &str)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim_start())
+        })
+        .collect();
+    let field = |wanted: &str| {
+        let found: Vec<&str> = fields
+            .iter()
+            .filter(|(name, _)| name == wanted)
+            .map(|(_, value)| *value)
+            .collect();
+        assert_eq!(found.len(), 1, "{wanted}: {found:?}");
+        found[0]
+    };
+    let policy = field("ratelimit-policy");
+    assert!(is_rate_item(policy, &["q", "w"]), "{policy}");
+    let state = field("ratelimit");
+    assert!(is_rate_item(state, &["r", "t"]), "{state}");
+    assert_eq!(state, r#""default";r=2;t=10"#);
+}

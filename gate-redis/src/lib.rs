@@ -47,6 +47,15 @@
 //! # }
 //! ```
 //!
+//! # A limit per key
+//!
+//! [`RedisKeyedLimiter`] keeps one such limit per key (a tenant, an API key, a model), all
+//! made from one template and shared by the fleet key by key: tenant `k` under the prefix
+//! `P` is the limit `P:k`, in one Redis Cluster slot of its own. Every key goes through one
+//! connection and one background task; idle tenants vanish from Redis by their TTLs, and
+//! from this process's memory by gate-core's keyed rules (an idle cap, a hard cap that
+//! refuses new keys rather than grow).
+//!
 //! # How it decides
 //!
 //! Redis decides, with Redis's clock: every admission is one Lua script, run atomically on

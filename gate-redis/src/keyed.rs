@@ -327,7 +327,11 @@ impl<K, S> RedisKeyedLimiter<K, S> {
     /// Starts the subscription to every key's release channel, once, if the template has a
     /// concurrency limit (only its waiters wait for releases).
     fn subscribe(&self) {
-        if self.settings.concurrency.is_none() || self.subscribed.swap(true, Ordering::AcqRel) {
+        // Read before it is written: every admission passes here.
+        if self.settings.concurrency.is_none()
+            || self.subscribed.load(Ordering::Acquire)
+            || self.subscribed.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let Some(stop) = self.subscription.lock().unwrap().take() else {

@@ -321,3 +321,74 @@ async fn a_keys_handle_is_an_admission_for_retry_and_boxes() {
     drop(permit);
     assert!(eventually(Duration::from_secs(2), || held(server(), &name) == 0).await);
 }
+
+/// Clients connected to `server` right now, as it counts them.
+fn connected_clients(server: &support::Server) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query(&mut server.connection())
+        .unwrap();
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .unwrap();
+    // Less the connection that asked.
+    line.trim().parse::<usize>().unwrap() - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_goes_through_one_connection_and_one_subscription() {
+    // A server of this test's own, so that no other test's clients are counted.
+    let own = support::Server::start();
+    let keyed: Arc<RedisKeyedLimiter<u32>> = Arc::new(
+        RedisKeyedLimiter::new(
+            RedisLimiter::builder(own.client())
+                .key("one-connection")
+                .concurrency(1),
+        )
+        .unwrap(),
+    );
+    // 50 keys, each with a permit out and a waiter queued behind it: every key has used
+    // the connection, the renewals and the subscription.
+    let mut permits = Vec::new();
+    for tenant in 0..50 {
+        permits.push(keyed.acquire(&tenant).await.unwrap());
+    }
+    let waiters: Vec<_> = (0..50)
+        .map(|tenant| {
+            let keyed = Arc::clone(&keyed);
+            tokio::spawn(async move { keyed.acquire(&tenant).await.map(drop) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One multiplexed connection and one pub/sub connection, for 50 keys.
+    assert_eq!(connected_clients(&own), 2);
+    drop(permits);
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("each waiter is woken by its key's release")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_task_renews_the_leases_of_every_key_that_holds_permits() {
+    let prefix = key("keyed-renew");
+    let lease = Duration::from_millis(300);
+    let keyed: RedisKeyedLimiter<u32> =
+        RedisKeyedLimiter::new(template(&prefix).concurrency(1).lease(lease)).unwrap();
+    let first = keyed.acquire(&1).await.unwrap();
+    // A key that takes its permit later, after a renewal found no key holding any.
+    tokio::time::sleep(lease).await;
+    let second = keyed.acquire(&2).await.unwrap();
+    // Held for several leases: both are renewed, neither is lost nor taken by another.
+    tokio::time::sleep(lease * 4).await;
+    for (tenant, permit) in [(1, &first), (2, &second)] {
+        assert!(!permit.lease_lost(), "key {tenant}'s lease was lost");
+        assert_eq!(held(server(), &keyed.redis_name(&tenant)), 1);
+        let refused = keyed.acquire_with(&tenant, WaitLimits::NO_WAIT).await;
+        assert_eq!(refused.unwrap_err(), KeyedAcquireError::TimedOut);
+    }
+}

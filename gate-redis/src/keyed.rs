@@ -68,6 +68,9 @@ type Render<K> = dyn Fn(&K) -> String + Send + Sync;
 ///   held, and a new key at the cap with no idle key in reach (16 more looked at) is
 ///   refused at once with [`KeyedAcquireError::TooManyKeys`] rather than grown into.
 ///
+/// With a [global](RedisKeyedLimiterBuilder::global) limit (a [`RedisLimiter`] of its own),
+/// every admission also takes a permit of it, after its key's.
+///
 /// Admissions of one key are a [`RedisLimiter`]'s: the same order (pause, concurrency,
 /// rate and tokens), leases, cancellation and errors; an unreachable Redis answers by the
 /// template's [`FailurePolicy`](crate::FailurePolicy) (a `Local` limiter is then one
@@ -122,6 +125,8 @@ pub struct RedisKeyedLimiter<K, S = RandomState> {
     hub: Hub,
     /// The template: every key's limits; its key is the prefix.
     settings: Settings,
+    /// The limit every admission also takes a permit of, after its key's.
+    global: Option<RedisLimiter>,
     render: Box<Render<K>>,
     max_keys: usize,
     max_idle: usize,
@@ -180,6 +185,7 @@ impl<K> RedisKeyedLimiter<K> {
     ) -> RedisKeyedLimiterBuilder<K> {
         RedisKeyedLimiterBuilder {
             template,
+            global: None,
             render: Box::new(render),
             max_keys: DEFAULT_MAX_KEYS,
             max_idle: DEFAULT_MAX_IDLE,
@@ -209,7 +215,7 @@ where
         limits: WaitLimits,
     ) -> Result<RedisPermit, KeyedAcquireError> {
         let shared = self.find_or_make(key)?;
-        Ok(shared.admit(limits, None).await?)
+        Ok(admit(shared, self.global_shared(), limits, None).await?)
     }
 
     /// Waits for admission by `key`'s limit of an attempt that will spend about `estimate`
@@ -222,7 +228,7 @@ where
         limits: WaitLimits,
     ) -> Result<RedisPermit, KeyedAcquireError> {
         let shared = self.find_or_make(key)?;
-        Ok(shared.admit(limits, Some(estimate)).await?)
+        Ok(admit(shared, self.global_shared(), limits, Some(estimate)).await?)
     }
 
     /// `key`'s limit as a [`RedisLimiter`], made if it is new: to pause one tenant, set its
@@ -272,6 +278,12 @@ where
         &self.settings.key
     }
 
+    /// The limit every admission also takes a permit of, if one was
+    /// [set](RedisKeyedLimiterBuilder::global).
+    pub fn global(&self) -> Option<&RedisLimiter> {
+        self.global.as_ref()
+    }
+
     /// The bounds [`acquire`](Self::acquire) waits within: the template's.
     pub fn wait_limits(&self) -> WaitLimits {
         self.settings.wait_limits
@@ -319,6 +331,12 @@ where
 }
 
 impl<K, S> RedisKeyedLimiter<K, S> {
+    fn global_shared(&self) -> Option<Arc<Shared>> {
+        self.global
+            .as_ref()
+            .map(|global| Arc::clone(global.shared()))
+    }
+
     /// The wake-up list of the key whose release channel is `channel`.
     fn wake_of(&self, channel: &str) -> Arc<Notify> {
         Arc::clone(&self.wake[shard(&self.shard_hasher, channel)])
@@ -355,6 +373,31 @@ impl<K, S> RedisKeyedLimiter<K, S> {
             stop,
         ));
     }
+}
+
+/// Admission by a key's limit, then by the global one (if any) within what is left of
+/// `limits.max_wait`: both permits or neither (the key's is released in the background if
+/// the global limit refuses; the key's rate cell stays taken, erring slow).
+async fn admit(
+    key: Arc<Shared>,
+    global: Option<Arc<Shared>>,
+    limits: WaitLimits,
+    estimate: Option<u64>,
+) -> Result<RedisPermit, AcquireError> {
+    let started = tokio::time::Instant::now();
+    let permit = key.admit(limits, estimate).await?;
+    let Some(global) = global else {
+        return Ok(permit);
+    };
+    // Past the caller's bound, the global limit gets one look that does not wait.
+    let limits = WaitLimits {
+        max_wait: limits
+            .max_wait
+            .map(|max_wait| max_wait.saturating_sub(started.elapsed())),
+        ..limits
+    };
+    let global = global.admit(limits, estimate).await?;
+    Ok(permit.with_global(global))
 }
 
 /// The name of key `rendered`'s limit under `prefix`, each escaped.
@@ -465,6 +508,7 @@ impl<K, S> fmt::Debug for RedisKeyedLimiter<K, S> {
             .field("prefix", &self.settings.key)
             .field("concurrency", &self.settings.concurrency)
             .field("rate", &self.settings.rate.is_some())
+            .field("global", &self.global)
             .field("max_keys", &self.max_keys)
             .field("max_idle", &self.max_idle)
             .finish_non_exhaustive()
@@ -475,6 +519,7 @@ impl<K, S> fmt::Debug for RedisKeyedLimiter<K, S> {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RedisKeyedLimiterBuilder<K, S = RandomState> {
     template: RedisLimiterBuilder,
+    global: Option<RedisLimiter>,
     render: Box<Render<K>>,
     max_keys: usize,
     max_idle: usize,
@@ -495,11 +540,27 @@ impl<K, S> RedisKeyedLimiterBuilder<K, S> {
         self
     }
 
+    /// Every admission, of any key, also takes a permit of `global` (a limit of the whole
+    /// fleet across keys: an API's quota for the organisation, say), after its key's and
+    /// within what is left of the same wait bound. Both are held, released and reported
+    /// together; if `global` refuses, the key's permit is given back (its rate cell stays
+    /// taken: the key errs slow). The global limit has its own connection and task.
+    ///
+    /// The global limit serves its waiters in arrival order, but a caller queues for it
+    /// only once it holds its key's permit: with a per-key concurrency limit `n`, a key
+    /// has at most `n` callers in the global queue, so a tenant with 10,000 requests
+    /// queued delays another by at most `n` places per busy key, not by its backlog.
+    pub fn global(mut self, global: RedisLimiter) -> Self {
+        self.global = Some(global);
+        self
+    }
+
     /// Hashes keys in memory with `hasher` instead of std's [`RandomState`] (keys often
     /// come from the network: keep a keyed hasher for those).
     pub fn hasher<S2>(self, hasher: S2) -> RedisKeyedLimiterBuilder<K, S2> {
         RedisKeyedLimiterBuilder {
             template: self.template,
+            global: self.global,
             render: self.render,
             max_keys: self.max_keys,
             max_idle: self.max_idle,
@@ -519,6 +580,7 @@ impl<K, S> RedisKeyedLimiterBuilder<K, S> {
         Ok(RedisKeyedLimiter {
             hub,
             settings,
+            global: self.global,
             render: self.render,
             max_keys: self.max_keys,
             max_idle: self.max_idle.min(self.max_keys),
@@ -542,6 +604,7 @@ impl<K, S> fmt::Debug for RedisKeyedLimiterBuilder<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisKeyedLimiterBuilder")
             .field("template", &self.template)
+            .field("global", &self.global)
             .field("max_keys", &self.max_keys)
             .field("max_idle", &self.max_idle)
             .finish_non_exhaustive()
@@ -604,9 +667,10 @@ where
         estimate: Option<u64>,
     ) -> impl Future<Output = Result<RedisPermit, AcquireError>> + Send + use<K, S> {
         let found = self.keyed.find_or_make(&self.key);
+        let global = self.keyed.global_shared();
         async move {
             match found {
-                Ok(shared) => shared.admit(limits, estimate).await,
+                Ok(shared) => admit(shared, global, limits, estimate).await,
                 Err(error) => Err(error.into()),
             }
         }
@@ -647,9 +711,15 @@ where
         self.keyed.wait_limits()
     }
 
-    /// The template's concurrency limit; `None` for a rate only.
+    /// The template's concurrency limit, or the global one if smaller; `None` for rates
+    /// only.
     fn capacity(&self) -> Option<usize> {
-        self.keyed.settings.concurrency
+        let key = self.keyed.settings.concurrency;
+        let global = self.keyed.global.as_ref().and_then(RedisLimiter::limit);
+        match (key, global) {
+            (Some(key), Some(global)) => Some(key.min(global)),
+            (key, global) => key.or(global),
+        }
     }
 }
 

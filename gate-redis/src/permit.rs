@@ -16,12 +16,19 @@ use crate::limiter::Shared;
 ///
 /// [Finishing](Report::finish) it with [`Outcome::Overload`] and a `retry_after`, or a
 /// [`pushback`](Report::pushback), pauses every process that shares the limit.
+///
+/// A permit of a [`RedisKeyedLimiter`](crate::RedisKeyedLimiter) with a
+/// [global](crate::RedisKeyedLimiterBuilder::global) limit also holds the global limit's
+/// permit: it is released, finished and settled with the key's. A pushback pauses the key
+/// only (pause the global limiter itself to pause every key).
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct RedisPermit {
     shared: Arc<Shared>,
     held: Held,
     /// Tokens reserved from the shared budget (a local fallback permit keeps its own).
     tokens: u64,
+    /// The global limit's permit, for a keyed limiter's permit under one.
+    global: Option<Box<RedisPermit>>,
 }
 
 /// Where the permit came from.
@@ -40,7 +47,14 @@ impl RedisPermit {
             shared,
             held,
             tokens,
+            global: None,
         }
+    }
+
+    /// Holds `global`'s permit with this one, released and reported with it.
+    pub(crate) fn with_global(mut self, global: RedisPermit) -> Self {
+        self.global = Some(Box::new(global));
+        self
     }
 
     /// Tokens this attempt holds reserved from the shared budget: the estimate, or what the
@@ -75,6 +89,14 @@ impl Report for RedisPermit {
     /// Pauses every process sharing the limit if the server said how long to stay away, then
     /// releases the permit; a local fallback permit also reports to its limiter.
     fn finish(mut self, outcome: Outcome) {
+        if let Some(global) = self.global.take() {
+            // A server's time to stay away pauses the key, not every key.
+            let outcome = match outcome {
+                Outcome::Overload { .. } => Outcome::Overload { retry_after: None },
+                other => other,
+            };
+            global.finish(outcome);
+        }
         if let Outcome::Overload {
             retry_after: Some(retry_after),
         } = outcome
@@ -102,6 +124,9 @@ impl Report for RedisPermit {
     /// (gate-core's [rules](gate_core::LimiterPermit::settle): not settled, the estimate
     /// stays charged); a local fallback permit settles with its limiter.
     fn settle(&mut self, used: u64) {
+        if let Some(global) = &mut self.global {
+            global.settle(used);
+        }
         match &mut self.held {
             Held::Shared(_) => self.shared.settle(&mut self.tokens, used),
             Held::Local(permit) => permit.settle(used),
@@ -125,6 +150,7 @@ impl fmt::Debug for RedisPermit {
         f.debug_struct("RedisPermit")
             .field("shared", &self.is_shared())
             .field("lease_lost", &self.lease_lost())
+            .field("global", &self.global)
             .finish_non_exhaustive()
     }
 }

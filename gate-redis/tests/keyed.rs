@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use gate_core::keyed::KeyedAcquireError;
 use gate_core::rate::Rate;
-use gate_core::{AcquireError, Admission, BoxAdmission, OwnedAdmission, Retry, WaitLimits};
+use gate_core::{AcquireError, Admission, BoxAdmission, OwnedAdmission, Report, Retry, WaitLimits};
 use gate_redis::{RedisKeyedLimiter, RedisLimiter, RedisLimiterBuilder};
 use support::{eventually, held, key, server};
 use tokio::time::Instant;
@@ -391,4 +391,76 @@ async fn the_one_task_renews_the_leases_of_every_key_that_holds_permits() {
         let refused = keyed.acquire_with(&tenant, WaitLimits::NO_WAIT).await;
         assert_eq!(refused.unwrap_err(), KeyedAcquireError::TimedOut);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_limit_holds_across_keys_and_limiters_and_a_refusal_gives_the_key_back() {
+    const PER_KEY: usize = 2;
+    const GLOBAL: usize = 3;
+    let prefix = key("keyed-global");
+    let global_name = key("keyed-global-all");
+    let fleet: Vec<Arc<RedisKeyedLimiter<&'static str>>> = (0..2)
+        .map(|_| {
+            let global = template(&global_name).concurrency(GLOBAL).build().unwrap();
+            let keyed = RedisKeyedLimiter::builder(template(&prefix).concurrency(PER_KEY))
+                .global(global)
+                .build()
+                .unwrap();
+            Arc::new(keyed)
+        })
+        .collect();
+    let counts = Arc::new(Counts::default());
+    let mut tasks = Vec::new();
+    for task in 0..12 {
+        let keyed = Arc::clone(&fleet[task % 2]);
+        let tenant = ["a", "b", "c"][task % 3];
+        let counts = Arc::clone(&counts);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let _permit = keyed.acquire(&tenant).await.unwrap();
+                counts.enter(tenant);
+                counts.enter("all");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                counts.leave("all");
+                counts.leave(tenant);
+            }
+        }));
+    }
+    futures_util::future::join_all(tasks).await;
+    assert_eq!(counts.most("all"), GLOBAL);
+    for tenant in ["a", "b", "c"] {
+        assert!(
+            counts.most(tenant) <= PER_KEY,
+            "{tenant}: {}",
+            counts.most(tenant)
+        );
+    }
+    assert!(eventually(Duration::from_secs(2), || held(server(), &global_name) == 0).await);
+
+    // The global limit full: a key with room of its own is refused, and gives its permit
+    // back, so the key is not held by a caller that got nothing.
+    let mut held_all = Vec::new();
+    for tenant in ["a", "b", "c"] {
+        held_all.push(fleet[0].acquire(&tenant).await);
+    }
+    assert!(held_all.iter().all(Result::is_ok));
+    assert_eq!(held(server(), &global_name), GLOBAL);
+    let refused = fleet[1].acquire_with(&"d", WaitLimits::NO_WAIT).await;
+    assert_eq!(refused.unwrap_err(), KeyedAcquireError::TimedOut);
+    let d = fleet[1].redis_name(&"d");
+    assert!(eventually(Duration::from_secs(2), || held(server(), &d) == 0).await);
+    // The handle's capacity is the smaller of the two limits.
+    assert_eq!(fleet[1].handle("e").capacity(), Some(PER_KEY));
+    drop(held_all);
+    let permit = fleet[1].acquire(&"d").await.unwrap();
+    // A server's time to stay away pauses the key, not every key.
+    permit.pushback(Duration::from_secs(2));
+    let paused = |name: &str| {
+        redis::cmd("EXISTS")
+            .arg(format!("gate:{{{name}}}:pause"))
+            .query::<bool>(&mut server().connection())
+            .unwrap()
+    };
+    assert!(eventually(Duration::from_secs(1), || paused(&d)).await);
+    assert!(!paused(&global_name));
 }

@@ -17,7 +17,6 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::background::{self, Topic};
 use crate::limiter::{Hub, Settings, Shared};
-use crate::script::Keys;
 use crate::{BuildError, RedisLimiter, RedisLimiterBuilder, RedisPermit};
 
 /// How many keys each new key's sweep looks at (as gate-core's `KeyedLimiter`): more than
@@ -297,7 +296,7 @@ where
             return Ok(found);
         }
         let name = name(&self.settings.key, &(self.render)(key));
-        let wake = self.wake_of(&Keys::new(&name).channel);
+        let wake = |channel: &str| self.wake_of(channel);
         let shared = Arc::new(self.hub.limit(&self.settings, name, wake, None));
         let key = key.clone();
         let mut evicted = Vec::new();
@@ -754,6 +753,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::script::Keys;
 
     #[test]
     fn escaping_keeps_hash_tags_closed_and_keys_apart() {

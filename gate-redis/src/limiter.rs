@@ -130,7 +130,10 @@ pub(crate) struct Shared {
     /// Dropped with the limiter, which stops its own subscription.
     _stop: Option<oneshot::Sender<()>>,
     nonce: u64,
-    ids: AtomicU64,
+    /// Counts the ids handed out on the connection, by every limit on it: a key of a keyed
+    /// limiter evicted and made again must not hand out an id its last incarnation used,
+    /// whose release may still be on its way.
+    ids: Arc<AtomicU64>,
 }
 
 /// A limit's own subscription to its release channel, started on its first admission.
@@ -157,6 +160,7 @@ pub(crate) struct Hub {
     down_log: Arc<Throttle>,
     lost_log: Arc<Throttle>,
     nonce: u64,
+    ids: Arc<AtomicU64>,
 }
 
 impl Hub {
@@ -195,22 +199,25 @@ impl Hub {
             down_log: Arc::default(),
             lost_log: Arc::default(),
             nonce: RandomState::new().hash_one(std::process::id()),
+            ids: Arc::default(),
         })
     }
 
     /// The state of the limit named `key` on this connection, with the limits of
-    /// `settings`; its waiters are woken through `wake`, which its own `subscription` (if it
-    /// has one) notifies.
+    /// `settings`; its waiters are woken through what `wake` gives for its release channel,
+    /// which its own `subscription` (if it has one) notifies.
     pub(crate) fn limit(
         &self,
         settings: &Settings,
         key: String,
-        wake: Arc<Notify>,
+        wake: impl FnOnce(&str) -> Arc<Notify>,
         subscription: Option<Subscription>,
     ) -> Shared {
+        let keys = Keys::new(&key);
+        let wake = wake(&keys.channel);
         let backend = Arc::new(Backend {
             conn: self.conn.clone(),
-            keys: Keys::new(&key),
+            keys,
             timeout: settings.timeout,
             lease: settings.lease,
             release: Arc::clone(&self.release),
@@ -244,7 +251,7 @@ impl Hub {
             subscription: Mutex::new(subscription),
             _stop: None,
             nonce: self.nonce,
-            ids: AtomicU64::new(0),
+            ids: Arc::clone(&self.ids),
         }
     }
 }
@@ -321,7 +328,7 @@ impl RedisLimiter {
             stop,
         };
         let key = settings.key.clone();
-        let shared = hub.limit(&settings, key, Arc::new(Notify::new()), Some(subscription));
+        let shared = hub.limit(&settings, key, |_| Arc::default(), Some(subscription));
         Ok(Self::from_arc(Arc::new(Shared {
             _stop: Some(stop_sender),
             ..shared

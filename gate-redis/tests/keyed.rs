@@ -464,3 +464,38 @@ async fn a_global_limit_holds_across_keys_and_limiters_and_a_refusal_gives_the_k
     assert!(eventually(Duration::from_secs(1), || paused(&d)).await);
     assert!(!paused(&global_name));
 }
+
+/// The ids of the permits of limit `name` held in Redis.
+fn held_ids(name: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(format!("gate:{{{name}}}:held"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut server().connection())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_again_after_eviction_never_reuses_an_id() {
+    // Regression: each key's ids restarted at 0 when it was made again, so a release of its
+    // evicted incarnation still on its way could free the new incarnation's permit.
+    let prefix = key("keyed-ids");
+    let keyed: RedisKeyedLimiter<u32> =
+        RedisKeyedLimiter::builder(template(&prefix).concurrency(1))
+            .max_keys(1)
+            .max_idle(0)
+            .build()
+            .unwrap();
+    let name = keyed.redis_name(&1);
+    let first = keyed.acquire(&1).await.unwrap();
+    let before = held_ids(&name);
+    drop(first);
+    assert!(eventually(Duration::from_secs(2), || held_ids(&name).is_empty()).await);
+    // Key 2 takes the only place in memory: key 1 is evicted, and made again after.
+    drop(keyed.acquire(&2).await.unwrap());
+    assert!(!keyed.contains_key(&1));
+    let _again = keyed.acquire(&1).await.unwrap();
+    let after = held_ids(&name);
+    assert_eq!((before.len(), after.len()), (1, 1));
+    assert_ne!(before, after);
+}

@@ -86,6 +86,7 @@
 //! [`AcquireError::Unavailable`](gate_core::AcquireError::Unavailable), apart from a limiter
 //! that was closed: a later admission asks Redis again.
 
+mod adaptive;
 mod admission;
 mod background;
 mod builder;

@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::adaptive::Share;
 use crate::background::{self, Backend, Command, Lease};
 use crate::permit::Held;
 use crate::script::{self, Keys, Verdict};
@@ -76,8 +77,11 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 /// X)]` (with `X` a `static LazyLock<RedisLimiter>`) and gate-tower's layer. Its
 /// [`try_admit`](gate_core::Admission::try_admit) always misses (every admission needs a round
 /// trip), so callers go through `admit_with`, and it keeps no [`Stats`](gate_core::Stats)
-/// (`snapshot` is `None`). The concurrency limit is not adapted automatically: a process that
-/// wants to change it for everyone calls [`set_limit`](Self::set_limit).
+/// (`snapshot` is `None`). The fleet's concurrency limit is not adapted automatically: a
+/// process that wants to change it for everyone calls [`set_limit`](Self::set_limit). Built
+/// with [`adaptive`](RedisLimiterBuilder::adaptive), each process adapts its own share under
+/// that ceiling from its attempts' outcomes, as a local adaptive limiter does (see there
+/// for why the share, and not the limit in Redis, is what adapts).
 #[derive(Clone)]
 pub struct RedisLimiter {
     shared: Arc<Shared>,
@@ -98,6 +102,8 @@ pub(crate) struct Settings {
     pub(crate) idle_ttl: Duration,
     pub(crate) wait_limits: WaitLimits,
     pub(crate) on_failure: FailurePolicy,
+    /// This process's adaptive share of the concurrency, if any.
+    pub(crate) adaptive: Option<Box<dyn gate_core::adaptive::LimitAlgorithm>>,
 }
 
 /// The limiter's state, shared by its clones and its permits.
@@ -116,6 +122,8 @@ pub(crate) struct Shared {
     idle_ttl: Duration,
     wait_limits: WaitLimits,
     pub(crate) on_failure: FailurePolicy,
+    /// This process's adaptive share, taken before the fleet's permit.
+    pub(crate) share: Option<Arc<Share>>,
     /// Until when Redis is not asked, after a failed call.
     down_until: Mutex<Option<Instant>>,
     down_log: Throttle,
@@ -240,6 +248,9 @@ impl RedisLimiter {
                 idle_ttl: settings.idle_ttl,
                 wait_limits: settings.wait_limits,
                 on_failure: settings.on_failure,
+                share: settings
+                    .adaptive
+                    .map(|algorithm| Arc::new(Share::new(algorithm))),
                 down_until: Mutex::new(None),
                 down_log: Throttle::default(),
                 commands,
@@ -507,13 +518,27 @@ impl Shared {
         let tokens = self.token_cost(estimate)?;
         match limits.max_wait {
             Some(max_wait) if !max_wait.is_zero() => {
-                match tokio::time::timeout(max_wait, self.admit_within(limits, tokens)).await {
+                match tokio::time::timeout(max_wait, self.admit_in_share(limits, tokens)).await {
                     Ok(admitted) => admitted,
                     Err(_) => Err(AcquireError::TimedOut),
                 }
             }
-            _ => self.admit_within(limits, tokens).await,
+            _ => self.admit_in_share(limits, tokens).await,
         }
+    }
+
+    /// Admission with a seat of this process's adaptive share taken first, if it has one.
+    async fn admit_in_share(
+        self: &Arc<Self>,
+        limits: WaitLimits,
+        tokens: u64,
+    ) -> Result<RedisPermit, AcquireError> {
+        let seat = match &self.share {
+            Some(share) => Some(share.seat(limits).await?),
+            None => None,
+        };
+        let permit = self.admit_within(limits, tokens).await?;
+        Ok(permit.in_share(seat.map(crate::adaptive::Seat::run)))
     }
 
     /// Admission, with the caller's time bound applied outside.

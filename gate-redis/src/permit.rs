@@ -8,6 +8,7 @@ use std::time::Duration;
 use gate_core::{Outcome, OwnedLimiterPermit, Report};
 
 use crate::FailurePolicy;
+use crate::adaptive::Running;
 use crate::background::{Command, Lease};
 use crate::limiter::Shared;
 
@@ -22,6 +23,8 @@ pub struct RedisPermit {
     held: Held,
     /// Tokens reserved from the shared budget (a local fallback permit keeps its own).
     tokens: u64,
+    /// The seat of this process's adaptive share, if the limiter has one.
+    share: Option<Running>,
 }
 
 /// Where the permit came from.
@@ -40,7 +43,14 @@ impl RedisPermit {
             shared,
             held,
             tokens,
+            share: None,
         }
+    }
+
+    /// The same permit, holding `share`'s seat of the adaptive share until it ends.
+    pub(crate) fn in_share(mut self, share: Option<Running>) -> Self {
+        self.share = share;
+        self
     }
 
     /// Tokens this attempt holds reserved from the shared budget: the estimate, or what the
@@ -73,8 +83,12 @@ impl RedisPermit {
 
 impl Report for RedisPermit {
     /// Pauses every process sharing the limit if the server said how long to stay away, then
-    /// releases the permit; a local fallback permit also reports to its limiter.
+    /// releases the permit; this process's adaptive share, if any, learns from the outcome,
+    /// and a local fallback permit also reports to its limiter.
     fn finish(mut self, outcome: Outcome) {
+        if let Some(share) = self.share.take() {
+            share.finish(outcome);
+        }
         if let Outcome::Overload {
             retry_after: Some(retry_after),
         } = outcome

@@ -36,7 +36,9 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 ///    the limit are held and no earlier waiter is owed the free permit, one is taken.
 ///    Otherwise the caller joins the queue in Redis, in arrival order across all processes,
 ///    and waits to be woken by a release (announced by pub/sub, about one round trip after
-///    it), with a slow fallback poll every quarter lease for lost messages.
+///    it), with a slow fallback poll every quarter lease for lost messages. Each look keeps
+///    the caller's place for half a lease more, so the place of a waiter that crashed lapses
+///    within half a lease, and the callers behind it move up.
 /// 3. **Rate and tokens.** The rate's cell and, with a
 ///    [token budget](RedisLimiterBuilder::tokens), the caller's estimate of tokens are taken
 ///    with GCRA, all at once, only together with the permit: a caller refused by either

@@ -172,6 +172,8 @@ if default_limit >= 0 then
     redis.call('PEXPIRE', KEYS[6], 2 * lease)
     return {1, ahead, limit}
   end
+  -- A queued caller next in line keeps its place while it waits for the rate.
+  if ticket then redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id) end
 end
 
 local rate_tat = false

@@ -513,3 +513,39 @@ async fn a_crashed_waiters_place_in_the_queue_lapses_half_a_lease_after_its_last
         "the crashed waiter's place was kept {after:?}, a lease"
     );
 }
+
+// A queued waiter next in line, waiting for the rate, kept its place only as long as its
+// last look at a full limit had granted: past it, it was queued again behind later waiters,
+// and the waiters took turns at the head, admitted in no particular order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_next_in_line_keeps_its_place_while_it_waits_for_the_rate() {
+    let key = key("next-in-line");
+    // A cell a second; a place lasts half a lease (0.2 s) from each look, one every 0.1 s.
+    let limiters = fleet(3, || {
+        builder(&key)
+            .concurrency(1)
+            .rate(Rate::per_second(1).burst(1))
+            .lease(Duration::from_millis(400))
+    });
+    let holder = limiters[0].admit().await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for (i, limiter) in limiters.iter().enumerate() {
+        let (limiter, order) = (Arc::clone(limiter), Arc::clone(&order));
+        waiters.push(tokio::spawn(async move {
+            let permit = limiter.admit().await.unwrap();
+            order.lock().unwrap().push(i);
+            drop(permit);
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The limit has room for the first waiter; each waits about a second for its cell.
+    drop(holder);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiters),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+}

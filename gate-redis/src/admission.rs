@@ -35,9 +35,14 @@ impl Admission for RedisLimiter {
         RedisLimiter::wait_limits(self)
     }
 
-    /// The shared concurrency limit, as Redis last answered it; `None` for a rate only.
+    /// The shared concurrency limit, as Redis last answered it, or this process's
+    /// [adaptive share](crate::RedisLimiterBuilder::adaptive) if that is lower; `None` for a
+    /// rate only.
     fn capacity(&self) -> Option<usize> {
-        self.limit()
+        match (self.limit(), self.share_limit()) {
+            (Some(fleet), Some(share)) => Some(fleet.min(share)),
+            (fleet, share) => fleet.or(share),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gate_core::adaptive::LimitAlgorithm;
 use gate_core::rate::Rate;
 use gate_core::{Limiter, WaitLimits};
 
@@ -28,6 +29,7 @@ pub struct RedisLimiterBuilder {
     idle_ttl: Duration,
     wait_limits: WaitLimits,
     on_failure: FailurePolicy,
+    adaptive: Option<Box<dyn LimitAlgorithm>>,
 }
 
 impl RedisLimiterBuilder {
@@ -44,6 +46,7 @@ impl RedisLimiterBuilder {
             idle_ttl: RedisLimiter::DEFAULT_IDLE_TTL,
             wait_limits: WaitLimits::UNBOUNDED,
             on_failure: FailurePolicy::default(),
+            adaptive: None,
         }
     }
 
@@ -83,6 +86,53 @@ impl RedisLimiterBuilder {
     /// admits nobody.
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = Some(limit);
+        self
+    }
+
+    /// This process's share of the concurrency, adapted by `algorithm` from how its own
+    /// attempts end (gate-core's [`Aimd`] for servers that refuse when overloaded,
+    /// [`Gradient`] for those that slow down), as gate-core's
+    /// [`LimiterBuilder::adaptive`](gate_core::LimiterBuilder::adaptive) adapts a local
+    /// limiter's. A caller takes a seat of the share first, in this process, then the
+    /// fleet's permit in Redis: the [`concurrency`](Self::concurrency) limit (if set) stays
+    /// the fleet's ceiling, and the share only limits this process below it.
+    ///
+    /// The share learns from attempts [finished](gate_core::Report::finish) with their
+    /// [`Outcome`](gate_core::Outcome) ([`Retry::call`](gate_core::Retry::call) and
+    /// [`Batch`](gate_core::Batch) report each); a permit dropped unreported teaches it
+    /// nothing. Only attempts the fleet admitted count as running, so a share does not grow
+    /// while callers wait for the fleet's ceiling rather than for the server. It never goes
+    /// below one permit. A share is not a shared limit: the builder still needs a rate, a
+    /// token budget or a concurrency limit ([`BuildError::NoLimit`]).
+    ///
+    /// Why each process adapts its own share, rather than the limit in Redis: under a 429
+    /// storm every process sees the refusals at once, and N processes each cutting the one
+    /// shared limit would cut it N times; each cutting its own share once cuts the fleet's
+    /// total once, by the backoff factor, with no round trip added. The shares then probe
+    /// upward together, N times faster than one process would.
+    ///
+    /// ```
+    /// use gate_core::adaptive::Aimd;
+    /// use gate_redis::RedisLimiter;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// // At most 32 at once in the fleet; each process finds its own share, up to all 32.
+    /// let limiter = RedisLimiter::builder(client)
+    ///     .key("openai:org-1")
+    ///     .concurrency(32)
+    ///     .adaptive(Aimd::builder().initial(4).max(32).build()?)
+    ///     .build()?;
+    /// assert_eq!(limiter.share_limit(), Some(4));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`Aimd`]: gate_core::adaptive::Aimd
+    /// [`Gradient`]: gate_core::adaptive::Gradient
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm + 'static) -> Self {
+        self.adaptive = Some(Box::new(algorithm));
         self
     }
 
@@ -148,10 +198,16 @@ impl RedisLimiterBuilder {
 
     /// Builds the limiter. It connects lazily, on its first admission, so building needs
     /// no server; it does need a tokio runtime, on which its background task runs.
-    pub fn build(self) -> Result<RedisLimiter, BuildError> {
+    pub fn build(mut self) -> Result<RedisLimiter, BuildError> {
+        let adaptive = self.adaptive.take();
         let settings = self.into_settings()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        RedisLimiter::from_settings(settings, &runtime)
+        RedisLimiter::from_settings(settings, adaptive, &runtime)
+    }
+
+    /// Whether [`adaptive`](Self::adaptive) was called.
+    pub(crate) fn is_adaptive(&self) -> bool {
+        self.adaptive.is_some()
     }
 
     /// The settings checked and brought within range, for a limiter or a keyed limiter's

@@ -17,6 +17,10 @@ pub enum BuildError {
     /// `build` was called outside a tokio runtime: the limiter spawns its background task
     /// (releases, lease renewals, wake-ups) on the current one.
     NoRuntime,
+    /// A [keyed limiter](crate::RedisKeyedLimiter)'s template was made
+    /// [adaptive](crate::RedisLimiterBuilder::adaptive): one algorithm cannot adapt every
+    /// key's share, so a keyed limiter's keys keep the template's fixed concurrency limit.
+    AdaptivePerKey,
     /// redis-rs refused the connection settings.
     Redis(redis::RedisError),
 }
@@ -30,6 +34,10 @@ impl fmt::Display for BuildError {
             Self::RateTooSlow => f.write_str("the rate's burst span exceeds the maximum"),
             Self::Lease => f.write_str("the lease is outside the accepted range"),
             Self::NoRuntime => f.write_str("a redis limiter must be built inside a tokio runtime"),
+            Self::AdaptivePerKey => f.write_str(
+                "a keyed redis limiter's template cannot be adaptive: give its keys a fixed \
+                 concurrency limit",
+            ),
             Self::Redis(_) => f.write_str("invalid redis connection settings"),
         }
     }

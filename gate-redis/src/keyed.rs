@@ -568,10 +568,14 @@ impl<K, S> RedisKeyedLimiterBuilder<K, S> {
     }
 
     /// Builds the keyed limiter, with the template's checks (see
-    /// [`RedisLimiterBuilder::build`]). It connects lazily, on its first admission; it
+    /// [`RedisLimiterBuilder::build`]; a template made adaptive is refused with
+    /// [`BuildError::AdaptivePerKey`]). It connects lazily, on its first admission; it
     /// needs a tokio runtime, on which its background task runs. No key's limit is made
     /// until the key is first used.
     pub fn build(self) -> Result<RedisKeyedLimiter<K, S>, BuildError> {
+        if self.template.is_adaptive() {
+            return Err(BuildError::AdaptivePerKey);
+        }
         let settings = self.template.into_settings()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let hub = Hub::new(&settings, &runtime)?;

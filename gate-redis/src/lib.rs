@@ -81,7 +81,7 @@
 //! - **A holder that stalls longer than its lease** (a pause, a partition) loses its permit,
 //!   and another process may be admitted in its place; the holder is told
 //!   ([`RedisPermit::lease_lost`]). A crashed holder's permits are freed when their lease
-//!   runs out, and no sooner.
+//!   runs out, and no sooner; its waiters' places in the queue lapse within half a lease.
 //! - **While Redis is unreachable** (no answer within the
 //!   [timeout](RedisLimiterBuilder::timeout)), admissions follow the [`FailurePolicy`]:
 //!   closed by default, open, or a local limiter. Nothing hangs past the timeout, and
@@ -94,7 +94,18 @@
 //! Refusing because Redis is unreachable is reported as
 //! [`AcquireError::Unavailable`](gate_core::AcquireError::Unavailable), apart from a limiter
 //! that was closed: a later admission asks Redis again.
+//!
+//! # Adaptive limits
+//!
+//! With [`adaptive`](RedisLimiterBuilder::adaptive), each process adapts its own share of the
+//! concurrency from its own attempts' outcomes (gate-core's
+//! [`Aimd`](gate_core::adaptive::Aimd) or [`Gradient`](gate_core::adaptive::Gradient)), under
+//! the limit in Redis, which stays the fleet's ceiling. The share adapts, not the limit in
+//! Redis, because a 429 storm refuses every process at once: N processes each cutting one
+//! shared limit would cut it N times, while each cutting its own share cuts the fleet's total
+//! once, with no round trip added.
 
+mod adaptive;
 mod admission;
 mod background;
 mod builder;

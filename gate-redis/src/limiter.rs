@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::adaptive::Share;
 use crate::background::{self, Backend, Command, Commands, Lease, Topic};
 use crate::permit::Held;
 use crate::script::{self, Keys, Verdict};
@@ -35,7 +36,9 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 ///    the limit are held and no earlier waiter is owed the free permit, one is taken.
 ///    Otherwise the caller joins the queue in Redis, in arrival order across all processes,
 ///    and waits to be woken by a release (announced by pub/sub, about one round trip after
-///    it), with a slow fallback poll every quarter lease for lost messages.
+///    it), with a slow fallback poll every quarter lease for lost messages. Each look keeps
+///    the caller's place for half a lease more, so the place of a waiter that crashed lapses
+///    within half a lease, and the callers behind it move up.
 /// 3. **Rate and tokens.** The rate's cell and, with a
 ///    [token budget](RedisLimiterBuilder::tokens), the caller's estimate of tokens are taken
 ///    with GCRA, all at once, only together with the permit: a caller refused by either
@@ -76,8 +79,11 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 /// X)]` (with `X` a `static LazyLock<RedisLimiter>`) and gate-tower's layer. Its
 /// [`try_admit`](gate_core::Admission::try_admit) always misses (every admission needs a round
 /// trip), so callers go through `admit_with`, and it keeps no [`Stats`](gate_core::Stats)
-/// (`snapshot` is `None`). The concurrency limit is not adapted automatically: a process that
-/// wants to change it for everyone calls [`set_limit`](Self::set_limit).
+/// (`snapshot` is `None`). The fleet's concurrency limit is not adapted automatically: a
+/// process that wants to change it for everyone calls [`set_limit`](Self::set_limit). Built
+/// with [`adaptive`](RedisLimiterBuilder::adaptive), each process adapts its own share under
+/// that ceiling from its attempts' outcomes, as a local adaptive limiter does (see there
+/// for why the share, and not the limit in Redis, is what adapts).
 #[derive(Clone)]
 pub struct RedisLimiter {
     shared: Arc<Shared>,
@@ -116,6 +122,8 @@ pub(crate) struct Shared {
     idle_ttl: Duration,
     wait_limits: WaitLimits,
     pub(crate) on_failure: FailurePolicy,
+    /// This process's adaptive share, taken before the fleet's permit.
+    pub(crate) share: Option<Arc<Share>>,
     /// Until when Redis is not asked, after a failed call: shared by the limits on one
     /// connection, so that a Redis found down costs one timeout, not one per key.
     down_until: Arc<Mutex<Option<Instant>>>,
@@ -243,6 +251,7 @@ impl Hub {
             idle_ttl: settings.idle_ttl,
             wait_limits: settings.wait_limits,
             on_failure: settings.on_failure.clone(),
+            share: None,
             down_until: Arc::clone(&self.down_until),
             down_log: Arc::clone(&self.down_log),
             commands: self.commands.clone(),
@@ -319,6 +328,7 @@ impl RedisLimiter {
 
     pub(crate) fn from_settings(
         settings: Settings,
+        adaptive: Option<Box<dyn gate_core::adaptive::LimitAlgorithm>>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, BuildError> {
         let hub = Hub::new(&settings, runtime)?;
@@ -331,6 +341,7 @@ impl RedisLimiter {
         let shared = hub.limit(&settings, key, |_| Arc::default(), Some(subscription));
         Ok(Self::from_arc(Arc::new(Shared {
             _stop: Some(stop_sender),
+            share: adaptive.map(|algorithm| Arc::new(Share::new(algorithm))),
             ..shared
         })))
     }
@@ -602,13 +613,27 @@ impl Shared {
         let tokens = self.token_cost(estimate)?;
         match limits.max_wait {
             Some(max_wait) if !max_wait.is_zero() => {
-                match tokio::time::timeout(max_wait, self.admit_within(limits, tokens)).await {
+                match tokio::time::timeout(max_wait, self.admit_in_share(limits, tokens)).await {
                     Ok(admitted) => admitted,
                     Err(_) => Err(AcquireError::TimedOut),
                 }
             }
-            _ => self.admit_within(limits, tokens).await,
+            _ => self.admit_in_share(limits, tokens).await,
         }
+    }
+
+    /// Admission with a seat of this process's adaptive share taken first, if it has one.
+    async fn admit_in_share(
+        self: &Arc<Self>,
+        limits: WaitLimits,
+        tokens: u64,
+    ) -> Result<RedisPermit, AcquireError> {
+        let seat = match &self.share {
+            Some(share) => Some(share.seat(limits).await?),
+            None => None,
+        };
+        let permit = self.admit_within(limits, tokens).await?;
+        Ok(permit.in_share(seat.map(crate::adaptive::Seat::run)))
     }
 
     /// Admission, with the caller's time bound applied outside.

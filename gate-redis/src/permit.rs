@@ -8,6 +8,7 @@ use std::time::Duration;
 use gate_core::{Outcome, OwnedLimiterPermit, Report};
 
 use crate::FailurePolicy;
+use crate::adaptive::Running;
 use crate::background::{Command, Lease};
 use crate::limiter::Shared;
 
@@ -29,6 +30,8 @@ pub struct RedisPermit {
     tokens: u64,
     /// The global limit's permit, for a keyed limiter's permit under one.
     global: Option<Box<RedisPermit>>,
+    /// The seat of this process's adaptive share, if the limiter has one.
+    share: Option<Running>,
 }
 
 /// Where the permit came from.
@@ -48,12 +51,19 @@ impl RedisPermit {
             held,
             tokens,
             global: None,
+            share: None,
         }
     }
 
     /// Holds `global`'s permit with this one, released and reported with it.
     pub(crate) fn with_global(mut self, global: RedisPermit) -> Self {
         self.global = Some(Box::new(global));
+        self
+    }
+
+    /// The same permit, holding `share`'s seat of the adaptive share until it ends.
+    pub(crate) fn in_share(mut self, share: Option<Running>) -> Self {
+        self.share = share;
         self
     }
 
@@ -87,7 +97,8 @@ impl RedisPermit {
 
 impl Report for RedisPermit {
     /// Pauses every process sharing the limit if the server said how long to stay away, then
-    /// releases the permit; a local fallback permit also reports to its limiter.
+    /// releases the permit; this process's adaptive share, if any, learns from the outcome,
+    /// and a local fallback permit also reports to its limiter.
     fn finish(mut self, outcome: Outcome) {
         if let Some(global) = self.global.take() {
             // A server's time to stay away pauses the key, not every key.
@@ -96,6 +107,9 @@ impl Report for RedisPermit {
                 other => other,
             };
             global.finish(outcome);
+        }
+        if let Some(share) = self.share.take() {
+            share.finish(outcome);
         }
         if let Outcome::Overload {
             retry_after: Some(retry_after),

@@ -154,8 +154,10 @@ if default_limit >= 0 then
     held = redis.call('ZCARD', KEYS[4])
   end
   if held + ahead >= limit then
+    -- A place lasts half a lease from its waiter's last look (one every quarter lease): a
+    -- crashed waiter's place stands in front of the others no longer than that.
     if ticket then
-      redis.call('ZADD', KEYS[6], now_ms + lease, id)
+      redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id)
       redis.call('PEXPIRE', KEYS[5], 2 * lease)
       redis.call('PEXPIRE', KEYS[6], 2 * lease)
       return {1, ahead, limit}
@@ -165,11 +167,13 @@ if default_limit >= 0 then
     local seq = redis.call('INCR', KEYS[8])
     redis.call('PEXPIRE', KEYS[8], idle)
     redis.call('ZADD', KEYS[5], seq, id)
-    redis.call('ZADD', KEYS[6], now_ms + lease, id)
+    redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id)
     redis.call('PEXPIRE', KEYS[5], 2 * lease)
     redis.call('PEXPIRE', KEYS[6], 2 * lease)
     return {1, ahead, limit}
   end
+  -- A queued caller next in line keeps its place while it waits for the rate.
+  if ticket then redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id) end
 end
 
 local rate_tat = false

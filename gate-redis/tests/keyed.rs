@@ -499,3 +499,15 @@ async fn a_key_made_again_after_eviction_never_reuses_an_id() {
     assert_eq!((before.len(), after.len()), (1, 1));
     assert_ne!(before, after);
 }
+
+#[tokio::test]
+async fn an_adaptive_template_is_refused_at_build_rather_than_ignored_for_every_key() {
+    let adaptive = template(&key("keyed-adaptive"))
+        .concurrency(8)
+        .adaptive(gate_core::adaptive::Aimd::new());
+    let built = RedisKeyedLimiter::<u32>::builder(adaptive).build();
+    assert!(matches!(
+        built.map(|_| ()),
+        Err(gate_redis::BuildError::AdaptivePerKey)
+    ));
+}

@@ -455,3 +455,97 @@ async fn hostile_settings_are_brought_within_what_redis_accepts() {
         "limit kept for {ttl} ms"
     );
 }
+
+// A crashed waiter kept its place at the head of the queue for a whole lease, so that a
+// crashed process's waiters stalled every other process's admissions for that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_waiters_place_in_the_queue_lapses_half_a_lease_after_its_last_look() {
+    let key = key("crashed-waiter");
+    let lease = Duration::from_secs(2);
+    let build = || builder(&key).concurrency(1).lease(lease);
+    let holder = build().build().unwrap();
+    let permit = holder.admit().await.unwrap();
+    // A waiter in a runtime of its own, which then stops dead, as a killed process does:
+    // nothing gives its place back.
+    let queue = format!("gate:{{{key}}}:queue");
+    let queued = || {
+        redis::cmd("ZCARD")
+            .arg(&queue)
+            .query::<usize>(&mut server().connection())
+            .unwrap()
+    };
+    let crashed = {
+        let builder = build();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let limiter = Arc::new(runtime.block_on(async { builder.build().unwrap() }));
+            let waiter = Arc::clone(&limiter);
+            runtime.spawn(async move { waiter.admit().await.map(drop) });
+            runtime.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+            runtime.shutdown_background();
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || queued() == 1).await);
+    let last_look = Instant::now();
+    crashed.join().unwrap();
+    let live = Arc::new(build().build().unwrap());
+    let waiter = tokio::spawn({
+        let live = Arc::clone(&live);
+        async move { live.admit().await.map(|permit| (Instant::now(), permit)) }
+    });
+    assert!(eventually(Duration::from_secs(2), || queued() == 2).await);
+    drop(permit);
+    let (admitted, _permit) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let after = admitted - last_look;
+    assert!(
+        after >= lease / 2 - Duration::from_millis(100),
+        "the crashed waiter's place was not kept: admitted {after:?} after its last look"
+    );
+    assert!(
+        after < lease,
+        "the crashed waiter's place was kept {after:?}, a lease"
+    );
+}
+
+// A queued waiter next in line, waiting for the rate, kept its place only as long as its
+// last look at a full limit had granted: past it, it was queued again behind later waiters,
+// and the waiters took turns at the head, admitted in no particular order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_next_in_line_keeps_its_place_while_it_waits_for_the_rate() {
+    let key = key("next-in-line");
+    // A cell a second; a place lasts half a lease (0.2 s) from each look, one every 0.1 s.
+    let limiters = fleet(3, || {
+        builder(&key)
+            .concurrency(1)
+            .rate(Rate::per_second(1).burst(1))
+            .lease(Duration::from_millis(400))
+    });
+    let holder = limiters[0].admit().await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for (i, limiter) in limiters.iter().enumerate() {
+        let (limiter, order) = (Arc::clone(limiter), Arc::clone(&order));
+        waiters.push(tokio::spawn(async move {
+            let permit = limiter.admit().await.unwrap();
+            order.lock().unwrap().push(i);
+            drop(permit);
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The limit has room for the first waiter; each waits about a second for its cell.
+    drop(holder);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiters),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+}

@@ -40,15 +40,8 @@ impl Quota {
     /// concurrency limit; what keeps the buckets honest when other clients share the key is
     /// [`observe`](Self::observe).
     pub fn local(rpm: u32, tpm: u32, period: Duration, concurrency: usize) -> Self {
-        let concurrency = concurrency.max(1);
-        let aimd = Aimd::builder()
-            .initial(concurrency.min(8))
-            .min(1)
-            .max(concurrency)
-            .build()
-            .expect("1 <= initial <= max");
         let limiter = Limiter::builder()
-            .adaptive(aimd)
+            .adaptive(aimd(concurrency))
             .rate(per(rpm, period).burst(rpm))
             .tokens(per(tpm, period))
             .max_pause(MAX_HINT)
@@ -58,10 +51,16 @@ impl Quota {
     }
 
     /// The same limits kept in Redis at `url` under `key`, shared by every process that
-    /// names them: `concurrency` is the fleet's (a fixed limit: each process cannot adapt
-    /// a share it does not own), and while Redis is unreachable a process admits nobody
-    /// (gate-redis's default, fail closed: the quota is the fleet's, no process can keep
-    /// it alone), then resumes when Redis answers.
+    /// names them. `concurrency` is the fleet's ceiling, and each process adapts its own
+    /// share below it with the same AIMD as [`local`](Self::local), from its own attempts
+    /// (gate-redis's [`adaptive`](gate_redis::RedisLimiterBuilder::adaptive): under a 429
+    /// storm each process cuts its share once, so the fleet's total is cut once). While
+    /// Redis is unreachable a process admits nobody (gate-redis's default, fail closed: the
+    /// quota is the fleet's, no process can keep it alone), then resumes when Redis answers.
+    ///
+    /// A killed process's permits come back when their lease runs out: 10 s (gate-redis's
+    /// default) for a `period` of a minute, shorter in proportion for a shorter period, to
+    /// at least 1 s.
     ///
     /// Needs a tokio runtime.
     pub fn shared(
@@ -76,6 +75,8 @@ impl Quota {
         let limiter = RedisLimiter::builder(client)
             .key(format!("llm_batch:{key}"))
             .concurrency(concurrency.max(1))
+            .adaptive(aimd(concurrency))
+            .lease(lease(period))
             .rate(per(rpm, period).burst(rpm))
             .tokens(per(tpm, period))
             .max_pause(MAX_HINT)
@@ -121,6 +122,25 @@ impl Quota {
     }
 }
 
+/// The AIMD concurrency limit of at most `concurrency` (at least 1), starting at 8 or less.
+fn aimd(concurrency: usize) -> Aimd {
+    let concurrency = concurrency.max(1);
+    Aimd::builder()
+        .initial(concurrency.min(8))
+        .min(1)
+        .max(concurrency)
+        .build()
+        .expect("1 <= initial <= max")
+}
+
+/// A shared permit's lease for a quota counted over `period`: gate-redis's default
+/// (10 s) for a minute, in proportion for a shorter one, between 1 s and the default.
+pub fn lease(period: Duration) -> Duration {
+    RedisLimiter::DEFAULT_LEASE
+        .mul_f64(period.as_secs_f64() / 60.0)
+        .clamp(Duration::from_secs(1), RedisLimiter::DEFAULT_LEASE)
+}
+
 /// `count` per `period`, at least 1 in at least a nanosecond.
 fn per(count: u32, period: Duration) -> Rate {
     Rate::new(count.max(1), period.max(Duration::from_nanos(1)))
@@ -156,5 +176,40 @@ impl Report for QuotaPermit {
             Self::Local(permit) => permit.settle(used),
             Self::Shared(permit) => permit.settle(used),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_permits_lease_shrinks_with_the_period_within_bounds() {
+        assert_eq!(lease(Duration::from_secs(60)), RedisLimiter::DEFAULT_LEASE);
+        assert_eq!(lease(Duration::from_secs(12)), Duration::from_secs(2));
+        assert_eq!(lease(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(lease(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(lease(Duration::MAX), RedisLimiter::DEFAULT_LEASE);
+    }
+
+    #[tokio::test]
+    async fn a_shared_quota_adapts_its_share_under_the_fleets_ceiling() {
+        let quota = Quota::shared(
+            "redis://127.0.0.1:1/",
+            "unused",
+            600,
+            180_000,
+            Duration::from_secs(60),
+            20,
+        )
+        .unwrap();
+        let Quota::Shared(limiter) = quota else {
+            panic!("shared");
+        };
+        // Built without contacting Redis.
+        assert_eq!(
+            (limiter.limit(), limiter.share_limit()),
+            (Some(20), Some(8))
+        );
     }
 }

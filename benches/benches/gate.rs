@@ -128,7 +128,8 @@ fn contended(c: &mut Criterion) {
 /// The shape of a long-lived contended gate: 64 tasks x 3,000 acquires each. Short runs
 /// mostly measure spawning and the first contact with the queue; this measures the queue.
 /// For a same-process cross-check, `cargo run --release -p benches --example contended --
-/// PERMITS --sustained` alternates the two semaphores in one runtime.
+/// PERMITS --sustained [ROUNDS]` alternates the two semaphores in one runtime and reports the
+/// ratio of CPU time beside that of wall time, which on a shared machine moves less.
 fn sustained(c: &mut Criterion) {
     let mut group = c.benchmark_group("sustained: 64 tasks x 3000, 2 workers");
     group.sample_size(10);

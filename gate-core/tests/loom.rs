@@ -118,6 +118,44 @@ fn the_head_waiter_cancelling_does_not_strand_the_next() {
     });
 }
 
+/// Waiters learn that they were granted from one word per gate and their ticket, not from a
+/// cell of their own: a waiter leaving the middle of the queue while permits are handed on
+/// must neither strand the waiter behind it nor let anyone in twice.
+#[test]
+fn a_waiter_leaving_the_middle_of_the_queue_races_the_grants() {
+    model(|| {
+        let gate = Arc::new(Gate::new(1));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let held = gate.clone().try_acquire_owned().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(gate.clone().acquire_owned());
+        let mut middle = Box::pin(gate.clone().acquire_owned());
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(middle.as_mut().poll(&mut cx).is_pending());
+        let last = {
+            let (gate, inside) = (gate.clone(), inside.clone());
+            thread::spawn(move || {
+                loom::future::block_on(async {
+                    let _permit = gate.acquire().await.unwrap();
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two inside");
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+        };
+        // The middle waiter gives up, perhaps after the first passed the permit on to it.
+        let canceller = thread::spawn(move || drop(middle));
+        drop(held);
+        loom::future::block_on(async {
+            let _permit = first.await.unwrap();
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two inside");
+            inside.fetch_sub(1, Ordering::SeqCst);
+        });
+        canceller.join().unwrap();
+        last.join().unwrap();
+        assert_idle(&gate, 1);
+    });
+}
+
 #[test]
 fn resize_races_acquire_and_release() {
     model(|| {

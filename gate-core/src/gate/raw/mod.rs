@@ -33,6 +33,7 @@ use crate::sync::{Mutex, MutexGuard, const_unless_loom};
 use crate::{LimitError, TryAcquireError};
 pub(crate) use pool::FastPool;
 use state::{Locked, State, WakeList};
+use wait_list::Served;
 
 /// The largest limit a raw gate holds, leaving the fast pool's word room for its flag bit and
 /// sums of two limits.
@@ -41,6 +42,9 @@ pub(crate) const MAX_PERMITS: usize = usize::MAX >> 4;
 /// Permits and a FIFO queue of waiters for them: the fast pool over the locked state.
 pub(crate) struct RawGate {
     state: Mutex<State>,
+    /// The last waiter served, which waiters read without the lock; beside the lock that
+    /// every write to it holds.
+    served: Served,
     pool: FastPool,
     /// What traces and metrics call this gate; `None` for an unnamed one.
     name: Option<&'static str>,
@@ -63,6 +67,7 @@ impl RawGate {
         pub(crate) const fn named(limit: usize, name: Option<&'static str>) -> Self {
             Self {
                 state: Mutex::new(State::new(limit)),
+                served: Served::new(),
                 pool: FastPool::new(limit),
                 name,
                 #[cfg(feature = "metrics")]
@@ -212,9 +217,7 @@ impl RawGate {
     pub(crate) fn close(&self) {
         let mut wakers = Vec::new();
         {
-            let mut state = self.lock();
-            state.closed = true;
-            state.waiters.close_all(|waker| wakers.push(waker));
+            self.lock().close(|waker| wakers.push(waker));
         }
         wakers.into_iter().for_each(std::task::Waker::wake);
     }
@@ -304,12 +307,12 @@ impl RawGate {
 
     /// Takes the lock with the fast path closed, to change the gate.
     fn lock(&self) -> Locked<'_> {
-        Locked::exact(self.mutex(), &self.pool)
+        Locked::exact(self.mutex(), &self.pool, &self.served)
     }
 
     /// Takes the lock to read the gate, leaving the fast path as it is.
     fn observe(&self) -> Locked<'_> {
-        Locked::observing(self.mutex(), &self.pool)
+        Locked::observing(self.mutex(), &self.pool, &self.served)
     }
 
     fn mutex(&self) -> MutexGuard<'_, State> {

@@ -6,7 +6,7 @@ use std::task::Waker;
 use tokio::time::Instant;
 
 use super::pool::FastPool;
-use super::wait_list::WaitList;
+use super::wait_list::{Served, WaitList};
 use crate::stats::Recorder;
 use crate::sync::MutexGuard;
 
@@ -54,24 +54,76 @@ impl State {
     pub(crate) fn front_fits(&self) -> bool {
         matches!(self.waiters.front_needed(), Some(needed) if self.free() >= needed)
     }
+}
 
-    /// Grants the front waiter, which must fit ([`front_fits`](Self::front_fits)), records
+/// The locked state together with the fast pool and the word that tells waiters they were
+/// served.
+///
+/// An exact guard ([`RawGate::lock`](super::RawGate)) has closed the fast path and drained the
+/// pool, so `free` is exact and it may change anything; when dropped it reopens the fast path
+/// with every free permit if nobody waits, the gate is open and no shrink is still draining.
+/// An observing guard ([`RawGate::observe`](super::RawGate)) only reads.
+pub(crate) struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    pool: &'a FastPool,
+    served: &'a Served,
+    exact: bool,
+}
+
+impl<'a> Locked<'a> {
+    pub(crate) fn exact(
+        state: MutexGuard<'a, State>,
+        pool: &'a FastPool,
+        served: &'a Served,
+    ) -> Self {
+        let mut locked = Self {
+            state,
+            pool,
+            served,
+            exact: true,
+        };
+        let parked = pool.enter_slow();
+        locked.state.taken -= parked;
+        locked
+    }
+
+    pub(crate) fn observing(
+        state: MutexGuard<'a, State>,
+        pool: &'a FastPool,
+        served: &'a Served,
+    ) -> Self {
+        Self {
+            state,
+            pool,
+            served,
+            exact: false,
+        }
+    }
+
+    /// Permits held by callers: taken, less those parked in the pool.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.taken - self.pool.permits()
+    }
+
+    /// Grants the front waiter, which must fit ([`front_fits`](State::front_fits)), records
     /// how long it waited (reading the clock into `now` at most once per grant round), and
     /// returns its waker.
     pub(crate) fn grant_front(&mut self, now: &mut Option<Instant>) -> Option<Waker> {
-        let needed = self
+        let served = self.served;
+        let state = &mut **self;
+        let needed = state
             .waiters
             .front_needed()
             .expect("granting an empty queue");
-        self.taken += needed;
-        let granted = self.waiters.grant_front();
+        state.taken += needed;
+        let granted = state.waiters.grant_front(served);
         match granted.timing {
             Some(timing) => {
                 let now = *now.get_or_insert_with(Instant::now);
                 let wait = now.saturating_duration_since(timing.since);
-                self.stats.admitted_after(wait, timing.weight);
+                state.stats.admitted_after(wait, timing.weight);
             }
-            None => self.stats.admitted += 1,
+            None => state.stats.admitted += 1,
         }
         granted.waker
     }
@@ -91,43 +143,14 @@ impl State {
         }
         false
     }
-}
 
-/// The locked state together with the fast pool.
-///
-/// An exact guard ([`RawGate::lock`](super::RawGate)) has closed the fast path and drained the
-/// pool, so `free` is exact and it may change anything; when dropped it reopens the fast path
-/// with every free permit if nobody waits, the gate is open and no shrink is still draining.
-/// An observing guard ([`RawGate::observe`](super::RawGate)) only reads.
-pub(crate) struct Locked<'a> {
-    state: MutexGuard<'a, State>,
-    pool: &'a FastPool,
-    exact: bool,
-}
-
-impl<'a> Locked<'a> {
-    pub(crate) fn exact(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
-        let mut locked = Self {
-            state,
-            pool,
-            exact: true,
-        };
-        let parked = pool.enter_slow();
-        locked.state.taken -= parked;
-        locked
-    }
-
-    pub(crate) fn observing(state: MutexGuard<'a, State>, pool: &'a FastPool) -> Self {
-        Self {
-            state,
-            pool,
-            exact: false,
-        }
-    }
-
-    /// Permits held by callers: taken, less those parked in the pool.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.state.taken - self.pool.permits()
+    /// Fails every waiter and every later acquire with `Closed`, handing each waiter's waker
+    /// to `wake`.
+    pub(crate) fn close(&mut self, wake: impl FnMut(Waker)) {
+        let served = self.served;
+        let state = &mut **self;
+        state.closed = true;
+        state.waiters.close_all(served, wake);
     }
 }
 

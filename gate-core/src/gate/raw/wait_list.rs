@@ -3,70 +3,104 @@
 //! Waiters live in a slab (`Vec<Slot>`) threaded into a doubly linked list by index, so
 //! removing a cancelled waiter from the middle is O(1) and no allocation happens per wait
 //! once the slab has grown to the peak queue length. Everything here runs under the gate's
-//! mutex, with one exception: each waiter shares a [`WaitCell`] with its slot, through which
-//! it learns without the lock that it was granted or closed.
+//! mutex, with one exception: [`Served`], one word per gate through which every waiter
+//! learns without the lock that it was granted or closed.
+//!
+//! A waiter learns that from its ticket, not from a cell of its own: each waiter takes the
+//! next ticket when it queues, and the queue is granted strictly in order, so a waiter still
+//! queued has been granted exactly when the last ticket served has reached its own. Waiters
+//! that leave the queue early (cancelled, timed out) are skipped over, which does not change
+//! that: only a waiter removes itself, and then it no longer asks. So a wait allocates
+//! nothing and touches no atomic of its own; the one the releaser writes sits beside the
+//! lock it holds anyway.
 //!
 //! Nothing here drops a [`Waker`]: a waker's drop may run user code (a custom executor's, or
 //! one that holds a permit of this very gate), and running it under the gate's lock could
 //! deadlock. Every waker that leaves a slot is handed back to the caller, who drops or wakes
 //! it after the lock is released (tokio-rs/tokio#5429 was this bug in tokio).
 //!
-//! When the queue empties, the slab and the spare cells beyond [`KEEP`] are given back to
-//! the allocator, so a gate that once queued many waiters does not hold their memory for
-//! ever.
+//! When the queue empties, the slab beyond [`KEEP`] slots is given back to the allocator, so
+//! a gate that once queued many waiters does not hold their memory for ever.
 
-use std::collections::VecDeque;
 use std::task::Waker;
 
 use tokio::time::Instant;
 
-use crate::sync::{Arc, AtomicU8, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Index meaning "no slot".
 const NIL: usize = usize::MAX;
 
-/// Slots (and spare cells) a queue keeps once it is empty; beyond this, memory goes back to
-/// the allocator. At 64 slots of about 100 bytes, an idle gate holds a few KiB at most.
+/// Slots a queue keeps once it is empty; beyond this, memory goes back to the allocator. At
+/// 64 slots of under 100 bytes, an idle gate holds a few KiB at most.
 pub(crate) const KEEP: usize = 64;
 
-/// The key a waiter uses to find its slot again; valid while its cell says `Queued`.
+/// The key a waiter uses to find its slot again; valid while it is [`Status::Queued`].
 pub(crate) type Key = usize;
 
-/// What a waiter finds in its cell.
+/// A waiter's place in the order of service, the number of waiters queued before it plus
+/// one. At a billion waits a second, 63 bits last 292 years.
+pub(crate) type Ticket = u64;
+
+/// What a waiter finds in [`Served`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
     /// Still in the queue.
-    Queued = 0,
+    Queued,
     /// Taken off the queue with its permits assigned: the waiter owns them.
-    Granted = 1,
+    Granted,
     /// Taken off the queue because the gate closed.
-    Closed = 2,
+    Closed,
 }
 
-/// The part of a waiter's slot the waiter reads without the lock. It is only written under
-/// the lock, and only away from `Queued`.
+/// The last ticket granted and whether the gate closed, in one word that waiters read
+/// without the lock. Only the lock holder writes it.
 #[derive(Debug)]
-pub(crate) struct WaitCell {
-    status: AtomicU8,
+pub(crate) struct Served {
+    word: AtomicU64,
 }
 
-impl WaitCell {
-    fn new() -> Self {
-        Self {
-            status: AtomicU8::new(Status::Queued as u8),
+impl Served {
+    /// Set once the gate closed; below it, the last ticket granted.
+    const CLOSED: u64 = 1 << 63;
+
+    crate::sync::const_unless_loom! {
+        pub(crate) const fn new() -> Self {
+            Self {
+                word: AtomicU64::new(0),
+            }
         }
     }
 
-    pub(crate) fn status(&self) -> Status {
-        match self.status.load(Ordering::Acquire) {
-            0 => Status::Queued,
-            1 => Status::Granted,
-            _ => Status::Closed,
+    /// Where the waiter holding `ticket` stands. A waiter must ask only while it has not
+    /// removed itself from the queue.
+    #[inline]
+    pub(crate) fn status(&self, ticket: Ticket) -> Status {
+        // Acquire: pairs with the lock holder's Release store, so a waiter that reads its
+        // grant sees every change the grant made.
+        let word = self.word.load(Ordering::Acquire);
+        if word & !Self::CLOSED >= ticket {
+            Status::Granted
+        } else if word & Self::CLOSED != 0 {
+            Status::Closed
+        } else {
+            Status::Queued
         }
     }
 
-    fn set(&self, status: Status) {
-        self.status.store(status as u8, Ordering::Release);
+    /// Records that every waiter up to `ticket` was served. Called under the lock, in
+    /// ticket order.
+    fn grant(&self, ticket: Ticket) {
+        // Relaxed load: only the lock holder writes the word.
+        let closed = self.word.load(Ordering::Relaxed) & Self::CLOSED;
+        self.word.store(closed | ticket, Ordering::Release);
+    }
+
+    /// Records that the gate closed: everyone not yet granted is failed. Called under the
+    /// lock.
+    fn close(&self) {
+        let word = self.word.load(Ordering::Relaxed);
+        self.word.store(word | Self::CLOSED, Ordering::Release);
     }
 }
 
@@ -77,11 +111,11 @@ enum Slot {
     },
     Queued {
         needed: usize,
+        ticket: Ticket,
         timing: Option<Timing>,
         waker: Option<Waker>,
         prev: usize,
         next: usize,
-        cell: Arc<WaitCell>,
     },
 }
 
@@ -109,10 +143,8 @@ pub(crate) struct WaitList {
     /// last keeps the queue's working set in cache.
     free_head: usize,
     len: usize,
-    /// Cells of waiters that left the queue, oldest first. Once its waiter has let go of a
-    /// cell (it does as soon as it sees its status), the next waiter reuses it, so a busy
-    /// gate does not allocate a cell per wait.
-    spares: VecDeque<Arc<WaitCell>>,
+    /// The ticket the last waiter to queue took.
+    last_ticket: Ticket,
 }
 
 impl WaitList {
@@ -123,7 +155,7 @@ impl WaitList {
             tail: NIL,
             free_head: NIL,
             len: 0,
-            spares: VecDeque::new(),
+            last_ticket: 0,
         }
     }
 
@@ -136,13 +168,14 @@ impl WaitList {
         self.len == 0
     }
 
-    /// Queues a waiter needing `needed` permits at the back.
+    /// Queues a waiter needing `needed` permits at the back; it asks [`Served`] with the
+    /// ticket returned.
     pub(crate) fn push_back(
         &mut self,
         needed: usize,
         timing: Option<Timing>,
         waker: Waker,
-    ) -> (Key, Arc<WaitCell>) {
+    ) -> (Key, Ticket) {
         let key = match self.free_head {
             NIL => {
                 self.slots.push(Slot::Free { next_free: NIL });
@@ -156,14 +189,15 @@ impl WaitList {
                 key
             }
         };
-        let cell = self.spare_cell();
+        self.last_ticket += 1;
+        let ticket = self.last_ticket;
         self.slots[key] = Slot::Queued {
             needed,
+            ticket,
             timing,
             waker: Some(waker),
             prev: self.tail,
             next: NIL,
-            cell: cell.clone(),
         };
         match self.tail {
             NIL => self.head = key,
@@ -171,7 +205,7 @@ impl WaitList {
         }
         self.tail = key;
         self.len += 1;
-        (key, cell)
+        (key, ticket)
     }
 
     /// Permits needed by the waiter at the front, if any.
@@ -182,19 +216,20 @@ impl WaitList {
         }
     }
 
-    /// Takes the front waiter off the queue and tells it that it was granted.
-    pub(crate) fn grant_front(&mut self) -> Granted {
-        let key = self.head;
-        let (waker, timing) = self.unlink_and_free(key, Status::Granted);
+    /// Takes the front waiter off the queue and tells it, through `served`, that it was
+    /// granted.
+    pub(crate) fn grant_front(&mut self, served: &Served) -> Granted {
+        let (waker, ticket, timing) = self.unlink_and_free(self.head);
+        served.grant(ticket);
         Granted { waker, timing }
     }
 
-    /// Takes every waiter off the queue, telling each the gate closed, and hands each waker
-    /// to `wake`.
-    pub(crate) fn close_all(&mut self, mut wake: impl FnMut(Waker)) {
+    /// Takes every waiter off the queue, telling them through `served` that the gate
+    /// closed, and hands each waker to `wake`.
+    pub(crate) fn close_all(&mut self, served: &Served, mut wake: impl FnMut(Waker)) {
+        served.close();
         while self.head != NIL {
-            let (waker, _) = self.unlink_and_free(self.head, Status::Closed);
-            if let Some(waker) = waker {
+            if let (Some(waker), ..) = self.unlink_and_free(self.head) {
                 wake(waker);
             }
         }
@@ -214,10 +249,10 @@ impl WaitList {
     }
 
     /// Takes a waiter that gave up off the queue, returning its stored waker for the caller
-    /// to drop after releasing the lock. Its cell must still say `Queued`.
+    /// to drop after releasing the lock. It must still be [`Status::Queued`].
     #[must_use = "a removed waiter's waker must be dropped after the lock is released"]
     pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
-        self.unlink_and_free(key, Status::Queued).0
+        self.unlink_and_free(key).0
     }
 
     /// Is `key` the front of the queue?
@@ -225,9 +260,9 @@ impl WaitList {
         self.head == key
     }
 
-    /// Takes `key` off the queue, tells its waiter `status` (unless it stays `Queued`: a
-    /// waiter that gave up), and keeps its cell as a spare, without touching its count.
-    fn unlink_and_free(&mut self, key: Key, status: Status) -> (Option<Waker>, Option<Timing>) {
+    /// Takes `key` off the queue and frees its slot, without touching its count; returns
+    /// what it held.
+    fn unlink_and_free(&mut self, key: Key) -> (Option<Waker>, Ticket, Option<Timing>) {
         let slot = std::mem::replace(
             &mut self.slots[key],
             Slot::Free {
@@ -237,9 +272,9 @@ impl WaitList {
         self.free_head = key;
         let Slot::Queued {
             waker,
+            ticket,
             prev,
             next,
-            cell,
             timing,
             ..
         } = slot
@@ -255,19 +290,15 @@ impl WaitList {
             next => self.set_prev(next, prev),
         }
         self.len -= 1;
-        if status != Status::Queued {
-            cell.set(status);
-        }
-        self.spares.push_back(cell);
         if self.len == 0 {
             self.release_memory();
         }
-        (waker, timing)
+        (waker, ticket, timing)
     }
 
     /// Called when the queue has just emptied: no key is valid any more, so every slot can
-    /// go, and memory past [`KEEP`] slots and spares goes back to the allocator. A queue that
-    /// grows past `KEEP` again pays a few reallocations, amortised over as many waits.
+    /// go, and memory past [`KEEP`] slots goes back to the allocator. A queue that grows past
+    /// `KEEP` again pays a few reallocations, amortised over as many waits.
     fn release_memory(&mut self) {
         self.slots.clear();
         self.head = NIL;
@@ -276,40 +307,12 @@ impl WaitList {
         if self.slots.capacity() > KEEP {
             self.slots.shrink_to(KEEP);
         }
-        if self.spares.len() > KEEP {
-            // The newest spares may still be held by waiters that were just granted; the
-            // oldest are the ones most likely free to reuse. Keep those.
-            self.spares.truncate(KEEP);
-        }
-        if self.spares.capacity() > 2 * KEEP {
-            self.spares.shrink_to(KEEP);
-        }
     }
 
-    /// Bytes this queue holds on the heap for its slots and spare cells (not counting the
-    /// allocator's own overhead).
+    /// Bytes this queue holds on the heap (not counting the allocator's own overhead).
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.spares.capacity() * std::mem::size_of::<Arc<WaitCell>>()
-            + self.spares.len() * std::mem::size_of::<WaitCell>()
-    }
-
-    /// A cell for a new waiter: the oldest spare if its last waiter has let go of it (the
-    /// usual case), else a new one. Spares still held past a bound are let go, so the list
-    /// stays short.
-    fn spare_cell(&mut self) -> Arc<WaitCell> {
-        if let Some(oldest) = self.spares.front()
-            && Arc::strong_count(oldest) == 1
-        {
-            let cell = self.spares.pop_front().expect("checked above");
-            cell.set(Status::Queued);
-            return cell;
-        }
-        if self.spares.len() > self.slots.len() + 8 {
-            self.spares.pop_front();
-        }
-        Arc::new(WaitCell::new())
     }
 
     fn set_next(&mut self, key: Key, to: usize) {
@@ -329,47 +332,86 @@ impl WaitList {
 mod tests {
     use super::*;
 
-    fn push(list: &mut WaitList, needed: usize) -> (Key, Arc<WaitCell>) {
+    fn push(list: &mut WaitList, needed: usize) -> (Key, Ticket) {
         list.push_back(needed, None, Waker::noop().clone())
     }
 
     #[test]
     fn fifo_and_removal_from_the_middle() {
+        let served = Served::new();
         let mut list = WaitList::new();
         let (_, a) = push(&mut list, 1);
-        let (b, _) = push(&mut list, 2);
-        let (c, c_cell) = push(&mut list, 3);
+        let (b, b_ticket) = push(&mut list, 2);
+        let (c, c_ticket) = push(&mut list, 3);
         assert_eq!(list.len(), 3);
         drop(list.remove(b));
         assert_eq!(list.front_needed(), Some(1));
-        list.grant_front();
-        assert_eq!(a.status(), Status::Granted);
+        list.grant_front(&served);
+        assert_eq!(served.status(a), Status::Granted);
+        assert_eq!(served.status(c_ticket), Status::Queued);
         assert_eq!(list.front_needed(), Some(3));
         assert!(list.is_front(c));
-        let (_, d_cell) = push(&mut list, 4);
+        let (_, d) = push(&mut list, 4);
         assert_eq!(list.slots.len(), 3, "freed slots are reused");
-        list.close_all(drop);
-        assert_eq!(c_cell.status(), Status::Closed);
-        assert_eq!(d_cell.status(), Status::Closed);
+        // The removed waiter's ticket is skipped over: granting the next serves it alone.
+        list.grant_front(&served);
+        assert_eq!(served.status(c_ticket), Status::Granted);
+        assert!(b_ticket < c_ticket);
+        assert_eq!(served.status(d), Status::Queued);
+        list.close_all(&served, drop);
+        assert_eq!(served.status(d), Status::Closed);
+        // A grant made before the close stands.
+        assert_eq!(served.status(c_ticket), Status::Granted);
         assert!(list.is_empty());
         assert_eq!(list.front_needed(), None);
+    }
+
+    #[test]
+    fn tickets_are_served_in_order_whatever_leaves_the_queue() {
+        let served = Served::new();
+        let mut list = WaitList::new();
+        let waiters: Vec<_> = (0..6).map(|_| push(&mut list, 1)).collect();
+        // Waiters 1 and 4 give up; the rest are granted one by one, in order.
+        drop(list.remove(waiters[1].0));
+        drop(list.remove(waiters[4].0));
+        for granted in [0, 2, 3, 5] {
+            list.grant_front(&served);
+            for (i, (_, ticket)) in waiters.iter().enumerate() {
+                if i == 1 || i == 4 {
+                    continue;
+                }
+                let expected = if i <= granted {
+                    Status::Granted
+                } else {
+                    Status::Queued
+                };
+                assert_eq!(served.status(*ticket), expected, "waiter {i}");
+            }
+        }
+        assert!(list.is_empty());
+        // The queue emptied and gave its slots back; tickets still count on.
+        let (_, next) = push(&mut list, 1);
+        assert!(next > waiters[5].1);
+        assert_eq!(served.status(next), Status::Queued);
     }
 
     // Regression: a queue never gave memory back; after 10^5 waiters drained, a gate still
     // held 12.9 MB (128 bytes per former waiter) until it was dropped.
     #[test]
     fn an_emptied_queue_gives_its_memory_back() {
+        let served = Served::new();
         let mut list = WaitList::new();
         let idle = list.heap_bytes();
-        let cells: Vec<_> = (0..100_000).map(|_| push(&mut list, 1).1).collect();
+        for _ in 0..100_000 {
+            push(&mut list, 1);
+        }
         assert!(list.heap_bytes() > 100_000 * std::mem::size_of::<Slot>());
         while !list.is_empty() {
-            list.grant_front();
+            list.grant_front(&served);
         }
-        drop(cells);
         let kept = list.heap_bytes();
         assert!(
-            kept <= idle + KEEP * (std::mem::size_of::<Slot>() + 64),
+            kept <= idle + KEEP * std::mem::size_of::<Slot>(),
             "an empty queue still holds {kept} bytes"
         );
         // And it still works, reusing what it kept.
@@ -406,23 +448,5 @@ mod tests {
         assert_eq!(std::sync::Arc::strong_count(&a), 3, "ours, wa, displaced");
         drop((displaced, removed));
         assert_eq!(std::sync::Arc::strong_count(&a), 2);
-    }
-
-    #[test]
-    fn a_cell_is_reused_only_once_its_waiter_let_go() {
-        let mut list = WaitList::new();
-        let (_, first) = push(&mut list, 1);
-        list.grant_front();
-        // The granted waiter still holds its cell: the next waiter gets a fresh one.
-        let (_, second) = push(&mut list, 1);
-        assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(first.status(), Status::Granted);
-        assert_eq!(second.status(), Status::Queued);
-        let first_ptr = Arc::as_ptr(&first);
-        drop(first);
-        // Now the oldest spare is unshared and comes back reset.
-        let (_, third) = push(&mut list, 1);
-        assert_eq!(Arc::as_ptr(&third), first_ptr);
-        assert_eq!(third.status(), Status::Queued);
     }
 }

@@ -11,10 +11,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::state::Locked;
-use super::wait_list::{Key, Status, Timing, WaitCell};
+use super::wait_list::{Key, Status, Ticket, Timing};
 use super::{Held, RawGate};
 use crate::observe::{WaitEnd, WaitTrace};
-use crate::sync::Arc;
 use crate::{AcquireError, WaitLimits};
 
 /// Where a waiter is in its life.
@@ -22,8 +21,9 @@ use crate::{AcquireError, WaitLimits};
 enum Phase {
     /// Not polled yet: holds nothing.
     Idle,
-    /// In the gate's queue; `cell` says when it leaves.
-    Queued { key: Key, cell: Arc<WaitCell> },
+    /// In the gate's queue; the gate's [`Served`](super::wait_list::Served) word says when
+    /// `ticket` leaves it.
+    Queued { key: Key, ticket: Ticket },
     /// Finished: the permits (if any) were handed to the caller.
     Done,
 }
@@ -94,10 +94,9 @@ impl Waiter {
     ) -> Poll<Result<usize, AcquireError>> {
         match &self.phase {
             Phase::Idle => self.poll_first(gate, cx),
-            Phase::Queued { key, cell } => {
-                let key = *key;
+            &Phase::Queued { key, ticket } => {
                 // Granted or closed is final, and visible without the lock.
-                if let Some(done) = self.finish(cell.status()) {
+                if let Some(done) = self.finish(gate.served.status(ticket)) {
                     return done;
                 }
                 let expired = match &mut self.deadline {
@@ -105,11 +104,8 @@ impl Waiter {
                     None => false,
                 };
                 let mut state = gate.lock();
-                let Phase::Queued { cell, .. } = &self.phase else {
-                    unreachable!()
-                };
                 // The status only changes under the lock, so this answer is final.
-                if let Some(done) = self.finish(cell.status()) {
+                if let Some(done) = self.finish(gate.served.status(ticket)) {
                     return done;
                 }
                 if expired {
@@ -162,9 +158,9 @@ impl Waiter {
             since: Instant::now(),
             weight,
         });
-        let (key, cell) = state.waiters.push_back(needed, timing, waker);
+        let (key, ticket) = state.waiters.push_back(needed, timing, waker);
         drop(state);
-        self.phase = Phase::Queued { key, cell };
+        self.phase = Phase::Queued { key, ticket };
         self.trace.queued(gate.name(), needed);
         match self.limits.max_wait {
             // `sleep` saturates a deadline too far to represent.
@@ -187,20 +183,19 @@ impl Waiter {
         if !passed {
             return Poll::Pending;
         }
-        let Phase::Queued { key, cell } = &self.phase else {
+        let Phase::Queued { key, ticket } = self.phase else {
             unreachable!("armed a deadline for a waiter that is not queued")
         };
-        let (key, cell) = (*key, Arc::clone(cell));
         let state = gate.lock();
         // Granted or closed since it queued: that answer stands (the status only changes
         // under the lock).
-        if let Some(done) = self.finish(cell.status()) {
+        if let Some(done) = self.finish(gate.served.status(ticket)) {
             return done;
         }
         self.time_out(gate, state, key)
     }
 
-    /// Takes a queued waiter whose deadline passed off the queue and fails it. Its cell says
+    /// Takes a queued waiter whose deadline passed off the queue and fails it. It is still
     /// `Queued` and `state` is the gate's lock.
     fn time_out(
         &mut self,
@@ -222,7 +217,7 @@ impl Waiter {
         Poll::Ready(Err(AcquireError::TimedOut))
     }
 
-    /// The outcome for a waiter whose cell says `status`, if it is final.
+    /// The outcome for a waiter whose status is `status`, if it is final.
     fn finish(&mut self, status: Status) -> Option<Poll<Result<usize, AcquireError>>> {
         let result = match status {
             Status::Queued => return None,
@@ -247,15 +242,15 @@ impl Waiter {
 
     #[inline(never)]
     fn cancel_queued(&mut self, gate: &RawGate) {
-        let Phase::Queued { key, cell } = std::mem::replace(&mut self.phase, Phase::Done) else {
+        let Phase::Queued { key, ticket } = std::mem::replace(&mut self.phase, Phase::Done) else {
             return;
         };
-        if cell.status() == Status::Closed {
+        if gate.served.status(ticket) == Status::Closed {
             self.trace.end(WaitEnd::Closed);
             return;
         }
         let mut state = gate.lock();
-        match cell.status() {
+        match gate.served.status(ticket) {
             Status::Granted => {
                 state.taken -= self.needed;
                 gate.grant_and_wake(state);

@@ -74,6 +74,7 @@ impl Waiter {
         let hash = gate.hasher.hash_one(key.get());
         let mut locked = gate.lock();
         let Ok(slot) = gate.slot(&mut locked, hash, key) else {
+            locked.counts.too_many_keys = locked.counts.too_many_keys.wrapping_add(1);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };
@@ -90,6 +91,11 @@ impl Waiter {
             None
         };
         if let Some(error) = refused {
+            let count = match error {
+                KeyedAcquireError::TimedOut => &mut state.counts.timed_out,
+                _ => &mut state.counts.rejected,
+            };
+            *count = count.wrapping_add(1);
             // A key made for this call and refused is idle.
             state.settle(slot, &gate.limits, deferred);
             self.phase = Phase::Done;
@@ -136,6 +142,7 @@ impl Waiter {
             return Poll::Ready(Ok(state.collect(id)));
         }
         if expired {
+            state.counts.timed_out = state.counts.timed_out.wrapping_add(1);
             state.cancel(id, &gate.limits, deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
@@ -162,6 +169,7 @@ impl Waiter {
             let slot = state.collect(id);
             state.release(slot, &gate.limits, deferred);
         } else {
+            state.counts.cancelled = state.counts.cancelled.wrapping_add(1);
             state.cancel(id, &gate.limits, deferred);
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
+use super::state::Counts;
 use super::{KeyArg, KeyedAcquireError, KeyedGate, KeyedPermit, OwnedKeyedPermit};
 use crate::WaitLimits;
 
@@ -74,7 +75,7 @@ impl Waiter {
         let hash = gate.hasher.hash_one(key.get());
         let mut locked = gate.lock();
         let Ok(slot) = gate.slot(&mut locked, hash, key) else {
-            locked.counts.too_many_keys = locked.counts.too_many_keys.wrapping_add(1);
+            Counts::add(&mut locked.counts.too_many_keys);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };
@@ -95,7 +96,7 @@ impl Waiter {
                 KeyedAcquireError::TimedOut => &mut state.counts.timed_out,
                 _ => &mut state.counts.rejected,
             };
-            *count = count.wrapping_add(1);
+            Counts::add(count);
             // A key made for this call and refused is idle.
             state.settle(slot, &gate.limits, deferred);
             self.phase = Phase::Done;
@@ -142,7 +143,7 @@ impl Waiter {
             return Poll::Ready(Ok(state.collect(id)));
         }
         if expired {
-            state.counts.timed_out = state.counts.timed_out.wrapping_add(1);
+            Counts::add(&mut state.counts.timed_out);
             state.cancel(id, &gate.limits, deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
@@ -169,7 +170,7 @@ impl Waiter {
             let slot = state.collect(id);
             state.release(slot, &gate.limits, deferred);
         } else {
-            state.counts.cancelled = state.counts.cancelled.wrapping_add(1);
+            Counts::add(&mut state.counts.cancelled);
             state.cancel(id, &gate.limits, deferred);
         }
     }

@@ -261,7 +261,7 @@ where
                     table.sweep(SWEEP_AT_CAP, now, &mut evicted);
                 }
                 if table.index.len() >= self.max_keys {
-                    table.too_many_keys = table.too_many_keys.wrapping_add(1);
+                    super::state::Counts::add(&mut table.too_many_keys);
                     Err(KeyedAcquireError::TooManyKeys)
                 } else {
                     Ok(table.insert(hash, key, Arc::clone(&limiter), refill, now))

@@ -117,7 +117,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::WaitLimits;
-use state::{Deferred, Limits, State};
+use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
 /// with small keys.
@@ -344,7 +344,7 @@ where
         let hash = self.hasher.hash_one(key);
         let mut locked = self.lock();
         let Ok(slot) = self.slot(&mut locked, hash, KeyArg::Borrowed(key)) else {
-            locked.counts.too_many_keys = locked.counts.too_many_keys.wrapping_add(1);
+            Counts::add(&mut locked.counts.too_many_keys);
             return Err(KeyedTryAcquireError::TooManyKeys);
         };
         if locked.try_take(slot, &self.limits) {
@@ -352,7 +352,7 @@ where
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
-            state.counts.rejected = state.counts.rejected.wrapping_add(1);
+            Counts::add(&mut state.counts.rejected);
             state.settle(slot, &self.limits, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }

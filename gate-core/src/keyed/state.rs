@@ -157,7 +157,8 @@ pub(super) struct Limits {
 }
 
 /// How the keyed gate's acquisitions ended, counted under its lock (an increment of a
-/// field the lock already guards) for [`KeyedGate::publish_metrics`](super::KeyedGate).
+/// field the lock already guards) for `KeyedGate::publish_metrics`. Without the `metrics`
+/// feature nothing is counted: the increments compile to nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
     /// Permits taken at once or granted to a queued caller.
@@ -197,6 +198,16 @@ pub(super) struct State<K> {
     queued: usize,
     /// How acquisitions ended; read by `publish_metrics`.
     pub(crate) counts: Counts,
+}
+
+impl Counts {
+    /// Counts one more, if anything reads the counts.
+    #[inline]
+    pub(super) fn add(count: &mut u64) {
+        if cfg!(feature = "metrics") {
+            *count = count.wrapping_add(1);
+        }
+    }
 }
 
 impl<K: Eq> State<K> {
@@ -321,7 +332,7 @@ impl<K: Eq> State<K> {
         if entry.queued == 0 && entry.in_flight < limits.per_key && self.in_flight < limits.global {
             entry.in_flight += 1;
             self.in_flight += 1;
-            self.counts.admitted = self.counts.admitted.wrapping_add(1);
+            Counts::add(&mut self.counts.admitted);
             true
         } else {
             false
@@ -511,7 +522,7 @@ impl<K: Eq> State<K> {
         entry.in_flight += 1;
         self.queued -= 1;
         self.in_flight += 1;
-        self.counts.admitted = self.counts.admitted.wrapping_add(1);
+        Counts::add(&mut self.counts.admitted);
         let still_waiting = entry.queued > 0 && entry.in_flight < limits.per_key;
         if !still_waiting {
             // Out of the ring: when it comes back, its turn starts afresh.

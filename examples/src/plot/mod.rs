@@ -6,7 +6,7 @@
 //! (a [`Reading`]: totals and gauges, never one entry per request), so a timeline costs a
 //! few atomic loads per sample and its memory is bounded by [`MAX_SAMPLES`] whatever the
 //! run's length (a long run keeps every second sample and samples half as often). Rates
-//! are worked out from the recorded totals when the picture is drawn ([`write`]), with
+//! are worked out from the recorded totals when the picture is drawn ([`write()`]), with
 //! plotters' SVG backend.
 
 mod draw;
@@ -215,7 +215,7 @@ impl std::error::Error for PlotError {
 }
 
 /// Checks that `path` can be a new file: its directory exists and it is not a directory.
-/// Call it before the run; [`write`] can still fail (a read-only directory, a full disk).
+/// Call it before the run; [`write()`] can still fail (a read-only directory, a full disk).
 pub fn check_path(path: &Path) -> Result<(), PlotError> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

@@ -116,10 +116,10 @@ impl<K, S> KeyedGateBuilder<K, S> {
         self
     }
 
-    /// Names the gate: the `gate.name` of its metrics (see
-    /// [`KeyedGate::publish_metrics`]), as [`GateBuilder::name`](crate::GateBuilder::name)
-    /// names a gate. Only the gate is named, never its keys: see [`metrics`](crate::metrics)
-    /// on why no series is labelled by key.
+    /// Names the gate: the `gate.name` of its metrics (`KeyedGate::publish_metrics`, with
+    /// the `metrics` feature), as [`GateBuilder::name`](crate::GateBuilder::name) names a
+    /// gate. Only the gate is named, never its keys: the `gate_core::metrics` docs say why
+    /// no series is labelled by key.
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = Some(name);
         self

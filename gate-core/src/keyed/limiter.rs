@@ -402,9 +402,10 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
         self
     }
 
-    /// Names the keyed limiter: the `gate.name` of its metrics (see
-    /// [`KeyedLimiter::publish_metrics`]). The keys' limiters, made by the template, are
-    /// not named by it, and no series is labelled by key: see [`metrics`](crate::metrics).
+    /// Names the keyed limiter: the `gate.name` of its metrics
+    /// (`KeyedLimiter::publish_metrics`, with the `metrics` feature). The keys' limiters,
+    /// made by the template, are not named by it, and no series is labelled by key (the
+    /// `gate_core::metrics` docs say why).
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = Some(name);
         self

@@ -429,11 +429,13 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             }
         });
         out.line(format!("  {s}"));
-        runs.push(plot::Run {
-            label: strategy.name().to_owned(),
-            limits: mock.map_or_else(plot::Limits::default, |mock| limits(mock.config())),
-            timeline: pushed.timeline.clone(),
-        });
+        if config.plot.is_some() {
+            runs.push(plot::Run {
+                label: strategy.name().to_owned(),
+                limits: mock.map_or_else(plot::Limits::default, |mock| limits(mock.config())),
+                timeline: pushed.timeline.clone(),
+            });
+        }
         rows.push(Row {
             strategy,
             succeeded: s.succeeded,

@@ -258,7 +258,9 @@ mod plotted {
         args: &Args,
     ) -> Result<(), PlotError> {
         let _ = done.send(());
-        let timeline = task.await.unwrap_or_default();
+        let timeline = task
+            .await
+            .map_err(|e| PlotError::Draw(format!("the run's sampler stopped: {e}")))?;
         let minute = args.period.as_secs_f64() / 60.0;
         let run = plot::Run {
             label: "llm_batch".into(),

@@ -5,7 +5,8 @@
 //! rate + adaptive limiter, and a token budget against a mock whose tokens a minute bind),
 //! with a progress bar each, then a table of what each got done.
 //! It starts a mock API on 127.0.0.1: no API key, no network. `-- --help` lists the flags;
-//! `-- --base-url https://HOST/v1` points the same client at a real endpoint.
+//! `-- --base-url https://HOST/v1` points the same client at a real endpoint;
+//! `-- --plot run.svg` also draws the run (README's `docs/demo.svg`).
 //!
 //! `-- --replicas N` runs a fleet of N worker processes against one mock instead, each
 //! keeping the whole quota to itself and then sharing it through Redis (gate-redis); it

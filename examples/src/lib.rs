@@ -7,6 +7,8 @@
 //!   limits, headers and errors (`cargo run --example mock_llm` serves it alone).
 //! - [`client`]: a small reqwest client for `POST /v1/chat/completions`.
 //! - [`demo`]: the README's first command: the same prompts pushed three ways, then a table.
+//! - [`plot`]: `--plot run.svg` for the demo and `llm_batch`: a run's timeline, sampled
+//!   while it goes, drawn with plotters.
 //! - [`redis_server`]: a redis-server of the demo's own, for `demo --replicas`.
 //! - [`llm_batch`]: the batch tool (JSONL in, JSONL out in input order, RPM + TPM budgets,
 //!   resume after a crash) and the OpenAI Cookbook's script beside it as the baseline.
@@ -16,6 +18,7 @@ pub mod demo;
 pub mod llm_batch;
 pub mod mock;
 mod out;
+pub mod plot;
 pub mod redis_server;
 pub mod seed;
 

@@ -30,13 +30,14 @@
 //! | [`LIMIT`] | gauge | `{permit}` | the concurrency limit (an adaptive limit's current value) |
 //! | [`IN_FLIGHT`] | gauge | `{permit}` | permits held |
 //! | [`WAITING`] | gauge | `{caller}` | callers queued for permits |
-//! | [`ADMISSIONS`] | counter | `{caller}` | by `outcome`: `admitted`, `rejected`, `timed_out`, `cancelled` |
+//! | [`ADMISSIONS`] | counter | `{caller}` | by `outcome`: `admitted`, `rejected`, `timed_out`, `cancelled` (and `too_many_keys` for keyed gates) |
 //! | [`WAIT_DURATION`] | histogram | `s` | time admitted callers who queued waited |
 //! | [`PUSHBACK`] | counter | `{response}` | attempts reported as overloaded (limiters) |
 //! | [`PAUSED`] | gauge | `1` | 1 while a server's `Retry-After` pauses the limiter, else 0 |
 //! | [`RATE_REMAINING`] | gauge | `{request}` | requests the rate limit would admit at once |
 //! | [`TOKENS_REMAINING`] | gauge | `{token}` | tokens left in the token budget |
 //! | [`RETRIES`] | counter | `{retry}` | by `outcome`: `retried`, `gave_up`, `permanent`, `hint_too_long` |
+//! | [`KEYS`] | gauge | `{key}` | keys held in memory (keyed gates and limiters) |
 //!
 //! The wait histogram holds the callers who queued, not those admitted at once: its count
 //! is how many waited, and `gate.admissions{outcome="admitted"}` less that count is how many
@@ -46,6 +47,25 @@
 //! each wait stands at the middle of its bucket (within 12.5% of its value), and in a long
 //! queue one waiter in [`SAMPLE_EVERY`](crate::stats::SAMPLE_EVERY) is timed for the
 //! others, as in [`Stats::wait`]; a wait under a microsecond counts as admitted at once.
+//!
+//! # Keyed gates and limiters
+//!
+//! A [`KeyedGate`] or [`KeyedLimiter`] named by its builder
+//! ([`KeyedGateBuilder::name`](crate::keyed::KeyedGateBuilder::name),
+//! [`KeyedLimiterBuilder::name`](crate::keyed::KeyedLimiterBuilder::name)) publishes
+//! the same series under its own `gate.name`, for the whole of it: in flight and waiting
+//! across all keys, the global limit as [`LIMIT`] (a keyed gate built with one; a keyed
+//! limiter has no global level, and publishes no limit), the keys held in memory as
+//! [`KEYS`], and new keys refused at the cap (`TooManyKeys`) as
+//! `gate.admissions{outcome="too_many_keys"}`. A keyed gate counts its other outcomes as a
+//! gate does; a keyed limiter's keys are limiters of their own, made and evicted as keys
+//! come and go, whose counts are not summed (a sum would go back when a key is evicted).
+//!
+//! **No series is labelled by key.** Keys come from the network (API keys, tenants,
+//! addresses) and are unbounded: a `key` label would make a new series for every key a
+//! client invents, which grows an exporter's memory and a time-series database's index
+//! without bound, the cardinality explosion every metrics backend warns about. To watch one
+//! tenant, give it a [`Limiter`] of its own with a name.
 //!
 //! # Why the `metrics` facade
 //!
@@ -67,10 +87,12 @@
 //! gate.publish_metrics();
 //! ```
 
+use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
+use crate::keyed::{KeyedGate, KeyedLimiter};
 use crate::observe::RetryDecision;
 use crate::{Gate, Limiter, Stats};
 
@@ -97,6 +119,9 @@ pub const PAUSED: &str = "gate.paused";
 pub const RATE_REMAINING: &str = "gate.rate.remaining";
 /// Gauge: tokens left in a limiter's token budget.
 pub const TOKENS_REMAINING: &str = "gate.tokens.remaining";
+/// Gauge: keys held in memory by a keyed gate or limiter (busy ones and idle ones kept for
+/// reuse).
+pub const KEYS: &str = "gate.keys";
 /// Counter: decisions of retried calls after a failed attempt, by `outcome` (`retried`,
 /// `gave_up`, `permanent`, `hint_too_long`). Not labelled by gate: a policy is not tied to
 /// one.
@@ -127,6 +152,7 @@ pub fn describe() {
     );
     describe_gauge!(TOKENS_REMAINING, Unit::Count, "Tokens left in the budget");
     describe_counter!(RETRIES, Unit::Count, "Retry decisions, by outcome");
+    describe_gauge!(KEYS, Unit::Count, "Keys held in memory");
 }
 
 impl Gate {
@@ -168,6 +194,74 @@ impl Limiter {
         }
     }
 }
+
+impl<K, S> KeyedGate<K, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    S: BuildHasher,
+{
+    /// Writes the keyed gate's state to the installed `metrics` recorder, labelled with its
+    /// [name](KeyedGate::name) and never by key: in flight and waiting across all keys, the
+    /// global limit if it has one, the keys in memory ([`KEYS`]) (gauges), and admissions
+    /// by outcome, `too_many_keys` included (counters). Does nothing for an unnamed gate.
+    /// See [the module docs](crate::metrics#keyed-gates-and-limiters).
+    ///
+    /// Takes the gate's lock once. A keyed gate does not time its waits: it publishes no
+    /// wait histogram.
+    pub fn publish_metrics(&self) {
+        let Some(name) = self.name() else {
+            return;
+        };
+        let (in_flight, waiting, keys, counts) = self.metrics_snapshot();
+        let label = [(NAME_LABEL, name)];
+        if let Some(limit) = self.global_limit() {
+            gauge!(LIMIT, &label).set(limit as f64);
+        }
+        gauge!(IN_FLIGHT, &label).set(in_flight as f64);
+        gauge!(WAITING, &label).set(waiting as f64);
+        gauge!(KEYS, &label).set(keys as f64);
+        for (outcome, count) in [
+            ("admitted", counts.admitted),
+            ("rejected", counts.rejected),
+            ("timed_out", counts.timed_out),
+            ("cancelled", counts.cancelled),
+            (TOO_MANY_KEYS, counts.too_many_keys),
+        ] {
+            counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => outcome).absolute(count);
+        }
+    }
+}
+
+impl<K, S> KeyedLimiter<K, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    S: BuildHasher,
+{
+    /// Writes the keyed limiter's state to the installed `metrics` recorder, labelled with
+    /// its [name](KeyedLimiter::name) and never by key: the keys in memory ([`KEYS`]), the
+    /// permits out and callers waiting summed over the keys' limiters (gauges), and the new
+    /// keys refused at the cap as `gate.admissions{outcome="too_many_keys"}` (counter).
+    /// Does nothing for an unnamed keyed limiter. See
+    /// [the module docs](crate::metrics#keyed-gates-and-limiters).
+    ///
+    /// Costs a read of every key's limiter (each in its own lock, none under the keyed
+    /// limiter's), so up to [`max_keys`](KeyedLimiter::max_keys) reads: call it on scrape,
+    /// not per request.
+    pub fn publish_metrics(&self) {
+        let Some(name) = self.name() else {
+            return;
+        };
+        let (keys, refused, in_flight, waiting) = self.metrics_snapshot();
+        let label = [(NAME_LABEL, name)];
+        gauge!(IN_FLIGHT, &label).set(in_flight as f64);
+        gauge!(WAITING, &label).set(waiting as f64);
+        gauge!(KEYS, &label).set(keys as f64);
+        counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => TOO_MANY_KEYS).absolute(refused);
+    }
+}
+
+/// The `outcome` of a new key refused at a keyed gate's or limiter's cap.
+const TOO_MANY_KEYS: &str = "too_many_keys";
 
 fn publish_gate(gate: &Gate, name: &'static str, limited: bool) {
     let mut waits = Vec::new();

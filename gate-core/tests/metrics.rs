@@ -227,3 +227,150 @@ async fn retries_are_counted_by_outcome() {
     assert_eq!(values[&retried], DebugValue::Counter(3));
     assert_eq!(values[&gave_up], DebugValue::Counter(1));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_keyed_gate_publishes_its_global_level_keys_and_refusals() {
+    use gate_core::keyed::{KeyedAcquireError, KeyedGate, KeyedTryAcquireError};
+
+    let (snapshotter, _guard) = recorder();
+    let gate: KeyedGate<&str> = KeyedGate::builder(1)
+        .global(2)
+        .max_keys(2)
+        .max_idle(0)
+        .max_wait(Duration::from_millis(50))
+        .max_waiters(1)
+        .name("tenants")
+        .build()
+        .unwrap();
+    let a = gate.try_acquire(&"a").unwrap();
+    let b = gate.acquire(&"b").await.unwrap();
+    // One of `a` queues; the next is refused (queue full), then refused at once by
+    // `try_acquire`; a third key finds both keys busy.
+    let mut queued = tokio_test::task::spawn(gate.acquire(&"a"));
+    assert!(queued.poll().is_pending());
+    assert_eq!(
+        gate.acquire(&"a").await.unwrap_err(),
+        KeyedAcquireError::QueueFull
+    );
+    assert_eq!(
+        gate.try_acquire(&"b").unwrap_err(),
+        KeyedTryAcquireError::NoPermits
+    );
+    assert_eq!(
+        gate.acquire(&"c").await.unwrap_err(),
+        KeyedAcquireError::TooManyKeys
+    );
+    assert_eq!(
+        gate.try_acquire(&"c").unwrap_err(),
+        KeyedTryAcquireError::TooManyKeys
+    );
+
+    gate.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(gauge(&values, "gate.limit", "tenants"), 2.0);
+    assert_eq!(gauge(&values, "gate.in_flight", "tenants"), 2.0);
+    assert_eq!(gauge(&values, "gate.waiting", "tenants"), 1.0);
+    assert_eq!(gauge(&values, "gate.keys", "tenants"), 2.0);
+    assert_eq!(admissions(&values, "tenants", "admitted"), 2);
+    assert_eq!(admissions(&values, "tenants", "rejected"), 2);
+    assert_eq!(admissions(&values, "tenants", "too_many_keys"), 2);
+    assert_eq!(admissions(&values, "tenants", "timed_out"), 0);
+
+    // The queued caller times out; one more queues and is dropped; `b` goes idle and is
+    // evicted (max_idle 0), `a` is granted and released.
+    advance(Duration::from_millis(50)).await;
+    assert_eq!(queued.await.unwrap_err(), KeyedAcquireError::TimedOut);
+    let mut dropped = tokio_test::task::spawn(gate.acquire(&"a"));
+    assert!(dropped.poll().is_pending());
+    drop(dropped);
+    drop(b);
+    gate.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(admissions(&values, "tenants", "timed_out"), 1);
+    assert_eq!(admissions(&values, "tenants", "cancelled"), 1);
+    assert_eq!(gauge(&values, "gate.in_flight", "tenants"), 1.0);
+    assert_eq!(gauge(&values, "gate.waiting", "tenants"), 0.0);
+    assert_eq!(gauge(&values, "gate.keys", "tenants"), 1.0);
+
+    // A queued caller granted by a release is admitted.
+    let mut granted = tokio_test::task::spawn(gate.acquire(&"a"));
+    assert!(granted.poll().is_pending());
+    drop(a);
+    let a = granted.await.unwrap();
+    gate.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(admissions(&values, "tenants", "admitted"), 3);
+    drop(a);
+    gate.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(gauge(&values, "gate.in_flight", "tenants"), 0.0);
+    assert_eq!(gauge(&values, "gate.keys", "tenants"), 0.0);
+    // Never a series per key.
+    assert!(
+        values.keys().all(|(_, labels)| labels
+            .iter()
+            .all(|(k, _)| k == "gate.name" || k == "outcome")),
+        "{values:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_keyed_limiter_publishes_its_keys_sums_and_refusals() {
+    use gate_core::keyed::{KeyedAcquireError, KeyedLimiter};
+
+    let (snapshotter, _guard) = recorder();
+    let limits: KeyedLimiter<u32> = KeyedLimiter::builder(|| {
+        Limiter::builder()
+            .concurrency(1)
+            .rate(Rate::per_second(10))
+            .build()
+            .unwrap()
+    })
+    .max_keys(2)
+    .name("per-key")
+    .build();
+    let one = limits.acquire(&1).await.unwrap();
+    let two = limits.acquire(&2).await.unwrap();
+    let mut waiting = tokio_test::task::spawn(limits.acquire(&1));
+    assert!(waiting.poll().is_pending());
+    assert_eq!(
+        limits.acquire(&3).await.unwrap_err(),
+        KeyedAcquireError::TooManyKeys
+    );
+
+    limits.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(gauge(&values, "gate.keys", "per-key"), 2.0);
+    assert_eq!(gauge(&values, "gate.in_flight", "per-key"), 2.0);
+    assert_eq!(gauge(&values, "gate.waiting", "per-key"), 1.0);
+    assert_eq!(admissions(&values, "per-key", "too_many_keys"), 1);
+    assert!(!values.contains_key(&series("gate.limit", &[("gate.name", "per-key")])));
+
+    // Both released and refilled: key 3's sweep evicts the idle keys and it gets in.
+    drop((one, two));
+    let one = waiting.await.unwrap();
+    drop(one);
+    advance(Duration::from_secs(1)).await;
+    let three = limits.acquire(&3).await.unwrap();
+    limits.publish_metrics();
+    let values = read(&snapshotter);
+    assert_eq!(gauge(&values, "gate.keys", "per-key"), 1.0);
+    assert_eq!(gauge(&values, "gate.in_flight", "per-key"), 1.0);
+    assert_eq!(gauge(&values, "gate.waiting", "per-key"), 0.0);
+    assert_eq!(admissions(&values, "per-key", "too_many_keys"), 1);
+    drop(three);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn unnamed_keyed_gates_and_limiters_publish_nothing() {
+    use gate_core::keyed::{KeyedGate, KeyedLimiter};
+
+    let (snapshotter, _guard) = recorder();
+    let gate: KeyedGate<u8> = KeyedGate::new(1);
+    let _permit = gate.try_acquire(&1).unwrap();
+    gate.publish_metrics();
+    let limits: KeyedLimiter<u8> = KeyedLimiter::new(|| Limiter::new(1));
+    let _permit = limits.acquire(&1).await.unwrap();
+    limits.publish_metrics();
+    assert!(read(&snapshotter).is_empty());
+}

@@ -14,6 +14,7 @@ pub use strategies::{Knobs, Pushed, Strategy};
 pub use table::Table;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use gate_core::rate::Rate;
 use crate::Out;
 use crate::client::{ChatClient, ClientError};
 use crate::mock::{MockConfig, MockServer, ServerStats, usage_for};
+use crate::plot::{self, PlotError};
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Config {
     /// Whether to draw progress bars (they hide themselves anyway when stderr is not a
     /// terminal).
     pub progress: bool,
+    /// `--plot FILE`: where to write an SVG picture of the run (see [`crate::plot`]).
+    pub plot: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             time_scale: 1.0,
             strategies: Strategy::ALL.to_vec(),
             progress: true,
+            plot: None,
         }
     }
 }
@@ -97,6 +102,9 @@ Options:
   --tpm N                  tokens a minute the client is allowed (the mock's)
   --only a,b               strategies to run: no-limit, fixed, retry-after, adaptive, tokens
   --no-progress            no progress bars
+  --plot FILE              also draw the run as an SVG: per strategy, over time, the
+                           concurrency limit and requests in flight, requests and tokens a
+                           minute against the server's limits, 429s as marks
   --replicas N             instead: N worker processes against one mock, each keeping the
                            quota to itself, then sharing it through Redis (needs
                            redis-server on PATH)
@@ -114,6 +122,8 @@ pub enum DemoError {
     Client(ClientError),
     /// The mock server could not start.
     Io(std::io::Error),
+    /// `--plot` names a file that cannot be written.
+    Plot(PlotError),
 }
 
 impl fmt::Display for DemoError {
@@ -123,6 +133,7 @@ impl fmt::Display for DemoError {
             Self::Help => f.write_str(USAGE),
             Self::Client(e) => e.fmt(f),
             Self::Io(e) => write!(f, "cannot start the mock server: {e}"),
+            Self::Plot(e) => e.fmt(f),
         }
     }
 }
@@ -164,6 +175,7 @@ impl Config {
                     config.server_token_bucket = number(&flag, &value(&flag)?)?
                 }
                 "--tpm" => config.client_tpm = Some(number(&flag, &value(&flag)?)?),
+                "--plot" => config.plot = Some(PathBuf::from(value(&flag)?)),
                 "--only" => {
                     config.strategies = value(&flag)?
                         .split(',')
@@ -298,6 +310,10 @@ impl Report {
 /// Runs the demo: starts the mock unless `base_url` is set, pushes the prompts each way,
 /// prints the table.
 pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
+    // A plot that cannot be written is found out now, not after the run.
+    if let Some(path) = &config.plot {
+        plot::check_path(path).map_err(DemoError::Plot)?;
+    }
     let mock = match &config.base_url {
         Some(_) => None,
         None => Some(
@@ -389,6 +405,7 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
         progress: config.progress,
     };
     let mut rows = Vec::new();
+    let mut runs = Vec::new();
     for &strategy in &config.strategies {
         let (mock, client) = if strategy.binds_on_tokens() {
             (token_mock.as_ref().or(mock.as_ref()), &token_client)
@@ -412,6 +429,13 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
             }
         });
         out.line(format!("  {s}"));
+        if config.plot.is_some() {
+            runs.push(plot::Run {
+                label: strategy.name().to_owned(),
+                limits: mock.map_or_else(plot::Limits::default, |mock| limits(mock.config())),
+                timeline: pushed.timeline.clone(),
+            });
+        }
         rows.push(Row {
             strategy,
             succeeded: s.succeeded,
@@ -442,5 +466,28 @@ pub async fn run(config: &Config, out: &Out) -> Result<Report, DemoError> {
     if let Some(mock) = mock {
         mock.shutdown().await;
     }
+    if let Some(path) = &config.plot {
+        let title = match &report.server {
+            Some(s) => format!(
+                "gate demo: {} prompts, mock API at {} requests/s, {} at once, ~{} ms each",
+                config.prompts,
+                s.rate_per_sec,
+                s.max_concurrent,
+                s.latency.as_millis()
+            ),
+            None => format!("gate demo: {} prompts against {}", config.prompts, base_url),
+        };
+        plot::write(path, &title, &runs).map_err(DemoError::Plot)?;
+        out.line(format!("Plot written to {}.", path.display()));
+    }
     Ok(report)
+}
+
+/// A mock's limits, for the plot's dashed lines.
+fn limits(mock: &MockConfig) -> plot::Limits {
+    plot::Limits {
+        concurrency: Some(mock.max_concurrent),
+        requests_per_min: Some(mock.rate_per_sec * 60.0),
+        tokens_per_min: Some(mock.token_rate_per_sec * 60.0),
+    }
 }

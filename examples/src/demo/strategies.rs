@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use gate_core::Batch;
@@ -13,7 +13,8 @@ use gate_core::rate::Rate;
 use gate_core::retry::{Attempt, Attempts, Step};
 use gate_core::{AcquireError, Admission, Gate, Limiter, Retry, Unlimited};
 
-use crate::client::{ApiError, ChatClient};
+use crate::client::{ApiError, ChatClient, Completion};
+use crate::plot::{self, Reading, Timeline};
 
 /// One way of pushing a batch of prompts at an API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,7 +99,16 @@ impl Strategy {
         match self {
             Self::NoLimit => {
                 let batch = Batch::new(Unlimited).max_in_flight(usize::MAX);
-                push(batch.retry(Retry::new(0)), label, prompts, client, knobs).await
+                let limit = || None;
+                push(
+                    batch.retry(Retry::new(0)),
+                    limit,
+                    label,
+                    prompts,
+                    client,
+                    knobs,
+                )
+                .await
             }
             Self::FixedGate => {
                 let gate = Gate::new(10);
@@ -109,6 +119,7 @@ impl Strategy {
                     .expect("valid policy");
                 push(
                     Batch::new(&gate).retry(policy),
+                    || Some(gate.limit()),
                     label,
                     prompts,
                     client,
@@ -121,6 +132,7 @@ impl Strategy {
                 let policy = backoff_policy(knobs, timeout);
                 push(
                     Batch::new(&gate).retry(policy),
+                    || Some(gate.limit()),
                     label,
                     prompts,
                     client,
@@ -142,6 +154,7 @@ impl Strategy {
                 let policy = backoff_policy(knobs, timeout);
                 push(
                     Batch::new(&limiter).retry(policy),
+                    || limiter.limit(),
                     label,
                     prompts,
                     client,
@@ -195,6 +208,60 @@ pub struct Pushed {
     pub summary: Summary,
     /// 429 answers received.
     pub rate_limited: u64,
+    /// The client's own timeline of the run, sampled every [`plot::EVERY`]: its
+    /// concurrency limit, requests on the wire, and totals of requests, tokens and 429s.
+    pub timeline: Timeline,
+}
+
+/// The client's counts while a strategy runs, read by [`plot::record`].
+#[derive(Debug, Default)]
+struct Probe {
+    requests: AtomicU64,
+    in_flight: AtomicUsize,
+    tokens: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+impl Probe {
+    /// Counts a request going out; it is on the wire until the guard drops.
+    fn send(&self) -> OnWire<'_> {
+        self.requests.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, Relaxed);
+        OnWire(self)
+    }
+
+    /// Counts what an answer says: its tokens, or a 429.
+    fn answered(&self, answer: &Result<Completion, ApiError>) {
+        match answer {
+            Ok(completion) => {
+                self.tokens
+                    .fetch_add(completion.usage.map_or(0, |u| u.total_tokens), Relaxed);
+            }
+            Err(e) if e.is_too_many_requests() => {
+                self.rate_limited.fetch_add(1, Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn read(&self, limit: Option<usize>) -> Reading {
+        Reading {
+            limit,
+            in_flight: Some(self.in_flight.load(Relaxed)),
+            requests: self.requests.load(Relaxed),
+            tokens: self.tokens.load(Relaxed),
+            refused: self.rate_limited.load(Relaxed),
+        }
+    }
+}
+
+/// A request on the wire, counted out when dropped (answered, timed out or cancelled).
+struct OnWire<'a>(&'a Probe);
+
+impl Drop for OnWire<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Up to 14 retries, exponential from 100ms to 2s (scaled) with full jitter, never sooner than
@@ -213,8 +280,11 @@ fn backoff_policy(knobs: &Knobs, timeout: Duration) -> Retry<ApiError> {
         .expect("valid policy")
 }
 
+/// Pushes `prompts` through `batch`, recording the run's timeline with the concurrency
+/// limit that `limit` reads.
 async fn push<A>(
     batch: Batch<A, ApiError>,
+    limit: impl Fn() -> Option<usize>,
     label: &'static str,
     prompts: &[Arc<str>],
     client: &ChatClient,
@@ -223,24 +293,24 @@ async fn push<A>(
 where
     A: Admission,
 {
-    let rate_limited = AtomicU64::new(0);
-    let report = batch
+    let probe = Probe::default();
+    let run = batch
         .label(label)
         .progress(knobs.progress)
         .run(prompts.iter().cloned(), |prompt| {
-            let rate_limited = &rate_limited;
+            let probe = &probe;
             async move {
-                let answer = client.complete(&prompt).await;
-                if answer.as_ref().is_err_and(ApiError::is_too_many_requests) {
-                    rate_limited.fetch_add(1, Relaxed);
-                }
-                answer
+                let _on_wire = probe.send();
+                let answer = client.chat(&prompt).await;
+                probe.answered(&answer);
+                answer.map(|completion| completion.content)
             }
-        })
-        .await;
+        });
+    let (report, timeline) = plot::record(|| probe.read(limit()), run).await;
     Pushed {
         summary: report.summary,
-        rate_limited: rate_limited.load(Relaxed),
+        rate_limited: probe.rate_limited.load(Relaxed),
+        timeline,
     }
 }
 
@@ -257,16 +327,15 @@ async fn push_tokens(
     client: &ChatClient,
     knobs: &Knobs,
 ) -> Pushed {
-    let rate_limited = AtomicU64::new(0);
-    let attempts_made = AtomicU64::new(0);
+    let probe = Probe::default();
     let timeout = Duration::from_secs(30).mul_f64(knobs.time_scale);
-    let mut report = Batch::new(Unlimited)
+    let run = Batch::new(Unlimited)
         .max_in_flight(usize::MAX)
         .retry(Retry::new(0))
         .label(label)
         .progress(knobs.progress)
         .run(prompts.iter().cloned(), |prompt| {
-            let (rate_limited, attempts_made) = (&rate_limited, &attempts_made);
+            let probe = &probe;
             async move {
                 let estimate = client.estimate(&prompt);
                 let mut attempts = Attempts::new();
@@ -281,8 +350,12 @@ async fn push_tokens(
                                 },
                                 _ => ApiError::Transport(format!("not admitted: {e}")),
                             })?;
-                    attempts_made.fetch_add(1, Relaxed);
+                    let on_wire = probe.send();
                     let attempt = Attempt::within(timeout, client.chat(&prompt)).await;
+                    drop(on_wire);
+                    if let Attempt::Returned(answer) = &attempt {
+                        probe.answered(answer);
+                    }
                     let attempt = match attempt {
                         Attempt::Returned(Ok(completion)) => {
                             if let Some(usage) = completion.usage {
@@ -292,7 +365,6 @@ async fn push_tokens(
                         }
                         Attempt::Returned(Err(e)) => {
                             if e.is_too_many_requests() {
-                                rate_limited.fetch_add(1, Relaxed);
                                 permit.settle(0);
                             }
                             Attempt::Returned(Err(e))
@@ -305,13 +377,14 @@ async fn push_tokens(
                     }
                 }
             }
-        })
-        .await;
+        });
+    let (mut report, timeline) = plot::record(|| probe.read(limiter.limit()), run).await;
     let summary = &mut report.summary;
-    summary.attempts = attempts_made.load(Relaxed);
+    summary.attempts = probe.requests.load(Relaxed);
     summary.retries = summary.attempts.saturating_sub(summary.total as u64);
     Pushed {
         summary: report.summary,
-        rate_limited: rate_limited.load(Relaxed),
+        rate_limited: probe.rate_limited.load(Relaxed),
+        timeline,
     }
 }

@@ -12,6 +12,7 @@ within its request and token quotas, writing one result per line, in input order
 
 Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
                  [--concurrency N] [--retries N] [--resume] [--redis URL [--key NAME]]
+                 [--plot FILE]
 
   --input FILE      one chat-completions request body per line; an optional \"metadata\"
                     field is not sent and is echoed in the output
@@ -28,6 +29,8 @@ Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
                     llm_batch that uses the same Redis and --key, e.g. redis://127.0.0.1/;
                     --rpm, --tpm and --concurrency are then the whole fleet's
   --key NAME        the shared quota's name (default: default), e.g. the API key's project
+  --plot FILE       also draw the run as an SVG: over time, the concurrency limit, requests
+                    in flight, requests and tokens a minute against --rpm and --tpm, 429s
 
 The API key is read from OPENAI_API_KEY (optional, e.g. for a local mock).
 The last line on stdout is a JSON summary. Exit status: 0 when every line succeeded,

@@ -2,18 +2,23 @@
 //! returns the exit status. `examples/llm_batch.rs` is this and a tokio runtime.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use super::args::{Args, USAGE, UsageError};
 use super::stop::Stop;
 use super::summary::Stopped;
-use super::{RunError, run};
+use super::{RunError, run_plotted};
 
 /// Runs the program with `args` (after the program name) and the API key from the
 /// environment, if any. Ctrl-C once stops admitting lines and lets the attempts on the
 /// wire finish; twice drops them too; either way what is answered is written, and
 /// `--resume` continues. Returns the exit status: 0, 1 or 2 (see [`USAGE`]).
 pub async fn main(args: impl IntoIterator<Item = String>, api_key: Option<String>) -> u8 {
-    let mut args = match Args::parse(args) {
+    let parsed = take_plot(args.into_iter().collect()).and_then(|(args, plot)| {
+        let args = Args::parse(args)?;
+        Ok((args, plot))
+    });
+    let (mut args, plot) = match parsed {
         Ok(args) => args,
         Err(UsageError::Help) => {
             println!("{USAGE}");
@@ -40,7 +45,7 @@ pub async fn main(args: impl IntoIterator<Item = String>, api_key: Option<String
             }
         }
     });
-    let finished = run(&args, &stop, true).await;
+    let finished = run_plotted(&args, &stop, true, plot.as_deref()).await;
     signals.abort();
     match finished {
         Ok(finished) => {
@@ -52,7 +57,9 @@ pub async fn main(args: impl IntoIterator<Item = String>, api_key: Option<String
             let _ = stdout.flush();
             finished.summary.exit_code()
         }
-        Err(e @ (RunError::Resume(_) | RunError::Input(_) | RunError::Redis(_))) => {
+        Err(
+            e @ (RunError::Resume(_) | RunError::Input(_) | RunError::Redis(_) | RunError::Plot(_)),
+        ) => {
             eprintln!("llm_batch: {e}");
             2
         }
@@ -60,5 +67,52 @@ pub async fn main(args: impl IntoIterator<Item = String>, api_key: Option<String
             eprintln!("llm_batch: {e}");
             1
         }
+    }
+}
+
+/// Takes `--plot FILE` (or `--plot=FILE`) out of `args`: the program's, not the run's, so
+/// [`Args`] stays the run's settings.
+fn take_plot(args: Vec<String>) -> Result<(Vec<String>, Option<PathBuf>), UsageError> {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut plot = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--plot") {
+            Some("") => Some(
+                args.next()
+                    .ok_or_else(|| UsageError::Invalid("`--plot` needs a value".into()))?,
+            ),
+            Some(inline) if inline.starts_with('=') => Some(inline[1..].to_owned()),
+            _ => None,
+        };
+        match value {
+            Some(_) if plot.is_some() => {
+                return Err(UsageError::Invalid("`--plot` given twice".into()));
+            }
+            Some(value) => plot = Some(PathBuf::from(value)),
+            None => rest.push(arg),
+        }
+    }
+    Ok((rest, plot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn plot_is_taken_out_of_the_run_arguments() {
+        let (rest, plot) =
+            take_plot(strings(&["--rpm", "5", "--plot", "run.svg", "--resume"])).unwrap();
+        assert_eq!(rest, strings(&["--rpm", "5", "--resume"]));
+        assert_eq!(plot, Some(PathBuf::from("run.svg")));
+        let (_, plot) = take_plot(strings(&["--plot=a.svg"])).unwrap();
+        assert_eq!(plot, Some(PathBuf::from("a.svg")));
+        assert!(take_plot(strings(&["--plot"])).is_err());
+        assert!(take_plot(strings(&["--plot", "a", "--plot", "b"])).is_err());
     }
 }

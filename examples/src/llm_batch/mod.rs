@@ -80,6 +80,8 @@ pub enum RunError {
     Resume(ResumeError),
     /// `--redis` names no usable Redis.
     Redis(gate_redis::BuildError),
+    /// `--plot` names a file that cannot be written.
+    Plot(crate::plot::PlotError),
 }
 
 impl fmt::Display for RunError {
@@ -89,6 +91,7 @@ impl fmt::Display for RunError {
             Self::Output(e) => write!(f, "cannot write the output: {e}"),
             Self::Resume(e) => e.fmt(f),
             Self::Redis(e) => write!(f, "cannot use --redis: {e}"),
+            Self::Plot(e) => e.fmt(f),
         }
     }
 }
@@ -98,6 +101,22 @@ impl std::error::Error for RunError {}
 /// Runs `args` to the end of the input, or until `stop` (see [`Stop`]), drawing a progress
 /// bar on stderr if `progress`.
 pub async fn run(args: &Args, stop: &Stop, progress: bool) -> Result<Finished, RunError> {
+    run_plotted(args, stop, progress, None).await
+}
+
+/// Like [`run`], and with `plot` writes an SVG picture of the run there (see
+/// [`crate::plot`]): the concurrency limit, requests in flight, and requests and tokens a
+/// minute against `--rpm` and `--tpm`, sampled while it runs. A `plot` that cannot be
+/// written is refused before the run starts.
+pub async fn run_plotted(
+    args: &Args,
+    stop: &Stop,
+    progress: bool,
+    plot: Option<&std::path::Path>,
+) -> Result<Finished, RunError> {
+    if let Some(path) = plot {
+        crate::plot::check_path(path).map_err(RunError::Plot)?;
+    }
     let resumed = if args.resume {
         resume::recover(&args.output).map_err(RunError::Resume)?
     } else {
@@ -122,6 +141,7 @@ pub async fn run(args: &Args, stop: &Stop, progress: bool) -> Result<Finished, R
         .map_err(RunError::Redis)?,
     };
     let counters = Arc::new(Counters::default());
+    let timeline = plot.map(|_| plotted::start(&counters, &quota));
     let runner = Runner::new(
         &args.base_url,
         args.api_key.clone(),
@@ -186,10 +206,80 @@ pub async fn run(args: &Args, stop: &Stop, progress: bool) -> Result<Finished, R
         .reason()
         .or(input_error.is_some().then_some(Stopped::BadInput));
     let summary = counters.summary(skipped, start.elapsed(), stopped);
+    if let (Some(path), Some(timeline)) = (plot, timeline) {
+        plotted::finish(path, timeline, args)
+            .await
+            .map_err(RunError::Plot)?;
+    }
     Ok(Finished {
         summary,
         input_error,
     })
+}
+
+/// `--plot`: the run's timeline, recorded beside it, drawn at its end.
+mod plotted {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::args::Args;
+    use super::quota::Quota;
+    use super::summary::Counters;
+    use crate::plot::{self, Limits, PlotError, Reading, Timeline};
+
+    pub(super) type Recording = (oneshot::Sender<()>, JoinHandle<Timeline>);
+
+    /// Samples the run's counters and its quota's concurrency limit until told to stop.
+    pub(super) fn start(counters: &Arc<Counters>, quota: &Quota) -> Recording {
+        let (counters, quota) = (Arc::clone(counters), quota.clone());
+        let read = move || Reading {
+            limit: match &quota {
+                Quota::Local(limiter) => limiter.limit(),
+                Quota::Shared(limiter) => limiter.limit(),
+            },
+            in_flight: quota.limiter().map(|limiter| limiter.stats().in_flight),
+            requests: counters.attempts.load(Relaxed),
+            tokens: counters.tokens(),
+            refused: counters.refused_429.load(Relaxed),
+        };
+        let (done, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move { plot::record(read, stopped).await.1 });
+        (done, task)
+    }
+
+    /// Stops the sampling and writes the picture to `path`.
+    pub(super) async fn finish(
+        path: &Path,
+        (done, task): Recording,
+        args: &Args,
+    ) -> Result<(), PlotError> {
+        let _ = done.send(());
+        let timeline = task
+            .await
+            .map_err(|e| PlotError::Draw(format!("the run's sampler stopped: {e}")))?;
+        let minute = args.period.as_secs_f64() / 60.0;
+        let run = plot::Run {
+            label: "llm_batch".into(),
+            limits: Limits {
+                concurrency: None,
+                requests_per_min: Some(f64::from(args.rpm) / minute),
+                tokens_per_min: Some(f64::from(args.tpm) / minute),
+            },
+            timeline,
+        };
+        let title = format!(
+            "llm_batch: {} against {} (--rpm {}, --tpm {})",
+            args.input.display(),
+            args.base_url,
+            args.rpm,
+            args.tpm
+        );
+        plot::write(path, &title, &[run])
+    }
 }
 
 /// A fresh directory for a test's files, under the system's temporary directory.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
+use super::state::Counts;
 use super::{KeyArg, KeyedAcquireError, KeyedGate, KeyedPermit, OwnedKeyedPermit};
 use crate::WaitLimits;
 
@@ -74,6 +75,7 @@ impl Waiter {
         let hash = gate.hasher.hash_one(key.get());
         let mut locked = gate.lock();
         let Ok(slot) = gate.slot(&mut locked, hash, key) else {
+            Counts::add(&mut locked.counts.too_many_keys);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };
@@ -90,6 +92,11 @@ impl Waiter {
             None
         };
         if let Some(error) = refused {
+            let count = match error {
+                KeyedAcquireError::TimedOut => &mut state.counts.timed_out,
+                _ => &mut state.counts.rejected,
+            };
+            Counts::add(count);
             // A key made for this call and refused is idle.
             state.settle(slot, &gate.limits, deferred);
             self.phase = Phase::Done;
@@ -136,6 +143,7 @@ impl Waiter {
             return Poll::Ready(Ok(state.collect(id)));
         }
         if expired {
+            Counts::add(&mut state.counts.timed_out);
             state.cancel(id, &gate.limits, deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
@@ -162,6 +170,7 @@ impl Waiter {
             let slot = state.collect(id);
             state.release(slot, &gate.limits, deferred);
         } else {
+            Counts::add(&mut state.counts.cancelled);
             state.cancel(id, &gate.limits, deferred);
         }
     }

@@ -26,6 +26,7 @@ pub struct KeyedGateBuilder<K, S = RandomState> {
     priority: Option<Box<PriorityFn<K>>>,
     batch_every: u32,
     hasher: S,
+    name: Option<&'static str>,
 }
 
 impl<K> KeyedGateBuilder<K> {
@@ -40,6 +41,7 @@ impl<K> KeyedGateBuilder<K> {
             priority: None,
             batch_every: DEFAULT_BATCH_EVERY,
             hasher: RandomState::new(),
+            name: None,
         }
     }
 }
@@ -114,6 +116,15 @@ impl<K, S> KeyedGateBuilder<K, S> {
         self
     }
 
+    /// Names the gate: the `gate.name` of its metrics (`KeyedGate::publish_metrics`, with
+    /// the `metrics` feature), as [`GateBuilder::name`](crate::GateBuilder::name) names a
+    /// gate. Only the gate is named, never its keys: the `gate_core::metrics` docs say why
+    /// no series is labelled by key.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
     /// Hashes keys with `hasher` instead of std's [`RandomState`] (SipHash-1-3, randomly
     /// keyed). Choose a faster one only for keys a client cannot choose.
     pub fn hasher<S2>(self, hasher: S2) -> KeyedGateBuilder<K, S2> {
@@ -127,6 +138,7 @@ impl<K, S> KeyedGateBuilder<K, S> {
             priority: self.priority,
             batch_every: self.batch_every,
             hasher,
+            name: self.name,
         }
     }
 
@@ -155,6 +167,7 @@ impl<K, S> KeyedGateBuilder<K, S> {
             wait_limits: self.wait_limits,
             weight: self.weight,
             priority: self.priority,
+            name: self.name,
         })
     }
 }
@@ -170,6 +183,7 @@ impl<K, S> fmt::Debug for KeyedGateBuilder<K, S> {
             .field("weighted", &self.weight.is_some())
             .field("prioritised", &self.priority.is_some())
             .field("batch_every", &self.batch_every)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

@@ -72,6 +72,7 @@ pub struct KeyedLimiter<K, S = RandomState> {
     /// The zero of the admission times kept per key.
     epoch: Instant,
     table: Mutex<Table<K>>,
+    name: Option<&'static str>,
 }
 
 /// The keys in memory, behind the keyed limiter's lock.
@@ -82,6 +83,8 @@ struct Table<K> {
     free: Vec<u32>,
     /// Where the clock sweep looks next.
     hand: usize,
+    /// New keys refused at the cap, for `publish_metrics`.
+    too_many_keys: u64,
 }
 
 /// One key's limiter, or a free slot (`key` and `limiter` `None`).
@@ -116,6 +119,7 @@ where
             max_keys: DEFAULT_MAX_KEYS,
             max_idle: DEFAULT_MAX_IDLE,
             hasher: RandomState::new(),
+            name: None,
             _key: std::marker::PhantomData,
         }
     }
@@ -191,6 +195,37 @@ where
         self.max_keys
     }
 
+    /// The keyed limiter's name, given by [`KeyedLimiterBuilder::name`]; `None` for an
+    /// unnamed one.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// What the keyed limiter's metrics publish: the keys in memory, the new keys refused
+    /// at the cap, and the permits out and callers waiting summed over every key's limiter
+    /// (each read in its own lock, after the table's is released).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_snapshot(&self) -> (usize, u64, usize, usize) {
+        let (keys, refused, limiters) = {
+            let table = self.lock();
+            let limiters: Vec<Arc<Limiter>> = table
+                .entries
+                .iter()
+                .filter_map(|e| e.limiter.clone())
+                .collect();
+            (table.index.len(), table.too_many_keys, limiters)
+        };
+        let (mut in_flight, mut waiting) = (0usize, 0usize);
+        for limiter in &limiters {
+            let stats = limiter.stats();
+            in_flight = in_flight.saturating_add(stats.in_flight);
+            waiting = waiting.saturating_add(stats.waiting);
+        }
+        // The clones drop here, with no lock held.
+        drop(limiters);
+        (keys, refused, in_flight, waiting)
+    }
+
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -226,6 +261,7 @@ where
                     table.sweep(SWEEP_AT_CAP, now, &mut evicted);
                 }
                 if table.index.len() >= self.max_keys {
+                    super::state::Counts::add(&mut table.too_many_keys);
                     Err(KeyedAcquireError::TooManyKeys)
                 } else {
                     Ok(table.insert(hash, key, Arc::clone(&limiter), refill, now))
@@ -348,6 +384,7 @@ pub struct KeyedLimiterBuilder<K, S = RandomState> {
     max_keys: usize,
     max_idle: usize,
     hasher: S,
+    name: Option<&'static str>,
     _key: std::marker::PhantomData<fn(&K)>,
 }
 
@@ -365,6 +402,15 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
         self
     }
 
+    /// Names the keyed limiter: the `gate.name` of its metrics
+    /// (`KeyedLimiter::publish_metrics`, with the `metrics` feature). The keys' limiters,
+    /// made by the template, are not named by it, and no series is labelled by key (the
+    /// `gate_core::metrics` docs say why).
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
     /// Hashes keys with `hasher` instead of std's [`RandomState`]; see
     /// [`KeyedGateBuilder::hasher`](super::KeyedGateBuilder::hasher).
     pub fn hasher<S2>(self, hasher: S2) -> KeyedLimiterBuilder<K, S2> {
@@ -373,6 +419,7 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
             max_keys: self.max_keys,
             max_idle: self.max_idle,
             hasher,
+            name: self.name,
             _key: std::marker::PhantomData,
         }
     }
@@ -390,7 +437,9 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
                 entries: Vec::new(),
                 free: Vec::new(),
                 hand: 0,
+                too_many_keys: 0,
             }),
+            name: self.name,
         }
     }
 }
@@ -400,6 +449,7 @@ impl<K, S> fmt::Debug for KeyedLimiterBuilder<K, S> {
         f.debug_struct("KeyedLimiterBuilder")
             .field("max_keys", &self.max_keys)
             .field("max_idle", &self.max_idle)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -409,6 +459,7 @@ impl<K, S> fmt::Debug for KeyedLimiter<K, S> {
         f.debug_struct("KeyedLimiter")
             .field("max_keys", &self.max_keys)
             .field("max_idle", &self.max_idle)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

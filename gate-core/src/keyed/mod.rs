@@ -117,7 +117,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::WaitLimits;
-use state::{Deferred, Limits, State};
+use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
 /// with small keys.
@@ -161,6 +161,7 @@ pub struct KeyedGate<K, S = RandomState> {
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
     priority: Option<Box<PriorityFn<K>>>,
+    name: Option<&'static str>,
 }
 
 impl<K> KeyedGate<K>
@@ -313,18 +314,45 @@ where
         self.wait_limits
     }
 
+    /// The gate's name, given by [`KeyedGateBuilder::name`]; `None` for an unnamed gate.
+    ///
+    /// ```
+    /// use gate_core::keyed::KeyedGate;
+    ///
+    /// let gate: KeyedGate<u64> = KeyedGate::builder(4).name("tenants").build().unwrap();
+    /// assert_eq!(gate.name(), Some("tenants"));
+    /// ```
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// What the gate's metrics publish, read in one lock: the global level's in flight and
+    /// waiting, the keys in memory, and how acquisitions ended.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_snapshot(&self) -> (usize, usize, usize, state::Counts) {
+        let locked = self.lock();
+        (
+            locked.in_flight(),
+            locked.queued(),
+            locked.len(),
+            locked.counts,
+        )
+    }
+
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
     fn try_take(&self, key: &K) -> Result<u32, KeyedTryAcquireError> {
         let hash = self.hasher.hash_one(key);
         let mut locked = self.lock();
-        let slot = self
-            .slot(&mut locked, hash, KeyArg::Borrowed(key))
-            .map_err(|()| KeyedTryAcquireError::TooManyKeys)?;
+        let Ok(slot) = self.slot(&mut locked, hash, KeyArg::Borrowed(key)) else {
+            Counts::add(&mut locked.counts.too_many_keys);
+            return Err(KeyedTryAcquireError::TooManyKeys);
+        };
         if locked.try_take(slot, &self.limits) {
             Ok(slot)
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
+            Counts::add(&mut state.counts.rejected);
             state.settle(slot, &self.limits, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }
@@ -384,6 +412,7 @@ impl<K, S> fmt::Debug for KeyedGate<K, S> {
             .field("max_keys", &self.limits.max_keys)
             .field("max_idle", &self.limits.max_idle)
             .field("wait_limits", &self.wait_limits)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

@@ -156,6 +156,23 @@ pub(super) struct Limits {
     pub(super) batch_every: u32,
 }
 
+/// How the keyed gate's acquisitions ended, counted under its lock (an increment of a
+/// field the lock already guards) for `KeyedGate::publish_metrics`. Without the `metrics`
+/// feature nothing is counted: the increments compile to nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    /// Permits taken at once or granted to a queued caller.
+    pub(crate) admitted: u64,
+    /// Refused without waiting: `try_acquire` with no room, or the key's queue full.
+    pub(crate) rejected: u64,
+    /// Gave up at their deadline (or asked not to wait at all, with no room).
+    pub(crate) timed_out: u64,
+    /// Dropped while queued.
+    pub(crate) cancelled: u64,
+    /// Refused as a new key with every key in memory busy.
+    pub(crate) too_many_keys: u64,
+}
+
 /// Everything behind the keyed gate's lock.
 #[derive(Debug)]
 pub(super) struct State<K> {
@@ -179,6 +196,18 @@ pub(super) struct State<K> {
     idle_len: usize,
     in_flight: usize,
     queued: usize,
+    /// How acquisitions ended; read by `publish_metrics`.
+    pub(crate) counts: Counts,
+}
+
+impl Counts {
+    /// Counts one more, if anything reads the counts.
+    #[inline]
+    pub(super) fn add(count: &mut u64) {
+        if cfg!(feature = "metrics") {
+            *count = count.wrapping_add(1);
+        }
+    }
 }
 
 impl<K: Eq> State<K> {
@@ -196,6 +225,7 @@ impl<K: Eq> State<K> {
             idle_len: 0,
             in_flight: 0,
             queued: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -302,6 +332,7 @@ impl<K: Eq> State<K> {
         if entry.queued == 0 && entry.in_flight < limits.per_key && self.in_flight < limits.global {
             entry.in_flight += 1;
             self.in_flight += 1;
+            Counts::add(&mut self.counts.admitted);
             true
         } else {
             false
@@ -491,6 +522,7 @@ impl<K: Eq> State<K> {
         entry.in_flight += 1;
         self.queued -= 1;
         self.in_flight += 1;
+        Counts::add(&mut self.counts.admitted);
         let still_waiting = entry.queued > 0 && entry.in_flight < limits.per_key;
         if !still_waiting {
             // Out of the ring: when it comes back, its turn starts afresh.

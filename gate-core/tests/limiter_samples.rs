@@ -169,6 +169,72 @@ proptest! {
     }
 }
 
+/// An algorithm that only counts successes with room and wants `wanted` of them counted.
+#[derive(Debug)]
+struct Counting {
+    wanted: usize,
+    samples: Arc<Mutex<Vec<Sample>>>,
+}
+
+impl LimitAlgorithm for Counting {
+    fn initial_limit(&self) -> usize {
+        8
+    }
+
+    fn wants_latency(&self) -> bool {
+        false
+    }
+
+    fn learns_from_successes_with_room(&self) -> bool {
+        false
+    }
+
+    fn successes_with_room_wanted(&self) -> usize {
+        self.wanted
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        self.samples.lock().unwrap().push(*sample);
+        8
+    }
+}
+
+/// Successes with room are counted up to what the algorithm wants, and no further (past
+/// that, a success with room costs no atomic add); an algorithm that wants them all gets
+/// the exact count.
+#[test]
+fn successes_with_room_are_counted_up_to_what_the_algorithm_wants() {
+    for (wanted, expected) in [(3, 3), (usize::MAX, 10)] {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let limiter = Limiter::builder()
+            .adaptive(Counting {
+                wanted,
+                samples: Arc::clone(&samples),
+            })
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            let permit = spawn(limiter.acquire()).poll();
+            let std::task::Poll::Ready(permit) = permit else {
+                panic!("an uncontended acquire waited");
+            };
+            permit.unwrap().finish(Outcome::Success);
+        }
+        assert!(
+            samples.lock().unwrap().is_empty(),
+            "successes with room are only counted"
+        );
+        let permit = match spawn(limiter.acquire()).poll() {
+            std::task::Poll::Ready(permit) => permit.unwrap(),
+            std::task::Poll::Pending => panic!("an uncontended acquire waited"),
+        };
+        permit.finish(Outcome::Overload { retry_after: None });
+        let samples = samples.lock().unwrap();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].skipped, expected, "wanted {wanted}");
+    }
+}
+
 /// Callers that hold a permit while they wait for their rate cell are not load: an attempt
 /// admitted while another still waits for the rate sees only what really runs.
 #[tokio::test(start_paused = true)]

@@ -81,6 +81,15 @@ impl LimitAlgorithm for Aimd {
         false
     }
 
+    /// Successes only count towards the round trip's worth of samples (`limit + 1`) that
+    /// must pass before the next decrease: once that many have been seen, more change
+    /// nothing.
+    fn successes_with_room_wanted(&self) -> usize {
+        self.limit()
+            .saturating_add(1)
+            .saturating_sub(self.since_decrease)
+    }
+
     fn update(&mut self, sample: &Sample) -> usize {
         self.since_decrease = self
             .since_decrease

@@ -51,6 +51,17 @@ pub trait LimitAlgorithm: fmt::Debug + Send {
         true
     }
 
+    /// For an algorithm that does not [learn from successes with
+    /// room](Self::learns_from_successes_with_room): how many of them its next
+    /// [`update`](Self::update) still needs counted. Past that many the limiter may stop
+    /// counting, so [`Sample::skipped`] is then at least this many rather than exact, and a
+    /// success with room costs two atomic loads instead of an atomic add. Asked when the
+    /// limiter is built and after every `update`, under the lock that serialises them. By
+    /// default every one is counted.
+    fn successes_with_room_wanted(&self) -> usize {
+        usize::MAX
+    }
+
     /// Takes one attempt's sample and returns the limit to use from now on.
     fn update(&mut self, sample: &Sample) -> usize;
 }
@@ -72,7 +83,8 @@ pub struct Sample {
     pub limit: usize,
     /// Successes with room that the limiter counted instead of passing on, since the
     /// previous sample it passed on (always zero for an algorithm that
-    /// [learns from them](LimitAlgorithm::learns_from_successes_with_room)).
+    /// [learns from them](LimitAlgorithm::learns_from_successes_with_room)); counted up to
+    /// at least what the algorithm [wanted](LimitAlgorithm::successes_with_room_wanted).
     pub skipped: usize,
 }
 

@@ -197,6 +197,7 @@ impl LimiterBuilder {
             clock: algorithm.wants_latency().then(|| clock.clone()),
             skips_successes_with_room: !algorithm.learns_from_successes_with_room(),
             skipped: AtomicUsize::new(0),
+            skipped_wanted: AtomicUsize::new(algorithm.successes_with_room_wanted()),
             limit: AtomicUsize::new(gate.limit()),
             held_waiting: AtomicUsize::new(0),
             algorithm: Mutex::new(algorithm),

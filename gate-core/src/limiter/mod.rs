@@ -160,6 +160,8 @@ struct Adaptive {
     skips_successes_with_room: bool,
     /// Successes with room counted since the last sample passed on.
     skipped: AtomicUsize,
+    /// How many of them the algorithm still wants counted; past that, they are not.
+    skipped_wanted: AtomicUsize,
 }
 
 impl Adaptive {
@@ -170,7 +172,8 @@ impl Adaptive {
     }
 
     /// Learns from an attempt's end. A success with room, which the algorithm only counts,
-    /// costs one atomic add and stays inline; everything else goes through the lock.
+    /// costs at most one atomic add (none once the algorithm has all it wants counted) and
+    /// stays inline; everything else goes through the lock.
     #[inline]
     fn report(&self, admitted: &Admitted, outcome: Outcome, gate: &Gate) {
         // `Sample::is_success_with_room`, before the sample is built.
@@ -178,7 +181,9 @@ impl Adaptive {
             && outcome == Outcome::Success
             && admitted.in_flight < admitted.limit
         {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
+            if self.skipped.load(Ordering::Relaxed) < self.skipped_wanted.load(Ordering::Relaxed) {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         self.record(admitted, outcome, gate);
@@ -201,6 +206,10 @@ impl Adaptive {
         let limit = algorithm
             .update(&sample.after_skipped(skipped))
             .min(Gate::MAX_PERMITS);
+        if self.skips_successes_with_room {
+            self.skipped_wanted
+                .store(algorithm.successes_with_room_wanted(), Ordering::Relaxed);
+        }
         if limit != self.limit.load(Ordering::Acquire) {
             self.limit.store(limit, Ordering::Release);
             // Under the algorithm's lock, so resizes land in the order they were decided.

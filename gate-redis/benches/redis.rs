@@ -6,7 +6,8 @@
 //!   limiter and the drop of its permit (released in the background); `gate-redis/rate` an
 //!   admission by a rate limiter; `peer/redis_rate` one call of a plain GCRA script of the
 //!   redis_rate kind (go-redis/redis_rate's `allowN`), the way a user would run it;
-//!   `gate-redis/acquire` the admission alone, its permit dropped outside the timing.
+//!   `gate-redis/acquire` the admission alone, its permit dropped outside the timing;
+//!   `gate-redis/drop` the drop of a permit alone (what a release costs the caller).
 //! - `throughput`: 16 callers in one process against one key, the same four lines.
 //!
 //! Run with: cargo bench -p gate-redis --bench redis (needs redis-server on PATH).
@@ -130,6 +131,23 @@ fn benches(c: &mut Criterion) {
             |()| async { bench.permits.admit().await.unwrap() },
             criterion::BatchSize::SmallInput,
         );
+    });
+    // The caller's cost of a release: dropping the permit, whose release is sent in the
+    // background (the admission before it is outside the timing).
+    group.bench_function("gate-redis/drop", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let bench = Arc::clone(&bench);
+            async move {
+                let mut dropping = Duration::ZERO;
+                for _ in 0..iters {
+                    let permit = bench.permits.admit().await.unwrap();
+                    let started = Instant::now();
+                    drop(permit);
+                    dropping += started.elapsed();
+                }
+                dropping
+            }
+        });
     });
     group.finish();
 

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use gate_core::{AcquireError, Admission, OwnedAdmission, WaitLimits};
+use gate_core::{AcquireError, Admission, OwnedAdmission, Stats, WaitLimits};
 
 use crate::{RedisLimiter, RedisPermit};
 
@@ -38,6 +38,12 @@ impl Admission for RedisLimiter {
     /// The shared concurrency limit, as Redis last answered it; `None` for a rate only.
     fn capacity(&self) -> Option<usize> {
         self.limit()
+    }
+
+    /// [`RedisLimiter::stats`]: the shared state as Redis last answered this process, and
+    /// this process's own counts.
+    fn snapshot(&self) -> Option<Stats> {
+        Some(self.stats())
     }
 }
 

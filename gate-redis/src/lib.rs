@@ -94,6 +94,7 @@ mod failure;
 mod limiter;
 mod permit;
 mod script;
+mod stats;
 mod throttle;
 
 /// The tests' own redis-server, shared with the integration tests.

@@ -130,6 +130,8 @@ pub(crate) struct Shared {
     _stop: oneshot::Sender<()>,
     nonce: u64,
     ids: AtomicU64,
+    /// The id of every admission of a limiter without a concurrency limit (none is held).
+    no_id: Arc<str>,
 }
 
 impl RedisLimiter {
@@ -260,6 +262,7 @@ impl RedisLimiter {
                 _stop: stop_sender,
                 nonce,
                 ids: AtomicU64::new(0),
+                no_id: Arc::from(""),
             }),
         })
     }
@@ -453,7 +456,10 @@ impl Shared {
 
     /// Starts the subscription to releases, once.
     fn subscribe(&self) {
-        if self.concurrency.is_none() || self.subscribed.swap(true, Ordering::AcqRel) {
+        if self.concurrency.is_none()
+            || self.subscribed.load(Ordering::Acquire)
+            || self.subscribed.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         if let Some(stop) = self.stop.lock().unwrap().take() {
@@ -603,7 +609,11 @@ impl Shared {
         }
         self.subscribe();
         let may_wait = limits.max_wait != Some(Duration::ZERO) && limits.max_waiters > 0;
-        let id = self.next_id();
+        // Only a permit of the concurrency limit needs an id (and only its waiters a wake-up).
+        let id = match self.concurrency {
+            Some(_) => self.next_id(),
+            None => Arc::clone(&self.no_id),
+        };
         let mut pending = Pending {
             shared: self,
             id: self.concurrency.map(|_| Arc::clone(&id)),
@@ -613,7 +623,9 @@ impl Shared {
         loop {
             let notified = self.backend.wake.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            if self.concurrency.is_some() {
+                notified.as_mut().enable();
+            }
             let sent = Instant::now();
             let acquire = self.call_acquire(&id, may_wait, limits.max_waiters, tokens);
             let verdict = match acquire.await {

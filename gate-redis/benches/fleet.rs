@@ -34,9 +34,9 @@ const REDIS_RATE: &str = include_str!("redis_rate.lua");
 /// Tasks calling at once in each process.
 const CALLERS: usize = 16;
 /// Rounds; each runs every line once with each number of processes.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// How long one line runs in one round.
-const RUN: Duration = Duration::from_secs(2);
+const RUN: Duration = Duration::from_secs(1);
 /// How long before the common start the processes are spawned: enough to start and connect.
 const LEAD: Duration = Duration::from_millis(400);
 

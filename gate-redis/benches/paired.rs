@@ -32,14 +32,18 @@ enum Line {
     /// The admission alone: the block's permits are dropped after its timing.
     Acquire,
     AcquireRelease,
+    /// The drop of a permit alone (its release is sent in the background): what a release
+    /// costs the caller. The block's admissions are made before its timing.
+    Drop,
     Rate,
     RedisRate,
 }
 
-const LINES: [Line; 5] = [
+const LINES: [Line; 6] = [
     Line::Floor,
     Line::Acquire,
     Line::AcquireRelease,
+    Line::Drop,
     Line::Rate,
     Line::RedisRate,
 ];
@@ -57,7 +61,7 @@ impl Bench {
     async fn run(&self, line: Line) -> Option<gate_redis::RedisPermit> {
         let mut conn = self.conn.clone();
         match line {
-            Line::Acquire => return Some(self.permits.admit().await.unwrap()),
+            Line::Acquire | Line::Drop => return Some(self.permits.admit().await.unwrap()),
             Line::Floor => {
                 let _: i64 = self.trivial.invoke_async(&mut conn).await.unwrap();
             }
@@ -82,6 +86,9 @@ impl Bench {
 
 /// Time per call of one block of `line` by `callers` callers at once.
 async fn block(bench: &Arc<Bench>, line: Line, callers: usize) -> Duration {
+    if let Line::Drop = line {
+        return drops(bench, callers).await;
+    }
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
@@ -102,6 +109,20 @@ async fn block(bench: &Arc<Bench>, line: Line, callers: usize) -> Duration {
     let per_call = started.elapsed() / (BLOCK * callers) as u32;
     drop(kept);
     per_call
+}
+
+/// Time per drop of one block of permits: `callers` callers' worth, dropped one after the
+/// other by the task that took them.
+async fn drops(bench: &Arc<Bench>, callers: usize) -> Duration {
+    let mut held = Vec::with_capacity(BLOCK * callers);
+    for _ in 0..BLOCK * callers {
+        held.extend(bench.run(Line::Drop).await);
+    }
+    let started = Instant::now();
+    for permit in held {
+        drop(permit);
+    }
+    started.elapsed() / (BLOCK * callers) as u32
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use gate_core::{AcquireError, Admission, OwnedAdmission, WaitLimits};
+use gate_core::{AcquireError, Admission, OwnedAdmission, Stats, WaitLimits};
 
 use crate::{RedisLimiter, RedisPermit};
 
@@ -43,6 +43,12 @@ impl Admission for RedisLimiter {
             (Some(fleet), Some(share)) => Some(fleet.min(share)),
             (fleet, share) => fleet.or(share),
         }
+    }
+
+    /// [`RedisLimiter::stats`]: the shared state as Redis last answered this process, and
+    /// this process's own counts.
+    fn snapshot(&self) -> Option<Stats> {
+        Some(self.stats())
     }
 }
 

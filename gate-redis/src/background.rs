@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::script::{Keys, RELEASE_BATCH};
+use crate::stats::{Record, Seen};
 use crate::throttle::Throttle;
 
 /// What the background task is asked to send.
@@ -68,6 +69,8 @@ pub(crate) struct Backend {
     pub(crate) observe: Arc<redis::Script>,
     /// The token budget's interval in microseconds (0 without one).
     pub(crate) token_interval: u64,
+    /// What Redis last said of the limit, and this process's counts.
+    pub(crate) record: Record,
     pub(crate) leases: Leases,
     /// Notified on every release announced on the limit's channel, and whenever the
     /// subscription is lost (so waiters look again rather than miss a release). A keyed
@@ -102,7 +105,13 @@ impl Backend {
         for id in ids {
             invocation.arg(&**id);
         }
-        self.invoke::<i64>(&invocation).await.map(drop)
+        let (_, held, waiting): (i64, i64, i64) = self.invoke(&invocation).await?;
+        self.record.saw(Seen {
+            held: u64::try_from(held).ok(),
+            waiting: u64::try_from(waiting).ok(),
+            ..Seen::default()
+        });
+        Ok(())
     }
 
     pub(crate) async fn set_pause(&self, millis: u64) -> Result<(), crate::Unavailable> {

@@ -115,6 +115,7 @@ mod keyed;
 mod limiter;
 mod permit;
 mod script;
+mod stats;
 mod throttle;
 
 /// The tests' own redis-server, shared with the integration tests.

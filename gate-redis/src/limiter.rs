@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gate_core::{AcquireError, WaitLimits};
+use gate_core::{AcquireError, Stats, WaitLimits};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use crate::adaptive::Share;
 use crate::background::{self, Backend, Command, Commands, Lease, Topic};
 use crate::permit::Held;
-use crate::script::{self, Keys, Verdict};
+use crate::script::{self, Acquire, Keys, Plan, Reply, Verdict};
+use crate::stats::{Ended, Record, Seen};
 use crate::throttle::Throttle;
 use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavailable};
 
@@ -78,8 +79,9 @@ use crate::{BuildError, FailurePolicy, RedisLimiterBuilder, RedisPermit, Unavail
 /// [`Retry::call`](gate_core::Retry::call), [`Batch`](gate_core::Batch), `#[gated(limiter =
 /// X)]` (with `X` a `static LazyLock<RedisLimiter>`) and gate-tower's layer. Its
 /// [`try_admit`](gate_core::Admission::try_admit) always misses (every admission needs a round
-/// trip), so callers go through `admit_with`, and it keeps no [`Stats`](gate_core::Stats)
-/// (`snapshot` is `None`). The fleet's concurrency limit is not adapted automatically: a
+/// trip), so callers go through `admit_with`; its [`snapshot`](gate_core::Admission::snapshot)
+/// is [`stats`](Self::stats): the shared state as Redis last answered this process, and
+/// this process's own counts. The fleet's concurrency limit is not adapted automatically: a
 /// process that wants to change it for everyone calls [`set_limit`](Self::set_limit). Built
 /// with [`adaptive`](RedisLimiterBuilder::adaptive), each process adapts its own share under
 /// that ceiling from its attempts' outcomes, as a local adaptive limiter does (see there
@@ -109,7 +111,7 @@ pub(crate) struct Settings {
 /// The limiter's state, shared by its clones and its permits.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<Backend>,
-    acquire: Arc<redis::Script>,
+    acquire: Arc<Acquire>,
     set_limit: Arc<redis::Script>,
     key: String,
     rate: Option<(u64, u64)>,
@@ -142,6 +144,8 @@ pub(crate) struct Shared {
     /// limiter evicted and made again must not hand out an id its last incarnation used,
     /// whose release may still be on its way.
     ids: Arc<AtomicU64>,
+    /// The id of every admission of a limiter without a concurrency limit (none is held).
+    no_id: Arc<str>,
 }
 
 /// A limit's own subscription to its release channel, started on its first admission.
@@ -155,7 +159,8 @@ pub(crate) struct Subscription {
 /// own; the keys of a [`RedisKeyedLimiter`](crate::RedisKeyedLimiter) share one.
 pub(crate) struct Hub {
     conn: ConnectionManager,
-    acquire: Arc<redis::Script>,
+    /// The acquire script of the limits' one configuration.
+    acquire: Arc<Acquire>,
     set_limit: Arc<redis::Script>,
     release: Arc<redis::Script>,
     renew: Arc<redis::Script>,
@@ -194,7 +199,15 @@ impl Hub {
         runtime.spawn(background::worker(settings.lease, receiver));
         Ok(Self {
             conn,
-            acquire: Arc::new(script::acquire()),
+            acquire: Arc::new(Acquire::new(Plan {
+                rate: settings.rate,
+                tokens: settings.tokens,
+                concurrency: settings
+                    .concurrency
+                    .map(|limit| u64::try_from(limit).unwrap_or(u64::MAX)),
+                lease_ms: millis(settings.lease),
+                idle_ms: millis(settings.idle_ttl),
+            })),
             set_limit: Arc::new(script::set_limit()),
             release: Arc::new(script::release()),
             renew: Arc::new(script::renew()),
@@ -234,6 +247,7 @@ impl Hub {
             settle: Arc::clone(&self.settle),
             observe: Arc::clone(&self.observe),
             token_interval: settings.tokens.map_or(0, |(interval, _)| interval),
+            record: Record::new(),
             leases: Mutex::default(),
             wake,
             lost_log: Arc::clone(&self.lost_log),
@@ -261,6 +275,7 @@ impl Hub {
             _stop: None,
             nonce: self.nonce,
             ids: Arc::clone(&self.ids),
+            no_id: Arc::from(""),
         }
     }
 }
@@ -439,6 +454,44 @@ impl RedisLimiter {
         self.shared.token_capacity()
     }
 
+    /// What this limiter has seen and done, without a round trip: the shared state as the
+    /// last reply from Redis to this process showed it, and this process's own counts.
+    ///
+    /// - `limit`, `in_flight` and `waiting` are the concurrency limit in force, the permits
+    ///   held and the callers queued across every process, as Redis answered this process's
+    ///   latest admission or release (0 for those it never read: a rate only, or nothing
+    ///   asked yet). They are as old as that answer: other processes' admissions and
+    ///   releases since are not in them, and a process that asks rarely sees them rarely.
+    /// - `admitted`, `rejected`, `timed_out`, `cancelled` and `wait` count this process's
+    ///   admissions (those by the [`FailurePolicy`] included), as a local limiter's
+    ///   [`Stats`] do. A refusal because Redis is out of reach under
+    ///   [`FailurePolicy::Closed`] counts as rejected. The wait quantiles come from a
+    ///   log-linear histogram, within 12.5%.
+    ///
+    /// [`rate_remaining`](Self::rate_remaining) and
+    /// [`tokens_remaining`](Self::tokens_remaining) are cached the same way. This is what
+    /// [`Admission::snapshot`](gate_core::Admission::snapshot) returns.
+    pub fn stats(&self) -> Stats {
+        let limit = self.limit().unwrap_or(0);
+        self.shared.backend.record.stats(limit)
+    }
+
+    /// The shared rate's free cells after this process's latest admission that checked it,
+    /// or `None` before any (or without a rate). As stale as [`stats`](Self::stats): other
+    /// processes' admissions since are not counted, nor the cells that came back since.
+    pub fn rate_remaining(&self) -> Option<u64> {
+        self.shared.rate?;
+        self.shared.backend.record.rate_free()
+    }
+
+    /// The shared token budget's free tokens after this process's latest admission that
+    /// reserved some, or `None` before any (or without a budget); as stale as
+    /// [`rate_remaining`](Self::rate_remaining).
+    pub fn tokens_remaining(&self) -> Option<u64> {
+        self.shared.tokens?;
+        self.shared.backend.record.tokens_free()
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -471,6 +524,20 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// Counts an admission dropped before it ended as cancelled.
+struct Watch<'a> {
+    record: &'a Record,
+    ended: bool,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.record.ended(Ended::Cancelled);
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn send(&self, command: Command) {
         // The worker is gone only with the runtime: the lease then frees the permit.
@@ -488,7 +555,10 @@ impl Shared {
 
     /// Starts the subscription to releases, once.
     fn subscribe(&self) {
-        if self.concurrency.is_none() || self.subscribed.swap(true, Ordering::AcqRel) {
+        if self.concurrency.is_none()
+            || self.subscribed.load(Ordering::Acquire)
+            || self.subscribed.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         if let Some(Subscription { client, stop }) = self.subscription.lock().unwrap().take() {
@@ -611,15 +681,28 @@ impl Shared {
         estimate: Option<u64>,
     ) -> Result<RedisPermit, AcquireError> {
         let tokens = self.token_cost(estimate)?;
-        match limits.max_wait {
+        let started = Instant::now();
+        let mut watch = Watch {
+            record: &self.backend.record,
+            ended: false,
+        };
+        let (admitted, ended) = match limits.max_wait {
             Some(max_wait) if !max_wait.is_zero() => {
                 match tokio::time::timeout(max_wait, self.admit_in_share(limits, tokens)).await {
-                    Ok(admitted) => admitted,
-                    Err(_) => Err(AcquireError::TimedOut),
+                    Ok(admitted) => (admitted, None),
+                    Err(_) => (Err(AcquireError::TimedOut), Some(Ended::TimedOut)),
                 }
             }
-            _ => self.admit_in_share(limits, tokens).await,
-        }
+            _ => (self.admit_in_share(limits, tokens).await, None),
+        };
+        watch.ended = true;
+        // Every error but the deadline's is a refusal without waiting for it.
+        let ended = ended.unwrap_or(match admitted {
+            Ok(_) => Ended::Admitted(started.elapsed()),
+            Err(_) => Ended::Rejected,
+        });
+        self.backend.record.ended(ended);
+        admitted
     }
 
     /// Admission with a seat of this process's adaptive share taken first, if it has one.
@@ -647,7 +730,11 @@ impl Shared {
         }
         self.subscribe();
         let may_wait = limits.max_wait != Some(Duration::ZERO) && limits.max_waiters > 0;
-        let id = self.next_id();
+        // Only a permit of the concurrency limit needs an id (and only its waiters a wake-up).
+        let id = match self.concurrency {
+            Some(_) => self.next_id(),
+            None => Arc::clone(&self.no_id),
+        };
         let mut pending = Pending {
             shared: self,
             id: self.concurrency.map(|_| Arc::clone(&id)),
@@ -657,7 +744,9 @@ impl Shared {
         loop {
             let notified = self.backend.wake.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            if self.concurrency.is_some() {
+                notified.as_mut().enable();
+            }
             let sent = Instant::now();
             let acquire = self.call_acquire(&id, may_wait, limits.max_waiters, tokens);
             let verdict = match acquire.await {
@@ -700,47 +789,24 @@ impl Shared {
         max_waiters: usize,
         tokens: u64,
     ) -> Result<Verdict, Unavailable> {
-        let keys = &self.backend.keys;
-        let (interval, tolerance) = self.rate.unwrap_or((0, 0));
-        let (token_interval, token_tolerance) = self.tokens.unwrap_or((0, 0));
-        let mut invocation = self.acquire.prepare_invoke();
-        invocation
-            .key(&keys.rate)
-            .key(&keys.pause)
-            .key(&keys.tokens);
-        if self.concurrency.is_some() {
-            invocation
-                .key(&keys.held)
-                .key(&keys.queue)
-                .key(&keys.queue_expiry)
-                .key(&keys.limit)
-                .key(&keys.tickets);
-        }
-        invocation
-            .arg(id)
-            .arg(1)
-            .arg(interval)
-            .arg(tolerance)
-            .arg(
-                self.concurrency
-                    .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX)),
-            )
-            .arg(millis(self.backend.lease))
-            .arg(u8::from(may_wait))
-            .arg(max_waiters)
-            .arg(millis(self.idle_ttl))
-            .arg(tokens)
-            .arg(token_interval)
-            .arg(token_tolerance);
-        let reply = self.backend.invoke(&invocation).await?;
-        let (verdict, limit) = Verdict::from_reply(reply);
-        if let Some(limit) = limit {
+        let invocation =
+            self.acquire
+                .invocation(&self.backend.keys, id, may_wait, max_waiters, tokens);
+        let reply: Vec<i64> = self.backend.invoke(&invocation).await?;
+        let reply = Reply::parse(&reply);
+        if let Some(limit) = reply.limit {
             self.limit.store(
                 usize::try_from(limit).unwrap_or(usize::MAX),
                 Ordering::Relaxed,
             );
         }
-        Ok(verdict)
+        self.backend.record.saw(Seen {
+            held: reply.held,
+            waiting: reply.waiting,
+            rate_free: reply.rate_free,
+            tokens_free: reply.tokens_free,
+        });
+        Ok(reply.verdict)
     }
 
     /// The permit for `id`, admitted by a call sent at `sent` with `tokens` reserved.

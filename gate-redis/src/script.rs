@@ -46,7 +46,23 @@ impl Keys {
     }
 }
 
-/// What the acquire script answered.
+/// What the acquire script answered, and what it saw of the limit on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) verdict: Verdict,
+    /// The concurrency limit in force, if the script read it.
+    pub(crate) limit: Option<u64>,
+    /// Permits held in Redis (this admission's included), if the script counted them.
+    pub(crate) held: Option<u64>,
+    /// Callers queued in Redis, if the script counted them.
+    pub(crate) waiting: Option<u64>,
+    /// Rate cells free after this decision, if the script checked the rate.
+    pub(crate) rate_free: Option<u64>,
+    /// Token cells free after this decision, if the script checked the budget.
+    pub(crate) tokens_free: Option<u64>,
+}
+
+/// What the acquire script decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Admitted: the permit (if the limit has a concurrency part) is held under its id.
@@ -64,30 +80,41 @@ pub(crate) enum Verdict {
     Never,
 }
 
-impl Verdict {
-    /// Reads the script's `{code, value, limit}` reply; the concurrency limit in force is
-    /// returned beside, if the script read it.
-    pub(crate) fn from_reply(reply: (i64, i64, i64)) -> (Self, Option<u64>) {
-        let (code, value, limit) = reply;
-        let value = value.max(0) as u64;
-        let verdict = match code {
-            0 => Self::Admitted,
-            1 => Self::Full { ahead: value },
-            2 => Self::QueueFull,
-            3 => Self::RateWait { micros: value },
-            4 => Self::Paused { millis: value },
-            _ => Self::Never,
+impl Reply {
+    /// Reads the script's `{code, value, limit, held, waiting, rate free, tokens free}`
+    /// reply, of which only the first two are always there; a negative or missing entry is
+    /// one the script did not read.
+    pub(crate) fn parse(reply: &[i64]) -> Self {
+        let at = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
+        let value = at(1).unwrap_or(0);
+        let verdict = match reply.first().copied().unwrap_or(-1) {
+            0 => Verdict::Admitted,
+            1 => Verdict::Full { ahead: value },
+            2 => Verdict::QueueFull,
+            3 => Verdict::RateWait { micros: value },
+            4 => Verdict::Paused { millis: value },
+            _ => Verdict::Never,
         };
-        (verdict, u64::try_from(limit).ok())
+        Self {
+            verdict,
+            limit: at(2),
+            held: at(3),
+            waiting: at(4),
+            rate_free: at(5),
+            tokens_free: at(6),
+        }
     }
 }
 
 /// The GCRA step in Lua, over microseconds: the same arithmetic as gate-core's pure step
 /// (`tat`, `now`, `interval`, `tolerance`, `n` cells). Defines `gcra(tat, now, interval,
-/// tolerance, n)` returning `0, new_tat` (admitted), `1, wait` or `2, 0` (never).
+/// tolerance, n)` returning `0, new_tat` (admitted), `1, wait` or `2, 0` (never), and
+/// `free(tat, now, interval, tolerance)`, the cells free at `now` (gate-core's
+/// `RateLimit::remaining`, before the cap at the burst, which `tolerance` already is).
 ///
 /// Lua numbers are doubles: every value stays below 2^53 because the builder bounds a rate's
-/// burst span (see `MAX_RATE_SPAN`) and Redis time in microseconds is about 2^51.
+/// burst span (see `MAX_RATE_SPAN`) and Redis time in microseconds is about 2^51. Numbers
+/// handed to `redis.call` are written exactly (Redis formats them with `%.17g`).
 pub(crate) const GCRA_LUA: &str = r"
 local function gcra(tat, now, interval, tolerance, n)
   if n <= 0 then return 0, tat end
@@ -99,116 +126,252 @@ local function gcra(tat, now, interval, tolerance, n)
   if now > start then start = now end
   return 0, start + span + interval
 end
+local function free(tat, now, interval, tolerance)
+  local room = now + tolerance - tat
+  if room < 0 then return 0 end
+  local cells = math.floor(room / interval) + 1
+  local burst = math.floor(tolerance / interval) + 1
+  if cells > burst then return burst end
+  return cells
+end
 ";
 
-/// The acquire script's body after its clock: `now_us` is defined before it.
+/// What one limiter's admissions decide on. It is written into the acquire script's text,
+/// so that a call carries only what changes from one call to the next (each argument costs
+/// the script time to read); limiters configured alike share one script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The rate's interval and tolerance, in microseconds.
+    pub(crate) rate: Option<(u64, u64)>,
+    /// The token budget's interval and tolerance, in microseconds.
+    pub(crate) tokens: Option<(u64, u64)>,
+    /// The concurrency limit used while Redis holds none set by `set_limit`.
+    pub(crate) concurrency: Option<u64>,
+    pub(crate) lease_ms: u64,
+    pub(crate) idle_ms: u64,
+}
+
+/// The acquire script's keys, by their names in its Lua, in the order they are passed.
+const KEY_NAMES: [&str; 8] = [
+    "k_pause",
+    "k_rate",
+    "k_tokens",
+    "k_held",
+    "k_queue",
+    "k_queue_expiry",
+    "k_limit",
+    "k_tickets",
+];
+
+/// One limiter's acquire script: the pause, then a permit in arrival order, then rate cells
+/// and token cells, all or nothing.
 ///
-/// KEYS: rate, pause, tokens, then (with a concurrency part) held, queue, queue-expiry,
-/// limit, tickets. ARGV: id, n, interval_us (0: no rate), tolerance_us, default limit (-1: no
-/// concurrency), lease_ms, may_wait (0 or 1), max_waiters, idle_ttl_ms, token cells (0:
-/// none), token interval_us (0: no budget), token tolerance_us. The request's and the
-/// tokens' cells are taken together or not at all.
-/// Returns `{code, value, limit}` (see [`Verdict`]).
+/// KEYS: pause, then rate (with a rate), tokens (with a budget), then held, queue,
+/// queue-expiry, limit and tickets (with a concurrency limit). ARGV: token cells (0: none),
+/// then, with a concurrency limit, id, may_wait (0 or 1) and max_waiters. Returns `{code,
+/// value, limit, held, waiting, rate free, tokens free}` (see [`Reply`]).
+///
+/// An uncontended admission reads the pause, the stored limit and the buckets with one
+/// `MGET`, counts the held permits and the queue, and writes the permit and the buckets:
+/// the queue's tickets and expiries are touched only when someone waits, expired permits are
+/// swept only when the limit looks full, and the held set's and the stored limit's TTLs are
+/// renewed only when less than a lease (half the idle TTL) is left.
+#[derive(Debug, Clone)]
+pub(crate) struct Acquire {
+    script: Script,
+    plan: Plan,
+}
+
+impl Acquire {
+    pub(crate) fn new(plan: Plan) -> Self {
+        let (interval, tolerance) = plan.rate.unwrap_or((0, 0));
+        let (token_interval, token_tolerance) = plan.tokens.unwrap_or((0, 0));
+        let passed: Vec<&str> = KEY_NAMES
+            .into_iter()
+            .filter(|name| match *name {
+                "k_pause" => true,
+                "k_rate" => plan.rate.is_some(),
+                "k_tokens" => plan.tokens.is_some(),
+                _ => plan.concurrency.is_some(),
+            })
+            .collect();
+        let slot = |list: &[&str], name: &str, table: &str| {
+            list.iter()
+                .position(|n| *n == name)
+                .map_or_else(|| String::from("false"), |i| format!("{table}[{}]", i + 1))
+        };
+        let mut prelude = String::new();
+        for name in KEY_NAMES {
+            prelude.push_str(&format!("local {name} = {}\n", slot(&passed, name, "KEYS")));
+        }
+        // One MGET for the pause, the stored limit and the buckets.
+        let read: Vec<&str> = ["k_pause", "k_limit", "k_rate", "k_tokens"]
+            .into_iter()
+            .filter(|name| passed.contains(name))
+            .collect();
+        prelude.push_str(&format!(
+            "local stored = redis.call('MGET', {})\n",
+            read.join(", ")
+        ));
+        for name in ["k_pause", "k_limit", "k_rate", "k_tokens"] {
+            let value = slot(&read, name, "stored");
+            prelude.push_str(&format!("local s_{} = {value}\n", &name[2..]));
+        }
+        let default_limit = plan
+            .concurrency
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let text = format!(
+            "{GCRA_LUA}
+local interval, tolerance = {interval}, {tolerance}
+local token_interval, token_tolerance = {token_interval}, {token_tolerance}
+local default_limit, lease, idle = {default_limit}, {lease}, {idle}
+{REDIS_CLOCK}local now_ms = math.floor(now_us / 1000)
+{prelude}{ACQUIRE_LUA}",
+            lease = plan.lease_ms,
+            idle = plan.idle_ms,
+        );
+        Self {
+            script: Script::new(&text),
+            plan,
+        }
+    }
+
+    /// The call that admits `id` on `keys`, with `tokens` token cells.
+    pub(crate) fn invocation(
+        &self,
+        keys: &Keys,
+        id: &str,
+        may_wait: bool,
+        max_waiters: usize,
+        tokens: u64,
+    ) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(&keys.pause);
+        if self.plan.rate.is_some() {
+            invocation.key(&keys.rate);
+        }
+        if self.plan.tokens.is_some() {
+            invocation.key(&keys.tokens);
+        }
+        invocation.arg(tokens);
+        if self.plan.concurrency.is_some() {
+            invocation
+                .key(&keys.held)
+                .key(&keys.queue)
+                .key(&keys.queue_expiry)
+                .key(&keys.limit)
+                .key(&keys.tickets)
+                .arg(id)
+                .arg(u8::from(may_wait))
+                .arg(max_waiters);
+        }
+        invocation
+    }
+}
+
+/// The acquire script's body after its prelude (the plan, the clock, the keys and what the
+/// `MGET` read); see [`Acquire`].
 const ACQUIRE_LUA: &str = r"
-local id = ARGV[1]
-local n = tonumber(ARGV[2])
-local interval = tonumber(ARGV[3])
-local tolerance = tonumber(ARGV[4])
-local default_limit = tonumber(ARGV[5])
-local lease = tonumber(ARGV[6])
-local may_wait = ARGV[7] == '1'
-local max_waiters = tonumber(ARGV[8])
-local idle = tonumber(ARGV[9])
-local token_n = tonumber(ARGV[10])
-local token_interval = tonumber(ARGV[11])
-local token_tolerance = tonumber(ARGV[12])
-local now_ms = math.floor(now_us / 1000)
+local token_n = tonumber(ARGV[1])
+local pause_until = tonumber(s_pause or 0)
+if pause_until > now_ms then return {4, pause_until - now_ms} end
 
-local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then return {4, paused, -1} end
-
-local limit = -1
+local limit, held, queued = -1, -1, -1
+local id = false
 local ticket = false
-local stored = false
 if default_limit >= 0 then
-  stored = redis.call('GET', KEYS[7])
-  limit = tonumber(stored or default_limit)
-  local held = redis.call('ZCARD', KEYS[4])
-  local ahead = redis.call('ZCARD', KEYS[5])
-  if ahead > 0 then
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now_ms)
+  id = ARGV[2]
+  local may_wait = ARGV[3] == '1'
+  local max_waiters = tonumber(ARGV[4])
+  limit = tonumber(s_limit or default_limit)
+  held = redis.call('ZCARD', k_held)
+  queued = redis.call('ZCARD', k_queue)
+  local ahead = queued
+  if queued > 0 then
+    local gone = redis.call('ZRANGEBYSCORE', k_queue_expiry, '-inf', now_ms)
     if #gone > 0 then
-      redis.call('ZREM', KEYS[5], unpack(gone))
-      redis.call('ZREM', KEYS[6], unpack(gone))
+      redis.call('ZREM', k_queue, unpack(gone))
+      redis.call('ZREM', k_queue_expiry, unpack(gone))
+      queued = redis.call('ZCARD', k_queue)
     end
-    ticket = redis.call('ZSCORE', KEYS[5], id)
+    ticket = redis.call('ZSCORE', k_queue, id)
     if ticket then
-      ahead = redis.call('ZCOUNT', KEYS[5], '-inf', '(' .. ticket)
+      ahead = redis.call('ZCOUNT', k_queue, '-inf', '(' .. ticket)
     else
-      ahead = redis.call('ZCARD', KEYS[5])
+      ahead = queued
     end
   end
   if held + ahead >= limit then
     -- Permits of crashed holders stand in the way only when the limit looks full.
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)
-    held = redis.call('ZCARD', KEYS[4])
+    redis.call('ZREMRANGEBYSCORE', k_held, '-inf', now_ms)
+    held = redis.call('ZCARD', k_held)
   end
   if held + ahead >= limit then
     -- A place lasts half a lease from its waiter's last look (one every quarter lease): a
     -- crashed waiter's place stands in front of the others no longer than that.
     if ticket then
-      redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id)
-      redis.call('PEXPIRE', KEYS[5], 2 * lease)
-      redis.call('PEXPIRE', KEYS[6], 2 * lease)
-      return {1, ahead, limit}
+      redis.call('ZADD', k_queue_expiry, now_ms + math.floor(lease / 2), id)
+      redis.call('PEXPIRE', k_queue, 2 * lease)
+      redis.call('PEXPIRE', k_queue_expiry, 2 * lease)
+      return {1, ahead, limit, held, queued}
     end
-    if not may_wait then return {1, ahead, limit} end
-    if ahead >= max_waiters then return {2, ahead, limit} end
-    local seq = redis.call('INCR', KEYS[8])
-    redis.call('PEXPIRE', KEYS[8], idle)
-    redis.call('ZADD', KEYS[5], seq, id)
-    redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id)
-    redis.call('PEXPIRE', KEYS[5], 2 * lease)
-    redis.call('PEXPIRE', KEYS[6], 2 * lease)
-    return {1, ahead, limit}
+    if not may_wait then return {1, ahead, limit, held, queued} end
+    if ahead >= max_waiters then return {2, ahead, limit, held, queued} end
+    local seq = redis.call('INCR', k_tickets)
+    redis.call('PEXPIRE', k_tickets, idle)
+    redis.call('ZADD', k_queue, seq, id)
+    redis.call('ZADD', k_queue_expiry, now_ms + math.floor(lease / 2), id)
+    redis.call('PEXPIRE', k_queue, 2 * lease)
+    redis.call('PEXPIRE', k_queue_expiry, 2 * lease)
+    return {1, ahead, limit, held, queued + 1}
   end
   -- A queued caller next in line keeps its place while it waits for the rate.
-  if ticket then redis.call('ZADD', KEYS[6], now_ms + math.floor(lease / 2), id) end
+  if ticket then redis.call('ZADD', k_queue_expiry, now_ms + math.floor(lease / 2), id) end
 end
 
-local rate_tat = false
+local rate_tat, rate_free = false, -1
 if interval > 0 then
-  local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-  local code, value = gcra(tat, now_us, interval, tolerance, n)
-  if code == 2 then return {5, 0, limit} end
-  if code == 1 then return {3, value, limit} end
+  local tat = tonumber(s_rate or 0)
+  local code, value = gcra(tat, now_us, interval, tolerance, 1)
+  if code == 2 then return {5, 0, limit, held, queued, 0} end
+  if code == 1 then return {3, value, limit, held, queued, 0} end
   rate_tat = value
+  rate_free = free(value, now_us, interval, tolerance)
 end
-local token_tat = false
+local token_tat, token_free = false, -1
 if token_interval > 0 and token_n > 0 then
-  local tat = tonumber(redis.call('GET', KEYS[3]) or 0)
+  local tat = tonumber(s_tokens or 0)
   local code, value = gcra(tat, now_us, token_interval, token_tolerance, token_n)
-  if code == 2 then return {5, 0, limit} end
-  if code == 1 then return {3, value, limit} end
+  local left = free(tat, now_us, token_interval, token_tolerance)
+  if code == 2 then return {5, 0, limit, held, queued, rate_free, left} end
+  if code == 1 then return {3, value, limit, held, queued, rate_free, left} end
   token_tat = value
+  token_free = free(value, now_us, token_interval, token_tolerance)
 end
 if rate_tat then
-  redis.call('SET', KEYS[1], string.format('%.0f', rate_tat), 'PX', math.floor((rate_tat - now_us) / 1000) + 1)
+  redis.call('SET', k_rate, rate_tat, 'PX', math.floor((rate_tat - now_us) / 1000) + 1)
 end
 if token_tat then
-  redis.call('SET', KEYS[3], string.format('%.0f', token_tat), 'PX', math.floor((token_tat - now_us) / 1000) + 1)
+  redis.call('SET', k_tokens, token_tat, 'PX', math.floor((token_tat - now_us) / 1000) + 1)
 end
 
 if default_limit >= 0 then
-  redis.call('ZADD', KEYS[4], now_ms + lease, id)
-  redis.call('PEXPIRE', KEYS[4], 2 * lease)
-  if ticket then
-    redis.call('ZREM', KEYS[5], id)
-    redis.call('ZREM', KEYS[6], id)
+  redis.call('ZADD', k_held, now_ms + lease, id)
+  -- A new set has no TTL; a live one is renewed when less than a lease is left.
+  if held == 0 or redis.call('PTTL', k_held) < lease then
+    redis.call('PEXPIRE', k_held, 2 * lease)
   end
-  if stored then redis.call('PEXPIRE', KEYS[7], idle) end
+  held = held + 1
+  if ticket then
+    redis.call('ZREM', k_queue, id)
+    redis.call('ZREM', k_queue_expiry, id)
+    queued = queued - 1
+  end
+  if s_limit and redis.call('PTTL', k_limit) < idle / 2 then
+    redis.call('PEXPIRE', k_limit, idle)
+  end
 end
-return {0, 0, limit}
+return {0, 0, limit, held, queued, rate_free, token_free}
 ";
 
 /// Reads the clock from Redis: the only clock any decision uses.
@@ -216,12 +379,6 @@ const REDIS_CLOCK: &str = r"
 local time = redis.call('TIME')
 local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 ";
-
-/// The acquire script: pause, then a permit in arrival order, then rate cells and token
-/// cells, all or nothing.
-pub(crate) fn acquire() -> Script {
-    Script::new(&format!("{GCRA_LUA}{REDIS_CLOCK}{ACQUIRE_LUA}"))
-}
 
 /// The GCRA step alone on a clock given as `ARGV[1]`, for testing the Lua arithmetic
 /// against the pure step: KEYS: rate; ARGV: now_us, interval_us, tolerance_us, n. Returns
@@ -298,18 +455,22 @@ return 1
 /// by the same script that refuses it, so it is in the queue before any later release).
 ///
 /// KEYS: held, queue, queue-expiry. ARGV: channel, then the ids (at most
-/// [`RELEASE_BATCH`]). Returns how many entries it removed.
+/// [`RELEASE_BATCH`]). Returns `{removed, held, waiting}`: how many entries it removed, and
+/// the permits held and callers queued it left.
 pub(crate) fn release() -> Script {
     Script::new(
         r"
 local ids = {unpack(ARGV, 2)}
 local removed = redis.call('ZREM', KEYS[1], unpack(ids))
-if redis.call('ZCARD', KEYS[2]) > 0 then
-  removed = removed + redis.call('ZREM', KEYS[2], unpack(ids))
+local queued = redis.call('ZCARD', KEYS[2])
+if queued > 0 then
+  local left = redis.call('ZREM', KEYS[2], unpack(ids))
   redis.call('ZREM', KEYS[3], unpack(ids))
+  removed = removed + left
+  queued = queued - left
   if removed > 0 then redis.call('PUBLISH', ARGV[1], '1') end
 end
-return removed
+return {removed, redis.call('ZCARD', KEYS[1]), queued}
 ",
     )
 }
@@ -344,20 +505,23 @@ return lost
 }
 
 /// Pauses the limit for `ARGV[1]` milliseconds, unless it is already paused for longer.
+/// The key holds the Redis time (milliseconds) the pause ends at, which the acquire script
+/// reads with the rest of its state, and expires then.
 ///
 /// KEYS: pause. Returns the pause now in force, in milliseconds.
 pub(crate) fn pause() -> Script {
-    Script::new(
-        r"
+    Script::new(&format!(
+        "{REDIS_CLOCK}
+local now_ms = math.floor(now_us / 1000)
 local ms = tonumber(ARGV[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < ms then
-  redis.call('SET', KEYS[1], '1', 'PX', ms)
+  redis.call('SET', KEYS[1], now_ms + ms, 'PX', ms)
   return ms
 end
 return left
-",
-    )
+"
+    ))
 }
 
 /// Sets the shared concurrency limit and wakes the waiters, who may now fit.

@@ -314,18 +314,9 @@ async fn a_crashed_holders_permit_expires_with_its_lease_and_not_before() {
     // permit still held.
     {
         let key = key.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();
-                std::mem::forget(limiter.admit().await.unwrap());
-            });
-        })
-        .join()
-        .unwrap();
+        support::crash_holding_a_permit(move || {
+            builder(&key).concurrency(1).lease(lease).build().unwrap()
+        });
     }
     let crashed = Instant::now();
     let limiter = builder(&key).concurrency(1).lease(lease).build().unwrap();

@@ -140,18 +140,9 @@ async fn a_permit_admitted_late_in_the_held_sets_life_extends_it() {
     // A holder that crashed with its permit: the set lives on with nobody renewing it.
     {
         let key = key.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let limiter = builder(&key).concurrency(4).lease(lease).build().unwrap();
-                std::mem::forget(limiter.admit().await.unwrap());
-            });
-        })
-        .join()
-        .unwrap();
+        support::crash_holding_a_permit(move || {
+            builder(&key).concurrency(4).lease(lease).build().unwrap()
+        });
     }
     let ttl = held_ttl(&key);
     assert!(ttl > 0 && ttl <= 1_000, "{ttl}");

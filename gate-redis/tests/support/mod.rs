@@ -162,3 +162,21 @@ pub fn held(server: &Server, key: &str) -> usize {
         .query(&mut server.connection())
         .unwrap()
 }
+
+/// A holder that crashes with its permit: a limiter that `build` makes on a runtime of its
+/// own takes one permit and forgets it, then the runtime (and so every renewal and the
+/// release) ends with the permit still held in Redis.
+pub fn crash_holding_a_permit<L: gate_core::Admission>(build: impl FnOnce() -> L + Send + 'static) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let limiter = build();
+            std::mem::forget(limiter.admit().await.unwrap());
+        });
+    })
+    .join()
+    .unwrap();
+}

@@ -6,6 +6,10 @@
 //! - `GET /`        answers at once;
 //! - `GET /slow`    takes 200 ms;
 //! - `GET /tokens`  streams five tokens, 100 ms apart, and holds its permit until the last;
+//! - `GET /tenant`  five requests a second per API key (the `x-api-key` header; requests
+//!   without one share a default key), answered `429` with `Retry-After` beyond that; every
+//!   answer carries the IETF `RateLimit` and `RateLimit-Policy` fields (try
+//!   `curl -i -H 'x-api-key: a' 127.0.0.1:3000/tenant` a few times);
 //! - `GET /stats`   shows the gate's statistics (it is outside the gate);
 //! - `GET /metrics` the gate's metrics in Prometheus's text format (outside the gate too, so
 //!   a scrape is answered while the gate is full), through gate-core's `metrics` feature and
@@ -29,7 +33,12 @@ use axum::extract::State;
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::stream;
-use gate_tower::GateLayer;
+use gate_core::Limiter;
+use gate_core::keyed::KeyedLimiter;
+use gate_core::rate::Rate;
+use gate_tower::keyed::Header;
+use gate_tower::{GateLayer, KeyedGateLayer};
+use http::HeaderValue;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -100,6 +109,18 @@ pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: Prometheu
         .route("/tokens", get(tokens))
         .with_state(in_flight)
         .layer(layer);
+    // Per tenant: five a second, a burst of five, refused at once beyond that.
+    let tenants = KeyedGateLayer::with_limiter(
+        Arc::new(KeyedLimiter::new(|| {
+            Limiter::with_rate(Rate::per_second(5).burst(5))
+        })),
+        Header::new(http::HeaderName::from_static("x-api-key")),
+        HeaderValue::from_static(""),
+    )
+    .max_wait(Duration::ZERO);
+    let tenant = Router::new()
+        .route("/tenant", get(|| async { "hello, tenant\n" }))
+        .layer(tenants);
     Router::new()
         .route(
             "/stats",
@@ -116,6 +137,7 @@ pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: Prometheu
                 metrics.render()
             }),
         )
+        .merge(tenant)
         .merge(gated)
 }
 
@@ -134,7 +156,9 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
             .await
             .unwrap();
-        println!("listening on http://127.0.0.1:3000 (try /slow, /tokens, /stats, /metrics)");
+        println!(
+            "listening on http://127.0.0.1:3000 (try /slow, /tokens, /tenant, /stats, /metrics)"
+        );
         axum::serve(listener, app).await.unwrap();
         return;
     }
@@ -153,6 +177,23 @@ async fn main() {
     let (ok, refused) = burst(addr, "/tokens", 2).await;
     println!("/tokens x2: {ok} streamed to the end, {refused} refused");
 
+    let answers = tenant(addr, "a", 7).await;
+    let other = tenant(addr, "b", 1).await;
+    println!("/tenant x7 for key a, then x1 for key b: {answers:?}, {other:?}");
+    let served = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    assert_eq!(served, 5, "a burst of five per key");
+    assert_eq!(other[0].0, StatusCode::OK, "key b has its own bucket");
+    assert!(
+        answers
+            .iter()
+            .chain(&other)
+            .all(|(_, field)| field.is_some()),
+        "every answer says what is left"
+    );
+
     let stats = layer.stats();
     println!(
         "gate: admitted {}, refused {} (queue full) + {} (waited too long), in flight {}",
@@ -160,6 +201,23 @@ async fn main() {
     );
     assert!(in_flight.max.load(Ordering::SeqCst) <= 4);
     assert_eq!(ok, 2);
+}
+
+/// Sends `n` GETs to `/tenant` one after the other as API key `key`; returns each answer's
+/// status and `RateLimit` field.
+async fn tenant(addr: SocketAddr, key: &str, n: usize) -> Vec<(StatusCode, Option<HeaderValue>)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let request = Request::get(format!("http://{addr}/tenant"))
+            .header("x-api-key", key)
+            .body(Empty::new())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let field = response.headers().get("ratelimit").cloned();
+        answers.push((response.status(), field));
+    }
+    answers
 }
 
 /// Sends `n` GETs to `path` at once; returns how many got 200 and how many 503.

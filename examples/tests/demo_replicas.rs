@@ -14,8 +14,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if args.first().map(String::as_str) == Some(replicas::WORKER_FLAG) {
-        let status = runtime.block_on(replicas::worker(args[1..].to_vec()));
+    if let Some(status) = replicas::run_if_worker(&runtime, &args) {
         std::process::exit(i32::from(status));
     }
     // Under `cargo test`, the harness's own arguments (filters) are ignored.

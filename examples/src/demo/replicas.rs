@@ -202,6 +202,14 @@ fn worker_args(scenario: &Scenario, base_url: &str, input: &Path, output: &Path)
     ]
 }
 
+/// For a program that re-executes itself as the workers (the demo, a test binary): if its
+/// arguments (without the program's name) start with [`WORKER_FLAG`], runs the worker on
+/// `runtime` and returns its exit status; otherwise `None`, and the program goes on.
+pub fn run_if_worker(runtime: &tokio::runtime::Runtime, args: &[String]) -> Option<u8> {
+    (args.first().map(String::as_str) == Some(WORKER_FLAG))
+        .then(|| runtime.block_on(worker(args[1..].to_vec())))
+}
+
 /// A worker's body: `args` are what follows [`WORKER_FLAG`]. Prints `llm_batch`'s JSON
 /// summary as its last line; the exit status is `llm_batch`'s.
 pub async fn worker(args: Vec<String>) -> u8 {

@@ -154,6 +154,8 @@ pub(crate) fn retry(attempt: u32, decision: RetryDecision) {
     }
     #[cfg(feature = "metrics")]
     crate::metrics::record_retry(decision);
+    #[cfg(not(feature = "tracing"))]
+    let _ = attempt;
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]
-    let _ = (attempt, decision);
+    let _ = decision;
 }

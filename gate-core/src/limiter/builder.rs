@@ -87,8 +87,8 @@ impl LimiterBuilder {
     }
 
     /// The clock the rate limit and an adaptive limit's latencies read (tokio's unless
-    /// set): for instance a [`QuantaClock`](crate::rate::QuantaClock), with the `quanta`
-    /// feature, where the check is hot and tests do not pause time. Waits for a cell still
+    /// set): for instance a `QuantaClock` (`gate_core::rate::QuantaClock`, with the `quanta`
+    /// feature), where the check is hot and tests do not pause time. Waits for a cell still
     /// sleep on tokio's timer, and pauses still read tokio's clock.
     ///
     /// ```

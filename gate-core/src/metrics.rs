@@ -213,22 +213,18 @@ where
             return;
         };
         let (in_flight, waiting, keys, counts) = self.metrics_snapshot();
-        let label = [(NAME_LABEL, name)];
-        if let Some(limit) = self.global_limit() {
-            gauge!(LIMIT, &label).set(limit as f64);
-        }
-        gauge!(IN_FLIGHT, &label).set(in_flight as f64);
-        gauge!(WAITING, &label).set(waiting as f64);
-        gauge!(KEYS, &label).set(keys as f64);
-        for (outcome, count) in [
-            ("admitted", counts.admitted),
-            ("rejected", counts.rejected),
-            ("timed_out", counts.timed_out),
-            ("cancelled", counts.cancelled),
-            (TOO_MANY_KEYS, counts.too_many_keys),
-        ] {
-            counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => outcome).absolute(count);
-        }
+        publish_load(name, self.global_limit(), in_flight, waiting);
+        gauge!(KEYS, NAME_LABEL => name).set(keys as f64);
+        publish_admissions(
+            name,
+            [
+                ("admitted", counts.admitted),
+                ("rejected", counts.rejected),
+                ("timed_out", counts.timed_out),
+                ("cancelled", counts.cancelled),
+                (TOO_MANY_KEYS, counts.too_many_keys),
+            ],
+        );
     }
 }
 
@@ -252,11 +248,9 @@ where
             return;
         };
         let (keys, refused, in_flight, waiting) = self.metrics_snapshot();
-        let label = [(NAME_LABEL, name)];
-        gauge!(IN_FLIGHT, &label).set(in_flight as f64);
-        gauge!(WAITING, &label).set(waiting as f64);
-        gauge!(KEYS, &label).set(keys as f64);
-        counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => TOO_MANY_KEYS).absolute(refused);
+        publish_load(name, None, in_flight, waiting);
+        gauge!(KEYS, NAME_LABEL => name).set(keys as f64);
+        publish_admissions(name, [(TOO_MANY_KEYS, refused)]);
     }
 }
 
@@ -266,23 +260,40 @@ const TOO_MANY_KEYS: &str = "too_many_keys";
 fn publish_gate(gate: &Gate, name: &'static str, limited: bool) {
     let mut waits = Vec::new();
     let stats: Stats = gate.raw().publish(&mut waits);
-    let label = [(NAME_LABEL, name)];
-    if limited {
-        gauge!(LIMIT, &label).set(stats.limit as f64);
-    }
-    gauge!(IN_FLIGHT, &label).set(stats.in_flight as f64);
-    gauge!(WAITING, &label).set(stats.waiting as f64);
-    for (outcome, count) in [
-        ("admitted", stats.admitted),
-        ("rejected", stats.rejected),
-        ("timed_out", stats.timed_out),
-        ("cancelled", stats.cancelled),
-    ] {
-        counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => outcome).absolute(count);
-    }
-    let histogram = metrics::histogram!(WAIT_DURATION, &label);
+    publish_load(
+        name,
+        limited.then_some(stats.limit),
+        stats.in_flight,
+        stats.waiting,
+    );
+    publish_admissions(
+        name,
+        [
+            ("admitted", stats.admitted),
+            ("rejected", stats.rejected),
+            ("timed_out", stats.timed_out),
+            ("cancelled", stats.cancelled),
+        ],
+    );
+    let histogram = metrics::histogram!(WAIT_DURATION, NAME_LABEL => name);
     for (wait, count) in waits {
         histogram.record_many(secs(wait), usize::try_from(count).unwrap_or(usize::MAX));
+    }
+}
+
+/// The load of a gate or of a keyed level: its limit (if it has one), in flight, waiting.
+fn publish_load(name: &'static str, limit: Option<usize>, in_flight: usize, waiting: usize) {
+    if let Some(limit) = limit {
+        gauge!(LIMIT, NAME_LABEL => name).set(limit as f64);
+    }
+    gauge!(IN_FLIGHT, NAME_LABEL => name).set(in_flight as f64);
+    gauge!(WAITING, NAME_LABEL => name).set(waiting as f64);
+}
+
+/// Admissions so far, by outcome.
+fn publish_admissions(name: &'static str, counts: impl IntoIterator<Item = (&'static str, u64)>) {
+    for (outcome, count) in counts {
+        counter!(ADMISSIONS, NAME_LABEL => name, OUTCOME_LABEL => outcome).absolute(count);
     }
 }
 

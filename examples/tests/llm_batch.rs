@@ -56,6 +56,7 @@ fn args(dir: &Path, server: &MockServer) -> Args {
         resume: false,
         redis: None,
         key: "default".into(),
+        instance: None,
         api_key: None,
         period: Duration::from_secs(60),
     }
@@ -397,6 +398,7 @@ async fn a_stalled_line_holds_back_reading_at_the_window_not_the_whole_input() {
         resume: false,
         redis: None,
         key: "default".into(),
+        instance: None,
         api_key: None,
         period: Duration::from_secs(60),
     };
@@ -451,6 +453,7 @@ async fn a_second_ctrl_c_drops_what_is_in_flight_and_keeps_what_is_answered() {
         resume: false,
         redis: None,
         key: "default".into(),
+        instance: None,
         api_key: None,
         period: Duration::from_secs(60),
     };

@@ -3,9 +3,10 @@
 //! with SIGKILL halfway through its prompts and started again with `--resume`. Every prompt
 //! is answered and written exactly once (the union of the outputs: `--resume` keeps the
 //! answers the killed run received, so only the requests on the wire at the kill are sent
-//! twice), the server refuses hardly anything, the makespan stays within a lease of what
-//! the server's limits allow, and the killed process's permits in Redis come back when
-//! their lease runs out, not before.
+//! twice), the server refuses hardly anything, the makespan stays near what the server's
+//! limits allow, and the killed process's permits in Redis are taken back by the resumed
+//! one (the same instance name, llm_batch's default: host and output file) as soon as it
+//! starts, not when their lease runs out.
 //!
 //! The processes are this test binary run again as the demo's replica workers (an
 //! `llm_batch` with a shortened minute); `main` is the test (`harness = false`). The
@@ -78,8 +79,8 @@ fn redis_now(conn: &mut redis::Connection) -> u64 {
     secs * 1_000 + micros / 1_000
 }
 
-/// The permits held in Redis for `key`: each holder's id (`NONCE-N`, the nonce one per
-/// process) and its lease's expiry, in Redis milliseconds.
+/// The permits held in Redis for `key`: each holder's id (`INSTANCE/INCARNATION/NONCE-N`,
+/// the nonce one per process) and its lease's expiry, in Redis milliseconds.
 fn permits(conn: &mut redis::Connection, key: &str) -> Vec<(String, u64)> {
     let held: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(format!("gate:{{{key}}}:held"))
@@ -93,8 +94,20 @@ fn permits(conn: &mut redis::Connection, key: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The process part of a permit's id (`INSTANCE/INCARNATION/NONCE-N`, or `NONCE-N`): all
+/// before the count.
 fn process_of(id: &str) -> &str {
-    id.split('-').next().unwrap_or(id)
+    id.rsplit_once('-').map_or(id, |(process, _)| process)
+}
+
+/// The instance part of a permit's id: all before the incarnation.
+fn instance_of(id: &str) -> &str {
+    let process = process_of(id);
+    let mut parts = process.rsplitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(instance)) => instance,
+        _ => "",
+    }
 }
 
 async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
@@ -217,13 +230,15 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
         .collect();
     assert!(!orphans.is_empty(), "the victim held no permit at the kill");
 
-    // Started again with --resume, at once.
+    // Started again with --resume, at once, under the same instance name (llm_batch's
+    // default: the host and the output file), which its first admission uses to take back
+    // the permits its killed predecessor left in Redis rather than wait for their lease.
     let kill_time = first.elapsed();
     others.push(victim.spawn(true));
 
-    // Its orphaned permits: each lease ends within a lease of the kill (it was renewed a
-    // third of a lease before at the latest), and they are held, counted against the fleet's
-    // limit, until then; then they are gone.
+    // Each orphan's lease ends within a lease of the kill (it was renewed a third of a
+    // lease before at the latest): until the resumed run takes them back, they count
+    // against the fleet's limit.
     let lease_ms = lease.as_millis() as u64;
     for (id, &expiry) in &orphans {
         assert!(
@@ -237,12 +252,12 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
             expiry.saturating_sub(at_kill)
         );
     }
-    let (first_expiry, last_expiry) = (
-        orphans.values().copied().min().unwrap(),
-        orphans.values().copied().max().unwrap(),
-    );
+    let first_expiry = orphans.values().copied().min().unwrap();
+    // The resumed run's ids: the victim's instance, another process.
+    let instance = instance_of(orphans.keys().next().unwrap()).to_owned();
     let mut most_held = 0;
-    loop {
+    let mut taken_back_at = None;
+    let resumed_first = loop {
         let now = redis_now(&mut conn);
         let held = permits(&mut conn, &key);
         most_held = most_held.max(held.len());
@@ -250,31 +265,31 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
             .keys()
             .filter(|id| held.iter().any(|(h, _)| h == *id))
             .count();
-        if now + 20 < first_expiry {
+        if left == 0 && taken_back_at.is_none() {
+            taken_back_at = Some(now);
+        }
+        if held
+            .iter()
+            .any(|(id, _)| instance_of(id) == instance && process_of(id) != nonce)
+        {
+            // The resumed run holds a permit: its first admission has run. The orphans are
+            // gone, even though their leases have not run out.
             assert_eq!(
                 left,
-                orphans.len(),
-                "a permit of the killed process was freed {} ms after the kill, before its \
-                 lease ran out",
+                0,
+                "the resumed run holds a permit {} ms after the kill and its predecessor's \
+                 are still held",
                 now - at_kill
             );
-        }
-        if left == 0 {
-            assert!(now + 20 >= first_expiry, "freed before the lease ran out");
-            break;
-        }
-        // An expired permit is dropped by the next admission, while the fleet runs.
-        let fleet_done = others.iter_mut().all(|c| c.try_wait().unwrap().is_some());
-        if fleet_done {
-            break;
+            break now;
         }
         assert!(
-            now <= last_expiry + 1_000,
-            "the killed process's permits still held {} ms after their lease ran out",
-            now - last_expiry
+            now <= at_kill + 30_000,
+            "the resumed run held no permit within 30 s of the kill"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let taken_back_at = taken_back_at.unwrap_or(resumed_first);
 
     // The rest of the fleet, and the resumed victim, run to the end.
     let mut summaries = Vec::new();
@@ -333,12 +348,15 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     };
     eprintln!("{}\n{figures}", Figures::HEADER);
     eprintln!(
-        "killed at {:.2}s with {} permits held, {written_at_kill}/{} lines written; the others \
+        "killed at {:.2}s with {} permits held, {written_at_kill}/{} lines written; its permits \
+         taken back {} ms after the kill (their leases ran out {} ms after it); the others \
          and the resumed one ended at {ends:.2?} s; fleet held at most {most_held}; {} \
          answered twice",
         kill_time.as_secs_f64(),
         orphans.len(),
         victim.prompts,
+        taken_back_at - at_kill,
+        first_expiry - at_kill,
         stats.completed - scenario.prompts as u64,
     );
     assert!(
@@ -348,15 +366,13 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     // Only the requests on the wire at the kill were asked again.
     assert!(stats.completed - scenario.prompts as u64 <= orphans.len() as u64);
     // The standing target is 2% refused and 8% over the ideal. A debug build of four
-    // processes on a loaded machine gets room (the figures are printed above), and the
-    // crash has a price no limiter can avoid: its permits stay held until their lease runs
-    // out (as they must: a permit freed sooner could be a live holder's), and its waiters'
-    // places in the queue half a lease, both while the fleet is held back by concurrency.
-    // At most a lease, then.
+    // processes on a loaded machine gets room (the figures are printed above). The crash
+    // costs the requests on the wire at the kill, sent again, and the restart; not the
+    // lease, since the resumed run took its predecessor's permits back.
     assert!(figures.refused_pct() <= 5.0, "{figures}");
     assert!(
-        makespan <= figures.ideal.mul_f64(1.4) + lease,
-        "{figures}: more than 40% and a lease over the ideal"
+        figures.over_ideal_pct() <= 40.0,
+        "{figures}: more than 40% over the ideal"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

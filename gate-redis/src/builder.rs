@@ -1,11 +1,13 @@
 //! [`RedisLimiterBuilder`]: a shared limit's name, limits, lease, timeout and failure policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gate_core::adaptive::LimitAlgorithm;
 use gate_core::rate::Rate;
 use gate_core::{Limiter, WaitLimits};
 
+use crate::instance::{Instance, MAX_NAME};
 use crate::limiter::Settings;
 use crate::{BuildError, FailurePolicy, RedisLimiter};
 
@@ -30,6 +32,7 @@ pub struct RedisLimiterBuilder {
     wait_limits: WaitLimits,
     on_failure: FailurePolicy,
     adaptive: Option<Box<dyn LimitAlgorithm>>,
+    instance: Option<String>,
 }
 
 impl RedisLimiterBuilder {
@@ -47,6 +50,7 @@ impl RedisLimiterBuilder {
             wait_limits: WaitLimits::UNBOUNDED,
             on_failure: FailurePolicy::default(),
             adaptive: None,
+            instance: None,
         }
     }
 
@@ -138,12 +142,36 @@ impl RedisLimiterBuilder {
 
     /// How long a permit stays held in Redis without renewal ([`DEFAULT_LEASE`]
     /// unless set). A live holder renews every third of it in the background; a holder that
-    /// crashes frees its permits when the lease runs out, and no sooner. Longer leases
+    /// crashes frees its permits when the lease runs out, and no sooner (unless it has an
+    /// [instance](Self::instance) name, and a process of that name starts again). Longer leases
     /// survive longer stalls; shorter ones free a crashed holder's permits sooner.
     ///
     /// [`DEFAULT_LEASE`]: RedisLimiter::DEFAULT_LEASE
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Names this process among the fleet with a name that stays the same across its
+    /// restarts and that no other live process uses (a StatefulSet pod's name, a host and
+    /// a worker slot, a batch job's output file), so that a restarted process takes back at
+    /// once what its predecessor held when it crashed, instead of waiting for the
+    /// [lease](Self::lease) to run out (none unless set).
+    ///
+    /// The first admission of each limit removes, in one script, every permit and every
+    /// place in the queue that an earlier process of this name left in Redis, and wakes the
+    /// fleet's waiters if that freed any. It is the one way a permit comes back before its
+    /// lease ends, and it is sound only if the name is unique among live processes: a
+    /// second live process of the same name has its permits taken from it when the other
+    /// starts (its renewal then [reports them lost](crate::RedisPermit::lease_lost), the
+    /// fleet's limit may be exceeded until they end). Limiters of one process never take
+    /// each other's permits, whatever their names. If Redis cannot be reached for it, the
+    /// leases free them as they would without a name.
+    ///
+    /// A name of 1 to 256 bytes, else [`build`](Self::build) fails with
+    /// [`BuildError::Instance`].
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = Some(name.into());
         self
     }
 
@@ -219,6 +247,13 @@ impl RedisLimiterBuilder {
         if !(RedisLimiter::MIN_LEASE..=RedisLimiter::MAX_LEASE).contains(&self.lease) {
             return Err(BuildError::Lease);
         }
+        let instance = match self.instance.as_deref() {
+            None => None,
+            Some(name) if (1..=MAX_NAME).contains(&name.len()) => {
+                Some(Arc::new(Instance::new(name)))
+            }
+            Some(_) => return Err(BuildError::Instance),
+        };
         let rate = self.rate.map(micros).transpose()?;
         let tokens = self.tokens.map(micros).transpose()?;
         Ok(Settings {
@@ -235,6 +270,7 @@ impl RedisLimiterBuilder {
                 .clamp(self.lease * 2, RedisLimiter::MAX_IDLE_TTL),
             wait_limits: self.wait_limits,
             on_failure: self.on_failure,
+            instance,
         })
     }
 }
@@ -250,4 +286,26 @@ fn micros(rate: Rate) -> Result<(u64, u64), BuildError> {
     // `span` bounds both, so they fit.
     let interval = interval as u64;
     Ok((interval, interval * (u64::from(rate.burst_size()) - 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(instance: String) -> Result<RedisLimiter, BuildError> {
+        // No server is needed: the limiter connects on its first admission.
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        RedisLimiter::builder(client)
+            .concurrency(1)
+            .instance(instance)
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_instance_name_is_one_to_256_bytes() {
+        assert!(matches!(build(String::new()), Err(BuildError::Instance)));
+        assert!(matches!(build("é".repeat(129)), Err(BuildError::Instance)));
+        assert!(build("w".repeat(256)).is_ok());
+        assert!(build(String::from("pod-0/worker:3")).is_ok());
+    }
 }

@@ -21,6 +21,9 @@ pub enum BuildError {
     /// [adaptive](crate::RedisLimiterBuilder::adaptive): one algorithm cannot adapt every
     /// key's share, so a keyed limiter's keys keep the template's fixed concurrency limit.
     AdaptivePerKey,
+    /// The [instance](crate::RedisLimiterBuilder::instance) name is empty or longer than
+    /// 256 bytes.
+    Instance,
     /// redis-rs refused the connection settings.
     Redis(redis::RedisError),
 }
@@ -38,6 +41,7 @@ impl fmt::Display for BuildError {
                 "a keyed redis limiter's template cannot be adaptive: give its keys a fixed \
                  concurrency limit",
             ),
+            Self::Instance => f.write_str("an instance name must be between 1 and 256 bytes long"),
             Self::Redis(_) => f.write_str("invalid redis connection settings"),
         }
     }

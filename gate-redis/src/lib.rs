@@ -82,6 +82,9 @@
 //!   and another process may be admitted in its place; the holder is told
 //!   ([`RedisPermit::lease_lost`]). A crashed holder's permits are freed when their lease
 //!   runs out, and no sooner; its waiters' places in the queue lapse within half a lease.
+//!   The one exception is a holder with an
+//!   [instance name](RedisLimiterBuilder::instance): the next process of that name takes
+//!   back what it left with its first admission.
 //! - **While Redis is unreachable** (no answer within the
 //!   [timeout](RedisLimiterBuilder::timeout)), admissions follow the [`FailurePolicy`]:
 //!   closed by default, open, or a local limiter. Nothing hangs past the timeout, and
@@ -111,6 +114,7 @@ mod background;
 mod builder;
 mod error;
 mod failure;
+mod instance;
 mod keyed;
 mod limiter;
 mod permit;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::adaptive::Share;
 use crate::background::{self, Backend, Command, Commands, Lease, Topic};
+use crate::instance::{Instance, Reclaim};
 use crate::permit::Held;
 use crate::script::{self, Acquire, Keys, Plan, Reply, Verdict};
 use crate::stats::{Ended, Record, Seen};
@@ -106,6 +107,8 @@ pub(crate) struct Settings {
     pub(crate) idle_ttl: Duration,
     pub(crate) wait_limits: WaitLimits,
     pub(crate) on_failure: FailurePolicy,
+    /// This process's name in the fleet, if it has one.
+    pub(crate) instance: Option<Arc<Instance>>,
 }
 
 /// The limiter's state, shared by its clones and its permits.
@@ -139,7 +142,10 @@ pub(crate) struct Shared {
     subscription: Mutex<Option<Subscription>>,
     /// Dropped with the limiter, which stops its own subscription.
     _stop: Option<oneshot::Sender<()>>,
-    nonce: u64,
+    /// How every permit id handed out on the connection starts.
+    id_prefix: Arc<str>,
+    /// What the first admission takes back from earlier processes of this instance.
+    reclaim: Option<Reclaim>,
     /// Counts the ids handed out on the connection, by every limit on it: a key of a keyed
     /// limiter evicted and made again must not hand out an id its last incarnation used,
     /// whose release may still be on its way.
@@ -172,7 +178,8 @@ pub(crate) struct Hub {
     down_until: Arc<Mutex<Option<Instant>>>,
     down_log: Arc<Throttle>,
     lost_log: Arc<Throttle>,
-    nonce: u64,
+    id_prefix: Arc<str>,
+    instance: Option<Arc<Instance>>,
     ids: Arc<AtomicU64>,
 }
 
@@ -219,7 +226,12 @@ impl Hub {
             down_until: Arc::default(),
             down_log: Arc::default(),
             lost_log: Arc::default(),
-            nonce: RandomState::new().hash_one(std::process::id()),
+            id_prefix: {
+                let nonce = RandomState::new().hash_one(std::process::id());
+                let instance = settings.instance.as_ref().map_or("", |i| i.prefix());
+                Arc::from(format!("{instance}{nonce:016x}-"))
+            },
+            instance: settings.instance.clone(),
             ids: Arc::default(),
         })
     }
@@ -273,7 +285,12 @@ impl Hub {
             subscribed: AtomicBool::new(false),
             subscription: Mutex::new(subscription),
             _stop: None,
-            nonce: self.nonce,
+            id_prefix: Arc::clone(&self.id_prefix),
+            reclaim: self
+                .instance
+                .as_ref()
+                .filter(|_| settings.concurrency.is_some())
+                .map(|instance| Reclaim::new(Arc::clone(instance))),
             ids: Arc::clone(&self.ids),
             no_id: Arc::from(""),
         }
@@ -550,7 +567,7 @@ impl Shared {
 
     fn next_id(&self) -> Arc<str> {
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
-        Arc::from(format!("{:016x}-{n}", self.nonce))
+        Arc::from(format!("{}{n}", self.id_prefix))
     }
 
     /// Starts the subscription to releases, once.
@@ -729,6 +746,9 @@ impl Shared {
             return self.fall_back(limits, tokens).await;
         }
         self.subscribe();
+        if let Some(reclaim) = &self.reclaim {
+            reclaim.once(&self.backend).await;
+        }
         let may_wait = limits.max_wait != Some(Duration::ZERO) && limits.max_waiters > 0;
         // Only a permit of the concurrency limit needs an id (and only its waiters a wake-up).
         let id = match self.concurrency {

@@ -537,6 +537,45 @@ return 1
     )
 }
 
+/// Removes what earlier processes of an instance left: every permit and every place in the
+/// queue whose id starts with `ARGV[1]` (the instance's `NAME/`) but not with `ARGV[2]`
+/// (this process's `NAME/INCARNATION/`), and wakes the waiters if it freed anything while
+/// someone waits. See [`Instance`](crate::instance::Instance).
+///
+/// KEYS: held, queue, queue-expiry. ARGV: the instance's prefix, this process's prefix,
+/// the channel. Returns `{permits removed, places removed}`.
+pub(crate) fn reclaim() -> Script {
+    Script::new(
+        r"
+local name, own = ARGV[1], ARGV[2]
+local function earlier(key)
+  local found = {}
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if string.sub(id, 1, #name) == name and string.sub(id, 1, #own) ~= own then
+      found[#found + 1] = id
+    end
+  end
+  return found
+end
+-- In slices: `unpack` has a bound on how many values it spreads.
+local function remove(key, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('ZREM', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+local held = earlier(KEYS[1])
+remove(KEYS[1], held)
+local queued = earlier(KEYS[2])
+remove(KEYS[2], queued)
+remove(KEYS[3], queued)
+if #held + #queued > 0 and redis.call('ZCARD', KEYS[2]) > 0 then
+  redis.call('PUBLISH', ARGV[3], '1')
+end
+return {#held, #queued}
+",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -511,3 +511,67 @@ async fn an_adaptive_template_is_refused_at_build_rather_than_ignored_for_every_
         Err(gate_redis::BuildError::AdaptivePerKey)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_takes_back_what_an_earlier_process_of_its_instance_left() {
+    let prefix = key("keyed-instance");
+    let keyed: RedisKeyedLimiter<&str> = RedisKeyedLimiter::builder(
+        template(&prefix)
+            .concurrency(1)
+            .lease(Duration::from_secs(30))
+            .instance("pod-0"),
+    )
+    .max_idle(0)
+    .build()
+    .unwrap();
+    // What a killed process left: a permit of instance `pod-0` under another incarnation
+    // in each of two keys, and one of `pod-1` in a third, each with half a minute of lease.
+    let mut conn = server().connection();
+    let mut orphan = |tenant: &'static str, id: &str| {
+        let held = format!("gate:{{{}}}:held", keyed.redis_name(&tenant));
+        let (secs, _): (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+        let _: () = redis::pipe()
+            .zadd(&held, id, (secs + 30) * 1_000)
+            .pexpire(&held, 60_000)
+            .query(&mut conn)
+            .unwrap();
+    };
+    orphan("a", "pod-0/00000000000000aa/0000000000000001-0");
+    orphan("b", "pod-0/00000000000000aa/0000000000000001-1");
+    orphan("c", "pod-1/00000000000000aa/0000000000000001-2");
+
+    // Each key's first admission takes its own key's orphan back, not another instance's.
+    let a = keyed.acquire_with(&"a", WaitLimits::NO_WAIT).await.unwrap();
+    assert_eq!(
+        held(server(), &keyed.redis_name(&"b")),
+        1,
+        "b untouched yet"
+    );
+    let b = keyed.acquire_with(&"b", WaitLimits::NO_WAIT).await.unwrap();
+    assert_eq!(
+        keyed
+            .acquire_with(&"c", WaitLimits::NO_WAIT)
+            .await
+            .unwrap_err(),
+        KeyedAcquireError::TimedOut
+    );
+    assert_eq!(held(server(), &keyed.redis_name(&"c")), 1);
+    // Another keyed limiter of this process, with the same instance name, takes nothing of
+    // the first's.
+    let twin: RedisKeyedLimiter<&str> = RedisKeyedLimiter::builder(
+        template(&prefix)
+            .concurrency(1)
+            .lease(Duration::from_secs(30))
+            .instance("pod-0"),
+    )
+    .build()
+    .unwrap();
+    assert_eq!(
+        twin.acquire_with(&"b", WaitLimits::NO_WAIT)
+            .await
+            .unwrap_err(),
+        KeyedAcquireError::TimedOut
+    );
+    assert!(!b.lease_lost());
+    drop((a, b));
+}

@@ -3,7 +3,9 @@
 //!
 //! - the in-flight count, kept in Redis by every process, never exceeds the limit;
 //! - in every window of length `T`, admissions never exceed `burst + rate × T`;
-//! - a holder killed with SIGKILL frees its permits within the lease and not before.
+//! - a holder killed with SIGKILL frees its permits within the lease and not before;
+//! - unless it has an instance name: then a process of the same name takes them back at
+//!   once, and nothing of a live process's.
 
 mod support;
 
@@ -44,6 +46,11 @@ fn main() {
         &runtime,
         "a_holder_killed_with_sigkill_frees_its_permits_within_the_lease_and_not_before",
         a_killed_holder_frees_its_permits(server),
+    );
+    scenario(
+        &runtime,
+        "a_restarted_instance_takes_back_what_its_killed_predecessor_held_at_once",
+        a_restarted_instance_takes_back_its_predecessors_permits(server),
     );
 }
 
@@ -174,6 +181,71 @@ async fn a_killed_holder_frees_its_permits(server: &Server) {
     drop((first, second));
 }
 
+async fn a_restarted_instance_takes_back_its_predecessors_permits(server: &Server) {
+    let key = support::key("processes-instance");
+    // A lease long enough that only the reclaim can free the permits within the test.
+    let lease = Duration::from_secs(30);
+    let build = |instance: &str| {
+        RedisLimiter::builder(server.client())
+            .key(&key)
+            .concurrency(2)
+            .lease(lease)
+            .instance(instance)
+            .build()
+            .unwrap()
+    };
+    let mut holder = spawn(
+        server,
+        &format!("hold-as:{key}:{}:worker-1", lease.as_millis()),
+    );
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held and queued");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let mut conn = server.connection();
+    let queued = |conn: &mut redis::Connection| -> usize {
+        redis::cmd("ZCARD")
+            .arg(format!("gate:{{{key}}}:queue"))
+            .query(conn)
+            .unwrap()
+    };
+    assert_eq!(support::held(server, &key), 2);
+    assert_eq!(queued(&mut conn), 1);
+
+    // Another name takes nothing.
+    let other = build("worker-2");
+    assert_eq!(
+        other.admit_with(WaitLimits::NO_WAIT).await.unwrap_err(),
+        AcquireError::TimedOut,
+        "another instance took the killed one's permits"
+    );
+    assert_eq!(support::held(server, &key), 2);
+
+    // The same name, in a new process (this one), takes back its permits and its place.
+    let restarted = build("worker-1");
+    let first = restarted.admit_with(WaitLimits::NO_WAIT).await.unwrap();
+    let second = restarted.admit_with(WaitLimits::NO_WAIT).await.unwrap();
+    assert_eq!(support::held(server, &key), 2);
+    assert_eq!(queued(&mut conn), 0);
+
+    // A second limiter of the same name in the same process takes nothing from the first.
+    let twin = build("worker-1");
+    assert_eq!(
+        twin.admit_with(WaitLimits::NO_WAIT).await.unwrap_err(),
+        AcquireError::TimedOut,
+        "a limiter took its own process's permits"
+    );
+    assert!(!first.lease_lost() && !second.lease_lost());
+    drop((first, second));
+    let _again = tokio::time::timeout(Duration::from_secs(3), twin.admit())
+        .await
+        .expect("a released permit is free again")
+        .unwrap();
+}
+
 /// A process's part: `PORT:ROLE:ARGS...`.
 async fn child(role: &str) {
     let parts: Vec<&str> = role.split(':').collect();
@@ -251,6 +323,36 @@ async fn child(role: &str) {
             println!("held");
             // Killed by the parent long before this ends.
             tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        ["hold-as", key, lease, instance] => {
+            let limiter = RedisLimiter::builder(client.clone())
+                .key(key)
+                .concurrency(2)
+                .lease(Duration::from_millis(lease.parse().unwrap()))
+                .instance(instance)
+                .build()
+                .unwrap();
+            let _permits = (
+                limiter.admit().await.unwrap(),
+                limiter.admit().await.unwrap(),
+            );
+            // And a third caller, queued in Redis.
+            let waiting = tokio::spawn(async move { limiter.admit().await.map(drop) });
+            let queue = format!("gate:{{{key}}}:queue");
+            loop {
+                let queued: usize = redis::cmd("ZCARD")
+                    .arg(&queue)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if queued == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            println!("held and queued");
+            // Killed by the parent long before this ends.
+            let _ = tokio::time::timeout(Duration::from_secs(60), waiting).await;
         }
         _ => panic!("unknown role {role}"),
     }

@@ -11,8 +11,8 @@ llm_batch: push a JSONL file of chat-completions requests through an OpenAI-comp
 within its request and token quotas, writing one result per line, in input order.
 
 Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
-                 [--concurrency N] [--retries N] [--resume] [--redis URL [--key NAME]]
-                 [--plot FILE]
+                 [--concurrency N] [--retries N] [--resume]
+                 [--redis URL [--key NAME] [--instance NAME]] [--plot FILE]
 
   --input FILE      one chat-completions request body per line; an optional \"metadata\"
                     field is not sent and is echoed in the output
@@ -29,6 +29,10 @@ Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
                     llm_batch that uses the same Redis and --key, e.g. redis://127.0.0.1/;
                     --rpm, --tpm and --concurrency are then the whole fleet's
   --key NAME        the shared quota's name (default: default), e.g. the API key's project
+  --instance NAME   this run's name in the fleet, the same when it is started again with
+                    --resume and used by no other live run, so that a restarted run takes
+                    back at once the permits its killed predecessor held (default: the
+                    host's name and the output file's absolute path, HOST:PATH)
   --plot FILE       also draw the run as an SVG: over time, the concurrency limit, requests
                     in flight, requests and tokens a minute against --rpm and --tpm, 429s
 
@@ -59,6 +63,11 @@ pub struct Args {
     pub redis: Option<String>,
     /// `--key`: the shared quota's name.
     pub key: String,
+    /// `--instance`: this run's name in the fleet, if given (see [`quota::instance`] for
+    /// the default).
+    ///
+    /// [`quota::instance`]: super::quota::instance
+    pub instance: Option<String>,
     /// From `OPENAI_API_KEY`, sent as `Authorization: Bearer` when set.
     pub api_key: Option<String>,
     /// The period `rpm` and `tpm` count over: a minute. Not a flag: harnesses shorten it,
@@ -85,6 +94,7 @@ impl Args {
         let mut resume = false;
         let mut redis = None;
         let mut key = None;
+        let mut instance = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -108,6 +118,7 @@ impl Args {
                 "--retries" => set(&mut retries, &flag, number(&flag, &value()?)?)?,
                 "--redis" => set(&mut redis, &flag, redis_url(value()?)?)?,
                 "--key" => set(&mut key, &flag, value()?)?,
+                "--instance" => set(&mut instance, &flag, instance_name(value()?)?)?,
                 "--resume" if inline.is_none() => resume = true,
                 "--resume" => return Err(UsageError::new("`--resume` takes no value")),
                 other => {
@@ -131,10 +142,25 @@ impl Args {
                 (None, Some(_)) => return Err(UsageError::new("`--key` needs `--redis`")),
                 (_, key) => key.unwrap_or_else(|| String::from("default")),
             },
+            instance: match (&redis, instance) {
+                (None, Some(_)) => return Err(UsageError::new("`--instance` needs `--redis`")),
+                (_, instance) => instance,
+            },
             redis,
             api_key: None,
             period: Duration::from_secs(60),
         })
+    }
+}
+
+/// An instance name as gate-redis takes it: 1 to 256 bytes.
+fn instance_name(value: String) -> Result<String, UsageError> {
+    if (1..=256).contains(&value.len()) {
+        Ok(value)
+    } else {
+        Err(UsageError::new(
+            "`--instance` needs a name of 1 to 256 bytes",
+        ))
     }
 }
 
@@ -236,16 +262,18 @@ mod tests {
                 resume: true,
                 redis: None,
                 key: "default".into(),
+                instance: None,
                 api_key: None,
                 period: Duration::from_secs(60),
             }
         );
         let shared = parse(&format!(
-            "{REQUIRED} --tpm 1 --redis redis://127.0.0.1:6379/ --key org-1"
+            "{REQUIRED} --tpm 1 --redis redis://127.0.0.1:6379/ --key org-1 --instance pod-3"
         ))
         .unwrap();
         assert_eq!(shared.redis.as_deref(), Some("redis://127.0.0.1:6379/"));
         assert_eq!(shared.key, "org-1");
+        assert_eq!(shared.instance.as_deref(), Some("pod-3"));
         let defaults = parse(&format!("{REQUIRED} --tpm 1")).unwrap();
         assert_eq!(defaults.concurrency, Args::DEFAULT_CONCURRENCY);
         assert_eq!(defaults.retries, Args::DEFAULT_RETRIES);
@@ -290,6 +318,17 @@ mod tests {
         assert_eq!(
             invalid(&format!("{REQUIRED} --tpm 1 --key org-1")),
             "`--key` needs `--redis`"
+        );
+        assert_eq!(
+            invalid(&format!("{REQUIRED} --tpm 1 --instance pod-3")),
+            "`--instance` needs `--redis`"
+        );
+        assert_eq!(
+            invalid(&format!(
+                "{REQUIRED} --tpm 1 --redis redis://h/ --instance={}",
+                "x".repeat(257)
+            )),
+            "`--instance` needs a name of 1 to 256 bytes"
         );
         assert_eq!(
             invalid(&format!("{REQUIRED} --tpm 1 --redis http://h/")),

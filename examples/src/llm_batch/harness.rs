@@ -220,6 +220,7 @@ pub async fn run_llm_batch(scenario: &Scenario, dir: &Path) -> io::Result<Figure
         resume: false,
         redis: None,
         key: "default".into(),
+        instance: None,
         api_key: None,
         period: scenario.minute(),
     };
@@ -327,6 +328,7 @@ pub async fn run_fleet(
             resume: false,
             redis: redis.map(|(url, _)| url.to_owned()),
             key: redis.map_or_else(|| String::from("default"), |(_, key)| key.to_owned()),
+            instance: None,
             api_key: None,
             period: scenario.minute(),
         };

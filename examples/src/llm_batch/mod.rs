@@ -133,6 +133,7 @@ pub async fn run_plotted(
         Some(url) => Quota::shared(
             url,
             &args.key,
+            quota::instance(args.instance.as_deref(), &args.output).as_deref(),
             args.rpm,
             args.tpm,
             args.period,

@@ -1,6 +1,7 @@
 //! [`Quota`]: where a line's admission comes from: this process's own [`Limiter`], or a
 //! [`RedisLimiter`] that every `llm_batch` with the same `--redis` and `--key` shares.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,19 +61,26 @@ impl Quota {
     ///
     /// A killed process's permits come back when their lease runs out: 10 s (gate-redis's
     /// default) for a `period` of a minute, shorter in proportion for a shorter period, to
-    /// at least 1 s.
+    /// at least 1 s. Sooner, with an `instance` (see [`instance`]): the process started
+    /// again under the same name takes them back with its first admission.
     ///
     /// Needs a tokio runtime.
     pub fn shared(
         url: &str,
         key: &str,
+        instance: Option<&str>,
         rpm: u32,
         tpm: u32,
         period: Duration,
         concurrency: usize,
     ) -> Result<Self, BuildError> {
         let client = redis::Client::open(url).map_err(BuildError::Redis)?;
-        let limiter = RedisLimiter::builder(client)
+        let builder = RedisLimiter::builder(client);
+        let builder = match instance {
+            Some(name) => builder.instance(name),
+            None => builder,
+        };
+        let limiter = builder
             .key(format!("llm_batch:{key}"))
             .concurrency(concurrency.max(1))
             .adaptive(aimd(concurrency))
@@ -120,6 +128,33 @@ impl Quota {
             Self::Shared(limiter) => limiter.observe(&limits),
         }
     }
+}
+
+/// A run's name in the fleet: `--instance` if given, else `HOST:PATH`, the host's name and
+/// the output file's absolute path (its directory's symbolic links resolved), which a
+/// `--resume` of the run gives again and no other live run has (two runs writing one file
+/// at once would garble it anyway). `None` (permits of a killed run then come back with
+/// their lease) when the host's name cannot be read.
+pub fn instance(given: Option<&str>, output: &Path) -> Option<String> {
+    if let Some(name) = given {
+        return Some(name.to_owned());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()?;
+    let host = host.trim();
+    let path = std::path::absolute(output).ok()?;
+    let path = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(file)) => {
+            std::fs::canonicalize(dir).map_or(path.clone(), |d| d.join(file))
+        }
+        _ => path,
+    };
+    let name = format!("{host}:{}", path.display());
+    // gate-redis takes 1 to 256 bytes: a longer path keeps its end, which differs most.
+    let cut = name.len().saturating_sub(256);
+    let start = (cut..name.len()).find(|&i| name.is_char_boundary(i))?;
+    (!host.is_empty()).then(|| name[start..].to_owned())
 }
 
 /// The AIMD concurrency limit of at most `concurrency` (at least 1), starting at 8 or less.
@@ -192,11 +227,36 @@ mod tests {
         assert_eq!(lease(Duration::MAX), RedisLimiter::DEFAULT_LEASE);
     }
 
+    #[test]
+    fn a_runs_instance_is_the_given_name_or_its_host_and_output_path() {
+        assert_eq!(
+            instance(Some("pod-3"), Path::new("out.jsonl")).as_deref(),
+            Some("pod-3")
+        );
+        let dir = std::env::temp_dir();
+        let derived = instance(None, &dir.join("out.jsonl")).unwrap();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let expected = std::fs::canonicalize(&dir).unwrap().join("out.jsonl");
+        assert_eq!(derived, format!("{}:{}", host.trim(), expected.display()));
+        // The same file named another way is the same instance.
+        let absolute = std::env::current_dir().unwrap().join("out.jsonl");
+        assert_eq!(
+            instance(None, Path::new("out.jsonl")),
+            instance(None, &absolute)
+        );
+        // At most 256 bytes, keeping the end of a long path.
+        let long = dir.join("d".repeat(300)).join("out.jsonl");
+        let cut = instance(None, &long).unwrap();
+        assert_eq!(cut.len(), 256);
+        assert!(cut.ends_with("/out.jsonl"));
+    }
+
     #[tokio::test]
     async fn a_shared_quota_adapts_its_share_under_the_fleets_ceiling() {
         let quota = Quota::shared(
             "redis://127.0.0.1:1/",
             "unused",
+            Some("pod-0"),
             600,
             180_000,
             Duration::from_secs(60),

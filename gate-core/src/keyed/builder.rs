@@ -4,13 +4,13 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use super::state::{Limits, MAX_SLOTS, State};
+use super::shard::{self, CachePadded, ShardOf};
+use super::state::{Limits, MAX_SLOTS};
 use super::{
     DEFAULT_BATCH_EVERY, DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedGate, Priority, PriorityFn,
-    WeightFn,
+    Shard, WeightFn,
 };
 use crate::{Gate, LimitError, WaitLimits};
 
@@ -154,16 +154,32 @@ impl<K, S> KeyedGateBuilder<K, S> {
                 return Err(LimitError { requested: limit });
             }
         }
+        let limits = Limits {
+            per_key: self.per_key,
+            global: self.global.unwrap_or(usize::MAX),
+            max_keys: self.max_keys,
+            max_idle: self.max_idle.min(self.max_keys),
+            batch_every: self.batch_every,
+        };
+        // The global level (its count, its rings) is every key's: a gate with one keeps
+        // all its keys under one lock.
+        let shards = match self.global {
+            Some(_) => 1,
+            None => shard::shard_count(limits.max_keys, limits.max_idle),
+        };
         Ok(KeyedGate {
-            state: Mutex::new(State::new()),
+            shards: (0..shards)
+                .map(|i| {
+                    CachePadded(Shard::new(Limits {
+                        max_keys: shard::share(limits.max_keys, shards, i),
+                        max_idle: shard::share(limits.max_idle, shards, i),
+                        ..limits
+                    }))
+                })
+                .collect(),
+            shard_of: ShardOf::new(shards),
             hasher: self.hasher,
-            limits: Limits {
-                per_key: self.per_key,
-                global: self.global.unwrap_or(usize::MAX),
-                max_keys: self.max_keys,
-                max_idle: self.max_idle.min(self.max_keys),
-                batch_every: self.batch_every,
-            },
+            limits,
             wait_limits: self.wait_limits,
             weight: self.weight,
             priority: self.priority,

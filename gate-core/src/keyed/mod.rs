@@ -100,6 +100,7 @@ mod handle;
 mod limiter;
 mod permit;
 mod priority;
+mod shard;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
@@ -117,6 +118,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::WaitLimits;
+use shard::{CachePadded, ShardOf};
 use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
@@ -155,13 +157,37 @@ type PriorityFn<K> = dyn Fn(&K) -> Priority + Send + Sync;
 /// assert!(gate.try_acquire(&"b").is_ok());
 /// ```
 pub struct KeyedGate<K, S = RandomState> {
-    state: Mutex<State<K>>,
+    shards: Box<[CachePadded<Shard<K>>]>,
+    shard_of: ShardOf,
     hasher: S,
     limits: Limits,
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
     priority: Option<Box<PriorityFn<K>>>,
     name: Option<&'static str>,
+}
+
+/// One shard of a keyed gate's keys: their state behind the shard's own lock, and the
+/// limits it runs with (its share of `max_keys` and `max_idle`).
+struct Shard<K> {
+    state: Mutex<State<K>>,
+    limits: Limits,
+}
+
+impl<K: Eq> Shard<K> {
+    fn new(limits: Limits) -> Self {
+        Self {
+            state: Mutex::new(State::new()),
+            limits,
+        }
+    }
+}
+
+/// A key's slot in its shard: what a permit names, so that its release hashes nothing.
+#[derive(Debug, Clone, Copy)]
+struct SlotRef {
+    shard: u32,
+    slot: u32,
 }
 
 impl<K> KeyedGate<K>
@@ -260,13 +286,19 @@ where
 
     /// Keys held in memory right now: those with permits out or callers queued, and the
     /// idle ones kept for reuse (at most [`max_idle`](KeyedGateBuilder::max_idle)).
+    ///
+    /// A gate without a global limit adds up its shards' counts one after another (see
+    /// [`KeyedGateBuilder::max_keys`]): with keys coming and going, a snapshot. So are
+    /// [`idle_len`](Self::idle_len), [`in_flight`](Self::in_flight) and
+    /// [`waiting`](Self::waiting).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.sum(State::len)
     }
 
     /// Whether `key` is held in memory (busy, or idle and kept for reuse).
     pub fn contains_key(&self, key: &K) -> bool {
-        self.lock().lookup(self.hasher.hash_one(key), key).is_some()
+        let hash = self.hasher.hash_one(key);
+        self.lock(self.shard(hash)).lookup(hash, key).is_some()
     }
 
     /// Whether no key is held in memory.
@@ -276,22 +308,23 @@ where
 
     /// Idle keys held in memory (no permits out, nobody queued).
     pub fn idle_len(&self) -> usize {
-        self.lock().idle_len()
+        self.sum(State::idle_len)
     }
 
     /// Permits out right now, across all keys.
     pub fn in_flight(&self) -> usize {
-        self.lock().in_flight()
+        self.sum(State::in_flight)
     }
 
     /// Permits out right now for `key`.
     pub fn key_in_flight(&self, key: &K) -> usize {
-        self.lock().key_in_flight(self.hasher.hash_one(key), key)
+        let hash = self.hasher.hash_one(key);
+        self.lock(self.shard(hash)).key_in_flight(hash, key)
     }
 
     /// Callers queued right now, across all keys.
     pub fn waiting(&self) -> usize {
-        self.lock().queued()
+        self.sum(State::queued)
     }
 
     /// Each key's limit.
@@ -326,45 +359,71 @@ where
         self.name
     }
 
-    /// What the gate's metrics publish, read in one lock: the global level's in flight and
-    /// waiting, the keys in memory, and how acquisitions ended.
+    /// What the gate's metrics publish, read in one lock per shard (one in all with a
+    /// global limit): the global level's in flight and waiting, the keys in memory, and how
+    /// acquisitions ended.
     #[cfg(feature = "metrics")]
     pub(crate) fn metrics_snapshot(&self) -> (usize, usize, usize, state::Counts) {
-        let locked = self.lock();
-        (
-            locked.in_flight(),
-            locked.queued(),
-            locked.len(),
-            locked.counts,
-        )
+        let mut sums = (0, 0, 0, state::Counts::default());
+        for shard in 0..self.shards.len() {
+            let locked = self.lock(shard);
+            sums.0 += locked.in_flight();
+            sums.1 += locked.queued();
+            sums.2 += locked.len();
+            sums.3.merge(&locked.counts);
+        }
+        sums
+    }
+
+    /// `count` of every shard's state, added up one shard after another.
+    fn sum(&self, count: impl Fn(&State<K>) -> usize) -> usize {
+        (0..self.shards.len())
+            .map(|shard| count(&self.lock(shard)))
+            .sum()
+    }
+
+    /// The shard of a key whose hash is `hash`.
+    #[inline]
+    fn shard(&self, hash: u64) -> usize {
+        self.shard_of.of(hash)
+    }
+
+    /// The limits shard `shard` runs with.
+    #[inline]
+    fn limits(&self, shard: usize) -> &Limits {
+        &self.shards[shard].limits
     }
 
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
-    fn try_take(&self, key: &K) -> Result<u32, KeyedTryAcquireError> {
+    fn try_take(&self, key: &K) -> Result<SlotRef, KeyedTryAcquireError> {
         let hash = self.hasher.hash_one(key);
-        let mut locked = self.lock();
-        let Ok(slot) = self.slot(&mut locked, hash, KeyArg::Borrowed(key)) else {
+        let shard = self.shard(hash);
+        let limits = self.limits(shard);
+        let mut locked = self.lock(shard);
+        let Ok(slot) = self.slot(&mut locked, shard, hash, KeyArg::Borrowed(key)) else {
             Counts::add(&mut locked.counts.too_many_keys);
             return Err(KeyedTryAcquireError::TooManyKeys);
         };
-        if locked.try_take(slot, &self.limits) {
-            Ok(slot)
+        if locked.try_take(slot, limits) {
+            Ok(SlotRef::new(shard, slot))
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
             Counts::add(&mut state.counts.rejected);
-            state.settle(slot, &self.limits, deferred);
+            state.settle(slot, limits, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }
     }
 
-    /// The slot of `key` (whose hash is `hash`), made if it is new (the key is cloned, and
-    /// its weight and class computed, with the lock released, then looked up again). Fails
-    /// only at `max_keys` with no idle key to evict. The slot stays `Busy` until the caller
+    /// The slot of `key` (whose hash is `hash`) in shard `shard`, whose lock `locked`
+    /// holds, made if it is new (the key is cloned, and its weight and class computed,
+    /// with the lock released, then looked up again). Fails only at the shard's share of
+    /// `max_keys` with no idle key to evict. The slot stays `Busy` until the caller
     /// settles it.
     fn slot<'g>(
         &'g self,
         locked: &mut LockedGuard<'g, K>,
+        shard: usize,
         hash: u64,
         key: KeyArg<'_, K>,
     ) -> Result<u32, ()> {
@@ -379,28 +438,33 @@ where
             .priority
             .as_ref()
             .map_or(Priority::Interactive, |priority| priority(&key));
-        *locked = self.lock();
+        *locked = self.lock(shard);
         if let Some(slot) = locked.find(hash, &key) {
             locked.deferred.drop_key(key);
             return Ok(slot);
         }
+        let limits = self.limits(shard);
         let (state, deferred) = locked.parts();
         state
-            .insert(hash, key, weight, priority.class(), &self.limits, deferred)
+            .insert(hash, key, weight, priority.class(), limits, deferred)
             .map_err(|key| deferred.drop_key(key))
     }
 
-    /// Gives back a permit of the key in `slot`.
-    fn release(&self, slot: u32) {
-        let mut locked = self.lock();
+    /// Gives back a permit of the key in `at`.
+    fn release(&self, at: SlotRef) {
+        let shard = at.shard as usize;
+        let mut locked = self.lock(shard);
         let (state, deferred) = locked.parts();
-        state.release(slot, &self.limits, deferred);
+        state.release(at.slot, self.limits(shard), deferred);
     }
 
-    fn lock(&self) -> LockedGuard<'_, K> {
+    /// Takes the lock of shard `shard`.
+    #[inline]
+    fn lock(&self, shard: usize) -> LockedGuard<'_, K> {
         // The lock is never held across user code other than `K`'s `Hash` and `Eq`, so a
         // poisoned lock still guards a consistent state.
-        LockedGuard::new(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        let state = &self.shards[shard].state;
+        LockedGuard::new(state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -412,8 +476,20 @@ impl<K, S> fmt::Debug for KeyedGate<K, S> {
             .field("max_keys", &self.limits.max_keys)
             .field("max_idle", &self.limits.max_idle)
             .field("wait_limits", &self.wait_limits)
+            .field("shards", &self.shards.len())
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+impl SlotRef {
+    #[inline]
+    fn new(shard: usize, slot: u32) -> Self {
+        // At most `MAX_SHARDS` shards.
+        Self {
+            shard: shard as u32,
+            slot,
+        }
     }
 }
 

@@ -201,6 +201,16 @@ pub(super) struct State<K> {
 }
 
 impl Counts {
+    /// Adds `other`'s counts to these: a shard's to the gate's.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.admitted = self.admitted.wrapping_add(other.admitted);
+        self.rejected = self.rejected.wrapping_add(other.rejected);
+        self.timed_out = self.timed_out.wrapping_add(other.timed_out);
+        self.cancelled = self.cancelled.wrapping_add(other.cancelled);
+        self.too_many_keys = self.too_many_keys.wrapping_add(other.too_many_keys);
+    }
+
     /// Counts one more, if anything reads the counts.
     #[inline]
     pub(super) fn add(count: &mut u64) {

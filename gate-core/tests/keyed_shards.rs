@@ -147,3 +147,37 @@ fn a_sharded_keyed_gate_keeps_at_most_max_idle_idle_keys() {
     assert_eq!(gate.len(), MAX_KEYS);
     assert_eq!(gate.in_flight(), 0);
 }
+
+// Regression: with `max_idle` split evenly between shards, 1,000 keys in steady use under
+// the default `max_idle` of 1,024 were evicted and made again all the time, from the
+// shards that drew more than 128 of them.
+#[test]
+fn keys_in_steady_use_under_max_idle_are_kept_whatever_their_shards() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let made = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&made);
+    // The weight function is called once per key made.
+    let gate: KeyedGate<u64> = KeyedGate::builder(4)
+        .weight(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            1
+        })
+        .build()
+        .unwrap();
+    assert!(is_sharded(&gate), "{gate:?}");
+    let cycle = || {
+        for key in 0..1_000u64 {
+            drop(gate.try_acquire(&key).unwrap());
+        }
+    };
+    // The first turns settle which shard holds which places of `max_idle` (a few keys
+    // of the shards with more are made again meanwhile)...
+    (0..3).for_each(|_| cycle());
+    let settled = made.load(Ordering::Relaxed);
+    assert!(settled < 1_100, "{settled} keys made");
+    // ...then no key is evicted.
+    (0..20).for_each(|_| cycle());
+    assert_eq!(made.load(Ordering::Relaxed), settled);
+    assert_eq!((gate.len(), gate.idle_len()), (1_000, 1_000));
+}

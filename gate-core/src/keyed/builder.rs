@@ -4,9 +4,10 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::shard::{self, CachePadded, ShardOf};
+use super::shard::{self, CachePadded, Pool, ShardOf};
 use super::state::{Limits, MAX_SLOTS};
 use super::{
     DEFAULT_BATCH_EVERY, DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedGate, Priority, PriorityFn,
@@ -167,14 +168,17 @@ impl<K, S> KeyedGateBuilder<K, S> {
             Some(_) => 1,
             None => shard::shard_count(limits.max_keys, limits.max_idle),
         };
+        // Each shard starts with an even part of `max_idle`; the pool starts empty.
+        let idle_pool = Arc::new(Pool::new(0));
         Ok(KeyedGate {
             shards: (0..shards)
                 .map(|i| {
-                    CachePadded(Shard::new(Limits {
+                    let limits = Limits {
                         max_keys: shard::share(limits.max_keys, shards, i),
-                        max_idle: shard::share(limits.max_idle, shards, i),
                         ..limits
-                    }))
+                    };
+                    let idle_share = shard::share(limits.max_idle, shards, i);
+                    CachePadded(Shard::new(limits, idle_share, Arc::clone(&idle_pool)))
                 })
                 .collect(),
             shard_of: ShardOf::new(shards),

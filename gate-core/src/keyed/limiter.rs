@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::HashTable;
 
-use super::shard::{self, CachePadded, ShardOf};
+use super::shard::{self, CachePadded, Pool, ShardOf, Share};
 use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
 use crate::rate::{LimiterClock, RateLimit};
 use crate::{Limiter, OwnedLimiterPermit, WaitLimits};
@@ -92,14 +92,15 @@ pub struct KeyedLimiter<K, S = RandomState> {
     max_idle: usize,
     shards: Box<[CachePadded<Shard<K>>]>,
     shard_of: ShardOf,
+    /// The places under `max_idle` no shard holds.
+    idle_pool: Pool,
     name: Option<&'static str>,
 }
 
-/// One shard of the keys: its table, behind its own lock, and its share of the caps.
+/// One shard of the keys: its table, behind its own lock, and its share of `max_keys`.
 struct Shard<K> {
     table: RwLock<Table<K>>,
     max_keys: usize,
-    max_idle: usize,
 }
 
 /// The keys of one shard, behind the shard's lock.
@@ -110,6 +111,9 @@ struct Table<K> {
     free: Vec<u32>,
     /// Where the clock sweep looks next.
     hand: usize,
+    /// The keys this shard may hold before a new key sweeps: its part of `max_idle`, topped
+    /// up from and given back to the keyed limiter's `idle_pool`.
+    idle_share: Share,
     /// New keys refused at the cap, for `publish_metrics`.
     too_many_keys: u64,
 }
@@ -296,19 +300,23 @@ where
             if let Some(found) = table.touch(hash, &key) {
                 Ok(Arc::clone(found))
             } else {
-                if table.index.len() >= shard.max_idle {
+                let len = table.index.len();
+                if !table.idle_share.fits(len + 1, &self.idle_pool) {
                     table.sweep(SWEEP, &mut evicted);
                 }
                 if table.index.len() >= shard.max_keys {
                     table.sweep(SWEEP_AT_CAP, &mut evicted);
                 }
-                if table.index.len() >= shard.max_keys {
+                let made = if table.index.len() >= shard.max_keys {
                     super::state::Counts::add(&mut table.too_many_keys);
                     Err(KeyedAcquireError::TooManyKeys)
                 } else {
                     table.insert(hash, key, Arc::clone(&limiter));
                     Ok(limiter)
-                }
+                };
+                let len = table.index.len();
+                table.idle_share.shrunk(len, &self.idle_pool);
+                made
             }
         };
         // Evicted keys and limiters (and the unused new one) drop here, unlocked.
@@ -484,14 +492,16 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
                             entries: Vec::new(),
                             free: Vec::new(),
                             hand: 0,
+                            idle_share: Share::new(shard::share(max_idle, shards, i)),
                             too_many_keys: 0,
                         }),
                         max_keys: shard::share(self.max_keys, shards, i),
-                        max_idle: shard::share(max_idle, shards, i),
                     })
                 })
                 .collect(),
             shard_of: ShardOf::new(shards),
+            // Each shard starts with an even part of `max_idle`; the pool starts empty.
+            idle_pool: Pool::new(0),
             name: self.name,
         }
     }

@@ -118,7 +118,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::WaitLimits;
-use shard::{CachePadded, ShardOf};
+use shard::{CachePadded, Pool, ShardOf};
 use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
@@ -168,16 +168,16 @@ pub struct KeyedGate<K, S = RandomState> {
 }
 
 /// One shard of a keyed gate's keys: their state behind the shard's own lock, and the
-/// limits it runs with (its share of `max_keys` and `max_idle`).
+/// limits it runs with (its share of `max_keys`; its part of `max_idle` is in its state).
 struct Shard<K> {
     state: Mutex<State<K>>,
     limits: Limits,
 }
 
 impl<K: Eq> Shard<K> {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, idle_share: usize, idle_pool: Arc<Pool>) -> Self {
         Self {
-            state: Mutex::new(State::new()),
+            state: Mutex::new(State::new(idle_share, idle_pool)),
             limits,
         }
     }

@@ -7,6 +7,7 @@
 
 use std::num::NonZeroUsize;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The most shards a table is split into.
 const MAX_SHARDS: usize = 64;
@@ -22,6 +23,7 @@ pub(super) const MIN_SHARE: usize = 64;
 
 /// A value on cache lines of its own (128 bytes: two lines on CPUs that fetch them in
 /// pairs), so that two shards' locks never share one.
+#[derive(Debug)]
 #[repr(align(128))]
 pub(super) struct CachePadded<T>(pub(super) T);
 
@@ -72,6 +74,77 @@ pub(super) fn shard_count(max_keys: usize, max_idle: usize) -> usize {
     1 << wanted.ilog2()
 }
 
+/// The part of a cap (`max_idle`) no shard holds, shared by all: a shard that needs more
+/// than it holds takes from it, one place at a time, and gives back what it stops using.
+/// What the shards hold and the pool together are the cap, exactly, at every moment: so
+/// the shards together never exceed the cap, yet keys need not spread evenly over them.
+///
+/// It is touched only when a shard's count moves past what it holds, or `SLACK` below it:
+/// not by keys that come and go within what their shard holds.
+#[derive(Debug)]
+pub(super) struct Pool(CachePadded<AtomicUsize>);
+
+/// How far below what it holds a shard's count may fall before the shard gives the rest
+/// back to the pool: a hysteresis, so that a count moving by one or two does not move
+/// places to and fro.
+const SLACK: usize = 8;
+
+impl Pool {
+    pub(super) fn new(free: usize) -> Self {
+        Self(CachePadded(AtomicUsize::new(free)))
+    }
+
+    /// Takes `n` places, or none if fewer are free.
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
+                free.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What one shard holds of a cap shared through a [`Pool`].
+#[derive(Debug)]
+pub(super) struct Share {
+    held: usize,
+}
+
+impl Share {
+    pub(super) fn new(held: usize) -> Self {
+        Self { held }
+    }
+
+    /// Whether `count`, just grown, is within the share, once topped up from `pool` if it
+    /// was not and the pool has the places it lacks.
+    #[inline]
+    pub(super) fn fits(&mut self, count: usize, pool: &Pool) -> bool {
+        if count <= self.held {
+            return true;
+        }
+        let lacking = count - self.held;
+        if pool.take(lacking) {
+            self.held = count;
+            return true;
+        }
+        false
+    }
+
+    /// Gives back to `pool` what `count`, just shrunk, leaves unused beyond `SLACK`.
+    #[inline]
+    pub(super) fn shrunk(&mut self, count: usize, pool: &Pool) {
+        if self.held > count + SLACK {
+            let back = self.held - count - SLACK / 2;
+            self.held -= back;
+            pool.give(back);
+        }
+    }
+}
+
 /// Shard `shard`'s share of `total` split between `shards`: the remainder goes one each to
 /// the first shards, so that the shares add up to `total` exactly.
 pub(super) fn share(total: usize, shards: usize, shard: usize) -> usize {
@@ -102,6 +175,36 @@ mod tests {
             assert!(shards.is_power_of_two() && shards <= MAX_SHARDS);
             assert!(keys / shards >= MIN_SHARE && idle / shards >= MIN_SHARE);
         }
+    }
+
+    #[test]
+    fn what_the_shards_hold_and_the_pool_stay_the_cap() {
+        const CAP: usize = 100;
+        let pool = Pool::new(CAP - 2 * 30);
+        let mut shares = [Share::new(30), Share::new(30)];
+        let mut counts = [0usize; 2];
+        let total = |shares: &[Share; 2]| {
+            shares.iter().map(|share| share.held).sum::<usize>() + pool.0.load(Ordering::Relaxed)
+        };
+        // One shard takes all the places it can: the cap, not its even share.
+        while shares[0].fits(counts[0] + 1, &pool) {
+            counts[0] += 1;
+        }
+        assert_eq!(counts[0], CAP - 30);
+        assert!(!shares[1].fits(31, &pool));
+        // It gives back all but a little of what it stops using; the other takes it.
+        counts[0] = 10;
+        shares[0].shrunk(counts[0], &pool);
+        assert_eq!(shares[0].held, 10 + SLACK / 2);
+        assert_eq!(total(&shares), CAP);
+        while shares[1].fits(counts[1] + 1, &pool) {
+            counts[1] += 1;
+        }
+        assert_eq!(counts[1], CAP - 10 - SLACK / 2);
+        assert_eq!(total(&shares), CAP);
+        // A count moving within the slack moves nothing.
+        shares[1].shrunk(counts[1] - SLACK, &pool);
+        assert_eq!(total(&shares) - pool.0.load(Ordering::Relaxed), CAP);
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! names its key without hashing it again.
 
 use std::mem;
+use std::sync::Arc;
 use std::task::Waker;
 
 use hashbrown::HashTable;
+
+use super::shard::{Pool, Share};
 
 /// No slot: the end of a list.
 const NIL: u32 = u32::MAX;
@@ -194,6 +197,9 @@ pub(super) struct State<K> {
     interactive_run: u32,
     idle: Links,
     idle_len: usize,
+    /// This shard's part of `max_idle`, topped up from and given back to `idle_pool`.
+    idle_share: Share,
+    idle_pool: Arc<Pool>,
     in_flight: usize,
     queued: usize,
     /// How acquisitions ended; read by `publish_metrics`.
@@ -221,7 +227,9 @@ impl Counts {
 }
 
 impl<K: Eq> State<K> {
-    pub(super) fn new() -> Self {
+    /// The state of a shard that holds `idle_share` idle keys' places of `max_idle`, and
+    /// takes more from `idle_pool`.
+    pub(super) fn new(idle_share: usize, idle_pool: Arc<Pool>) -> Self {
         Self {
             table: HashTable::new(),
             entries: Vec::new(),
@@ -233,6 +241,8 @@ impl<K: Eq> State<K> {
             interactive_run: 0,
             idle: Links::EMPTY,
             idle_len: 0,
+            idle_share: Share::new(idle_share),
+            idle_pool,
             in_flight: 0,
             queued: 0,
             counts: Counts::default(),
@@ -450,7 +460,8 @@ impl<K: Eq> State<K> {
 
     /// Puts the key in `slot` on the list its state calls for: the ring if it has callers
     /// queued and room of its own, the idle list if it has neither permits out nor callers
-    /// (evicting the least recently used idle key beyond `max_idle`), otherwise none.
+    /// (evicting the shard's least recently used idle key beyond its part of `max_idle`,
+    /// once the pool has no place left to give it), otherwise none.
     pub(super) fn settle(&mut self, slot: u32, limits: &Limits, deferred: &mut Deferred<K>) {
         let entry = &self.entries[slot as usize];
         let place = if entry.queued > 0 && entry.in_flight < limits.per_key {
@@ -469,7 +480,7 @@ impl<K: Eq> State<K> {
             Place::Ring => self.push_back(slot, Place::Ring),
             Place::Idle => {
                 self.push_back(slot, Place::Idle);
-                if self.idle_len > limits.max_idle {
+                if !self.idle_share.fits(self.idle_len, &self.idle_pool) {
                     let key = self.evict(self.idle.head);
                     deferred.evicted(key);
                 }
@@ -631,6 +642,7 @@ impl<K: Eq> State<K> {
         entry.next = NIL;
         if place == Place::Idle {
             self.idle_len -= 1;
+            self.idle_share.shrunk(self.idle_len, &self.idle_pool);
         }
     }
 }

@@ -48,23 +48,31 @@ type Template = dyn Fn() -> Limiter + Send + Sync;
 ///
 /// # Shards
 ///
-/// The keys are split by their hash between shards, each with its own lock, its own clock
-/// sweep and its share of `max_keys` and `max_idle`, so that callers of keys on different
-/// shards do not wait for each other. There are 4 shards per thread the machine runs at
-/// once (a power of two, at most 64), fewer if a shard's share of either cap would be
-/// under 64 keys: a keyed limiter with `max_keys` or `max_idle` under 128 has one shard,
-/// and the rules above hold exactly. With more, they hold per shard: the shares add up to
-/// `max_keys` (which is never exceeded) and `max_idle`, but a new key is refused when
-/// *its shard* is at its share with no idle key to evict, which can happen a little
-/// before `max_keys` keys are in memory in all (keys spread by a good hash fill the shards
-/// within a few percent of each other); likewise a shard sweeps once it holds its share of
-/// `max_idle`. [`len`](Self::len) adds up the shards one after another: a snapshot, not
-/// an atomic count.
+/// The keys are split by their hash between shards, each with its own lock and its own
+/// clock sweep, so that callers of keys on different shards do not wait for each other.
+/// There are 4 shards per thread the machine runs at once (a power of two, at most 64),
+/// fewer if a shard's even share of `max_keys` or `max_idle` would be under 64 keys: a
+/// keyed limiter with either under 128 has one shard, and the rules above hold exactly.
+/// With more:
+///
+/// - `max_idle` is still one count for all shards: each shard holds a part of it, takes
+///   more from the rest when it needs more (keys need not spread evenly) and gives back
+///   what it stops using. A new key sweeps its own shard's keys.
+/// - `max_keys` is split evenly between the shards (the shares add up to it, so it is
+///   never exceeded): a new key is refused when *its shard* is at its share with no idle
+///   key to evict, which can come a little before `max_keys` keys are in memory in all
+///   (keys spread by a good hash fill the shards within a few percent of each other). Give
+///   `max_keys` that much room over the keys you expect at once.
+/// - [`len`](Self::len) adds up the shards one after another: a snapshot, not an atomic
+///   count.
 ///
 /// A key's limiter is checked under its shard's read lock (so that the sweep, under the
 /// write lock, knows no permit is being made of a key it evicts): callers of keys on the
 /// same shard check side by side, and only a new key, which sweeps, waits for them. A
-/// check hashes the key once, takes no allocation and reads the clock once (the limiter's).
+/// check hashes the key once, takes no allocation and no `Arc` clone beyond the permit's,
+/// and reads no clock but its limiter's. User code that runs under a shard's lock: `K`'s
+/// `Hash` and `Eq`, and, for a limiter built with a [`Clock`](crate::rate::Clock) of your
+/// own, that clock (the sweep reads it to see whether a bucket is full).
 ///
 /// # Examples
 ///
@@ -440,14 +448,15 @@ pub struct KeyedLimiterBuilder<K, S = RandomState> {
 }
 
 impl<K, S> KeyedLimiterBuilder<K, S> {
-    /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`]).
+    /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`]),
+    /// split between the shards (see [`KeyedLimiter`]'s "Shards").
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.clamp(1, super::state::MAX_SLOTS);
         self
     }
 
     /// How many keys are kept, idle or not, before new keys start sweeping idle ones out
-    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`).
+    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`), counted across all shards.
     pub fn max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
         self

@@ -50,22 +50,49 @@
 //!   idle key; if every key in memory is busy, the new key is refused at once with
 //!   [`KeyedAcquireError::TooManyKeys`] rather than grown into.
 //!
+//! # Shards
+//!
+//! A gate with no global limit splits its keys by their hash between shards, each with its
+//! own lock, so that callers of keys on different shards neither wait for each other nor
+//! write to the same cache line: 4 shards per thread the machine runs at once (a power of
+//! two, at most 64), fewer if a shard's even share of `max_keys` or `max_idle` would be
+//! under 64 keys (a gate with either under 128 has one shard, and the rules above hold
+//! exactly). With more:
+//!
+//! - `max_idle` is still one count for all shards: each shard holds a part of it, takes
+//!   more from the rest when it needs more and gives back what it stops using, so at most
+//!   `max_idle` idle keys are kept in all, however the keys fall. The key evicted to make
+//!   room is the least recently used idle key of the shard that needs the room.
+//! - `max_keys` is split evenly between the shards (never exceeded in all): a new key is
+//!   refused when every key of *its shard* is busy and the shard is at its share, which can
+//!   come a little before `max_keys` keys are in memory in all (keys spread by a good hash
+//!   fill the shards within a few percent of each other). Give `max_keys` that much room
+//!   over the busy keys you expect at once.
+//! - [`len`](KeyedGate::len), [`idle_len`](KeyedGate::idle_len),
+//!   [`in_flight`](KeyedGate::in_flight) and [`waiting`](KeyedGate::waiting) add up the
+//!   shards one after another: snapshots, not atomic counts.
+//!
+//! A gate with a global limit keeps every key under one lock: the global count, its rings
+//! and the order they serve keys in are every key's, and an admission must see them all.
+//!
 //! # What it costs
 //!
-//! One lock for the whole gate, taken once to admit and once to release; a key is hashed
-//! once, before the lock is taken (a permit remembers its key's slot, so a release hashes
-//! nothing), and the ring, the queues and the idle list are intrusive lists of `u32`
-//! slots, so every step under the lock is O(1). A key in memory costs about 75 bytes with
+//! One lock for its shard (or for the whole gate, with a global limit), taken once to admit
+//! and once to release; a key is hashed once, before the lock is taken (a permit remembers
+//! its key's shard and slot, so a release hashes nothing), and the ring, the queues and
+//! the idle list are intrusive lists of `u32` slots, so every step under the lock is O(1). A key in memory costs about 75 bytes with
 //! a `u64` key, the tables' growth included (a larger `K` adds its size: it is stored
 //! once); governor's keyed limiter spends about 22 on a rate cell, but keeps every key it
 //! has seen (both measured in `gate-core/tests/keyed_memory.rs`). The tables keep the size
 //! of the most keys ever held at once, at most `max_keys`. Each queued caller costs 32
 //! bytes while it waits, given back when the queue drains.
 //!
-//! An admission and its release take about 620 instructions with the default hasher (540
-//! with foldhash), against 330 for governor's `check_key`, which has nothing to release
-//! (`benches/examples/keyed_instructions.rs`); in time, from one thread, the two are within
-//! noise of each other (`benches/benches/keyed.rs`).
+//! An admission and its release take about 655 instructions with the default hasher (575
+//! with foldhash), against 330 for governor's `check_key`, which has nothing to release;
+//! a [`KeyedLimiter`] check of a rate limit about 350
+//! (`benches/examples/keyed_instructions.rs`). In time, from one thread and from two on
+//! keys of their own, each is within noise of governor or faster
+//! (`benches/benches/keyed.rs`).
 //!
 //! Keys are hashed with `S`, by default std's [`RandomState`]: SipHash-1-3 with a random
 //! key per gate, because keys often come from the network (API keys, addresses) and a
@@ -80,9 +107,9 @@
 //! adaptive limit, a pause), each made from a template on first use, with the same rules
 //! for memory: a key is idle once no permit is out, nobody waits, its bucket is full again
 //! and it is not paused; beyond `max_idle` keys, idle ones are evicted by a sweep that each
-//! new key moves on; a hard cap refuses new keys rather than grow. It has no global limit
-//! and no ring: each key's limiter serves its own callers as a
-//! [`Limiter`](crate::Limiter) does.
+//! new key moves on; a hard cap refuses new keys rather than grow; the keys are split
+//! between shards in the same way. It has no global limit and no ring: each key's limiter
+//! serves its own callers as a [`Limiter`](crate::Limiter) does.
 //!
 //! # Bound to one key
 //!
@@ -287,8 +314,8 @@ where
     /// Keys held in memory right now: those with permits out or callers queued, and the
     /// idle ones kept for reuse (at most [`max_idle`](KeyedGateBuilder::max_idle)).
     ///
-    /// A gate without a global limit adds up its shards' counts one after another (see
-    /// [`KeyedGateBuilder::max_keys`]): with keys coming and going, a snapshot. So are
+    /// A gate with shards (see [the module docs](self#shards)) adds up their counts one
+    /// after another: with keys coming and going, a snapshot. So are
     /// [`idle_len`](Self::idle_len), [`in_flight`](Self::in_flight) and
     /// [`waiting`](Self::waiting).
     pub fn len(&self) -> usize {

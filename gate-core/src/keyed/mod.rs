@@ -80,18 +80,19 @@
 //! One lock for its shard (or for the whole gate, with a global limit), taken once to admit
 //! and once to release; a key is hashed once, before the lock is taken (a permit remembers
 //! its key's shard and slot, so a release hashes nothing), and the ring, the queues and
-//! the idle list are intrusive lists of `u32` slots, so every step under the lock is O(1). A key in memory costs about 75 bytes with
-//! a `u64` key, the tables' growth included (a larger `K` adds its size: it is stored
-//! once); governor's keyed limiter spends about 22 on a rate cell, but keeps every key it
-//! has seen (both measured in `gate-core/tests/keyed_memory.rs`). The tables keep the size
-//! of the most keys ever held at once, at most `max_keys`. Each queued caller costs 32
-//! bytes while it waits, given back when the queue drains.
+//! the idle list are intrusive lists of `u32` slots, so every step under the lock is O(1).
+//! A key in memory costs about 75 bytes with a `u64` key, the tables' growth included (a
+//! larger `K` adds its size: it is stored once); governor's keyed limiter spends about 22
+//! on a rate cell, but keeps every key it has seen (both measured in
+//! `gate-core/tests/keyed_memory.rs`). The tables keep the size of the most keys ever held
+//! at once, at most `max_keys`. Each queued caller costs 32 bytes while it waits, given
+//! back when the queue drains.
 //!
 //! An admission and its release take about 655 instructions with the default hasher (575
 //! with foldhash), against 330 for governor's `check_key`, which has nothing to release;
 //! a [`KeyedLimiter`] check of a rate limit about 350
-//! (`benches/examples/keyed_instructions.rs`). In time, from one thread and from two on
-//! keys of their own, each is within noise of governor or faster
+//! (`benches/examples/keyed_instructions.rs`). Times against governor's, from one thread
+//! and from two on keys of their own, are in `benches/README.md`
 //! (`benches/benches/keyed.rs`).
 //!
 //! Keys are hashed with `S`, by default std's [`RandomState`]: SipHash-1-3 with a random

@@ -1,7 +1,8 @@
-//! The mechanism under [`KeyedGate`](super::KeyedGate): the key table, the per-key queues,
-//! the rings of keys waiting for the global limit (one per priority class), and the list of
-//! idle keys, all behind one lock and addressed by `u32` slots so that a permit or a waiter
-//! names its key without hashing it again.
+//! The mechanism under [`KeyedGate`](super::KeyedGate), one shard's worth: the key table,
+//! the per-key queues, the rings of keys waiting for the global limit (one per priority
+//! class), and the list of idle keys, all behind the shard's lock and addressed by `u32`
+//! slots so that a permit or a waiter names its key without hashing it again. (A gate with
+//! a global limit has one shard: all its keys.)
 
 use std::mem;
 use std::sync::Arc;
@@ -176,7 +177,7 @@ pub(crate) struct Counts {
     pub(crate) too_many_keys: u64,
 }
 
-/// Everything behind the keyed gate's lock.
+/// Everything behind a shard's lock.
 #[derive(Debug)]
 pub(super) struct State<K> {
     /// The slots of the keys in memory, found by the hash of the key held in the slot's

@@ -3,7 +3,8 @@
 //!
 //! Run with: cargo build --release -p benches --example keyed_instructions, then
 //! `valgrind --tool=callgrind target/release/examples/keyed_instructions NAME` for each NAME
-//! of `gate_core`, `gate_core_foldhash`, `governor` and `dashmap_semaphores`; the
+//! of `gate_core`, `gate_core_foldhash`, `gate_core_limiter_quanta`, `governor` and
+//! `dashmap_semaphores`; the
 //! difference between `NAME` and `NAME --warm` (the keys made, nothing checked) is the
 //! cost of 1,000,000 checks.
 
@@ -12,7 +13,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use gate_core::keyed::KeyedGate;
+use gate_core::Limiter;
+use gate_core::keyed::{KeyedGate, KeyedLimiter};
+use gate_core::rate::{QuantaClock, Rate};
 use governor::{Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
@@ -38,6 +41,16 @@ fn main() {
                 .build()
                 .unwrap();
             Box::new(move |key| gate.try_acquire(&key).is_ok())
+        }
+        "gate_core_limiter_quanta" => {
+            let limits = KeyedLimiter::<u64>::new(|| {
+                Limiter::builder()
+                    .rate(Rate::per_second(1_000_000_000).burst(1_000))
+                    .clock(QuantaClock::new())
+                    .build()
+                    .unwrap()
+            });
+            Box::new(move |key| limits.try_acquire(&key).is_ok())
         }
         "governor" => {
             let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap())

@@ -206,8 +206,8 @@ where
     /// by outcome, `too_many_keys` included (counters). Does nothing for an unnamed gate.
     /// See [the module docs](crate::metrics#keyed-gates-and-limiters).
     ///
-    /// Takes the gate's lock once. A keyed gate does not time its waits: it publishes no
-    /// wait histogram.
+    /// Takes each shard's lock once (the gate's one lock, with a global limit). A keyed
+    /// gate does not time its waits: it publishes no wait histogram.
     pub fn publish_metrics(&self) {
         let Some(name) = self.name() else {
             return;

@@ -145,3 +145,30 @@ fn its_futures_can_be_spawned() {
     let key = "k".to_string();
     assert_send(&limits.acquire(&key));
 }
+
+// Regression: a key was idle once its request bucket refilled, whatever its token budget
+// owed, so evicting it and making it again handed out a fresh budget.
+#[tokio::test(start_paused = true)]
+async fn a_key_whose_token_budget_is_not_full_is_not_evicted() {
+    let limits = KeyedLimiter::builder(|| {
+        Limiter::builder()
+            .rate(Rate::per_second(10).burst(1))
+            .tokens(Rate::per_second(100).burst(100))
+            .build()
+            .unwrap()
+    })
+    .max_keys(1)
+    .build();
+    let mut permit = limits.try_acquire(&'a').unwrap();
+    permit.settle(100);
+    drop(permit);
+    // The request bucket is full again, the token budget not (it refills in a second).
+    advance(Duration::from_millis(500)).await;
+    assert_eq!(
+        limits.try_acquire(&'b').unwrap_err(),
+        KeyedTryAcquireError::TooManyKeys
+    );
+    advance(Duration::from_millis(500)).await;
+    assert!(limits.try_acquire(&'b').is_ok());
+    assert!(!limits.contains_key(&'a'));
+}

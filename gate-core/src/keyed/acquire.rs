@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Sleep;
 
 use super::state::Counts;
-use super::{KeyArg, KeyedAcquireError, KeyedGate, KeyedPermit, OwnedKeyedPermit};
+use super::{KeyArg, KeyedAcquireError, KeyedGate, KeyedPermit, OwnedKeyedPermit, SlotRef};
 use crate::WaitLimits;
 
 /// Where a caller is in its life.
@@ -18,8 +18,8 @@ use crate::WaitLimits;
 enum Phase {
     /// Not polled yet: holds nothing.
     Idle,
-    /// Queued for its key, in the waiter slot named.
-    Queued(u32),
+    /// Queued for its key, in the waiter slot named of the shard named.
+    Queued { shard: usize, id: u32 },
     /// Finished: the permit (if any) was handed to the caller.
     Done,
 }
@@ -43,20 +43,20 @@ impl Waiter {
         }
     }
 
-    /// Polls for a permit; on `Ready(Ok(slot))` the caller owns a permit of that key slot.
+    /// Polls for a permit; on `Ready(Ok(at))` the caller owns a permit of the key slot `at`.
     fn poll_acquire<K, S>(
         &mut self,
         gate: &KeyedGate<K, S>,
         key: KeyArg<'_, K>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<u32, KeyedAcquireError>>
+    ) -> Poll<Result<SlotRef, KeyedAcquireError>>
     where
         K: Hash + Eq + Clone + Send + Sync,
         S: BuildHasher,
     {
         match self.phase {
             Phase::Idle => self.poll_first(gate, key, cx),
-            Phase::Queued(id) => self.poll_queued(gate, id, cx),
+            Phase::Queued { shard, id } => self.poll_queued(gate, shard, id, cx),
             Phase::Done => panic!("keyed acquire future polled after it completed"),
         }
     }
@@ -67,22 +67,24 @@ impl Waiter {
         gate: &KeyedGate<K, S>,
         key: KeyArg<'_, K>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<u32, KeyedAcquireError>>
+    ) -> Poll<Result<SlotRef, KeyedAcquireError>>
     where
         K: Hash + Eq + Clone + Send + Sync,
         S: BuildHasher,
     {
         let hash = gate.hasher.hash_one(key.get());
-        let mut locked = gate.lock();
-        let Ok(slot) = gate.slot(&mut locked, hash, key) else {
+        let shard = gate.shard(hash);
+        let limits = gate.limits(shard);
+        let mut locked = gate.lock(shard);
+        let Ok(slot) = gate.slot(&mut locked, shard, hash, key) else {
             Counts::add(&mut locked.counts.too_many_keys);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };
         let (state, deferred) = locked.parts();
-        if state.try_take(slot, &gate.limits) {
+        if state.try_take(slot, limits) {
             self.phase = Phase::Done;
-            return Poll::Ready(Ok(slot));
+            return Poll::Ready(Ok(SlotRef::new(shard, slot)));
         }
         let refused = if self.limits.max_wait == Some(Duration::ZERO) {
             Some(KeyedAcquireError::TimedOut)
@@ -98,14 +100,14 @@ impl Waiter {
             };
             Counts::add(count);
             // A key made for this call and refused is idle.
-            state.settle(slot, &gate.limits, deferred);
+            state.settle(slot, limits, deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(error));
         }
         let id = state.enqueue(slot, cx.waker().clone());
-        state.settle(slot, &gate.limits, deferred);
+        state.settle(slot, limits, deferred);
         drop(locked);
-        self.phase = Phase::Queued(id);
+        self.phase = Phase::Queued { shard, id };
         let Some(max_wait) = self.limits.max_wait else {
             return Poll::Pending;
         };
@@ -115,7 +117,7 @@ impl Waiter {
         self.deadline = Some(deadline);
         if passed {
             // Nothing would wake this caller to notice its deadline: look now.
-            return self.poll_queued(gate, id, cx);
+            return self.poll_queued(gate, shard, id, cx);
         }
         Poll::Pending
     }
@@ -124,9 +126,10 @@ impl Waiter {
     fn poll_queued<K, S>(
         &mut self,
         gate: &KeyedGate<K, S>,
+        shard: usize,
         id: u32,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<u32, KeyedAcquireError>>
+    ) -> Poll<Result<SlotRef, KeyedAcquireError>>
     where
         K: Hash + Eq + Clone + Send + Sync,
         S: BuildHasher,
@@ -135,16 +138,16 @@ impl Waiter {
             Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
             None => false,
         };
-        let mut locked = gate.lock();
+        let mut locked = gate.lock(shard);
         let (state, deferred) = locked.parts();
         // A grant only happens under the lock, so this answer is final.
         if state.is_granted(id) {
             self.phase = Phase::Done;
-            return Poll::Ready(Ok(state.collect(id)));
+            return Poll::Ready(Ok(SlotRef::new(shard, state.collect(id))));
         }
         if expired {
             Counts::add(&mut state.counts.timed_out);
-            state.cancel(id, &gate.limits, deferred);
+            state.cancel(id, gate.limits(shard), deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
         }
@@ -160,18 +163,19 @@ impl Waiter {
         K: Hash + Eq + Clone + Send + Sync,
         S: BuildHasher,
     {
-        let Phase::Queued(id) = self.phase else {
+        let Phase::Queued { shard, id } = self.phase else {
             return;
         };
         self.phase = Phase::Done;
-        let mut locked = gate.lock();
+        let limits = gate.limits(shard);
+        let mut locked = gate.lock(shard);
         let (state, deferred) = locked.parts();
         if state.is_granted(id) {
             let slot = state.collect(id);
-            state.release(slot, &gate.limits, deferred);
+            state.release(slot, limits, deferred);
         } else {
             Counts::add(&mut state.counts.cancelled);
-            state.cancel(id, &gate.limits, deferred);
+            state.cancel(id, limits, deferred);
         }
     }
 }

@@ -4,13 +4,14 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::{Limits, MAX_SLOTS, State};
+use super::shard::{self, CachePadded, Pool, ShardOf};
+use super::state::{Limits, MAX_SLOTS};
 use super::{
     DEFAULT_BATCH_EVERY, DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedGate, Priority, PriorityFn,
-    WeightFn,
+    Shard, WeightFn,
 };
 use crate::{Gate, LimitError, WaitLimits};
 
@@ -57,7 +58,9 @@ impl<K, S> KeyedGateBuilder<K, S> {
     /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`];
     /// above 2^32 - 2 it saturates there). A new key at the cap evicts the least recently
     /// used idle key, or, if none is idle, is refused with
-    /// [`TooManyKeys`](super::KeyedAcquireError::TooManyKeys).
+    /// [`TooManyKeys`](super::KeyedAcquireError::TooManyKeys). A gate with shards (see
+    /// [the module docs](super#shards)) splits it evenly between them, and the cap is
+    /// the new key's shard's share.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.clamp(1, MAX_SLOTS);
         self
@@ -65,7 +68,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
 
     /// The most idle keys (no permits out, nobody queued) kept in memory for reuse (default
     /// [`DEFAULT_MAX_IDLE`], at most `max_keys`); beyond it the least recently used is
-    /// evicted. Zero evicts a key as soon as it goes idle.
+    /// evicted (with shards, of the shard that needs the room). Zero evicts a key as soon
+    /// as it goes idle.
     pub fn max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
         self
@@ -154,16 +158,35 @@ impl<K, S> KeyedGateBuilder<K, S> {
                 return Err(LimitError { requested: limit });
             }
         }
+        let limits = Limits {
+            per_key: self.per_key,
+            global: self.global.unwrap_or(usize::MAX),
+            max_keys: self.max_keys,
+            max_idle: self.max_idle.min(self.max_keys),
+            batch_every: self.batch_every,
+        };
+        // The global level (its count, its rings) is every key's: a gate with one keeps
+        // all its keys under one lock.
+        let shards = match self.global {
+            Some(_) => 1,
+            None => shard::shard_count(limits.max_keys, limits.max_idle),
+        };
+        // Each shard starts with an even part of `max_idle`; the pool starts empty.
+        let idle_pool = Arc::new(Pool::new(0));
         Ok(KeyedGate {
-            state: Mutex::new(State::new()),
+            shards: (0..shards)
+                .map(|i| {
+                    let limits = Limits {
+                        max_keys: shard::share(limits.max_keys, shards, i),
+                        ..limits
+                    };
+                    let idle_share = shard::share(limits.max_idle, shards, i);
+                    CachePadded(Shard::new(limits, idle_share, Arc::clone(&idle_pool)))
+                })
+                .collect(),
+            shard_of: ShardOf::new(shards),
             hasher: self.hasher,
-            limits: Limits {
-                per_key: self.per_key,
-                global: self.global.unwrap_or(usize::MAX),
-                max_keys: self.max_keys,
-                max_idle: self.max_idle.min(self.max_keys),
-                batch_every: self.batch_every,
-            },
+            limits,
             wait_limits: self.wait_limits,
             weight: self.weight,
             priority: self.priority,

@@ -5,14 +5,14 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::HashTable;
-use tokio::time::Instant;
 
+use super::shard::{self, CachePadded, Pool, ShardOf, Share};
 use super::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError, KeyedTryAcquireError};
+use crate::rate::{LimiterClock, RateLimit};
 use crate::{Limiter, OwnedLimiterPermit, WaitLimits};
 
 /// How many keys each new key's sweep looks at: more than one, so that the keys in memory
@@ -29,10 +29,11 @@ type Template = dyn Fn() -> Limiter + Send + Sync;
 /// A [`Limiter`] per key (a rate, a concurrency or adaptive limit, a pause: whatever the
 /// template builds), made on first use and evicted once idle, in bounded memory.
 ///
-/// - **Idle** means no permit of the key's limiter is out and nobody waits for one, its
-///   rate limit's bucket is full again (as long after its last admission as the whole burst
-///   takes to refill), and it is not paused: forgetting it loses nothing a fresh limiter
-///   from the template would not have. (An adaptive limit's learnt value is lost with it.)
+/// - **Idle** means no permit of the key's limiter is out and nobody waits for one (nor
+///   holds it from [`limiter`](Self::limiter)), its rate limit's bucket and its token
+///   budget are full again, and it is not paused: forgetting it loses nothing a fresh
+///   limiter from the template would not have. (An adaptive limit's learnt value is lost
+///   with it.)
 /// - **Evicted lazily.** Up to [`max_idle`](KeyedLimiterBuilder::max_idle) keys (default
 ///   [`DEFAULT_MAX_IDLE`]) are kept whatever their state, so that keys in steady use keep
 ///   their limiters (making one is the costly part of a first use). Beyond that, each new
@@ -44,6 +45,34 @@ type Template = dyn Fn() -> Limiter + Send + Sync;
 ///   [`DEFAULT_MAX_KEYS`]). A new key at the cap sweeps up to 16 more keys for an idle one
 ///   to evict (a bound on the work a flood of new keys can cause); if none is, it is
 ///   refused with [`KeyedAcquireError::TooManyKeys`] rather than grown into.
+///
+/// # Shards
+///
+/// The keys are split by their hash between shards, each with its own lock and its own
+/// clock sweep, so that callers of keys on different shards do not wait for each other.
+/// There are 4 shards per thread the machine runs at once (a power of two, at most 64),
+/// fewer if a shard's even share of `max_keys` or `max_idle` would be under 64 keys: a
+/// keyed limiter with either under 128 has one shard, and the rules above hold exactly.
+/// With more:
+///
+/// - `max_idle` is still one count for all shards: each shard holds a part of it, takes
+///   more from the rest when it needs more (keys need not spread evenly) and gives back
+///   what it stops using. A new key sweeps its own shard's keys.
+/// - `max_keys` is split evenly between the shards (the shares add up to it, so it is
+///   never exceeded): a new key is refused when *its shard* is at its share with no idle
+///   key to evict, which can come a little before `max_keys` keys are in memory in all
+///   (keys spread by a good hash fill the shards within a few percent of each other). Give
+///   `max_keys` that much room over the keys you expect at once.
+/// - [`len`](Self::len) adds up the shards one after another: a snapshot, not an atomic
+///   count.
+///
+/// A key's limiter is checked under its shard's read lock (so that the sweep, under the
+/// write lock, knows no permit is being made of a key it evicts): callers of keys on the
+/// same shard check side by side, and only a new key, which sweeps, waits for them. A
+/// check hashes the key once, takes no allocation and no `Arc` clone beyond the permit's,
+/// and reads no clock but its limiter's. User code that runs under a shard's lock: `K`'s
+/// `Hash` and `Eq`, and, for a limiter built with a [`Clock`](crate::rate::Clock) of your
+/// own, that clock (the sweep reads it to see whether a bucket is full).
 ///
 /// # Examples
 ///
@@ -69,13 +98,20 @@ pub struct KeyedLimiter<K, S = RandomState> {
     hasher: S,
     max_keys: usize,
     max_idle: usize,
-    /// The zero of the admission times kept per key.
-    epoch: Instant,
-    table: Mutex<Table<K>>,
+    shards: Box<[CachePadded<Shard<K>>]>,
+    shard_of: ShardOf,
+    /// The places under `max_idle` no shard holds.
+    idle_pool: Pool,
     name: Option<&'static str>,
 }
 
-/// The keys in memory, behind the keyed limiter's lock.
+/// One shard of the keys: its table, behind its own lock, and its share of `max_keys`.
+struct Shard<K> {
+    table: RwLock<Table<K>>,
+    max_keys: usize,
+}
+
+/// The keys of one shard, behind the shard's lock.
 struct Table<K> {
     index: HashTable<u32>,
     entries: Vec<Entry<K>>,
@@ -83,6 +119,9 @@ struct Table<K> {
     free: Vec<u32>,
     /// Where the clock sweep looks next.
     hand: usize,
+    /// The keys this shard may hold before a new key sweeps: its part of `max_idle`, topped
+    /// up from and given back to the keyed limiter's `idle_pool`.
+    idle_share: Share,
     /// New keys refused at the cap, for `publish_metrics`.
     too_many_keys: u64,
 }
@@ -92,12 +131,9 @@ struct Entry<K> {
     key: Option<K>,
     hash: u64,
     limiter: Option<Arc<Limiter>>,
-    /// When the key's limiter last admitted someone, in nanoseconds since `epoch`.
-    admitted: Arc<AtomicU64>,
-    /// How long the key's bucket takes to refill from empty, in nanoseconds.
-    refill: u64,
-    /// Used since the sweep last passed.
-    referenced: bool,
+    /// Used since the sweep last passed; set under the read lock, cleared under the write
+    /// lock.
+    referenced: AtomicBool,
 }
 
 impl<K> KeyedLimiter<K>
@@ -135,10 +171,8 @@ where
     /// Fails with [`KeyedAcquireError::TooManyKeys`] at the cap with no idle key to evict,
     /// and otherwise as the key's limiter fails. Cancel-safe, as [`Limiter::acquire`] is.
     pub async fn acquire(&self, key: &K) -> Result<OwnedLimiterPermit, KeyedAcquireError> {
-        let (limiter, admitted) = self.find_or_make(key)?;
-        let permit = limiter.acquire_owned().await?;
-        admitted.store(self.now_nanos(), Ordering::Relaxed);
-        Ok(permit)
+        let limiter = self.find_or_make(key)?;
+        Ok(limiter.acquire_owned().await?)
     }
 
     /// Like [`acquire`](Self::acquire), within `limits` instead of the key's limiter's own
@@ -149,34 +183,45 @@ where
         key: &K,
         limits: WaitLimits,
     ) -> Result<OwnedLimiterPermit, KeyedAcquireError> {
-        let (limiter, admitted) = self.find_or_make(key)?;
-        let permit = limiter.acquire_owned_with(limits).await?;
-        admitted.store(self.now_nanos(), Ordering::Relaxed);
-        Ok(permit)
+        let limiter = self.find_or_make(key)?;
+        Ok(limiter.acquire_owned_with(limits).await?)
     }
 
     /// Admits by `key`'s limiter at once if nothing stands in the way there (see
     /// [`Limiter::try_acquire_owned_uncontended`]); otherwise takes nothing.
     pub fn try_acquire(&self, key: &K) -> Result<OwnedLimiterPermit, KeyedTryAcquireError> {
-        let (limiter, admitted) = self
-            .find_or_make(key)
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        {
+            let table = shard.read();
+            if let Some(limiter) = table.touch(hash, key) {
+                // Under the read lock: the sweep cannot evict the key meanwhile.
+                return limiter
+                    .try_acquire_owned_uncontended()
+                    .ok_or(KeyedTryAcquireError::NoPermits);
+            }
+        }
+        let limiter = self
+            .make(shard, hash, key)
             .map_err(|_| KeyedTryAcquireError::TooManyKeys)?;
-        let permit = limiter
+        limiter
             .try_acquire_owned_uncontended()
-            .ok_or(KeyedTryAcquireError::NoPermits)?;
-        admitted.store(self.now_nanos(), Ordering::Relaxed);
-        Ok(permit)
+            .ok_or(KeyedTryAcquireError::NoPermits)
     }
 
     /// `key`'s limiter, made if it is new: to pause one key when its server pushes back,
     /// or to read its statistics. Holding it keeps the key from being evicted.
     pub fn limiter(&self, key: &K) -> Result<Arc<Limiter>, KeyedAcquireError> {
-        self.find_or_make(key).map(|(limiter, _)| limiter)
+        self.find_or_make(key)
     }
 
-    /// Keys held in memory right now.
+    /// Keys held in memory right now: the shards' counts added up one after another, so a
+    /// snapshot while keys come and go (never above [`max_keys`](Self::max_keys)).
     pub fn len(&self) -> usize {
-        self.lock().index.len()
+        self.shards
+            .iter()
+            .map(|shard| shard.read().index.len())
+            .sum()
     }
 
     /// Whether no key is held in memory.
@@ -187,7 +232,7 @@ where
     /// Whether `key` is held in memory.
     pub fn contains_key(&self, key: &K) -> bool {
         let hash = self.hasher.hash_one(key);
-        self.lock().lookup(hash, key).is_some()
+        self.shard(hash).read().lookup(hash, key).is_some()
     }
 
     /// The most keys held in memory at once.
@@ -203,83 +248,111 @@ where
 
     /// What the keyed limiter's metrics publish: the keys in memory, the new keys refused
     /// at the cap, and the permits out and callers waiting summed over every key's limiter
-    /// (each read in its own lock, after the table's is released).
+    /// (each read in its own lock, after the shard's is released).
     #[cfg(feature = "metrics")]
     pub(crate) fn metrics_snapshot(&self) -> (usize, u64, usize, usize) {
-        let (keys, refused, limiters) = {
-            let table = self.lock();
-            let limiters: Vec<Arc<Limiter>> = table
-                .entries
-                .iter()
-                .filter_map(|e| e.limiter.clone())
-                .collect();
-            (table.index.len(), table.too_many_keys, limiters)
-        };
+        let (mut keys, mut refused) = (0usize, 0u64);
         let (mut in_flight, mut waiting) = (0usize, 0usize);
-        for limiter in &limiters {
-            let stats = limiter.stats();
-            in_flight = in_flight.saturating_add(stats.in_flight);
-            waiting = waiting.saturating_add(stats.waiting);
+        for shard in self.shards.iter() {
+            let limiters: Vec<Arc<Limiter>> = {
+                let table = shard.read();
+                keys += table.index.len();
+                refused = refused.wrapping_add(table.too_many_keys);
+                table
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.limiter.clone())
+                    .collect()
+            };
+            for limiter in &limiters {
+                let stats = limiter.stats();
+                in_flight = in_flight.saturating_add(stats.in_flight);
+                waiting = waiting.saturating_add(stats.waiting);
+            }
+            // The clones drop here, with no lock held.
+            drop(limiters);
         }
-        // The clones drop here, with no lock held.
-        drop(limiters);
         (keys, refused, in_flight, waiting)
     }
 
-    fn now_nanos(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K> {
+        &self.shards[self.shard_of.of(hash)]
     }
 
-    /// The limiter of `key`, made from the template if it is new (with the lock released:
-    /// the template is user code), after a sweep that evicts idle keys.
-    fn find_or_make(&self, key: &K) -> Result<(Arc<Limiter>, Arc<AtomicU64>), KeyedAcquireError> {
+    /// The limiter of `key`, made if it is new.
+    fn find_or_make(&self, key: &K) -> Result<Arc<Limiter>, KeyedAcquireError> {
         let hash = self.hasher.hash_one(key);
-        if let Some(found) = self.lock().touch(hash, key) {
-            return Ok(found);
+        let shard = self.shard(hash);
+        if let Some(limiter) = shard.read().touch(hash, key) {
+            return Ok(Arc::clone(limiter));
         }
+        self.make(shard, hash, key)
+    }
+
+    /// The limiter of `key`, not found in `shard` a moment ago: made from the template
+    /// (with the lock released: the template is user code), then, unless another caller
+    /// made it meanwhile, stored after a sweep of the shard that evicts idle keys.
+    #[cold]
+    fn make(
+        &self,
+        shard: &Shard<K>,
+        hash: u64,
+        key: &K,
+    ) -> Result<Arc<Limiter>, KeyedAcquireError> {
         let limiter = Arc::new((self.template)());
-        let refill = limiter.rate_limit().map_or(0, |limit| {
-            let rate = limit.rate();
-            let full = rate
-                .interval()
-                .checked_mul(rate.burst_size())
-                .unwrap_or(Duration::MAX);
-            u64::try_from(full.as_nanos()).unwrap_or(u64::MAX)
-        });
         let key = key.clone();
         let mut evicted = Vec::new();
         let made = {
-            let mut table = self.lock();
+            let mut table = shard.write();
             if let Some(found) = table.touch(hash, &key) {
-                Ok(found)
+                Ok(Arc::clone(found))
             } else {
-                let now = self.now_nanos();
-                if table.index.len() >= self.max_idle {
-                    table.sweep(SWEEP, now, &mut evicted);
+                let len = table.index.len();
+                if !table.idle_share.fits(len + 1, &self.idle_pool) {
+                    table.sweep(SWEEP, &mut evicted);
                 }
-                if table.index.len() >= self.max_keys {
-                    table.sweep(SWEEP_AT_CAP, now, &mut evicted);
+                if table.index.len() >= shard.max_keys {
+                    table.sweep(SWEEP_AT_CAP, &mut evicted);
                 }
-                if table.index.len() >= self.max_keys {
+                let made = if table.index.len() >= shard.max_keys {
                     super::state::Counts::add(&mut table.too_many_keys);
                     Err(KeyedAcquireError::TooManyKeys)
                 } else {
-                    Ok(table.insert(hash, key, Arc::clone(&limiter), refill, now))
-                }
+                    table.insert(hash, key, Arc::clone(&limiter));
+                    Ok(limiter)
+                };
+                let len = table.index.len();
+                table.idle_share.shrunk(len, &self.idle_pool);
+                made
             }
         };
         // Evicted keys and limiters (and the unused new one) drop here, unlocked.
         drop(evicted);
         made
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Table<K>> {
-        // User code never runs under the lock except `K`'s `Hash` and `Eq`.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+impl<K> Shard<K> {
+    // User code never runs under the lock except `K`'s `Hash` and `Eq` and the limiters'
+    // clocks, so a poisoned lock still guards a consistent table.
+    #[inline]
+    fn read(&self) -> RwLockReadGuard<'_, Table<K>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table<K>> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+/// Whether `limit`'s bucket is full: as if it had never been used.
+fn is_full(limit: &RateLimit<LimiterClock>) -> bool {
+    limit.remaining() >= limit.capacity()
+}
+
 impl<K: Eq> Table<K> {
+    #[inline]
     fn lookup(&self, hash: u64, key: &K) -> Option<u32> {
         let entries = &self.entries;
         self.index
@@ -289,38 +362,24 @@ impl<K: Eq> Table<K> {
             .copied()
     }
 
-    /// The limiter of a key in memory, marked as used.
-    fn touch(&mut self, hash: u64, key: &K) -> Option<(Arc<Limiter>, Arc<AtomicU64>)> {
+    /// The limiter of a key in memory, marked as used (a write only if it was not, so that
+    /// a hot key's checks leave its line alone).
+    #[inline]
+    fn touch(&self, hash: u64, key: &K) -> Option<&Arc<Limiter>> {
         let slot = self.lookup(hash, key)?;
-        let entry = &mut self.entries[slot as usize];
-        entry.referenced = true;
-        Some((
-            Arc::clone(
-                entry
-                    .limiter
-                    .as_ref()
-                    .expect("a key in memory has a limiter"),
-            ),
-            Arc::clone(&entry.admitted),
-        ))
+        let entry = &self.entries[slot as usize];
+        if !entry.referenced.load(Ordering::Relaxed) {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
+        entry.limiter.as_ref()
     }
 
-    fn insert(
-        &mut self,
-        hash: u64,
-        key: K,
-        limiter: Arc<Limiter>,
-        refill: u64,
-        now: u64,
-    ) -> (Arc<Limiter>, Arc<AtomicU64>) {
-        let admitted = Arc::new(AtomicU64::new(now));
+    fn insert(&mut self, hash: u64, key: K, limiter: Arc<Limiter>) {
         let entry = Entry {
             key: Some(key),
             hash,
-            limiter: Some(Arc::clone(&limiter)),
-            admitted: Arc::clone(&admitted),
-            refill,
-            referenced: true,
+            limiter: Some(limiter),
+            referenced: AtomicBool::new(true),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -328,7 +387,7 @@ impl<K: Eq> Table<K> {
                 slot
             }
             None => {
-                // `max_keys` is at most `MAX_SLOTS`, so the index fits.
+                // A shard's share of `max_keys` is at most `MAX_SLOTS`, so the index fits.
                 self.entries.push(entry);
                 (self.entries.len() - 1) as u32
             }
@@ -336,12 +395,11 @@ impl<K: Eq> Table<K> {
         let entries = &self.entries;
         self.index
             .insert_unique(hash, slot, |&slot| entries[slot as usize].hash);
-        (limiter, admitted)
     }
 
     /// Moves the clock hand over up to `steps` keys in memory: a key used since the hand
     /// last passed loses its mark, an unmarked idle key is evicted into `evicted`.
-    fn sweep(&mut self, steps: usize, now: u64, evicted: &mut Vec<(K, Arc<Limiter>)>) {
+    fn sweep(&mut self, steps: usize, evicted: &mut Vec<(K, Arc<Limiter>)>) {
         let len = self.entries.len();
         let mut looked = 0;
         for _ in 0..len {
@@ -355,15 +413,16 @@ impl<K: Eq> Table<K> {
                 continue;
             };
             looked += 1;
-            if mem::take(&mut entry.referenced) {
+            if mem::take(entry.referenced.get_mut()) {
                 continue;
             }
-            let refilled =
-                now.saturating_sub(entry.admitted.load(Ordering::Relaxed)) >= entry.refill;
-            // No permit out and no waiter: only the table holds the limiter (acquirers get
-            // their clones under this lock, so the count cannot rise meanwhile).
-            let idle =
-                Arc::strong_count(limiter) == 1 && refilled && limiter.paused_until().is_none();
+            // No permit out, no waiter, nobody holding it: only the table holds the
+            // limiter (permits and clones are made under the read lock, so the count
+            // cannot rise while this holds the write lock).
+            let idle = Arc::strong_count(limiter) == 1
+                && limiter.rate_limit().is_none_or(is_full)
+                && limiter.token_limit().is_none_or(is_full)
+                && limiter.paused_until().is_none();
             if idle {
                 let hash = entry.hash;
                 let (key, limiter) = (entry.key.take(), entry.limiter.take());
@@ -389,14 +448,15 @@ pub struct KeyedLimiterBuilder<K, S = RandomState> {
 }
 
 impl<K, S> KeyedLimiterBuilder<K, S> {
-    /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`]).
+    /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`]),
+    /// split between the shards (see [`KeyedLimiter`]'s "Shards").
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.clamp(1, super::state::MAX_SLOTS);
         self
     }
 
     /// How many keys are kept, idle or not, before new keys start sweeping idle ones out
-    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`).
+    /// (default [`DEFAULT_MAX_IDLE`], at most `max_keys`), counted across all shards.
     pub fn max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
         self
@@ -426,19 +486,31 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
 
     /// Builds the keyed limiter. No limiter is made until a key is first used.
     pub fn build(self) -> KeyedLimiter<K, S> {
+        let max_idle = self.max_idle.min(self.max_keys);
+        let shards = shard::shard_count(self.max_keys, max_idle);
         KeyedLimiter {
             template: self.template,
             hasher: self.hasher,
             max_keys: self.max_keys,
-            max_idle: self.max_idle.min(self.max_keys),
-            epoch: Instant::now(),
-            table: Mutex::new(Table {
-                index: HashTable::new(),
-                entries: Vec::new(),
-                free: Vec::new(),
-                hand: 0,
-                too_many_keys: 0,
-            }),
+            max_idle,
+            shards: (0..shards)
+                .map(|i| {
+                    CachePadded(Shard {
+                        table: RwLock::new(Table {
+                            index: HashTable::new(),
+                            entries: Vec::new(),
+                            free: Vec::new(),
+                            hand: 0,
+                            idle_share: Share::new(shard::share(max_idle, shards, i)),
+                            too_many_keys: 0,
+                        }),
+                        max_keys: shard::share(self.max_keys, shards, i),
+                    })
+                })
+                .collect(),
+            shard_of: ShardOf::new(shards),
+            // Each shard starts with an even part of `max_idle`; the pool starts empty.
+            idle_pool: Pool::new(0),
             name: self.name,
         }
     }
@@ -459,6 +531,7 @@ impl<K, S> fmt::Debug for KeyedLimiter<K, S> {
         f.debug_struct("KeyedLimiter")
             .field("max_keys", &self.max_keys)
             .field("max_idle", &self.max_idle)
+            .field("shards", &self.shards.len())
             .field("name", &self.name)
             .finish_non_exhaustive()
     }

@@ -50,22 +50,50 @@
 //!   idle key; if every key in memory is busy, the new key is refused at once with
 //!   [`KeyedAcquireError::TooManyKeys`] rather than grown into.
 //!
+//! # Shards
+//!
+//! A gate with no global limit splits its keys by their hash between shards, each with its
+//! own lock, so that callers of keys on different shards neither wait for each other nor
+//! write to the same cache line: 4 shards per thread the machine runs at once (a power of
+//! two, at most 64), fewer if a shard's even share of `max_keys` or `max_idle` would be
+//! under 64 keys (a gate with either under 128 has one shard, and the rules above hold
+//! exactly). With more:
+//!
+//! - `max_idle` is still one count for all shards: each shard holds a part of it, takes
+//!   more from the rest when it needs more and gives back what it stops using, so at most
+//!   `max_idle` idle keys are kept in all, however the keys fall. The key evicted to make
+//!   room is the least recently used idle key of the shard that needs the room.
+//! - `max_keys` is split evenly between the shards (never exceeded in all): a new key is
+//!   refused when every key of *its shard* is busy and the shard is at its share, which can
+//!   come a little before `max_keys` keys are in memory in all (keys spread by a good hash
+//!   fill the shards within a few percent of each other). Give `max_keys` that much room
+//!   over the busy keys you expect at once.
+//! - [`len`](KeyedGate::len), [`idle_len`](KeyedGate::idle_len),
+//!   [`in_flight`](KeyedGate::in_flight) and [`waiting`](KeyedGate::waiting) add up the
+//!   shards one after another: snapshots, not atomic counts.
+//!
+//! A gate with a global limit keeps every key under one lock: the global count, its rings
+//! and the order they serve keys in are every key's, and an admission must see them all.
+//!
 //! # What it costs
 //!
-//! One lock for the whole gate, taken once to admit and once to release; a key is hashed
-//! once, before the lock is taken (a permit remembers its key's slot, so a release hashes
-//! nothing), and the ring, the queues and the idle list are intrusive lists of `u32`
-//! slots, so every step under the lock is O(1). A key in memory costs about 75 bytes with
-//! a `u64` key, the tables' growth included (a larger `K` adds its size: it is stored
-//! once); governor's keyed limiter spends about 22 on a rate cell, but keeps every key it
-//! has seen (both measured in `gate-core/tests/keyed_memory.rs`). The tables keep the size
-//! of the most keys ever held at once, at most `max_keys`. Each queued caller costs 32
-//! bytes while it waits, given back when the queue drains.
+//! One lock for its shard (or for the whole gate, with a global limit), taken once to admit
+//! and once to release; a key is hashed once, before the lock is taken (a permit remembers
+//! its key's shard and slot, so a release hashes nothing), and the ring, the queues and
+//! the idle list are intrusive lists of `u32` slots, so every step under the lock is O(1).
+//! A key in memory costs about 75 bytes with a `u64` key, the tables' growth included (a
+//! larger `K` adds its size: it is stored once); governor's keyed limiter spends about 22
+//! on a rate cell, but keeps every key it has seen (both measured in
+//! `gate-core/tests/keyed_memory.rs`). The tables keep the size of the most keys ever held
+//! at once, at most `max_keys`. Each queued caller costs 32 bytes while it waits, given
+//! back when the queue drains.
 //!
-//! An admission and its release take about 620 instructions with the default hasher (540
-//! with foldhash), against 330 for governor's `check_key`, which has nothing to release
-//! (`benches/examples/keyed_instructions.rs`); in time, from one thread, the two are within
-//! noise of each other (`benches/benches/keyed.rs`).
+//! An admission and its release take about 655 instructions with the default hasher (575
+//! with foldhash), against 330 for governor's `check_key`, which has nothing to release;
+//! a [`KeyedLimiter`] check of a rate limit about 350
+//! (`benches/examples/keyed_instructions.rs`). Times against governor's, from one thread
+//! and from two on keys of their own, are in `benches/README.md`
+//! (`benches/benches/keyed.rs`).
 //!
 //! Keys are hashed with `S`, by default std's [`RandomState`]: SipHash-1-3 with a random
 //! key per gate, because keys often come from the network (API keys, addresses) and a
@@ -80,9 +108,9 @@
 //! adaptive limit, a pause), each made from a template on first use, with the same rules
 //! for memory: a key is idle once no permit is out, nobody waits, its bucket is full again
 //! and it is not paused; beyond `max_idle` keys, idle ones are evicted by a sweep that each
-//! new key moves on; a hard cap refuses new keys rather than grow. It has no global limit
-//! and no ring: each key's limiter serves its own callers as a
-//! [`Limiter`](crate::Limiter) does.
+//! new key moves on; a hard cap refuses new keys rather than grow; the keys are split
+//! between shards in the same way. It has no global limit and no ring: each key's limiter
+//! serves its own callers as a [`Limiter`](crate::Limiter) does.
 //!
 //! # Bound to one key
 //!
@@ -100,6 +128,7 @@ mod handle;
 mod limiter;
 mod permit;
 mod priority;
+mod shard;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
@@ -117,6 +146,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::WaitLimits;
+use shard::{CachePadded, Pool, ShardOf};
 use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
@@ -155,13 +185,37 @@ type PriorityFn<K> = dyn Fn(&K) -> Priority + Send + Sync;
 /// assert!(gate.try_acquire(&"b").is_ok());
 /// ```
 pub struct KeyedGate<K, S = RandomState> {
-    state: Mutex<State<K>>,
+    shards: Box<[CachePadded<Shard<K>>]>,
+    shard_of: ShardOf,
     hasher: S,
     limits: Limits,
     wait_limits: WaitLimits,
     weight: Option<Box<WeightFn<K>>>,
     priority: Option<Box<PriorityFn<K>>>,
     name: Option<&'static str>,
+}
+
+/// One shard of a keyed gate's keys: their state behind the shard's own lock, and the
+/// limits it runs with (its share of `max_keys`; its part of `max_idle` is in its state).
+struct Shard<K> {
+    state: Mutex<State<K>>,
+    limits: Limits,
+}
+
+impl<K: Eq> Shard<K> {
+    fn new(limits: Limits, idle_share: usize, idle_pool: Arc<Pool>) -> Self {
+        Self {
+            state: Mutex::new(State::new(idle_share, idle_pool)),
+            limits,
+        }
+    }
+}
+
+/// A key's slot in its shard: what a permit names, so that its release hashes nothing.
+#[derive(Debug, Clone, Copy)]
+struct SlotRef {
+    shard: u32,
+    slot: u32,
 }
 
 impl<K> KeyedGate<K>
@@ -260,13 +314,19 @@ where
 
     /// Keys held in memory right now: those with permits out or callers queued, and the
     /// idle ones kept for reuse (at most [`max_idle`](KeyedGateBuilder::max_idle)).
+    ///
+    /// A gate with shards (see [the module docs](self#shards)) adds up their counts one
+    /// after another: with keys coming and going, a snapshot. So are
+    /// [`idle_len`](Self::idle_len), [`in_flight`](Self::in_flight) and
+    /// [`waiting`](Self::waiting).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.sum(State::len)
     }
 
     /// Whether `key` is held in memory (busy, or idle and kept for reuse).
     pub fn contains_key(&self, key: &K) -> bool {
-        self.lock().lookup(self.hasher.hash_one(key), key).is_some()
+        let hash = self.hasher.hash_one(key);
+        self.lock(self.shard(hash)).lookup(hash, key).is_some()
     }
 
     /// Whether no key is held in memory.
@@ -276,22 +336,23 @@ where
 
     /// Idle keys held in memory (no permits out, nobody queued).
     pub fn idle_len(&self) -> usize {
-        self.lock().idle_len()
+        self.sum(State::idle_len)
     }
 
     /// Permits out right now, across all keys.
     pub fn in_flight(&self) -> usize {
-        self.lock().in_flight()
+        self.sum(State::in_flight)
     }
 
     /// Permits out right now for `key`.
     pub fn key_in_flight(&self, key: &K) -> usize {
-        self.lock().key_in_flight(self.hasher.hash_one(key), key)
+        let hash = self.hasher.hash_one(key);
+        self.lock(self.shard(hash)).key_in_flight(hash, key)
     }
 
     /// Callers queued right now, across all keys.
     pub fn waiting(&self) -> usize {
-        self.lock().queued()
+        self.sum(State::queued)
     }
 
     /// Each key's limit.
@@ -326,45 +387,71 @@ where
         self.name
     }
 
-    /// What the gate's metrics publish, read in one lock: the global level's in flight and
-    /// waiting, the keys in memory, and how acquisitions ended.
+    /// What the gate's metrics publish, read in one lock per shard (one in all with a
+    /// global limit): the global level's in flight and waiting, the keys in memory, and how
+    /// acquisitions ended.
     #[cfg(feature = "metrics")]
     pub(crate) fn metrics_snapshot(&self) -> (usize, usize, usize, state::Counts) {
-        let locked = self.lock();
-        (
-            locked.in_flight(),
-            locked.queued(),
-            locked.len(),
-            locked.counts,
-        )
+        let mut sums = (0, 0, 0, state::Counts::default());
+        for shard in 0..self.shards.len() {
+            let locked = self.lock(shard);
+            sums.0 += locked.in_flight();
+            sums.1 += locked.queued();
+            sums.2 += locked.len();
+            sums.3.merge(&locked.counts);
+        }
+        sums
+    }
+
+    /// `count` of every shard's state, added up one shard after another.
+    fn sum(&self, count: impl Fn(&State<K>) -> usize) -> usize {
+        (0..self.shards.len())
+            .map(|shard| count(&self.lock(shard)))
+            .sum()
+    }
+
+    /// The shard of a key whose hash is `hash`.
+    #[inline]
+    fn shard(&self, hash: u64) -> usize {
+        self.shard_of.of(hash)
+    }
+
+    /// The limits shard `shard` runs with.
+    #[inline]
+    fn limits(&self, shard: usize) -> &Limits {
+        &self.shards[shard].limits
     }
 
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
-    fn try_take(&self, key: &K) -> Result<u32, KeyedTryAcquireError> {
+    fn try_take(&self, key: &K) -> Result<SlotRef, KeyedTryAcquireError> {
         let hash = self.hasher.hash_one(key);
-        let mut locked = self.lock();
-        let Ok(slot) = self.slot(&mut locked, hash, KeyArg::Borrowed(key)) else {
+        let shard = self.shard(hash);
+        let limits = self.limits(shard);
+        let mut locked = self.lock(shard);
+        let Ok(slot) = self.slot(&mut locked, shard, hash, KeyArg::Borrowed(key)) else {
             Counts::add(&mut locked.counts.too_many_keys);
             return Err(KeyedTryAcquireError::TooManyKeys);
         };
-        if locked.try_take(slot, &self.limits) {
-            Ok(slot)
+        if locked.try_take(slot, limits) {
+            Ok(SlotRef::new(shard, slot))
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
             Counts::add(&mut state.counts.rejected);
-            state.settle(slot, &self.limits, deferred);
+            state.settle(slot, limits, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }
     }
 
-    /// The slot of `key` (whose hash is `hash`), made if it is new (the key is cloned, and
-    /// its weight and class computed, with the lock released, then looked up again). Fails
-    /// only at `max_keys` with no idle key to evict. The slot stays `Busy` until the caller
+    /// The slot of `key` (whose hash is `hash`) in shard `shard`, whose lock `locked`
+    /// holds, made if it is new (the key is cloned, and its weight and class computed,
+    /// with the lock released, then looked up again). Fails only at the shard's share of
+    /// `max_keys` with no idle key to evict. The slot stays `Busy` until the caller
     /// settles it.
     fn slot<'g>(
         &'g self,
         locked: &mut LockedGuard<'g, K>,
+        shard: usize,
         hash: u64,
         key: KeyArg<'_, K>,
     ) -> Result<u32, ()> {
@@ -379,28 +466,33 @@ where
             .priority
             .as_ref()
             .map_or(Priority::Interactive, |priority| priority(&key));
-        *locked = self.lock();
+        *locked = self.lock(shard);
         if let Some(slot) = locked.find(hash, &key) {
             locked.deferred.drop_key(key);
             return Ok(slot);
         }
+        let limits = self.limits(shard);
         let (state, deferred) = locked.parts();
         state
-            .insert(hash, key, weight, priority.class(), &self.limits, deferred)
+            .insert(hash, key, weight, priority.class(), limits, deferred)
             .map_err(|key| deferred.drop_key(key))
     }
 
-    /// Gives back a permit of the key in `slot`.
-    fn release(&self, slot: u32) {
-        let mut locked = self.lock();
+    /// Gives back a permit of the key in `at`.
+    fn release(&self, at: SlotRef) {
+        let shard = at.shard as usize;
+        let mut locked = self.lock(shard);
         let (state, deferred) = locked.parts();
-        state.release(slot, &self.limits, deferred);
+        state.release(at.slot, self.limits(shard), deferred);
     }
 
-    fn lock(&self) -> LockedGuard<'_, K> {
+    /// Takes the lock of shard `shard`.
+    #[inline]
+    fn lock(&self, shard: usize) -> LockedGuard<'_, K> {
         // The lock is never held across user code other than `K`'s `Hash` and `Eq`, so a
         // poisoned lock still guards a consistent state.
-        LockedGuard::new(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        let state = &self.shards[shard].state;
+        LockedGuard::new(state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -412,8 +504,20 @@ impl<K, S> fmt::Debug for KeyedGate<K, S> {
             .field("max_keys", &self.limits.max_keys)
             .field("max_idle", &self.limits.max_idle)
             .field("wait_limits", &self.wait_limits)
+            .field("shards", &self.shards.len())
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+impl SlotRef {
+    #[inline]
+    fn new(shard: usize, slot: u32) -> Self {
+        // At most `MAX_SHARDS` shards.
+        Self {
+            shard: shard as u32,
+            slot,
+        }
     }
 }
 

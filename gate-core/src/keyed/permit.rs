@@ -4,11 +4,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use super::KeyedGate;
+use super::{KeyedGate, SlotRef};
 use crate::{Outcome, Report};
 
 /// One permit of a key of a [`KeyedGate`] (and of its global limit); both go back when this
-/// is dropped. It names its key's slot, so releasing it hashes nothing.
+/// is dropped. It names its key's shard and slot, so releasing it hashes nothing.
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct KeyedPermit<'a, K, S>
 where
@@ -16,7 +16,7 @@ where
     S: BuildHasher,
 {
     gate: &'a KeyedGate<K, S>,
-    slot: u32,
+    slot: SlotRef,
 }
 
 impl<'a, K, S> KeyedPermit<'a, K, S>
@@ -24,7 +24,7 @@ where
     K: Hash + Eq + Clone + Send + Sync,
     S: BuildHasher,
 {
-    pub(super) fn new(gate: &'a KeyedGate<K, S>, slot: u32) -> Self {
+    pub(super) fn new(gate: &'a KeyedGate<K, S>, slot: SlotRef) -> Self {
         Self { gate, slot }
     }
 
@@ -73,7 +73,7 @@ where
     S: BuildHasher,
 {
     gate: Arc<KeyedGate<K, S>>,
-    slot: u32,
+    slot: SlotRef,
 }
 
 impl<K, S> OwnedKeyedPermit<K, S>
@@ -81,7 +81,7 @@ where
     K: Hash + Eq + Clone + Send + Sync,
     S: BuildHasher,
 {
-    pub(super) fn new(gate: Arc<KeyedGate<K, S>>, slot: u32) -> Self {
+    pub(super) fn new(gate: Arc<KeyedGate<K, S>>, slot: SlotRef) -> Self {
         Self { gate, slot }
     }
 

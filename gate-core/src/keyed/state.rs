@@ -1,12 +1,16 @@
-//! The mechanism under [`KeyedGate`](super::KeyedGate): the key table, the per-key queues,
-//! the rings of keys waiting for the global limit (one per priority class), and the list of
-//! idle keys, all behind one lock and addressed by `u32` slots so that a permit or a waiter
-//! names its key without hashing it again.
+//! The mechanism under [`KeyedGate`](super::KeyedGate), one shard's worth: the key table,
+//! the per-key queues, the rings of keys waiting for the global limit (one per priority
+//! class), and the list of idle keys, all behind the shard's lock and addressed by `u32`
+//! slots so that a permit or a waiter names its key without hashing it again. (A gate with
+//! a global limit has one shard: all its keys.)
 
 use std::mem;
+use std::sync::Arc;
 use std::task::Waker;
 
 use hashbrown::HashTable;
+
+use super::shard::{Pool, Share};
 
 /// No slot: the end of a list.
 const NIL: u32 = u32::MAX;
@@ -173,7 +177,7 @@ pub(crate) struct Counts {
     pub(crate) too_many_keys: u64,
 }
 
-/// Everything behind the keyed gate's lock.
+/// Everything behind a shard's lock.
 #[derive(Debug)]
 pub(super) struct State<K> {
     /// The slots of the keys in memory, found by the hash of the key held in the slot's
@@ -194,6 +198,9 @@ pub(super) struct State<K> {
     interactive_run: u32,
     idle: Links,
     idle_len: usize,
+    /// This shard's part of `max_idle`, topped up from and given back to `idle_pool`.
+    idle_share: Share,
+    idle_pool: Arc<Pool>,
     in_flight: usize,
     queued: usize,
     /// How acquisitions ended; read by `publish_metrics`.
@@ -201,6 +208,16 @@ pub(super) struct State<K> {
 }
 
 impl Counts {
+    /// Adds `other`'s counts to these: a shard's to the gate's.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.admitted = self.admitted.wrapping_add(other.admitted);
+        self.rejected = self.rejected.wrapping_add(other.rejected);
+        self.timed_out = self.timed_out.wrapping_add(other.timed_out);
+        self.cancelled = self.cancelled.wrapping_add(other.cancelled);
+        self.too_many_keys = self.too_many_keys.wrapping_add(other.too_many_keys);
+    }
+
     /// Counts one more, if anything reads the counts.
     #[inline]
     pub(super) fn add(count: &mut u64) {
@@ -211,7 +228,9 @@ impl Counts {
 }
 
 impl<K: Eq> State<K> {
-    pub(super) fn new() -> Self {
+    /// The state of a shard that holds `idle_share` idle keys' places of `max_idle`, and
+    /// takes more from `idle_pool`.
+    pub(super) fn new(idle_share: usize, idle_pool: Arc<Pool>) -> Self {
         Self {
             table: HashTable::new(),
             entries: Vec::new(),
@@ -223,6 +242,8 @@ impl<K: Eq> State<K> {
             interactive_run: 0,
             idle: Links::EMPTY,
             idle_len: 0,
+            idle_share: Share::new(idle_share),
+            idle_pool,
             in_flight: 0,
             queued: 0,
             counts: Counts::default(),
@@ -440,7 +461,8 @@ impl<K: Eq> State<K> {
 
     /// Puts the key in `slot` on the list its state calls for: the ring if it has callers
     /// queued and room of its own, the idle list if it has neither permits out nor callers
-    /// (evicting the least recently used idle key beyond `max_idle`), otherwise none.
+    /// (evicting the shard's least recently used idle key beyond its part of `max_idle`,
+    /// once the pool has no place left to give it), otherwise none.
     pub(super) fn settle(&mut self, slot: u32, limits: &Limits, deferred: &mut Deferred<K>) {
         let entry = &self.entries[slot as usize];
         let place = if entry.queued > 0 && entry.in_flight < limits.per_key {
@@ -459,7 +481,7 @@ impl<K: Eq> State<K> {
             Place::Ring => self.push_back(slot, Place::Ring),
             Place::Idle => {
                 self.push_back(slot, Place::Idle);
-                if self.idle_len > limits.max_idle {
+                if !self.idle_share.fits(self.idle_len, &self.idle_pool) {
                     let key = self.evict(self.idle.head);
                     deferred.evicted(key);
                 }
@@ -621,6 +643,7 @@ impl<K: Eq> State<K> {
         entry.next = NIL;
         if place == Place::Idle {
             self.idle_len -= 1;
+            self.idle_share.shrunk(self.idle_len, &self.idle_pool);
         }
     }
 }

@@ -1,0 +1,223 @@
+//! How a keyed table is split into shards, each with its own lock, so that callers of keys
+//! on different shards neither wait for each other nor write to the same cache line.
+//!
+//! A key's shard is chosen by bits of its hash just below the top seven (which hashbrown
+//! keeps as each slot's tag, as dashmap does), so that within a shard the tags and the low
+//! bits that index hashbrown's buckets stay as varied as in one table.
+
+use std::num::NonZeroUsize;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The most shards a table is split into.
+const MAX_SHARDS: usize = 64;
+
+/// Shards per thread the machine can run at once: enough that two threads seldom meet on a
+/// shard, few enough that each shard's share of the caps stays large.
+const SHARDS_PER_THREAD: usize = 4;
+
+/// The smallest share of `max_keys` and of `max_idle` a shard is given: a table whose caps
+/// would give less keeps fewer shards (a small one keeps one), so that splitting the caps
+/// stays a rounding error against them.
+pub(super) const MIN_SHARE: usize = 64;
+
+/// A value on cache lines of its own (128 bytes: two lines on CPUs that fetch them in
+/// pairs), so that two shards' locks never share one.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(super) struct CachePadded<T>(pub(super) T);
+
+impl<T> Deref for CachePadded<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Which shard a hash falls in, for a table of a power of two shards.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ShardOf {
+    /// `64 - log2(shards)`; 64 for one shard, whose every hash falls in shard 0.
+    shift: u32,
+}
+
+impl ShardOf {
+    /// For a table of `shards` shards, a power of two.
+    pub(super) fn new(shards: usize) -> Self {
+        debug_assert!(shards.is_power_of_two());
+        Self {
+            shift: 64 - shards.trailing_zeros(),
+        }
+    }
+
+    /// The shard of a key whose hash is `hash`.
+    #[inline]
+    pub(super) fn of(self, hash: u64) -> usize {
+        // The seven bits below the top seven: as many shards as `MAX_SHARDS` needs.
+        (hash << 7).checked_shr(self.shift).unwrap_or(0) as usize
+    }
+}
+
+/// How many shards a table with these caps is split into: a power of two, `SHARDS_PER_THREAD`
+/// times the threads the machine can run at once (at most `MAX_SHARDS`), fewer if a shard's
+/// share of either cap would fall under `MIN_SHARE`, and at least one.
+pub(super) fn shard_count(max_keys: usize, max_idle: usize) -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let wanted = threads
+        .saturating_mul(SHARDS_PER_THREAD)
+        .min(MAX_SHARDS)
+        .min(max_keys / MIN_SHARE)
+        .min(max_idle / MIN_SHARE)
+        .max(1);
+    1 << wanted.ilog2()
+}
+
+/// The part of a cap (`max_idle`) no shard holds, shared by all: a shard that needs more
+/// than it holds takes from it, one place at a time, and gives back what it stops using.
+/// What the shards hold and the pool together are the cap, exactly, at every moment: so
+/// the shards together never exceed the cap, yet keys need not spread evenly over them.
+///
+/// It is touched only when a shard's count moves past what it holds, or `SLACK` below it:
+/// not by keys that come and go within what their shard holds.
+#[derive(Debug)]
+pub(super) struct Pool(CachePadded<AtomicUsize>);
+
+/// How far below what it holds a shard's count may fall before the shard gives the rest
+/// back to the pool: a hysteresis, so that a count moving by one or two does not move
+/// places to and fro.
+const SLACK: usize = 8;
+
+impl Pool {
+    pub(super) fn new(free: usize) -> Self {
+        Self(CachePadded(AtomicUsize::new(free)))
+    }
+
+    /// Takes `n` places, or none if fewer are free.
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
+                free.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What one shard holds of a cap shared through a [`Pool`].
+#[derive(Debug)]
+pub(super) struct Share {
+    held: usize,
+}
+
+impl Share {
+    pub(super) fn new(held: usize) -> Self {
+        Self { held }
+    }
+
+    /// Whether `count`, just grown, is within the share, once topped up from `pool` if it
+    /// was not and the pool has the places it lacks.
+    #[inline]
+    pub(super) fn fits(&mut self, count: usize, pool: &Pool) -> bool {
+        if count <= self.held {
+            return true;
+        }
+        let lacking = count - self.held;
+        if pool.take(lacking) {
+            self.held = count;
+            return true;
+        }
+        false
+    }
+
+    /// Gives back to `pool` what `count`, just shrunk, leaves unused beyond `SLACK`.
+    #[inline]
+    pub(super) fn shrunk(&mut self, count: usize, pool: &Pool) {
+        if self.held > count + SLACK {
+            let back = self.held - count - SLACK / 2;
+            self.held -= back;
+            pool.give(back);
+        }
+    }
+}
+
+/// Shard `shard`'s share of `total` split between `shards`: the remainder goes one each to
+/// the first shards, so that the shares add up to `total` exactly.
+pub(super) fn share(total: usize, shards: usize, shard: usize) -> usize {
+    total / shards + usize::from(shard < total % shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_to_the_total() {
+        for total in [0, 1, 63, 64, 1_000, 65_536, 65_537] {
+            for shards in [1, 2, 8, 64] {
+                let sum: usize = (0..shards).map(|shard| share(total, shards, shard)).sum();
+                assert_eq!(sum, total, "{total} over {shards}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_tables_keep_one_shard_and_counts_are_powers_of_two() {
+        assert_eq!(shard_count(1, 1), 1);
+        assert_eq!(shard_count(65_536, 16), 1);
+        assert_eq!(shard_count(127, 1_024), 1);
+        for (keys, idle) in [(65_536, 1_024), (1 << 20, 1 << 20), (4_096, 300)] {
+            let shards = shard_count(keys, idle);
+            assert!(shards.is_power_of_two() && shards <= MAX_SHARDS);
+            assert!(keys / shards >= MIN_SHARE && idle / shards >= MIN_SHARE);
+        }
+    }
+
+    #[test]
+    fn what_the_shards_hold_and_the_pool_stay_the_cap() {
+        const CAP: usize = 100;
+        let pool = Pool::new(CAP - 2 * 30);
+        let mut shares = [Share::new(30), Share::new(30)];
+        let mut counts = [0usize; 2];
+        let total = |shares: &[Share; 2]| {
+            shares.iter().map(|share| share.held).sum::<usize>() + pool.0.load(Ordering::Relaxed)
+        };
+        // One shard takes all the places it can: the cap, not its even share.
+        while shares[0].fits(counts[0] + 1, &pool) {
+            counts[0] += 1;
+        }
+        assert_eq!(counts[0], CAP - 30);
+        assert!(!shares[1].fits(31, &pool));
+        // It gives back all but a little of what it stops using; the other takes it.
+        counts[0] = 10;
+        shares[0].shrunk(counts[0], &pool);
+        assert_eq!(shares[0].held, 10 + SLACK / 2);
+        assert_eq!(total(&shares), CAP);
+        while shares[1].fits(counts[1] + 1, &pool) {
+            counts[1] += 1;
+        }
+        assert_eq!(counts[1], CAP - 10 - SLACK / 2);
+        assert_eq!(total(&shares), CAP);
+        // A count moving within the slack moves nothing.
+        shares[1].shrunk(counts[1] - SLACK, &pool);
+        assert_eq!(total(&shares) - pool.0.load(Ordering::Relaxed), CAP);
+    }
+
+    #[test]
+    fn every_shard_is_reached_and_none_beyond() {
+        for shards in [1, 2, 8, 64] {
+            let of = ShardOf::new(shards);
+            let mut seen = vec![false; shards];
+            for i in 0..10_000u64 {
+                // Spread the bits as a hash does.
+                let hash = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                seen[of.of(hash)] = true;
+            }
+            assert!(seen.iter().all(|&seen| seen), "{shards} shards");
+        }
+    }
+}

@@ -4,9 +4,8 @@
 //! Run with: cargo build --release -p benches --example keyed_instructions, then
 //! `valgrind --tool=callgrind target/release/examples/keyed_instructions NAME` for each NAME
 //! of `gate_core`, `gate_core_foldhash`, `gate_core_limiter_quanta`, `governor` and
-//! `dashmap_semaphores`; the
-//! difference between `NAME` and `NAME --warm` (the keys made, nothing checked) is the
-//! cost of 1,000,000 checks.
+//! `dashmap_semaphores`; the difference between `NAME` and `NAME --warm` (the keys made,
+//! nothing checked) is the cost of 1,000,000 checks.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;

@@ -16,7 +16,7 @@
 #[path = "../../gate-redis/tests/support/mod.rs"]
 mod redis_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -25,6 +25,8 @@ use examples::demo::replicas;
 use examples::llm_batch::harness::{Figures, Scenario, requests};
 use examples::llm_batch::quota;
 use examples::mock::MockServer;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -189,25 +191,29 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     let first = Instant::now();
     let mut others: Vec<Child> = replicas[1..].iter().map(|r| r.spawn(false)).collect();
 
-    // Kill it with SIGKILL halfway through its prompts, while it holds permits. Only
-    // permits held across two reads count: one released as the read is made (the
-    // request whose answer has just let the output grow) would not be orphaned.
-    let mut before = Vec::new();
-    let (at_kill, held_at_kill) = loop {
-        let held = permits(&mut conn, &key);
-        let own: Vec<(String, u64)> = held
-            .iter()
-            .filter(|(id, _)| process_of(id) == nonce && before.iter().any(|(b, _)| b == id))
-            .cloned()
-            .collect();
-        if lines(&victim.output) >= victim.prompts / 2 && !own.is_empty() {
-            killed.start_kill().expect("SIGKILL");
-            break (redis_now(&mut conn), own);
+    // Kill it with SIGKILL halfway through its prompts, while it holds permits. It is
+    // stopped first (SIGSTOP) and what it had already sent is given time to reach Redis,
+    // so that the permits read are exactly those it leaves: a release on its way as they
+    // were read, or a renewal, would otherwise make the read say more or other than the
+    // kill orphans. Stopped while it holds none, it goes on (SIGCONT) and is tried again.
+    let pid = Pid::from_raw(i32::try_from(killed.id().expect("running")).unwrap());
+    let (at_kill, orphans) = loop {
+        if lines(&victim.output) >= victim.prompts / 2 {
+            signal::kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let own: BTreeMap<String, u64> = permits(&mut conn, &key)
+                .into_iter()
+                .filter(|(id, _)| process_of(id) == nonce)
+                .collect();
+            if !own.is_empty() {
+                killed.start_kill().expect("SIGKILL");
+                break (redis_now(&mut conn), own);
+            }
+            signal::kill(pid, Signal::SIGCONT).expect("SIGCONT");
         }
-        before = held;
         assert!(
             Instant::now() < deadline,
-            "the victim wrote too little in 30 s"
+            "the victim wrote too little, or held no permit when stopped, in 30 s"
         );
         assert!(
             killed.try_wait().unwrap().is_none(),
@@ -222,13 +228,17 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
         written_at_kill < victim.prompts,
         "killed before the end ({written_at_kill} lines)"
     );
-    // Its permits as they stood at the kill, less any whose release had already reached
-    // Redis (the kill came after the read).
-    let orphans: BTreeMap<String, u64> = permits(&mut conn, &key)
+    // Nothing of the stopped process's reached Redis after the read.
+    let still: BTreeSet<String> = permits(&mut conn, &key)
         .into_iter()
-        .filter(|held| held_at_kill.contains(held))
+        .filter(|(id, _)| process_of(id) == nonce)
+        .map(|(id, _)| id)
         .collect();
-    assert!(!orphans.is_empty(), "the victim held no permit at the kill");
+    assert_eq!(
+        still,
+        orphans.keys().cloned().collect::<BTreeSet<_>>(),
+        "the killed process's permits changed after it was stopped"
+    );
 
     // Started again with --resume, at once, under the same instance name (llm_batch's
     // default: the host and the output file), which its first admission uses to take back

@@ -135,6 +135,8 @@ pub(crate) struct Timing {
 /// A waiter taken off the front of the queue.
 #[derive(Debug)]
 pub(crate) struct Granted {
+    /// The permits it asked for, now its own.
+    pub(crate) needed: usize,
     pub(crate) waker: Option<Waker>,
     pub(crate) timing: Option<Timing>,
 }
@@ -182,6 +184,7 @@ impl WaitList {
 
     /// Queues a waiter needing `needed` permits at the back; it asks [`Served`] with the
     /// ticket returned. There must be room ([`has_room`](Self::has_room)).
+    #[inline]
     pub(crate) fn push_back(
         &mut self,
         needed: usize,
@@ -235,10 +238,12 @@ impl WaitList {
 
     /// Takes the front waiter off the queue (there must be one) and tells it, through
     /// `served`, that it was granted.
+    #[inline]
     pub(crate) fn grant_front(&mut self, served: &Served) -> Granted {
         let key = self.head;
         let slot = &mut self.slots[key as usize];
         let granted = Granted {
+            needed: slot.needed,
             waker: slot.waker.take(),
             timing: slot.timing,
         };

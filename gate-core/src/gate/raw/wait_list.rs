@@ -214,6 +214,7 @@ impl WaitList {
                 let free = &mut self.slots[key as usize];
                 debug_assert!(free.waker.is_none(), "the free list points at a used slot");
                 self.free_head = free.next;
+                // A free slot holds no waker: overwriting it drops none under the lock.
                 *free = slot;
                 key
             }

@@ -2,6 +2,7 @@
 //! in alternating rounds of one process, so both meet the same scheduler regime.
 //!
 //! Run with: cargo run --release -p benches --example contended -- PERMITS [--sustained [ROUNDS]]
+//! [--only gate|tokio]
 //!
 //! The default shape is short runs (64 tasks x 50 acquires, repeated 300 times, 6 rounds);
 //! `--sustained` is the shape of a long-lived contended gate: 64 tasks x 3,000 acquires each,
@@ -15,6 +16,11 @@
 //! Criterion runs each line on its own, and on a small machine a run lands in one of two
 //! regimes of the multi-thread runtime (up to 2x apart, for any semaphore), which hides the
 //! difference between the semaphores themselves. Alternating rounds compare like with like.
+//!
+//! `--only NAME` runs one semaphore alone, for counting instructions under callgrind
+//! (`valgrind --tool=callgrind target/release/examples/contended 4 --sustained 2 --only
+//! gate`): the difference between 2 rounds and 1 is the cost of 192,000 acquire, yield and
+//! release cycles, runtime included, and it does not move with the machine's load.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -114,23 +120,22 @@ fn summary(permits: usize, what: &str, ratios: &mut [f64]) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let permits: usize = args
-        .next()
-        .and_then(|arg| arg.parse().ok())
-        .expect("usage: contended PERMITS [--sustained]");
-    let usage = "usage: contended PERMITS [--sustained [ROUNDS]]";
-    let shape = match args.next().as_deref() {
-        None => SHORT,
-        Some("--sustained") => match args.next() {
-            None => SUSTAINED,
-            Some(rounds) => Shape {
-                measurements: rounds.parse().expect(usage),
-                ..SUSTAINED
-            },
-        },
-        Some(other) => panic!("unknown argument {other}; {usage}"),
-    };
+    let usage = "usage: contended PERMITS [--sustained [ROUNDS]] [--only gate|tokio]";
+    let mut args = std::env::args().skip(1).peekable();
+    let permits: usize = args.next().and_then(|arg| arg.parse().ok()).expect(usage);
+    let (mut shape, mut only) = (SHORT, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--sustained" => {
+                shape = SUSTAINED;
+                if let Some(rounds) = args.next_if(|arg| !arg.starts_with("--")) {
+                    shape.measurements = rounds.parse().expect(usage);
+                }
+            }
+            "--only" => only = Some(args.next().expect(usage)),
+            other => panic!("unknown argument {other}; {usage}"),
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -151,6 +156,18 @@ fn main() {
             |s| async move { s.acquire_owned().await.unwrap() },
         )
     };
+    if let Some(only) = only {
+        let run: &dyn Fn() -> (Duration, Option<Duration>) = match only.as_str() {
+            "gate" => &gate,
+            "tokio" => &tokio,
+            other => panic!("unknown semaphore {other}; {usage}"),
+        };
+        for round in 0..shape.measurements {
+            let (wall, cpu) = run();
+            println!("round {round}: {only} {wall:?}, CPU {cpu:?}");
+        }
+        return;
+    }
     let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
     for round in 0..shape.measurements {
         // Alternate which goes first, so neither always meets a warmer runtime.

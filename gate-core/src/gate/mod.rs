@@ -86,7 +86,9 @@ pub struct WaitLimits {
     /// waits without bound, zero never waits.
     pub max_wait: Option<Duration>,
     /// The most callers that may be queued when this one arrives; if that many already wait,
-    /// it fails at once with [`AcquireError::QueueFull`]. Zero never waits.
+    /// it fails at once with [`AcquireError::QueueFull`]. Zero never waits. A queue holds
+    /// at most 2<sup>32</sup> − 1 callers whatever this says (its slots alone would then take
+    /// 256 GiB), so [`UNBOUNDED`](Self::UNBOUNDED) refuses past that.
     pub max_waiters: usize,
 }
 

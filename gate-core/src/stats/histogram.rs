@@ -10,21 +10,23 @@ const SUB_BITS: u32 = 2;
 const SUB: usize = 1 << SUB_BITS;
 const BUCKETS: usize = 64 * SUB;
 
+/// In declaration order: the totals every recorded wait updates first, the buckets after.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Histogram {
-    counts: [u64; BUCKETS],
     count: u64,
     sum_micros: u64,
     max_micros: u64,
+    counts: [u64; BUCKETS],
 }
 
 impl Histogram {
     pub(crate) const fn new() -> Self {
         Self {
-            counts: [0; BUCKETS],
             count: 0,
             sum_micros: 0,
             max_micros: 0,
+            counts: [0; BUCKETS],
         }
     }
 

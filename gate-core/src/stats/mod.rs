@@ -79,27 +79,29 @@ pub const SAMPLE_BELOW: usize = 8;
 /// How many waiters in a long queue one timed waiter stands for.
 pub const SAMPLE_EVERY: u64 = 8;
 
-/// Counters kept under the gate's lock.
+/// Counters kept under the gate's lock, in declaration order: those every contended
+/// admission touches first, the histogram's buckets last.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Recorder {
     pub(crate) admitted: u64,
+    /// Waiters queued untimed since the last timed one.
+    untimed: u64,
     pub(crate) rejected: u64,
     pub(crate) timed_out: u64,
     pub(crate) cancelled: u64,
     pub(crate) wait: Histogram,
-    /// Waiters queued untimed since the last timed one.
-    untimed: u64,
 }
 
 impl Recorder {
     pub(crate) const fn new() -> Self {
         Self {
             admitted: 0,
+            untimed: 0,
             rejected: 0,
             timed_out: 0,
             cancelled: 0,
             wait: Histogram::new(),
-            untimed: 0,
         }
     }
 

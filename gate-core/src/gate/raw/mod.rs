@@ -40,12 +40,20 @@ use wait_list::Served;
 pub(crate) const MAX_PERMITS: usize = usize::MAX >> 4;
 
 /// Permits and a FIFO queue of waiters for them: the fast pool over the locked state.
+///
+/// Laid out for a gate that several cores contend for. The fast pool's word changes only
+/// when the gate goes from free to contended and back, and is read by every acquire and
+/// release, so it has a cache-line pair of its own ([`FastPool`] is aligned to 128 bytes):
+/// the lock and the served word, written at every grant, do not drag it from core to core.
+/// The served word comes next, in the lines of the lock and the queue's head, which the
+/// releaser that writes it has just taken; the statistics' histogram comes last.
+#[repr(C)]
 pub(crate) struct RawGate {
-    state: Mutex<State>,
+    pool: FastPool,
     /// The last waiter served, which waiters read without the lock; beside the lock that
     /// every write to it holds.
     served: Served,
-    pool: FastPool,
+    state: Mutex<State>,
     /// What traces and metrics call this gate; `None` for an unnamed one.
     name: Option<&'static str>,
     /// The wait times already published as metrics.
@@ -66,9 +74,9 @@ impl RawGate {
         /// Like [`new`](Self::new), with the name traces and metrics give the gate.
         pub(crate) const fn named(limit: usize, name: Option<&'static str>) -> Self {
             Self {
-                state: Mutex::new(State::new(limit)),
-                served: Served::new(),
                 pool: FastPool::new(limit),
+                served: Served::new(),
+                state: Mutex::new(State::new(limit)),
                 name,
                 #[cfg(feature = "metrics")]
                 published: Mutex::new(crate::stats::Published::new()),
@@ -451,6 +459,20 @@ mod tests {
         raw.set_limit(0).unwrap();
         raw.release(1);
         assert_eq!((raw.limit(), raw.in_flight(), raw.available()), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_fast_pool_shares_no_cache_line_with_the_lock() {
+        use std::mem::{align_of, offset_of};
+        // The pool's word is read by every acquire and release; the lock and the served word
+        // are written at every grant. Lines are fetched in pairs: 128 bytes apart.
+        assert_eq!(align_of::<RawGate>(), 128);
+        assert_eq!(offset_of!(RawGate, pool), 0);
+        let (served, lock) = (offset_of!(RawGate, served), offset_of!(RawGate, state));
+        assert!(served >= 128 && lock >= 128);
+        // The served word and the lock share one pair, with the queue's ends and the counts.
+        assert_eq!(served / 128, lock / 128);
+        assert!(lock + offset_of!(State, stats) - served < 128);
     }
 
     #[test]

@@ -29,14 +29,19 @@ use tokio::time::Instant;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Index meaning "no slot".
-const NIL: usize = usize::MAX;
+const NIL: u32 = u32::MAX;
+
+/// The most waiters one queue holds, whatever its [`WaitLimits`](crate::WaitLimits) say:
+/// slots are numbered in 32 bits, one value meaning none. A full queue's slots alone would
+/// take 256 GiB.
+pub(crate) const MAX_LEN: usize = NIL as usize;
 
 /// Slots a queue keeps once it is empty; beyond this, memory goes back to the allocator. At
-/// 64 slots of under 100 bytes, an idle gate holds a few KiB at most.
+/// 64 slots of 64 bytes, an idle gate holds 4 KiB at most.
 pub(crate) const KEEP: usize = 64;
 
 /// The key a waiter uses to find its slot again; valid while it is [`Status::Queued`].
-pub(crate) type Key = usize;
+pub(crate) type Key = u32;
 
 /// A waiter's place in the order of service, the number of waiters queued before it plus
 /// one. At a billion waits a second, 63 bits last 292 years.
@@ -104,19 +109,19 @@ impl Served {
     }
 }
 
+/// One waiter's place in the slab: 64 bytes, aligned to a cache line, so that queueing a
+/// waiter and granting it each touch one line.
 #[derive(Debug)]
-enum Slot {
-    Free {
-        next_free: usize,
-    },
-    Queued {
-        needed: usize,
-        ticket: Ticket,
-        timing: Option<Timing>,
-        waker: Option<Waker>,
-        prev: usize,
-        next: usize,
-    },
+#[repr(align(64))]
+struct Slot {
+    /// The waker to wake on a grant; `None` once the slot is free.
+    waker: Option<Waker>,
+    timing: Option<Timing>,
+    needed: usize,
+    ticket: Ticket,
+    /// The neighbours in the queue while queued; while free, `next` is the next free slot.
+    prev: Key,
+    next: Key,
 }
 
 /// When a timed waiter joined the queue, and how many waiters its wait stands for (see
@@ -130,6 +135,8 @@ pub(crate) struct Timing {
 /// A waiter taken off the front of the queue.
 #[derive(Debug)]
 pub(crate) struct Granted {
+    /// The permits it asked for, now its own.
+    pub(crate) needed: usize,
     pub(crate) waker: Option<Waker>,
     pub(crate) timing: Option<Timing>,
 }
@@ -137,11 +144,11 @@ pub(crate) struct Granted {
 #[derive(Debug)]
 pub(crate) struct WaitList {
     slots: Vec<Slot>,
-    head: usize,
-    tail: usize,
+    head: Key,
+    tail: Key,
     /// The most recently freed slot, heading a stack of free slots: reusing the slot freed
     /// last keeps the queue's working set in cache.
-    free_head: usize,
+    free_head: Key,
     len: usize,
     /// The ticket the last waiter to queue took.
     last_ticket: Ticket,
@@ -168,40 +175,53 @@ impl WaitList {
         self.len == 0
     }
 
+    /// Whether a waiter may queue behind those already queued, given that at most
+    /// `max_waiters` may (and never more than [`MAX_LEN`]).
+    #[inline]
+    pub(crate) fn has_room(&self, max_waiters: usize) -> bool {
+        self.len < max_waiters.min(MAX_LEN)
+    }
+
     /// Queues a waiter needing `needed` permits at the back; it asks [`Served`] with the
-    /// ticket returned.
+    /// ticket returned. There must be room ([`has_room`](Self::has_room)).
+    #[inline]
     pub(crate) fn push_back(
         &mut self,
         needed: usize,
         timing: Option<Timing>,
         waker: Waker,
     ) -> (Key, Ticket) {
-        let key = match self.free_head {
-            NIL => {
-                self.slots.push(Slot::Free { next_free: NIL });
-                self.slots.len() - 1
-            }
-            key => {
-                let Slot::Free { next_free } = self.slots[key] else {
-                    unreachable!("free list points at a used slot")
-                };
-                self.free_head = next_free;
-                key
-            }
-        };
         self.last_ticket += 1;
         let ticket = self.last_ticket;
-        self.slots[key] = Slot::Queued {
+        let slot = Slot {
+            waker: Some(waker),
+            timing,
             needed,
             ticket,
-            timing,
-            waker: Some(waker),
             prev: self.tail,
             next: NIL,
         };
+        let key = match self.free_head {
+            NIL => {
+                // Free slots are reused first, so the slab is no longer than the queue has
+                // been, which `has_room` keeps below `MAX_LEN`: the key is never `NIL`.
+                let key = self.slots.len() as Key;
+                debug_assert_ne!(key, NIL, "a queue past MAX_LEN");
+                self.slots.push(slot);
+                key
+            }
+            key => {
+                let free = &mut self.slots[key as usize];
+                debug_assert!(free.waker.is_none(), "the free list points at a used slot");
+                self.free_head = free.next;
+                // A free slot holds no waker: overwriting it drops none under the lock.
+                *free = slot;
+                key
+            }
+        };
         match self.tail {
             NIL => self.head = key,
-            tail => self.set_next(tail, key),
+            tail => self.slots[tail as usize].next = key,
         }
         self.tail = key;
         self.len += 1;
@@ -209,19 +229,36 @@ impl WaitList {
     }
 
     /// Permits needed by the waiter at the front, if any.
+    #[inline]
     pub(crate) fn front_needed(&self) -> Option<usize> {
-        match self.slots.get(self.head) {
-            Some(Slot::Queued { needed, .. }) => Some(*needed),
-            _ => None,
+        match self.head {
+            NIL => None,
+            head => Some(self.slots[head as usize].needed),
         }
     }
 
-    /// Takes the front waiter off the queue and tells it, through `served`, that it was
-    /// granted.
+    /// Takes the front waiter off the queue (there must be one) and tells it, through
+    /// `served`, that it was granted.
+    #[inline]
     pub(crate) fn grant_front(&mut self, served: &Served) -> Granted {
-        let (waker, ticket, timing) = self.unlink_and_free(self.head);
+        let key = self.head;
+        let slot = &mut self.slots[key as usize];
+        let granted = Granted {
+            needed: slot.needed,
+            waker: slot.waker.take(),
+            timing: slot.timing,
+        };
+        let (ticket, next) = (slot.ticket, slot.next);
+        slot.next = self.free_head;
+        self.free_head = key;
+        self.head = next;
+        match next {
+            NIL => self.tail = NIL,
+            next => self.slots[next as usize].prev = NIL,
+        }
         served.grant(ticket);
-        Granted { waker, timing }
+        self.shorten();
+        granted
     }
 
     /// Takes every waiter off the queue, telling them through `served` that the gate
@@ -229,7 +266,7 @@ impl WaitList {
     pub(crate) fn close_all(&mut self, served: &Served, mut wake: impl FnMut(Waker)) {
         served.close();
         while self.head != NIL {
-            if let (Some(waker), ..) = self.unlink_and_free(self.head) {
+            if let Some(waker) = self.remove(self.head) {
                 wake(waker);
             }
         }
@@ -239,12 +276,9 @@ impl WaitList {
     /// returns the waker it displaced, for the caller to drop after releasing the lock.
     #[must_use = "a displaced waker must be dropped after the lock is released"]
     pub(crate) fn register(&mut self, key: Key, waker: &Waker) -> Option<Waker> {
-        match &mut self.slots[key] {
-            Slot::Queued {
-                waker: Some(old), ..
-            } if old.will_wake(waker) => None,
-            Slot::Queued { waker: slot, .. } => slot.replace(waker.clone()),
-            Slot::Free { .. } => None,
+        match &mut self.slots[key as usize].waker {
+            Some(old) if old.will_wake(waker) => None,
+            slot => slot.replace(waker.clone()),
         }
     }
 
@@ -252,7 +286,21 @@ impl WaitList {
     /// to drop after releasing the lock. It must still be [`Status::Queued`].
     #[must_use = "a removed waiter's waker must be dropped after the lock is released"]
     pub(crate) fn remove(&mut self, key: Key) -> Option<Waker> {
-        self.unlink_and_free(key).0
+        let slot = &mut self.slots[key as usize];
+        let waker = slot.waker.take();
+        let (prev, next) = (slot.prev, slot.next);
+        slot.next = self.free_head;
+        self.free_head = key;
+        match prev {
+            NIL => self.head = next,
+            prev => self.slots[prev as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            next => self.slots[next as usize].prev = prev,
+        }
+        self.shorten();
+        waker
     }
 
     /// Is `key` the front of the queue?
@@ -260,45 +308,19 @@ impl WaitList {
         self.head == key
     }
 
-    /// Takes `key` off the queue and frees its slot, without touching its count; returns
-    /// what it held.
-    fn unlink_and_free(&mut self, key: Key) -> (Option<Waker>, Ticket, Option<Timing>) {
-        let slot = std::mem::replace(
-            &mut self.slots[key],
-            Slot::Free {
-                next_free: self.free_head,
-            },
-        );
-        self.free_head = key;
-        let Slot::Queued {
-            waker,
-            ticket,
-            prev,
-            next,
-            timing,
-            ..
-        } = slot
-        else {
-            unreachable!("unlinking a slot that is not queued")
-        };
-        match prev {
-            NIL => self.head = next,
-            prev => self.set_next(prev, next),
-        }
-        match next {
-            NIL => self.tail = prev,
-            next => self.set_prev(next, prev),
-        }
+    /// Counts a waiter gone from the queue, whose slot is already on the free list.
+    #[inline]
+    fn shorten(&mut self) {
         self.len -= 1;
         if self.len == 0 {
             self.release_memory();
         }
-        (waker, ticket, timing)
     }
 
     /// Called when the queue has just emptied: no key is valid any more, so every slot can
     /// go, and memory past [`KEEP`] slots goes back to the allocator. A queue that grows past
     /// `KEEP` again pays a few reallocations, amortised over as many waits.
+    #[cold]
     fn release_memory(&mut self) {
         self.slots.clear();
         self.head = NIL;
@@ -313,18 +335,6 @@ impl WaitList {
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
-    }
-
-    fn set_next(&mut self, key: Key, to: usize) {
-        if let Slot::Queued { next, .. } = &mut self.slots[key] {
-            *next = to;
-        }
-    }
-
-    fn set_prev(&mut self, key: Key, to: usize) {
-        if let Slot::Queued { prev, .. } = &mut self.slots[key] {
-            *prev = to;
-        }
     }
 }
 
@@ -418,6 +428,28 @@ mod tests {
         let (key, _) = push(&mut list, 2);
         assert!(list.is_front(key));
         assert_eq!(list.front_needed(), Some(2));
+    }
+
+    #[test]
+    fn a_queue_never_outgrows_its_keys() {
+        let mut list = WaitList::new();
+        assert!(list.has_room(usize::MAX));
+        assert!(!list.has_room(0));
+        push(&mut list, 1);
+        assert!(list.has_room(2) && !list.has_room(1));
+        // Slot keys are 32 bits: whatever the limits say, the queue stops one short of the
+        // key that means none (counted, not filled: that would take 256 GiB).
+        list.len = MAX_LEN - 1;
+        assert!(list.has_room(usize::MAX));
+        list.len = MAX_LEN;
+        assert!(!list.has_room(usize::MAX));
+        list.len = 1;
+    }
+
+    #[test]
+    fn a_slot_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
     }
 
     // Regression: replacing a waker or removing a waiter dropped the old waker under the

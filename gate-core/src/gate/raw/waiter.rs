@@ -143,7 +143,7 @@ impl Waiter {
             // says which bound refused it.
             state.stats.rejected += 1;
             Some(AcquireError::TimedOut)
-        } else if state.waiters.len() >= self.limits.max_waiters {
+        } else if !state.waiters.has_room(self.limits.max_waiters) {
             state.stats.rejected += 1;
             Some(AcquireError::QueueFull)
         } else {

@@ -94,6 +94,33 @@ impl Backend {
         }
     }
 
+    /// Runs `command`, an `EVALSHA` of `script`, within the timeout, loading the script
+    /// first if Redis does not have it (`NOSCRIPT`), as [`invoke`](Self::invoke) does.
+    pub(crate) async fn invoke_command<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        script: &redis::Script,
+    ) -> Result<T, crate::Unavailable> {
+        let mut conn = self.conn.clone();
+        let call = async {
+            match command.query_async(&mut conn).await {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut conn).await?;
+                    command.query_async(&mut conn).await
+                }
+                done => done,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(crate::Unavailable::error(error)),
+            Err(_) => Err(crate::Unavailable::timed_out()),
+        }
+    }
+
     async fn release(&self, ids: &[Arc<str>]) -> Result<(), crate::Unavailable> {
         let keys = &self.keys;
         let mut invocation = self.release.prepare_invoke();

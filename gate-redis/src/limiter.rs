@@ -789,11 +789,14 @@ impl Shared {
         max_waiters: usize,
         tokens: u64,
     ) -> Result<Verdict, Unavailable> {
-        let invocation =
-            self.acquire
-                .invocation(&self.backend.keys, id, may_wait, max_waiters, tokens);
-        let reply: Vec<i64> = self.backend.invoke(&invocation).await?;
-        let reply = Reply::parse(&reply);
+        let command = self
+            .acquire
+            .command(&self.backend.keys, id, may_wait, max_waiters, tokens);
+        let reply: redis::Value = self
+            .backend
+            .invoke_command(&command, self.acquire.script())
+            .await?;
+        let reply = Reply::parse(&reply, self.acquire.plan());
         if let Some(limit) = reply.limit {
             self.limit.store(
                 usize::try_from(limit).unwrap_or(usize::MAX),

@@ -209,9 +209,10 @@ const READ_NAMES: [&str; 5] = ["k_pause", "k_limit", "k_state", "k_rate", "k_tok
 /// and token cells, all or nothing.
 ///
 /// KEYS: pause, then rate (with a rate), tokens (with a budget), then held, queue,
-/// queue-expiry, limit, tickets and state (with a concurrency limit). ARGV: token cells (0:
-/// none), then, with a concurrency limit, id, may_wait (0 or 1) and max_waiters. Returns
-/// what [`Reply::parse`] reads.
+/// queue-expiry, limit, tickets and state (with a concurrency limit). ARGV: with a
+/// concurrency limit, the id and how many may be queued ahead for this caller to join the
+/// queue (0: it may not wait); then, with a budget, the token cells (0: none). Returns what
+/// [`Reply::parse`] reads.
 ///
 /// An uncontended admission reads the clock (`TIME`), reads the pause, the stored limit,
 /// the state and the buckets with one `MGET`, counts the held permits, and writes the permit
@@ -321,39 +322,46 @@ local time = redis.call('TIME')
         max_waiters: usize,
         tokens: u64,
     ) -> redis::Cmd {
-        let rate = self.plan.rate.map(|_| keys.rate.as_str());
-        let budget = self.plan.tokens.map(|_| keys.tokens.as_str());
-        let permits = self.plan.concurrency.map(|_| {
-            [
-                keys.held.as_str(),
+        let mut passed: [&str; KEY_NAMES.len()] = [&keys.pause, "", "", "", "", "", "", "", ""];
+        let mut count = 1;
+        for (key, used) in [
+            (&keys.rate, self.plan.rate.is_some()),
+            (&keys.tokens, self.plan.tokens.is_some()),
+        ] {
+            if used {
+                passed[count] = key;
+                count += 1;
+            }
+        }
+        if self.plan.concurrency.is_some() {
+            for key in [
+                &keys.held,
                 &keys.queue,
                 &keys.queue_expiry,
                 &keys.limit,
                 &keys.tickets,
                 &keys.state,
-            ]
-        });
-        let passed = || {
-            std::iter::once(keys.pause.as_str())
-                .chain(rate)
-                .chain(budget)
-                .chain(permits.into_iter().flatten())
-        };
-        let count = passed().count();
-        // `EVALSHA`, the hash, the key count, the keys, then at most four arguments of at
-        // most 20 digits, plus the id.
-        let size = 7 + 40 + 2 + passed().map(str::len).sum::<usize>() + 4 * 20 + id.len();
-        let mut command = redis::Cmd::with_capacity(3 + count + 4, size);
+            ] {
+                passed[count] = key;
+                count += 1;
+            }
+        }
+        let passed = &passed[..count];
+        // `EVALSHA`, the hash, the key count, the keys, the id and two numbers.
+        let size = 7 + 40 + 2 + passed.iter().map(|key| key.len()).sum::<usize>() + 80 + id.len();
+        let mut command = redis::Cmd::with_capacity(3 + count + 3, size);
         command
             .arg("EVALSHA")
             .arg(self.script.get_hash())
             .arg(count);
-        for key in passed() {
-            command.arg(key);
+        for key in passed {
+            command.arg(*key);
         }
-        command.arg(tokens);
         if self.plan.concurrency.is_some() {
-            command.arg(id).arg(u8::from(may_wait)).arg(max_waiters);
+            command.arg(id).arg(if may_wait { max_waiters } else { 0 });
+        }
+        if self.plan.tokens.is_some() {
+            command.arg(tokens);
         }
         command
     }
@@ -371,7 +379,7 @@ local limit, held, queued = -1, -1, -1
 local id = false
 local ticket = false
 if default_limit >= 0 then
-  id = ARGV[2]
+  id = ARGV[1]
   limit = tonumber(s_limit or default_limit)
   held = redis.call('ZCARD', k_held)
   queued = 0
@@ -406,8 +414,9 @@ if default_limit >= 0 then
       redis.call('PEXPIRE', k_queue_expiry, held_ttl)
       return {1, ahead, limit, held, queued}
     end
-    if ARGV[3] ~= '1' then return {1, ahead, limit, held, queued} end
-    if ahead >= tonumber(ARGV[4]) then return {2, ahead, limit, held, queued} end
+    local max_waiters = tonumber(ARGV[2])
+    if max_waiters == 0 then return {1, ahead, limit, held, queued} end
+    if ahead >= max_waiters then return {2, ahead, limit, held, queued} end
     local seq = redis.call('INCR', k_tickets)
     redis.call('PEXPIRE', k_tickets, idle_ttl)
     redis.call('ZADD', k_queue, seq, id)
@@ -431,9 +440,10 @@ if interval > 0 then
   rate_tat = value
   rate_free = free(value, now_us, interval, tolerance)
 end
-local token_n = tonumber(ARGV[1])
 local token_tat, token_free = false, -1
-if token_interval > 0 and token_n > 0 then
+local token_n = 0
+if token_interval > 0 then token_n = tonumber(ARGV[#ARGV]) end
+if token_n > 0 then
   local tat = tonumber(s_tokens or 0)
   local code, value = gcra(tat, now_us, token_interval, token_tolerance, token_n)
   local left = free(tat, now_us, token_interval, token_tolerance)

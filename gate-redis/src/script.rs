@@ -221,9 +221,7 @@ const READ_NAMES: [&str; 5] = ["k_pause", "k_limit", "k_state", "k_rate", "k_tok
 /// while the queue is known empty: joining the queue sets it to `1`), expired permits are
 /// swept only when the limit looks full, and the held set's and the stored limit's TTLs are
 /// renewed (and the state written again) only when the state has lapsed, once a lease: while
-/// it lives, the held set has more than a lease left. Numbers handed to `redis.call` are
-/// formatted with `%d` first (Redis would write a Lua number with `%.17g`, which costs about
-/// a microsecond for a 13-digit number).
+/// it lives, the held set has more than a lease left.
 #[derive(Debug, Clone)]
 pub(crate) struct Acquire {
     script: Script,
@@ -453,16 +451,14 @@ if token_n > 0 then
   token_free = free(value, now_us, token_interval, token_tolerance)
 end
 if rate_tat then
-  redis.call('SET', k_rate, string.format('%d', rate_tat),
-    'PX', string.format('%d', math.floor((rate_tat - now_us) / 1000) + 1))
+  redis.call('SET', k_rate, rate_tat, 'PX', math.floor((rate_tat - now_us) / 1000) + 1)
 end
 if token_tat then
-  redis.call('SET', k_tokens, string.format('%d', token_tat),
-    'PX', string.format('%d', math.floor((token_tat - now_us) / 1000) + 1))
+  redis.call('SET', k_tokens, token_tat, 'PX', math.floor((token_tat - now_us) / 1000) + 1)
 end
 
 if default_limit >= 0 then
-  redis.call('ZADD', k_held, string.format('%d', now_ms + lease), id)
+  redis.call('ZADD', k_held, now_ms + lease, id)
   -- A new set has no TTL; a live one has more than a lease left while the state lives.
   if held == 0 or not s_state then redis.call('PEXPIRE', k_held, held_ttl) end
   held = held + 1

@@ -65,7 +65,7 @@
 //! background. See [`RedisLimiter`] for the order of admission, the leases and the queue.
 //!
 //! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:tokens`, `:pause`, `:held`, `:queue`,
-//! `:queue-expiry`, `:limit` and `:tickets`, and its channel `gate:{NAME}:released`. The
+//! `:queue-expiry`, `:limit`, `:tickets` and `:state`, and its channel `gate:{NAME}:released`. The
 //! hash tag `{NAME}` keeps them in one Redis Cluster slot. Every key has a TTL: a limit
 //! nobody uses vanishes.
 //!

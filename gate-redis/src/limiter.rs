@@ -566,8 +566,7 @@ impl Shared {
     }
 
     fn next_id(&self) -> Arc<str> {
-        let n = self.ids.fetch_add(1, Ordering::Relaxed);
-        Arc::from(format!("{}{n}", self.id_prefix))
+        id(&self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Starts the subscription to releases, once.
@@ -809,11 +808,14 @@ impl Shared {
         max_waiters: usize,
         tokens: u64,
     ) -> Result<Verdict, Unavailable> {
-        let invocation =
-            self.acquire
-                .invocation(&self.backend.keys, id, may_wait, max_waiters, tokens);
-        let reply: Vec<i64> = self.backend.invoke(&invocation).await?;
-        let reply = Reply::parse(&reply);
+        let command = self
+            .acquire
+            .command(&self.backend.keys, id, may_wait, max_waiters, tokens);
+        let reply: redis::Value = self
+            .backend
+            .invoke_command(&command, self.acquire.script())
+            .await?;
+        let reply = Reply::parse(&reply, self.acquire.plan());
         if let Some(limit) = reply.limit {
             self.limit.store(
                 usize::try_from(limit).unwrap_or(usize::MAX),
@@ -880,7 +882,44 @@ impl Shared {
     }
 }
 
+/// The id `{prefix}{n}` (the prefix is `[INSTANCE/INCARNATION/]NONCE-`, the nonce in
+/// hex), written by hand: it is made on every admission, and the formatting machinery
+/// costs several times as much.
+fn id(prefix: &str, n: u64) -> Arc<str> {
+    let mut digits = [0_u8; 20];
+    let mut rest = n;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(prefix.len() + digits.len() - start);
+    id.push_str(prefix);
+    id.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+    Arc::from(id)
+}
+
 /// Whole milliseconds of `duration`, saturating.
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_id_is_the_prefix_and_the_count() {
+        for (prefix, n) in [
+            ("0000000000000000-", 0),
+            ("0000000000000001-", 9),
+            ("pod-0/00000000deadbeef/00000000000000aa-", 10),
+            ("ffffffffffffffff-", u64::MAX),
+            ("", 12_345),
+        ] {
+            assert_eq!(&*super::id(prefix, n), format!("{prefix}{n}"));
+        }
+    }
 }

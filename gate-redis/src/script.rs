@@ -25,6 +25,9 @@ pub(crate) struct Keys {
     pub(crate) limit: String,
     /// The counter that hands out arrival tickets.
     pub(crate) tickets: String,
+    /// `0` while the queue is known empty, `1` while it may hold waiters; it lives a lease,
+    /// and while it lives the held set's and the stored limit's TTLs need no renewal.
+    pub(crate) state: String,
     /// The pub/sub channel a release is announced on.
     pub(crate) channel: String,
 }
@@ -41,6 +44,7 @@ impl Keys {
             queue_expiry: key("queue-expiry"),
             limit: key("limit"),
             tickets: key("tickets"),
+            state: key("state"),
             channel: key("released"),
         }
     }
@@ -81,13 +85,47 @@ pub(crate) enum Verdict {
 }
 
 impl Reply {
-    /// Reads the script's `{code, value, limit, held, waiting, rate free, tokens free}`
-    /// reply, of which only the first two are always there; a negative or missing entry is
-    /// one the script did not read.
-    pub(crate) fn parse(reply: &[i64]) -> Self {
-        let at = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
+    /// Reads the script's reply for a limiter with `plan`: one integer for an uncontended
+    /// admission (the permits held, this one's included, for a concurrency limit at its
+    /// configured value with nobody queued; else the rate's free cells), or `{code, value,
+    /// limit, held, waiting, rate free, tokens free}`, of which only the first two are
+    /// always there; a negative or missing entry is one the script did not read.
+    pub(crate) fn parse(reply: &redis::Value, plan: &Plan) -> Self {
+        let mut entries = [-1_i64; 7];
+        match reply {
+            redis::Value::Int(n) => {
+                let n = u64::try_from(*n).ok();
+                return match plan.concurrency {
+                    Some(limit) => Self {
+                        verdict: Verdict::Admitted,
+                        limit: Some(limit),
+                        held: n,
+                        waiting: Some(0),
+                        rate_free: None,
+                        tokens_free: None,
+                    },
+                    None => Self {
+                        verdict: Verdict::Admitted,
+                        limit: None,
+                        held: None,
+                        waiting: None,
+                        rate_free: n,
+                        tokens_free: None,
+                    },
+                };
+            }
+            redis::Value::Array(values) => {
+                for (entry, value) in entries.iter_mut().zip(values) {
+                    if let redis::Value::Int(n) = value {
+                        *entry = *n;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let at = |i: usize| u64::try_from(entries[i]).ok();
         let value = at(1).unwrap_or(0);
-        let verdict = match reply.first().copied().unwrap_or(-1) {
+        let verdict = match entries[0] {
             0 => Verdict::Admitted,
             1 => Verdict::Full { ahead: value },
             2 => Verdict::QueueFull,
@@ -152,7 +190,7 @@ pub(crate) struct Plan {
 }
 
 /// The acquire script's keys, by their names in its Lua, in the order they are passed.
-const KEY_NAMES: [&str; 8] = [
+const KEY_NAMES: [&str; 9] = [
     "k_pause",
     "k_rate",
     "k_tokens",
@@ -161,21 +199,29 @@ const KEY_NAMES: [&str; 8] = [
     "k_queue_expiry",
     "k_limit",
     "k_tickets",
+    "k_state",
 ];
+
+/// What the acquire script reads with its one `MGET`, by the names of their keys.
+const READ_NAMES: [&str; 5] = ["k_pause", "k_limit", "k_state", "k_rate", "k_tokens"];
 
 /// One limiter's acquire script: the pause, then a permit in arrival order, then rate cells
 /// and token cells, all or nothing.
 ///
 /// KEYS: pause, then rate (with a rate), tokens (with a budget), then held, queue,
-/// queue-expiry, limit and tickets (with a concurrency limit). ARGV: token cells (0: none),
-/// then, with a concurrency limit, id, may_wait (0 or 1) and max_waiters. Returns `{code,
-/// value, limit, held, waiting, rate free, tokens free}` (see [`Reply`]).
+/// queue-expiry, limit, tickets and state (with a concurrency limit). ARGV: with a
+/// concurrency limit, the id and how many may be queued ahead for this caller to join the
+/// queue (0: it may not wait); then, with a budget, the token cells (0: none). Returns what
+/// [`Reply::parse`] reads.
 ///
-/// An uncontended admission reads the pause, the stored limit and the buckets with one
-/// `MGET`, counts the held permits and the queue, and writes the permit and the buckets:
-/// the queue's tickets and expiries are touched only when someone waits, expired permits are
+/// An uncontended admission reads the clock (`TIME`), reads the pause, the stored limit,
+/// the state and the buckets with one `MGET`, counts the held permits, and writes the permit
+/// and the buckets; it answers with one integer. The rest is done only when it can matter:
+/// the queue is read only while the state says it may hold waiters (the state is `0` only
+/// while the queue is known empty: joining the queue sets it to `1`), expired permits are
 /// swept only when the limit looks full, and the held set's and the stored limit's TTLs are
-/// renewed only when less than a lease (half the idle TTL) is left.
+/// renewed (and the state written again) only when the state has lapsed, once a lease: while
+/// it lives, the held set has more than a lease left.
 #[derive(Debug, Clone)]
 pub(crate) struct Acquire {
     script: Script,
@@ -204,8 +250,8 @@ impl Acquire {
         for name in KEY_NAMES {
             prelude.push_str(&format!("local {name} = {}\n", slot(&passed, name, "KEYS")));
         }
-        // One MGET for the pause, the stored limit and the buckets.
-        let read: Vec<&str> = ["k_pause", "k_limit", "k_rate", "k_tokens"]
+        // One MGET for the pause, the stored limit, the state and the buckets.
+        let read: Vec<&str> = READ_NAMES
             .into_iter()
             .filter(|name| passed.contains(name))
             .collect();
@@ -213,21 +259,38 @@ impl Acquire {
             "local stored = redis.call('MGET', {})\n",
             read.join(", ")
         ));
-        for name in ["k_pause", "k_limit", "k_rate", "k_tokens"] {
+        for name in READ_NAMES {
             let value = slot(&read, name, "stored");
             prelude.push_str(&format!("local s_{} = {value}\n", &name[2..]));
         }
         let default_limit = plan
             .concurrency
             .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        // Only a rate or a budget needs microseconds, and the GCRA step.
+        let (gcra, clock) = if plan.rate.is_some() || plan.tokens.is_some() {
+            (
+                GCRA_LUA,
+                "local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now_ms = math.floor(now_us / 1000)",
+            )
+        } else {
+            (
+                "",
+                "local now_us = false
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)",
+            )
+        };
         let text = format!(
-            "{GCRA_LUA}
+            "{gcra}
 local interval, tolerance = {interval}, {tolerance}
 local token_interval, token_tolerance = {token_interval}, {token_tolerance}
 local default_limit, lease, idle = {default_limit}, {lease}, {idle}
-{REDIS_CLOCK}local now_ms = math.floor(now_us / 1000)
+local lease_ttl, held_ttl, idle_ttl = '{lease}', '{held_ttl}', '{idle}'
+local time = redis.call('TIME')
+{clock}
 {prelude}{ACQUIRE_LUA}",
             lease = plan.lease_ms,
+            held_ttl = plan.lease_ms.saturating_mul(2),
             idle = plan.idle_ms,
         );
         Self {
@@ -236,56 +299,90 @@ local default_limit, lease, idle = {default_limit}, {lease}, {idle}
         }
     }
 
-    /// The call that admits `id` on `keys`, with `tokens` token cells.
-    pub(crate) fn invocation(
+    /// What the script decides on.
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The script, for loading it on `NOSCRIPT`.
+    pub(crate) fn script(&self) -> &Script {
+        &self.script
+    }
+
+    /// The `EVALSHA` that admits `id` on `keys`, with `tokens` token cells, written into
+    /// one buffer sized for it (a [`redis::ScriptInvocation`] makes a buffer per key and per
+    /// argument, then copies them into a command).
+    pub(crate) fn command(
         &self,
         keys: &Keys,
         id: &str,
         may_wait: bool,
         max_waiters: usize,
         tokens: u64,
-    ) -> redis::ScriptInvocation<'_> {
-        let mut invocation = self.script.prepare_invoke();
-        invocation.key(&keys.pause);
-        if self.plan.rate.is_some() {
-            invocation.key(&keys.rate);
+    ) -> redis::Cmd {
+        let mut passed: [&str; KEY_NAMES.len()] = [&keys.pause, "", "", "", "", "", "", "", ""];
+        let mut count = 1;
+        for (key, used) in [
+            (&keys.rate, self.plan.rate.is_some()),
+            (&keys.tokens, self.plan.tokens.is_some()),
+        ] {
+            if used {
+                passed[count] = key;
+                count += 1;
+            }
+        }
+        if self.plan.concurrency.is_some() {
+            for key in [
+                &keys.held,
+                &keys.queue,
+                &keys.queue_expiry,
+                &keys.limit,
+                &keys.tickets,
+                &keys.state,
+            ] {
+                passed[count] = key;
+                count += 1;
+            }
+        }
+        let passed = &passed[..count];
+        // `EVALSHA`, the hash, the key count, the keys, the id and two numbers.
+        let size = 7 + 40 + 2 + passed.iter().map(|key| key.len()).sum::<usize>() + 80 + id.len();
+        let mut command = redis::Cmd::with_capacity(3 + count + 3, size);
+        command
+            .arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(count);
+        for key in passed {
+            command.arg(*key);
+        }
+        if self.plan.concurrency.is_some() {
+            command.arg(id).arg(if may_wait { max_waiters } else { 0 });
         }
         if self.plan.tokens.is_some() {
-            invocation.key(&keys.tokens);
+            command.arg(tokens);
         }
-        invocation.arg(tokens);
-        if self.plan.concurrency.is_some() {
-            invocation
-                .key(&keys.held)
-                .key(&keys.queue)
-                .key(&keys.queue_expiry)
-                .key(&keys.limit)
-                .key(&keys.tickets)
-                .arg(id)
-                .arg(u8::from(may_wait))
-                .arg(max_waiters);
-        }
-        invocation
+        command
     }
 }
 
 /// The acquire script's body after its prelude (the plan, the clock, the keys and what the
 /// `MGET` read); see [`Acquire`].
 const ACQUIRE_LUA: &str = r"
-local token_n = tonumber(ARGV[1])
-local pause_until = tonumber(s_pause or 0)
-if pause_until > now_ms then return {4, pause_until - now_ms} end
+if s_pause then
+  local pause_until = tonumber(s_pause)
+  if pause_until > now_ms then return {4, pause_until - now_ms} end
+end
 
 local limit, held, queued = -1, -1, -1
 local id = false
 local ticket = false
 if default_limit >= 0 then
-  id = ARGV[2]
-  local may_wait = ARGV[3] == '1'
-  local max_waiters = tonumber(ARGV[4])
+  id = ARGV[1]
   limit = tonumber(s_limit or default_limit)
   held = redis.call('ZCARD', k_held)
-  queued = redis.call('ZCARD', k_queue)
+  queued = 0
+  -- The queue is read only while it may hold waiters, or the state lapsed.
+  if s_state ~= '0' then queued = redis.call('ZCARD', k_queue) end
   local ahead = queued
   if queued > 0 then
     local gone = redis.call('ZRANGEBYSCORE', k_queue_expiry, '-inf', now_ms)
@@ -311,18 +408,21 @@ if default_limit >= 0 then
     -- crashed waiter's place stands in front of the others no longer than that.
     if ticket then
       redis.call('ZADD', k_queue_expiry, now_ms + math.floor(lease / 2), id)
-      redis.call('PEXPIRE', k_queue, 2 * lease)
-      redis.call('PEXPIRE', k_queue_expiry, 2 * lease)
+      redis.call('PEXPIRE', k_queue, held_ttl)
+      redis.call('PEXPIRE', k_queue_expiry, held_ttl)
       return {1, ahead, limit, held, queued}
     end
-    if not may_wait then return {1, ahead, limit, held, queued} end
+    local max_waiters = tonumber(ARGV[2])
+    if max_waiters == 0 then return {1, ahead, limit, held, queued} end
     if ahead >= max_waiters then return {2, ahead, limit, held, queued} end
     local seq = redis.call('INCR', k_tickets)
-    redis.call('PEXPIRE', k_tickets, idle)
+    redis.call('PEXPIRE', k_tickets, idle_ttl)
     redis.call('ZADD', k_queue, seq, id)
     redis.call('ZADD', k_queue_expiry, now_ms + math.floor(lease / 2), id)
-    redis.call('PEXPIRE', k_queue, 2 * lease)
-    redis.call('PEXPIRE', k_queue_expiry, 2 * lease)
+    redis.call('PEXPIRE', k_queue, held_ttl)
+    redis.call('PEXPIRE', k_queue_expiry, held_ttl)
+    -- The queue may hold waiters from now on: the next admissions read it.
+    if s_state == '0' then redis.call('SET', k_state, '1', 'XX', 'KEEPTTL') end
     return {1, ahead, limit, held, queued + 1}
   end
   -- A queued caller next in line keeps its place while it waits for the rate.
@@ -339,7 +439,9 @@ if interval > 0 then
   rate_free = free(value, now_us, interval, tolerance)
 end
 local token_tat, token_free = false, -1
-if token_interval > 0 and token_n > 0 then
+local token_n = 0
+if token_interval > 0 then token_n = tonumber(ARGV[#ARGV]) end
+if token_n > 0 then
   local tat = tonumber(s_tokens or 0)
   local code, value = gcra(tat, now_us, token_interval, token_tolerance, token_n)
   local left = free(tat, now_us, token_interval, token_tolerance)
@@ -357,19 +459,27 @@ end
 
 if default_limit >= 0 then
   redis.call('ZADD', k_held, now_ms + lease, id)
-  -- A new set has no TTL; a live one is renewed when less than a lease is left.
-  if held == 0 or redis.call('PTTL', k_held) < lease then
-    redis.call('PEXPIRE', k_held, 2 * lease)
-  end
+  -- A new set has no TTL; a live one has more than a lease left while the state lives.
+  if held == 0 or not s_state then redis.call('PEXPIRE', k_held, held_ttl) end
   held = held + 1
   if ticket then
     redis.call('ZREM', k_queue, id)
     redis.call('ZREM', k_queue_expiry, id)
     queued = queued - 1
   end
-  if s_limit and redis.call('PTTL', k_limit) < idle / 2 then
-    redis.call('PEXPIRE', k_limit, idle)
+  if not s_state then
+    if s_limit then redis.call('PEXPIRE', k_limit, idle_ttl) end
+    local state = '0'
+    if queued > 0 then state = '1' end
+    redis.call('SET', k_state, state, 'PX', lease_ttl)
+  elseif s_state == '1' and queued == 0 then
+    redis.call('SET', k_state, '0', 'XX', 'KEEPTTL')
   end
+  if not s_limit and queued == 0 and interval == 0 and token_interval == 0 then
+    return held
+  end
+elseif token_interval == 0 then
+  return rate_free
 end
 return {0, 0, limit, held, queued, rate_free, token_free}
 ";

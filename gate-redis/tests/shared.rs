@@ -447,6 +447,64 @@ async fn hostile_settings_are_brought_within_what_redis_accepts() {
     );
 }
 
+/// A waiter in a runtime of its own, which stops dead 200 ms after it asked, as a killed
+/// process does: nothing gives its place back. Join the thread to wait for its end.
+fn crash_waiting(builder: RedisLimiterBuilder) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let limiter = Arc::new(runtime.block_on(async { builder.build().unwrap() }));
+        let waiter = Arc::clone(&limiter);
+        runtime.spawn(async move { waiter.admit().await.map(drop) });
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+        runtime.shutdown_background();
+    })
+}
+
+// The acquire script skips the queue while its state says it is empty: a caller that joins
+// it must say otherwise, or a newcomer takes a freed permit from the waiter in front of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_never_takes_a_freed_permit_from_a_waiter_in_the_queue() {
+    let key = key("newcomer");
+    let lease = Duration::from_secs(2);
+    let build = || builder(&key).concurrency(1).lease(lease);
+    let holder = build().build().unwrap();
+    let permit = holder.admit().await.unwrap();
+    let state = format!("gate:{{{key}}}:state");
+    let read_state = || {
+        redis::cmd("GET")
+            .arg(&state)
+            .query::<Option<String>>(&mut server().connection())
+            .unwrap()
+    };
+    assert_eq!(
+        read_state().as_deref(),
+        Some("0"),
+        "the queue is known empty"
+    );
+    // A waiter that stops dead in the queue: nobody wakes it, it never takes the permit.
+    crash_waiting(build()).join().unwrap();
+    let last_look = Instant::now();
+    drop(permit);
+    assert!(eventually(Duration::from_secs(1), || held(server(), &key) == 0).await);
+    let newcomer = build().build().unwrap();
+    let refused = newcomer.admit_with(WaitLimits::NO_WAIT).await.unwrap_err();
+    assert!(
+        last_look.elapsed() < lease / 2,
+        "too slow: the waiter's place lapsed"
+    );
+    assert_eq!(refused, AcquireError::TimedOut, "the waiter is in front");
+    // Once the waiter's place lapses, the queue is known empty again.
+    let admitted = tokio::time::timeout(Duration::from_secs(3), newcomer.admit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(admitted.is_shared());
+    assert_eq!(read_state().as_deref(), Some("0"));
+}
+
 // A crashed waiter kept its place at the head of the queue for a whole lease, so that a
 // crashed process's waiters stalled every other process's admissions for that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,20 +523,7 @@ async fn a_crashed_waiters_place_in_the_queue_lapses_half_a_lease_after_its_last
             .query::<usize>(&mut server().connection())
             .unwrap()
     };
-    let crashed = {
-        let builder = build();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let limiter = Arc::new(runtime.block_on(async { builder.build().unwrap() }));
-            let waiter = Arc::clone(&limiter);
-            runtime.spawn(async move { waiter.admit().await.map(drop) });
-            runtime.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
-            runtime.shutdown_background();
-        })
-    };
+    let crashed = crash_waiting(build());
     assert!(eventually(Duration::from_secs(2), || queued() == 1).await);
     let last_look = Instant::now();
     crashed.join().unwrap();
@@ -539,4 +584,27 @@ async fn a_waiter_next_in_line_keeps_its_place_while_it_waits_for_the_rate() {
     .await
     .unwrap();
     assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+}
+
+// The acquire call is written by hand (not through redis-rs's script invocation, which loads
+// the script on `NOSCRIPT` by itself): a Redis that lost its scripts must still admit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_loads_the_script_again_after_redis_lost_it() {
+    let key = key("noscript");
+    let limiter = builder(&key)
+        .concurrency(2)
+        .rate(Rate::per_second(1_000))
+        .build()
+        .unwrap();
+    drop(limiter.admit().await.unwrap());
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server().connection())
+        .unwrap();
+    let permit = limiter.admit().await.unwrap();
+    assert!(
+        permit.is_shared(),
+        "admitted by Redis, not by the failure policy"
+    );
+    assert_eq!(held(server(), &key), 1);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::script::{Keys, RELEASE_BATCH};
@@ -36,8 +37,27 @@ pub(crate) enum Command {
     Held,
 }
 
+/// What the background task is sent: a limit's command, or a flush.
+pub(crate) enum Job {
+    /// A command for this limit.
+    For(Arc<Backend>, Command),
+    /// Answer once every call sent in the background before this job (releases,
+    /// settlements, pauses, observations, by any limit on the connection) has ended.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Where the limits on one connection send their commands, each with the limit it is for.
-pub(crate) type Commands = mpsc::UnboundedSender<(Arc<Backend>, Command)>;
+pub(crate) type Commands = mpsc::UnboundedSender<Job>;
+
+/// Waits until every call sent in the background through `commands` before it has ended
+/// (see [`RedisLimiter::flush`](crate::RedisLimiter::flush)).
+pub(crate) async fn flush(commands: &Commands) {
+    let (done, ended) = oneshot::channel();
+    // The worker is gone only with the runtime, which then leaves nothing to wait for.
+    if commands.send(Job::Flush(done)).is_ok() {
+        let _ = ended.await;
+    }
+}
 
 /// One permit's lease, as its holder and the renewal task see it.
 #[derive(Debug)]
@@ -284,26 +304,45 @@ const RELEASE_ATTEMPTS: u32 = 4;
 
 /// Runs until every sender is gone (every limit on the connection and all their permits):
 /// sends the commands as they come, concurrently, the releases of one limit that arrived
-/// together in one call, and renews the leases of every limit that holds some every third of
+/// together in one call, answers a flush once every call sent before it has ended, and renews the leases of every limit that holds some every third of
 /// the lease.
-pub(crate) async fn worker(
-    lease: Duration,
-    mut commands: mpsc::UnboundedReceiver<(Arc<Backend>, Command)>,
-) {
+pub(crate) async fn worker(lease: Duration, mut commands: mpsc::UnboundedReceiver<Job>) {
     let mut renewals = tokio::time::interval(lease / 3);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
     // The limits that hold permits under leases, by address: kept until a renewal finds
     // them holding none (a limit that takes one again says so with `Command::Held`).
     let mut holding: HashMap<usize, Arc<Backend>> = HashMap::new();
+    // The calls sent since the last flush (a flush waits for them, and for the flush
+    // before it, so that flushes end in order).
+    let mut sent: JoinSet<()> = JoinSet::new();
     loop {
         tokio::select! {
             received = commands.recv_many(&mut batch, RELEASE_BATCH) => {
                 if received == 0 {
+                    // The last calls run on without the worker (a `JoinSet` dropped would
+                    // cancel them: the last permits' releases among them).
+                    sent.detach_all();
                     return;
                 }
+                while sent.try_join_next().is_some() {}
                 let mut released: Vec<(Arc<Backend>, Vec<Arc<str>>)> = Vec::new();
-                for (backend, command) in batch.drain(..) {
+                for job in batch.drain(..) {
+                    let (backend, command) = match job {
+                        Job::For(backend, command) => (backend, command),
+                        Job::Flush(done) => {
+                            // The releases that came before it in this batch go first.
+                            for (backend, ids) in released.drain(..) {
+                                sent.spawn(backend.release_all(ids));
+                            }
+                            let mut before = std::mem::take(&mut sent);
+                            sent.spawn(async move {
+                                while before.join_next().await.is_some() {}
+                                let _ = done.send(());
+                            });
+                            continue;
+                        }
+                    };
                     match command {
                         Command::Release(id) => {
                             match released.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &backend)) {
@@ -315,18 +354,18 @@ pub(crate) async fn worker(
                             holding.insert(Arc::as_ptr(&backend) as usize, backend);
                         }
                         Command::Pause(millis) => {
-                            tokio::spawn(backend.share_pause(millis));
+                            sent.spawn(backend.share_pause(millis));
                         }
                         Command::Settle(cells) => {
-                            tokio::spawn(backend.settle_tokens(cells));
+                            sent.spawn(backend.settle_tokens(cells));
                         }
                         Command::Observe(args) => {
-                            tokio::spawn(backend.lower_buckets(args));
+                            sent.spawn(backend.lower_buckets(args));
                         }
                     }
                 }
                 for (backend, ids) in released {
-                    tokio::spawn(backend.release_all(ids));
+                    sent.spawn(backend.release_all(ids));
                 }
             }
             _ = renewals.tick() => {

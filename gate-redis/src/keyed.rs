@@ -257,6 +257,13 @@ where
         self.lock().index.len()
     }
 
+    /// Waits until every call sent to Redis in the background for any key so far has
+    /// ended, as [`RedisLimiter::flush`] does (whose docs say why to call it before the
+    /// process exits, and how long it can take).
+    pub async fn flush(&self) {
+        self.hub.flush().await;
+    }
+
     /// Whether no key is held in memory.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

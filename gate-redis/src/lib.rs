@@ -62,7 +62,9 @@
 //! the limit's keys and reading the time from `TIME` inside the script, so no client clock
 //! and no read-compute-write from a client is involved. An uncontended admission is one
 //! round trip (`EVALSHA`, loading the script on `NOSCRIPT`); a release is sent in the
-//! background. See [`RedisLimiter`] for the order of admission, the leases and the queue.
+//! background (a process about to exit calls [`RedisLimiter::flush`], so that its last
+//! releases are not lost with its runtime and their permits held for a lease). See
+//! [`RedisLimiter`] for the order of admission, the leases and the queue.
 //!
 //! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:tokens`, `:pause`, `:held`, `:queue`,
 //! `:queue-expiry`, `:limit`, `:tickets` and `:state`, and its channel `gate:{NAME}:released`. The

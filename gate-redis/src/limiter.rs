@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::adaptive::Share;
-use crate::background::{self, Backend, Command, Commands, Lease, Topic};
+use crate::background::{self, Backend, Command, Commands, Job, Lease, Topic};
 use crate::instance::{Instance, Reclaim};
 use crate::permit::Held;
 use crate::script::{self, Acquire, Keys, Plan, Reply, Verdict};
@@ -184,6 +184,11 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
+    /// See [`RedisLimiter::flush`].
+    pub(crate) async fn flush(&self) {
+        background::flush(&self.commands).await;
+    }
+
     /// Connects lazily to the Redis of `settings` and starts the background task on
     /// `runtime`, which runs until every limit made by [`limit`](Self::limit) and all their
     /// permits are gone.
@@ -471,6 +476,21 @@ impl RedisLimiter {
         self.shared.token_capacity()
     }
 
+    /// Waits until every call this process has sent to Redis in the background so far
+    /// has ended: the releases of the permits dropped before it (and of the waiters' places
+    /// given up), token settlements, pauses and observed limits, of every limit on this
+    /// limiter's connection. Call it before the process exits. The background task ends
+    /// with the runtime, so a permit dropped just before an exit would otherwise stay held
+    /// in Redis, for the whole fleet, until its lease runs out.
+    ///
+    /// A call that fails is sent again a few times, an eighth of the lease apart, so with
+    /// Redis unreachable this takes up to about half a lease (plus the timeouts): bound it
+    /// with `tokio::time::timeout` if the exit cannot wait. Permits still held are not
+    /// released by it.
+    pub async fn flush(&self) {
+        background::flush(&self.shared.commands).await;
+    }
+
     /// What this limiter has seen and done, without a round trip: the shared state as the
     /// last reply from Redis to this process showed it, and this process's own counts.
     ///
@@ -558,7 +578,9 @@ impl Drop for Watch<'_> {
 impl Shared {
     pub(crate) fn send(&self, command: Command) {
         // The worker is gone only with the runtime: the lease then frees the permit.
-        let _ = self.commands.send((Arc::clone(&self.backend), command));
+        let _ = self
+            .commands
+            .send(Job::For(Arc::clone(&self.backend), command));
     }
 
     pub(crate) fn pause_millis(&self, duration: Duration) -> u64 {

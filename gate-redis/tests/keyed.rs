@@ -575,3 +575,27 @@ async fn each_key_takes_back_what_an_earlier_process_of_its_instance_left() {
     assert!(!b.lease_lost());
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_returns_once_the_releases_of_every_key_have_reached_redis() {
+    let prefix = key("keyed-flush");
+    let keyed: RedisKeyedLimiter<u32> =
+        RedisKeyedLimiter::builder(template(&prefix).concurrency(2))
+            .build()
+            .unwrap();
+    for round in 0..5 {
+        let permits = [
+            keyed.acquire(&1).await.unwrap(),
+            keyed.acquire(&2).await.unwrap(),
+        ];
+        drop(permits);
+        keyed.flush().await;
+        for tenant in [1, 2] {
+            assert_eq!(
+                held(server(), &keyed.redis_name(&tenant)),
+                0,
+                "round {round}: key {tenant}'s release had not arrived"
+            );
+        }
+    }
+}

@@ -146,7 +146,7 @@ pub async fn run_plotted(
     let runner = Runner::new(
         &args.base_url,
         args.api_key.clone(),
-        quota,
+        quota.clone(),
         runner::policy(args.retries, args.period),
         Arc::clone(&counters),
         stop.clone(),
@@ -199,6 +199,8 @@ pub async fn run_plotted(
         }
     }
     drop(in_flight);
+    // The last releases reach Redis before the process exits, not a lease later.
+    quota.flush().await;
     writer.finish().map_err(RunError::Output)?;
     if let Some(bar) = &bar {
         bar.finish();

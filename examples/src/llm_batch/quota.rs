@@ -93,6 +93,16 @@ impl Quota {
         Ok(Self::Shared(Arc::new(limiter)))
     }
 
+    /// Waits until what a shared quota sent to Redis in the background (the releases of
+    /// the permits dropped, settlements) has arrived ([`RedisLimiter::flush`]), so that a
+    /// run that ends leaves nothing held for the rest of the fleet; nothing to wait for in
+    /// one process.
+    pub async fn flush(&self) {
+        if let Self::Shared(limiter) = self {
+            limiter.flush().await;
+        }
+    }
+
     /// The in-process limiter, if the quota is not shared.
     pub fn limiter(&self) -> Option<&Limiter> {
         match self {

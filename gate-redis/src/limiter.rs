@@ -919,10 +919,19 @@ fn id(prefix: &str, n: u64) -> Arc<str> {
             break;
         }
     }
-    let mut id = String::with_capacity(prefix.len() + digits.len() - start);
-    id.push_str(prefix);
-    id.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
-    Arc::from(id)
+    let digits = std::str::from_utf8(&digits[start..]).expect("ASCII digits");
+    // One allocation, the `Arc`'s: the id is put together on the stack when it fits (a
+    // prefix without an instance name always does).
+    let mut id = [0_u8; 96];
+    let len = prefix.len() + digits.len();
+    match id.get_mut(..len) {
+        Some(buf) => {
+            buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+            buf[prefix.len()..].copy_from_slice(digits.as_bytes());
+            Arc::from(std::str::from_utf8(buf).expect("a prefix and ASCII digits"))
+        }
+        None => Arc::from([prefix, digits].concat()),
+    }
 }
 
 /// Whole milliseconds of `duration`, saturating.
@@ -940,6 +949,7 @@ mod tests {
             ("pod-0/00000000deadbeef/00000000000000aa-", 10),
             ("ffffffffffffffff-", u64::MAX),
             ("", 12_345),
+            (&"x".repeat(300), 7),
         ] {
             assert_eq!(&*super::id(prefix, n), format!("{prefix}{n}"));
         }

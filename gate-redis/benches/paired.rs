@@ -46,7 +46,7 @@ const BLOCK: usize = 20;
 /// Callers at once in the throughput rounds.
 const CALLERS: usize = 16;
 /// Calls of one line alone for its time in Redis.
-const SERVER_CALLS: usize = 500;
+const SERVER_CALLS: usize = 2_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Line {
@@ -69,11 +69,14 @@ enum Line {
     RedisRate,
     /// The floor on a connection with `TCP_NODELAY`.
     FloorNoDelay,
+    /// The admission's command on a connection configured as the limiter's, with
+    /// `TCP_NODELAY`.
+    RawNoDelay,
     /// The admission by a limiter whose connection has `TCP_NODELAY`.
     AcquireNoDelay,
 }
 
-const LINES: [Line; 12] = [
+const LINES: [Line; 13] = [
     Line::Floor,
     Line::FloorKeys,
     Line::Raw,
@@ -85,6 +88,7 @@ const LINES: [Line; 12] = [
     Line::Rate,
     Line::RedisRate,
     Line::FloorNoDelay,
+    Line::RawNoDelay,
     Line::AcquireNoDelay,
 ];
 
@@ -120,6 +124,8 @@ struct Bench {
     /// A connection configured as a limiter's.
     limiter_conn: ConnectionManager,
     nodelay_conn: ConnectionManager,
+    /// A connection configured as a limiter's, with `TCP_NODELAY`.
+    nodelay_limiter_conn: ConnectionManager,
     trivial: redis::Script,
     redis_rate: redis::Script,
     permits: RedisLimiter,
@@ -155,7 +161,7 @@ impl Bench {
                 invocation.arg("0000000000000000-0").arg(0);
                 let _: i64 = invocation.invoke_async(&mut conn).await.unwrap();
             }
-            Line::Raw | Line::RawLimiterConn | Line::Invoke => {
+            Line::Raw | Line::RawLimiterConn | Line::RawNoDelay | Line::Invoke => {
                 let id = format!(
                     "{:016x}-{}",
                     0xfeed_u64,
@@ -166,8 +172,12 @@ impl Bench {
                     Line::Raw => {
                         let _: redis::Value = command.query_async(&mut conn).await.unwrap();
                     }
-                    Line::RawLimiterConn => {
-                        let mut conn = self.limiter_conn.clone();
+                    Line::RawLimiterConn | Line::RawNoDelay => {
+                        let mut conn = if line == Line::RawNoDelay {
+                            self.nodelay_limiter_conn.clone()
+                        } else {
+                            self.limiter_conn.clone()
+                        };
                         let _: redis::Value = command.query_async(&mut conn).await.unwrap();
                     }
                     _ => {
@@ -280,37 +290,49 @@ async fn drops(bench: &Arc<Bench>, callers: usize) -> Duration {
     started.elapsed() / (BLOCK * callers) as u32
 }
 
-/// Microseconds Redis spends per call of `line`, run alone (`INFO commandstats`).
+/// Microseconds Redis spends per call of `line`, run alone (`INFO commandstats`), in
+/// blocks as in the timed rounds: the permits of a block are held until its count is read
+/// (their releases are calls of a script too), and released before the next.
 async fn server_time(bench: &Bench, line: Line) -> f64 {
-    let mut conn = bench.conn.clone();
-    // The background calls of earlier lines (releases) end first.
-    bench.permits.flush().await;
-    bench.rate.flush().await;
-    bench.nodelay_permits.flush().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut kept = Vec::with_capacity(SERVER_CALLS);
-    for _ in 0..SERVER_CALLS {
-        kept.extend(bench.run(line).await);
+    let mut calls = 0;
+    let mut usec = 0;
+    for _ in 0..SERVER_CALLS / BLOCK {
+        // The background calls of earlier blocks and lines (releases) end first.
+        bench.permits.flush().await;
+        bench.rate.flush().await;
+        bench.nodelay_permits.flush().await;
+        let (calls_before, usec_before) = evalsha_stats(bench).await;
+        let mut kept = Vec::with_capacity(BLOCK);
+        for _ in 0..BLOCK {
+            kept.extend(bench.run(line).await);
+        }
+        let (calls_after, usec_after) = evalsha_stats(bench).await;
+        bench.undo(kept).await;
+        calls += calls_after - calls_before;
+        usec += usec_after - usec_before;
     }
+    usec as f64 / calls.max(1) as f64
+}
+
+/// Redis's count of `EVALSHA` calls so far, and the microseconds they took.
+async fn evalsha_stats(bench: &Bench) -> (u64, u64) {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut conn)
+        .query_async(&mut bench.conn.clone())
         .await
         .unwrap();
-    bench.undo(kept).await;
-    info.lines()
+    let stats = info
+        .lines()
         .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
-        .and_then(|stats| {
-            stats
-                .split(',')
-                .find_map(|field| field.strip_prefix("usec_per_call="))
-        })
-        .and_then(|usec| usec.parse().ok())
-        .unwrap_or(f64::NAN)
+        .unwrap_or_default();
+    let field = |name: &str| {
+        stats
+            .split(',')
+            .find_map(|field| field.strip_prefix(name))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("calls="), field("usec="))
 }
 
 /// Reads back the last admission's `EVALSHA` from Redis's slow log.
@@ -429,9 +451,18 @@ fn main() {
             .set_max_delay(Duration::from_millis(250));
         let bench = Arc::new(Bench {
             conn,
-            limiter_conn: ConnectionManager::new_with_config(server.client(), limiter_config)
-                .await
-                .unwrap(),
+            limiter_conn: ConnectionManager::new_with_config(
+                server.client(),
+                limiter_config.clone(),
+            )
+            .await
+            .unwrap(),
+            nodelay_limiter_conn: ConnectionManager::new_with_config(
+                nodelay_client(),
+                limiter_config,
+            )
+            .await
+            .unwrap(),
             nodelay_conn: ConnectionManager::new(nodelay_client()).await.unwrap(),
             trivial: redis::Script::new("return 1"),
             redis_rate: redis::Script::new(REDIS_RATE),

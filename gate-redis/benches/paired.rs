@@ -292,10 +292,11 @@ async fn drops(bench: &Arc<Bench>, callers: usize) -> Duration {
 
 /// Microseconds Redis spends per call of `line`, run alone (`INFO commandstats`), in
 /// blocks as in the timed rounds: the permits of a block are held until its count is read
-/// (their releases are calls of a script too), and released before the next.
+/// (their releases are calls of a script too), and released before the next. The median
+/// of the blocks, so that a block during which another process took Redis's core does not
+/// count.
 async fn server_time(bench: &Bench, line: Line) -> f64 {
-    let mut calls = 0;
-    let mut usec = 0;
+    let mut blocks = Vec::with_capacity(SERVER_CALLS / BLOCK);
     for _ in 0..SERVER_CALLS / BLOCK {
         // The background calls of earlier blocks and lines (releases) end first.
         bench.permits.flush().await;
@@ -308,10 +309,11 @@ async fn server_time(bench: &Bench, line: Line) -> f64 {
         }
         let (calls_after, usec_after) = evalsha_stats(bench).await;
         bench.undo(kept).await;
-        calls += calls_after - calls_before;
-        usec += usec_after - usec_before;
+        let calls = calls_after.saturating_sub(calls_before).max(1);
+        blocks.push(usec_after.saturating_sub(usec_before) as f64 / calls as f64);
     }
-    usec as f64 / calls.max(1) as f64
+    blocks.sort_by(f64::total_cmp);
+    blocks[blocks.len() / 2]
 }
 
 /// Redis's count of `EVALSHA` calls so far, and the microseconds they took.

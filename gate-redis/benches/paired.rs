@@ -14,8 +14,9 @@
 //! - `Invoke`: the same the way the limiter calls it (a clone of the connection, the call
 //!   within `tokio::time::timeout`).
 //! - `Acquire`: the whole admission, `admit()`.
-//! - `FloorNoDelay` and `AcquireNoDelay`: the floor and the admission on connections with
-//!   `TCP_NODELAY` (redis-rs leaves Nagle's algorithm on unless told).
+//! - `FloorNoDelay`, `RawNoDelay` and `AcquireNoDelay`: the floor, the raw admission and
+//!   the admission on connections with `TCP_NODELAY` (redis-rs leaves Nagle's algorithm on
+//!   unless told).
 //!
 //! Then, each line alone, the time Redis spends per call (`INFO commandstats`).
 //!
@@ -359,34 +360,20 @@ async fn capture(server: &support::Server, conn: &mut ConnectionManager, key: &s
         .await
         .unwrap();
     let permit = limiter.admit().await.unwrap();
-    let log: Vec<(i64, i64, i64, Vec<String>)> = redis::cmd("SLOWLOG")
+    // Each entry is `[id, time, duration, [arguments], client, name]`.
+    let log: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(16)
-        .query_async::<Vec<redis::Value>>(conn)
+        .query_async(conn)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| {
-            let redis::Value::Array(fields) = entry else {
-                panic!("a slow log entry is an array");
-            };
-            let mut fields = fields.into_iter();
-            let mut int = || redis::from_redis_value::<i64>(fields.next().unwrap()).unwrap();
-            let (a, b, c) = (int(), int(), int());
-            (
-                a,
-                b,
-                c,
-                redis::from_redis_value(fields.next().unwrap()).unwrap(),
-            )
-        })
-        .collect();
+        .unwrap();
     let _: () = config("10000").query_async(conn).await.unwrap();
     drop(permit);
     limiter.flush().await;
-    let (_, _, _, args) = log
+    let args: Vec<String> = log
         .into_iter()
-        .find(|(_, _, _, args)| args[0].eq_ignore_ascii_case("evalsha"))
+        .filter_map(|entry| redis::from_redis_value(entry.into_iter().nth(3)?).ok())
+        .find(|args: &Vec<String>| args[0].eq_ignore_ascii_case("evalsha"))
         .expect("the admission's EVALSHA in the slow log");
     let count: usize = args[2].parse().unwrap();
     let keys = args[3..3 + count].to_vec();

@@ -13,35 +13,58 @@
 //! # What an uncontended admission costs, and why it is not within 1.2x of the floor
 //!
 //! Measured with `paired.rs` (the lines taking turns; criterion's lines, run one after the
-//! other, were useless at this load: redis_rate's came out below the floor in one run and
-//! at 3.8x it in the next), old and new builds taking turns, on a shared 2-core machine at
-//! load 5-6: an admission by a concurrency limit is 1.61-1.70x the floor (was 1.94-2.01x),
-//! with its permit's drop 2.88-3.04x (was 3.21-3.29x: the release is one more call for the
-//! client and for Redis, sent in the background), a rate check 1.57-1.68x (was
-//! 1.85-1.88x), redis_rate's script 1.49-1.55x, a drop 0.03x; with 16 callers, 2.69-2.98x,
-//! 3.47-3.60x, 2.44-2.61x and 2.31-2.36x (were 3.67-3.92x, 4.56-5.09x, 2.96-3.39x and
-//! 2.37-2.46x).
+//! other, were useless at this load), on a shared 2-core machine at load 5.4-6 (one-minute
+//! average, other engineers' builds), three runs on a multi-thread runtime (two workers) and
+//! three on a current-thread one. Its ladder goes from the floor to an admission one step at
+//! a time (ratios to the floor: 15.6-20.2 µs multi-thread, 14.5-21.2 µs current-thread):
 //!
-//! The admission is one script of five Redis calls: `TIME`, one `MGET` (the pause, the
-//! limit stored by `set_limit`, and the limit's state: whether the queue can hold waiters,
-//! and, while it lives, that no TTL needs renewal), `ZCARD` of the held set, `ZADD` of the
-//! lease, and a one-integer answer; a rate check is `TIME`, `MGET` (pause, bucket) and `SET
-//! ... PX`. On the server (`redis-benchmark -c 1` and `INFO commandstats`, best of 5 to 9
-//! rounds, load 4-7) the trivial script takes 1.0-1.3 µs, redis_rate's 5.2-6.4 µs, a rate
-//! check 6.8-7.3 µs (7.3-10.4 µs before this layout), an admission 6.0-6.1 µs when its id
-//! is already a member and 7.6-7.8 µs with a new id each time (8.5-10.7 and 9.0-12.7 µs
-//! before). Inside a script, by 2,000 calls in one `EVAL`: `TIME` 0.9-1.2 µs and 0.4-0.5 µs
-//! more to make numbers of its two strings, a `ZADD` of a new member 1.5-2 µs, `MGET` of
-//! three keys 1-1.3 µs, `ZCARD` 0.3-0.5 µs, `PTTL` 0.4 µs, `PEXPIRE` 0.4-0.6 µs, `SET ...
-//! PX` 1.1-1.9 µs, a reply of seven entries 0.3 µs; the seven keys and two arguments of a
-//! call cost 0.6-1 µs before the script runs. So over the floor's script, Redis's clock
-//! costs 1.3-1.7 µs, the lease as a sorted-set member 1.5-2 µs, honouring the pause, the
-//! shared limit and the queue 1-1.3 µs, counting the holders 0.3-0.5 µs and declaring the
-//! hash-tagged keys 0.6-1 µs: 4.7-6.5 µs, where 1.2x of a 15-20 µs round trip leaves 3-4 µs
-//! for server and client together. On the client (callgrind, instructions per call, which
-//! the load does not move) the floor takes 15,000 instructions, a rate check 16,700 and an
-//! admission 21,000: writing the `EVALSHA` 1,200, the id 600, the lease's registration for
-//! renewal 900, the clock reads, the timeout and the counts the rest.
+//! | step | multi-thread | current-thread |
+//! |---|---:|---:|
+//! | the floor's script with an admission's 7 keys and 2 arguments | 1.01-1.04x | 1.01-1.03x |
+//! | the admission's script and bytes, raw, on the bench's connection | 1.31-1.42x | 1.38-1.48x |
+//! | the same on a connection configured as the limiter's | 1.29-1.40x | 1.34-1.44x |
+//! | the same within `tokio::time::timeout`, as the limiter calls it | 1.32-1.43x | 1.35-1.44x |
+//! | `admit()` | 1.37-1.49x | 1.42-1.52x |
+//! | a rate check, `admit()` | 1.36-1.44x | 1.43-1.51x |
+//! | redis_rate's script | 1.32-1.40x | 1.37-1.40x |
+//! | an admission and the drop of its permit | 2.50-2.76x | 2.40-2.59x |
+//! | the floor with `TCP_NODELAY` | 0.89-0.92x | 0.89-0.90x |
+//! | the raw admission with `TCP_NODELAY` | 1.34-1.45x | 1.38-1.50x |
+//!
+//! The step that jumps is the script, and it is Redis's time: over the floor with the same
+//! keys it costs 4.9-5.35 µs in the four quieter runs, where Redis spends 4.7-5.65 µs more
+//! on it (`INFO commandstats`, each line alone after the rounds, the median of 100 blocks of
+//! 20: the floor 0.8-1.1 µs, with the admission's keys 1.55-2.55, an admission 6.45-8.6, a
+//! rate check 5.9-7.6, redis_rate's 4.95-7.7), and 7.7-9.9 µs in the two loaded ones. Nothing
+//! on the client amplifies it: the limiter adds 0.95-1.6 µs to the raw script within its
+//! timeout (callgrind: 8,500 instructions in the caller's task, of which writing the
+//! `EVALSHA` 1,000, redis-rs writing it again into its buffer 1,400, the timeout's timer
+//! 1,350, the connection manager's shared future 550, the id 300), the timeout 0-0.5 µs, the
+//! limiter's connection (no response timeout of redis-rs's) is 0.3-0.9 µs faster than a
+//! default one, the runtime's flavour moves the floor and the admission alike, and redis-rs
+//! leaves `TCP_NODELAY` off, which costs the floor 8-11% and the admission nothing
+//! measurable. What inflates it is load: in two of the six runs Redis's own time per
+//! admission was 11.5-12 µs (the floor's 0.9-1.1): redis-server shares the two cores, and a
+//! longer script is interrupted more often. That is where the last session's 1.61-1.70x
+//! with a 32 µs floor came from: the same code measured 1.40-1.48x in this session's runs at
+//! load 2.6-4.7.
+//!
+//! Inside the script (Redis 7.0, variants of it interleaved on one server, the first
+//! quartile of 21 rounds), over the floor's script with the same keys: `TIME` and making
+//! numbers of its two strings 1.2-1.3 µs, a `ZADD` of a new member 1.4-1.5 µs when its
+//! score is a string and 0.6 µs more when it is a Lua number, which Redis 7.0 formats with
+//! `%.17g` (so the script now writes its numbers with `string.format('%d')`: 0.1-0.4 µs
+//! less for an admission, 0.15-0.5 µs less for a rate check, which writes two; within the
+//! round trip's noise), the `MGET` of the pause, the stored limit and the state 0.9 µs (a
+//! `GET` of one key 0.35), `ZCARD` 0.3-0.45 µs, the rest of the Lua 0.3-0.6 µs; the seven
+//! keys and two arguments cost 0.8-1.1 µs before the script runs. Tried and not kept: the
+//! stored limit carried in the state key (an `MGET` of two) 0.2 µs less, four declared keys
+//! instead of seven 0.25 µs (the contended path would touch undeclared keys), a script text
+//! without the rate's code 0.15-0.2 µs: each within the noise, the first two for a change of
+//! the keys' layout that a fleet mixing versions would see. 1.2x of a 14.5-17 µs floor
+//! leaves 2.9-3.4 µs; Redis's clock, the lease's `ZADD` and the count of holders alone take
+//! 2.9-3.25 µs over a floor that already pays 0.8-1.1 µs for the keys, before the pause and
+//! the limit are read and before the client does anything.
 //!
 //! Run with: cargo bench -p gate-redis --bench redis (needs redis-server on PATH).
 

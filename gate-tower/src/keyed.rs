@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use gate_core::keyed::{KeyedGate, KeyedLimiter, KeyedTryAcquireError};
-use gate_core::rate::{Clock, RateLimit};
-use gate_core::{AcquireError, BoxPermit, OwnedLimiterPermit, Stats, Unlimited, WaitLimits};
+use gate_core::keyed::{self, KeyedAdmission, KeyedAdmitError, KeyedGate, KeyedLimiter};
+use gate_core::{BoxPermit, Stats, Unlimited, WaitLimits};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -21,7 +20,7 @@ use crate::layer::{GateLayer, queue_cap};
 use crate::refusal::{Protocol, RateLeft, RateLimited};
 use crate::report::{GatePermit, Rated};
 use crate::service::GateService;
-use crate::source::{KeyedAdmit, Source};
+use crate::source::{self, Denied, KeyedAdmit};
 
 /// The longest key [`Header`] and [`Path`] take from a request, in bytes: a longer value is
 /// no key, and the request goes to the default bucket. Keys are held in memory for as long
@@ -146,102 +145,60 @@ impl<B> ExtractKey<B> for Path {
     }
 }
 
-/// Where a keyed layer's permits come from, with its key type erased from the hasher's.
+/// A [`KeyedAdmission`] with its type erased, so that the layer's type names only its key
+/// and its extractor.
 trait Keys<K>: Send + Sync {
     /// Admits `key` at once, refuses it, or says what to wait for within `limits`; with
     /// `advertise`, a permit carries what its key's rate had left, for the response.
     fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit;
 }
 
-/// A [`KeyedGate`]: a concurrency limit per key.
-struct Gates<K, H>(Arc<KeyedGate<K, H>>);
+/// Any [`KeyedAdmission`], behind [`Keys`].
+struct Source<A>(Arc<A>);
 
-impl<K, H> Keys<K> for Gates<K, H>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    H: BuildHasher + Send + Sync + 'static,
-{
-    fn admit(&self, key: K, limits: WaitLimits, _advertise: bool) -> KeyedAdmit {
-        match self.0.try_acquire_owned(&key) {
-            Ok(permit) => KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
-            Err(KeyedTryAcquireError::TooManyKeys) => KeyedAdmit::Refused(AcquireError::QueueFull),
-            Err(_) => {
-                let acquire = Arc::clone(&self.0).acquire_owned_with(key, limits);
+impl<K, A: KeyedAdmission<K>> Keys<K> for Source<A> {
+    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
+        match self.0.admit_key(key, limits) {
+            keyed::KeyedAdmit::Admitted(permit) => {
+                KeyedAdmit::Now(rated(&*self.0, permit, advertise))
+            }
+            keyed::KeyedAdmit::Refused(refused) => KeyedAdmit::Denied(denied(refused)),
+            keyed::KeyedAdmit::Wait(wait) => {
+                let source = Arc::clone(&self.0);
                 KeyedAdmit::Wait(Box::pin(async move {
-                    acquire
-                        .await
-                        .map(|permit| GatePermit::Any(BoxPermit::new(permit)))
-                        .map_err(AcquireError::from)
+                    match wait.await {
+                        Ok(permit) => Ok(rated(&*source, permit, advertise)),
+                        Err(refused) => Err(denied(refused)),
+                    }
                 }))
             }
         }
     }
 }
 
-/// A [`KeyedLimiter`]: a limiter per key, whose rate refusals are answered `429`.
-struct Limiters<K, H>(Arc<KeyedLimiter<K, H>>);
-
-impl<K, H> Keys<K> for Limiters<K, H>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    H: BuildHasher + Send + Sync + 'static,
-{
-    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
-        match self.0.try_acquire(&key) {
-            Ok(permit) => return KeyedAdmit::Now(rated(permit, advertise)),
-            Err(KeyedTryAcquireError::TooManyKeys) => {
-                return KeyedAdmit::Refused(AcquireError::QueueFull);
-            }
-            Err(_) => {}
+/// How the layer answers a keyed source's refusal: `429` for a rate's, as a gate's
+/// otherwise.
+fn denied(refused: KeyedAdmitError) -> Denied {
+    match refused {
+        KeyedAdmitError::RateLimited(rate) => {
+            Denied::RateLimited(RateLimited::new(rate.rate(), rate.wait()))
         }
-        let limiter = match self.0.limiter(&key) {
-            Ok(limiter) => limiter,
-            Err(error) => return KeyedAdmit::Refused(error.into()),
-        };
-        if let (Some(max_wait), Some(rate)) = (limits.max_wait, limiter.rate_limit()) {
-            let wait = rate.wait_time();
-            if wait > max_wait {
-                return KeyedAdmit::RateLimited(RateLimited::new(rate.rate(), wait));
-            }
-        }
-        drop(limiter);
-        let keyed = Arc::clone(&self.0);
-        KeyedAdmit::Wait(Box::pin(async move {
-            keyed
-                .acquire_with(&key, limits)
-                .await
-                .map(|permit| rated(permit, advertise))
-                .map_err(AcquireError::from)
-        }))
+        other => Denied::Refused(other.into()),
     }
 }
 
-/// A keyed limiter's permit, with what its key's rate had left if that is to be advertised
-/// (and the key has a rate).
-fn rated(permit: OwnedLimiterPermit, advertise: bool) -> GatePermit {
-    let left = advertise
-        .then(|| permit.limiter().rate_limit().map(rate_left))
-        .flatten();
+/// A keyed source's permit, with what its key's rate had left if that is to be advertised
+/// (and the source knows).
+fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool) -> GatePermit {
+    let left = advertise.then(|| source.rate_left(&permit)).flatten();
     let permit = BoxPermit::new(permit);
     match left {
-        Some(left) => GatePermit::Rated(Box::new(Rated { permit, left })),
+        Some(left) => GatePermit::Rated(Box::new(Rated {
+            permit,
+            left: RateLeft::new(left.rate(), left.next(), left.remaining()),
+        })),
         None => GatePermit::Any(permit),
     }
-}
-
-/// What `rate` has left now: the cells free, and when the next is free again (now if the
-/// bucket is full; the wait for the next cell if none is left; otherwise at most one
-/// interval between cells, which is what is advertised).
-fn rate_left<C: Clock>(rate: &RateLimit<C>) -> RateLeft {
-    let remaining = rate.remaining();
-    let next = if remaining >= rate.capacity() {
-        Duration::ZERO
-    } else if remaining == 0 {
-        rate.wait_time()
-    } else {
-        rate.rate().interval()
-    };
-    RateLeft::new(rate.rate(), next, remaining)
 }
 
 /// A [`Layer`] that limits requests per key, the key read from each request by an
@@ -377,8 +334,8 @@ where
     {
         let handle = Arc::new(gate.handle(default_key.clone()));
         let max_waiters = queue_cap(gate.per_key_limit());
-        let layer = GateLayer::from_source(Source::admission(handle), max_waiters);
-        Self::from_parts(layer, Arc::new(Gates(gate)), extract, default_key)
+        let layer = GateLayer::from_source(source::Source::admission(handle), max_waiters);
+        Self::from_parts(layer, Arc::new(Source(gate)), extract, default_key)
     }
 
     /// A layer drawing from `limiter`, a [`Limiter`](gate_core::Limiter) per key; see
@@ -390,9 +347,25 @@ where
     where
         H: BuildHasher + Send + Sync + 'static,
     {
-        let source = Source::admission(Arc::new(Unlimited));
-        let layer = GateLayer::from_source(source, queue_cap(1));
-        Self::from_parts(layer, Arc::new(Limiters(limiter)), extract, default_key)
+        Self::with_admission(limiter, extract, default_key)
+    }
+
+    /// A layer drawing from any [`KeyedAdmission`]: a limit per key kept elsewhere, such as
+    /// gate-redis's `RedisKeyedLimiter`, whose keys' limits every replica of a server shares
+    /// (see the layer's docs for an example); see [`new`](Self::new) for `extract` and
+    /// `default_key`. Its refusals are answered as a keyed limiter's: `429` with the
+    /// `RateLimit` fields for a rate with no cell within [`max_wait`](Self::max_wait),
+    /// `503` otherwise; its admitted responses carry the `RateLimit` fields of what the
+    /// source says its key's rate has left ([`KeyedAdmission::rate_left`]). Each key waits
+    /// in the source's own queue, at most [`max_waiters`](Self::max_waiters) of a key
+    /// (default 1,024).
+    pub fn with_admission<A>(source: Arc<A>, extract: E, default_key: K) -> Self
+    where
+        A: KeyedAdmission<K>,
+    {
+        let unlimited = source::Source::admission(Arc::new(Unlimited));
+        let layer = GateLayer::from_source(unlimited, queue_cap(1));
+        Self::from_parts(layer, Arc::new(Source(source)), extract, default_key)
     }
 
     fn from_parts(layer: GateLayer, keys: Arc<dyn Keys<K>>, extract: E, default_key: K) -> Self {

@@ -118,6 +118,7 @@ mod error;
 mod failure;
 mod instance;
 mod keyed;
+mod keyed_admission;
 mod limiter;
 mod permit;
 mod script;

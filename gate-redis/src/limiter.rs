@@ -437,7 +437,9 @@ impl RedisLimiter {
         self.shared.wait_limits
     }
 
-    /// Waits for admission within `limits` (see [`Admission::admit_with`]).
+    /// Waits for admission within `limits` (see [`Admission::admit_with`]). A rate or token
+    /// budget whose next cell Redis says is due after `max_wait` is refused at once with
+    /// [`AcquireError::TimedOut`] (counted as rejected), not after waiting `max_wait` out.
     ///
     /// [`Admission::admit_with`]: gate_core::Admission::admit_with
     pub async fn acquire_with(&self, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {

@@ -211,6 +211,11 @@ fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool
 ///   draws from a [`KeyedLimiter`]: a [`Limiter`](gate_core::Limiter) per key (a rate, a
 ///   concurrency limit, or both). Both keep memory bounded as their docs say. Cloning the
 ///   layer shares them.
+/// - **Or from any [`KeyedAdmission`]**, with [`with_admission`](Self::with_admission):
+///   gate-redis's `RedisKeyedLimiter` keeps each key's limit in Redis, so that every
+///   replica of a server shares it (a tenant gets its five a second from the fleet, not
+///   five from each replica), refused and advertised as from a keyed limiter. gate-redis's
+///   crate docs show the layer over it.
 /// - **The default bucket.** A request the extractor finds no key in goes to the key given
 ///   as `default_key`: all keyless requests share its one limit, as if they had sent that
 ///   key. Pick a key no client can send (an empty header value is no key, so
@@ -311,6 +316,34 @@ fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool
 /// // The same client on another connection: its next cell is 100 ms away, within the 1 s
 /// // `max_wait`, so it waits and is served.
 /// assert_eq!(app.clone().oneshot(from(1001)).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
+///
+/// The same layer over any source of limits per API key, a local keyed limiter or one
+/// shared through Redis by every replica:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use axum::{Router, body::Body, http::{HeaderValue, Request, StatusCode}, routing::get};
+/// use gate_core::{Limiter, keyed::{KeyedAdmission, KeyedLimiter}, rate::Rate};
+/// use gate_tower::{KeyedGateLayer, keyed::Header};
+/// use tower::ServiceExt;
+///
+/// fn per_api_key<A: KeyedAdmission<HeaderValue>>(tenants: Arc<A>) -> Router {
+///     let key = Header::new("x-api-key".parse().unwrap());
+///     let layer = KeyedGateLayer::with_admission(tenants, key, HeaderValue::from_static(""))
+///         .max_wait(Duration::ZERO);
+///     Router::new().route("/", get(|| async { "hello" })).layer(layer)
+/// }
+///
+/// let app = per_api_key(Arc::new(KeyedLimiter::new(|| Limiter::with_rate(Rate::per_second(1)))));
+/// let request = || Request::get("/").header("x-api-key", "a").body(Body::empty()).unwrap();
+/// assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+/// let refused = app.oneshot(request()).await.unwrap();
+/// assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+/// assert_eq!(refused.headers()["ratelimit"], "\"default\";r=0;t=1");
 /// # }
 /// ```
 pub struct KeyedGateLayer<K, E> {

@@ -586,6 +586,10 @@ impl<S: fmt::Debug, K: fmt::Debug, E> fmt::Debug for KeyedGateService<S, K, E> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
+    use gate_core::rate::Rate;
+
     use super::*;
 
     fn request() -> Request<()> {
@@ -633,6 +637,76 @@ mod tests {
         );
         *request.uri_mut() = format!("/{}", "p".repeat(MAX_KEY_LEN)).parse().unwrap();
         assert_eq!(Path::new().extract_key(&request), None);
+    }
+
+    /// A source that, like a store a round trip away, answers only from its future: key
+    /// `"out"` has no cell left for a minute, any other key is admitted with 7 cells left.
+    struct Remote;
+
+    impl KeyedAdmission<&'static str> for Remote {
+        type Permit = gate_core::OwnedPermit;
+
+        fn admit_key(
+            self: &Arc<Self>,
+            key: &'static str,
+            _limits: WaitLimits,
+        ) -> keyed::KeyedAdmit<
+            Self::Permit,
+            impl Future<Output = Result<Self::Permit, KeyedAdmitError>> + Send + 'static,
+        > {
+            keyed::KeyedAdmit::Wait(async move {
+                tokio::task::yield_now().await;
+                if key == "out" {
+                    let wait = Duration::from_millis(59_500);
+                    let refused = keyed::RateLimited::new(Rate::per_minute(10), wait);
+                    return Err(KeyedAdmitError::RateLimited(refused));
+                }
+                Ok(Arc::new(gate_core::Gate::new(1))
+                    .try_acquire_owned()
+                    .unwrap())
+            })
+        }
+
+        fn rate_left(&self, _: &Self::Permit) -> Option<keyed::RateLeft> {
+            let next = Duration::from_secs(6);
+            Some(keyed::RateLeft::new(Rate::per_minute(10), 7, next))
+        }
+    }
+
+    // A rate refusal that comes from the source's future (after a round trip to a store),
+    // not at once, is answered as a local one: `429` with its wait and the RateLimit fields.
+    #[tokio::test]
+    async fn a_rate_refusal_found_after_waiting_is_a_429() {
+        use tower::ServiceExt;
+
+        let hello = tower::service_fn(|_: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+        });
+        let by_key = |request: &Request<String>| request.headers().get("k").map(|_| "out");
+        let layer = KeyedGateLayer::with_admission(Arc::new(Remote), by_key, "in");
+        let service = layer.layer(hello);
+
+        let refused = service.clone().oneshot(request_with_key()).await.unwrap();
+        assert_eq!(refused.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "60");
+        assert_eq!(
+            refused.headers()["ratelimit-policy"],
+            "\"default\";q=10;w=60"
+        );
+        assert_eq!(refused.headers()["ratelimit"], "\"default\";r=0;t=60");
+
+        let served = service.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(served.status(), http::StatusCode::OK);
+        assert_eq!(served.headers()["ratelimit"], "\"default\";r=7;t=6");
+        assert_eq!(layer.stats().rejected, 1);
+    }
+
+    fn request_with_key() -> Request<String> {
+        let mut request = Request::new(String::new());
+        request
+            .headers_mut()
+            .insert("k", HeaderValue::from_static("1"));
+        request
     }
 
     #[test]

@@ -147,16 +147,16 @@ impl<B> ExtractKey<B> for Path {
 
 /// A [`KeyedAdmission`] with its type erased, so that the layer's type names only its key
 /// and its extractor.
-trait Keys<K>: Send + Sync {
+trait AnyKeyed<K>: Send + Sync {
     /// Admits `key` at once, refuses it, or says what to wait for within `limits`; with
     /// `advertise`, a permit carries what its key's rate had left, for the response.
     fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit;
 }
 
-/// Any [`KeyedAdmission`], behind [`Keys`].
+/// Any [`KeyedAdmission`], behind [`AnyKeyed`].
 struct Source<A>(Arc<A>);
 
-impl<K, A: KeyedAdmission<K>> Keys<K> for Source<A> {
+impl<K, A: KeyedAdmission<K>> AnyKeyed<K> for Source<A> {
     fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
         match self.0.admit_key(key, limits) {
             keyed::KeyedAdmit::Admitted(permit) => {
@@ -348,7 +348,7 @@ fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool
 /// ```
 pub struct KeyedGateLayer<K, E> {
     layer: GateLayer,
-    keys: Arc<dyn Keys<K>>,
+    keys: Arc<dyn AnyKeyed<K>>,
     extract: E,
     default_key: K,
     advertise: bool,
@@ -401,7 +401,12 @@ where
         Self::from_parts(layer, Arc::new(Source(source)), extract, default_key)
     }
 
-    fn from_parts(layer: GateLayer, keys: Arc<dyn Keys<K>>, extract: E, default_key: K) -> Self {
+    fn from_parts(
+        layer: GateLayer,
+        keys: Arc<dyn AnyKeyed<K>>,
+        extract: E,
+        default_key: K,
+    ) -> Self {
         Self {
             layer,
             keys,
@@ -511,7 +516,7 @@ impl<K: fmt::Debug, E> fmt::Debug for KeyedGateLayer<K, E> {
 /// the behaviour. Its calls are [`GateService`]'s, each drawing from its request's key.
 pub struct KeyedGateService<S, K, E> {
     service: GateService<S>,
-    keys: Arc<dyn Keys<K>>,
+    keys: Arc<dyn AnyKeyed<K>>,
     extract: E,
     default_key: K,
     advertise: bool,

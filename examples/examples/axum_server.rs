@@ -15,7 +15,12 @@
 //!   a scrape is answered while the gate is full), through gate-core's `metrics` feature and
 //!   `metrics-exporter-prometheus` (without its HTTP listener: the route renders them).
 //!
-//! It serves on 127.0.0.1:3000 until stopped, logging at `INFO`: refusing is normal under
+//! With `--redis URL` (`redis://127.0.0.1:6379/`), `/tenant`'s limit per key is kept in
+//! Redis instead, by gate-redis's `RedisKeyedLimiter`: every server started with the same
+//! URL shares each key's five a second, so two replicas (`--port 3001`, `--port 3002`) give
+//! a key five a second between them, not five each.
+//!
+//! It serves on 127.0.0.1:3000 (or `--port N`) until stopped, logging at `INFO`: refusing is normal under
 //! overload, so each refusal is a `DEBUG` event and only a summary with their count comes at
 //! `WARN`, at most every 10 seconds (`/stats` has the counters). With `--smoke` it serves on
 //! a free port, sends 40 concurrent requests to `/slow` and two to `/tokens` with its own
@@ -36,6 +41,7 @@ use futures_util::stream;
 use gate_core::Limiter;
 use gate_core::keyed::KeyedLimiter;
 use gate_core::rate::Rate;
+use gate_redis::{RedisKeyedLimiter, RedisLimiter};
 use gate_tower::keyed::Header;
 use gate_tower::{GateLayer, KeyedGateLayer};
 use http::HeaderValue;
@@ -100,7 +106,45 @@ pub(crate) fn install_metrics() -> PrometheusHandle {
     handle
 }
 
+/// `/tenant`'s layer: five a second per `x-api-key`, a burst of five, refused at once beyond
+/// that; kept in this process, or with `redis` in that Redis, shared by every server using it.
+pub(crate) fn tenant_layer(redis: Option<&str>) -> KeyedGateLayer<HeaderValue, Header> {
+    let rate = Rate::per_second(5).burst(5);
+    let by_key = Header::new(http::HeaderName::from_static("x-api-key"));
+    let no_key = HeaderValue::from_static("");
+    let layer = match redis {
+        None => {
+            let tenants = KeyedLimiter::new(move || Limiter::with_rate(rate));
+            KeyedGateLayer::with_limiter(Arc::new(tenants), by_key, no_key)
+        }
+        Some(url) => {
+            let client = redis::Client::open(url).expect("a redis:// URL");
+            let template = RedisLimiter::builder(client).key("axum-tenants").rate(rate);
+            // A key's bytes as text (two keys that are not UTF-8 may share a limit).
+            let render = |key: &HeaderValue| String::from_utf8_lossy(key.as_bytes()).into_owned();
+            let tenants = RedisKeyedLimiter::builder_with(template, render)
+                .build()
+                .expect("a valid template");
+            KeyedGateLayer::with_admission(Arc::new(tenants), by_key, no_key)
+        }
+    };
+    layer.max_wait(Duration::ZERO)
+}
+
+/// The example's routes, `/tenant` limited in this process (what `tests/axum_metrics.rs`
+/// serves).
+#[allow(dead_code)]
 pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: PrometheusHandle) -> Router {
+    app_with_tenants(layer, in_flight, metrics, tenant_layer(None))
+}
+
+/// The example's routes, `/tenant` behind `tenants`.
+pub(crate) fn app_with_tenants(
+    layer: GateLayer,
+    in_flight: Arc<InFlight>,
+    metrics: PrometheusHandle,
+    tenants: KeyedGateLayer<HeaderValue, Header>,
+) -> Router {
     let stats_layer = layer.clone();
     let metrics_layer = layer.clone();
     let gated = Router::new()
@@ -109,15 +153,6 @@ pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: Prometheu
         .route("/tokens", get(tokens))
         .with_state(in_flight)
         .layer(layer);
-    // Per tenant: five a second, a burst of five, refused at once beyond that.
-    let tenants = KeyedGateLayer::with_limiter(
-        Arc::new(KeyedLimiter::new(|| {
-            Limiter::with_rate(Rate::per_second(5).burst(5))
-        })),
-        Header::new(http::HeaderName::from_static("x-api-key")),
-        HeaderValue::from_static(""),
-    )
-    .max_wait(Duration::ZERO);
     let tenant = Router::new()
         .route("/tenant", get(|| async { "hello, tenant\n" }))
         .layer(tenants);
@@ -143,21 +178,41 @@ pub(crate) fn app(layer: GateLayer, in_flight: Arc<InFlight>, metrics: Prometheu
 
 #[tokio::main]
 async fn main() {
-    let smoke = std::env::args().any(|arg| arg == "--smoke");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|arg| arg == "--smoke");
+    let value = |name: &str| {
+        let at = args.iter().position(|arg| arg == name)?;
+        Some(
+            args.get(at + 1)
+                .unwrap_or_else(|| panic!("{name} needs a value")),
+        )
+    };
+    let redis = value("--redis");
+    let port: u16 = value("--port").map_or(3000, |port| port.parse().expect("--port N"));
     let layer = layer();
     let in_flight = Arc::new(InFlight::default());
-    let app = app(layer.clone(), Arc::clone(&in_flight), install_metrics());
+    let tenants = tenant_layer(redis.map(String::as_str));
+    let app = app_with_tenants(
+        layer.clone(),
+        Arc::clone(&in_flight),
+        install_metrics(),
+        tenants,
+    );
 
     if !smoke {
         // `DEBUG` would show every refusal: under a load test, one line per request.
         tracing_subscriber::fmt()
             .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
             .init();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
+        let shared = redis.map_or(String::new(), |url| {
+            format!("; /tenant shared through {url}")
+        });
         println!(
-            "listening on http://127.0.0.1:3000 (try /slow, /tokens, /tenant, /stats, /metrics)"
+            "listening on http://127.0.0.1:{port} (try /slow, /tokens, /tenant, /stats, \
+             /metrics){shared}"
         );
         axum::serve(listener, app).await.unwrap();
         return;

@@ -233,6 +233,11 @@ impl RedisLimiterBuilder {
         RedisLimiter::from_settings(settings, adaptive, &runtime)
     }
 
+    /// The rate given to [`rate`](Self::rate), if any.
+    pub(crate) fn rate_limit(&self) -> Option<Rate> {
+        self.rate
+    }
+
     /// Whether [`adaptive`](Self::adaptive) was called.
     pub(crate) fn is_adaptive(&self) -> bool {
         self.adaptive.is_some()

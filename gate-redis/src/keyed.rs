@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gate_core::keyed::{DEFAULT_MAX_IDLE, DEFAULT_MAX_KEYS, KeyedAcquireError};
+use gate_core::rate::Rate;
 use gate_core::{AcquireError, Admission, OwnedAdmission, WaitLimits};
 use tokio::sync::{Notify, oneshot};
 
 use crate::background::{self, Topic};
-use crate::limiter::{Hub, Settings, Shared};
+use crate::limiter::{Hub, Refused, Settings, Shared};
 use crate::{BuildError, RedisLimiter, RedisLimiterBuilder, RedisPermit};
 
 /// How many keys each new key's sweep looks at (as gate-core's `KeyedLimiter`): more than
@@ -124,6 +125,8 @@ pub struct RedisKeyedLimiter<K, S = RandomState> {
     hub: Hub,
     /// The template: every key's limits; its key is the prefix.
     settings: Settings,
+    /// The template's rate, as it was given, which a rate refusal states.
+    pub(crate) rate: Option<Rate>,
     /// The limit every admission also takes a permit of, after its key's.
     global: Option<RedisLimiter>,
     render: Box<Render<K>>,
@@ -297,7 +300,7 @@ where
 
     /// The limit of `key`, made if it is new (written with the lock released: `render` is
     /// user code), after a sweep that evicts idle keys.
-    fn find_or_make(&self, key: &K) -> Result<Arc<Shared>, KeyedAcquireError> {
+    pub(crate) fn find_or_make(&self, key: &K) -> Result<Arc<Shared>, KeyedAcquireError> {
         self.subscribe();
         if let Some(found) = self.lock().touch(key) {
             return Ok(found);
@@ -337,7 +340,7 @@ where
 }
 
 impl<K, S> RedisKeyedLimiter<K, S> {
-    fn global_shared(&self) -> Option<Arc<Shared>> {
+    pub(crate) fn global_shared(&self) -> Option<Arc<Shared>> {
         self.global
             .as_ref()
             .map(|global| Arc::clone(global.shared()))
@@ -390,8 +393,19 @@ async fn admit(
     limits: WaitLimits,
     estimate: Option<u64>,
 ) -> Result<RedisPermit, AcquireError> {
+    Ok(admit_rated(key, global, limits, estimate).await?)
+}
+
+/// Like [`admit`], with a key's rate that has no cell within `limits.max_wait` refused at
+/// once with its wait.
+pub(crate) async fn admit_rated(
+    key: Arc<Shared>,
+    global: Option<Arc<Shared>>,
+    limits: WaitLimits,
+    estimate: Option<u64>,
+) -> Result<RedisPermit, Refused> {
     let started = tokio::time::Instant::now();
-    let permit = key.admit(limits, estimate).await?;
+    let permit = key.admit_rated(limits, estimate).await?;
     let Some(global) = global else {
         return Ok(permit);
     };
@@ -402,6 +416,8 @@ async fn admit(
             .map(|max_wait| max_wait.saturating_sub(started.elapsed())),
         ..limits
     };
+    // The global limit's rate is not the key's, whose policy a rate refusal states: past
+    // the deadline it refuses as a time-out does.
     let global = global.admit(limits, estimate).await?;
     Ok(permit.with_global(global))
 }
@@ -583,6 +599,7 @@ impl<K, S> RedisKeyedLimiterBuilder<K, S> {
         if self.template.is_adaptive() {
             return Err(BuildError::AdaptivePerKey);
         }
+        let rate = self.template.rate_limit();
         let settings = self.template.into_settings()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let hub = Hub::new(&settings, &runtime)?;
@@ -590,6 +607,7 @@ impl<K, S> RedisKeyedLimiterBuilder<K, S> {
         Ok(RedisKeyedLimiter {
             hub,
             settings,
+            rate,
             global: self.global,
             render: self.render,
             max_keys: self.max_keys,

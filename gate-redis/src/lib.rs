@@ -56,6 +56,48 @@
 //! from this process's memory by gate-core's keyed rules (an idle cap, a hard cap that
 //! refuses new keys rather than grow).
 //!
+//! It is a [`KeyedAdmission`](gate_core::keyed::KeyedAdmission), so gate-tower's
+//! `KeyedGateLayer` limits a server's requests per API key by it, every replica sharing each
+//! key's limit: a key's rate with no cell within the layer's `max_wait` is answered `429`
+//! with `Retry-After` (Redis's wait, capped at `i32::MAX` milliseconds) and the IETF
+//! `RateLimit-Policy` / `RateLimit` fields, admitted answers carry what the key's rate had
+//! left as Redis last told this process, and a key's concurrency limit holds across the
+//! fleet (`examples/tests/keyed_fleet.rs`: two axum replicas on one redis-server).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use gate_core::rate::Rate;
+//! use gate_redis::{RedisKeyedLimiter, RedisLimiter};
+//! use gate_tower::{KeyedGateLayer, keyed::Header};
+//! use http::HeaderValue;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! // Five a second and two at once per API key, for every replica together.
+//! let template = RedisLimiter::builder(client)
+//!     .key("api-keys")
+//!     .rate(Rate::per_second(5))
+//!     .concurrency(2);
+//! // A header's bytes as text (two keys that are not UTF-8 may share a limit).
+//! let render = |key: &HeaderValue| String::from_utf8_lossy(key.as_bytes()).into_owned();
+//! let tenants = RedisKeyedLimiter::builder_with(template, render).build()?;
+//! let layer = KeyedGateLayer::with_admission(
+//!     Arc::new(tenants),
+//!     Header::new("x-api-key".parse()?),
+//!     HeaderValue::from_static(""),
+//! )
+//! .max_wait(Duration::from_millis(100));
+//! let hello = |_: http::Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//! };
+//! let service = tower::ServiceBuilder::new().layer(layer).service_fn(hello);
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # How it decides
 //!
 //! Redis decides, with Redis's clock: every admission is one Lua script, run atomically on
@@ -118,6 +160,7 @@ mod error;
 mod failure;
 mod instance;
 mod keyed;
+mod keyed_admission;
 mod limiter;
 mod permit;
 mod script;

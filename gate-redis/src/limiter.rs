@@ -437,7 +437,9 @@ impl RedisLimiter {
         self.shared.wait_limits
     }
 
-    /// Waits for admission within `limits` (see [`Admission::admit_with`]).
+    /// Waits for admission within `limits` (see [`Admission::admit_with`]). A rate or token
+    /// budget whose next cell Redis says is due after `max_wait` is refused at once with
+    /// [`AcquireError::TimedOut`] (counted as rejected), not after waiting `max_wait` out.
     ///
     /// [`Admission::admit_with`]: gate_core::Admission::admit_with
     pub async fn acquire_with(&self, limits: WaitLimits) -> Result<RedisPermit, AcquireError> {
@@ -718,6 +720,16 @@ impl Shared {
         limits: WaitLimits,
         estimate: Option<u64>,
     ) -> Result<RedisPermit, AcquireError> {
+        self.admit_rated(limits, estimate).await.map_err(Into::into)
+    }
+
+    /// Like [`admit`](Self::admit), with a rate that has no cell within the caller's
+    /// `max_wait` refused at once with the wait Redis gave for it.
+    pub(crate) async fn admit_rated(
+        self: Arc<Self>,
+        limits: WaitLimits,
+        estimate: Option<u64>,
+    ) -> Result<RedisPermit, Refused> {
         let tokens = self.token_cost(estimate)?;
         let started = Instant::now();
         let mut watch = Watch {
@@ -728,7 +740,7 @@ impl Shared {
             Some(max_wait) if !max_wait.is_zero() => {
                 match tokio::time::timeout(max_wait, self.admit_in_share(limits, tokens)).await {
                     Ok(admitted) => (admitted, None),
-                    Err(_) => (Err(AcquireError::TimedOut), Some(Ended::TimedOut)),
+                    Err(_) => (Err(AcquireError::TimedOut.into()), Some(Ended::TimedOut)),
                 }
             }
             _ => (self.admit_in_share(limits, tokens).await, None),
@@ -748,7 +760,7 @@ impl Shared {
         self: &Arc<Self>,
         limits: WaitLimits,
         tokens: u64,
-    ) -> Result<RedisPermit, AcquireError> {
+    ) -> Result<RedisPermit, Refused> {
         let seat = match &self.share {
             Some(share) => Some(share.seat(limits).await?),
             None => None,
@@ -762,10 +774,13 @@ impl Shared {
         self: &Arc<Self>,
         limits: WaitLimits,
         tokens: u64,
-    ) -> Result<RedisPermit, AcquireError> {
+    ) -> Result<RedisPermit, Refused> {
         if self.redis_is_down() {
-            return self.fall_back(limits, tokens).await;
+            return Ok(self.fall_back(limits, tokens).await?);
         }
+        let deadline = limits
+            .max_wait
+            .and_then(|max_wait| Instant::now().checked_add(max_wait));
         self.subscribe();
         if let Some(reclaim) = &self.reclaim {
             reclaim.once(&self.backend).await;
@@ -795,7 +810,7 @@ impl Shared {
                 Err(error) => {
                     self.redis_failed(&error);
                     drop(pending);
-                    return self.fall_back(limits, tokens).await;
+                    return Ok(self.fall_back(limits, tokens).await?);
                 }
             };
             let wait = match verdict {
@@ -803,9 +818,13 @@ impl Shared {
                     pending.id = None;
                     return Ok(self.admitted(id, sent, tokens));
                 }
-                Verdict::QueueFull => return Err(AcquireError::QueueFull),
-                Verdict::Never => return Err(AcquireError::TimedOut),
-                _ if !may_wait => return Err(AcquireError::TimedOut),
+                Verdict::QueueFull => return Err(AcquireError::QueueFull.into()),
+                Verdict::Never => return Err(AcquireError::TimedOut.into()),
+                // No use waiting for a cell due after the caller's deadline.
+                Verdict::RateWait { micros } if past(deadline, micros) => {
+                    return Err(Refused::Rate(Duration::from_micros(micros)));
+                }
+                _ if !may_wait => return Err(AcquireError::TimedOut.into()),
                 Verdict::Full { .. } => {
                     queued = true;
                     tokio::select! {
@@ -932,6 +951,40 @@ fn id(prefix: &str, n: u64) -> Arc<str> {
         }
         None => Arc::from([prefix, digits].concat()),
     }
+}
+
+/// Why an admission gave no permit.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// As an [`Admission`](gate_core::Admission) refuses.
+    Acquire(AcquireError),
+    /// The rate's next cell is due this long from now, after the caller's `max_wait`.
+    Rate(Duration),
+}
+
+impl From<AcquireError> for Refused {
+    fn from(error: AcquireError) -> Self {
+        Self::Acquire(error)
+    }
+}
+
+/// A rate refusal is the time-out the caller would have waited for, without the wait.
+impl From<Refused> for AcquireError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Acquire(error) => error,
+            Refused::Rate(_) => AcquireError::TimedOut,
+        }
+    }
+}
+
+/// Whether a cell due in `micros` (from Redis: any `u64`) comes after `deadline`.
+fn past(deadline: Option<Instant>, micros: u64) -> bool {
+    deadline.is_some_and(|deadline| {
+        Instant::now()
+            .checked_add(Duration::from_micros(micros))
+            .is_none_or(|due| due > deadline)
+    })
 }
 
 /// Whole milliseconds of `duration`, saturating.

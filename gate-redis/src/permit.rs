@@ -55,6 +55,11 @@ impl RedisPermit {
         }
     }
 
+    /// The state of the limit it was admitted by (a keyed limiter's key's).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Holds `global`'s permit with this one, released and reported with it.
     pub(crate) fn with_global(mut self, global: RedisPermit) -> Self {
         self.global = Some(Box::new(global));

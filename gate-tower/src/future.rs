@@ -20,7 +20,7 @@ use crate::layer::{GateLayer, Policy};
 use crate::queue::SUMMARY_PERIOD;
 use crate::refusal::{self, BoxError, Overloaded, Protocol, RateLimited, Reject, Respond};
 use crate::report::GatePermit;
-use crate::source::{Acquiring, Source};
+use crate::source::{Acquiring, Denied, Source};
 
 pin_project! {
     /// Response future of [`GateService`](crate::GateService): waits for a permit, then
@@ -107,6 +107,25 @@ struct Refusal {
     rate: Option<RateLimited>,
 }
 
+impl Refusal {
+    /// The answer to a request `denied` by `source`, logged and counted as such.
+    #[cold]
+    fn new(denied: Denied, protocol: Protocol, source: &Source, policy: &Policy) -> Self {
+        match denied {
+            Denied::Refused(reason) => Self {
+                protocol,
+                retry_after: refused(reason, source, policy),
+                rate: None,
+            },
+            Denied::RateLimited(rate) => Self {
+                protocol,
+                retry_after: rate_refused(&rate, source),
+                rate: Some(rate),
+            },
+        }
+    }
+}
+
 impl<S, Req, M> ResponseFuture<S, Req, M>
 where
     S: Service<Req>,
@@ -153,33 +172,13 @@ where
 
     /// A call refused at once; `request` is kept to be drained.
     pub(crate) fn refused(
-        reason: AcquireError,
+        denied: Denied,
         source: &Source,
         policy: &Policy,
         protocol: Protocol,
         request: Req,
     ) -> Self {
-        let refusal = Refusal {
-            protocol,
-            retry_after: refused(reason, source, policy),
-            rate: None,
-        };
-        Self::refusing(refusal, policy, request)
-    }
-
-    /// A call refused at once by its key's rate limit; `request` is kept to be drained.
-    pub(crate) fn rate_limited(
-        rate: RateLimited,
-        source: &Source,
-        policy: &Policy,
-        protocol: Protocol,
-        request: Req,
-    ) -> Self {
-        let refusal = Refusal {
-            protocol,
-            retry_after: rate_refused(&rate, source),
-            rate: Some(rate),
-        };
+        let refusal = Refusal::new(denied, protocol, source, policy);
         Self::refusing(refusal, policy, request)
     }
 
@@ -222,15 +221,12 @@ where
         if waiting.permit.is_none() {
             match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
                 Ok(permit) => waiting.permit = Some(permit),
-                Err(reason) => {
+                Err(denied) => {
                     // Let go of the inner service now, not when the caller drops this
                     // future; the request stays to be drained.
                     let request = waiting.call.take().map(|(_, request)| request);
-                    let refusal = Refusal {
-                        protocol: waiting.protocol.clone(),
-                        retry_after: refused(reason, &waiting.source, &waiting.policy),
-                        rate: None,
-                    };
+                    let protocol = waiting.protocol.clone();
+                    let refusal = Refusal::new(denied, protocol, &waiting.source, &waiting.policy);
                     state.set(State::Refused {
                         refusal: refusal.clone(),
                         drain: request.map(|request| Box::pin(Drain::new(request))),

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use gate_core::keyed::{KeyedGate, KeyedLimiter, KeyedTryAcquireError};
-use gate_core::rate::{Clock, RateLimit};
-use gate_core::{AcquireError, BoxPermit, OwnedLimiterPermit, Stats, Unlimited, WaitLimits};
+use gate_core::keyed::{self, KeyedAdmission, KeyedAdmitError, KeyedGate, KeyedLimiter};
+use gate_core::{BoxPermit, Stats, Unlimited, WaitLimits};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -21,7 +20,7 @@ use crate::layer::{GateLayer, queue_cap};
 use crate::refusal::{Protocol, RateLeft, RateLimited};
 use crate::report::{GatePermit, Rated};
 use crate::service::GateService;
-use crate::source::{KeyedAdmit, Source};
+use crate::source::{self, Denied, KeyedAdmit};
 
 /// The longest key [`Header`] and [`Path`] take from a request, in bytes: a longer value is
 /// no key, and the request goes to the default bucket. Keys are held in memory for as long
@@ -146,102 +145,60 @@ impl<B> ExtractKey<B> for Path {
     }
 }
 
-/// Where a keyed layer's permits come from, with its key type erased from the hasher's.
-trait Keys<K>: Send + Sync {
+/// A [`KeyedAdmission`] with its type erased, so that the layer's type names only its key
+/// and its extractor.
+trait AnyKeyed<K>: Send + Sync {
     /// Admits `key` at once, refuses it, or says what to wait for within `limits`; with
     /// `advertise`, a permit carries what its key's rate had left, for the response.
     fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit;
 }
 
-/// A [`KeyedGate`]: a concurrency limit per key.
-struct Gates<K, H>(Arc<KeyedGate<K, H>>);
+/// Any [`KeyedAdmission`], behind [`AnyKeyed`].
+struct Source<A>(Arc<A>);
 
-impl<K, H> Keys<K> for Gates<K, H>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    H: BuildHasher + Send + Sync + 'static,
-{
-    fn admit(&self, key: K, limits: WaitLimits, _advertise: bool) -> KeyedAdmit {
-        match self.0.try_acquire_owned(&key) {
-            Ok(permit) => KeyedAdmit::Now(GatePermit::Any(BoxPermit::new(permit))),
-            Err(KeyedTryAcquireError::TooManyKeys) => KeyedAdmit::Refused(AcquireError::QueueFull),
-            Err(_) => {
-                let acquire = Arc::clone(&self.0).acquire_owned_with(key, limits);
+impl<K, A: KeyedAdmission<K>> AnyKeyed<K> for Source<A> {
+    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
+        match self.0.admit_key(key, limits) {
+            keyed::KeyedAdmit::Admitted(permit) => {
+                KeyedAdmit::Now(rated(&*self.0, permit, advertise))
+            }
+            keyed::KeyedAdmit::Refused(refused) => KeyedAdmit::Denied(denied(refused)),
+            keyed::KeyedAdmit::Wait(wait) => {
+                let source = Arc::clone(&self.0);
                 KeyedAdmit::Wait(Box::pin(async move {
-                    acquire
-                        .await
-                        .map(|permit| GatePermit::Any(BoxPermit::new(permit)))
-                        .map_err(AcquireError::from)
+                    match wait.await {
+                        Ok(permit) => Ok(rated(&*source, permit, advertise)),
+                        Err(refused) => Err(denied(refused)),
+                    }
                 }))
             }
         }
     }
 }
 
-/// A [`KeyedLimiter`]: a limiter per key, whose rate refusals are answered `429`.
-struct Limiters<K, H>(Arc<KeyedLimiter<K, H>>);
-
-impl<K, H> Keys<K> for Limiters<K, H>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    H: BuildHasher + Send + Sync + 'static,
-{
-    fn admit(&self, key: K, limits: WaitLimits, advertise: bool) -> KeyedAdmit {
-        match self.0.try_acquire(&key) {
-            Ok(permit) => return KeyedAdmit::Now(rated(permit, advertise)),
-            Err(KeyedTryAcquireError::TooManyKeys) => {
-                return KeyedAdmit::Refused(AcquireError::QueueFull);
-            }
-            Err(_) => {}
+/// How the layer answers a keyed source's refusal: `429` for a rate's, as a gate's
+/// otherwise.
+fn denied(refused: KeyedAdmitError) -> Denied {
+    match refused {
+        KeyedAdmitError::RateLimited(rate) => {
+            Denied::RateLimited(RateLimited::new(rate.rate(), rate.wait()))
         }
-        let limiter = match self.0.limiter(&key) {
-            Ok(limiter) => limiter,
-            Err(error) => return KeyedAdmit::Refused(error.into()),
-        };
-        if let (Some(max_wait), Some(rate)) = (limits.max_wait, limiter.rate_limit()) {
-            let wait = rate.wait_time();
-            if wait > max_wait {
-                return KeyedAdmit::RateLimited(RateLimited::new(rate.rate(), wait));
-            }
-        }
-        drop(limiter);
-        let keyed = Arc::clone(&self.0);
-        KeyedAdmit::Wait(Box::pin(async move {
-            keyed
-                .acquire_with(&key, limits)
-                .await
-                .map(|permit| rated(permit, advertise))
-                .map_err(AcquireError::from)
-        }))
+        other => Denied::Refused(other.into()),
     }
 }
 
-/// A keyed limiter's permit, with what its key's rate had left if that is to be advertised
-/// (and the key has a rate).
-fn rated(permit: OwnedLimiterPermit, advertise: bool) -> GatePermit {
-    let left = advertise
-        .then(|| permit.limiter().rate_limit().map(rate_left))
-        .flatten();
+/// A keyed source's permit, with what its key's rate had left if that is to be advertised
+/// (and the source knows).
+fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool) -> GatePermit {
+    let left = advertise.then(|| source.rate_left(&permit)).flatten();
     let permit = BoxPermit::new(permit);
     match left {
-        Some(left) => GatePermit::Rated(Box::new(Rated { permit, left })),
+        Some(left) => GatePermit::Rated(Box::new(Rated {
+            permit,
+            left: RateLeft::new(left.rate(), left.next(), left.remaining()),
+        })),
         None => GatePermit::Any(permit),
     }
-}
-
-/// What `rate` has left now: the cells free, and when the next is free again (now if the
-/// bucket is full; the wait for the next cell if none is left; otherwise at most one
-/// interval between cells, which is what is advertised).
-fn rate_left<C: Clock>(rate: &RateLimit<C>) -> RateLeft {
-    let remaining = rate.remaining();
-    let next = if remaining >= rate.capacity() {
-        Duration::ZERO
-    } else if remaining == 0 {
-        rate.wait_time()
-    } else {
-        rate.rate().interval()
-    };
-    RateLeft::new(rate.rate(), next, remaining)
 }
 
 /// A [`Layer`] that limits requests per key, the key read from each request by an
@@ -254,6 +211,11 @@ fn rate_left<C: Clock>(rate: &RateLimit<C>) -> RateLeft {
 ///   draws from a [`KeyedLimiter`]: a [`Limiter`](gate_core::Limiter) per key (a rate, a
 ///   concurrency limit, or both). Both keep memory bounded as their docs say. Cloning the
 ///   layer shares them.
+/// - **Or from any [`KeyedAdmission`]**, with [`with_admission`](Self::with_admission):
+///   gate-redis's `RedisKeyedLimiter` keeps each key's limit in Redis, so that every
+///   replica of a server shares it (a tenant gets its five a second from the fleet, not
+///   five from each replica), refused and advertised as from a keyed limiter. gate-redis's
+///   crate docs show the layer over it.
 /// - **The default bucket.** A request the extractor finds no key in goes to the key given
 ///   as `default_key`: all keyless requests share its one limit, as if they had sent that
 ///   key. Pick a key no client can send (an empty header value is no key, so
@@ -356,9 +318,37 @@ fn rate_left<C: Clock>(rate: &RateLimit<C>) -> RateLeft {
 /// assert_eq!(app.clone().oneshot(from(1001)).await.unwrap().status(), StatusCode::OK);
 /// # }
 /// ```
+///
+/// The same layer over any source of limits per API key, a local keyed limiter or one
+/// shared through Redis by every replica:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use axum::{Router, body::Body, http::{HeaderValue, Request, StatusCode}, routing::get};
+/// use gate_core::{Limiter, keyed::{KeyedAdmission, KeyedLimiter}, rate::Rate};
+/// use gate_tower::{KeyedGateLayer, keyed::Header};
+/// use tower::ServiceExt;
+///
+/// fn per_api_key<A: KeyedAdmission<HeaderValue>>(tenants: Arc<A>) -> Router {
+///     let key = Header::new("x-api-key".parse().unwrap());
+///     let layer = KeyedGateLayer::with_admission(tenants, key, HeaderValue::from_static(""))
+///         .max_wait(Duration::ZERO);
+///     Router::new().route("/", get(|| async { "hello" })).layer(layer)
+/// }
+///
+/// let app = per_api_key(Arc::new(KeyedLimiter::new(|| Limiter::with_rate(Rate::per_second(1)))));
+/// let request = || Request::get("/").header("x-api-key", "a").body(Body::empty()).unwrap();
+/// assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+/// let refused = app.oneshot(request()).await.unwrap();
+/// assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+/// assert_eq!(refused.headers()["ratelimit"], "\"default\";r=0;t=1");
+/// # }
+/// ```
 pub struct KeyedGateLayer<K, E> {
     layer: GateLayer,
-    keys: Arc<dyn Keys<K>>,
+    keys: Arc<dyn AnyKeyed<K>>,
     extract: E,
     default_key: K,
     advertise: bool,
@@ -377,8 +367,8 @@ where
     {
         let handle = Arc::new(gate.handle(default_key.clone()));
         let max_waiters = queue_cap(gate.per_key_limit());
-        let layer = GateLayer::from_source(Source::admission(handle), max_waiters);
-        Self::from_parts(layer, Arc::new(Gates(gate)), extract, default_key)
+        let layer = GateLayer::from_source(source::Source::admission(handle), max_waiters);
+        Self::from_parts(layer, Arc::new(Source(gate)), extract, default_key)
     }
 
     /// A layer drawing from `limiter`, a [`Limiter`](gate_core::Limiter) per key; see
@@ -390,12 +380,33 @@ where
     where
         H: BuildHasher + Send + Sync + 'static,
     {
-        let source = Source::admission(Arc::new(Unlimited));
-        let layer = GateLayer::from_source(source, queue_cap(1));
-        Self::from_parts(layer, Arc::new(Limiters(limiter)), extract, default_key)
+        Self::with_admission(limiter, extract, default_key)
     }
 
-    fn from_parts(layer: GateLayer, keys: Arc<dyn Keys<K>>, extract: E, default_key: K) -> Self {
+    /// A layer drawing from any [`KeyedAdmission`]: a limit per key kept elsewhere, such as
+    /// gate-redis's `RedisKeyedLimiter`, whose keys' limits every replica of a server shares
+    /// (see the layer's docs for an example); see [`new`](Self::new) for `extract` and
+    /// `default_key`. Its refusals are answered as a keyed limiter's: `429` with the
+    /// `RateLimit` fields for a rate with no cell within [`max_wait`](Self::max_wait),
+    /// `503` otherwise; its admitted responses carry the `RateLimit` fields of what the
+    /// source says its key's rate has left ([`KeyedAdmission::rate_left`]). Each key waits
+    /// in the source's own queue, at most [`max_waiters`](Self::max_waiters) of a key
+    /// (default 1,024).
+    pub fn with_admission<A>(source: Arc<A>, extract: E, default_key: K) -> Self
+    where
+        A: KeyedAdmission<K>,
+    {
+        let unlimited = source::Source::admission(Arc::new(Unlimited));
+        let layer = GateLayer::from_source(unlimited, queue_cap(1));
+        Self::from_parts(layer, Arc::new(Source(source)), extract, default_key)
+    }
+
+    fn from_parts(
+        layer: GateLayer,
+        keys: Arc<dyn AnyKeyed<K>>,
+        extract: E,
+        default_key: K,
+    ) -> Self {
         Self {
             layer,
             keys,
@@ -505,7 +516,7 @@ impl<K: fmt::Debug, E> fmt::Debug for KeyedGateLayer<K, E> {
 /// the behaviour. Its calls are [`GateService`]'s, each drawing from its request's key.
 pub struct KeyedGateService<S, K, E> {
     service: GateService<S>,
-    keys: Arc<dyn Keys<K>>,
+    keys: Arc<dyn AnyKeyed<K>>,
     extract: E,
     default_key: K,
     advertise: bool,
@@ -580,6 +591,10 @@ impl<S: fmt::Debug, K: fmt::Debug, E> fmt::Debug for KeyedGateService<S, K, E> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
+    use gate_core::rate::Rate;
+
     use super::*;
 
     fn request() -> Request<()> {
@@ -627,6 +642,76 @@ mod tests {
         );
         *request.uri_mut() = format!("/{}", "p".repeat(MAX_KEY_LEN)).parse().unwrap();
         assert_eq!(Path::new().extract_key(&request), None);
+    }
+
+    /// A source that, like a store a round trip away, answers only from its future: key
+    /// `"out"` has no cell left for a minute, any other key is admitted with 7 cells left.
+    struct Remote;
+
+    impl KeyedAdmission<&'static str> for Remote {
+        type Permit = gate_core::OwnedPermit;
+
+        fn admit_key(
+            self: &Arc<Self>,
+            key: &'static str,
+            _limits: WaitLimits,
+        ) -> keyed::KeyedAdmit<
+            Self::Permit,
+            impl Future<Output = Result<Self::Permit, KeyedAdmitError>> + Send + 'static,
+        > {
+            keyed::KeyedAdmit::Wait(async move {
+                tokio::task::yield_now().await;
+                if key == "out" {
+                    let wait = Duration::from_millis(59_500);
+                    let refused = keyed::RateLimited::new(Rate::per_minute(10), wait);
+                    return Err(KeyedAdmitError::RateLimited(refused));
+                }
+                Ok(Arc::new(gate_core::Gate::new(1))
+                    .try_acquire_owned()
+                    .unwrap())
+            })
+        }
+
+        fn rate_left(&self, _: &Self::Permit) -> Option<keyed::RateLeft> {
+            let next = Duration::from_secs(6);
+            Some(keyed::RateLeft::new(Rate::per_minute(10), 7, next))
+        }
+    }
+
+    // A rate refusal that comes from the source's future (after a round trip to a store),
+    // not at once, is answered as a local one: `429` with its wait and the RateLimit fields.
+    #[tokio::test]
+    async fn a_rate_refusal_found_after_waiting_is_a_429() {
+        use tower::ServiceExt;
+
+        let hello = tower::service_fn(|_: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+        });
+        let by_key = |request: &Request<String>| request.headers().get("k").map(|_| "out");
+        let layer = KeyedGateLayer::with_admission(Arc::new(Remote), by_key, "in");
+        let service = layer.layer(hello);
+
+        let refused = service.clone().oneshot(request_with_key()).await.unwrap();
+        assert_eq!(refused.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "60");
+        assert_eq!(
+            refused.headers()["ratelimit-policy"],
+            "\"default\";q=10;w=60"
+        );
+        assert_eq!(refused.headers()["ratelimit"], "\"default\";r=0;t=60");
+
+        let served = service.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(served.status(), http::StatusCode::OK);
+        assert_eq!(served.headers()["ratelimit"], "\"default\";r=7;t=6");
+        assert_eq!(layer.stats().rejected, 1);
+    }
+
+    fn request_with_key() -> Request<String> {
+        let mut request = Request::new(String::new());
+        request
+            .headers_mut()
+            .insert("k", HeaderValue::from_static("1"));
+        request
     }
 
     #[test]

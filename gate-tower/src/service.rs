@@ -16,7 +16,7 @@ use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::layer::{GateLayer, Policy};
 use crate::refusal::{BoxError, Protocol, Reject, Respond};
-use crate::source::{Acquiring, KeyedAdmit, Source};
+use crate::source::{Acquiring, Denied, KeyedAdmit, Source};
 
 /// Lets at most the gate's limit of requests run at once through `S` (or whatever a
 /// limiter's limits allow); built by [`GateLayer`], which documents the behaviour.
@@ -218,14 +218,13 @@ impl<S> GateService<S, Respond> {
             KeyedAdmit::Wait(future) => {
                 self.start_waiting(request, protocol, Acquiring::keyed(future))
             }
-            KeyedAdmit::Refused(reason) => {
-                self.source.queue().reject();
+            KeyedAdmit::Denied(denied) => {
+                // A rate refusal counts itself, wherever it comes from.
+                if let Denied::Refused(_) = denied {
+                    self.source.queue().reject();
+                }
                 let protocol = protocol(&request);
-                ResponseFuture::refused(reason, &self.source, &self.policy, protocol, request)
-            }
-            KeyedAdmit::RateLimited(rate) => {
-                let protocol = protocol(&request);
-                ResponseFuture::rate_limited(rate, &self.source, &self.policy, protocol, request)
+                ResponseFuture::refused(denied, &self.source, &self.policy, protocol, request)
             }
         }
     }

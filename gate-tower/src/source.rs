@@ -186,10 +186,17 @@ pub(crate) enum KeyedAdmit {
     Now(GatePermit),
     /// To wait in its key's queue.
     Wait(KeyedWait),
-    /// Refused at once: its key is new and no room is left for keys, or its key's queue
-    /// is full.
+    /// Refused at once: its key is new and no room is left for keys, its key's queue is
+    /// full, or its key's rate has no cell free within `max_wait`.
+    Denied(Denied),
+}
+
+/// Why a source gave a request no permit.
+#[derive(Debug)]
+pub(crate) enum Denied {
+    /// Refused as a gate refuses (answered `503`).
     Refused(AcquireError),
-    /// Refused at once: its key's rate has no cell free within `max_wait`.
+    /// Its key's rate has no cell free within `max_wait` (answered `429`).
     RateLimited(RateLimited),
 }
 
@@ -197,7 +204,7 @@ pub(crate) enum KeyedAdmit {
 pub(crate) type AnyAdmit = Pin<Box<dyn Future<Output = Result<BoxPermit, AcquireError>> + Send>>;
 
 /// A keyed layer's request waiting in its key's queue.
-pub(crate) type KeyedWait = Pin<Box<dyn Future<Output = Result<GatePermit, AcquireError>> + Send>>;
+pub(crate) type KeyedWait = Pin<Box<dyn Future<Output = Result<GatePermit, Denied>> + Send>>;
 
 pin_project! {
     /// Waiting for one permit of a [`Source`]. Cancel-safe, as gate-core's futures are.
@@ -258,17 +265,19 @@ impl Queued {
 }
 
 impl Future for Acquiring {
-    type Output = Result<GatePermit, AcquireError>;
+    type Output = Result<GatePermit, Denied>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             AcquiringProj::Owned { future, queued } => queued
                 .poll(future.poll(cx))
-                .map_ok(|permit| GatePermit::Owned { _permit: permit }),
+                .map_ok(|permit| GatePermit::Owned { _permit: permit })
+                .map_err(Denied::Refused),
             AcquiringProj::Static { future, queued } => queued
                 .poll(future.poll(cx))
-                .map_ok(|permit| GatePermit::Static { _permit: permit }),
+                .map_ok(|permit| GatePermit::Static { _permit: permit })
+                .map_err(Denied::Refused),
             AcquiringProj::Any { future, queued } => poll_any(future, queued, cx),
             AcquiringProj::Keyed { future } => future.as_mut().poll(cx),
         }
@@ -280,10 +289,11 @@ fn poll_any(
     future: &mut AnyAdmit,
     queued: &mut Queued,
     cx: &mut Context<'_>,
-) -> Poll<Result<GatePermit, AcquireError>> {
+) -> Poll<Result<GatePermit, Denied>> {
     queued
         .poll(future.as_mut().poll(cx))
         .map_ok(GatePermit::Any)
+        .map_err(Denied::Refused)
 }
 
 impl fmt::Debug for Acquiring {

@@ -122,6 +122,7 @@
 //! [`acquire_owned`](KeyedGate::acquire_owned) with each request's key.
 
 mod acquire;
+mod admission;
 mod builder;
 mod error;
 mod handle;
@@ -132,6 +133,7 @@ mod shard;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
+pub use admission::{KeyedAdmission, KeyedAdmit, KeyedAdmitError, RateLeft, RateLimited};
 pub use builder::KeyedGateBuilder;
 pub use error::{KeyedAcquireError, KeyedTryAcquireError};
 pub use handle::KeyHandle;

@@ -212,6 +212,47 @@ where
             .ok_or(KeyedTryAcquireError::NoPermits)
     }
 
+    /// Admits one attempt by `key`'s limiter and ends it at once (see [`Limiter::check`]):
+    /// a rate check with nothing to hold, as governor's `check_key`, for a caller that only
+    /// asks whether a request of `key` may start now.
+    ///
+    /// Fails as [`try_acquire`](Self::try_acquire) does. The check runs under the shard's
+    /// read lock and hands nothing out, so it clones no `Arc` of the key's limiter.
+    ///
+    /// ```
+    /// use gate_core::Limiter;
+    /// use gate_core::keyed::{KeyedLimiter, KeyedTryAcquireError};
+    /// use gate_core::rate::Rate;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limits: KeyedLimiter<u64> =
+    ///     KeyedLimiter::new(|| Limiter::with_rate(Rate::per_second(10).burst(2)));
+    /// assert_eq!(limits.check(&7), Ok(()));
+    /// assert_eq!(limits.check(&7), Ok(()));
+    /// assert_eq!(limits.check(&7), Err(KeyedTryAcquireError::NoPermits));
+    /// assert_eq!(limits.check(&8), Ok(()), "each key has a bucket of its own");
+    /// # }
+    /// ```
+    pub fn check(&self, key: &K) -> Result<(), KeyedTryAcquireError> {
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let admitted = {
+            let table = shard.read();
+            table.touch(hash, key).map(|limiter| limiter.check())
+        };
+        let admitted = match admitted {
+            Some(admitted) => admitted,
+            None => self
+                .make(shard, hash, key)
+                .map_err(|_| KeyedTryAcquireError::TooManyKeys)?
+                .check(),
+        };
+        admitted
+            .then_some(())
+            .ok_or(KeyedTryAcquireError::NoPermits)
+    }
+
     /// `key`'s limiter, made if it is new: to pause one key when its server pushes back,
     /// or to read its statistics. Holding it keeps the key from being evicted.
     pub fn limiter(&self, key: &K) -> Result<Arc<Limiter>, KeyedAcquireError> {

@@ -490,11 +490,13 @@ impl Limiter {
             return None;
         }
         let cells = self.try_book_cells(tokens)?;
-        let free = take(self.gate.raw());
-        if free.is_none() {
-            self.cancel_cells(cells);
+        match take(self.gate.raw()) {
+            Some(free) => Some(free),
+            None => {
+                self.cancel_cells(cells);
+                None
+            }
         }
-        free
     }
 
     /// Books a request cell (if there is a rate) and `tokens` token cells (if more than

@@ -9,8 +9,10 @@
 //! generous that it never refuses), from one thread and from two.
 //! gate-core is measured with its default hasher (std's SipHash-1-3, randomly keyed, as
 //! governor's `DashMap` is) and with foldhash, to show what the HashDoS-resistant default
-//! costs; `gate_core_limiter_quanta` is the like-for-like rate check, a `KeyedLimiter` of
-//! rate-only limiters on quanta's clock (governor's default).
+//! costs; `gate_core_limiter_quanta` is a `KeyedLimiter` of rate-only limiters on quanta's
+//! clock (governor's default), admitting with a permit (`try_acquire`, an `Arc` clone and
+//! drop) and `gate_core_limiter_quanta_check` the like-for-like of `check_key`,
+//! `KeyedLimiter::check`, which hands nothing out.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn`.
 
@@ -45,6 +47,16 @@ impl<S: std::hash::BuildHasher + Sync + Send> Check for KeyedLimiter<u64, S> {
     #[inline]
     fn check(&self, key: u64) -> bool {
         self.try_acquire(&key).is_ok()
+    }
+}
+
+/// `KeyedLimiter::check`: the rate check with nothing to hold, as governor's `check_key`.
+struct Checked(KeyedLimiter<u64>);
+
+impl Check for Checked {
+    #[inline]
+    fn check(&self, key: u64) -> bool {
+        self.0.check(&key).is_ok()
     }
 }
 
@@ -100,6 +112,16 @@ fn contenders() -> Vec<(&'static str, Box<dyn Check>)> {
                     .build()
                     .unwrap()
             })),
+        ),
+        (
+            "gate_core_limiter_quanta_check",
+            Box::new(Checked(KeyedLimiter::new(|| {
+                Limiter::builder()
+                    .rate(Rate::per_second(1_000_000_000).burst(1_000))
+                    .clock(QuantaClock::new())
+                    .build()
+                    .unwrap()
+            }))),
         ),
         ("governor", Box::new(Governor(RateLimiter::keyed(quota)))),
         ("dashmap_semaphores", Box::new(Semaphores(DashMap::new()))),

@@ -1,6 +1,7 @@
 //! `KeyedLimiter`: a limiter per key from a template, evicted only when idle (no permit out
 //! and a full bucket), under a hard cap (paused clock).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gate_core::Limiter;
@@ -30,6 +31,23 @@ async fn each_key_has_its_own_rate() {
     let started = tokio::time::Instant::now();
     let _a = limits.acquire(&'a').await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_millis(100));
+    assert_eq!(limits.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_takes_a_cell_of_its_key_and_holds_nothing() {
+    let limits = KeyedLimiter::builder(ten_a_second).max_keys(2).build();
+    assert_eq!(limits.check(&'a'), Ok(()), "a new key");
+    assert_eq!(limits.check(&'a'), Err(KeyedTryAcquireError::NoPermits));
+    assert_eq!(limits.check(&'b'), Ok(()));
+    let a = limits.limiter(&'a').unwrap();
+    assert_eq!(Arc::strong_count(&a), 2, "the table's and this one only");
+    assert_eq!((a.stats().admitted, a.stats().in_flight), (1, 0));
+    drop(a);
+    // Both buckets are empty, so neither key is idle: a new key is refused at the cap.
+    assert_eq!(limits.check(&'c'), Err(KeyedTryAcquireError::TooManyKeys));
+    advance(Duration::from_millis(100)).await;
+    assert_eq!(limits.check(&'a'), Ok(()), "its next cell");
     assert_eq!(limits.len(), 2);
 }
 

@@ -385,6 +385,61 @@ async fn the_uncontended_try_admits_only_when_nothing_is_in_the_way() {
     assert_eq!((stats.admitted, stats.rejected), (5, 0));
 }
 
+// `check` is `try_acquire_uncontended` with the permit dropped at once: over the same steps
+// (a rate, a full gate, a pause, a close) it answers the same and leaves the same statistics,
+// and no permit ever shows in flight.
+#[tokio::test(start_paused = true)]
+async fn a_check_answers_as_an_uncontended_try_whose_permit_drops_at_once() {
+    let build = || {
+        Limiter::builder()
+            .concurrency(2)
+            .rate(Rate::per_second(2).burst(3))
+            .build()
+            .unwrap()
+    };
+    let (checked, tried) = (build(), build());
+    let both = || {
+        let checks = checked.check();
+        assert_eq!(checks, tried.try_acquire_uncontended().is_some());
+        assert_eq!(checked.stats().in_flight, tried.stats().in_flight);
+        checks
+    };
+    let held_checked = checked.try_acquire_uncontended().unwrap();
+    let held_tried = tried.try_acquire_uncontended().unwrap();
+    assert_eq!(
+        [both(), both(), both()],
+        [true, true, false],
+        "the burst of 3"
+    );
+    tokio::time::advance(Duration::from_millis(500)).await;
+    let full = (
+        checked.try_acquire_uncontended(),
+        tried.try_acquire_uncontended(),
+    );
+    assert!(full.0.is_some() && full.1.is_some());
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(!both(), "a cell is due but both permits are out");
+    drop((full, held_checked, held_tried));
+    assert!(both(), "the cell was not taken by the refusal");
+    for limiter in [&checked, &tried] {
+        limiter.pause_for(Duration::from_secs(1));
+    }
+    assert!(!both(), "paused");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    drop((checked.acquire().await, tried.acquire().await));
+    assert!(both());
+    for limiter in [&checked, &tried] {
+        limiter.close();
+    }
+    assert!(!both(), "closed");
+    let (a, b) = (checked.stats(), tried.stats());
+    assert_eq!((a.admitted, a.rejected, a.in_flight), (7, 0, 0));
+    assert_eq!(
+        (a.admitted, a.rejected, a.in_flight, a.wait.count),
+        (b.admitted, b.rejected, b.in_flight, b.wait.count)
+    );
+}
+
 /// A finished acquire polled again panics rather than admit a second time.
 #[test]
 fn an_acquire_polled_after_completion_admits_nothing_more() {

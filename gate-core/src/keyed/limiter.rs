@@ -126,11 +126,14 @@ struct Table<K> {
     too_many_keys: u64,
 }
 
-/// One key's limiter, or a free slot (`key` and `limiter` `None`).
+/// One key and its limiter, or a free slot (`held` `None`).
+///
+/// Aligned to 32 bytes, so that a check reads one cache line of it, never two: for a key of
+/// up to 8 bytes an entry is 32 bytes (the `Arc`'s niche marks a free slot), two to a line.
+#[repr(align(32))]
 struct Entry<K> {
-    key: Option<K>,
+    held: Option<(K, Arc<Limiter>)>,
     hash: u64,
-    limiter: Option<Arc<Limiter>>,
     /// Used since the sweep last passed; set under the read lock, cleared under the write
     /// lock.
     referenced: AtomicBool,
@@ -209,6 +212,47 @@ where
             .ok_or(KeyedTryAcquireError::NoPermits)
     }
 
+    /// Admits one attempt by `key`'s limiter and ends it at once (see [`Limiter::check`]):
+    /// a rate check with nothing to hold, as governor's `check_key`, for a caller that only
+    /// asks whether a request of `key` may start now.
+    ///
+    /// Fails as [`try_acquire`](Self::try_acquire) does. The check runs under the shard's
+    /// read lock and hands nothing out, so it clones no `Arc` of the key's limiter.
+    ///
+    /// ```
+    /// use gate_core::Limiter;
+    /// use gate_core::keyed::{KeyedLimiter, KeyedTryAcquireError};
+    /// use gate_core::rate::Rate;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limits: KeyedLimiter<u64> =
+    ///     KeyedLimiter::new(|| Limiter::with_rate(Rate::per_second(10).burst(2)));
+    /// assert_eq!(limits.check(&7), Ok(()));
+    /// assert_eq!(limits.check(&7), Ok(()));
+    /// assert_eq!(limits.check(&7), Err(KeyedTryAcquireError::NoPermits));
+    /// assert_eq!(limits.check(&8), Ok(()), "each key has a bucket of its own");
+    /// # }
+    /// ```
+    pub fn check(&self, key: &K) -> Result<(), KeyedTryAcquireError> {
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let admitted = {
+            let table = shard.read();
+            table.touch(hash, key).map(|limiter| limiter.check())
+        };
+        let admitted = match admitted {
+            Some(admitted) => admitted,
+            None => self
+                .make(shard, hash, key)
+                .map_err(|_| KeyedTryAcquireError::TooManyKeys)?
+                .check(),
+        };
+        admitted
+            .then_some(())
+            .ok_or(KeyedTryAcquireError::NoPermits)
+    }
+
     /// `key`'s limiter, made if it is new: to pause one key when its server pushes back,
     /// or to read its statistics. Holding it keeps the key from being evicted.
     pub fn limiter(&self, key: &K) -> Result<Arc<Limiter>, KeyedAcquireError> {
@@ -261,7 +305,7 @@ where
                 table
                     .entries
                     .iter()
-                    .filter_map(|e| e.limiter.clone())
+                    .filter_map(|e| e.held.as_ref().map(|(_, limiter)| Arc::clone(limiter)))
                     .collect()
             };
             for limiter in &limiters {
@@ -357,7 +401,10 @@ impl<K: Eq> Table<K> {
         let entries = &self.entries;
         self.index
             .find(hash, |&slot| {
-                entries[slot as usize].key.as_ref() == Some(key)
+                entries[slot as usize]
+                    .held
+                    .as_ref()
+                    .is_some_and(|(held, _)| held == key)
             })
             .copied()
     }
@@ -371,14 +418,13 @@ impl<K: Eq> Table<K> {
         if !entry.referenced.load(Ordering::Relaxed) {
             entry.referenced.store(true, Ordering::Relaxed);
         }
-        entry.limiter.as_ref()
+        entry.held.as_ref().map(|(_, limiter)| limiter)
     }
 
     fn insert(&mut self, hash: u64, key: K, limiter: Arc<Limiter>) {
         let entry = Entry {
-            key: Some(key),
+            held: Some((key, limiter)),
             hash,
-            limiter: Some(limiter),
             referenced: AtomicBool::new(true),
         };
         let slot = match self.free.pop() {
@@ -409,7 +455,7 @@ impl<K: Eq> Table<K> {
             self.hand = (self.hand + 1) % len;
             let slot = self.hand;
             let entry = &mut self.entries[slot];
-            let Some(limiter) = &entry.limiter else {
+            let Some((_, limiter)) = &entry.held else {
                 continue;
             };
             looked += 1;
@@ -425,12 +471,11 @@ impl<K: Eq> Table<K> {
                 && limiter.paused_until().is_none();
             if idle {
                 let hash = entry.hash;
-                let (key, limiter) = (entry.key.take(), entry.limiter.take());
+                evicted.extend(entry.held.take());
                 if let Ok(found) = self.index.find_entry(hash, |&other| other as usize == slot) {
                     found.remove();
                 }
                 self.free.push(slot as u32);
-                evicted.extend(key.zip(limiter));
             }
         }
     }
@@ -534,5 +579,19 @@ impl<K, S> fmt::Debug for KeyedLimiter<K, S> {
             .field("shards", &self.shards.len())
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A check reads a key's entry in one cache line: entries are 32 bytes for small keys,
+    // aligned so that none straddles two lines.
+    #[test]
+    fn an_entry_never_straddles_two_lines() {
+        assert_eq!(std::mem::size_of::<Entry<u64>>(), 32);
+        assert_eq!(std::mem::align_of::<Entry<String>>(), 32);
+        assert_eq!(64 % std::mem::size_of::<Entry<String>>(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! [`LimiterBuilder`]: which limits a [`Limiter`] enforces.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::pause::Pause;
@@ -114,7 +114,7 @@ impl LimiterBuilder {
     /// assert!(limiter.try_acquire_uncontended().is_none(), "the manual clock stood still");
     /// ```
     pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.clock = Some(LimiterClock::other(Arc::new(clock)));
+        self.clock = Some(LimiterClock::from_clock(clock));
         self
     }
 

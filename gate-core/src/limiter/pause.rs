@@ -12,10 +12,14 @@ use crate::sync::{AtomicU64, Ordering};
 /// All arithmetic saturates: a pause for any `Duration`, `Duration::MAX` included, ends at
 /// most at the end of the `u64` range (584 years), and a longer pause never ends sooner.
 /// The [`Limiter`](super::Limiter) caps pauses far below that before they get here.
+///
+/// `until`, which every admission reads, comes first, so that a [`Limiter`](super::Limiter)
+/// starting with its pause has it in its first line.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Pause {
-    origin: Instant,
     until: AtomicU64,
+    origin: Instant,
 }
 
 impl Pause {
@@ -102,5 +106,16 @@ impl Pause {
 
     fn instant(&self, nanos: u64) -> Instant {
         instant_after(self.origin, Duration::from_nanos(nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The word every admission reads comes first (see `Limiter`'s layout).
+    #[test]
+    fn the_word_admissions_read_comes_first() {
+        assert_eq!(std::mem::offset_of!(Pause, until), 0);
     }
 }

@@ -86,6 +86,11 @@ pub struct LimiterClock(Source);
 #[derive(Clone)]
 enum Source {
     Tokio(TokioClock),
+    /// Held in place rather than behind an `Arc`: it is plain data, copied with its origin,
+    /// and a rate check then reads it from the limiter's own lines with no call through a
+    /// pointer (a keyed limiter's limiters would otherwise each point at a clock of its own).
+    #[cfg(feature = "quanta")]
+    Quanta(QuantaClock),
     Other(Arc<dyn Clock + Send + Sync>),
 }
 
@@ -94,8 +99,14 @@ impl LimiterClock {
         Self(Source::Tokio(TokioClock::new()))
     }
 
-    pub(crate) fn other(clock: Arc<dyn Clock + Send + Sync>) -> Self {
-        Self(Source::Other(clock))
+    /// The clock a limiter built with `clock` reads: a [`QuantaClock`] in place, any other
+    /// behind an `Arc`.
+    pub(crate) fn from_clock(clock: impl Clock + Send + Sync + 'static) -> Self {
+        #[cfg(feature = "quanta")]
+        if let Some(quanta) = (&clock as &dyn std::any::Any).downcast_ref::<QuantaClock>() {
+            return Self(Source::Quanta(quanta.clone()));
+        }
+        Self(Source::Other(Arc::new(clock)))
     }
 
     /// Whether this is tokio's clock, which follows paused time.
@@ -109,6 +120,8 @@ impl Clock for LimiterClock {
     fn now_nanos(&self) -> u64 {
         match &self.0 {
             Source::Tokio(clock) => clock.now_nanos(),
+            #[cfg(feature = "quanta")]
+            Source::Quanta(clock) => clock.now_nanos(),
             Source::Other(clock) => clock.now_nanos(),
         }
     }
@@ -118,6 +131,8 @@ impl fmt::Debug for LimiterClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
             Source::Tokio(_) => "LimiterClock::Tokio",
+            #[cfg(feature = "quanta")]
+            Source::Quanta(_) => "LimiterClock::Quanta",
             Source::Other(_) => "LimiterClock::Other",
         })
     }
@@ -171,5 +186,37 @@ impl Clock for QuantaClock {
     fn now_nanos(&self) -> u64 {
         // Scales only the delta, to whole nanoseconds: no `Duration` on the way.
         self.clock.delta_as_nanos(self.origin, self.clock.raw())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(u64);
+
+    impl Clock for Fixed {
+        fn now_nanos(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_clock_of_the_users_is_read_through_its_arc() {
+        let clock = LimiterClock::from_clock(Fixed(42));
+        assert!(matches!(clock.0, Source::Other(_)));
+        assert_eq!(clock.now_nanos(), 42);
+    }
+
+    // A keyed limiter's limiters each hold their clock: quanta's is kept in place, not in an
+    // `Arc` of each limiter's own, and reads the same time as the clock it was made from.
+    #[cfg(feature = "quanta")]
+    #[test]
+    fn a_quanta_clock_is_held_in_place() {
+        let quanta = QuantaClock::new();
+        let clock = LimiterClock::from_clock(quanta.clone());
+        assert!(matches!(clock.0, Source::Quanta(_)));
+        let (before, held, after) = (quanta.now_nanos(), clock.now_nanos(), quanta.now_nanos());
+        assert!(before <= held && held <= after);
     }
 }

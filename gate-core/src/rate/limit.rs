@@ -51,13 +51,16 @@ use crate::sync::{AtomicU64, Ordering};
 /// assert_eq!(start.elapsed().as_millis(), 1200);
 /// # }
 /// ```
+// What a check reads first and the rate, which it does not read, last, so that a limiter
+// holding one keeps its hot words together.
+#[repr(C)]
 pub struct RateLimit<C = TokioClock> {
-    rate: Rate,
+    /// The theoretical arrival time of the next cell, in the clock's nanoseconds.
+    tat: AtomicU64,
     /// The arithmetic: interval and tolerance.
     gcra: Gcra,
     clock: C,
-    /// The theoretical arrival time of the next cell, in the clock's nanoseconds.
-    tat: AtomicU64,
+    rate: Rate,
 }
 
 /// A cell was not free: how long until one is.
@@ -519,6 +522,20 @@ impl<C> fmt::Debug for UntilReady<'_, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate::LimiterClock;
+
+    // A check reads the TAT, the arithmetic and the clock, not the rate: those come first, so
+    // that a limiter holding the limit keeps them in its first lines (see `Limiter`).
+    #[test]
+    fn what_a_check_reads_comes_first() {
+        use std::mem::{offset_of, size_of};
+        type Limit = RateLimit<LimiterClock>;
+        assert_eq!(offset_of!(Limit, tat), 0);
+        assert_eq!(
+            offset_of!(Limit, rate),
+            size_of::<Limit>() - size_of::<Rate>()
+        );
+    }
 
     fn at(limit: &RateLimit, ms: u64) -> Instant {
         limit.clock().instant(ms * 1_000_000)

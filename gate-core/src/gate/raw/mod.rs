@@ -125,6 +125,15 @@ impl RawGate {
         self.pool.try_take(n)
     }
 
+    /// Like [`try_take_fast`](Self::try_take_fast) of one permit followed by its
+    /// [`release`](Self::release), for an acquisition that ends as it starts: counted as
+    /// admitted if the lock-free path is open and holds a permit, which stays there. One load
+    /// and one add; returns how many permits that path holds.
+    #[inline]
+    pub(crate) fn take_and_give_back(&self) -> Option<usize> {
+        self.pool.take_and_give_back()
+    }
+
     /// Whether the lock-free path is open and holds a permit: one atomic load.
     #[inline]
     pub(crate) fn has_fast_permit(&self) -> bool {

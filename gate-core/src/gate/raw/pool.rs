@@ -65,6 +65,19 @@ impl FastPool {
         }
     }
 
+    /// Counts an acquisition of one permit that gives it back at once, if the fast path is
+    /// open and holds a permit, and returns how many it holds: one load and one add, the
+    /// word untouched (taking the permit and putting it back would change nothing else).
+    #[inline]
+    pub(crate) fn take_and_give_back(&self) -> Option<usize> {
+        let current = self.word.load(Ordering::Acquire);
+        if current & SLOW != 0 || current < ONE {
+            return None;
+        }
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        Some(current / ONE)
+    }
+
     /// Returns `n` permits without the lock, if the fast path is open (nobody to hand them
     /// to, no shrink to pay for).
     #[inline]

@@ -110,32 +110,61 @@ struct Waiter {
 
 /// What a state change leaves to do once the lock is released: wakers to wake and keys to
 /// drop (a key's drop, like a waker's, may run user code: never under the lock).
+///
+/// A guard carries one through every admission and release, most of which leave nothing
+/// to do: so it holds one of each inline (one grant, one replaced waker, one evicted key
+/// are the common cases) and boxes the rest, and making and dropping it empty costs a few
+/// stores and compares.
 #[derive(Debug)]
 pub(super) struct Deferred<K> {
+    wake: Option<Waker>,
+    /// A waker to drop: replaced, or its caller's gone.
+    drop_waker: Option<Waker>,
+    evicted: Option<K>,
+    /// What does not fit above.
+    more: Option<Box<More<K>>>,
+}
+
+/// The rare part of a [`Deferred`].
+#[derive(Debug)]
+struct More<K> {
     wake: Vec<Waker>,
-    /// One operation drops at most two keys (one evicted to make room, one evicted beyond
-    /// `max_idle` or found made by another caller meanwhile); `more` is never used.
-    evicted: [Option<K>; 2],
-    more: Vec<K>,
-    pub(super) waker: Option<Waker>,
+    drop_wakers: Vec<Waker>,
+    evicted: Vec<K>,
 }
 
 impl<K> Default for Deferred<K> {
+    #[inline]
     fn default() -> Self {
         Self {
-            wake: Vec::new(),
-            evicted: [None, None],
-            more: Vec::new(),
-            waker: None,
+            wake: None,
+            drop_waker: None,
+            evicted: None,
+            more: None,
         }
     }
 }
 
 impl<K> Deferred<K> {
+    fn more(&mut self) -> &mut More<K> {
+        self.more.get_or_insert_with(|| {
+            Box::new(More {
+                wake: Vec::new(),
+                drop_wakers: Vec::new(),
+                evicted: Vec::new(),
+            })
+        })
+    }
+
     fn evicted(&mut self, key: Option<K>) {
+        let Some(key) = key else { return };
+        if !mem::needs_drop::<K>() {
+            // Dropping it runs no code at all: no need to wait for the lock's release.
+            return;
+        }
         match &mut self.evicted {
-            [slot @ None, _] | [_, slot @ None] => *slot = key,
-            [Some(_), Some(_)] => self.more.extend(key),
+            slot @ None => *slot = Some(key),
+            Some(_) => self.more().evicted.push(key),
         }
     }
 
@@ -144,18 +173,42 @@ impl<K> Deferred<K> {
         self.evicted(Some(key));
     }
 
+    /// Wakes `waker` once the lock is released.
+    fn wake(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.wake {
+            slot @ None => *slot = Some(waker),
+            Some(_) => self.more().wake.push(waker),
+        }
+    }
+
+    /// Drops `waker` once the lock is released.
+    pub(super) fn drop_waker(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.drop_waker {
+            slot @ None => *slot = Some(waker),
+            Some(_) => self.more().drop_wakers.push(waker),
+        }
+    }
+
     /// Wakes the woken and drops the rest; call with no lock held. Nothing to do is the
     /// common case, and costs a few compares.
     #[inline]
     pub(super) fn run(&mut self) {
-        if !self.wake.is_empty() {
-            self.wake.drain(..).for_each(Waker::wake);
+        if let Some(waker) = self.wake.take() {
+            waker.wake();
         }
-        if self.evicted[0].is_some() {
-            drop(mem::take(&mut self.evicted));
-            drop(mem::take(&mut self.more));
+        if let Some(more) = self.more.take() {
+            let More {
+                wake,
+                drop_wakers,
+                evicted,
+            } = *more;
+            wake.into_iter().for_each(Waker::wake);
+            drop((drop_wakers, evicted));
         }
-        drop(self.waker.take());
+        drop(self.evicted.take());
+        drop(self.drop_waker.take());
     }
 }
 
@@ -456,7 +509,7 @@ impl<K: Eq> State<K> {
         let waiter = &mut self.waiters[id as usize];
         debug_assert!(!waiter.granted);
         let (slot, prev, next) = (waiter.key, waiter.prev, waiter.next);
-        deferred.waker = waiter.waker.take();
+        deferred.drop_waker(waiter.waker.take());
         let entry = &mut self.entries[slot as usize];
         if prev == NIL {
             entry.queue.head = next;
@@ -609,7 +662,7 @@ impl<K: Eq> State<K> {
         }
         let waiter = &mut self.waiters[id as usize];
         waiter.granted = true;
-        deferred.wake.extend(waiter.waker.take());
+        deferred.wake(waiter.waker.take());
         entry.queued -= 1;
         entry.in_flight += 1;
         self.queued -= 1;

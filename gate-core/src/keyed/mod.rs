@@ -103,7 +103,7 @@
 //! at once, at most `max_keys`. Each queued caller costs 32 bytes while it waits, given
 //! back when the queue drains.
 //!
-//! An admission and its release take about 530 instructions with the default hasher (450
+//! An admission and its release take about 510 instructions with the default hasher (430
 //! with foldhash), against 330 for governor's `check_key`, which has nothing to release;
 //! a [`KeyedLimiter`] check of a rate limit about 350
 //! (`benches/examples/keyed_instructions.rs`). Times against governor's, from one thread

@@ -80,6 +80,33 @@ fn at_the_cap_the_least_recently_used_idle_key_is_evicted() {
     assert!(gate.contains_key(&1) && gate.contains_key(&3) && gate.contains_key(&4));
 }
 
+// A key taken again stays where it was on the idle list (so that an admission moves no
+// neighbour's links): an eviction that meets it busy there must pass over it, and once
+// idle again it must be put back at the end, behind the keys idle since before.
+#[test]
+fn a_busy_key_left_at_the_front_of_the_idle_list_is_passed_over_not_evicted() {
+    let gate = KeyedGate::builder(1)
+        .max_keys(3)
+        .max_idle(3)
+        .build()
+        .unwrap();
+    for key in [1u64, 2, 3] {
+        drop(gate.try_acquire(&key).unwrap());
+    }
+    let one = gate.try_acquire(&1).unwrap();
+    assert_eq!((gate.len(), gate.idle_len()), (3, 2));
+    drop(gate.try_acquire(&4).unwrap());
+    assert!(!gate.contains_key(&2));
+    assert_eq!(gate.key_in_flight(&1), 1);
+    drop(one);
+    assert_eq!((gate.len(), gate.idle_len()), (3, 3));
+    // 3 is now the least recently used: idle before 4 went idle, and before 1 did again.
+    drop(gate.try_acquire(&5).unwrap());
+    assert!(!gate.contains_key(&3));
+    assert!(gate.contains_key(&1) && gate.contains_key(&4) && gate.contains_key(&5));
+    assert_eq!((gate.len(), gate.idle_len(), gate.in_flight()), (3, 3, 0));
+}
+
 #[tokio::test]
 async fn at_the_cap_with_every_key_busy_a_new_key_is_refused_rather_than_grown() {
     let gate = KeyedGate::builder(1).max_keys(2).build().unwrap();

@@ -150,3 +150,118 @@ async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_canc
     assert!(gate.try_acquire(&0).is_err());
     assert_eq!(all.len(), GLOBAL);
 }
+
+/// Per-key in-flight counts as the callers see them, for a gate of many keys.
+struct KeyCounts {
+    per_key: Vec<AtomicUsize>,
+    over: AtomicBool,
+}
+
+/// A caller's hold on a key of a [`KeyCounts`], lowered on drop (an aborted task too).
+struct KeyHeld<'a>(&'a KeyCounts, usize);
+
+impl<'a> KeyHeld<'a> {
+    fn enter(counts: &'a KeyCounts, key: usize, limit: usize) -> Self {
+        if counts.per_key[key].fetch_add(1, Ordering::SeqCst) + 1 > limit {
+            counts.over.store(true, Ordering::SeqCst);
+        }
+        Self(counts, key)
+    }
+}
+
+impl Drop for KeyHeld<'_> {
+    fn drop(&mut self) {
+        self.0.per_key[self.1].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+// Without a global limit the keys are split between shards, and a key taken from the idle
+// list stays on it until an eviction meets it: many more keys than idle places, so that
+// evictions run all the time among keys going busy, queued and idle on several threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_per_key_limit_holds_and_every_permit_comes_back_across_shards_under_churn() {
+    const PER_KEY: usize = 2;
+    const KEYS: usize = 600;
+    const MAX_IDLE: usize = 256;
+    let gate = Arc::new(
+        KeyedGate::builder(PER_KEY)
+            .max_keys(1_024)
+            .max_idle(MAX_IDLE)
+            .build()
+            .unwrap(),
+    );
+    let debug = format!("{gate:?}");
+    assert!(!debug.contains("shards: 1,"), "{debug}");
+    let counts = Arc::new(KeyCounts {
+        per_key: (0..KEYS).map(|_| AtomicUsize::new(0)).collect(),
+        over: AtomicBool::new(false),
+    });
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (gate, counts, admitted) = (
+            Arc::clone(&gate),
+            Arc::clone(&counts),
+            Arc::clone(&admitted),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut next = rng(task as u64 + 1);
+            // A few hot keys that queue, and a long tail that comes and goes.
+            let key = match next(4) {
+                0 => next(8),
+                _ => next(KEYS as u64),
+            } as usize;
+            let patience = next(200);
+            let (mut borrowed, mut owned) = (None, None);
+            match next(3) {
+                0 => {
+                    borrowed = tokio::select! {
+                        permit = gate.acquire(&key) => Some(permit.unwrap()),
+                        () = yields(patience) => None,
+                    }
+                }
+                1 => {
+                    owned = tokio::select! {
+                        permit = Arc::clone(&gate).acquire_owned(key) => Some(permit.unwrap()),
+                        () = yields(patience) => None,
+                    }
+                }
+                _ => borrowed = gate.try_acquire(&key).ok(),
+            }
+            if borrowed.is_some() || owned.is_some() {
+                let _held = KeyHeld::enter(&counts, key, PER_KEY);
+                admitted.fetch_add(1, Ordering::Relaxed);
+                yields(next(10)).await;
+            }
+        }));
+    }
+    let mut pick = rng(u64::MAX);
+    for task in &tasks {
+        if pick(8) == 0 {
+            task.abort();
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    assert!(
+        !counts.over.load(Ordering::SeqCst),
+        "a key's limit was exceeded"
+    );
+    let admitted = admitted.load(Ordering::Relaxed);
+    assert!(admitted > TASKS / 10, "{admitted} admitted");
+    assert_eq!((gate.in_flight(), gate.waiting()), (0, 0));
+    assert_eq!(gate.idle_len(), gate.len());
+    assert!(gate.len() <= MAX_IDLE, "{} keys kept", gate.len());
+    // No permit lost: every key gives its whole limit, and no more.
+    for key in 0..KEYS {
+        let held: Vec<_> = (0..PER_KEY)
+            .map(|_| gate.try_acquire(&key).unwrap())
+            .collect();
+        assert!(gate.try_acquire(&key).is_err(), "key {key}");
+        drop(held);
+    }
+    assert_eq!(gate.in_flight(), 0);
+    assert!(gate.idle_len() <= MAX_IDLE);
+}

@@ -152,7 +152,7 @@ impl Waiter {
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
         }
         // The waker it replaces is dropped once the lock is released.
-        deferred.waker = state.register(id, cx.waker());
+        deferred.drop_waker(state.register(id, cx.waker()));
         Poll::Pending
     }
 

@@ -57,7 +57,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
 
     /// The most keys held in memory at once (at least 1; default [`DEFAULT_MAX_KEYS`];
     /// above 2^32 - 2 it saturates there). A new key at the cap evicts the least recently
-    /// used idle key, or, if none is idle, is refused with
+    /// used idle key (as CLOCK approximates it: see [the module docs](super)), or, if none
+    /// is idle, is refused with
     /// [`TooManyKeys`](super::KeyedAcquireError::TooManyKeys). A gate with shards (see
     /// [the module docs](super#shards)) splits it evenly between them, and the cap is
     /// the new key's shard's share.
@@ -68,8 +69,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
 
     /// The most idle keys (no permits out, nobody queued) kept in memory for reuse (default
     /// [`DEFAULT_MAX_IDLE`], at most `max_keys`); beyond it the least recently used is
-    /// evicted (with shards, of the shard that needs the room). Zero evicts a key as soon
-    /// as it goes idle.
+    /// evicted (as CLOCK approximates it; with shards, of the shard that needs the room).
+    /// Zero evicts a key as soon as it goes idle.
     pub fn max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
         self

@@ -18,38 +18,48 @@ const NIL: u32 = u32::MAX;
 /// The most slots either table may hold (one is kept back for [`NIL`]).
 pub(super) const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
 
-/// Which list a key's `prev`/`next` links belong to. A key is on at most one list.
+/// What a key is doing, and so which list its `prev`/`next` links belong to. A key is on
+/// at most one list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     /// The slot holds no key.
     Free,
-    /// Permits out and nothing that could be granted now: on no list.
+    /// Permits out and nothing that could be granted now: on no list, or still on the idle
+    /// list where it was when it last went idle (see [`State::idle`]).
     Busy,
     /// Callers queued and room under the key's own limit: waiting for the global limit, in
     /// its class's ring that serves keys in turn.
     Ring,
-    /// No permits out and nobody queued: on the idle list, least recently used first.
+    /// No permits out and nobody queued: on the idle list.
     Idle,
 }
 
-/// One key's state.
+/// One key's state: first what an admission and its release read and write (32 bytes with
+/// a `u64` key, so that they share a cache line), then what only a queue, a ring or an
+/// eviction touches.
 #[derive(Debug)]
+#[repr(C)]
 struct Entry<K> {
     /// `None` while the slot is free.
     key: Option<K>,
-    /// The key's hash, so that growing the table or evicting the key hashes nothing.
-    hash: u64,
     in_flight: usize,
-    /// Its queued callers, first in first out, as a list of waiter slots.
-    queue: Links,
     /// At most the waiters in memory, which fit in a `u32`.
     queued: u32,
+    place: Place,
+    /// On the idle list: `place` is `Idle`, or `Busy` since it last left it.
+    on_idle_list: bool,
+    /// Taken again since it was put on the idle list: the next eviction that finds it at
+    /// the front moves it to the back instead (its second chance).
+    used: bool,
+    /// Its ring: 0 for interactive keys, 1 for batch keys.
+    class: u8,
+    /// The key's hash, so that growing the table or evicting the key hashes nothing.
+    hash: u64,
+    /// Its queued callers, first in first out, as a list of waiter slots.
+    queue: Links,
     /// This key's links on the ring or the idle list (see `place`).
     prev: u32,
     next: u32,
-    place: Place,
-    /// Its ring: 0 for interactive keys, 1 for batch keys.
-    class: u8,
     /// Grants per turn of the ring.
     weight: u32,
 }
@@ -100,32 +110,61 @@ struct Waiter {
 
 /// What a state change leaves to do once the lock is released: wakers to wake and keys to
 /// drop (a key's drop, like a waker's, may run user code: never under the lock).
+///
+/// A guard carries one through every admission and release, most of which leave nothing
+/// to do: so it holds one of each inline (one grant, one replaced waker, one evicted key
+/// are the common cases) and boxes the rest, and making and dropping it empty costs a few
+/// stores and compares.
 #[derive(Debug)]
 pub(super) struct Deferred<K> {
+    wake: Option<Waker>,
+    /// A waker to drop: replaced, or its caller's gone.
+    drop_waker: Option<Waker>,
+    evicted: Option<K>,
+    /// What does not fit above.
+    more: Option<Box<More<K>>>,
+}
+
+/// The rare part of a [`Deferred`].
+#[derive(Debug)]
+struct More<K> {
     wake: Vec<Waker>,
-    /// One operation drops at most two keys (one evicted to make room, one evicted beyond
-    /// `max_idle` or found made by another caller meanwhile); `more` is never used.
-    evicted: [Option<K>; 2],
-    more: Vec<K>,
-    pub(super) waker: Option<Waker>,
+    drop_wakers: Vec<Waker>,
+    evicted: Vec<K>,
 }
 
 impl<K> Default for Deferred<K> {
+    #[inline]
     fn default() -> Self {
         Self {
-            wake: Vec::new(),
-            evicted: [None, None],
-            more: Vec::new(),
-            waker: None,
+            wake: None,
+            drop_waker: None,
+            evicted: None,
+            more: None,
         }
     }
 }
 
 impl<K> Deferred<K> {
+    fn more(&mut self) -> &mut More<K> {
+        self.more.get_or_insert_with(|| {
+            Box::new(More {
+                wake: Vec::new(),
+                drop_wakers: Vec::new(),
+                evicted: Vec::new(),
+            })
+        })
+    }
+
     fn evicted(&mut self, key: Option<K>) {
+        let Some(key) = key else { return };
+        if !mem::needs_drop::<K>() {
+            // Dropping it runs no code at all: no need to wait for the lock's release.
+            return;
+        }
         match &mut self.evicted {
-            [slot @ None, _] | [_, slot @ None] => *slot = key,
-            [Some(_), Some(_)] => self.more.extend(key),
+            slot @ None => *slot = Some(key),
+            Some(_) => self.more().evicted.push(key),
         }
     }
 
@@ -134,18 +173,55 @@ impl<K> Deferred<K> {
         self.evicted(Some(key));
     }
 
+    /// Wakes `waker` once the lock is released.
+    fn wake(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.wake {
+            slot @ None => *slot = Some(waker),
+            Some(_) => self.more().wake.push(waker),
+        }
+    }
+
+    /// Drops `waker` once the lock is released.
+    pub(super) fn drop_waker(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.drop_waker {
+            slot @ None => *slot = Some(waker),
+            Some(_) => self.more().drop_wakers.push(waker),
+        }
+    }
+
     /// Wakes the woken and drops the rest; call with no lock held. Nothing to do is the
-    /// common case, and costs a few compares.
+    /// common case, and costs a few compares: on that path the compiler sees every part
+    /// empty, so dropping the `Deferred` afterwards costs nothing either.
     #[inline]
     pub(super) fn run(&mut self) {
-        if !self.wake.is_empty() {
-            self.wake.drain(..).for_each(Waker::wake);
+        if self.wake.is_some()
+            || self.drop_waker.is_some()
+            || self.evicted.is_some()
+            || self.more.is_some()
+        {
+            self.run_pending();
         }
-        if self.evicted[0].is_some() {
-            drop(mem::take(&mut self.evicted));
-            drop(mem::take(&mut self.more));
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_pending(&mut self) {
+        if let Some(waker) = self.wake.take() {
+            waker.wake();
         }
-        drop(self.waker.take());
+        if let Some(more) = self.more.take() {
+            let More {
+                wake,
+                drop_wakers,
+                evicted,
+            } = *more;
+            wake.into_iter().for_each(Waker::wake);
+            drop((drop_wakers, evicted));
+        }
+        drop(self.evicted.take());
+        drop(self.drop_waker.take());
     }
 }
 
@@ -196,7 +272,16 @@ pub(super) struct State<K> {
     rings: [Ring; 2],
     /// Grants in a row to the interactive class while the batch class waited.
     interactive_run: u32,
+    /// Every idle key, in the order they were put on it, and busy keys taken off it lazily.
+    /// A key taken from it stays where it is, marked `used`, and going idle again leaves
+    /// it there, so that an admission and its release write nothing but their own key and
+    /// the shard's counts (no neighbour's links, which another thread's keys share). An
+    /// eviction takes the front key off: a busy one is dropped from the list, a `used` one
+    /// goes to the back unmarked, and the first idle one not used since it was put on is
+    /// evicted: first in, first out with a second chance for a key used again, as CLOCK
+    /// is, which approximates least recently used.
     idle: Links,
+    /// Keys whose `place` is `Idle`.
     idle_len: usize,
     /// This shard's part of `max_idle`, topped up from and given back to `idle_pool`.
     idle_share: Share,
@@ -286,13 +371,16 @@ impl<K: Eq> State<K> {
             .copied()
     }
 
-    /// The slot of a key already in memory (whose hash is `hash`), taken off
-    /// the idle list if it was on it.
+    /// The slot of a key already in memory (whose hash is `hash`), no longer idle if it
+    /// was (it stays on the idle list, marked used: see [`State::idle`]).
+    #[inline]
     pub(super) fn find(&mut self, hash: u64, key: &K) -> Option<u32> {
         let slot = self.lookup(hash, key)?;
-        if self.entries[slot as usize].place == Place::Idle {
-            self.unlink(slot);
-            self.entries[slot as usize].place = Place::Busy;
+        let entry = &mut self.entries[slot as usize];
+        if entry.place == Place::Idle {
+            entry.place = Place::Busy;
+            entry.used = true;
+            self.left_idle();
         }
         Some(slot)
     }
@@ -310,22 +398,24 @@ impl<K: Eq> State<K> {
         deferred: &mut Deferred<K>,
     ) -> Result<u32, K> {
         if self.table.len() >= limits.max_keys {
-            if self.idle.head == NIL {
+            if self.idle_len == 0 {
                 return Err(key);
             }
-            let key = self.evict(self.idle.head);
+            let key = self.evict_one();
             deferred.evicted(key);
         }
         let entry = Entry {
             key: Some(key),
-            hash,
             in_flight: 0,
-            queue: Links::EMPTY,
             queued: 0,
+            place: Place::Busy,
+            on_idle_list: false,
+            used: false,
+            class: class.min(1),
+            hash,
+            queue: Links::EMPTY,
             prev: NIL,
             next: NIL,
-            place: Place::Busy,
-            class: class.min(1),
             weight: weight.max(1),
         };
         let slot = if self.free_entry != NIL {
@@ -432,7 +522,7 @@ impl<K: Eq> State<K> {
         let waiter = &mut self.waiters[id as usize];
         debug_assert!(!waiter.granted);
         let (slot, prev, next) = (waiter.key, waiter.prev, waiter.next);
-        deferred.waker = waiter.waker.take();
+        deferred.drop_waker(waiter.waker.take());
         let entry = &mut self.entries[slot as usize];
         if prev == NIL {
             entry.queue.head = next;
@@ -459,10 +549,14 @@ impl<K: Eq> State<K> {
         self.dispatch(limits, deferred);
     }
 
-    /// Puts the key in `slot` on the list its state calls for: the ring if it has callers
-    /// queued and room of its own, the idle list if it has neither permits out nor callers
-    /// (evicting the shard's least recently used idle key beyond its part of `max_idle`,
-    /// once the pool has no place left to give it), otherwise none.
+    /// Puts the key in `slot` in the place its state calls for: the ring if it has callers
+    /// queued and room of its own, idle if it has neither permits out nor callers
+    /// (evicting one of the shard's idle keys beyond its part of `max_idle`, once the pool
+    /// has no place left to give it), otherwise busy.
+    ///
+    /// A key that goes idle while still on the idle list stays where it is (marked used
+    /// when it was taken), so the common round trip, idle to busy and back, moves no link.
+    #[inline]
     pub(super) fn settle(&mut self, slot: u32, limits: &Limits, deferred: &mut Deferred<K>) {
         let entry = &self.entries[slot as usize];
         let place = if entry.queued > 0 && entry.in_flight < limits.per_key {
@@ -472,21 +566,63 @@ impl<K: Eq> State<K> {
         } else {
             Place::Busy
         };
-        if entry.place == place {
+        let (was, on_idle_list) = (entry.place, entry.on_idle_list);
+        if was == place {
             return;
         }
-        self.unlink(slot);
-        self.entries[slot as usize].place = place;
+        if was == Place::Idle {
+            self.entries[slot as usize].used = true;
+            self.left_idle();
+        }
+        if was == Place::Ring || (place == Place::Ring && on_idle_list) {
+            self.unlink(slot);
+        }
+        let entry = &mut self.entries[slot as usize];
+        entry.place = place;
         match place {
             Place::Ring => self.push_back(slot, Place::Ring),
             Place::Idle => {
-                self.push_back(slot, Place::Idle);
+                if !entry.on_idle_list {
+                    self.push_back(slot, Place::Idle);
+                }
+                self.idle_len += 1;
                 if !self.idle_share.fits(self.idle_len, &self.idle_pool) {
-                    let key = self.evict(self.idle.head);
+                    let key = self.evict_one();
                     deferred.evicted(key);
                 }
             }
             Place::Busy | Place::Free => {}
+        }
+    }
+
+    /// Counts a key that stopped being idle, and gives back to the pool the places the
+    /// shard no longer uses.
+    #[inline]
+    fn left_idle(&mut self) {
+        self.idle_len -= 1;
+        self.idle_share.shrunk(self.idle_len, &self.idle_pool);
+    }
+
+    /// Evicts the idle key at the front of the idle list once busy keys are dropped from
+    /// it and keys used since they were put on it are moved to its back (see
+    /// [`State::idle`]); returns the key, to be dropped unlocked. Some key is idle.
+    ///
+    /// Each step either drops a key from the list or clears a mark set by one admission,
+    /// so the steps are amortised O(1) per admission.
+    fn evict_one(&mut self) -> Option<K> {
+        debug_assert!(self.idle_len > 0);
+        loop {
+            let slot = self.idle.head;
+            let entry = &mut self.entries[slot as usize];
+            if entry.place != Place::Idle {
+                self.unlink(slot);
+            } else if entry.used {
+                entry.used = false;
+                self.unlink(slot);
+                self.push_back(slot, Place::Idle);
+            } else {
+                return self.evict(slot);
+            }
         }
     }
 
@@ -539,7 +675,7 @@ impl<K: Eq> State<K> {
         }
         let waiter = &mut self.waiters[id as usize];
         waiter.granted = true;
-        deferred.wake.extend(waiter.waker.take());
+        deferred.wake(waiter.waker.take());
         entry.queued -= 1;
         entry.in_flight += 1;
         self.queued -= 1;
@@ -563,6 +699,7 @@ impl<K: Eq> State<K> {
     fn evict(&mut self, slot: u32) -> Option<K> {
         debug_assert_eq!(self.entries[slot as usize].place, Place::Idle);
         self.unlink(slot);
+        self.left_idle();
         let entry = &mut self.entries[slot as usize];
         let key = entry.key.take();
         entry.place = Place::Free;
@@ -588,24 +725,25 @@ impl<K: Eq> State<K> {
         }
     }
 
-    /// The list the key in `slot` is on when in `place`.
-    fn list(&mut self, slot: u32, place: Place) -> Option<&mut Links> {
-        match place {
+    /// The list `Ring` or `Idle` of the key in `slot`.
+    fn list(&mut self, slot: u32, list: Place) -> &mut Links {
+        match list {
             Place::Ring => {
                 let class = self.entries[slot as usize].class;
-                Some(&mut self.rings[usize::from(class)].links)
+                &mut self.rings[usize::from(class)].links
             }
-            Place::Idle => Some(&mut self.idle),
-            Place::Busy | Place::Free => None,
+            Place::Idle | Place::Busy | Place::Free => &mut self.idle,
         }
     }
 
-    fn push_back(&mut self, slot: u32, place: Place) {
-        let list = self.list(slot, place).expect("a key list");
-        let tail = list.tail;
-        list.tail = slot;
+    /// Puts the key in `slot` at the back of list `list`, `Ring` or `Idle`.
+    fn push_back(&mut self, slot: u32, list: Place) {
+        debug_assert!(matches!(list, Place::Ring | Place::Idle));
+        let list_links = self.list(slot, list);
+        let tail = list_links.tail;
+        list_links.tail = slot;
         if tail == NIL {
-            list.head = slot;
+            list_links.head = slot;
         }
         if tail != NIL {
             self.entries[tail as usize].next = slot;
@@ -613,37 +751,34 @@ impl<K: Eq> State<K> {
         let entry = &mut self.entries[slot as usize];
         entry.prev = tail;
         entry.next = NIL;
-        if place == Place::Idle {
-            self.idle_len += 1;
-        }
+        entry.on_idle_list = list == Place::Idle;
     }
 
-    /// Takes the key in `slot` off whatever list it is on.
+    /// Takes the key in `slot` off the list it is on, if any: its ring, or the idle list.
     fn unlink(&mut self, slot: u32) {
         let entry = &self.entries[slot as usize];
-        let (place, prev, next) = (entry.place, entry.prev, entry.next);
-        if matches!(place, Place::Busy | Place::Free) {
-            return;
-        }
+        let (prev, next) = (entry.prev, entry.next);
+        let list = match (entry.place, entry.on_idle_list) {
+            (_, true) => Place::Idle,
+            (Place::Ring, false) => Place::Ring,
+            (_, false) => return,
+        };
         if prev != NIL {
             self.entries[prev as usize].next = next;
         }
         if next != NIL {
             self.entries[next as usize].prev = prev;
         }
-        let list = self.list(slot, place).expect("a key list");
+        let list_links = self.list(slot, list);
         if prev == NIL {
-            list.head = next;
+            list_links.head = next;
         }
         if next == NIL {
-            list.tail = prev;
+            list_links.tail = prev;
         }
         let entry = &mut self.entries[slot as usize];
         entry.prev = NIL;
         entry.next = NIL;
-        if place == Place::Idle {
-            self.idle_len -= 1;
-            self.idle_share.shrunk(self.idle_len, &self.idle_pool);
-        }
+        entry.on_idle_list = false;
     }
 }

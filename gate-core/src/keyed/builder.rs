@@ -172,8 +172,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
             Some(_) => 1,
             None => shard::shard_count(limits.max_keys, limits.max_idle),
         };
-        // Each shard starts with an even part of `max_idle`; the pool starts empty.
-        let idle_pool = Arc::new(Pool::new(0));
+        let (held, pooled) = shard::idle_start(limits.max_idle, shards);
+        let idle_pool = Arc::new(Pool::new(pooled));
         Ok(KeyedGate {
             shards: (0..shards)
                 .map(|i| {
@@ -181,8 +181,7 @@ impl<K, S> KeyedGateBuilder<K, S> {
                         max_keys: shard::share(limits.max_keys, shards, i),
                         ..limits
                     };
-                    let idle_share = shard::share(limits.max_idle, shards, i);
-                    CachePadded(Shard::new(limits, idle_share, Arc::clone(&idle_pool)))
+                    CachePadded(Shard::new(limits, held, Arc::clone(&idle_pool)))
                 })
                 .collect(),
             shard_of: ShardOf::new(shards),

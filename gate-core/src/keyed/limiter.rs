@@ -533,6 +533,7 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
     pub fn build(self) -> KeyedLimiter<K, S> {
         let max_idle = self.max_idle.min(self.max_keys);
         let shards = shard::shard_count(self.max_keys, max_idle);
+        let (held, pooled) = shard::idle_start(max_idle, shards);
         KeyedLimiter {
             template: self.template,
             hasher: self.hasher,
@@ -546,7 +547,7 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
                             entries: Vec::new(),
                             free: Vec::new(),
                             hand: 0,
-                            idle_share: Share::new(shard::share(max_idle, shards, i)),
+                            idle_share: Share::new(held),
                             too_many_keys: 0,
                         }),
                         max_keys: shard::share(self.max_keys, shards, i),
@@ -554,8 +555,7 @@ impl<K, S> KeyedLimiterBuilder<K, S> {
                 })
                 .collect(),
             shard_of: ShardOf::new(shards),
-            // Each shard starts with an even part of `max_idle`; the pool starts empty.
-            idle_pool: Pool::new(0),
+            idle_pool: Pool::new(pooled),
             name: self.name,
         }
     }

@@ -145,6 +145,20 @@ impl Share {
     }
 }
 
+/// How `max_idle` starts out between `shards` shards and the pool, as what each shard holds
+/// and what the pool holds: a lone shard holds it
+/// all; shards hold nothing and take from the pool as their idle keys grow, so that each
+/// ends up holding what its own keys need. An even split would leave a shard that drew more
+/// keys than its part evicting them in a loop (every key of a cycle through more keys than
+/// it holds misses, as in any least-recently-used list), until shards that drew fewer gave
+/// their unused places back, which they do only when their counts fall.
+pub(super) fn idle_start(max_idle: usize, shards: usize) -> (usize, usize) {
+    match shards {
+        1 => (max_idle, 0),
+        _ => (0, max_idle),
+    }
+}
+
 /// Shard `shard`'s share of `total` split between `shards`: the remainder goes one each to
 /// the first shards, so that the shares add up to `total` exactly.
 pub(super) fn share(total: usize, shards: usize, shard: usize) -> usize {

@@ -501,6 +501,10 @@ impl RedisLimiter {
     ///   latest admission or release (0 for those it never read: a rate only, or nothing
     ///   asked yet). They are as old as that answer: other processes' admissions and
     ///   releases since are not in them, and a process that asks rarely sees them rarely.
+    ///   "Latest" is the latest reply read: Redis answers calls in the order they were
+    ///   sent, but two calls in flight at once (two releases, or a release beside an
+    ///   admission) are read by the tasks that sent them in either order, so until the
+    ///   next reply the counts may be the earlier call's.
     /// - `admitted`, `rejected`, `timed_out`, `cancelled` and `wait` count this process's
     ///   admissions (those by the [`FailurePolicy`] included), as a local limiter's
     ///   [`Stats`] do. A refusal because Redis is out of reach under

@@ -281,12 +281,12 @@ where
             Err(_) => match self.limiter(&key) {
                 Err(error) => Some(error.into()),
                 Ok(limiter) => match (limits.max_wait, limiter.rate_limit()) {
-                    (Some(max_wait), Some(rate)) if rate.wait_time() > max_wait => {
-                        Some(KeyedAdmitError::RateLimited(RateLimited::new(
-                            rate.rate(),
-                            rate.wait_time(),
-                        )))
-                    }
+                    // One reading of the clock: the wait compared is the wait reported.
+                    (Some(max_wait), Some(rate)) => Some(rate.wait_time())
+                        .filter(|wait| *wait > max_wait)
+                        .map(|wait| {
+                            KeyedAdmitError::RateLimited(RateLimited::new(rate.rate(), wait))
+                        }),
                     _ => None,
                 },
             },

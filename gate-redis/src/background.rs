@@ -304,8 +304,8 @@ const RELEASE_ATTEMPTS: u32 = 4;
 
 /// Runs until every sender is gone (every limit on the connection and all their permits):
 /// sends the commands as they come, concurrently, the releases of one limit that arrived
-/// together in one call, answers a flush once every call sent before it has ended, and renews the leases of every limit that holds some every third of
-/// the lease.
+/// together in one call, answers a flush once every call sent before it has ended, and
+/// renews the leases of every limit that holds some every third of the lease.
 pub(crate) async fn worker(lease: Duration, mut commands: mpsc::UnboundedReceiver<Job>) {
     let mut renewals = tokio::time::interval(lease / 3);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

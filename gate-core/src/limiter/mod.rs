@@ -490,13 +490,11 @@ impl Limiter {
             return None;
         }
         let cells = self.try_book_cells(tokens)?;
-        match take(self.gate.raw()) {
-            Some(free) => Some(free),
-            None => {
-                self.cancel_cells(cells);
-                None
-            }
+        let free = take(self.gate.raw());
+        if free.is_none() {
+            self.cancel_cells(cells);
         }
+        free
     }
 
     /// Books a request cell (if there is a rate) and `tokens` token cells (if more than

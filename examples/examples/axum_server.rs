@@ -120,9 +120,8 @@ pub(crate) fn tenant_layer(redis: Option<&str>) -> KeyedGateLayer<HeaderValue, H
         Some(url) => {
             let client = redis::Client::open(url).expect("a redis:// URL");
             let template = RedisLimiter::builder(client).key("axum-tenants").rate(rate);
-            // A key's bytes as text (two keys that are not UTF-8 may share a limit).
-            let render = |key: &HeaderValue| String::from_utf8_lossy(key.as_bytes()).into_owned();
-            let tenants = RedisKeyedLimiter::builder_with(template, render)
+            // Each key by its bytes, UTF-8 or not: two different keys are two limits.
+            let tenants = RedisKeyedLimiter::builder_bytes(template)
                 .build()
                 .expect("a valid template");
             KeyedGateLayer::with_admission(Arc::new(tenants), by_key, no_key)

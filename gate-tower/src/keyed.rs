@@ -242,7 +242,10 @@ fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool
 ///   as above and `RateLimit: "default";r=<remaining>;t=<seconds>`, where `r` is what the
 ///   key's rate had left once this request took its cell, and `t` the seconds until its
 ///   next cell is free (rounded up: the wait for it when none is left, one interval between
-///   cells while some are, 0 with the bucket full). The draft lets a server send the fields
+///   cells while some are, 0 with the bucket full). `r` counts the rate's burst, which may
+///   hold more than the policy's `q` (one a day with a burst of 100 states `q=1;w=86400`
+///   and, its bucket full, `r=99` after a request): the quota is what comes back per
+///   window, the burst what may be spent at once. The draft lets a server send the fields
 ///   on any response; they are sent by default because they are what lets a client slow
 ///   down before it is refused, and [`rate_limit_headers(false)`](Self::rate_limit_headers)
 ///   turns them off. A response whose inner service set either field keeps its own and

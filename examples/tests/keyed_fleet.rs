@@ -3,7 +3,8 @@
 //! test's own: a flooding API key gets the fleet's quota once, not once per replica, and is
 //! told so with `429` and the RateLimit fields, while another key's paced requests are all
 //! served; a key's concurrency limit holds across both replicas; keys that are not UTF-8,
-//! or that hold `{`, `}`, `%` or `\\`, are limited apart, here and in the axum example.
+//! or that hold `{`, `}`, `%` or `\\`, are limited apart, here and in the axum example, whose
+//! bad arguments and unreachable `--redis` are answered with messages.
 
 #[path = "../../gate-redis/tests/support/mod.rs"]
 mod redis_support;
@@ -285,8 +286,7 @@ async fn keys_that_are_not_utf8_or_hold_hash_tags_are_limited_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_axum_examples_tenants_over_redis_keep_byte_keys_apart() {
     let server = redis_support::server();
-    let url = server.url();
-    let tenants = axum_server::tenant_layer(Some(&url));
+    let tenants = axum_server::tenant_layer(Some(server.client()));
     let app = Router::new()
         .route("/tenant", get(|| async { "hello, tenant\n" }))
         .layer(tenants);
@@ -309,4 +309,49 @@ async fn the_axum_examples_tenants_over_redis_keep_byte_keys_apart() {
             "key {key:?} has a burst of five of its own: {served}"
         );
     }
+}
+
+// Regression: `axum_server` panicked on a bad `--port` or `--redis` (`expect("a redis://
+// URL")`), or a flag without its value; a misspelt flag was ignored.
+#[test]
+fn the_axum_examples_arguments_are_checked_with_messages() {
+    let parse = |args: &[&str]| axum_server::Args::parse(args.iter().map(|arg| arg.to_string()));
+    let parsed = parse(&["--redis", "redis://127.0.0.1:1/", "--port", "3001"]).unwrap();
+    assert_eq!(parsed.port, Some(3001));
+    assert_eq!(parsed.redis.as_deref(), Some("redis://127.0.0.1:1/"));
+    assert_eq!(parse(&[]).unwrap(), axum_server::Args::default());
+    for (args, message) in [
+        (&["--port", "abc"][..], "--port takes a port number"),
+        (&["--port", "70000"], "--port takes a port number"),
+        (&["--redis"], "--redis needs a value"),
+        (&["--prot", "3001"], "unknown argument \"--prot\""),
+    ] {
+        let error = parse(args).unwrap_err();
+        assert!(error.starts_with(message), "{args:?}: {error}");
+    }
+}
+
+// A `--redis` that is no URL, or that no Redis answers, is said so at start, within the
+// ping's 2 s; one that answers is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_axum_examples_redis_is_checked_at_start() {
+    let error = axum_server::redis_at("localhost:6379").await.unwrap_err();
+    assert!(error.starts_with("--redis takes a URL"), "{error}");
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("redis://127.0.0.1:{closed}/");
+    let started = Instant::now();
+    let error = axum_server::redis_at(&url).await.unwrap_err();
+    assert!(
+        error.starts_with(&format!("no Redis answers at {url}")),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        axum_server::redis_at(&redis_support::server().url())
+            .await
+            .is_ok()
+    );
 }

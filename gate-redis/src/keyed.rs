@@ -184,7 +184,10 @@ impl<K: AsRef<[u8]>> RedisKeyedLimiter<K> {
     /// byte, and `\`, as `\xNN` (two upper-case hex digits): API key `a b` is `a b`,
     /// `caf\xc3\xa9` is `caf\xC3\xA9`, `\` is `\x5C`. Distinct byte strings are distinct
     /// limits, however they were meant to be read (a lossy conversion to text would make
-    /// every key that is not UTF-8 one limit, which any tenant could spend).
+    /// every key that is not UTF-8 one limit, which any tenant could spend). A name in
+    /// Redis is as long as its key written out (up to four characters a byte, `%7B` for a
+    /// `{`): bound keys that come from the network (gate-tower's `Header` takes at most 256
+    /// bytes).
     ///
     /// ```
     /// use gate_redis::{RedisKeyedLimiter, RedisLimiter};

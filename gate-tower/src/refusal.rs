@@ -416,7 +416,10 @@ mod tests {
         advertise_rate(&mut admitted, &RateLeft::new(rate, wait, remaining));
         let field = |headers: &HeaderMap, name| headers[name].to_str().unwrap().to_owned();
         let headers = refused.headers();
-        assert_eq!(field(headers, RATELIMIT_POLICY), field(&admitted, RATELIMIT_POLICY));
+        assert_eq!(
+            field(headers, RATELIMIT_POLICY),
+            field(&admitted, RATELIMIT_POLICY)
+        );
         [
             field(headers, RETRY_AFTER.as_str()),
             field(headers, RATELIMIT_POLICY),

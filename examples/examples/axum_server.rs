@@ -18,7 +18,9 @@
 //! With `--redis URL` (`redis://127.0.0.1:6379/`), `/tenant`'s limit per key is kept in
 //! Redis instead, by gate-redis's `RedisKeyedLimiter`: every server started with the same
 //! URL shares each key's five a second, so two replicas (`--port 3001`, `--port 3002`) give
-//! a key five a second between them, not five each.
+//! a key five a second between them, not five each. Keys go to Redis as their bytes, UTF-8
+//! or not (`RedisKeyedLimiter::builder_bytes`): `\xff` and `\xfe` are two tenants. The
+//! server pings Redis before it listens, and exits with a message if none answers.
 //!
 //! It serves on 127.0.0.1:3000 (or `--port N`) until stopped, logging at `INFO`: refusing is normal under
 //! overload, so each refusal is a `DEBUG` event and only a summary with their count comes at
@@ -108,7 +110,7 @@ pub(crate) fn install_metrics() -> PrometheusHandle {
 
 /// `/tenant`'s layer: five a second per `x-api-key`, a burst of five, refused at once beyond
 /// that; kept in this process, or with `redis` in that Redis, shared by every server using it.
-pub(crate) fn tenant_layer(redis: Option<&str>) -> KeyedGateLayer<HeaderValue, Header> {
+pub(crate) fn tenant_layer(redis: Option<redis::Client>) -> KeyedGateLayer<HeaderValue, Header> {
     let rate = Rate::per_second(5).burst(5);
     let by_key = Header::new(http::HeaderName::from_static("x-api-key"));
     let no_key = HeaderValue::from_static("");
@@ -117,12 +119,10 @@ pub(crate) fn tenant_layer(redis: Option<&str>) -> KeyedGateLayer<HeaderValue, H
             let tenants = KeyedLimiter::new(move || Limiter::with_rate(rate));
             KeyedGateLayer::with_limiter(Arc::new(tenants), by_key, no_key)
         }
-        Some(url) => {
-            let client = redis::Client::open(url).expect("a redis:// URL");
+        Some(client) => {
             let template = RedisLimiter::builder(client).key("axum-tenants").rate(rate);
-            // A key's bytes as text (two keys that are not UTF-8 may share a limit).
-            let render = |key: &HeaderValue| String::from_utf8_lossy(key.as_bytes()).into_owned();
-            let tenants = RedisKeyedLimiter::builder_with(template, render)
+            // Each key by its bytes, UTF-8 or not: two different keys are two limits.
+            let tenants = RedisKeyedLimiter::builder_bytes(template)
                 .build()
                 .expect("a valid template");
             KeyedGateLayer::with_admission(Arc::new(tenants), by_key, no_key)
@@ -176,22 +176,83 @@ pub(crate) fn app_with_tenants(
         .merge(gated)
 }
 
+/// The command line: `[--smoke] [--port N] [--redis URL]`.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Args {
+    pub(crate) smoke: bool,
+    pub(crate) port: Option<u16>,
+    pub(crate) redis: Option<String>,
+}
+
+impl Args {
+    /// The arguments after the program's name, or what is wrong with them.
+    pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut parsed = Self::default();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--smoke" => parsed.smoke = true,
+                "--port" => {
+                    let port = value()?;
+                    let port = port.parse().map_err(|_| {
+                        format!("--port takes a port number from 0 to 65535, not {port:?}")
+                    })?;
+                    parsed.port = Some(port);
+                }
+                "--redis" => parsed.redis = Some(value()?),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Ends the program with `message` and how to call it.
+fn usage(message: &str) -> ! {
+    eprintln!(
+        "axum_server: {message}\n\
+         usage: cargo run --release --example axum_server -- [--smoke] [--port N] [--redis URL]"
+    );
+    std::process::exit(2)
+}
+
+/// The Redis at `url`, once it answered a `PING` within two seconds, or what went wrong, in
+/// words that say what to do.
+pub(crate) async fn redis_at(url: &str) -> Result<redis::Client, String> {
+    let client = redis::Client::open(url).map_err(|error| {
+        format!("--redis takes a URL such as redis://127.0.0.1:6379/, not {url:?}: {error}")
+    })?;
+    let ping = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(error)) => Err(format!(
+            "no Redis answers at {url} ({error}); start one (`redis-server --save '' \
+             --appendonly no`, with `--port N` for another port than 6379) or leave out --redis"
+        )),
+        Err(_) => Err(format!("Redis at {url} did not answer a PING within 2 s")),
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|arg| arg == "--smoke");
-    let value = |name: &str| {
-        let at = args.iter().position(|arg| arg == name)?;
-        Some(
-            args.get(at + 1)
-                .unwrap_or_else(|| panic!("{name} needs a value")),
-        )
+    let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|message| usage(&message));
+    let smoke = args.smoke;
+    let port = args.port.unwrap_or(3000);
+    let redis = match &args.redis {
+        Some(url) => Some(redis_at(url).await.unwrap_or_else(|message| {
+            eprintln!("axum_server: {message}");
+            std::process::exit(1)
+        })),
+        None => None,
     };
-    let redis = value("--redis");
-    let port: u16 = value("--port").map_or(3000, |port| port.parse().expect("--port N"));
     let layer = layer();
     let in_flight = Arc::new(InFlight::default());
-    let tenants = tenant_layer(redis.map(String::as_str));
+    let tenants = tenant_layer(redis);
     let app = app_with_tenants(
         layer.clone(),
         Arc::clone(&in_flight),
@@ -206,8 +267,12 @@ async fn main() {
             .init();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .unwrap();
-        let shared = redis.map_or(String::new(), |url| {
+            .unwrap_or_else(|error| {
+                eprintln!("axum_server: cannot listen on 127.0.0.1:{port}: {error}");
+                std::process::exit(1)
+            });
+        let port = listener.local_addr().map_or(port, |addr| addr.port());
+        let shared = args.redis.map_or(String::new(), |url| {
             format!("; /tenant shared through {url}")
         });
         println!(

@@ -42,7 +42,8 @@ type Render<K> = dyn Fn(&K) -> String + Send + Sync;
 ///
 /// - **One limit per key, in Redis.** Key `k` of a keyed limiter whose template has the
 ///   [key](RedisLimiterBuilder::key) `PREFIX` is the limit named `PREFIX:k` (`k` written
-///   with `Display`, or the function given to [`builder_with`](Self::builder_with)), so its
+///   with `Display`, as its bytes by [`builder_bytes`](Self::builder_bytes), or by the
+///   function given to [`builder_with`](Self::builder_with)), so its
 ///   keys are `gate:{PREFIX:k}:rate`, `:held` and so on: hash-tagged per key, each tenant
 ///   lives in one Redis Cluster slot, and different tenants spread over the slots. A `%`,
 ///   `{` or `}` in the prefix or the key is written `%25`, `%7B`, `%7D`, so that no key can
@@ -176,11 +177,43 @@ impl<K: fmt::Display> RedisKeyedLimiter<K> {
     }
 }
 
+impl<K: AsRef<[u8]>> RedisKeyedLimiter<K> {
+    /// Like [`builder`](Self::builder), for keys that are bytes, UTF-8 or not: an
+    /// `http::HeaderValue` (what gate-tower's `Header` extractor reads), a `Vec<u8>`, a
+    /// `String`. Each key is written as its bytes, printable ASCII as it is and any other
+    /// byte, and `\`, as `\xNN` (two upper-case hex digits): API key `a b` is `a b`,
+    /// `caf\xc3\xa9` is `caf\xC3\xA9`, `\` is `\x5C`. Distinct byte strings are distinct
+    /// limits, however they were meant to be read (a lossy conversion to text would make
+    /// every key that is not UTF-8 one limit, which any tenant could spend). A name in
+    /// Redis is as long as its key written out (up to four characters a byte, `%7B` for a
+    /// `{`): bound keys that come from the network (gate-tower's `Header` takes at most 256
+    /// bytes).
+    ///
+    /// ```
+    /// use gate_redis::{RedisKeyedLimiter, RedisLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let template = RedisLimiter::builder(client).key("tenants").concurrency(2);
+    /// let tenants: RedisKeyedLimiter<Vec<u8>> = RedisKeyedLimiter::builder_bytes(template).build()?;
+    /// assert_eq!(tenants.redis_name(&b"org 1".to_vec()), "tenants:org 1");
+    /// assert_eq!(tenants.redis_name(&b"\xff".to_vec()), "tenants:\\xFF");
+    /// assert_eq!(tenants.redis_name(&b"\\xFF".to_vec()), "tenants:\\x5CxFF");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_bytes(template: RedisLimiterBuilder) -> RedisKeyedLimiterBuilder<K> {
+        Self::builder_with(template, |key: &K| bytes_text(key.as_ref()))
+    }
+}
+
 impl<K> RedisKeyedLimiter<K> {
     /// Like [`builder`](Self::builder), writing each key with `render` (called once when the
     /// key comes into memory, never under the keyed limiter's lock): for keys without
     /// `Display`, or to write a long key short (a hash of it). Two keys `render` writes the
-    /// same share one limit.
+    /// same share one limit: write bytes with [`builder_bytes`](Self::builder_bytes), not
+    /// with a lossy conversion to text.
     pub fn builder_with(
         template: RedisLimiterBuilder,
         render: impl Fn(&K) -> String + Send + Sync + 'static,
@@ -443,6 +476,22 @@ fn escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+/// `bytes` as text, one to one: printable ASCII but `\\` as it is, any other byte as `\\xNN`.
+fn bytes_text(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut text = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if byte != b'\\' && (b' '..=b'~').contains(&byte) {
+            text.push(char::from(byte));
+        } else {
+            text.push_str("\\x");
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xF)]));
+        }
+    }
+    text
 }
 
 /// `text` with the characters Redis's glob patterns give a meaning escaped.
@@ -798,5 +847,32 @@ mod tests {
             keys.rate
         );
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn bytes_are_written_as_printable_ascii_and_escapes() {
+        assert_eq!(bytes_text(b"org 1~"), "org 1~");
+        assert_eq!(bytes_text(b"\xff\xfe"), "\\xFF\\xFE");
+        assert_eq!(bytes_text(b"\\xFF"), "\\x5CxFF");
+        assert_eq!(bytes_text(b"\t\x7f\x00"), "\\x09\\x7F\\x00");
+        assert_eq!(bytes_text("é".as_bytes()), "\\xC3\\xA9");
+        assert_eq!(name("t", &bytes_text(b"}{")), "t:%7D%7B");
+    }
+
+    /// Bytes of escapes (`\\xFF`, `%7D`) and bytes that are escaped.
+    const CONFUSABLE: [u8; 13] = *b"\\xF5C%7D{}\xff\xfe ";
+
+    proptest::proptest! {
+        // Regression: keys that are not UTF-8 were written lossily (the axum example and
+        // its tests), and shared one limit. Distinct byte strings get distinct names.
+        // Bytes drawn from those an escape is written with, so that near misses are tried.
+        #[test]
+        fn distinct_bytes_are_distinct_names(
+            a in proptest::collection::vec(proptest::sample::select(CONFUSABLE.to_vec()), 0..8),
+            b in proptest::collection::vec(proptest::sample::select(CONFUSABLE.to_vec()), 0..8),
+        ) {
+            let (x, y) = (name("t", &bytes_text(&a)), name("t", &bytes_text(&b)));
+            proptest::prop_assert_eq!(a == b, x == y, "{:?} {:?}", x, y);
+        }
     }
 }

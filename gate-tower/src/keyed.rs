@@ -53,8 +53,13 @@ where
 }
 
 /// Keys requests by the value of a header, such as an API key: the first value of that
-/// name, if it is not empty and at most [`MAX_KEY_LEN`] bytes (its bytes as they are, UTF-8
-/// or not).
+/// name without the spaces and tabs around it, if that is not empty and at most
+/// [`MAX_KEY_LEN`] bytes (its bytes as they are, UTF-8 or not).
+///
+/// The whitespace around a field's value is not part of it (RFC 9110, section 5.5). HTTP/1
+/// parsers drop it, HTTP/2 and HTTP/3 carry it: without trimming, `a` sent over HTTP/1 and
+/// `a ` over HTTP/2 would be two tenants, and a client could pad its key into as many
+/// buckets as it liked. A value of only whitespace is no key, as an empty one is.
 #[derive(Debug, Clone)]
 pub struct Header {
     name: HeaderName,
@@ -72,7 +77,16 @@ impl<B> ExtractKey<B> for Header {
 
     fn extract_key(&self, request: &Request<B>) -> Option<HeaderValue> {
         let value = request.headers().get(&self.name)?;
-        (!value.is_empty() && value.len() <= MAX_KEY_LEN).then(|| value.clone())
+        let key = value.as_bytes().trim_ascii();
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return None;
+        }
+        if key.len() == value.len() {
+            // What nearly every request sends: a clone shares the value's bytes.
+            return Some(value.clone());
+        }
+        // The bytes of a valid value without its ends are a valid value.
+        HeaderValue::from_bytes(key).ok()
     }
 }
 
@@ -242,7 +256,10 @@ fn rated<K, A: KeyedAdmission<K>>(source: &A, permit: A::Permit, advertise: bool
 ///   as above and `RateLimit: "default";r=<remaining>;t=<seconds>`, where `r` is what the
 ///   key's rate had left once this request took its cell, and `t` the seconds until its
 ///   next cell is free (rounded up: the wait for it when none is left, one interval between
-///   cells while some are, 0 with the bucket full). The draft lets a server send the fields
+///   cells while some are, 0 with the bucket full). `r` counts the rate's burst, which may
+///   hold more than the policy's `q` (one a day with a burst of 100 states `q=1;w=86400`
+///   and, its bucket full, `r=99` after a request): the quota is what comes back per
+///   window, the burst what may be spent at once. The draft lets a server send the fields
 ///   on any response; they are sent by default because they are what lets a client slow
 ///   down before it is refused, and [`rate_limit_headers(false)`](Self::rate_limit_headers)
 ///   turns them off. A response whose inner service set either field keeps its own and
@@ -619,6 +636,37 @@ mod tests {
             .headers_mut()
             .insert("x-api-key", HeaderValue::from_static(""));
         assert_eq!(header.extract_key(&request), None);
+    }
+
+    // Regression: HTTP/1 parsers drop the whitespace around a field's value, HTTP/2 keeps it,
+    // so `a\t` over HTTP/2 was another tenant than `a` over HTTP/1 (a new bucket for every
+    // variant a client pads its key with), and a key of only whitespace was a tenant.
+    #[test]
+    fn a_header_keys_surrounding_whitespace_is_not_part_of_it() {
+        let header = Header::new(HeaderName::from_static("x-api-key"));
+        let mut request = request();
+        for (sent, key) in [
+            (&b"a"[..], Some(&b"a"[..])),
+            (b" a\t", Some(b"a")),
+            (b"\t a b \t", Some(b"a b")),
+            (b"\xff ", Some(b"\xff")),
+            (b" \t ", None),
+        ] {
+            let value = HeaderValue::from_bytes(sent).unwrap();
+            request.headers_mut().insert("x-api-key", value);
+            let found = header.extract_key(&request);
+            assert_eq!(found.as_ref().map(HeaderValue::as_bytes), key, "{sent:?}");
+        }
+        let padded = format!(" {} ", "k".repeat(MAX_KEY_LEN));
+        request
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::try_from(padded).unwrap());
+        let found = header.extract_key(&request).unwrap();
+        assert_eq!(
+            found.len(),
+            MAX_KEY_LEN,
+            "the bound is on the key, not its padding"
+        );
     }
 
     #[test]

@@ -408,6 +408,66 @@ mod tests {
         assert_eq!(response.headers()["ratelimit"], "\"default\";r=0;t=2147484");
     }
 
+    /// The `RateLimit` and `RateLimit-Policy` fields of a refusal after `wait` and of an
+    /// admission with `remaining` cells left, by `rate`.
+    fn fields(rate: Rate, wait: Duration, remaining: u64) -> [String; 4] {
+        let refused = rate_limited::<()>(&Protocol::Http, &RateLimited::new(rate, wait));
+        let mut admitted = HeaderMap::new();
+        advertise_rate(&mut admitted, &RateLeft::new(rate, wait, remaining));
+        let field = |headers: &HeaderMap, name| headers[name].to_str().unwrap().to_owned();
+        let headers = refused.headers();
+        assert_eq!(
+            field(headers, RATELIMIT_POLICY),
+            field(&admitted, RATELIMIT_POLICY)
+        );
+        [
+            field(headers, RETRY_AFTER.as_str()),
+            field(headers, RATELIMIT_POLICY),
+            field(headers, RATELIMIT),
+            field(&admitted, RATELIMIT),
+        ]
+    }
+
+    // The extremes a rate takes (one a day with the longest burst it allows, a burst of 10^9,
+    // a billion a nanosecond's worth) make fields whose integers a structured field holds
+    // (at most 15 digits), a quota and window of at least 1, and no wrap.
+    #[test]
+    fn extreme_rates_make_fields_in_range() {
+        let day = Duration::from_secs(86_400);
+        let daily = Rate::new(1, day).unwrap();
+        // A burst of 10^9 at one a day spans 2.7 million years: refused, not wrapped.
+        assert!(daily.try_burst(1_000_000_000).is_err());
+        assert_eq!(
+            fields(daily.burst(53_000), day, 53_000),
+            [
+                "86400",
+                "\"default\";q=1;w=86400",
+                "\"default\";r=0;t=86400",
+                // The bucket holds the burst: more than one period's quota can be left.
+                "\"default\";r=53000;t=86400",
+            ]
+        );
+        let billion = Rate::per_second(1_000_000_000).burst(1_000_000_000);
+        assert_eq!(
+            fields(billion, Duration::from_nanos(1), 1_000_000_000),
+            [
+                "1",
+                "\"default\";q=1000000000;w=1",
+                "\"default\";r=0;t=1",
+                "\"default\";r=1000000000;t=1",
+            ]
+        );
+        let fastest = Rate::new(u32::MAX, Duration::from_nanos(u64::from(u32::MAX))).unwrap();
+        let [_, policy, ..] = fields(fastest.burst(u32::MAX), Duration::ZERO, 0);
+        assert_eq!(policy, "\"default\";q=5000000000;w=5");
+        let slowest = Rate::new(1, Duration::from_secs(145 * 365 * 86_400)).unwrap();
+        let [retry_after, policy, refused, admitted] = fields(slowest, Duration::MAX, u64::MAX);
+        assert_eq!(retry_after, "2147484");
+        assert_eq!(policy, "\"default\";q=1;w=4572720000");
+        assert_eq!(refused, "\"default\";r=0;t=2147484");
+        assert_eq!(admitted, "\"default\";r=999999999999999;t=2147484");
+    }
+
     #[test]
     fn grpc_is_detected_by_content_type() {
         let mut headers = HeaderMap::new();

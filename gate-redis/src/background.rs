@@ -141,6 +141,16 @@ impl Backend {
 
     /// Runs `command`, an `EVALSHA` of `script`, within the timeout, loading the script
     /// first if Redis does not have it (`NOSCRIPT`), as [`invoke`](Self::invoke) does.
+    ///
+    /// A connection found dropped (Redis restarted, or the network cut an idle connection)
+    /// is made again by the connection manager, and the command is sent once more on the
+    /// new one, within the same timeout: otherwise the first admission after a restart
+    /// would fail, and the failure policy would answer for [`RECHECK_AFTER`] though Redis
+    /// is up. If the first send had reached Redis and only its answer was lost, the
+    /// second spends the admission's rate and tokens again, and a permit it finds full may
+    /// wait for its own lease: never more admitted than the limits allow.
+    ///
+    /// [`RECHECK_AFTER`]: crate::RedisLimiter::RECHECK_AFTER
     pub(crate) async fn invoke_command<T: redis::FromRedisValue>(
         &self,
         command: &redis::Cmd,
@@ -148,15 +158,22 @@ impl Backend {
     ) -> Result<T, crate::Unavailable> {
         let mut conn = self.conn.clone();
         let call = async {
-            match command.query_async(&mut conn).await {
-                Err(error)
-                    if error.kind()
-                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    script.load_async(&mut conn).await?;
-                    command.query_async(&mut conn).await
+            let mut sent_again = false;
+            loop {
+                match command.query_async(&mut conn).await {
+                    Err(error)
+                        if error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        script.load_async(&mut conn).await?;
+                        return command.query_async(&mut conn).await;
+                    }
+                    Err(error) if !sent_again && error.is_unrecoverable_error() => {
+                        tracing::debug!(%error, "gate-redis: connection dropped; sending again");
+                        sent_again = true;
+                    }
+                    done => return done,
                 }
-                done => done,
             }
         };
         match tokio::time::timeout(self.timeout, call).await {

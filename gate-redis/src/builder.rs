@@ -56,7 +56,9 @@ impl RedisLimiterBuilder {
 
     /// The name of the shared limit (`"default"` unless set): processes that use the same
     /// name on the same Redis share one limit. Its keys are `gate:{NAME}:...`, hash-tagged
-    /// so that they live in one Redis Cluster slot.
+    /// so that they live in one Redis Cluster slot, with `%`, `{` and `}` in the name
+    /// written `%25`, `%7B` and `%7D` (so `a}{b` is `gate:{a%7D%7Bb}:...`, not in the slot
+    /// of `a`); [`RedisLimiter::key`] answers the name as given.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = key.into();
         self

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::background::{self, Topic};
 use crate::limiter::{Hub, Refused, Settings, Shared};
+use crate::script::escape;
 use crate::{BuildError, RedisLimiter, RedisLimiterBuilder, RedisPermit};
 
 /// How many keys each new key's sweep looks at (as gate-core's `KeyedLimiter`): more than
@@ -458,24 +459,6 @@ pub(crate) async fn admit_rated(
 /// The name of key `rendered`'s limit under `prefix`, each escaped.
 fn name(prefix: &str, rendered: &str) -> String {
     format!("{}:{}", escape(prefix), escape(rendered))
-}
-
-/// `text` with `%`, `{` and `}` percent-encoded: no hash tag can open or close in it, and
-/// two different texts stay different.
-fn escape(text: &str) -> String {
-    if !text.contains(['%', '{', '}']) {
-        return text.to_owned();
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '%' => escaped.push_str("%25"),
-            '{' => escaped.push_str("%7B"),
-            '}' => escaped.push_str("%7D"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// `bytes` as text, one to one: printable ASCII but `\\` as it is, any other byte as `\\xNN`.

@@ -110,7 +110,9 @@
 //!
 //! The keys of a limit named `NAME` are `gate:{NAME}:rate`, `:tokens`, `:pause`, `:held`, `:queue`,
 //! `:queue-expiry`, `:limit`, `:tickets` and `:state`, and its channel `gate:{NAME}:released`. The
-//! hash tag `{NAME}` keeps them in one Redis Cluster slot. Every key has a TTL: a limit
+//! hash tag `{NAME}` keeps them in one Redis Cluster slot (`%`, `{` and `}` in `NAME` are
+//! written `%25`, `%7B` and `%7D`, so that no name closes the tag early and lands in another
+//! name's slot, and two names stay two limits). Every key has a TTL: a limit
 //! nobody uses vanishes.
 //!
 //! # What Redis can and cannot promise

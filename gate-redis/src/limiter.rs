@@ -374,10 +374,13 @@ impl RedisLimiter {
             client: settings.client.clone(),
             stop,
         };
-        let key = settings.key.clone();
-        let shared = hub.limit(&settings, key, |_| Arc::default(), Some(subscription));
+        // Redis's names escape `%`, `{` and `}`, so that a name cannot close the hash tag
+        // early and put its keys in another name's slot; `key()` answers the name as given.
+        let name = script::escape(&settings.key);
+        let shared = hub.limit(&settings, name, |_| Arc::default(), Some(subscription));
         Ok(Self::from_arc(Arc::new(Shared {
             _stop: Some(stop_sender),
+            key: settings.key.clone(),
             share: adaptive.map(|algorithm| Arc::new(Share::new(algorithm))),
             ..shared
         })))

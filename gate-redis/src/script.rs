@@ -50,6 +50,24 @@ impl Keys {
     }
 }
 
+/// `text` with `%`, `{` and `}` percent-encoded: no hash tag can open or close in it, and
+/// two different texts stay different.
+pub(crate) fn escape(text: &str) -> String {
+    if !text.contains(['%', '{', '}']) {
+        return text.to_owned();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '{' => escaped.push_str("%7B"),
+            '}' => escaped.push_str("%7D"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// What the acquire script answered, and what it saw of the limit on the way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reply {

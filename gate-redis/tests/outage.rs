@@ -122,3 +122,18 @@ async fn each_failure_policy_holds_while_redis_is_down_and_sharing_resumes_when_
     }
     assert!(shared.load(Ordering::Relaxed) > 0 && fallback.load(Ordering::Relaxed) > 0);
 }
+
+// Regression: the first admission after a restart went out on the connection Redis had
+// closed, failed ("broken pipe"), and the failure policy then refused every caller for
+// `RECHECK_AFTER` though Redis was up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admission_after_a_restart_is_shared_at_once() {
+    let server = Server::start();
+    let limiter = limiter(&server, "restarted", FailurePolicy::Closed);
+    drop(limiter.admit().await.unwrap());
+    limiter.flush().await;
+    server.stop();
+    server.restart();
+    let permit = limiter.admit_with(WaitLimits::NO_WAIT).await;
+    assert!(permit.is_ok_and(|permit| permit.is_shared()));
+}

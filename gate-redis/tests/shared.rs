@@ -39,6 +39,35 @@ async fn a_permit_is_held_in_redis_and_released_in_the_background_on_drop() {
     assert!(eventually(Duration::from_secs(2), || held(server(), &key) == 0).await);
 }
 
+// Regression: a name was put in the hash tag as it was, so `a}{b`'s keys were
+// `gate:{a}{b}:...`, in the Cluster slot of the limit named `a` (Redis hashes what is between
+// the first `{` and the next `}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_braces_keeps_its_keys_in_a_hash_tag_of_its_own() {
+    let plain = key("tag");
+    let braced = format!("{plain}}}{{b%");
+    let limiter = builder(&braced).concurrency(1).build().unwrap();
+    assert_eq!(limiter.key(), braced);
+    let _permit = limiter.admit().await.unwrap();
+    let escaped = format!("{plain}%7D%7Bb%25");
+    assert_eq!(held(server(), &escaped), 1);
+    assert_eq!(held(server(), &plain), 0);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("gate:*{plain}*"))
+        .query(&mut server().connection())
+        .unwrap();
+    assert!(!keys.is_empty());
+    for name in &keys {
+        let tag = &name["gate:{".len()..name.find('}').unwrap()];
+        assert_eq!(tag, escaped, "{name}");
+    }
+    // The escaped form, given as a name, is another limit (its `%` is escaped in turn):
+    // it admits while the braced limit's one permit is held.
+    let other = builder(&escaped).concurrency(1).build().unwrap();
+    assert!(other.admit_with(WaitLimits::NO_WAIT).await.is_ok());
+    assert_eq!(held(server(), &format!("{plain}%257D%257Bb%2525")), 1);
+}
+
 /// One caller counted in flight while it lives.
 struct InFlight<'a>(&'a AtomicUsize);
 

@@ -216,38 +216,20 @@ fn usage(message: &str) -> ! {
     std::process::exit(2)
 }
 
-/// The Redis at `url`, once it answered a `PING` within two seconds, or what went wrong, in
-/// words that say what to do.
-pub(crate) async fn redis_at(url: &str) -> Result<redis::Client, String> {
-    let client = redis::Client::open(url).map_err(|error| {
-        format!("--redis takes a URL such as redis://127.0.0.1:6379/, not {url:?}: {error}")
-    })?;
-    let ping = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-    };
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(error)) => Err(format!(
-            "no Redis answers at {url} ({error}); start one (`redis-server --save '' \
-             --appendonly no`, with `--port N` for another port than 6379) or leave out --redis"
-        )),
-        Err(_) => Err(format!("Redis at {url} did not answer a PING within 2 s")),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|message| usage(&message));
     let smoke = args.smoke;
     let port = args.port.unwrap_or(3000);
     let redis = match &args.redis {
-        Some(url) => Some(redis_at(url).await.unwrap_or_else(|message| {
-            eprintln!("axum_server: {message}");
-            std::process::exit(1)
-        })),
+        Some(url) => Some(
+            examples::redis_server::reach(url)
+                .await
+                .unwrap_or_else(|message| {
+                    eprintln!("axum_server: {message}");
+                    std::process::exit(1)
+                }),
+        ),
         None => None,
     };
     let layer = layer();

@@ -1,5 +1,5 @@
 //! [`RedisServer`]: a redis-server of the demo's own, on a free port of 127.0.0.1, stopped
-//! when dropped.
+//! when dropped; [`reach`]: a user's Redis, checked before a program relies on it.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -64,5 +64,29 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The Redis at `url` (a user's `--redis`), once it answered a `PING` within two seconds,
+/// or what went wrong, in words that say what to do: a program checks it once at its start,
+/// so that a mistyped URL or port is an error at once, not a silent wait by the failure
+/// policy (which is for a Redis lost in the middle of a run).
+pub async fn reach(url: &str) -> Result<redis::Client, String> {
+    let client = redis::Client::open(url).map_err(|error| {
+        format!("--redis takes a URL such as redis://127.0.0.1:6379/, not {url:?}: {error}")
+    })?;
+    let ping = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(error)) => Err(format!(
+            "no Redis answers at {url} ({error}); start one (`redis-server --save '' \
+             --appendonly no`, with `--port N` for another port than 6379) or leave out --redis"
+        )),
+        Err(_) => Err(format!("Redis at {url} did not answer a PING within 2 s")),
     }
 }

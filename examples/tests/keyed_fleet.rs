@@ -335,7 +335,9 @@ fn the_axum_examples_arguments_are_checked_with_messages() {
 // ping's 2 s; one that answers is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_axum_examples_redis_is_checked_at_start() {
-    let error = axum_server::redis_at("localhost:6379").await.unwrap_err();
+    let error = examples::redis_server::reach("localhost:6379")
+        .await
+        .unwrap_err();
     assert!(error.starts_with("--redis takes a URL"), "{error}");
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -343,14 +345,14 @@ async fn the_axum_examples_redis_is_checked_at_start() {
     };
     let url = format!("redis://127.0.0.1:{closed}/");
     let started = Instant::now();
-    let error = axum_server::redis_at(&url).await.unwrap_err();
+    let error = examples::redis_server::reach(&url).await.unwrap_err();
     assert!(
         error.starts_with(&format!("no Redis answers at {url}")),
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(
-        axum_server::redis_at(&redis_support::server().url())
+        examples::redis_server::reach(&redis_support::server().url())
             .await
             .is_ok()
     );

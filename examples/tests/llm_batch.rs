@@ -337,6 +337,38 @@ async fn the_command_line_exits_0_1_or_2() {
     assert_complete(&output(&dir.join("out.jsonl")), 5);
 }
 
+// Regression: with no Redis at `--redis` (a mistyped port), the run waited by its failure
+// policy without a word, for ever.
+#[tokio::test]
+async fn a_redis_that_does_not_answer_at_the_start_is_an_error_at_once() {
+    let dir = testdir("no-redis");
+    let input = dir.join("in.jsonl");
+    write_input(&input, (0..2).map(request));
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = MockServer::start(fast_mock()).await.unwrap();
+    let args = Args {
+        redis: Some(format!("redis://127.0.0.1:{port}/")),
+        ..args(&dir, &server)
+    };
+    let started = tokio::time::Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(10), run(&args, &Stop::new(), false))
+        .await
+        .expect("the run waited for a Redis that was never there")
+        .unwrap_err();
+    assert!(matches!(error, RunError::NoRedis(_)), "{error:?}");
+    assert!(error.to_string().contains("no Redis answers at"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        !dir.join("out.jsonl").exists(),
+        "a run that did not start wrote its output"
+    );
+}
+
 /// A server that answers at once, except the line whose prompt says "stall", which waits
 /// while `stalling` is set; it counts the requests it has received.
 mod stalling {

@@ -27,7 +27,8 @@ Usage: llm_batch --input FILE --output FILE --base-url URL --rpm N --tpm N
                     answered are not sent again
   --redis URL       share the quota (requests, tokens, concurrency, pauses) with every
                     llm_batch that uses the same Redis and --key, e.g. redis://127.0.0.1/;
-                    --rpm, --tpm and --concurrency are then the whole fleet's
+                    --rpm, --tpm and --concurrency are then the whole fleet's; a Redis
+                    that does not answer at the start is an error (exit status 1)
   --key NAME        the shared quota's name (default: default), e.g. the API key's project
   --instance NAME   this run's name in the fleet, the same when it is started again with
                     --resume and used by no other live run, so that a restarted run takes

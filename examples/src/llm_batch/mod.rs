@@ -80,6 +80,9 @@ pub enum RunError {
     Resume(ResumeError),
     /// `--redis` names no usable Redis.
     Redis(gate_redis::BuildError),
+    /// No Redis answered at `--redis` when the run started (a mistyped URL or port, or no
+    /// server): what went wrong and what to do.
+    NoRedis(String),
     /// `--plot` names a file that cannot be written.
     Plot(crate::plot::PlotError),
 }
@@ -91,6 +94,7 @@ impl fmt::Display for RunError {
             Self::Output(e) => write!(f, "cannot write the output: {e}"),
             Self::Resume(e) => e.fmt(f),
             Self::Redis(e) => write!(f, "cannot use --redis: {e}"),
+            Self::NoRedis(message) => write!(f, "cannot use --redis: {message}"),
             Self::Plot(e) => e.fmt(f),
         }
     }
@@ -116,6 +120,12 @@ pub async fn run_plotted(
 ) -> Result<Finished, RunError> {
     if let Some(path) = plot {
         crate::plot::check_path(path).map_err(RunError::Plot)?;
+    }
+    // Before any file is touched: a run that cannot start leaves none behind.
+    if let Some(url) = &args.redis {
+        crate::redis_server::reach(url)
+            .await
+            .map_err(RunError::NoRedis)?;
     }
     let resumed = if args.resume {
         resume::recover(&args.output).map_err(RunError::Resume)?

@@ -144,7 +144,7 @@ mod handle;
 mod limiter;
 mod permit;
 mod priority;
-mod shard;
+pub(crate) mod shard;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
@@ -160,10 +160,11 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use crate::WaitLimits;
-use shard::{CachePadded, Pool, ShardOf};
+use crate::sync::{Mutex, MutexGuard};
+use shard::{CachePadded, Pool, ShardOf, Words};
 use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
@@ -212,18 +213,22 @@ pub struct KeyedGate<K, S = RandomState> {
     name: Option<&'static str>,
 }
 
-/// One shard of a keyed gate's keys: their state behind the shard's own lock, and the
-/// limits it runs with (its share of `max_keys`; its part of `max_idle` is in its state).
+/// One shard of a keyed gate's keys: the limits it runs with (its share of `max_keys`; its
+/// part of `max_idle` is in its state) and its keys' words, which only change, not move,
+/// and a release reaches without the lock; then, on cache lines of their own, the keys'
+/// state behind the shard's own lock.
 struct Shard<K> {
-    state: Mutex<State<K>>,
     limits: Limits,
+    words: Words,
+    state: CachePadded<Mutex<State<K>>>,
 }
 
 impl<K: Eq> Shard<K> {
     fn new(limits: Limits, idle_share: usize, idle_pool: Arc<Pool>) -> Self {
         Self {
-            state: Mutex::new(State::new(idle_share, idle_pool)),
             limits,
+            words: Words::new(),
+            state: CachePadded(Mutex::new(State::new(idle_share, idle_pool))),
         }
     }
 }
@@ -337,13 +342,13 @@ where
     /// [`idle_len`](Self::idle_len), [`in_flight`](Self::in_flight) and
     /// [`waiting`](Self::waiting).
     pub fn len(&self) -> usize {
-        self.sum(State::len)
+        self.sum(|state, _, _| state.len())
     }
 
     /// Whether `key` is held in memory (busy, or idle and kept for reuse).
     pub fn contains_key(&self, key: &K) -> bool {
         let hash = self.hasher.hash_one(key);
-        self.lock(self.shard(hash)).lookup(hash, key).is_some()
+        self.refreshed(self.shard(hash)).lookup(hash, key).is_some()
     }
 
     /// Whether no key is held in memory.
@@ -353,7 +358,7 @@ where
 
     /// Idle keys held in memory (no permits out, nobody queued).
     pub fn idle_len(&self) -> usize {
-        self.sum(State::idle_len)
+        self.sum(|state, _, _| state.idle_len())
     }
 
     /// Permits out right now, across all keys.
@@ -364,12 +369,14 @@ where
     /// Permits out right now for `key`.
     pub fn key_in_flight(&self, key: &K) -> usize {
         let hash = self.hasher.hash_one(key);
-        self.lock(self.shard(hash)).key_in_flight(hash, key)
+        let shard = self.shard(hash);
+        self.lock(shard)
+            .key_in_flight(hash, key, &self.shards[shard].words)
     }
 
     /// Callers queued right now, across all keys.
     pub fn waiting(&self) -> usize {
-        self.sum(State::queued)
+        self.sum(|state, _, _| state.queued())
     }
 
     /// Each key's limit.
@@ -411,8 +418,8 @@ where
     pub(crate) fn metrics_snapshot(&self) -> (usize, usize, usize, state::Counts) {
         let mut sums = (0, 0, 0, state::Counts::default());
         for shard in 0..self.shards.len() {
-            let locked = self.lock(shard);
-            sums.0 += locked.in_flight();
+            let locked = self.refreshed(shard);
+            sums.0 += locked.in_flight(self.limits(shard), &self.shards[shard].words);
             sums.1 += locked.queued();
             sums.2 += locked.len();
             sums.3.merge(&locked.counts);
@@ -420,11 +427,25 @@ where
         sums
     }
 
-    /// `count` of every shard's state, added up one shard after another.
-    fn sum(&self, count: impl Fn(&State<K>) -> usize) -> usize {
+    /// `count` of every shard's state, [refreshed](Self::refreshed), added up one shard
+    /// after another.
+    fn sum(&self, count: impl Fn(&State<K>, &Limits, &Words) -> usize) -> usize {
         (0..self.shards.len())
-            .map(|shard| count(&self.lock(shard)))
+            .map(|shard| {
+                let locked = self.refreshed(shard);
+                count(&locked, self.limits(shard), &self.shards[shard].words)
+            })
             .sum()
+    }
+
+    /// Takes the lock of shard `shard` and brings its counts up to date: keys whose last
+    /// permit came back without the lock are counted idle, and evicted beyond `max_idle`
+    /// (see [the module docs](self#bounded-memory-lazily)).
+    fn refreshed(&self, shard: usize) -> LockedGuard<'_, K> {
+        let mut locked = self.lock(shard);
+        let (state, deferred) = locked.parts();
+        state.refresh(self.limits(shard), &self.shards[shard].words, deferred);
+        locked
     }
 
     /// The shard of a key whose hash is `hash`.
@@ -439,23 +460,29 @@ where
         &self.shards[shard].limits
     }
 
+    /// The words of shard `shard`'s keys.
+    #[inline]
+    fn words(&self, shard: usize) -> &Words {
+        &self.shards[shard].words
+    }
+
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
     fn try_take(&self, key: &K) -> Result<SlotRef, KeyedTryAcquireError> {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let limits = self.limits(shard);
+        let (limits, words) = (self.limits(shard), self.words(shard));
         let mut locked = self.lock(shard);
         let Ok(slot) = self.slot(&mut locked, shard, hash, KeyArg::Borrowed(key)) else {
             Counts::add(&mut locked.counts.too_many_keys);
             return Err(KeyedTryAcquireError::TooManyKeys);
         };
-        if locked.try_take(slot, limits) {
+        if locked.try_take(slot, limits, words) {
             Ok(SlotRef::new(shard, slot))
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
             Counts::add(&mut state.counts.rejected);
-            state.settle(slot, limits, deferred);
+            state.settle(slot, limits, words, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }
     }
@@ -472,7 +499,8 @@ where
         hash: u64,
         key: KeyArg<'_, K>,
     ) -> Result<u32, ()> {
-        if let Some(slot) = locked.find(hash, key.get()) {
+        let (limits, words) = (self.limits(shard), self.words(shard));
+        if let Some(slot) = locked.find(hash, key.get(), limits, words) {
             return Ok(slot);
         }
         // User code (the key's clone, the weight function) never runs under the lock.
@@ -484,23 +512,39 @@ where
             .as_ref()
             .map_or(Priority::Interactive, |priority| priority(&key));
         *locked = self.lock(shard);
-        if let Some(slot) = locked.find(hash, &key) {
+        if let Some(slot) = locked.find(hash, &key, limits, words) {
             locked.deferred.drop_key(key);
             return Ok(slot);
         }
-        let limits = self.limits(shard);
         let (state, deferred) = locked.parts();
         state
-            .insert(hash, key, weight, priority.class(), limits, deferred)
+            .insert(
+                hash,
+                key,
+                (weight, priority.class()),
+                limits,
+                words,
+                deferred,
+            )
             .map_err(|key| deferred.drop_key(key))
     }
 
-    /// Gives back a permit of the key in `at`.
+    /// Gives back a permit of the key in `at`: with a global limit under the lock, as
+    /// every step of the global level is; without, one atomic decrement of the key's word,
+    /// and the lock only if callers are queued for the key (see [`shard::word`]).
+    #[inline]
     fn release(&self, at: SlotRef) {
         let shard = at.shard as usize;
-        let mut locked = self.lock(shard);
-        let (state, deferred) = locked.parts();
-        state.release(at.slot, self.limits(shard), deferred);
+        let (limits, words) = (self.limits(shard), self.words(shard));
+        if limits.has_global() {
+            let mut locked = self.lock(shard);
+            let (state, deferred) = locked.parts();
+            state.release(at.slot, limits, words, deferred);
+        } else if shard::word::release(words.get(at.slot)) {
+            let mut locked = self.lock(shard);
+            let (state, deferred) = locked.parts();
+            state.released(at.slot, limits, words, deferred);
+        }
     }
 
     /// Takes the lock of shard `shard`.

@@ -72,7 +72,9 @@
 //! leaves idle (evicting beyond `max_idle`). Without one, a release is one atomic decrement
 //! of its key's word (its permits out, and a flag set while callers are queued), and takes
 //! its shard's lock only when that flag says callers wait for the key: two threads on keys
-//! of their own then share no cache line but the shard's lock, taken once per admission.
+//! of their own then write no cache line in common but the shard's lock, taken once per
+//! admission, and the line of their keys' words (eight to a line), as with a `DashMap` of
+//! semaphores.
 //! So a shard counts the keys whose last permit came back when it next looks at its busy
 //! keys:
 //!

@@ -265,3 +265,84 @@ async fn the_per_key_limit_holds_and_every_permit_comes_back_across_shards_under
     assert_eq!(gate.in_flight(), 0);
     assert!(gate.idle_len() <= MAX_IDLE);
 }
+
+// Without a global limit a permit comes back with one atomic decrement of its key's word,
+// off the shard's lock, and takes the lock only for callers queued on the key; idle keys are
+// counted, and evicted, only when the shard next looks. One permit per key, a cap below the
+// keys used (so new keys evict at the cap and are refused with every key busy) and no idle
+// place (so every new key's look evicts): releases race queues, cancellations and evictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn releases_off_the_lock_racing_queues_cancellations_and_evictions_keep_every_permit() {
+    const KEYS: usize = 200;
+    const MAX_KEYS: usize = 64;
+    let gate = Arc::new(
+        KeyedGate::builder(1)
+            .max_keys(MAX_KEYS)
+            .max_idle(0)
+            .build()
+            .unwrap(),
+    );
+    let counts = Arc::new(KeyCounts {
+        per_key: (0..KEYS).map(|_| AtomicUsize::new(0)).collect(),
+        over: AtomicBool::new(false),
+    });
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (gate, counts, admitted) = (
+            Arc::clone(&gate),
+            Arc::clone(&counts),
+            Arc::clone(&admitted),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut next = rng(task as u64 + 7);
+            // Four hot keys that queue, and a tail that comes, goes and is evicted.
+            let key = match next(2) {
+                0 => next(4),
+                _ => next(KEYS as u64),
+            } as usize;
+            let patience = next(100);
+            let permit = match next(3) {
+                0 => tokio::select! {
+                    permit = Arc::clone(&gate).acquire_owned(key) => permit.ok(),
+                    () = yields(patience) => None,
+                },
+                _ => gate.try_acquire_owned(&key).ok(),
+            };
+            if let Some(permit) = permit {
+                let held = KeyHeld::enter(&counts, key, 1);
+                admitted.fetch_add(1, Ordering::Relaxed);
+                yields(next(5)).await;
+                // Lowered before the permit goes back, so the count never runs ahead.
+                drop(held);
+                drop(permit);
+            }
+        }));
+    }
+    let mut pick = rng(u64::MAX - 1);
+    for task in &tasks {
+        if pick(8) == 0 {
+            task.abort();
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    assert!(
+        !counts.over.load(Ordering::SeqCst),
+        "a key's limit was exceeded"
+    );
+    let admitted = admitted.load(Ordering::Relaxed);
+    assert!(admitted > TASKS / 10, "{admitted} admitted");
+    assert_eq!((gate.in_flight(), gate.waiting()), (0, 0));
+    // Nothing idle is kept, so counting evicts every key.
+    assert_eq!(gate.len(), 0);
+    // No permit lost: every key gives its one permit, and no more.
+    for key in 0..KEYS {
+        let permit = gate.try_acquire(&key).unwrap();
+        assert!(gate.try_acquire(&key).is_err(), "key {key}");
+        drop(permit);
+    }
+    assert_eq!((gate.in_flight(), gate.len()), (0, 0));
+}

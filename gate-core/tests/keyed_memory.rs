@@ -122,3 +122,44 @@ fn beside_governors_keyed_limiter_per_live_key_and_under_churn() {
         "{ours:?} vs {theirs:?}"
     );
 }
+
+// Idle keys are counted, and evicted beyond `max_idle`, when the gate next looks: a new key
+// looks once the keys it has not looked at have doubled since it last did. Nothing else
+// here looks (no `len()` in the loop): the new keys alone must keep memory bounded.
+#[test]
+fn keys_streamed_through_with_nothing_counting_them_keep_bytes_bounded() {
+    const KEYS: u64 = 1_000_000;
+    let gate = KeyedGate::new(1);
+    let info = allocation_counter::measure(|| {
+        for key in 0..KEYS {
+            drop(gate.try_acquire(&key).unwrap());
+        }
+    });
+    assert!(info.bytes_max < 256 * 1024, "{info:?}");
+    assert_eq!((gate.len(), gate.in_flight()), (DEFAULT_MAX_IDLE, 0));
+    println!("{KEYS} keys streamed, uncounted: {info:?}");
+}
+
+// With more keys busy than idle places, the keys a new key has not looked at grow with
+// the busy ones: still bounded, by a small multiple of them.
+#[test]
+fn keys_streamed_past_many_busy_ones_keep_bytes_bounded_by_the_busy_keys() {
+    const BUSY: u64 = 4_096;
+    const KEYS: u64 = 200_000;
+    let gate = KeyedGate::new(1);
+    let held: Vec<_> = (0..BUSY)
+        .map(|key| gate.try_acquire(&key).unwrap())
+        .collect();
+    let info = allocation_counter::measure(|| {
+        for key in BUSY..BUSY + KEYS {
+            drop(gate.try_acquire(&key).unwrap());
+        }
+    });
+    // About 80 bytes per key in memory: the busy ones, `max_idle` idle ones, and at most
+    // twice the busy ones not yet looked at; not 200,000 keys' worth (16 MB).
+    let bound = (3 * BUSY as usize + DEFAULT_MAX_IDLE) * 128;
+    assert!((info.bytes_max as usize) < bound, "{info:?}");
+    assert_eq!(gate.len(), BUSY as usize + DEFAULT_MAX_IDLE);
+    drop(held);
+    assert_eq!(gate.len(), DEFAULT_MAX_IDLE);
+}

@@ -304,3 +304,96 @@ mod fast_pool {
         });
     }
 }
+
+/// A keyed gate with no global limit gives a permit back with one atomic decrement of its
+/// key's word, and takes the shard's lock only if the word says callers are queued: these
+/// models race that release with the steps under the lock that read or change the word.
+mod keyed {
+    use super::*;
+    use gate_core::keyed::{KeyedGate, KeyedTryAcquireError};
+
+    fn assert_keyed_idle(gate: &KeyedGate<u8>) {
+        assert_eq!((gate.in_flight(), gate.waiting()), (0, 0));
+        assert_eq!(gate.idle_len(), gate.len());
+    }
+
+    #[test]
+    fn a_release_racing_a_caller_that_queues_never_loses_the_wake_up() {
+        model(|| {
+            let gate = Arc::new(KeyedGate::<u8>::new(1));
+            let held = gate.try_acquire_owned(&0).unwrap();
+            let releaser = thread::spawn(move || drop(held));
+            // Finds no room, then queues: the release lands before, between or after.
+            let permit = loom::future::block_on(gate.acquire(&0)).unwrap();
+            assert_eq!(gate.key_in_flight(&0), 1);
+            drop(permit);
+            releaser.join().unwrap();
+            assert_keyed_idle(&gate);
+        });
+    }
+
+    #[test]
+    fn a_queued_caller_leaving_races_a_release() {
+        model(|| {
+            let gate = Arc::new(KeyedGate::<u8>::new(1));
+            let held = gate.try_acquire_owned(&0).unwrap();
+            let canceller = {
+                let gate = gate.clone();
+                thread::spawn(move || {
+                    let mut acquire = pin!(gate.acquire(&0));
+                    let mut cx = Context::from_waker(Waker::noop());
+                    // Queue, then give up: the permit may be granted in between.
+                    if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
+                        drop(permit);
+                    }
+                })
+            };
+            let releaser = thread::spawn(move || drop(held));
+            canceller.join().unwrap();
+            releaser.join().unwrap();
+            assert_keyed_idle(&gate);
+            // No permit lost, none left over.
+            let permit = gate.try_acquire(&0).unwrap();
+            assert!(gate.try_acquire(&0).is_err());
+            drop(permit);
+        });
+    }
+
+    #[test]
+    fn a_release_racing_an_eviction_leaves_a_fresh_key_and_no_lost_permit() {
+        model(|| {
+            let gate = Arc::new(
+                KeyedGate::<u8>::builder(1)
+                    .max_keys(1)
+                    .max_idle(0)
+                    .build()
+                    .unwrap(),
+            );
+            let held = gate.try_acquire_owned(&1).unwrap();
+            let releaser = thread::spawn(move || drop(held));
+            // At the cap: key 2 gets in only once key 1's permit is back, by evicting it.
+            let (two, releaser) = match gate.try_acquire(&2) {
+                Ok(two) => (two, Some(releaser)),
+                Err(KeyedTryAcquireError::TooManyKeys) => {
+                    releaser.join().unwrap();
+                    (gate.try_acquire(&2).unwrap(), None)
+                }
+                Err(other) => panic!("{other}"),
+            };
+            assert!(!gate.contains_key(&1));
+            assert_eq!(gate.key_in_flight(&2), 1);
+            drop(two);
+            if let Some(releaser) = releaser {
+                releaser.join().unwrap();
+            }
+            assert_keyed_idle(&gate);
+            // Key 1 comes back with its whole limit.
+            let one = gate.try_acquire(&1).unwrap();
+            assert_eq!(
+                gate.try_acquire(&1).unwrap_err(),
+                KeyedTryAcquireError::NoPermits
+            );
+            drop(one);
+        });
+    }
+}

@@ -74,7 +74,7 @@ impl Waiter {
     {
         let hash = gate.hasher.hash_one(key.get());
         let shard = gate.shard(hash);
-        let limits = gate.limits(shard);
+        let (limits, words) = (gate.limits(shard), gate.words(shard));
         let mut locked = gate.lock(shard);
         let Ok(slot) = gate.slot(&mut locked, shard, hash, key) else {
             Counts::add(&mut locked.counts.too_many_keys);
@@ -82,7 +82,7 @@ impl Waiter {
             return Poll::Ready(Err(KeyedAcquireError::TooManyKeys));
         };
         let (state, deferred) = locked.parts();
-        if state.try_take(slot, limits) {
+        if state.try_take(slot, limits, words) {
             self.phase = Phase::Done;
             return Poll::Ready(Ok(SlotRef::new(shard, slot)));
         }
@@ -100,12 +100,16 @@ impl Waiter {
             };
             Counts::add(count);
             // A key made for this call and refused is idle.
-            state.settle(slot, limits, deferred);
+            state.settle(slot, limits, words, deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(error));
         }
-        let id = state.enqueue(slot, cx.waker().clone());
-        state.settle(slot, limits, deferred);
+        let id = state.queue(slot, cx.waker().clone(), limits, words, deferred);
+        if state.is_granted(id) {
+            // A permit came back without the lock while this caller queued: its own.
+            self.phase = Phase::Done;
+            return Poll::Ready(Ok(SlotRef::new(shard, state.collect(id))));
+        }
         drop(locked);
         self.phase = Phase::Queued { shard, id };
         let Some(max_wait) = self.limits.max_wait else {
@@ -147,7 +151,7 @@ impl Waiter {
         }
         if expired {
             Counts::add(&mut state.counts.timed_out);
-            state.cancel(id, gate.limits(shard), deferred);
+            state.cancel(id, gate.limits(shard), gate.words(shard), deferred);
             self.phase = Phase::Done;
             return Poll::Ready(Err(KeyedAcquireError::TimedOut));
         }
@@ -167,15 +171,15 @@ impl Waiter {
             return;
         };
         self.phase = Phase::Done;
-        let limits = gate.limits(shard);
+        let (limits, words) = (gate.limits(shard), gate.words(shard));
         let mut locked = gate.lock(shard);
         let (state, deferred) = locked.parts();
         if state.is_granted(id) {
             let slot = state.collect(id);
-            state.release(slot, limits, deferred);
+            state.release(slot, limits, words, deferred);
         } else {
             Counts::add(&mut state.counts.cancelled);
-            state.cancel(id, limits, deferred);
+            state.cancel(id, limits, words, deferred);
         }
     }
 }

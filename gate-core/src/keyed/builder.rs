@@ -70,7 +70,8 @@ impl<K, S> KeyedGateBuilder<K, S> {
     /// The most idle keys (no permits out, nobody queued) kept in memory for reuse (default
     /// [`DEFAULT_MAX_IDLE`], at most `max_keys`); beyond it the least recently used is
     /// evicted (as CLOCK approximates it; with shards, of the shard that needs the room).
-    /// Zero evicts a key as soon as it goes idle.
+    /// Zero evicts a key as soon as it is counted idle: with no global limit, when its
+    /// shard next looks (see [the module docs](super#idle-keys-counted-when-the-gate-looks)).
     pub fn max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
         self

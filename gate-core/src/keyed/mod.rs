@@ -41,10 +41,12 @@
 //! - **Bounded memory, without help.** A key with no permits out and nobody queued is
 //!   *idle*: its state is the same as a new key's, so forgetting it loses nothing. Idle keys
 //!   are kept so that a key that comes back soon is found, not made again, but at most
-//!   [`max_idle`](KeyedGateBuilder::max_idle) of them (default [`DEFAULT_MAX_IDLE`]): the
-//!   key going idle beyond that evicts the least recently used one, a step of the release
-//!   that made it idle (amortised O(1): see [below](#least-recently-used-as-clock-has-it)).
-//!   No background task, none of the caller's code.
+//!   [`max_idle`](KeyedGateBuilder::max_idle) of them (default [`DEFAULT_MAX_IDLE`]): a
+//!   key counted idle beyond that evicts the least recently used one (amortised O(1): see
+//!   [below](#least-recently-used-as-clock-has-it)). Without a global limit a key is
+//!   counted idle when its shard next looks, not at the release that left it so (see
+//!   [below](#idle-keys-counted-when-the-gate-looks)). No background task, none of the
+//!   caller's code.
 //! - **A hard cap.** At most [`max_keys`](KeyedGateBuilder::max_keys) keys are in memory
 //!   (default [`DEFAULT_MAX_KEYS`]). A new key at the cap evicts the least recently used
 //!   idle key; if every key in memory is busy, the new key is refused at once with
@@ -56,12 +58,40 @@
 //! its place, marked as used: an eviction that finds a used key first moves it to the back
 //! (its second chance) and evicts the first key not used since it went idle. This is
 //! CLOCK's approximation of least recently used: of two keys used again since they went
-//! idle, the one that went idle first may be evicted first even if it was used last. It
-//! is what keeps an admission and its release from writing anything but their own key and
-//! their shard's counts: moving a key to the back on every use wrote its neighbours' links
-//! too, on cache lines that keys of other threads share, so that two threads on keys of
-//! their own took 1.8 times governor's time. Each step of an eviction drops a busy key from the list
-//! or clears one admission's mark, so evicting is amortised O(1) per admission.
+//! idle, the one that went idle first may be evicted first even if it was used last (and
+//! keys counted idle at one look go on the list in the order they last went busy). It
+//! is what keeps an admission from writing anything but its own key and its shard's lock:
+//! moving a key to the back on every use wrote its neighbours' links too, on cache lines
+//! that keys of other threads share, so that two threads on keys of their own took 1.8
+//! times governor's time. Each step of an eviction drops a busy key from the list or clears
+//! one admission's mark, so evicting is amortised O(1) per admission.
+//!
+//! # Idle keys, counted when the gate looks
+//!
+//! With a global limit every release takes the gate's lock, and counts at once the key it
+//! leaves idle (evicting beyond `max_idle`). Without one, a release is one atomic decrement
+//! of its key's word (its permits out, and a flag set while callers are queued), and takes
+//! its shard's lock only when that flag says callers wait for the key: two threads on keys
+//! of their own then write no cache line in common but the shard's lock, taken once per
+//! admission, and the line of their keys' words (eight to a line), as with a `DashMap` of
+//! semaphores.
+//! So a shard counts the keys whose last permit came back when it next looks at its busy
+//! keys:
+//!
+//! - **every count looks first**: [`len`](KeyedGate::len), [`idle_len`](KeyedGate::idle_len),
+//!   [`in_flight`](KeyedGate::in_flight), [`contains_key`](KeyedGate::contains_key) and the
+//!   metrics report what counting each idle key at its release would have left (at most
+//!   `max_idle` idle keys), at a cost of O(keys busy since the shard last looked);
+//! - **a new key looks** at its shard's share of `max_keys` (so it is refused with
+//!   [`TooManyKeys`](KeyedAcquireError::TooManyKeys) only if every key of the shard is
+//!   busy), and whenever the keys gone busy since the last look reach twice those still busy
+//!   then (and at least 64): amortised O(1) per new key.
+//!
+//! Between looks a shard may hold idle keys not yet counted, at most about twice the keys
+//! busy at its last look, plus 64: memory stays bounded by `max_keys` always and, however
+//! many keys stream through, by `max_idle` plus about three times the keys busy at once
+//! (`gate-core/tests/keyed_memory.rs`). A key with a permit out or a caller queued is never
+//! evicted, so the word a permit names stays its key's until it comes back.
 //!
 //! # Shards
 //!
@@ -91,19 +121,21 @@
 //! # What it costs
 //!
 //! One lock for its shard (or for the whole gate, with a global limit), taken once to admit
-//! and once to release; a key is hashed once, before the lock is taken (a permit remembers
-//! its key's shard and slot, so a release hashes nothing), and the ring, the queues and
-//! the idle list are intrusive lists of `u32` slots, so every step under the lock is O(1)
-//! (amortised, for an eviction). An admission and its release write their key's state
-//! (32 bytes with a `u64` key, on one cache line) and their shard's counts, nothing else.
-//! A key in memory costs about 75 bytes with a `u64` key, the tables' growth included (a
-//! larger `K` adds its size: it is stored once); governor's keyed limiter spends about 22
-//! on a rate cell, but keeps every key it has seen (both measured in
-//! `gate-core/tests/keyed_memory.rs`). The tables keep the size of the most keys ever held
-//! at once, at most `max_keys`. Each queued caller costs 32 bytes while it waits, given
-//! back when the queue drains.
+//! (and, with a global limit or callers queued for the key, once to release: otherwise a
+//! release is one atomic decrement, see [above](#idle-keys-counted-when-the-gate-looks)); a
+//! key is hashed once, before the lock is taken (a permit remembers its key's shard and
+//! slot, so a release hashes nothing), and the ring, the queues and the idle list are
+//! intrusive lists of `u32` slots, so every step under the lock is O(1) (amortised, for an
+//! eviction or a look). An admission writes its key's word (8 bytes, in chunks of a
+//! shard's words that never move) and, with a global limit, its shard's count; a release
+//! its key's word. A key in memory costs about 80 bytes with a `u64` key, its word and
+//! the tables' growth included (a larger `K` adds its size: it is stored once); governor's
+//! keyed limiter spends about 22 on a rate cell, but keeps every key it has seen (both
+//! measured in `gate-core/tests/keyed_memory.rs`). The tables keep the size of the most
+//! keys ever held at once, at most `max_keys`. Each queued caller costs 32 bytes while it
+//! waits, given back when the queue drains.
 //!
-//! An admission and its release take about 510 instructions with the default hasher (430
+//! An admission and its release take about 380 instructions with the default hasher (300
 //! with foldhash), against 330 for governor's `check_key`, which has nothing to release;
 //! a [`KeyedLimiter`] check of a rate limit about 350
 //! (`benches/examples/keyed_instructions.rs`). Times against governor's, from one thread
@@ -144,7 +176,7 @@ mod handle;
 mod limiter;
 mod permit;
 mod priority;
-mod shard;
+pub(crate) mod shard;
 mod state;
 
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
@@ -160,10 +192,11 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use crate::WaitLimits;
-use shard::{CachePadded, Pool, ShardOf};
+use crate::sync::{Mutex, MutexGuard};
+use shard::{CachePadded, Pool, ShardOf, Words};
 use state::{Counts, Deferred, Limits, State};
 
 /// The default [`max_keys`](KeyedGateBuilder::max_keys): 65,536 keys, about 4 MiB of state
@@ -212,18 +245,22 @@ pub struct KeyedGate<K, S = RandomState> {
     name: Option<&'static str>,
 }
 
-/// One shard of a keyed gate's keys: their state behind the shard's own lock, and the
-/// limits it runs with (its share of `max_keys`; its part of `max_idle` is in its state).
+/// One shard of a keyed gate's keys: the limits it runs with (its share of `max_keys`; its
+/// part of `max_idle` is in its state) and its keys' words, which only change, not move,
+/// and a release reaches without the lock; then, on cache lines of their own, the keys'
+/// state behind the shard's own lock.
 struct Shard<K> {
-    state: Mutex<State<K>>,
     limits: Limits,
+    words: Words,
+    state: CachePadded<Mutex<State<K>>>,
 }
 
 impl<K: Eq> Shard<K> {
     fn new(limits: Limits, idle_share: usize, idle_pool: Arc<Pool>) -> Self {
         Self {
-            state: Mutex::new(State::new(idle_share, idle_pool)),
             limits,
+            words: Words::new(),
+            state: CachePadded(Mutex::new(State::new(idle_share, idle_pool))),
         }
     }
 }
@@ -332,18 +369,23 @@ where
     /// Keys held in memory right now: those with permits out or callers queued, and the
     /// idle ones kept for reuse (at most [`max_idle`](KeyedGateBuilder::max_idle)).
     ///
+    /// Counts the keys whose last permit came back since the shard last looked, evicting
+    /// beyond `max_idle` first (see
+    /// [the module docs](self#idle-keys-counted-when-the-gate-looks)), as do the other
+    /// counts and [`contains_key`](Self::contains_key): O(the keys busy since).
+    ///
     /// A gate with shards (see [the module docs](self#shards)) adds up their counts one
     /// after another: with keys coming and going, a snapshot. So are
     /// [`idle_len`](Self::idle_len), [`in_flight`](Self::in_flight) and
     /// [`waiting`](Self::waiting).
     pub fn len(&self) -> usize {
-        self.sum(State::len)
+        self.sum(|state, _, _| state.len())
     }
 
     /// Whether `key` is held in memory (busy, or idle and kept for reuse).
     pub fn contains_key(&self, key: &K) -> bool {
         let hash = self.hasher.hash_one(key);
-        self.lock(self.shard(hash)).lookup(hash, key).is_some()
+        self.refreshed(self.shard(hash)).lookup(hash, key).is_some()
     }
 
     /// Whether no key is held in memory.
@@ -353,7 +395,7 @@ where
 
     /// Idle keys held in memory (no permits out, nobody queued).
     pub fn idle_len(&self) -> usize {
-        self.sum(State::idle_len)
+        self.sum(|state, _, _| state.idle_len())
     }
 
     /// Permits out right now, across all keys.
@@ -364,12 +406,14 @@ where
     /// Permits out right now for `key`.
     pub fn key_in_flight(&self, key: &K) -> usize {
         let hash = self.hasher.hash_one(key);
-        self.lock(self.shard(hash)).key_in_flight(hash, key)
+        let shard = self.shard(hash);
+        self.lock(shard)
+            .key_in_flight(hash, key, &self.shards[shard].words)
     }
 
     /// Callers queued right now, across all keys.
     pub fn waiting(&self) -> usize {
-        self.sum(State::queued)
+        self.sum(|state, _, _| state.queued())
     }
 
     /// Each key's limit.
@@ -411,8 +455,8 @@ where
     pub(crate) fn metrics_snapshot(&self) -> (usize, usize, usize, state::Counts) {
         let mut sums = (0, 0, 0, state::Counts::default());
         for shard in 0..self.shards.len() {
-            let locked = self.lock(shard);
-            sums.0 += locked.in_flight();
+            let locked = self.refreshed(shard);
+            sums.0 += locked.in_flight(self.limits(shard), &self.shards[shard].words);
             sums.1 += locked.queued();
             sums.2 += locked.len();
             sums.3.merge(&locked.counts);
@@ -420,11 +464,25 @@ where
         sums
     }
 
-    /// `count` of every shard's state, added up one shard after another.
-    fn sum(&self, count: impl Fn(&State<K>) -> usize) -> usize {
+    /// `count` of every shard's state, [refreshed](Self::refreshed), added up one shard
+    /// after another.
+    fn sum(&self, count: impl Fn(&State<K>, &Limits, &Words) -> usize) -> usize {
         (0..self.shards.len())
-            .map(|shard| count(&self.lock(shard)))
+            .map(|shard| {
+                let locked = self.refreshed(shard);
+                count(&locked, self.limits(shard), &self.shards[shard].words)
+            })
             .sum()
+    }
+
+    /// Takes the lock of shard `shard` and brings its counts up to date: keys whose last
+    /// permit came back without the lock are counted idle, and evicted beyond `max_idle`
+    /// (see [the module docs](self#idle-keys-counted-when-the-gate-looks)).
+    fn refreshed(&self, shard: usize) -> LockedGuard<'_, K> {
+        let mut locked = self.lock(shard);
+        let (state, deferred) = locked.parts();
+        state.refresh(self.limits(shard), &self.shards[shard].words, deferred);
+        locked
     }
 
     /// The shard of a key whose hash is `hash`.
@@ -439,23 +497,29 @@ where
         &self.shards[shard].limits
     }
 
+    /// The words of shard `shard`'s keys.
+    #[inline]
+    fn words(&self, shard: usize) -> &Words {
+        &self.shards[shard].words
+    }
+
     /// Finds or makes `key`'s slot and takes a permit of it at once, or takes nothing.
     fn try_take(&self, key: &K) -> Result<SlotRef, KeyedTryAcquireError> {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let limits = self.limits(shard);
+        let (limits, words) = (self.limits(shard), self.words(shard));
         let mut locked = self.lock(shard);
         let Ok(slot) = self.slot(&mut locked, shard, hash, KeyArg::Borrowed(key)) else {
             Counts::add(&mut locked.counts.too_many_keys);
             return Err(KeyedTryAcquireError::TooManyKeys);
         };
-        if locked.try_take(slot, limits) {
+        if locked.try_take(slot, limits, words) {
             Ok(SlotRef::new(shard, slot))
         } else {
             // A key made for this call and refused is idle: it goes on the idle list.
             let (state, deferred) = locked.parts();
             Counts::add(&mut state.counts.rejected);
-            state.settle(slot, limits, deferred);
+            state.settle(slot, limits, words, deferred);
             Err(KeyedTryAcquireError::NoPermits)
         }
     }
@@ -472,7 +536,8 @@ where
         hash: u64,
         key: KeyArg<'_, K>,
     ) -> Result<u32, ()> {
-        if let Some(slot) = locked.find(hash, key.get()) {
+        let (limits, words) = (self.limits(shard), self.words(shard));
+        if let Some(slot) = locked.find(hash, key.get(), limits, words) {
             return Ok(slot);
         }
         // User code (the key's clone, the weight function) never runs under the lock.
@@ -484,23 +549,39 @@ where
             .as_ref()
             .map_or(Priority::Interactive, |priority| priority(&key));
         *locked = self.lock(shard);
-        if let Some(slot) = locked.find(hash, &key) {
+        if let Some(slot) = locked.find(hash, &key, limits, words) {
             locked.deferred.drop_key(key);
             return Ok(slot);
         }
-        let limits = self.limits(shard);
         let (state, deferred) = locked.parts();
         state
-            .insert(hash, key, weight, priority.class(), limits, deferred)
+            .insert(
+                hash,
+                key,
+                (weight, priority.class()),
+                limits,
+                words,
+                deferred,
+            )
             .map_err(|key| deferred.drop_key(key))
     }
 
-    /// Gives back a permit of the key in `at`.
+    /// Gives back a permit of the key in `at`: with a global limit under the lock, as
+    /// every step of the global level is; without, one atomic decrement of the key's word,
+    /// and the lock only if callers are queued for the key (see [`shard::word`]).
+    #[inline]
     fn release(&self, at: SlotRef) {
         let shard = at.shard as usize;
-        let mut locked = self.lock(shard);
-        let (state, deferred) = locked.parts();
-        state.release(at.slot, self.limits(shard), deferred);
+        let (limits, words) = (self.limits(shard), self.words(shard));
+        if limits.has_global() {
+            let mut locked = self.lock(shard);
+            let (state, deferred) = locked.parts();
+            state.release(at.slot, limits, words, deferred);
+        } else if shard::word::release(words.get(at.slot)) {
+            let mut locked = self.lock(shard);
+            let (state, deferred) = locked.parts();
+            state.released(at.slot, limits, words, deferred);
+        }
     }
 
     /// Takes the lock of shard `shard`.

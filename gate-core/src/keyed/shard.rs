@@ -7,7 +7,10 @@
 
 use std::num::NonZeroUsize;
 use std::ops::Deref;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::sync;
 
 /// The most shards a table is split into.
 const MAX_SHARDS: usize = 64;
@@ -165,6 +168,149 @@ pub(super) fn share(total: usize, shards: usize, shard: usize) -> usize {
     total / shards + usize::from(shard < total % shards)
 }
 
+/// The flag of a key's word that says callers are queued for the key: set under the shard's
+/// lock by the caller that queues first, cleared under it when the queue empties. The rest of
+/// the word is the key's permits out (at most `Gate::MAX_PERMITS`, under this bit).
+const QUEUED: usize = 1 << (usize::BITS - 1);
+
+/// The protocol of a key's word, the one part of a keyed gate without a global limit that
+/// is not under its shard's lock: a release is one atomic decrement, and takes the lock
+/// only if the word says callers are queued. Everything else happens under the lock.
+///
+/// So, under the lock, the word can only fall (releases), never rise, and a caller that
+/// saw no room may still get it: [`set_queued`] is one atomic step after which every
+/// release sees the flag and comes to the lock to grant, and the room made by releases
+/// before it is in the count read after it (the queuing caller then grants what it finds,
+/// as a release would). No wake-up is lost between the two: `tests/loom.rs` checks it.
+pub(crate) mod word {
+    use super::QUEUED;
+    use crate::sync::{AtomicUsize, Ordering};
+
+    /// Under the shard's lock: takes a permit if nobody is queued and the key has fewer
+    /// than `limit` out.
+    #[inline]
+    pub(crate) fn try_take(word: &AtomicUsize, limit: usize) -> bool {
+        // The flag is above any limit, so a set flag fails the test too. Only a release
+        // changes the word under the lock, and a release only lowers it: what was read
+        // stays an upper bound until the increment lands.
+        if word.load(Ordering::Acquire) < limit {
+            word.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Under the shard's lock: grants a permit to a queued caller, once
+    /// [`permits`] has said there is room.
+    #[inline]
+    pub(crate) fn grant(word: &AtomicUsize) {
+        word.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives back a permit, with or without the lock; whether callers are queued, in which
+    /// case the caller must take the lock (if it does not hold it) and grant what the
+    /// release made room for.
+    #[inline]
+    pub(crate) fn release(word: &AtomicUsize) -> bool {
+        // `Release` so that an eviction that reads the key idle (`Acquire`) comes after
+        // everything the permit's holder did; `Acquire` so that a release that goes on to
+        // the lock sees the queue the flag announced.
+        word.fetch_sub(1, Ordering::AcqRel) & QUEUED != 0
+    }
+
+    /// Permits out.
+    #[inline]
+    pub(crate) fn permits(word: &AtomicUsize) -> usize {
+        word.load(Ordering::Acquire) & !QUEUED
+    }
+
+    /// Under the shard's lock, by the caller that queues first for the key: from here on
+    /// every release comes to the lock. Read [`permits`] after it and grant what it shows.
+    #[inline]
+    pub(crate) fn set_queued(word: &AtomicUsize) {
+        word.fetch_or(QUEUED, Ordering::AcqRel);
+    }
+
+    /// Under the shard's lock, once the key's queue is empty: releases stop coming to the
+    /// lock.
+    #[inline]
+    pub(crate) fn clear_queued(word: &AtomicUsize) {
+        word.fetch_and(!QUEUED, Ordering::AcqRel);
+    }
+}
+
+/// Slots in a shard's first chunk of words; each next chunk holds twice as many.
+const FIRST_CHUNK: usize = 64;
+
+/// Chunks enough for every slot a shard may hold: `FIRST_CHUNK * (2^CHUNKS - 1)` slots.
+const CHUNKS: usize = 27;
+
+const _: () = assert!(FIRST_CHUNK * ((1 << CHUNKS) - 1) >= super::state::MAX_SLOTS);
+
+/// Each key's word of a shard (see [`word`]), by slot, at an address that never moves: the
+/// words are in chunks made under the shard's lock when a slot first needs one, and freed
+/// only with the gate. So a permit reaches its key's word with its slot alone, without
+/// the lock; the key is never evicted while a permit of it is out (the word is then not
+/// zero), so the word it reaches is its own key's.
+pub(super) struct Words {
+    chunks: [OnceLock<Box<[sync::AtomicUsize]>>; CHUNKS],
+}
+
+impl Words {
+    pub(super) fn new() -> Self {
+        Self {
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The chunk and the index in it of `slot`'s word.
+    #[inline]
+    fn locate(slot: u32) -> (usize, usize) {
+        // Chunk `c` holds the slots from `FIRST_CHUNK * (2^c - 1)` on.
+        let n = slot as usize / FIRST_CHUNK + 1;
+        let chunk = n.ilog2() as usize;
+        (chunk, slot as usize - FIRST_CHUNK * ((1 << chunk) - 1))
+    }
+
+    /// Makes sure `slot` has a word; under the shard's lock, before the slot is first used.
+    pub(super) fn make(&self, slot: u32) {
+        let (chunk, _) = Self::locate(slot);
+        self.chunks[chunk].get_or_init(|| {
+            (0..FIRST_CHUNK << chunk)
+                .map(|_| sync::AtomicUsize::new(0))
+                .collect()
+        });
+    }
+
+    /// The word of `slot`, which [`make`](Self::make) has been called for.
+    #[inline]
+    pub(super) fn get(&self, slot: u32) -> &sync::AtomicUsize {
+        let (chunk, index) = Self::locate(slot);
+        let chunk = self.chunks[chunk].get();
+        &chunk.expect("a slot's word is made with the slot")[index]
+    }
+
+    /// Bytes held by the chunks made so far.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|chunk| chunk.len() * size_of::<sync::AtomicUsize>())
+            .sum()
+    }
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let made = self.chunks.iter().filter(|chunk| chunk.get().is_some());
+        f.debug_struct("Words")
+            .field("chunks", &made.count())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +365,42 @@ mod tests {
         // A count moving within the slack moves nothing.
         shares[1].shrunk(counts[1] - SLACK, &pool);
         assert_eq!(total(&shares) - pool.0.load(Ordering::Relaxed), CAP);
+    }
+
+    #[test]
+    fn every_slot_has_a_word_of_its_own_that_stays_where_it_is() {
+        let words = Words::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut first = None;
+        for slot in 0..10_000u32 {
+            words.make(slot);
+            let word = words.get(slot);
+            assert!(
+                seen.insert(std::ptr::from_ref(word) as usize),
+                "slot {slot}"
+            );
+            first.get_or_insert(std::ptr::from_ref(words.get(0)) as usize);
+        }
+        // Growing made new chunks and moved none.
+        assert_eq!(Some(std::ptr::from_ref(words.get(0)) as usize), first);
+        // Chunks double: the words of 10,000 slots take under twice their size.
+        assert!(words.bytes() < 2 * 10_000 * size_of::<usize>());
+        assert_eq!(Words::locate(u32::MAX - 1).0, CHUNKS - 1);
+    }
+
+    #[test]
+    fn a_word_takes_up_to_its_limit_and_a_release_reports_a_queue() {
+        let word = sync::AtomicUsize::new(0);
+        assert!(word::try_take(&word, 2) && word::try_take(&word, 2));
+        assert!(!word::try_take(&word, 2));
+        assert!(!word::release(&word));
+        word::set_queued(&word);
+        // Nobody barges past a queue, even with room.
+        assert!(!word::try_take(&word, 2));
+        assert_eq!(word::permits(&word), 1);
+        assert!(word::release(&word));
+        word::clear_queued(&word);
+        assert_eq!(word.load(Ordering::Relaxed), 0);
     }
 
     #[test]

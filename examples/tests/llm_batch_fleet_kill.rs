@@ -199,7 +199,21 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     // were read, or a renewal, would otherwise make the read say more or other than the
     // kill orphans. Stopped while it holds none, it goes on (SIGCONT) and is tried again.
     let pid = Pid::from_raw(i32::try_from(killed.id().expect("running")).unwrap());
+    // When every process had held a permit: the others' start-up, during which the victim
+    // has the quota to itself.
+    let mut holders = BTreeSet::new();
+    let mut fleet_up = None;
     let (at_kill, orphans) = loop {
+        if fleet_up.is_none() {
+            holders.extend(
+                permits(&mut conn, &key)
+                    .iter()
+                    .map(|(id, _)| process_of(id).to_owned()),
+            );
+            if holders.len() == REPLICAS {
+                fleet_up = Some(first.elapsed());
+            }
+        }
         if lines(&victim.output) >= victim.prompts / 2 {
             signal::kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -364,10 +378,11 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
         eprintln!("{parts}");
     }
     eprintln!(
-        "killed at {:.2}s with {} permits held, {written_at_kill}/{} lines written; its permits \
-         taken back {} ms after the kill (their leases ran out {} ms after it); the others \
+        "every process held a permit {} ms after the first; killed at {:.2}s with {} permits \
+         held, {written_at_kill}/{} lines written; its permits taken back {} ms after the kill (their leases ran out {} ms after it); the others \
          and the resumed one ended at {ends:.2?} s; fleet held at most {most_held}; {} \
          answered twice",
+        fleet_up.map_or(-1, |t| t.as_millis() as i64),
         kill_time.as_secs_f64(),
         orphans.len(),
         victim.prompts,

@@ -271,14 +271,16 @@ impl Breakdown {
         // A refund at the instant of a charge came first (the mock's lock orders them).
         events.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
         let (mut level, mut wasted, mut at) = (capacity, 0.0, first);
+        // As the mock does: refilled up to the brim, then charged or refunded (a refund
+        // over the brim is lost too).
+        let mut brim = |level: f64| {
+            wasted += (level - capacity).max(0.0);
+            level.min(capacity)
+        };
         for (when, amount) in events {
-            let refilled = level + (when - at).as_secs_f64() * rate;
+            level = brim(level + (when - at).as_secs_f64() * rate);
             at = when;
-            level = refilled + amount;
-            if level > capacity {
-                wasted += level - capacity;
-                level = capacity;
-            }
+            level = brim(level + amount);
         }
         let owed: f64 = stats
             .admissions
@@ -509,4 +511,58 @@ pub async fn run_fleet(
         Figures::new(tool, scenario, answered, &stats, makespan, true),
         breakdown,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::Admitted;
+
+    fn admitted(at: f64, charged: u64, refunded: u64, finished: f64) -> Admitted {
+        Admitted {
+            at: Duration::from_secs_f64(at),
+            charged,
+            refunded,
+            finished: Some(Duration::from_secs_f64(finished)),
+        }
+    }
+
+    #[test]
+    fn the_parts_replay_the_servers_bucket_and_add_up_to_the_makespan_beyond_the_ideal() {
+        // Two prompts against 1,000 tokens a minute: the budget binds.
+        let scenario = Scenario {
+            prompts: 2,
+            tpm: 1_000,
+            ..Scenario::issue()
+        };
+        let rate = 1_000.0 / 60.0;
+        let stats = ServerStats {
+            // 1,000 - 900 = 100; at 1 s, 100 refilled and 100 refunded: 216.7; at 50 s,
+            // 816.7 refilled, 33.3 of them over the brim: 1,000, less 900 = 100 left.
+            admissions: vec![admitted(0.0, 900, 100, 1.0), admitted(50.0, 900, 300, 50.3)],
+            tokens_charged: 1_800,
+            tokens_refunded: 400,
+            ..ServerStats::default()
+        };
+        let (started, ended) = (Duration::from_millis(10), Duration::from_secs_f64(50.32));
+        let parts = Breakdown::new(&scenario, &stats, started, ended).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(close(parts.start, -0.01), "{parts:?}");
+        assert!(close(
+            parts.again,
+            (1_400.0 - batch_tokens(2) as f64) / rate
+        ));
+        assert!(close(parts.in_flight, 300.0 / rate), "{parts:?}");
+        assert!(close(parts.wasted, (100.0 / 3.0) / rate), "{parts:?}");
+        assert!(close(parts.late, 100.0 / rate), "{parts:?}");
+        assert!(close(parts.tail, 0.3 - 0.25), "{parts:?}");
+        assert!(close(parts.end, 0.02), "{parts:?}");
+        let beyond = (ended - started).as_secs_f64() - scenario.ideal().as_secs_f64();
+        assert!(
+            close(parts.total(), beyond),
+            "{} vs {beyond}",
+            parts.total()
+        );
+        assert!(Breakdown::new(&scenario, &ServerStats::default(), started, ended).is_none());
+    }
 }

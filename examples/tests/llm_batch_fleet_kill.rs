@@ -11,7 +11,8 @@
 //! The processes are this test binary run again as the demo's replica workers (an
 //! `llm_batch` with a shortened minute); `main` is the test (`harness = false`). The
 //! schedule is the issue's, ten times faster: RPM 600 and TPM 180,000 a 6 s minute, 8 at
-//! once fleet-wide, and a lease of 1 s.
+//! once fleet-wide, and a lease of 1 s. `LLM_BATCH_SPEEDUP=K` runs it `K` times faster
+//! instead (1: the real speed, a lease of 10 s), for the figures printed.
 
 #[path = "../../gate-redis/tests/support/mod.rs"]
 mod redis_support;
@@ -22,7 +23,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use examples::demo::replicas;
-use examples::llm_batch::harness::{Figures, Scenario, requests};
+use examples::llm_batch::harness::{Breakdown, Figures, Scenario, requests, speedup_from_env};
 use examples::llm_batch::quota;
 use examples::mock::MockServer;
 use nix::sys::signal::{self, Signal};
@@ -121,9 +122,10 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     let name = redis_support::key("fleet-kill");
     // `llm_batch --key NAME` keeps its limit under `llm_batch:NAME`.
     let key = format!("llm_batch:{name}");
-    let scenario = Scenario::issue().speedup(10.0);
+    let scenario = Scenario::issue().speedup(speedup_from_env(10.0));
     let lease = quota::lease(scenario.minute());
     let server = MockServer::start(scenario.mock()).await.unwrap();
+    let epoch = Instant::now();
 
     let all = requests(scenario.prompts);
     let replicas: Vec<Replica> = (0..REPLICAS)
@@ -197,7 +199,21 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
     // were read, or a renewal, would otherwise make the read say more or other than the
     // kill orphans. Stopped while it holds none, it goes on (SIGCONT) and is tried again.
     let pid = Pid::from_raw(i32::try_from(killed.id().expect("running")).unwrap());
+    // When every process had held a permit: the others' start-up, during which the victim
+    // has the quota to itself.
+    let mut holders = BTreeSet::new();
+    let mut fleet_up = None;
     let (at_kill, orphans) = loop {
+        if fleet_up.is_none() {
+            holders.extend(
+                permits(&mut conn, &key)
+                    .iter()
+                    .map(|(id, _)| process_of(id).to_owned()),
+            );
+            if holders.len() == REPLICAS {
+                fleet_up = Some(first.elapsed());
+            }
+        }
         if lines(&victim.output) >= victim.prompts / 2 {
             signal::kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -315,7 +331,8 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
         summaries.push(summary);
         ends.push(first.elapsed().as_secs_f64());
     }
-    let makespan = first.elapsed();
+    let end = Instant::now();
+    let makespan = end - first;
     let resumed = summaries.last().unwrap();
     assert!(
         resumed["skipped"].as_u64().unwrap() >= written_at_kill as u64,
@@ -357,11 +374,15 @@ async fn a_fleet_with_a_process_killed_and_resumed_answers_everything_once() {
         in_order: true,
     };
     eprintln!("{}\n{figures}", Figures::HEADER);
+    if let Some(parts) = Breakdown::new(&scenario, &stats, first - epoch, end - epoch) {
+        eprintln!("{parts}");
+    }
     eprintln!(
-        "killed at {:.2}s with {} permits held, {written_at_kill}/{} lines written; its permits \
-         taken back {} ms after the kill (their leases ran out {} ms after it); the others \
+        "every process held a permit {} ms after the first; killed at {:.2}s with {} permits \
+         held, {written_at_kill}/{} lines written; its permits taken back {} ms after the kill (their leases ran out {} ms after it); the others \
          and the resumed one ended at {ends:.2?} s; fleet held at most {most_held}; {} \
          answered twice",
+        fleet_up.map_or(-1, |t| t.as_millis() as i64),
         kill_time.as_secs_f64(),
         orphans.len(),
         victim.prompts,

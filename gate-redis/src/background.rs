@@ -112,7 +112,7 @@ pub(crate) struct Backend {
     pub(crate) pause: Arc<redis::Script>,
     pub(crate) settle: Arc<redis::Script>,
     pub(crate) observe: Arc<redis::Script>,
-    /// The token budget's interval in microseconds (0 without one).
+    /// The token budget's interval in nanoseconds (0 without one).
     pub(crate) token_interval: u64,
     /// What Redis last said of the limit, and this process's counts.
     pub(crate) record: Record,

@@ -65,8 +65,8 @@ impl RedisLimiterBuilder {
     }
 
     /// Admits at most `rate` callers (GCRA, with the rate's burst), counted across every
-    /// process. Rounded up to whole microseconds between cells, so that rounding never lets
-    /// the limit run faster than asked.
+    /// process. Redis's clock counts microseconds: the time an admission books is rounded
+    /// up to a whole one, so that rounding never lets the limit run faster than asked.
     pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
         self
@@ -79,9 +79,11 @@ impl RedisLimiterBuilder {
     /// [`LimiterBuilder::tokens`](gate_core::LimiterBuilder::tokens) (same rules, same
     /// bucket: the rate's burst if above 1, else the whole period's count).
     ///
-    /// Kept in microseconds of Redis time, so the interval between tokens is rounded up to
-    /// a whole microsecond: at most a million tokens a second (60 million a minute) are
-    /// told apart, and rounding never lets the budget run faster than asked.
+    /// The interval between tokens is kept in nanoseconds and Redis's clock counts
+    /// microseconds: what one reservation or settlement books is rounded up to a whole
+    /// microsecond, once for all its tokens (less than a microsecond an admission, not one
+    /// a token: 180,000 tokens a 6 s minute are 33.3 µs apart, which rounding each up to
+    /// 34 would slow by 2%), so that rounding never lets the budget run faster than asked.
     pub fn tokens(mut self, rate: Rate) -> Self {
         self.tokens = Some(rate.token_bucket());
         self
@@ -261,8 +263,8 @@ impl RedisLimiterBuilder {
             }
             Some(_) => return Err(BuildError::Instance),
         };
-        let rate = self.rate.map(micros).transpose()?;
-        let tokens = self.tokens.map(micros).transpose()?;
+        let rate = self.rate.map(nanos).transpose()?;
+        let tokens = self.tokens.map(nanos).transpose()?;
         Ok(Settings {
             client: self.client,
             key: self.key,
@@ -282,15 +284,15 @@ impl RedisLimiterBuilder {
     }
 }
 
-/// A rate's interval and tolerance in whole microseconds (rounded up), if its burst span
-/// stays within [`RedisLimiter::MAX_RATE_SPAN`].
-fn micros(rate: Rate) -> Result<(u64, u64), BuildError> {
-    let interval = rate.interval().as_nanos().div_ceil(1_000);
+/// A rate's interval and tolerance in nanoseconds (gate-core's, rounded up), if its burst
+/// span stays within [`RedisLimiter::MAX_RATE_SPAN`].
+fn nanos(rate: Rate) -> Result<(u64, u64), BuildError> {
+    let interval = rate.interval().as_nanos().max(1);
     let span = interval.saturating_mul(u128::from(rate.burst_size()));
-    if span > RedisLimiter::MAX_RATE_SPAN.as_micros() {
+    if span > RedisLimiter::MAX_RATE_SPAN.as_nanos() {
         return Err(BuildError::RateTooSlow);
     }
-    // `span` bounds both, so they fit.
+    // `span` bounds both, and is below 2^63.
     let interval = interval as u64;
     Ok((interval, interval * (u64::from(rate.burst_size()) - 1)))
 }

@@ -96,9 +96,9 @@ pub struct RedisLimiter {
 pub(crate) struct Settings {
     pub(crate) client: redis::Client,
     pub(crate) key: String,
-    /// The rate's interval and tolerance, in microseconds.
+    /// The rate's interval and tolerance, in nanoseconds.
     pub(crate) rate: Option<(u64, u64)>,
-    /// The token budget's interval and tolerance, in microseconds.
+    /// The token budget's interval and tolerance, in nanoseconds.
     pub(crate) tokens: Option<(u64, u64)>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) lease: Duration,
@@ -335,7 +335,8 @@ impl RedisLimiter {
     pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
     /// The longest burst span (`burst × interval`) a rate may have: about 35 years, so that
-    /// the script's arithmetic stays exact in Lua's doubles.
+    /// the script's arithmetic in microseconds stays within 2^53, where Lua's doubles count
+    /// them exactly.
     pub const MAX_RATE_SPAN: Duration = Duration::from_secs(1 << 30);
 
     /// A builder for a limiter on the Redis that `client` connects to.
@@ -658,12 +659,12 @@ impl Shared {
             let (Some((interval, tolerance)), Some(remaining)) = (limit, remaining) else {
                 return [-1, 0, 0];
             };
-            let capacity = tolerance / interval.max(1) + 1;
+            let cells = tolerance / interval.max(1);
             let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
             [
-                clamp(remaining.min(capacity)),
+                clamp(remaining.min(cells + 1)),
                 clamp(interval),
-                clamp(tolerance),
+                clamp(cells),
             ]
         };
         let requests = remaining(self.rate, limits.requests.remaining);
@@ -711,7 +712,7 @@ impl Shared {
         };
         // A debt of more than `MAX_RATE_SPAN` is not kept: the budget errs as far as that.
         let most =
-            i64::try_from(RedisLimiter::MAX_RATE_SPAN.as_micros() / u128::from(interval.max(1)))
+            i64::try_from(RedisLimiter::MAX_RATE_SPAN.as_nanos() / u128::from(interval.max(1)))
                 .unwrap_or(i64::MAX);
         let cells = i128::from(used) - i128::from(*reserved);
         let cells = i64::try_from(cells.clamp(-i128::from(most), i128::from(most)))

@@ -169,25 +169,29 @@ impl Reply {
 /// `RateLimit::remaining`, before the cap at the burst, which `tolerance` already is).
 ///
 /// Lua numbers are doubles: every value stays below 2^53 because the builder bounds a rate's
-/// burst span (see `MAX_RATE_SPAN`) and Redis time in microseconds is about 2^51, and every
-/// value written is a whole number, so writing it with `%d` (as the acquire script does) is
-/// exact.
+/// burst span (see `MAX_RATE_SPAN`) and Redis time in microseconds is about 2^51. The
+/// interval may have a fraction of a microsecond (it is kept in nanoseconds, and
+/// `tolerance` is a whole number of intervals, computed alike): the new TAT and the wait
+/// are rounded up to whole microseconds, once for all `n` cells, so every value written is
+/// a whole number (writing it with `%d`, as the acquire script does, is exact) and
+/// rounding never lets the rate run fast. With whole intervals nothing is rounded.
 pub(crate) const GCRA_LUA: &str = r"
 local function gcra(tat, now, interval, tolerance, n)
   if n <= 0 then return 0, tat end
   local span = (n - 1) * interval
   if span > tolerance then return 2, 0 end
   local earliest = tat + span - tolerance
-  if now < earliest then return 1, earliest - now end
+  if now < earliest then return 1, math.ceil(earliest - now) end
   local start = tat
   if now > start then start = now end
-  return 0, start + span + interval
+  return 0, math.ceil(start + span + interval)
 end
 local function free(tat, now, interval, tolerance)
   local room = now + tolerance - tat
   if room < 0 then return 0 end
   local cells = math.floor(room / interval) + 1
-  local burst = math.floor(tolerance / interval) + 1
+  -- A whole number of intervals, which a division of doubles may miss by a hair.
+  local burst = math.floor(tolerance / interval + 0.5) + 1
   if cells > burst then return burst end
   return cells
 end
@@ -198,9 +202,9 @@ end
 /// the script time to read); limiters configured alike share one script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// The rate's interval and tolerance, in microseconds.
+    /// The rate's interval and tolerance, in nanoseconds.
     pub(crate) rate: Option<(u64, u64)>,
-    /// The token budget's interval and tolerance, in microseconds.
+    /// The token budget's interval and tolerance, in nanoseconds.
     pub(crate) tokens: Option<(u64, u64)>,
     /// The concurrency limit used while Redis holds none set by `set_limit`.
     pub(crate) concurrency: Option<u64>,
@@ -249,8 +253,10 @@ pub(crate) struct Acquire {
 
 impl Acquire {
     pub(crate) fn new(plan: Plan) -> Self {
-        let (interval, tolerance) = plan.rate.unwrap_or((0, 0));
-        let (token_interval, token_tolerance) = plan.tokens.unwrap_or((0, 0));
+        // Microseconds, as Lua computes them from nanoseconds: a tolerance of whole intervals.
+        let lua = |(interval, tolerance): (u64, u64)| (interval, tolerance / interval.max(1));
+        let (interval, cells) = plan.rate.map_or((0, 0), lua);
+        let (token_interval, token_cells) = plan.tokens.map_or((0, 0), lua);
         let passed: Vec<&str> = KEY_NAMES
             .into_iter()
             .filter(|name| match *name {
@@ -301,8 +307,8 @@ local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)",
         };
         let text = format!(
             "{gcra}
-local interval, tolerance = {interval}, {tolerance}
-local token_interval, token_tolerance = {token_interval}, {token_tolerance}
+local interval, token_interval = {interval} / 1000, {token_interval} / 1000
+local tolerance, token_tolerance = {cells} * interval, {token_cells} * token_interval
 local default_limit, lease, idle = {default_limit}, {lease}, {idle}
 local lease_ttl, held_ttl, idle_ttl = '{lease}', '{held_ttl}', '{idle}'
 local fmt = string.format
@@ -534,12 +540,14 @@ return {{code, string.format('%.0f', value)}}
 /// not used). The state's TTL follows the new theoretical arrival time; a state refunded
 /// into the past is a full bucket and is deleted.
 ///
-/// KEYS: tokens. ARGV: cells, token interval_us. Returns 1.
+/// KEYS: tokens. ARGV: cells, token interval_ns. Returns 1. The new TAT is rounded up to
+/// a whole microsecond (a refund gives back less than a microsecond too little, never too
+/// much).
 pub(crate) fn settle() -> Script {
     Script::new(&format!(
         "{REDIS_CLOCK}
 local cells = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
+local interval = tonumber(ARGV[2]) / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
 local next
 if cells >= 0 then
@@ -549,6 +557,7 @@ if cells >= 0 then
 else
   next = tat + cells * interval
 end
+next = math.ceil(next)
 if next <= now_us then
   redis.call('DEL', KEYS[1])
 else
@@ -563,15 +572,17 @@ return 1
 /// server said remains (never raises them): the theoretical arrival time at which exactly
 /// that many fit now, if it is later than the stored one.
 ///
-/// KEYS: rate, tokens. ARGV: requests remaining (-1: unknown), rate interval_us, rate
-/// tolerance_us, tokens remaining (-1: unknown), token interval_us, token tolerance_us.
+/// KEYS: rate, tokens. ARGV: requests remaining (-1: unknown), rate interval_ns, the
+/// rate's tolerance in intervals (its burst less one), tokens remaining (-1: unknown), token
+/// interval_ns, the budget's tolerance in intervals. The TAT is rounded up to a whole
+/// microsecond (never more free than the server said).
 pub(crate) fn observe() -> Script {
     Script::new(&format!(
         "{REDIS_CLOCK}
-local function lower(key, remaining, interval, tolerance)
-  if remaining < 0 or interval <= 0 then return end
-  if remaining >= math.floor(tolerance / interval) + 1 then return end
-  local target = now_us + tolerance + interval - remaining * interval
+local function lower(key, remaining, interval_ns, cells)
+  if remaining < 0 or interval_ns <= 0 then return end
+  if remaining > cells then return end
+  local target = math.ceil(now_us + (cells + 1 - remaining) * interval_ns / 1000)
   local tat = tonumber(redis.call('GET', key) or 0)
   if target > tat then
     redis.call('SET', key, string.format('%.0f', target), 'PX', math.floor((target - now_us) / 1000) + 1)

@@ -250,3 +250,36 @@ async fn what_one_process_hears_from_the_server_holds_for_all() {
         "{elapsed:?}"
     );
 }
+
+// Regression: the interval between tokens was rounded up to a whole microsecond a token, so
+// 30,000 tokens a second (33.334 µs apart) were booked 34 µs apart: the budget ran 2% slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fraction_of_a_microsecond_between_tokens_is_rounded_once_a_reservation() {
+    let key = key("tokens-fraction");
+    let rate: Rate = "30000/s".parse().unwrap();
+    // gate-core's interval, rounded up to a whole nanosecond.
+    assert_eq!(rate.interval(), Duration::from_nanos(33_334));
+    let limiter = builder(&key).tokens(rate).build().unwrap();
+    let before = redis_now_micros();
+    let mut permit = limiter
+        .admit_tokens_with(30_000, WaitLimits::UNBOUNDED)
+        .await
+        .unwrap();
+    let after = redis_now_micros();
+    // The whole bucket, from a full one: 30,000 x 33.334 µs ahead (1.02 s at 34 µs).
+    let tat = stored_tat(&key).unwrap();
+    assert!(
+        (before + 1_000_020..=after + 1_000_020).contains(&tat),
+        "booked {} µs ahead in a call of {} µs",
+        tat - before,
+        after - before
+    );
+    // Half of it given back: 15,000 x 33.334 µs.
+    permit.settle(15_000);
+    assert!(
+        eventually(Duration::from_secs(2), || stored_tat(&key) != Some(tat)).await,
+        "not settled"
+    );
+    assert_eq!(tat - stored_tat(&key).unwrap(), 500_010);
+    drop(permit);
+}

@@ -20,6 +20,18 @@ use super::cookbook::{self, PauseOn};
 use super::stop::Stop;
 use crate::mock::{MockConfig, MockServer, ServerStats};
 
+/// The tokens the batch's prompts use in all (prompt and completion), as the mock answers
+/// them.
+fn batch_tokens(prompts: usize) -> u64 {
+    requests(prompts)
+        .iter()
+        .map(|r| {
+            let prompt = r["messages"][0]["content"].as_str().unwrap_or_default();
+            crate::mock::usage_for(prompt, r["max_tokens"].as_u64().unwrap_or(0))
+        })
+        .sum()
+}
+
 /// The limits, the prompts and the pace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -73,15 +85,19 @@ impl Scenario {
 
     /// The fastest the server's limits allow for the whole batch.
     pub fn ideal(&self) -> Duration {
-        let tokens = requests(self.prompts)
-            .iter()
-            .map(|r| {
-                let prompt = r["messages"][0]["content"].as_str().unwrap_or_default();
-                crate::mock::usage_for(prompt, r["max_tokens"].as_u64().unwrap_or(0))
-            })
-            .sum();
-        self.mock().ideal_makespan(self.prompts, tokens)
+        self.mock()
+            .ideal_makespan(self.prompts, batch_tokens(self.prompts))
     }
+}
+
+/// The speed-up a fleet test runs at: `LLM_BATCH_SPEEDUP` if it holds a positive number
+/// (1 for the real speed, to measure), else `default`.
+pub fn speedup_from_env(default: f64) -> f64 {
+    std::env::var("LLM_BATCH_SPEEDUP")
+        .ok()
+        .and_then(|k| k.parse::<f64>().ok())
+        .filter(|k| k.is_finite() && *k > 0.0)
+        .unwrap_or(default)
 }
 
 /// `n` chat-completions requests of varied length: prompts from about 200 to 1,400 tokens
@@ -192,6 +208,146 @@ impl fmt::Display for Figures {
     }
 }
 
+/// Where a token-bound run's makespan went beyond [`Scenario::ideal`], read from the mock's
+/// log of admissions: the parts add up to `makespan - ideal` exactly.
+///
+/// Replaying the server's token bucket (capacity `C`, refilled at `r` a second, charged
+/// `prompt + max_tokens` on admission, refunded the unused part on completion) from the
+/// first admission `a0` to the last one `aL` gives, with `U` the tokens spent net of
+/// refunds, `R` the refunds still owed to the requests in flight just after `aL`, `W` the
+/// refill lost while the bucket was full and `L` what it held just after `aL`:
+/// `aL - a0 = (U - C + R + W + L) / r`. The ideal is `(U_batch - C) / r + latency`, so the
+/// makespan (from the client's start to its end) is the ideal plus the parts below.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    /// The ideal the parts are counted against.
+    pub ideal: Duration,
+    /// From the client's start to the server's first admission (start-up, the first
+    /// round trips to Redis and to the server). Seconds, as are the rest.
+    pub start: f64,
+    /// `(U - U_batch) / r`: tokens the server charged beyond the batch's own (requests
+    /// sent again: those on the wire at a kill).
+    pub again: f64,
+    /// `R / r`: the unused `max_tokens` of the requests in flight at the last admission,
+    /// which the server holds until they finish. Inherent to the server's way of charging,
+    /// and not in the ideal, which is a lower bound.
+    pub in_flight: f64,
+    /// `W / r`: refill lost while the server's bucket was full (nothing was asked while
+    /// the budget allowed it).
+    pub wasted: f64,
+    /// `L / r`: what the server's bucket held at the last admission: the time by which
+    /// the admissions, taken together, came later than the server would have admitted them
+    /// (the client's own budget behind the server's, round trips, wake-ups).
+    pub late: f64,
+    /// From the last admission to the last answer, less the mean latency the ideal counts.
+    pub tail: f64,
+    /// From the last answer at the server to the client's end (reading the answer,
+    /// writing it, the releases' flush, the process's exit).
+    pub end: f64,
+}
+
+impl Breakdown {
+    /// The parts of a run of `scenario` whose `stats` the mock logged, the client started
+    /// `started` and ended `ended` after the mock did. `None` without admissions.
+    pub fn new(
+        scenario: &Scenario,
+        stats: &ServerStats,
+        started: Duration,
+        ended: Duration,
+    ) -> Option<Self> {
+        let config = scenario.mock();
+        let (rate, capacity) = (config.token_rate_per_sec, config.token_burst as f64);
+        let first = stats.admissions.first()?.at;
+        let last = stats.admissions.last()?.at;
+        let mut events: Vec<(Duration, f64)> = stats
+            .admissions
+            .iter()
+            .map(|a| (a.at, -(a.charged as f64)))
+            .chain(stats.admissions.iter().filter_map(|a| {
+                let at = a.finished?;
+                (at <= last).then_some((at, a.refunded as f64))
+            }))
+            .collect();
+        // A refund at the instant of a charge came first (the mock's lock orders them).
+        events.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        let (mut level, mut wasted, mut at) = (capacity, 0.0, first);
+        // As the mock does: refilled up to the brim, then charged or refunded (a refund
+        // over the brim is lost too).
+        let mut brim = |level: f64| {
+            wasted += (level - capacity).max(0.0);
+            level.min(capacity)
+        };
+        for (when, amount) in events {
+            level = brim(level + (when - at).as_secs_f64() * rate);
+            at = when;
+            level = brim(level + amount);
+        }
+        let owed: f64 = stats
+            .admissions
+            .iter()
+            .filter(|a| a.finished.is_none_or(|f| f > last))
+            .map(|a| a.refunded as f64)
+            .sum();
+        let end_of_answers = stats
+            .admissions
+            .iter()
+            .filter_map(|a| a.finished)
+            .max()
+            .unwrap_or(last);
+        let spent = stats.tokens_spent() as f64;
+        Some(Self {
+            ideal: scenario.ideal(),
+            start: first.as_secs_f64() - started.as_secs_f64(),
+            again: (spent - batch_tokens(scenario.prompts) as f64) / rate,
+            in_flight: owed / rate,
+            wasted: wasted / rate,
+            late: level / rate,
+            tail: (end_of_answers - last).as_secs_f64() - config.latency.as_secs_f64(),
+            end: ended.as_secs_f64() - end_of_answers.as_secs_f64(),
+        })
+    }
+
+    /// The parts, in order, with their names.
+    pub fn parts(&self) -> [(&'static str, f64); 7] {
+        [
+            ("start", self.start),
+            ("sent again", self.again),
+            ("in flight", self.in_flight),
+            ("bucket full", self.wasted),
+            ("late", self.late),
+            ("tail", self.tail),
+            ("end", self.end),
+        ]
+    }
+
+    /// Their sum: the makespan less the ideal.
+    pub fn total(&self) -> f64 {
+        self.parts().iter().map(|(_, s)| s).sum()
+    }
+}
+
+impl fmt::Display for Breakdown {
+    /// Each part in ms and in % of the ideal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ideal = self.ideal.as_secs_f64().max(1e-9);
+        write!(f, "over the ideal:")?;
+        for (name, secs) in self.parts() {
+            write!(
+                f,
+                " {name} {:+.0} ms ({:+.1}%),",
+                secs * 1e3,
+                100.0 * secs / ideal
+            )?;
+        }
+        write!(
+            f,
+            " total {:+.0} ms ({:+.1}%)",
+            self.total() * 1e3,
+            100.0 * self.total() / ideal
+        )
+    }
+}
+
 fn write_input(path: &Path, requests: &[Map<String, Value>]) -> io::Result<()> {
     let mut text = String::new();
     for request in requests {
@@ -295,14 +451,16 @@ pub async fn run_cookbook(
 /// Runs `replicas` copies of `llm_batch` at once (in this process, each with its own limiter
 /// and its own share of the prompts, as separate processes would) against one fresh mock,
 /// every copy given the whole quota: without `redis` each keeps it alone, so the fleet asks
-/// for `replicas` times the quota; with `redis` (a URL and a key) they share it.
+/// for `replicas` times the quota; with `redis` (a URL and a key) they share it. With the
+/// figures, where the makespan went beyond the ideal ([`Breakdown`]).
 pub async fn run_fleet(
     scenario: &Scenario,
     dir: &Path,
     replicas: usize,
     redis: Option<(&str, &str)>,
-) -> io::Result<Figures> {
+) -> io::Result<(Figures, Option<Breakdown>)> {
     let server = MockServer::start(scenario.mock()).await?;
+    let epoch = Instant::now();
     let replicas = replicas.max(1);
     let all = requests(scenario.prompts);
     let mut runs = Vec::new();
@@ -336,7 +494,8 @@ pub async fn run_fleet(
     }
     let start = Instant::now();
     let finished = futures_util::future::join_all(runs).await;
-    let makespan = start.elapsed();
+    let end = Instant::now();
+    let makespan = end - start;
     let mut answered = 0;
     for run in finished {
         answered += run.map_err(io::Error::other)?.summary.succeeded;
@@ -346,12 +505,64 @@ pub async fn run_fleet(
     } else {
         "fleet, each alone"
     };
-    Ok(Figures::new(
-        tool,
-        scenario,
-        answered,
-        &server.stats(),
-        makespan,
-        true,
+    let stats = server.stats();
+    let breakdown = Breakdown::new(scenario, &stats, start - epoch, end - epoch);
+    Ok((
+        Figures::new(tool, scenario, answered, &stats, makespan, true),
+        breakdown,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::Admitted;
+
+    fn admitted(at: f64, charged: u64, refunded: u64, finished: f64) -> Admitted {
+        Admitted {
+            at: Duration::from_secs_f64(at),
+            charged,
+            refunded,
+            finished: Some(Duration::from_secs_f64(finished)),
+        }
+    }
+
+    #[test]
+    fn the_parts_replay_the_servers_bucket_and_add_up_to_the_makespan_beyond_the_ideal() {
+        // Two prompts against 1,000 tokens a minute: the budget binds.
+        let scenario = Scenario {
+            prompts: 2,
+            tpm: 1_000,
+            ..Scenario::issue()
+        };
+        let rate = 1_000.0 / 60.0;
+        let stats = ServerStats {
+            // 1,000 - 900 = 100; at 1 s, 100 refilled and 100 refunded: 216.7; at 50 s,
+            // 816.7 refilled, 33.3 of them over the brim: 1,000, less 900 = 100 left.
+            admissions: vec![admitted(0.0, 900, 100, 1.0), admitted(50.0, 900, 300, 50.3)],
+            tokens_charged: 1_800,
+            tokens_refunded: 400,
+            ..ServerStats::default()
+        };
+        let (started, ended) = (Duration::from_millis(10), Duration::from_secs_f64(50.32));
+        let parts = Breakdown::new(&scenario, &stats, started, ended).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(close(parts.start, -0.01), "{parts:?}");
+        assert!(close(
+            parts.again,
+            (1_400.0 - batch_tokens(2) as f64) / rate
+        ));
+        assert!(close(parts.in_flight, 300.0 / rate), "{parts:?}");
+        assert!(close(parts.wasted, (100.0 / 3.0) / rate), "{parts:?}");
+        assert!(close(parts.late, 100.0 / rate), "{parts:?}");
+        assert!(close(parts.tail, 0.3 - 0.25), "{parts:?}");
+        assert!(close(parts.end, 0.02), "{parts:?}");
+        let beyond = (ended - started).as_secs_f64() - scenario.ideal().as_secs_f64();
+        assert!(
+            close(parts.total(), beyond),
+            "{} vs {beyond}",
+            parts.total()
+        );
+        assert!(Breakdown::new(&scenario, &ServerStats::default(), started, ended).is_none());
+    }
 }

@@ -207,12 +207,14 @@ impl Runner {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
+        let sent = tokio::time::Instant::now();
         let mut response = request
             .send()
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let headers = response.headers();
-        self.quota.observe(&ServerLimits::from_headers(headers));
+        self.quota
+            .observe_aged(&ServerLimits::from_headers(headers), sent.elapsed());
         let retry_after = hint::retry_after(headers);
         let status = response.status().as_u16();
         let mut bytes = Vec::new();

@@ -45,23 +45,11 @@ fn main() {
             Box::new(move |key| gate.try_acquire(&key).is_ok())
         }
         "gate_core_limiter_quanta" => {
-            let limits = KeyedLimiter::<u64>::new(|| {
-                Limiter::builder()
-                    .rate(Rate::per_second(1_000_000_000).burst(1_000))
-                    .clock(QuantaClock::new())
-                    .build()
-                    .unwrap()
-            });
+            let limits = quanta_limiters();
             Box::new(move |key| limits.try_acquire(&key).is_ok())
         }
         "gate_core_limiter_quanta_check" => {
-            let limits = KeyedLimiter::<u64>::new(|| {
-                Limiter::builder()
-                    .rate(Rate::per_second(1_000_000_000).burst(1_000))
-                    .clock(QuantaClock::new())
-                    .build()
-                    .unwrap()
-            });
+            let limits = quanta_limiters();
             Box::new(move |key| limits.check(&key).is_ok())
         }
         "governor" => {
@@ -92,4 +80,16 @@ fn main() {
         admitted += u64::from(check(black_box(i % HOT_KEYS)));
     }
     assert_eq!(admitted, checks);
+}
+
+/// A `KeyedLimiter` whose keys' rates never bind (10^9 a second, a burst of 1,000), on
+/// quanta's clock, as `benches/keyed.rs` builds it.
+fn quanta_limiters() -> KeyedLimiter<u64> {
+    KeyedLimiter::new(|| {
+        Limiter::builder()
+            .rate(Rate::per_second(1_000_000_000).burst(1_000))
+            .clock(QuantaClock::new())
+            .build()
+            .unwrap()
+    })
 }

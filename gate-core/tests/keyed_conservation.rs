@@ -59,6 +59,24 @@ async fn yields(n: u64) {
     }
 }
 
+/// Spawns `TASKS` tasks, the `i`th running `task(i)`, aborts one in eight (chosen by
+/// `abort_seed`) wherever it is: queued, holding a permit, or done; and waits for them all.
+async fn run_aborting_some<F>(abort_seed: u64, mut task: impl FnMut(u64) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..TASKS as u64).map(|i| tokio::spawn(task(i))).collect();
+    let mut pick = rng(abort_seed);
+    for task in &tasks {
+        if pick(8) == 0 {
+            task.abort();
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_cancellation() {
     let gate = Arc::new(
@@ -82,15 +100,14 @@ async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_canc
         over: AtomicBool::new(false),
     });
     let admitted = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    run_aborting_some(u64::MAX, |task| {
         let (gate, counts, admitted) = (
             Arc::clone(&gate),
             Arc::clone(&counts),
             Arc::clone(&admitted),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut next = rng(task as u64);
+        async move {
+            let mut next = rng(task);
             let key = next(KEYS as u64) as usize;
             let patience = next(400);
             // Cancelled while queued, or just after being granted, as `select!` drops the loser.
@@ -112,18 +129,9 @@ async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_canc
                 admitted.fetch_add(1, Ordering::Relaxed);
                 yields(next(10)).await;
             }
-        }));
-    }
-    // Some tasks are aborted wherever they are: queued, holding a permit, or done.
-    let mut pick = rng(u64::MAX);
-    for task in &tasks {
-        if pick(8) == 0 {
-            task.abort();
         }
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
+    })
+    .await;
 
     assert!(!counts.over.load(Ordering::SeqCst), "a limit was exceeded");
     let admitted = admitted.load(Ordering::Relaxed);
@@ -155,6 +163,15 @@ async fn neither_limit_is_exceeded_and_every_permit_comes_back_under_random_canc
 struct KeyCounts {
     per_key: Vec<AtomicUsize>,
     over: AtomicBool,
+}
+
+impl KeyCounts {
+    fn new(keys: usize) -> Self {
+        Self {
+            per_key: (0..keys).map(|_| AtomicUsize::new(0)).collect(),
+            over: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A caller's hold on a key of a [`KeyCounts`], lowered on drop (an aborted task too).
@@ -192,20 +209,16 @@ async fn the_per_key_limit_holds_and_every_permit_comes_back_across_shards_under
     );
     let debug = format!("{gate:?}");
     assert!(!debug.contains("shards: 1,"), "{debug}");
-    let counts = Arc::new(KeyCounts {
-        per_key: (0..KEYS).map(|_| AtomicUsize::new(0)).collect(),
-        over: AtomicBool::new(false),
-    });
+    let counts = Arc::new(KeyCounts::new(KEYS));
     let admitted = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    run_aborting_some(u64::MAX, |task| {
         let (gate, counts, admitted) = (
             Arc::clone(&gate),
             Arc::clone(&counts),
             Arc::clone(&admitted),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut next = rng(task as u64 + 1);
+        async move {
+            let mut next = rng(task + 1);
             // A few hot keys that queue, and a long tail that comes and goes.
             let key = match next(4) {
                 0 => next(8),
@@ -233,17 +246,9 @@ async fn the_per_key_limit_holds_and_every_permit_comes_back_across_shards_under
                 admitted.fetch_add(1, Ordering::Relaxed);
                 yields(next(10)).await;
             }
-        }));
-    }
-    let mut pick = rng(u64::MAX);
-    for task in &tasks {
-        if pick(8) == 0 {
-            task.abort();
         }
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
+    })
+    .await;
 
     assert!(
         !counts.over.load(Ordering::SeqCst),
@@ -282,20 +287,16 @@ async fn releases_off_the_lock_racing_queues_cancellations_and_evictions_keep_ev
             .build()
             .unwrap(),
     );
-    let counts = Arc::new(KeyCounts {
-        per_key: (0..KEYS).map(|_| AtomicUsize::new(0)).collect(),
-        over: AtomicBool::new(false),
-    });
+    let counts = Arc::new(KeyCounts::new(KEYS));
     let admitted = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    run_aborting_some(u64::MAX - 1, |task| {
         let (gate, counts, admitted) = (
             Arc::clone(&gate),
             Arc::clone(&counts),
             Arc::clone(&admitted),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut next = rng(task as u64 + 7);
+        async move {
+            let mut next = rng(task + 7);
             // Four hot keys that queue, and a tail that comes, goes and is evicted.
             let key = match next(2) {
                 0 => next(4),
@@ -317,17 +318,9 @@ async fn releases_off_the_lock_racing_queues_cancellations_and_evictions_keep_ev
                 drop(held);
                 drop(permit);
             }
-        }));
-    }
-    let mut pick = rng(u64::MAX - 1);
-    for task in &tasks {
-        if pick(8) == 0 {
-            task.abort();
         }
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
+    })
+    .await;
 
     assert!(
         !counts.over.load(Ordering::SeqCst),

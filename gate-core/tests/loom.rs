@@ -20,6 +20,16 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
+/// Polls `acquire` once, so that it queues, then drops it: the permit may be granted in
+/// between, and is then dropped with it.
+fn queue_then_give_up<F: Future>(acquire: F) {
+    let mut acquire = pin!(acquire);
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
+        drop(permit);
+    }
+}
+
 fn assert_idle(gate: &Gate, limit: usize) {
     let stats = gate.stats();
     assert_eq!((stats.in_flight, stats.waiting), (0, 0));
@@ -82,12 +92,7 @@ fn cancel_races_a_release() {
         let canceller = {
             let gate = gate.clone();
             thread::spawn(move || {
-                let mut acquire = pin!(gate.acquire());
-                let mut cx = Context::from_waker(Waker::noop());
-                // Queue, then give up: the permit may be granted in between.
-                if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
-                    drop(permit);
-                }
+                queue_then_give_up(gate.acquire());
             })
         };
         let releaser = thread::spawn(move || drop(held));
@@ -340,12 +345,7 @@ mod keyed {
             let canceller = {
                 let gate = gate.clone();
                 thread::spawn(move || {
-                    let mut acquire = pin!(gate.acquire(&0));
-                    let mut cx = Context::from_waker(Waker::noop());
-                    // Queue, then give up: the permit may be granted in between.
-                    if let Poll::Ready(permit) = acquire.as_mut().poll(&mut cx) {
-                        drop(permit);
-                    }
+                    queue_then_give_up(gate.acquire(&0));
                 })
             };
             let releaser = thread::spawn(move || drop(held));
